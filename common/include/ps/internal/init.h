@@ -1,0 +1,62 @@
+/* Deterministic initializers (SPEC §4): values are a pure function of (spec, seed, full name, shape,
+ * dtype), identical on every machine. psd runs these at creation. */
+#ifndef PS_INTERNAL_INIT_H
+#define PS_INTERNAL_INIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/status.h>
+
+typedef enum {
+    PS_INIT_DEFAULT = 0,
+    PS_INIT_ZEROS = 1,
+    PS_INIT_ONES = 2,
+    PS_INIT_CONSTANT = 3,
+    PS_INIT_RANDOM_NORMAL = 4,
+    PS_INIT_TRUNCATED_NORMAL = 5,
+    PS_INIT_RANDOM_UNIFORM = 6,
+    PS_INIT_GLOROT_UNIFORM = 7,
+    PS_INIT_GLOROT_NORMAL = 8,
+    PS_INIT_VARIANCE_SCALING = 9,
+    PS_INIT_FROM_VALUE = 10,
+} ps_init_kind_t;
+
+typedef enum { PS_FAN_IN = 0, PS_FAN_OUT = 1, PS_FAN_AVG = 2 } ps_fan_mode_t;
+
+typedef enum {
+    PS_DIST_TRUNCATED_NORMAL = 0,
+    PS_DIST_UNTRUNCATED_NORMAL = 1,
+    PS_DIST_UNIFORM = 2,
+} ps_distribution_t;
+
+/* Same fields and numbering as pscope.v1.Initializer. */
+typedef struct ps_init_spec {
+    ps_init_kind_t kind;
+    double value;
+    double mean, stddev;
+    double minval, maxval;
+    double scale;
+    ps_fan_mode_t mode;
+    ps_distribution_t distribution;
+    int64_t seed;
+} ps_init_spec_t;
+
+/** TF's defaults for a kind (random_normal: mean 0, stddev 1; random_uniform: [0, 1); ...). */
+void ps_init_spec_default(ps_init_spec_t *spec, ps_init_kind_t kind);
+
+/**
+ * Check parameters (stddev >= 0, minval < maxval, scale > 0, known kind/mode/distribution) and that
+ * the kind fits the dtype. INIT_FROM_VALUE is not run here. Returns 0 or INVALID_ARGUMENT.
+ */
+int ps_init_check(const ps_init_spec_t *spec, int dtype, ps_error_t *err);
+
+/**
+ * Fill out (nelems elements of dtype) for the variable full_name of the given shape. Fan-in and
+ * fan-out follow TF's _compute_fans. INIT_DEFAULT resolves to glorot_uniform for floats and zeros for
+ * integers. Returns 0 or INVALID_ARGUMENT.
+ */
+int ps_init_fill(const ps_init_spec_t *spec, const char *full_name, const int64_t *dims, size_t rank,
+                 int dtype, void *out, uint64_t nelems, ps_error_t *err);
+
+#endif /* PS_INTERNAL_INIT_H */

@@ -1,0 +1,42 @@
+/* protobuf-c glue shared by psd and the client: unpacking a header with a bounded allocator, packing
+ * a header behind its frame prefix, and the status and dtype mappings between proto and pscope. */
+#ifndef PS_INTERNAL_PB_H
+#define PS_INTERNAL_PB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/status.h>
+
+#include "pscope.pb-c.h"
+
+/* Upper bound on what unpacking one header may allocate, as a multiple of its encoded size plus a
+ * constant: protobuf-c's in-memory form of a message is a bounded multiple of its encoding. */
+#define PS_PB_UNPACK_FACTOR 16
+#define PS_PB_UNPACK_SLACK  (64u << 10)
+
+/**
+ * Unpack a Header from len bytes, with an allocator that fails once the total exceeds
+ * len * PS_PB_UNPACK_FACTOR + PS_PB_UNPACK_SLACK. Returns NULL with INVALID_ARGUMENT in err when the
+ * bytes are not a valid Header (or would allocate past the bound). Free with ps_pb_header_free().
+ */
+Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err);
+
+/** Free a header from ps_pb_header_unpack(); NULL is a no-op. */
+void ps_pb_header_free(Pscope__V1__Header *h);
+
+/**
+ * Pack prefix + h into one new buffer of *out_len bytes (caller frees with ps_free). payload_len is
+ * the number of payload bytes the caller will send after it. Returns NULL on allocation failure or
+ * when the header exceeds max_header (err says which).
+ */
+uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h, uint64_t payload_len, uint32_t max_header,
+                          size_t *out_len, ps_error_t *err);
+
+/** A ProtobufCBinaryData pointing at a C string (no copy). */
+ProtobufCBinaryData ps_pb_bytes(const char *s);
+
+/** Copy a bytes field into a NUL-terminated string of at most cap-1 bytes; 0, or -1 if too long. */
+int ps_pb_bytes_to_str(ProtobufCBinaryData b, char *out, size_t cap);
+
+#endif /* PS_INTERNAL_PB_H */
