@@ -1,5 +1,6 @@
-/* protobuf-c glue shared by psd and the client: unpacking a header with a bounded allocator, packing
- * a header behind its frame prefix, and the status and dtype mappings between proto and pscope. */
+/* protobuf-c glue shared by psd and the client: unpacking a header with a bounded allocator,
+ * packing a header behind its frame prefix, and the status and dtype mappings between proto and
+ * pscope. */
 #ifndef PS_INTERNAL_PB_H
 #define PS_INTERNAL_PB_H
 
@@ -17,8 +18,9 @@
 
 /**
  * Unpack a Header from len bytes, with an allocator that fails once the total exceeds
- * len * PS_PB_UNPACK_FACTOR + PS_PB_UNPACK_SLACK. Returns NULL with INVALID_ARGUMENT in err when the
- * bytes are not a valid Header (or would allocate past the bound). Free with ps_pb_header_free().
+ * len * PS_PB_UNPACK_FACTOR + PS_PB_UNPACK_SLACK. Returns NULL with INVALID_ARGUMENT in err when
+ * the bytes are not a valid Header (or would allocate past the bound). Free with
+ * ps_pb_header_free().
  */
 Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err);
 
@@ -28,15 +30,24 @@ void ps_pb_header_free(Pscope__V1__Header *h);
 /**
  * Pack prefix + h into one new buffer of *out_len bytes (caller frees with ps_free). payload_len is
  * the number of payload bytes the caller will send after it. Returns NULL on allocation failure or
- * when the header exceeds max_header (err says which).
+ * when the header exceeds max_header (RESOURCE_EXHAUSTED, err says which). A Header whose fields
+ * are all defaults packs to zero bytes; it is sent as the 2 bytes {0x08, 0x00} (id = 0 spelled
+ * out), because a frame's header length must be at least 1.
  */
-uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h, uint64_t payload_len, uint32_t max_header,
-                          size_t *out_len, ps_error_t *err);
+uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h,
+                          uint64_t payload_len,
+                          uint32_t max_header,
+                          size_t *out_len,
+                          ps_error_t *err);
 
 /** A ProtobufCBinaryData pointing at a C string (no copy). */
 ProtobufCBinaryData ps_pb_bytes(const char *s);
 
 /** Copy a bytes field into a NUL-terminated string of at most cap-1 bytes; 0, or -1 if too long. */
 int ps_pb_bytes_to_str(ProtobufCBinaryData b, char *out, size_t cap);
+
+/** A wire status code (Header.code) as a ps code: itself when in PS_STATUS_MAP, else
+ * PS_ERR_UNKNOWN. */
+int ps_pb_code_from_wire(uint32_t code);
 
 #endif /* PS_INTERNAL_PB_H */

@@ -34,7 +34,8 @@ PS_EXTERN const char *ps_dtype_name(int dtype);
 /** The reference-variable name TF1 prints for a found dtype: "float32_ref". */
 PS_EXTERN const char *ps_dtype_ref_name(int dtype);
 
-/** Parse "float32" (also "float", "double", "float64", "int32", "int64"); PS_DTYPE_INVALID if not. */
+/** Parse "float32" (also "float", "double", "float64", "int32", "int64"); PS_DTYPE_INVALID if not.
+ */
 PS_EXTERN ps_dtype_t ps_dtype_from_name(const char *name);
 
 #ifdef __cplusplus

@@ -1,5 +1,5 @@
-/* Status codes (TensorFlow's canonical codes, SPEC §7) and the error struct that carries a code with
- * its message through every fallible call of pscope. */
+/* Status codes (TensorFlow's canonical codes, SPEC §7) and the error struct that carries a code
+ * with its message through every fallible call of pscope. */
 #ifndef PS_STATUS_H
 #define PS_STATUS_H
 
@@ -10,23 +10,23 @@ extern "C" {
 #endif
 
 /* The one table of codes: XX(name, value, default text). Wire values equal these. */
-#define PS_STATUS_MAP(XX)                                                                          \
-    XX(OK, 0, "ok")                                                                                \
-    XX(CANCELLED, 1, "cancelled")                                                                  \
-    XX(UNKNOWN, 2, "unknown error")                                                                \
-    XX(INVALID_ARGUMENT, 3, "invalid argument")                                                    \
-    XX(DEADLINE_EXCEEDED, 4, "deadline exceeded")                                                  \
-    XX(NOT_FOUND, 5, "not found")                                                                  \
-    XX(ALREADY_EXISTS, 6, "already exists")                                                        \
-    XX(PERMISSION_DENIED, 7, "permission denied")                                                  \
-    XX(RESOURCE_EXHAUSTED, 8, "resource exhausted")                                                \
-    XX(FAILED_PRECONDITION, 9, "failed precondition")                                              \
-    XX(ABORTED, 10, "aborted")                                                                     \
-    XX(OUT_OF_RANGE, 11, "out of range")                                                           \
-    XX(UNIMPLEMENTED, 12, "unimplemented")                                                         \
-    XX(INTERNAL, 13, "internal error")                                                             \
-    XX(UNAVAILABLE, 14, "unavailable")                                                             \
-    XX(DATA_LOSS, 15, "data loss")                                                                 \
+#define PS_STATUS_MAP(XX)                             \
+    XX(OK, 0, "ok")                                   \
+    XX(CANCELLED, 1, "cancelled")                     \
+    XX(UNKNOWN, 2, "unknown error")                   \
+    XX(INVALID_ARGUMENT, 3, "invalid argument")       \
+    XX(DEADLINE_EXCEEDED, 4, "deadline exceeded")     \
+    XX(NOT_FOUND, 5, "not found")                     \
+    XX(ALREADY_EXISTS, 6, "already exists")           \
+    XX(PERMISSION_DENIED, 7, "permission denied")     \
+    XX(RESOURCE_EXHAUSTED, 8, "resource exhausted")   \
+    XX(FAILED_PRECONDITION, 9, "failed precondition") \
+    XX(ABORTED, 10, "aborted")                        \
+    XX(OUT_OF_RANGE, 11, "out of range")              \
+    XX(UNIMPLEMENTED, 12, "unimplemented")            \
+    XX(INTERNAL, 13, "internal error")                \
+    XX(UNAVAILABLE, 14, "unavailable")                \
+    XX(DATA_LOSS, 15, "data loss")                    \
     XX(UNAUTHENTICATED, 16, "unauthenticated")
 
 typedef enum {
@@ -42,8 +42,8 @@ typedef enum {
 #define PS_ERROR_MSG_MAX 512
 
 /**
- * A code with its message. Callers allocate it (usually on the stack); it owns no heap memory, so the
- * out-of-memory path needs no allocation. msg is always NUL-terminated after ps_error_set.
+ * A code with its message. Callers allocate it (usually on the stack); it owns no heap memory, so
+ * the out-of-memory path needs no allocation. msg is always NUL-terminated after ps_error_set.
  */
 typedef struct ps_error {
     int code;

@@ -8,9 +8,9 @@
 extern "C" {
 #endif
 
-#define PS_VERSION_MAJOR 0
-#define PS_VERSION_MINOR 1
-#define PS_VERSION_PATCH 0
+#define PS_VERSION_MAJOR  0
+#define PS_VERSION_MINOR  1
+#define PS_VERSION_PATCH  0
 #define PS_VERSION_STRING "0.1.0"
 
 /** Version byte carried in every frame prefix (docs/PROTOCOL.md). */

@@ -1,6 +1,6 @@
-/* The frame codec shared by psd and libpsclient: the 16-byte prefix and a pure decoder state machine
- * (no I/O, no libuv) that turns a byte stream into prefix, header and payload, checking every length
- * against its limit before anything is allocated. Wire layout: docs/PROTOCOL.md. */
+/* The frame codec shared by psd and libpsclient: the 16-byte prefix and a pure decoder state
+ * machine (no I/O, no libuv) that turns a byte stream into prefix, header and payload, checking
+ * every length against its limit before anything is allocated. Wire layout: docs/PROTOCOL.md. */
 #ifndef PS_INTERNAL_FRAME_H
 #define PS_INTERNAL_FRAME_H
 
@@ -23,7 +23,7 @@
 #define PS_FRAME_MAGIC1     0x53
 
 /* Defaults; psd and the client may configure other values. */
-#define PS_FRAME_DEFAULT_MAX_HEADER  (4u << 20)            /* 4 MiB */
+#define PS_FRAME_DEFAULT_MAX_HEADER  (4u << 20)           /* 4 MiB */
 #define PS_FRAME_DEFAULT_MAX_PAYLOAD ((uint64_t) 1 << 30) /* 1 GiB */
 
 typedef struct ps_frame_limits {
@@ -39,7 +39,8 @@ typedef struct ps_frame_prefix {
 } ps_frame_prefix_t;
 
 /** Write a prefix for a frame of header_len + payload_len bytes into out. */
-void ps_frame_prefix_encode(uint8_t out[PS_FRAME_PREFIX_LEN], uint32_t header_len,
+void ps_frame_prefix_encode(uint8_t out[PS_FRAME_PREFIX_LEN],
+                            uint32_t header_len,
                             uint64_t payload_len);
 
 /**
@@ -47,8 +48,10 @@ void ps_frame_prefix_encode(uint8_t out[PS_FRAME_PREFIX_LEN], uint32_t header_le
  * length 0; header length 0 or larger than the frame) or RESOURCE_EXHAUSTED (header or payload over
  * its limit), with the message in err. Nothing is allocated.
  */
-int ps_frame_prefix_decode(const uint8_t in[PS_FRAME_PREFIX_LEN], const ps_frame_limits_t *lim,
-                           ps_frame_prefix_t *out, ps_error_t *err);
+int ps_frame_prefix_decode(const uint8_t in[PS_FRAME_PREFIX_LEN],
+                           const ps_frame_limits_t *lim,
+                           ps_frame_prefix_t *out,
+                           ps_error_t *err);
 
 /** One destination for payload bytes: tensor bytes land here directly. */
 typedef struct ps_frame_seg {
@@ -105,13 +108,13 @@ void ps_frame_decoder_deinit(ps_frame_decoder_t *d);
 /**
  * Consume bytes from data[0..len). Stops at the first event: *used says how many bytes were taken.
  * PS_FRAME_NEED_MORE: all len bytes were taken. PS_FRAME_HEADER: call ps_frame_decoder_header(),
- * then ps_frame_decoder_set_sinks() or ps_frame_decoder_skip_payload(), then feed again (a frame with
- * no payload returns PS_FRAME_READY from that next feed even with len 0). PS_FRAME_READY: the frame is
- * complete; the next feed starts the next frame. PS_FRAME_ERROR: the code and message are in
- * ps_frame_decoder_error(); every later feed returns PS_FRAME_ERROR too.
+ * then ps_frame_decoder_set_sinks() or ps_frame_decoder_skip_payload(), then feed again (a frame
+ * with no payload returns PS_FRAME_READY from that next feed even with len 0). PS_FRAME_READY: the
+ * frame is complete; the next feed starts the next frame. PS_FRAME_ERROR: the code and message are
+ * in ps_frame_decoder_error(); every later feed returns PS_FRAME_ERROR too.
  */
-ps_frame_event_t ps_frame_decoder_feed(ps_frame_decoder_t *d, const uint8_t *data, size_t len,
-                                       size_t *used);
+ps_frame_event_t
+ps_frame_decoder_feed(ps_frame_decoder_t *d, const uint8_t *data, size_t len, size_t *used);
 
 /** The complete header bytes after PS_FRAME_HEADER (valid until the next frame starts). */
 const uint8_t *ps_frame_decoder_header(const ps_frame_decoder_t *d, size_t *len);
@@ -124,7 +127,9 @@ uint64_t ps_frame_decoder_payload_len(const ps_frame_decoder_t *d);
  * PS_FRAME_READY). The lengths must add up to the payload length exactly: otherwise returns
  * INVALID_ARGUMENT, message in err, and nothing changes (the caller may then skip).
  */
-int ps_frame_decoder_set_sinks(ps_frame_decoder_t *d, const ps_frame_seg_t *segs, size_t nsegs,
+int ps_frame_decoder_set_sinks(ps_frame_decoder_t *d,
+                               const ps_frame_seg_t *segs,
+                               size_t nsegs,
                                ps_error_t *err);
 
 /** Read and drop the current payload (used after rejecting a request whose payload is sane). */

@@ -1,5 +1,5 @@
-/* Deterministic initializers (SPEC §4): values are a pure function of (spec, seed, full name, shape,
- * dtype), identical on every machine. psd runs these at creation. */
+/* Deterministic initializers (SPEC §4): values are a pure function of (spec, seed, full name,
+ * shape, dtype), identical on every machine. psd runs these at creation. */
 #ifndef PS_INTERNAL_INIT_H
 #define PS_INTERNAL_INIT_H
 
@@ -22,7 +22,11 @@ typedef enum {
     PS_INIT_FROM_VALUE = 10,
 } ps_init_kind_t;
 
-typedef enum { PS_FAN_IN = 0, PS_FAN_OUT = 1, PS_FAN_AVG = 2 } ps_fan_mode_t;
+typedef enum {
+    PS_FAN_IN = 0,
+    PS_FAN_OUT = 1,
+    PS_FAN_AVG = 2
+} ps_fan_mode_t;
 
 typedef enum {
     PS_DIST_TRUNCATED_NORMAL = 0,
@@ -53,10 +57,16 @@ int ps_init_check(const ps_init_spec_t *spec, int dtype, ps_error_t *err);
 
 /**
  * Fill out (nelems elements of dtype) for the variable full_name of the given shape. Fan-in and
- * fan-out follow TF's _compute_fans. INIT_DEFAULT resolves to glorot_uniform for floats and zeros for
- * integers. Returns 0 or INVALID_ARGUMENT.
+ * fan-out follow TF's _compute_fans. INIT_DEFAULT resolves to glorot_uniform for floats and zeros
+ * for integers. Returns 0 or INVALID_ARGUMENT.
  */
-int ps_init_fill(const ps_init_spec_t *spec, const char *full_name, const int64_t *dims, size_t rank,
-                 int dtype, void *out, uint64_t nelems, ps_error_t *err);
+int ps_init_fill(const ps_init_spec_t *spec,
+                 const char *full_name,
+                 const int64_t *dims,
+                 size_t rank,
+                 int dtype,
+                 void *out,
+                 uint64_t nelems,
+                 ps_error_t *err);
 
 #endif /* PS_INTERNAL_INIT_H */

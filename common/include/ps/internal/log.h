@@ -12,10 +12,10 @@ typedef enum {
 
 extern int ps_log_level;
 
-#define PS_LOG(level, module, ...)                                                                 \
-    do {                                                                                           \
-        if ((level) >= ps_log_level)                                                               \
-            ps_log_write((level), (module), __VA_ARGS__);                                          \
+#define PS_LOG(level, module, ...)                        \
+    do {                                                  \
+        if ((level) >= ps_log_level)                      \
+            ps_log_write((level), (module), __VA_ARGS__); \
     } while (0)
 
 void ps_log_write(int level, const char *module, const char *fmt, ...)

@@ -1,5 +1,5 @@
-/* Name rules shared by psd and the client (SPEC §5, TF_SEMANTICS §1.10): TF1 op-name regexes for scope
- * and variable names, and psd's stricter checks on every full name it receives. */
+/* Name rules shared by psd and the client (SPEC §5, TF_SEMANTICS §1.10): TF1 op-name regexes for
+ * scope and variable names, and psd's stricter checks on every full name it receives. */
 #ifndef PS_INTERNAL_NAMES_H
 #define PS_INTERNAL_NAMES_H
 
@@ -20,7 +20,8 @@ int ps_name_check_scope(const char *name, int at_root, ps_error_t *err);
 /**
  * psd's check of a full variable name given as len bytes (not NUL-terminated; it may contain NUL):
  * non-empty, at most PS_NAME_MAX bytes, no NUL, valid UTF-8, no leading or trailing '/', no empty
- * component ("//"), and the root op-name regex. Returns 0 or INVALID_ARGUMENT naming what was wrong.
+ * component ("//"), and the root op-name regex. Returns 0 or INVALID_ARGUMENT naming what was
+ * wrong.
  */
 int ps_name_check_full(const char *name, size_t len, ps_error_t *err);
 

@@ -10,6 +10,9 @@
 
 #define PS_MAX_RANK 8
 
+/* Enough for any shape printed by ps_shape_format / ps_shape_spec_format (8 dims of 20 digits). */
+#define PS_SHAPE_STR_MAX 192
+
 /* A shape that may be partly known (lookups); -1 marks an unknown dimension. */
 typedef struct ps_shape_spec {
     int unknown_rank;
@@ -23,8 +26,14 @@ typedef struct ps_shape_spec {
  * a negative dimension ("Dimension -1 must be >= 0", TF's text) or an overflowing product, and
  * RESOURCE_EXHAUSTED when the byte size exceeds max_bytes. what names the tensor in messages.
  */
-int ps_shape_check(const int64_t *dims, size_t rank, size_t elem_size, uint64_t max_bytes,
-                   const char *what, uint64_t *nelems, uint64_t *nbytes, ps_error_t *err);
+int ps_shape_check(const int64_t *dims,
+                   size_t rank,
+                   size_t elem_size,
+                   uint64_t max_bytes,
+                   const char *what,
+                   uint64_t *nelems,
+                   uint64_t *nbytes,
+                   ps_error_t *err);
 
 /** Like ps_shape_check, but unknown dims (-1) and unknown rank are allowed; nothing is computed. */
 int ps_shape_spec_check(const ps_shape_spec_t *s, const char *what, ps_error_t *err);
@@ -35,7 +44,8 @@ int ps_shape_compatible(const ps_shape_spec_t *spec, const int64_t *dims, size_t
 /** 1 when the spec is fully defined (known rank, no -1). */
 int ps_shape_spec_fully_defined(const ps_shape_spec_t *s);
 
-/** Print as TF1: "<unknown>", "()", "(1,)", "(5, 5)", "(?, 64)". Always NUL-terminates; returns out. */
+/** Print as TF1: "<unknown>", "()", "(1,)", "(5, 5)", "(?, 64)". Always NUL-terminates; returns
+ * out. */
 char *ps_shape_spec_format(const ps_shape_spec_t *s, char *out, size_t cap);
 
 /** Print a fully defined shape the same way. */
