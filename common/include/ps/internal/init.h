@@ -46,6 +46,16 @@ typedef struct ps_init_spec {
     int64_t seed;
 } ps_init_spec_t;
 
+/** "glorot_uniform" for PS_INIT_GLOROT_UNIFORM, ...; "unknown" outside the enum. Static storage. */
+const char *ps_init_kind_name(int kind);
+
+/**
+ * TF's _compute_fans: rank 0 -> 1, 1; rank 1 -> dims[0], dims[0]; rank 2 -> dims[0], dims[1];
+ * higher -> receptive field rf = product of all but the last two dims, fan_in = dims[rank-2] * rf,
+ * fan_out = dims[rank-1] * rf. Computed in double (no overflow).
+ */
+void ps_init_compute_fans(const int64_t *dims, size_t rank, double *fan_in, double *fan_out);
+
 /** TF's defaults for a kind (random_normal: mean 0, stddev 1; random_uniform: [0, 1); ...). */
 void ps_init_spec_default(ps_init_spec_t *spec, ps_init_kind_t kind);
 
