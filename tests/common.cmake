@@ -1,1 +1,5 @@
-# common unit tests
+# Unit tests of common/ (one Criterion executable per module). Paths are relative to tests/.
+ps_add_criterion_test(test_status SOURCES unit/test_status.c LIBS pscommon)
+ps_add_criterion_test(test_dtype SOURCES unit/test_dtype.c LIBS pscommon)
+ps_add_criterion_test(test_names SOURCES unit/test_names.c LIBS pscommon)
+ps_add_criterion_test(test_shape SOURCES unit/test_shape.c LIBS pscommon)
