@@ -32,7 +32,7 @@ static void *dup_block(const uint8_t *src, size_t n)
 
 /* Direct the current payload into a fresh buffer cut into nsinks pieces, or skip it. */
 static int
-direct_payload(ps_frame_decoder_t *d, size_t nsinks, ps_test_frame_t *fr, ps_test_frames_t *out)
+direct_payload(ps_frame_decoder_t *d, size_t nsinks, ps_test_frame_t *fr, ps_error_t *err)
 {
     uint64_t plen = ps_frame_decoder_payload_len(d);
     if (nsinks == 0) {
@@ -50,23 +50,38 @@ direct_payload(ps_frame_decoder_t *d, size_t nsinks, ps_test_frame_t *fr, ps_tes
         segs[i].len = piece;
         off += piece;
     }
-    int rc = ps_frame_decoder_set_sinks(d, segs, nsinks, &out->err);
+    int rc = ps_frame_decoder_set_sinks(d, segs, nsinks, err);
     free(segs);
     return rc;
 }
 
-size_t ps_test_decode(ps_frame_decoder_t *d,
-                      const uint8_t *data,
-                      size_t len,
-                      const size_t *chunks,
-                      size_t nchunks,
-                      size_t nsinks,
-                      ps_test_frames_t *out)
+void ps_test_frames_init(ps_test_frames_t *out)
 {
     memset(out, 0, sizeof *out);
-    ps_test_frame_t cur = {0};
+}
+
+/* Record the decoder's error and stop. */
+static size_t stop_with_error(ps_test_frames_t *out, int code, const ps_error_t *err)
+{
+    out->error = code;
+    out->err = *err;
+    if (out->err.code == 0)
+        out->err.code = code;
+    return out->n;
+}
+
+size_t ps_test_decode_push(ps_frame_decoder_t *d,
+                           const uint8_t *data,
+                           size_t len,
+                           const size_t *chunks,
+                           size_t nchunks,
+                           size_t nsinks,
+                           ps_test_frames_t *out)
+{
     size_t pos = 0;
     size_t ci = 0;
+    if (out->error != 0)
+        return out->n;
     while (pos < len) {
         size_t want = len - pos;
         if (nchunks > 0 && chunks[ci % nchunks] > 0 && chunks[ci % nchunks] < want)
@@ -84,39 +99,36 @@ size_t ps_test_decode(ps_frame_decoder_t *d,
             off += used;
             out->consumed += used;
             if (ev == PS_FRAME_ERROR) {
-                out->error = ps_frame_decoder_error(d)->code;
-                out->err = *ps_frame_decoder_error(d);
                 free(block);
-                free(cur.header);
-                free(cur.payload);
-                return out->n;
+                return stop_with_error(out, ps_frame_decoder_error(d)->code,
+                                       ps_frame_decoder_error(d));
             }
             if (ev == PS_FRAME_HEADER) {
                 size_t hlen;
                 const uint8_t *h = ps_frame_decoder_header(d, &hlen);
-                cur.header = dup_block(h, hlen);
-                cur.header_len = hlen;
-                if (direct_payload(d, nsinks, &cur, out) != 0) {
-                    out->error = out->err.code;
+                free(out->cur.header);
+                free(out->cur.payload);
+                memset(&out->cur, 0, sizeof out->cur);
+                out->cur.header = dup_block(h, hlen);
+                out->cur.header_len = hlen;
+                ps_error_t err = {0};
+                int rc = direct_payload(d, nsinks, &out->cur, &err);
+                if (rc != 0) {
                     free(block);
-                    free(cur.header);
-                    free(cur.payload);
-                    return out->n;
+                    return stop_with_error(out, rc, &err);
                 }
                 continue;
             }
             if (ev == PS_FRAME_READY) {
                 if (out->n == PS_TEST_MAX_FRAMES) {
-                    out->error = PS_ERR_OUT_OF_RANGE;
-                    snprintf(out->err.msg, sizeof out->err.msg, "more than %d frames",
-                             PS_TEST_MAX_FRAMES);
+                    ps_error_t err = {0};
+                    ps_error_set(&err, PS_ERR_OUT_OF_RANGE, "more than %d frames",
+                                 PS_TEST_MAX_FRAMES);
                     free(block);
-                    free(cur.header);
-                    free(cur.payload);
-                    return out->n;
+                    return stop_with_error(out, PS_ERR_OUT_OF_RANGE, &err);
                 }
-                out->f[out->n++] = cur;
-                memset(&cur, 0, sizeof cur);
+                out->f[out->n++] = out->cur;
+                memset(&out->cur, 0, sizeof out->cur);
                 if (off < want)
                     continue;
             }
@@ -125,10 +137,19 @@ size_t ps_test_decode(ps_frame_decoder_t *d,
         free(block);
         pos += want;
     }
-    /* A frame left unfinished keeps its copies out of out->f: drop them. */
-    free(cur.header);
-    free(cur.payload);
     return out->n;
+}
+
+size_t ps_test_decode(ps_frame_decoder_t *d,
+                      const uint8_t *data,
+                      size_t len,
+                      const size_t *chunks,
+                      size_t nchunks,
+                      size_t nsinks,
+                      ps_test_frames_t *out)
+{
+    ps_test_frames_init(out);
+    return ps_test_decode_push(d, data, len, chunks, nchunks, nsinks, out);
 }
 
 void ps_test_frames_free(ps_test_frames_t *f)
@@ -138,6 +159,9 @@ void ps_test_frames_free(ps_test_frames_t *f)
         free(f->f[i].payload);
     }
     f->n = 0;
+    free(f->cur.header);
+    free(f->cur.payload);
+    memset(&f->cur, 0, sizeof f->cur);
 }
 
 void ps_test_feed_splits(const uint8_t *buf, size_t len, ps_test_split_fn fn, void *ctx)

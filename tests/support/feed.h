@@ -24,12 +24,29 @@ typedef struct ps_test_frame {
 typedef struct ps_test_frames {
     size_t n;
     ps_test_frame_t f[PS_TEST_MAX_FRAMES];
-    int last_event;  /* the last event the decoder returned */
-    int error;       /* 0, or the decoder's error code after PS_FRAME_ERROR */
-    ps_error_t err;  /* the decoder's error when error != 0 */
-    size_t consumed; /* bytes the decoder took in all */
-    size_t feeds;    /* calls to ps_frame_decoder_feed */
+    int last_event;      /* the last event the decoder returned */
+    int error;           /* 0, or the decoder's error code after PS_FRAME_ERROR */
+    ps_error_t err;      /* the decoder's error when error != 0 */
+    size_t consumed;     /* bytes the decoder took in all */
+    size_t feeds;        /* calls to ps_frame_decoder_feed */
+    ps_test_frame_t cur; /* the frame in progress between pushes */
 } ps_test_frames_t;
+
+/** Start an empty collection (before ps_test_decode_push). */
+void ps_test_frames_init(ps_test_frames_t *out);
+
+/**
+ * Feed data[0..len) to d like ps_test_decode, but add to what out already holds, so one frame can
+ * be pushed in several calls (a frame in progress is kept in out->cur). Does nothing once
+ * out->error is set. Returns the total number of complete frames.
+ */
+size_t ps_test_decode_push(ps_frame_decoder_t *d,
+                           const uint8_t *data,
+                           size_t len,
+                           const size_t *chunks,
+                           size_t nchunks,
+                           size_t nsinks,
+                           ps_test_frames_t *out);
 
 /*
  * Feed data[0..len) to d. Chunk lengths are taken from chunks[0..nchunks) in turn, cycling; a 0
@@ -46,7 +63,7 @@ size_t ps_test_decode(ps_frame_decoder_t *d,
                       size_t nsinks,
                       ps_test_frames_t *out);
 
-/** Free the copies held by f (f itself is caller storage). */
+/** Free the copies held by f, the frame in progress included (f itself is caller storage). */
 void ps_test_frames_free(ps_test_frames_t *f);
 
 typedef void (*ps_test_split_fn)(
