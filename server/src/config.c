@@ -1,1 +1,284 @@
-/* placeholder: to be written by its owner */
+/* psd's option table and everything it drives: defaults, argv parsing ("--name value" or
+ * "--name=value", sizes with K/M/G suffixes), bounds checks, get/set by name (with a mutable flag
+ * for run-time changes) and the --help text. Adding an option is one row here plus its field. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ps/internal/frame.h>
+#include <ps/internal/log.h>
+
+typedef enum {
+    CFG_STRING,
+    CFG_U64,
+    CFG_SIZE,
+    CFG_LOGLEVEL
+} cfg_type_t;
+
+#define CFG_MUTABLE 1u
+
+typedef struct cfg_desc {
+    const char *name;
+    cfg_type_t type;
+    size_t offset;
+    uint64_t min, max;
+    const char *def; /* default, as text */
+    unsigned flags;
+    const char *metavar;
+    const char *help;
+} cfg_desc_t;
+
+#define OFF(f) offsetof(psd_config_t, f)
+#define KiB    ((uint64_t) 1 << 10)
+#define MiB    ((uint64_t) 1 << 20)
+#define GiB    ((uint64_t) 1 << 30)
+#define TiB    ((uint64_t) 1 << 40)
+
+static const cfg_desc_t descs[] = {
+    {"listen", CFG_STRING, OFF(listen), 0, 0, "127.0.0.1:7070", 0, "HOST:PORT",
+     "address to listen on; port 0 picks a free port"},
+    {"port-file", CFG_STRING, OFF(port_file), 0, 0, "", 0, "FILE",
+     "after listening, write the port number here (atomically: temp file + rename)"},
+    {"log-level", CFG_LOGLEVEL, OFF(log_level), 0, 0, "notice", CFG_MUTABLE, "LEVEL",
+     "debug, verbose, notice or warning (stderr)"},
+    {"max-header-bytes", CFG_SIZE, OFF(max_header_bytes), 64, UINT32_MAX, "4M", 0, "BYTES",
+     "largest frame header accepted or sent"},
+    {"max-payload-bytes", CFG_SIZE, OFF(max_payload_bytes), 0, TiB, "1G", 0, "BYTES",
+     "largest frame payload accepted (and largest variable)"},
+    {"max-vars-per-request", CFG_U64, OFF(max_vars_per_request), 1, (uint64_t) 1 << 24, "65536",
+     CFG_MUTABLE, "N", "most names, tensors or update items in one request"},
+    {"max-connections", CFG_U64, OFF(max_connections), 1, (uint64_t) 1 << 20, "1024", CFG_MUTABLE,
+     "N", "connections beyond this are refused (RESOURCE_EXHAUSTED, then closed)"},
+    {"out-high-water", CFG_SIZE, OFF(out_high_water), 1, TiB, "64M", CFG_MUTABLE, "BYTES",
+     "stop reading a connection whose unsent reply bytes exceed this"},
+    {"out-low-water", CFG_SIZE, OFF(out_low_water), 0, TiB, "16M", CFG_MUTABLE, "BYTES",
+     "resume reading once unsent reply bytes fall below this"},
+    {"out-hard-limit", CFG_SIZE, OFF(out_hard_limit), 0, UINT64_MAX, "0", CFG_MUTABLE, "BYTES",
+     "close a connection whose unsent reply bytes exceed this (0 = off)"},
+    {"max-pending-requests", CFG_U64, OFF(max_pending_requests), 1, (uint64_t) 1 << 24, "4096",
+     CFG_MUTABLE, "N", "stop reading a connection with this many replies not yet written"},
+    {"read-timeout-ms", CFG_U64, OFF(read_timeout_ms), 0, (uint64_t) 1 << 40, "30000", CFG_MUTABLE,
+     "MS", "a partial frame followed by this much silence: DEADLINE_EXCEEDED, close (0 = off)"},
+    {"max-memory", CFG_SIZE, OFF(max_memory), 0, UINT64_MAX, "0", CFG_MUTABLE, "BYTES",
+     "refuse requests that would take psd's allocated bytes past this (0 = off)"},
+    {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
+     "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
+};
+
+#define NDESCS (sizeof descs / sizeof descs[0])
+
+static const cfg_desc_t *find_desc(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NDESCS; i++) {
+        if (strlen(descs[i].name) == len && strncmp(descs[i].name, name, len) == 0)
+            return &descs[i];
+    }
+    return NULL;
+}
+
+static int parse_u64(const char *s, int suffixes, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    uint64_t mul = 1;
+    if (suffixes && *end) {
+        switch (*end) {
+        case 'k':
+        case 'K':
+            mul = KiB;
+            break;
+        case 'm':
+        case 'M':
+            mul = MiB;
+            break;
+        case 'g':
+        case 'G':
+            mul = GiB;
+            break;
+        case 't':
+        case 'T':
+            mul = TiB;
+            break;
+        default:
+            return -1;
+        }
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+        else if (*end == 'B')
+            end++;
+    }
+    if (*end)
+        return -1;
+    uint64_t r;
+    if (__builtin_mul_overflow((uint64_t) v, mul, &r))
+        return -1;
+    *out = r;
+    return 0;
+}
+
+static int set_desc(psd_config_t *c, const cfg_desc_t *d, const char *value, ps_error_t *err)
+{
+    char *base = (char *) c;
+    switch (d->type) {
+    case CFG_STRING: {
+        size_t n = strlen(value);
+        if (n >= PSD_CONFIG_STR_MAX)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--%s: value longer than %d bytes",
+                                d->name, PSD_CONFIG_STR_MAX - 1);
+        memcpy(base + d->offset, value, n + 1);
+        return 0;
+    }
+    case CFG_LOGLEVEL: {
+        int lvl = ps_log_level_parse(value);
+        if (lvl < 0)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "--%s: '%s' is not one of debug, verbose, notice, warning", d->name,
+                                value);
+        *(int64_t *) (void *) (base + d->offset) = lvl;
+        return 0;
+    }
+    case CFG_U64:
+    case CFG_SIZE: {
+        uint64_t v = 0;
+        if (parse_u64(value, d->type == CFG_SIZE, &v) != 0)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--%s: '%s' is not %s", d->name,
+                                value,
+                                d->type == CFG_SIZE ? "a byte size (e.g. 4096, 64K, 16M, 1G)"
+                                                    : "a non-negative integer");
+        if (v < d->min || v > d->max)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "--%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]",
+                                d->name, v, d->min, d->max);
+        *(uint64_t *) (void *) (base + d->offset) = v;
+        return 0;
+    }
+    }
+    return ps_error_set(err, PS_ERR_INTERNAL, "--%s: bad option type", d->name);
+}
+
+void psd_config_defaults(psd_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < NDESCS; i++) {
+        ps_error_t err;
+        /* The defaults are constants of this table; a unit test checks that each one parses. */
+        (void) set_desc(c, &descs[i], descs[i].def, &err);
+    }
+}
+
+int psd_config_set(
+    psd_config_t *c, const char *name, const char *value, int runtime, ps_error_t *err)
+{
+    const cfg_desc_t *d = find_desc(name, strlen(name));
+    if (!d)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown option '%s'", name);
+    if (runtime && !(d->flags & CFG_MUTABLE))
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                            "option '%s' cannot be changed at run time", name);
+    psd_config_t tmp = *c;
+    int rc = set_desc(&tmp, d, value, err);
+    if (rc)
+        return rc;
+    if (runtime && (rc = psd_config_check(&tmp, err)) != 0)
+        return rc;
+    *c = tmp;
+    return 0;
+}
+
+int psd_config_get(const psd_config_t *c, const char *name, char *out, size_t cap, ps_error_t *err)
+{
+    const cfg_desc_t *d = find_desc(name, strlen(name));
+    if (!d)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, "unknown option '%s'", name);
+    const char *base = (const char *) c;
+    switch (d->type) {
+    case CFG_STRING:
+        snprintf(out, cap, "%s", base + d->offset);
+        break;
+    case CFG_LOGLEVEL:
+        snprintf(out, cap, "%s",
+                 ps_log_level_name((int) *(const int64_t *) (const void *) (base + d->offset)));
+        break;
+    default:
+        snprintf(out, cap, "%" PRIu64, *(const uint64_t *) (const void *) (base + d->offset));
+        break;
+    }
+    return 0;
+}
+
+int psd_config_check(const psd_config_t *c, ps_error_t *err)
+{
+    if (c->out_low_water > c->out_high_water)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--out-low-water (%" PRIu64
+                            ") must not exceed --out-high-water (%" PRIu64 ")",
+                            c->out_low_water, c->out_high_water);
+    if (c->out_hard_limit && c->out_hard_limit < c->out_high_water)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--out-hard-limit (%" PRIu64 ") must be 0 or at least --out-high-water "
+                            "(%" PRIu64 ")",
+                            c->out_hard_limit, c->out_high_water);
+    if (!c->listen[0])
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--listen: empty address");
+    return 0;
+}
+
+int psd_config_parse_argv(psd_config_t *c, int argc, char **argv, ps_error_t *err)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return PSD_CONFIG_HELP;
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unexpected argument '%s'", a);
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t) (eq - name) : strlen(name);
+        const cfg_desc_t *d = find_desc(name, nlen);
+        if (!d)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown option '--%.*s'", (int) nlen,
+                                name);
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc)
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--%s needs a value (%s)",
+                                    d->name, d->metavar);
+            value = argv[++i];
+        }
+        int rc = set_desc(c, d, value, err);
+        if (rc)
+            return rc;
+    }
+    return psd_config_check(c, err);
+}
+
+void psd_config_usage(FILE *out, const char *prog)
+{
+    fprintf(out,
+            "usage: %s [--OPTION VALUE]...\n"
+            "psd: the pscope parameter server. Serves the scoped variable store over TCP\n"
+            "(docs/PROTOCOL.md). Logs go to stderr; SIGINT/SIGTERM shut it down cleanly.\n\n"
+            "options:\n",
+            prog);
+    for (size_t i = 0; i < NDESCS; i++) {
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%s %s", descs[i].name, descs[i].metavar);
+        fprintf(out, "  %-30s %s", opt, descs[i].help);
+        if (descs[i].def[0])
+            fprintf(out, " [default: %s]", descs[i].def);
+        fprintf(out, "\n");
+    }
+    fprintf(out, "  %-30s %s\n", "--help", "print this text and exit");
+    fprintf(out,
+            "\nsizes take K, M, G or T suffixes (powers of 1024). Exit codes: 0 clean shutdown, "
+            "1 runtime failure, 2 usage error.\n");
+}

@@ -1,1 +1,492 @@
-/* placeholder: to be written by its owner */
+/* One psd connection (STYLE §2.8): on_alloc hands out the read buffer for prefix and header bytes
+ * and the payload window so tensor bytes land in their request blob; on_read runs the frame decoder
+ * and the rpc layer; replies are queued as chunks and written by the server's flush point with one
+ * uv_write in flight; backpressure pauses reading and, on resume, buffered frames are drained
+ * explicitly; handles are freed only in the close callback. */
+#include "conn.h"
+
+#include <string.h>
+
+#include <ps/internal/alloc.h>
+#include <ps/internal/log.h>
+
+#define CONN_OF(ptr, member) \
+    ((psd_conn_t *) (void *) ((char *) (ptr) -offsetof(psd_conn_t, member)))
+
+static void on_close(uv_handle_t *h);
+
+static size_t out_bytes(const psd_conn_t *c)
+{
+    return c->queued_bytes + c->inflight_bytes;
+}
+
+/* ---- write side ---- */
+
+static void free_chunk(psd_conn_t *c, psd_chunk_t *k)
+{
+    if (k->ends_reply && c->pending_replies > 0)
+        c->pending_replies--;
+    if (k->blob)
+        psd_blob_unref(k->blob);
+    ps_free(k);
+}
+
+static void queue_chunk(psd_conn_t *c, psd_chunk_t *k)
+{
+    k->next = NULL;
+    if (c->qtail)
+        c->qtail->next = k;
+    else
+        c->qhead = k;
+    c->qtail = k;
+    c->queued_bytes += k->len;
+}
+
+static void check_pause(psd_conn_t *c)
+{
+    psd_server_t *srv = c->srv;
+    size_t out = out_bytes(c);
+    if (srv->cfg.out_hard_limit && out > srv->cfg.out_hard_limit) {
+        srv->rpc.stats.limit_disconnects++;
+        PS_LOG(PS_LOG_WARNING, "conn",
+               "closing: unsent replies over the hard limit conn=%llu peer=%s out=%zu limit=%llu",
+               (unsigned long long) c->id, c->peer, out,
+               (unsigned long long) srv->cfg.out_hard_limit);
+        psd_conn_close(c, "output hard limit");
+        return;
+    }
+    if (!(c->flags & PSD_CONN_PAUSED) &&
+        (out > srv->cfg.out_high_water || c->pending_replies >= srv->cfg.max_pending_requests)) {
+        c->flags |= PSD_CONN_PAUSED;
+        if (c->flags & PSD_CONN_READING) {
+            uv_read_stop((uv_stream_t *) &c->tcp);
+            c->flags &= ~(unsigned) PSD_CONN_READING;
+        }
+        PS_LOG(PS_LOG_DEBUG, "conn", "paused conn=%llu out=%zu pending=%u",
+               (unsigned long long) c->id, out, c->pending_replies);
+    }
+}
+
+/* The rpc layer's reply sink: takes ownership of head and of the blob references. */
+static void
+conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs)
+{
+    psd_conn_t *c = ctx;
+    if (!head || (c->flags & PSD_CONN_CLOSING)) {
+        ps_free(head);
+        for (size_t i = 0; i < nblobs; i++)
+            psd_blob_unref(blobs[i]);
+        if (!head)
+            psd_conn_close(c, "out of memory for a reply");
+        return;
+    }
+    /* The head chunk and its bytes are one allocation: the chunk struct, then the frame bytes. */
+    psd_chunk_t *hk = ps_malloc(sizeof *hk + head_len);
+    if (!hk) {
+        ps_free(head);
+        for (size_t i = 0; i < nblobs; i++)
+            psd_blob_unref(blobs[i]);
+        psd_conn_close(c, "out of memory for a reply");
+        return;
+    }
+    memcpy(hk + 1, head, head_len);
+    ps_free(head);
+    hk->base = (const uint8_t *) (hk + 1);
+    hk->len = head_len;
+    hk->blob = NULL;
+    hk->ends_reply = 0;
+    queue_chunk(c, hk);
+    psd_chunk_t *last = hk;
+    int failed = 0;
+    for (size_t i = 0; i < nblobs; i++) {
+        if (failed || blobs[i]->len == 0) {
+            psd_blob_unref(blobs[i]);
+            continue;
+        }
+        psd_chunk_t *k = ps_malloc(sizeof *k);
+        if (!k) {
+            psd_blob_unref(blobs[i]);
+            failed = 1;
+            continue;
+        }
+        k->base = blobs[i]->data;
+        k->len = (size_t) blobs[i]->len;
+        k->blob = blobs[i];
+        k->ends_reply = 0;
+        queue_chunk(c, k);
+        last = k;
+    }
+    last->ends_reply = 1;
+    c->pending_replies++;
+    if (failed) {
+        psd_conn_close(c, "out of memory for a reply");
+        return;
+    }
+    if (!c->link_flush.prev && c->inflight_nchunks == 0)
+        psd_link_push(&c->srv->flush_list, &c->link_flush);
+    check_pause(c);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    psd_conn_t *c = CONN_OF(req, wreq);
+    psd_server_t *srv = c->srv;
+    for (unsigned i = 0; i < c->inflight_nchunks; i++) {
+        psd_chunk_t *k = c->qhead;
+        c->qhead = k->next;
+        if (!c->qhead)
+            c->qtail = NULL;
+        free_chunk(c, k);
+    }
+    if (status == 0)
+        srv->rpc.stats.bytes_out += c->inflight_bytes;
+    c->inflight_nchunks = 0;
+    c->inflight_bytes = 0;
+    if (c->flags & PSD_CONN_CLOSING)
+        return;
+    if (status < 0) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "write failed conn=%llu peer=%s err=%s",
+               (unsigned long long) c->id, c->peer, uv_strerror(status));
+        psd_conn_close(c, "write error");
+        return;
+    }
+    if (c->qhead) {
+        psd_conn_flush(c);
+    } else if (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) {
+        psd_conn_close(c, "flushed");
+        return;
+    }
+    if ((c->flags & PSD_CONN_PAUSED) && out_bytes(c) <= srv->cfg.out_low_water &&
+        c->pending_replies <= srv->cfg.max_pending_requests / 2) {
+        c->flags &= ~(unsigned) PSD_CONN_PAUSED;
+        PS_LOG(PS_LOG_DEBUG, "conn", "resumed conn=%llu out=%zu", (unsigned long long) c->id,
+               out_bytes(c));
+        /* Frames may already sit in the buffer and produce no read callback: drain them. */
+        if (!c->link_input.prev)
+            psd_link_push(&srv->input_list, &c->link_input);
+    }
+}
+
+void psd_conn_flush(psd_conn_t *c)
+{
+    if (c->inflight_nchunks || !c->qhead || (c->flags & PSD_CONN_CLOSING))
+        return;
+    unsigned n = 0;
+    size_t bytes = 0;
+    for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {
+        c->iov[n++] = uv_buf_init((char *) k->base, (unsigned) k->len);
+        bytes += k->len;
+    }
+    c->queued_bytes -= bytes;
+    c->inflight_bytes = bytes;
+    c->inflight_nchunks = n;
+    int rc = uv_write(&c->wreq, (uv_stream_t *) &c->tcp, c->iov, n, on_write_done);
+    if (rc < 0) {
+        /* The callback will not run: put the accounting back so on_close frees every chunk. */
+        c->queued_bytes += bytes;
+        c->inflight_bytes = 0;
+        c->inflight_nchunks = 0;
+        PS_LOG(PS_LOG_VERBOSE, "conn", "write failed conn=%llu peer=%s err=%s",
+               (unsigned long long) c->id, c->peer, uv_strerror(rc));
+        psd_conn_close(c, "write error");
+    }
+}
+
+/* ---- read side ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    psd_conn_t *c = (psd_conn_t *) h;
+    (void) suggested;
+    c->in_window = 0;
+    if (c->rstart == c->rend) {
+        c->rstart = c->rend = 0;
+        uint8_t *p = NULL;
+        size_t n = ps_frame_decoder_payload_window(&c->dec, &p);
+        if (n > 0) {
+            /* Tensor bytes go straight into their destination blob. */
+            if (n > (1u << 30))
+                n = 1u << 30;
+            c->in_window = 1;
+            *buf = uv_buf_init((char *) p, (unsigned) n);
+            return;
+        }
+    } else if (PSD_RBUF_SIZE - c->rend < 4096) {
+        memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+        c->rend -= c->rstart;
+        c->rstart = 0;
+    }
+    *buf = uv_buf_init((char *) c->rbuf + c->rend, (unsigned) (PSD_RBUF_SIZE - c->rend));
+}
+
+static int mid_frame(const psd_conn_t *c)
+{
+    return c->rend > c->rstart ||
+           (c->dec.state != PS_FRAME_ST_PREFIX && c->dec.state != PS_FRAME_ST_READY) ||
+           c->dec.pgot > 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void start_reading(psd_conn_t *c)
+{
+    if (c->flags &
+        (PSD_CONN_READING | PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))
+        return;
+    int rc = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "read start failed conn=%llu err=%s",
+               (unsigned long long) c->id, uv_strerror(rc));
+        psd_conn_close(c, "read error");
+        return;
+    }
+    c->flags |= PSD_CONN_READING;
+    c->last_read_ms = uv_now(&c->srv->loop);
+}
+
+static void stop_reading(psd_conn_t *c)
+{
+    if (c->flags & PSD_CONN_READING) {
+        uv_read_stop((uv_stream_t *) &c->tcp);
+        c->flags &= ~(unsigned) PSD_CONN_READING;
+    }
+}
+
+void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
+{
+    if (c->flags & PSD_CONN_CLOSING)
+        return;
+    stop_reading(c);
+    c->flags |= PSD_CONN_CLOSE_AFTER_FLUSH;
+    psd_link_remove(&c->link_input);
+    if (!c->qhead && !c->inflight_nchunks)
+        psd_conn_close(c, why);
+}
+
+static void reply_error_and_close(psd_conn_t *c, int code, const char *msg, const char *why)
+{
+    psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, code, msg);
+    psd_conn_close_after_flush(c, why);
+}
+
+void psd_conn_process(psd_conn_t *c)
+{
+    psd_server_t *srv = c->srv;
+    unsigned frames = 0;
+    while (!(c->flags & (PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))) {
+        size_t used = 0;
+        ps_frame_event_t ev =
+            ps_frame_decoder_feed(&c->dec, c->rbuf + c->rstart, c->rend - c->rstart, &used);
+        c->rstart += used;
+        if (ev == PS_FRAME_NEED_MORE) {
+            c->rstart = c->rend = 0;
+            start_reading(c);
+            return;
+        }
+        if (ev == PS_FRAME_HEADER) {
+            size_t hlen = 0;
+            const uint8_t *hdr = ps_frame_decoder_header(&c->dec, &hlen);
+            uint64_t plen = ps_frame_decoder_payload_len(&c->dec);
+            psd_rpc_action_t act = psd_rpc_begin(&srv->rpc, hdr, hlen, plen, &c->sink, &c->req);
+            if (act == PSD_RPC_READ_PAYLOAD) {
+                size_t nsegs = 0;
+                const ps_frame_seg_t *segs = psd_req_segs(c->req, &nsegs);
+                ps_error_t err;
+                if (ps_frame_decoder_set_sinks(&c->dec, segs, nsegs, &err) != 0) {
+                    /* Cannot happen after rpc validation; answer and keep the stream in sync. */
+                    psd_req_free(c->req);
+                    c->req = NULL;
+                    psd_rpc_reply_error(&srv->rpc, &c->sink, 0, 0, err.code, err.msg);
+                    ps_frame_decoder_skip_payload(&c->dec);
+                }
+            } else if (act == PSD_RPC_SKIP_PAYLOAD) {
+                ps_frame_decoder_skip_payload(&c->dec);
+            } else {
+                psd_conn_close_after_flush(c, "request refused");
+                return;
+            }
+            continue;
+        }
+        if (ev == PS_FRAME_READY) {
+            if (c->req) {
+                psd_req_t *r = c->req;
+                c->req = NULL;
+                psd_rpc_finish(&srv->rpc, r, &c->sink);
+            }
+            if (c->flags & PSD_CONN_CLOSING)
+                return;
+            check_pause(c);
+            if (++frames >= PSD_MAX_FRAMES_PER_RD && c->rend > c->rstart) {
+                /* Fairness: leave the rest for the flush point's next pass. */
+                stop_reading(c);
+                if (!c->link_input.prev)
+                    psd_link_push(&srv->input_list, &c->link_input);
+                return;
+            }
+            continue;
+        }
+        /* PS_FRAME_ERROR: framing is lost; answer, then close once the answer is written. */
+        const ps_error_t *e = ps_frame_decoder_error(&c->dec);
+        srv->rpc.stats.rejected_frames++;
+        PS_LOG(PS_LOG_WARNING, "conn", "rejected frame conn=%llu peer=%s code=%s msg=\"%s\"",
+               (unsigned long long) c->id, c->peer, ps_code_name(e->code), e->msg);
+        reply_error_and_close(c, e->code, e->msg, "bad frame");
+        return;
+    }
+    /* Paused or closing: whatever is buffered stays until resume. */
+    stop_reading(c);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    psd_conn_t *c = (psd_conn_t *) s;
+    (void) buf; /* our own memory: nothing to free */
+    int window = c->in_window;
+    c->in_window = 0;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_EOF) {
+            if (mid_frame(c)) {
+                PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed mid-frame conn=%llu peer=%s",
+                       (unsigned long long) c->id, c->peer);
+                psd_conn_close(c, "eof mid-frame");
+            } else {
+                PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed conn=%llu peer=%s",
+                       (unsigned long long) c->id, c->peer);
+                psd_conn_close_after_flush(c, "eof");
+            }
+        } else {
+            PS_LOG(PS_LOG_VERBOSE, "conn", "read error conn=%llu peer=%s err=%s",
+                   (unsigned long long) c->id, c->peer, uv_strerror((int) nread));
+            psd_conn_close(c, "read error");
+        }
+        return;
+    }
+    c->srv->rpc.stats.bytes_in += (uint64_t) nread;
+    c->last_read_ms = uv_now(&c->srv->loop);
+    if (window)
+        ps_frame_decoder_payload_advance(&c->dec, (size_t) nread);
+    else
+        c->rend += (size_t) nread;
+    psd_conn_process(c);
+}
+
+void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)
+{
+    uint64_t limit = c->srv->cfg.read_timeout_ms;
+    if (!limit || !(c->flags & PSD_CONN_READING) || !mid_frame(c))
+        return;
+    if (now_ms - c->last_read_ms < limit)
+        return;
+    c->srv->rpc.stats.limit_disconnects++;
+    PS_LOG(PS_LOG_WARNING, "conn", "read timeout on a partial frame conn=%llu peer=%s ms=%llu",
+           (unsigned long long) c->id, c->peer, (unsigned long long) limit);
+    char msg[128];
+    snprintf(msg, sizeof msg, "read timeout: partial frame, then no data for %llu ms",
+             (unsigned long long) limit);
+    psd_req_free(c->req);
+    c->req = NULL;
+    reply_error_and_close(c, PS_ERR_DEADLINE_EXCEEDED, msg, "read timeout");
+}
+
+/* ---- lifecycle ---- */
+
+void psd_conn_close(psd_conn_t *c, const char *why)
+{
+    if (c->flags & PSD_CONN_CLOSING)
+        return;
+    c->flags |= PSD_CONN_CLOSING;
+    c->flags &= ~(unsigned) PSD_CONN_READING;
+    psd_link_remove(&c->link_flush);
+    psd_link_remove(&c->link_input);
+    PS_LOG(PS_LOG_VERBOSE, "conn", "closing conn=%llu peer=%s reason=\"%s\"",
+           (unsigned long long) c->id, c->peer, why);
+    uv_close((uv_handle_t *) &c->tcp, on_close);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    psd_conn_t *c = (psd_conn_t *) h;
+    psd_server_t *srv = c->srv;
+    /* A cancelled write's callback already ran (libuv calls it before the close callback). */
+    while (c->qhead) {
+        psd_chunk_t *k = c->qhead;
+        c->qhead = k->next;
+        free_chunk(c, k);
+    }
+    psd_req_free(c->req);
+    ps_frame_decoder_deinit(&c->dec);
+    ps_free(c->rbuf);
+    psd_link_remove(&c->link_all);
+    srv->rpc.stats.connections_current--;
+    ps_free(c);
+    psd_server_conn_gone(srv);
+}
+
+static void format_peer(psd_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *) &ss, &len) != 0)
+        return;
+    char host[48] = "";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *) &ss;
+        uv_ip4_name(a, host, sizeof host);
+        port = ntohs(a->sin_port);
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *) &ss;
+        uv_ip6_name(a, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        snprintf(c->peer, sizeof c->peer, "[%s]:%d", host, port);
+    }
+}
+
+void psd_conn_accept(psd_server_t *srv)
+{
+    psd_conn_t *c = ps_calloc(1, sizeof *c);
+    uint8_t *rbuf = c ? ps_malloc(PSD_RBUF_SIZE) : NULL;
+    if (!c || !rbuf || uv_tcp_init(&srv->loop, &c->tcp) != 0) {
+        ps_free(rbuf);
+        ps_free(c);
+        PS_LOG(PS_LOG_WARNING, "conn", "out of memory accepting a connection");
+        /* Leave it in the backlog; it is retried on the next connection callback. */
+        return;
+    }
+    c->srv = srv;
+    c->rbuf = rbuf;
+    c->id = ++srv->next_conn_id;
+    c->sink.emit = conn_emit;
+    c->sink.ctx = c;
+    ps_frame_limits_t lim = {.max_header = (uint32_t) srv->cfg.max_header_bytes,
+                             .max_payload = srv->cfg.max_payload_bytes};
+    ps_frame_decoder_init(&c->dec, &lim);
+    psd_link_push(&srv->conns, &c->link_all);
+    srv->rpc.stats.connections_current++;
+    srv->rpc.stats.connections_total++;
+    int rc = uv_accept((uv_stream_t *) &srv->listener, (uv_stream_t *) &c->tcp);
+    if (rc != 0) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "accept failed: %s", uv_strerror(rc));
+        psd_conn_close(c, "accept failed");
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    format_peer(c);
+    if (srv->rpc.stats.connections_current > srv->cfg.max_connections) {
+        srv->rpc.stats.limit_disconnects++;
+        PS_LOG(PS_LOG_WARNING, "conn", "refusing connection conn=%llu peer=%s: limit %llu reached",
+               (unsigned long long) c->id, c->peer, (unsigned long long) srv->cfg.max_connections);
+        char msg[96];
+        snprintf(msg, sizeof msg, "too many connections (limit %llu)",
+                 (unsigned long long) srv->cfg.max_connections);
+        reply_error_and_close(c, PS_ERR_RESOURCE_EXHAUSTED, msg, "connection limit");
+        return;
+    }
+    PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s", (unsigned long long) c->id,
+           c->peer);
+    start_reading(c);
+}

@@ -1,1 +1,26 @@
-/* placeholder: to be written by its owner */
+/* psd's entry point: argv and the option table into a configuration, then psd_server_run. Nothing
+ * else happens here; everything is in psd_core. */
+#include <stdio.h>
+
+#include <ps/status.h>
+
+#include "config.h"
+#include "server.h"
+
+int main(int argc, char **argv)
+{
+    psd_config_t cfg;
+    ps_error_t err;
+    ps_error_clear(&err);
+    psd_config_defaults(&cfg);
+    int rc = psd_config_parse_argv(&cfg, argc, argv, &err);
+    if (rc == PSD_CONFIG_HELP) {
+        psd_config_usage(stdout, "psd");
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "psd: %s\nTry 'psd --help' for the options.\n", err.msg);
+        return 2;
+    }
+    return psd_server_run(&cfg);
+}

@@ -1,1 +1,1014 @@
-/* placeholder: to be written by its owner */
+/* psd's request layer: the method table with per-method counters, validation of a whole request
+ * before its handler runs (header unpacked with a bounded allocator, method, body, tensor names,
+ * dtypes, shapes with overflow checks, payload length, counts), the handlers that call the store,
+ * and the packing of replies as one owned prefix+header chunk followed by zero-copy blob
+ * references. It owns the only translation between the wire messages and the store's types on the
+ * server side. */
+#include "rpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ps/dtype.h>
+#include <ps/internal/alloc.h>
+#include <ps/internal/log.h>
+#include <ps/internal/names.h>
+#include <ps/internal/shape.h>
+#include <ps/version.h>
+
+#include "pb.h"
+
+#define LIST_DEFAULT_LIMIT 1000
+#define CREATOR_MAX        1024
+
+typedef struct scratch {
+    struct scratch *next;
+    uint64_t pad_;
+} scratch_t;
+
+struct psd_req {
+    Pscope__V1__Header *hdr;
+    const struct psd_method *m;
+    uint64_t payload_len;
+    /* Validated request tensors: NUL-terminated names and one blob each for their bytes. */
+    size_t ntensors;
+    char **tnames;
+    psd_blob_t **blobs;
+    ps_frame_seg_t *segs;
+    size_t nsegs;
+    /* Validated names from the body (pull, delete, get_variable, describe), NUL-terminated. */
+    char **names;
+    size_t nnames;
+    char **colls; /* get_variable collections */
+    size_t ncolls;
+    char *str1, *str2, *str3; /* list prefix / collection / start_after; delete prefix */
+    scratch_t *scratch;       /* allocations freed with the request */
+};
+
+typedef int (*prepare_fn)(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err);
+typedef int (*handler_fn)(psd_rpc_t *rpc,
+                          psd_req_t *r,
+                          Pscope__V1__Header *out,
+                          psd_blob_t ***blobs,
+                          size_t *nblobs,
+                          ps_error_t *err);
+
+typedef struct psd_method {
+    uint32_t method;
+    const char *name;
+    int body_case; /* request body expected (absent = an empty message) */
+    prepare_fn prepare;
+    handler_fn handler;
+} psd_method_t;
+
+uint64_t psd_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + (int64_t) ts.tv_nsec / 1000000;
+}
+
+/* ---- request-scoped allocations ---- */
+
+static void *scratch_alloc(psd_req_t *r, size_t n)
+{
+    if (n > SIZE_MAX - sizeof(scratch_t))
+        return NULL;
+    scratch_t *s = ps_calloc(1, sizeof(scratch_t) + n);
+    if (!s)
+        return NULL;
+    s->next = r->scratch;
+    r->scratch = s;
+    return s + 1;
+}
+
+void psd_req_free(psd_req_t *r)
+{
+    if (!r)
+        return;
+    if (r->blobs) {
+        for (size_t i = 0; i < r->ntensors; i++)
+            psd_blob_unref(r->blobs[i]);
+    }
+    for (scratch_t *s = r->scratch, *n; s; s = n) {
+        n = s->next;
+        ps_free(s);
+    }
+    ps_pb_header_free(r->hdr);
+    ps_free(r);
+}
+
+const ps_frame_seg_t *psd_req_segs(const psd_req_t *r, size_t *nsegs)
+{
+    *nsegs = r->nsegs;
+    return r->segs;
+}
+
+/* Copy bytes that passed validation (no NUL inside) into a NUL-terminated scratch string. */
+static char *scratch_str(psd_req_t *r, const ProtobufCBinaryData *b)
+{
+    char *s = scratch_alloc(r, b->len + 1);
+    if (s && b->len)
+        memcpy(s, b->data, b->len);
+    return s;
+}
+
+/* Validate n full variable names and copy them out. what names the field in messages. */
+static int
+take_names(psd_req_t *r, const ProtobufCBinaryData *arr, size_t n, char ***out, ps_error_t *err)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = ps_name_check_full((const char *) arr[i].data, arr[i].len, err);
+        if (rc)
+            return rc;
+        total += arr[i].len + 1;
+    }
+    char **names = scratch_alloc(r, n * sizeof(char *) + total);
+    if (!names)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for %zu names", n);
+    char *p = (char *) (names + n);
+    for (size_t i = 0; i < n; i++) {
+        names[i] = p;
+        if (arr[i].len)
+            memcpy(p, arr[i].data, arr[i].len);
+        p[arr[i].len] = '\0';
+        p += arr[i].len + 1;
+    }
+    *out = names;
+    return 0;
+}
+
+/* A free-form text field (prefix, collection): no NUL, valid UTF-8, bounded. */
+static int
+take_text(psd_req_t *r, const ProtobufCBinaryData *b, const char *what, char **out, ps_error_t *err)
+{
+    *out = NULL;
+    if (b->len > PS_NAME_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s is %zu bytes, longer than %d", what,
+                            b->len, PS_NAME_MAX);
+    if (b->len && memchr(b->data, '\0', b->len))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s contains a NUL byte", what);
+    if (!ps_utf8_valid((const char *) b->data, b->len))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s is not valid UTF-8", what);
+    *out = scratch_str(r, b);
+    if (!*out)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    return 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* ---- per-method validation (before the payload is read; no store access) ---- */
+
+static int prepare_none(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    (void) rpc;
+    (void) r;
+    (void) err;
+    return 0;
+}
+
+static const Pscope__V1__GetVariableRequest getvar_empty = PSCOPE__V1__GET_VARIABLE_REQUEST__INIT;
+static const Pscope__V1__PullRequest pull_empty = PSCOPE__V1__PULL_REQUEST__INIT;
+static const Pscope__V1__UpdateRequest update_empty = PSCOPE__V1__UPDATE_REQUEST__INIT;
+static const Pscope__V1__ListRequest list_empty = PSCOPE__V1__LIST_REQUEST__INIT;
+static const Pscope__V1__DescribeRequest describe_empty = PSCOPE__V1__DESCRIBE_REQUEST__INIT;
+static const Pscope__V1__DeleteRequest delete_empty = PSCOPE__V1__DELETE_REQUEST__INIT;
+
+static const Pscope__V1__GetVariableRequest *body_getvar(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_GET_VARIABLE ? r->hdr->get_variable
+                                                                      : &getvar_empty;
+}
+
+static const Pscope__V1__PullRequest *body_pull(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_PULL ? r->hdr->pull : &pull_empty;
+}
+
+static const Pscope__V1__UpdateRequest *body_update(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_UPDATE ? r->hdr->update : &update_empty;
+}
+
+static const Pscope__V1__ListRequest *body_list(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_LIST ? r->hdr->list : &list_empty;
+}
+
+static const Pscope__V1__DescribeRequest *body_describe(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_DESCRIBE ? r->hdr->describe
+                                                                  : &describe_empty;
+}
+
+static const Pscope__V1__DeleteRequest *body_delete(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_DELETE ? r->hdr->delete_ : &delete_empty;
+}
+
+static int check_count(psd_rpc_t *rpc, size_t n, const char *what, ps_error_t *err)
+{
+    if (n > rpc->lim.max_vars)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "too many variables in one request: %zu %s, limit %zu", n, what,
+                            rpc->lim.max_vars);
+    return 0;
+}
+
+static int prepare_getvar(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    const Pscope__V1__GetVariableRequest *g = body_getvar(r);
+    char **one = NULL;
+    int rc = take_names(r, &g->name, 1, &one, err);
+    if (rc)
+        return rc;
+    r->names = one;
+    r->nnames = 1;
+    if ((rc = check_count(rpc, g->n_collections, "collections", err)) != 0)
+        return rc;
+    if (g->n_collections) {
+        r->colls = scratch_alloc(r, g->n_collections * sizeof(char *));
+        if (!r->colls)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t i = 0; i < g->n_collections; i++) {
+            if (g->collections[i].len == 0)
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "empty collection name for %s",
+                                    r->names[0]);
+            if ((rc = take_text(r, &g->collections[i], "collection name", &r->colls[i], err)) != 0)
+                return rc;
+        }
+        r->ncolls = g->n_collections;
+    }
+    if (g->creator && strlen(g->creator) > CREATOR_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "creator text longer than %d bytes",
+                            CREATOR_MAX);
+    if (g->creator && !ps_utf8_valid(g->creator, strlen(g->creator)))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "creator text is not valid UTF-8");
+    if (g->shape && !g->shape->unknown_rank) {
+        if (g->shape->n_dims > PS_MAX_RANK)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "rank %zu of %s exceeds maximum %d",
+                                g->shape->n_dims, r->names[0], PS_MAX_RANK);
+    }
+    int from_value =
+        g->initializer && g->initializer->kind == PSCOPE__V1__INIT_KIND__INIT_FROM_VALUE;
+    if (from_value && r->ntensors != 1)
+        return ps_error_set(
+            err, PS_ERR_INVALID_ARGUMENT,
+            "initializer from value for %s needs exactly one payload tensor, got %zu", r->names[0],
+            r->ntensors);
+    if (!from_value && r->ntensors != 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "GET_VARIABLE carries %zu tensors; only an initializer from value "
+                            "takes one",
+                            r->ntensors);
+    return 0;
+}
+
+static int prepare_pull(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    const Pscope__V1__PullRequest *p = body_pull(r);
+    int rc = check_count(rpc, p->n_names, "names", err);
+    if (rc)
+        return rc;
+    if ((rc = take_names(r, p->names, p->n_names, &r->names, err)) != 0)
+        return rc;
+    r->nnames = p->n_names;
+    return 0;
+}
+
+static int prepare_update(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    const Pscope__V1__UpdateRequest *u = body_update(r);
+    int rc = check_count(rpc, u->n_items, "items", err);
+    if (rc)
+        return rc;
+    if (u->n_items != r->ntensors)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "update has %zu items but %zu tensors; they must pair up", u->n_items,
+                            r->ntensors);
+    for (size_t i = 0; i < u->n_items; i++) {
+        int op = u->items[i]->op;
+        if (op < PSD_UPDATE_ASSIGN || op > PSD_UPDATE_SCALED_ADD)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown update op %d for %s", op,
+                                r->tnames[i]);
+    }
+    if (r->ntensors > 1) {
+        char **sorted = scratch_alloc(r, r->ntensors * sizeof(char *));
+        if (!sorted)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        memcpy(sorted, r->tnames, r->ntensors * sizeof(char *));
+        qsort(sorted, r->ntensors, sizeof(char *), cmp_str_ptr);
+        for (size_t i = 1; i < r->ntensors; i++) {
+            if (strcmp(sorted[i], sorted[i - 1]) == 0)
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                    "variable %s appears twice in one update", sorted[i]);
+        }
+    }
+    return 0;
+}
+
+static int prepare_list(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    (void) rpc;
+    const Pscope__V1__ListRequest *l = body_list(r);
+    int rc = take_text(r, &l->prefix, "list prefix", &r->str1, err);
+    if (!rc)
+        rc = take_text(r, &l->collection, "list collection", &r->str2, err);
+    if (!rc)
+        rc = take_text(r, &l->start_after, "list start_after", &r->str3, err);
+    return rc;
+}
+
+static int prepare_describe(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    (void) rpc;
+    int rc = take_names(r, &body_describe(r)->name, 1, &r->names, err);
+    if (!rc)
+        r->nnames = 1;
+    return rc;
+}
+
+static int prepare_delete(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    const Pscope__V1__DeleteRequest *d = body_delete(r);
+    int rc = check_count(rpc, d->n_names, "names", err);
+    if (rc)
+        return rc;
+    if ((rc = take_names(r, d->names, d->n_names, &r->names, err)) != 0)
+        return rc;
+    r->nnames = d->n_names;
+    if ((rc = take_text(r, &d->prefix, "delete prefix", &r->str1, err)) != 0)
+        return rc;
+    if (r->nnames == 0 && r->str1[0] == '\0')
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "delete needs variable names or a non-empty prefix");
+    return 0;
+}
+
+/* ---- reply building ---- */
+
+static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
+{
+    Pscope__V1__VarInfo *vi = scratch_alloc(r, sizeof *vi);
+    Pscope__V1__Initializer *in = scratch_alloc(r, sizeof *in);
+    ProtobufCBinaryData *colls = NULL;
+    if (v->ncollections)
+        colls = scratch_alloc(r, v->ncollections * sizeof *colls);
+    if (!vi || !in || (v->ncollections && !colls))
+        return NULL;
+    pscope__v1__var_info__init(vi);
+    pscope__v1__initializer__init(in);
+    vi->name.data = (uint8_t *) psd_var_name(v);
+    vi->name.len = v->name_len;
+    vi->dtype = (Pscope__V1__DType) v->dtype;
+    vi->n_dims = v->rank;
+    vi->dims = (int64_t *) v->dims;
+    vi->version = v->version;
+    vi->trainable = v->trainable;
+    for (size_t i = 0; i < v->ncollections; i++) {
+        const char *c = psd_var_collection(v, i);
+        colls[i].data = (uint8_t *) c;
+        colls[i].len = strlen(c);
+    }
+    vi->n_collections = v->ncollections;
+    vi->collections = colls;
+    vi->kind = (Pscope__V1__VarKind) v->kind;
+    in->kind = (Pscope__V1__InitKind) v->init.kind;
+    in->value = v->init.value;
+    in->mean = v->init.mean;
+    in->stddev = v->init.stddev;
+    in->minval = v->init.minval;
+    in->maxval = v->init.maxval;
+    in->scale = v->init.scale;
+    in->mode = (Pscope__V1__FanMode) v->init.mode;
+    in->distribution = (Pscope__V1__Distribution) v->init.distribution;
+    in->seed = v->init.seed;
+    vi->initializer = in;
+    vi->creator = (char *) psd_var_creator(v);
+    vi->created_unix_ms = v->created_ms;
+    vi->nbytes = v->data->len;
+    return vi;
+}
+
+static int oom(ps_error_t *err)
+{
+    return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory building the reply");
+}
+
+/* ---- handlers (run when the payload has arrived; the store call is atomic) ---- */
+
+static int handle_ping(psd_rpc_t *rpc,
+                       psd_req_t *r,
+                       Pscope__V1__Header *out,
+                       psd_blob_t ***blobs,
+                       size_t *nblobs,
+                       ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    Pscope__V1__PingReply *p = scratch_alloc(r, sizeof *p);
+    if (!p)
+        return oom(err);
+    pscope__v1__ping_reply__init(p);
+    p->version = (char *) PS_VERSION_STRING;
+    p->server_id = rpc->server_id;
+    out->body_case = PSCOPE__V1__HEADER__BODY_PING_REPLY;
+    out->ping_reply = p;
+    return 0;
+}
+
+static int handle_getvar(psd_rpc_t *rpc,
+                         psd_req_t *r,
+                         Pscope__V1__Header *out,
+                         psd_blob_t ***blobs,
+                         size_t *nblobs,
+                         ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    const Pscope__V1__GetVariableRequest *g = body_getvar(r);
+    psd_getvar_args_t a;
+    memset(&a, 0, sizeof a);
+    a.name = r->names[0];
+    a.mode = g->mode;
+    a.dtype = g->dtype;
+    if (!g->shape || g->shape->unknown_rank) {
+        a.shape.unknown_rank = 1;
+    } else {
+        a.shape.rank = (unsigned) g->shape->n_dims;
+        for (size_t i = 0; i < g->shape->n_dims; i++)
+            a.shape.dims[i] = g->shape->dims[i];
+    }
+    if (g->initializer) {
+        const Pscope__V1__Initializer *in = g->initializer;
+        a.init.kind = (ps_init_kind_t) in->kind;
+        a.init.value = in->value;
+        a.init.mean = in->mean;
+        a.init.stddev = in->stddev;
+        a.init.minval = in->minval;
+        a.init.maxval = in->maxval;
+        a.init.scale = in->scale;
+        a.init.mode = (ps_fan_mode_t) in->mode;
+        a.init.distribution = (ps_distribution_t) in->distribution;
+        a.init.seed = in->seed;
+    } else {
+        ps_init_spec_default(&a.init, PS_INIT_DEFAULT);
+    }
+    a.trainable = g->trainable;
+    a.collections = (const char *const *) r->colls;
+    a.ncollections = r->ncolls;
+    a.kind = g->kind;
+    a.creator = g->creator;
+    a.now_ms = wall_ms();
+    if (a.init.kind == PS_INIT_FROM_VALUE && r->ntensors == 1) {
+        const Pscope__V1__TensorDesc *t = r->hdr->tensors[0];
+        a.value = r->blobs[0];
+        a.value_dtype = t->dtype;
+        a.value_dims = t->dims;
+        a.value_rank = t->n_dims;
+    }
+    psd_var_t *v = NULL;
+    int created = 0;
+    int rc = psd_store_get_variable(rpc->store, &a, &v, &created, err);
+    if (rc)
+        return rc;
+    PS_LOG(PS_LOG_DEBUG, "rpc", "get_variable var=%s created=%d version=%llu", a.name, created,
+           (unsigned long long) v->version);
+    Pscope__V1__GetVariableReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!rep)
+        return oom(err);
+    pscope__v1__get_variable_reply__init(rep);
+    rep->created = created;
+    if (!(rep->var = var_info(r, v)))
+        return oom(err);
+    out->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY;
+    out->get_variable_reply = rep;
+    return 0;
+}
+
+static int handle_pull(psd_rpc_t *rpc,
+                       psd_req_t *r,
+                       Pscope__V1__Header *out,
+                       psd_blob_t ***blobs,
+                       size_t *nblobs,
+                       ps_error_t *err)
+{
+    size_t n = r->nnames;
+    if (n == 0)
+        return 0;
+    psd_var_t **vars = scratch_alloc(r, n * sizeof *vars);
+    Pscope__V1__TensorDesc **tds = scratch_alloc(r, n * sizeof *tds);
+    Pscope__V1__TensorDesc *td = scratch_alloc(r, n * sizeof *td);
+    psd_blob_t **bl = scratch_alloc(r, n * sizeof *bl);
+    if (!vars || !tds || !td || !bl)
+        return oom(err);
+    int rc = psd_store_pull(rpc->store, (const char *const *) r->names, n, vars, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const psd_var_t *v = vars[i];
+        pscope__v1__tensor_desc__init(&td[i]);
+        td[i].name.data = (uint8_t *) psd_var_name(v);
+        td[i].name.len = v->name_len;
+        td[i].dtype = (Pscope__V1__DType) v->dtype;
+        td[i].n_dims = v->rank;
+        td[i].dims = (int64_t *) v->dims;
+        td[i].version = v->version;
+        tds[i] = &td[i];
+        /* The snapshot: a reference to the current blob; later updates copy before writing. */
+        bl[i] = psd_blob_ref(v->data);
+    }
+    out->n_tensors = n;
+    out->tensors = tds;
+    *blobs = bl;
+    *nblobs = n;
+    return 0;
+}
+
+static int handle_update(psd_rpc_t *rpc,
+                         psd_req_t *r,
+                         Pscope__V1__Header *out,
+                         psd_blob_t ***blobs,
+                         size_t *nblobs,
+                         ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    const Pscope__V1__UpdateRequest *u = body_update(r);
+    size_t n = u->n_items;
+    psd_update_item_t *items = scratch_alloc(r, (n ? n : 1) * sizeof *items);
+    uint64_t *versions = scratch_alloc(r, (n ? n : 1) * sizeof *versions);
+    Pscope__V1__UpdateReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!items || !versions || !rep)
+        return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        const Pscope__V1__TensorDesc *t = r->hdr->tensors[i];
+        items[i].name = r->tnames[i];
+        items[i].op = u->items[i]->op;
+        items[i].alpha = u->items[i]->alpha;
+        items[i].dtype = t->dtype;
+        items[i].dims = t->dims;
+        items[i].rank = t->n_dims;
+        items[i].x = r->blobs[i];
+    }
+    int dup = 0;
+    int rc = psd_store_update(rpc->store, items, n, u->client_id, u->seq, versions, &dup, err);
+    if (rc)
+        return rc;
+    pscope__v1__update_reply__init(rep);
+    rep->n_versions = n;
+    rep->versions = versions;
+    rep->duplicate = dup;
+    out->body_case = PSCOPE__V1__HEADER__BODY_UPDATE_REPLY;
+    out->update_reply = rep;
+    return 0;
+}
+
+static int handle_list(psd_rpc_t *rpc,
+                       psd_req_t *r,
+                       Pscope__V1__Header *out,
+                       psd_blob_t ***blobs,
+                       size_t *nblobs,
+                       ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    size_t limit = body_list(r)->limit;
+    if (limit == 0)
+        limit = LIST_DEFAULT_LIMIT;
+    if (limit > rpc->lim.max_vars)
+        limit = rpc->lim.max_vars;
+    psd_var_t **vars = NULL;
+    size_t n = 0;
+    int truncated = 0;
+    int rc =
+        psd_store_list(rpc->store, r->str1, r->str2, r->str3, limit, &vars, &n, &truncated, err);
+    if (rc)
+        return rc;
+    Pscope__V1__ListReply *rep = scratch_alloc(r, sizeof *rep);
+    Pscope__V1__VarInfo **vis = scratch_alloc(r, (n ? n : 1) * sizeof *vis);
+    if (!rep || !vis) {
+        ps_free(vars);
+        return oom(err);
+    }
+    pscope__v1__list_reply__init(rep);
+    for (size_t i = 0; i < n; i++) {
+        if (!(vis[i] = var_info(r, vars[i]))) {
+            ps_free(vars);
+            return oom(err);
+        }
+    }
+    ps_free(vars);
+    rep->n_vars = n;
+    rep->vars = vis;
+    rep->truncated = truncated;
+    out->body_case = PSCOPE__V1__HEADER__BODY_LIST_REPLY;
+    out->list_reply = rep;
+    return 0;
+}
+
+static int handle_describe(psd_rpc_t *rpc,
+                           psd_req_t *r,
+                           Pscope__V1__Header *out,
+                           psd_blob_t ***blobs,
+                           size_t *nblobs,
+                           ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    psd_var_t *v = psd_store_find(rpc->store, r->names[0]);
+    if (!v)
+        return ps_error_set(err, PS_ERR_NOT_FOUND, "Variable %s does not exist", r->names[0]);
+    Pscope__V1__DescribeReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!rep)
+        return oom(err);
+    pscope__v1__describe_reply__init(rep);
+    if (!(rep->var = var_info(r, v)))
+        return oom(err);
+    out->body_case = PSCOPE__V1__HEADER__BODY_DESCRIBE_REPLY;
+    out->describe_reply = rep;
+    return 0;
+}
+
+static int handle_delete(psd_rpc_t *rpc,
+                         psd_req_t *r,
+                         Pscope__V1__Header *out,
+                         psd_blob_t ***blobs,
+                         size_t *nblobs,
+                         ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    uint64_t deleted = 0;
+    int rc = psd_store_delete(rpc->store, (const char *const *) r->names, r->nnames, r->str1,
+                              &deleted, err);
+    if (rc)
+        return rc;
+    Pscope__V1__DeleteReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!rep)
+        return oom(err);
+    pscope__v1__delete_reply__init(rep);
+    rep->deleted = deleted;
+    out->body_case = PSCOPE__V1__HEADER__BODY_DELETE_REPLY;
+    out->delete_reply = rep;
+    return 0;
+}
+
+static const psd_method_t *methods_table(size_t *n);
+
+static int handle_stats(psd_rpc_t *rpc,
+                        psd_req_t *r,
+                        Pscope__V1__Header *out,
+                        psd_blob_t ***blobs,
+                        size_t *nblobs,
+                        ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    size_t nmethods = 0;
+    const psd_method_t *methods = methods_table(&nmethods);
+    Pscope__V1__StatsReply *rep = scratch_alloc(r, sizeof *rep);
+    Pscope__V1__MethodStats *ms = scratch_alloc(r, nmethods * sizeof *ms);
+    Pscope__V1__MethodStats **msp = scratch_alloc(r, nmethods * sizeof *msp);
+    if (!rep || !ms || !msp)
+        return oom(err);
+    pscope__v1__stats_reply__init(rep);
+    const psd_stats_t *st = &rpc->stats;
+    uint64_t now = psd_monotonic_ms();
+    rep->uptime_ms = now > st->start_ms ? now - st->start_ms : 0;
+    rep->connections_current = st->connections_current;
+    rep->connections_total = st->connections_total;
+    rep->bytes_in = st->bytes_in;
+    rep->bytes_out = st->bytes_out;
+    rep->variables = psd_store_count(rpc->store);
+    rep->variable_bytes = psd_store_data_bytes(rpc->store);
+    rep->memory_used = ps_alloc_used();
+    rep->rejected_frames = st->rejected_frames;
+    rep->limit_disconnects = st->limit_disconnects;
+    rep->version = (char *) PS_VERSION_STRING;
+    for (size_t i = 0; i < nmethods; i++) {
+        const psd_method_counters_t *c = &rpc->counters[methods[i].method];
+        pscope__v1__method_stats__init(&ms[i]);
+        ms[i].method = (char *) methods[i].name;
+        ms[i].calls = c->calls;
+        ms[i].errors = c->errors;
+        ms[i].rejected = c->rejected;
+        msp[i] = &ms[i];
+    }
+    rep->n_methods = nmethods;
+    rep->methods = msp;
+    out->body_case = PSCOPE__V1__HEADER__BODY_STATS_REPLY;
+    out->stats_reply = rep;
+    return 0;
+}
+
+/* The method table, indexed by nothing: looked up by method value (a dozen rows). */
+static const psd_method_t methods[] = {
+    {PSCOPE__V1__METHOD__PING, "PING", PSCOPE__V1__HEADER__BODY_PING, prepare_none, handle_ping},
+    {PSCOPE__V1__METHOD__GET_VARIABLE, "GET_VARIABLE", PSCOPE__V1__HEADER__BODY_GET_VARIABLE,
+     prepare_getvar, handle_getvar},
+    {PSCOPE__V1__METHOD__PULL, "PULL", PSCOPE__V1__HEADER__BODY_PULL, prepare_pull, handle_pull},
+    {PSCOPE__V1__METHOD__UPDATE, "UPDATE", PSCOPE__V1__HEADER__BODY_UPDATE, prepare_update,
+     handle_update},
+    {PSCOPE__V1__METHOD__LIST, "LIST", PSCOPE__V1__HEADER__BODY_LIST, prepare_list, handle_list},
+    {PSCOPE__V1__METHOD__DESCRIBE, "DESCRIBE", PSCOPE__V1__HEADER__BODY_DESCRIBE, prepare_describe,
+     handle_describe},
+    {PSCOPE__V1__METHOD__DELETE, "DELETE", PSCOPE__V1__HEADER__BODY_DELETE, prepare_delete,
+     handle_delete},
+    {PSCOPE__V1__METHOD__STATS, "STATS", PSCOPE__V1__HEADER__BODY_STATS, prepare_none,
+     handle_stats},
+};
+
+static const size_t nmethods = sizeof methods / sizeof methods[0];
+
+static const psd_method_t *methods_table(size_t *n)
+{
+    *n = nmethods;
+    return methods;
+}
+
+/* Methods the wire defines that this psd does not serve (yet): UNIMPLEMENTED by name. */
+static const char *const unserved_names[PSD_METHOD_MAX + 1] = {
+    [PSCOPE__V1__METHOD__APPLY_GRADIENTS] = "APPLY_GRADIENTS",
+    [PSCOPE__V1__METHOD__SAVE] = "SAVE",
+    [PSCOPE__V1__METHOD__RESTORE] = "RESTORE",
+    [PSCOPE__V1__METHOD__CONFIG] = "CONFIG",
+};
+
+static const psd_method_t *method_find(uint32_t method)
+{
+    for (size_t i = 0; i < nmethods; i++) {
+        if (methods[i].method == method)
+            return &methods[i];
+    }
+    return NULL;
+}
+
+const char *psd_method_name(uint32_t method)
+{
+    const psd_method_t *m = method_find(method);
+    if (m)
+        return m->name;
+    return method <= PSD_METHOD_MAX ? unserved_names[method] : NULL;
+}
+
+/* ---- emitting replies ---- */
+
+/* Messages go into a proto string: keep them valid UTF-8 whatever bytes a peer sent. */
+static void sanitize_utf8(char *s)
+{
+    size_t n = strlen(s);
+    if (ps_utf8_valid(s, n))
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char) s[i] >= 0x80)
+            s[i] = '?';
+    }
+}
+
+void psd_rpc_reply_error(psd_rpc_t *rpc,
+                         const psd_reply_sink_t *sink,
+                         uint64_t id,
+                         uint32_t method,
+                         int code,
+                         const char *msg)
+{
+    char buf[PS_ERROR_MSG_MAX];
+    snprintf(buf, sizeof buf, "%s", msg ? msg : "");
+    sanitize_utf8(buf);
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    h.id = id;
+    h.method = method;
+    h.code = (uint32_t) code;
+    h.message = buf;
+    size_t len = 0;
+    ps_error_t perr;
+    uint8_t *head = ps_pb_frame_pack(&h, 0, UINT32_MAX, &len, &perr);
+    (void) rpc;
+    /* Out of memory even for an error reply: emit nothing; the sink sees a NULL head and closes. */
+    sink->emit(sink->ctx, head, head ? len : 0, NULL, 0);
+}
+
+static void emit_reply(psd_rpc_t *rpc,
+                       const psd_reply_sink_t *sink,
+                       Pscope__V1__Header *h,
+                       psd_blob_t **blobs,
+                       size_t nblobs)
+{
+    uint64_t payload = 0;
+    for (size_t i = 0; i < nblobs; i++)
+        payload += blobs[i]->len;
+    size_t len = 0;
+    ps_error_t err;
+    ps_error_clear(&err);
+    uint8_t *head = ps_pb_frame_pack(h, payload, rpc->lim.max_header, &len, &err);
+    if (!head) {
+        for (size_t i = 0; i < nblobs; i++)
+            psd_blob_unref(blobs[i]);
+        if (!err.code)
+            ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory packing the reply");
+        psd_rpc_reply_error(rpc, sink, h->id, h->method, err.code, err.msg);
+        return;
+    }
+    sink->emit(sink->ctx, head, len, blobs, nblobs);
+}
+
+/* ---- begin / finish ---- */
+
+static psd_rpc_action_t reject(psd_rpc_t *rpc,
+                               const psd_reply_sink_t *sink,
+                               psd_req_t *r,
+                               uint64_t id,
+                               uint32_t method,
+                               const ps_error_t *err)
+{
+    PS_LOG(PS_LOG_DEBUG, "rpc", "rejected req=%llu method=%u code=%s msg=\"%s\"",
+           (unsigned long long) id, method, ps_code_name(err->code), err->msg);
+    psd_rpc_reply_error(rpc, sink, id, method, err->code, err->msg);
+    psd_req_free(r);
+    return PSD_RPC_SKIP_PAYLOAD;
+}
+
+/* Check every request tensor and allocate a blob for each; their total must equal the payload. */
+static int take_tensors(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    Pscope__V1__Header *h = r->hdr;
+    size_t n = h->n_tensors;
+    int rc = check_count(rpc, n, "tensors", err);
+    if (rc)
+        return rc;
+    r->ntensors = 0;
+    if (n == 0) {
+        if (r->payload_len != 0)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "payload length %llu differs from the 0 bytes of its 0 tensors",
+                                (unsigned long long) r->payload_len);
+        return 0;
+    }
+    ProtobufCBinaryData *nb = scratch_alloc(r, n * sizeof *nb);
+    uint64_t *sizes = scratch_alloc(r, n * sizeof *sizes);
+    if (!nb || !sizes)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        nb[i] = h->tensors[i]->name;
+    if ((rc = take_names(r, nb, n, &r->tnames, err)) != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const Pscope__V1__TensorDesc *t = h->tensors[i];
+        if ((rc = psd_dtype_check(t->dtype, r->tnames[i], err)) != 0)
+            return rc;
+        uint64_t nelems = 0;
+        if ((rc = ps_shape_check(t->dims, t->n_dims, ps_dtype_size(t->dtype), rpc->lim.max_payload,
+                                 r->tnames[i], &nelems, &sizes[i], err)) != 0)
+            return rc;
+        if (__builtin_add_overflow(total, sizes[i], &total))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "tensor sizes overflow");
+    }
+    if (total != r->payload_len)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "payload length %llu differs from the %llu bytes of its %zu tensors",
+                            (unsigned long long) r->payload_len, (unsigned long long) total, n);
+    if (rpc->lim.max_memory) {
+        uint64_t used = ps_alloc_used();
+        if (used > rpc->lim.max_memory || total > rpc->lim.max_memory - used)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                                "payload of %llu bytes would exceed the memory limit of %llu bytes",
+                                (unsigned long long) total,
+                                (unsigned long long) rpc->lim.max_memory);
+    }
+    r->blobs = scratch_alloc(r, n * sizeof *r->blobs);
+    r->segs = scratch_alloc(r, n * sizeof *r->segs);
+    if (!r->blobs || !r->segs)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    r->ntensors = n;
+    for (size_t i = 0; i < n; i++) {
+        r->blobs[i] = psd_blob_new(sizes[i]);
+        if (!r->blobs[i])
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                                "out of memory for tensor %s (%llu bytes)", r->tnames[i],
+                                (unsigned long long) sizes[i]);
+        if (sizes[i]) {
+            r->segs[r->nsegs].data = r->blobs[i]->data;
+            r->segs[r->nsegs].len = (size_t) sizes[i];
+            r->nsegs++;
+        }
+    }
+    return 0;
+}
+
+psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
+                               const uint8_t *hdr,
+                               size_t hlen,
+                               uint64_t payload_len,
+                               const psd_reply_sink_t *sink,
+                               psd_req_t **req)
+{
+    ps_error_t err;
+    ps_error_clear(&err);
+    *req = NULL;
+    psd_req_t *r = ps_calloc(1, sizeof *r);
+    if (!r) {
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return reject(rpc, sink, NULL, 0, 0, &err);
+    }
+    r->payload_len = payload_len;
+    r->hdr = ps_pb_header_unpack(hdr, hlen, &err);
+    if (!r->hdr) {
+        rpc->stats.rejected_frames++;
+        if (!err.code)
+            ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "header is not a valid protobuf message");
+        PS_LOG(PS_LOG_WARNING, "rpc", "rejected frame: %s header_len=%zu", err.msg, hlen);
+        return reject(rpc, sink, r, 0, 0, &err);
+    }
+    uint64_t id = r->hdr->id;
+    uint32_t method = r->hdr->method;
+    const psd_method_t *m = method_find(method);
+    if (!m) {
+        rpc->stats.rejected_frames++;
+        if (method <= PSD_METHOD_MAX && unserved_names[method])
+            ps_error_set(&err, PS_ERR_UNIMPLEMENTED, "method %s (%u) is not served by this psd",
+                         unserved_names[method], method);
+        else
+            ps_error_set(&err, PS_ERR_UNIMPLEMENTED, "unknown method %u", method);
+        return reject(rpc, sink, r, id, method, &err);
+    }
+    r->m = m;
+    psd_method_counters_t *c = &rpc->counters[m->method];
+    if (r->hdr->body_case != PSCOPE__V1__HEADER__BODY__NOT_SET &&
+        (int) r->hdr->body_case != m->body_case) {
+        c->rejected++;
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT,
+                     "request body (field %d) does not match method %s", (int) r->hdr->body_case,
+                     m->name);
+        return reject(rpc, sink, r, id, method, &err);
+    }
+    if (take_tensors(rpc, r, &err) != 0 || m->prepare(rpc, r, &err) != 0) {
+        c->rejected++;
+        return reject(rpc, sink, r, id, method, &err);
+    }
+    *req = r;
+    return PSD_RPC_READ_PAYLOAD;
+}
+
+void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
+{
+    ps_error_t err;
+    ps_error_clear(&err);
+    const psd_method_t *m = r->m;
+    Pscope__V1__Header out = PSCOPE__V1__HEADER__INIT;
+    out.id = r->hdr->id;
+    out.method = r->hdr->method;
+    psd_blob_t **blobs = NULL;
+    size_t nblobs = 0;
+    rpc->counters[m->method].calls++;
+    int rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
+    if (rc) {
+        rpc->counters[m->method].errors++;
+        PS_LOG(PS_LOG_DEBUG, "rpc", "req=%llu method=%s code=%s msg=\"%s\"",
+               (unsigned long long) out.id, m->name, ps_code_name(rc), err.msg);
+        psd_rpc_reply_error(rpc, sink, out.id, out.method, rc, err.msg);
+    } else {
+        PS_LOG(PS_LOG_DEBUG, "rpc", "req=%llu method=%s ok tensors=%zu",
+               (unsigned long long) out.id, m->name, nblobs);
+        emit_reply(rpc, sink, &out, blobs, nblobs);
+    }
+    psd_req_free(r);
+}
+
+int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
+{
+    memset(rpc, 0, sizeof *rpc);
+    rpc->lim = *lim;
+    psd_store_limits_t sl = {.max_var_bytes = lim->max_payload,
+                             .max_memory = lim->max_memory,
+                             .dedup_max_clients = lim->dedup_max_clients};
+    rpc->store = psd_store_new(&sl);
+    if (!rpc->store)
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    rpc->stats.start_ms = psd_monotonic_ms();
+    return 0;
+}
+
+void psd_rpc_deinit(psd_rpc_t *rpc)
+{
+    psd_store_free(rpc->store);
+    rpc->store = NULL;
+}

@@ -1,1 +1,260 @@
-/* placeholder: to be written by its owner */
+/* psd's server: one libuv loop owning the listener, every connection and the store (through rpc);
+ * the flush point (a uv_prepare_t before each poll) that drains connections with buffered frames
+ * and then issues at most one uv_write per connection; the read-timeout sweep; SIGINT/SIGTERM
+ * handling and the clean shutdown that flushes replies, closes every handle and closes the loop. */
+#include "server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include <ps/internal/alloc.h>
+#include <ps/internal/log.h>
+
+#include "conn.h"
+
+#define CONN_FROM(node, member) \
+    ((psd_conn_t *) (void *) ((char *) (node) -offsetof(psd_conn_t, member)))
+
+void psd_link_init(psd_link_t *head)
+{
+    head->prev = head->next = head;
+}
+
+void psd_link_push(psd_link_t *head, psd_link_t *node)
+{
+    node->prev = head->prev;
+    node->next = head;
+    head->prev->next = node;
+    head->prev = node;
+}
+
+void psd_link_remove(psd_link_t *node)
+{
+    if (!node->prev)
+        return;
+    node->prev->next = node->next;
+    node->next->prev = node->prev;
+    node->prev = node->next = NULL;
+}
+
+int psd_link_empty(const psd_link_t *head)
+{
+    return head->next == head;
+}
+
+static void on_spin(uv_idle_t *h)
+{
+    (void) h;
+}
+
+/* The flush point: runs once per loop iteration just before libuv polls. */
+static void on_flush_point(uv_prepare_t *p)
+{
+    psd_server_t *srv = p->data;
+    /* Connections with buffered frames (fairness cap hit, or resumed after backpressure). Take the
+     * current members only: a connection that hits the cap again re-queues itself for next time. */
+    psd_link_t batch;
+    psd_link_init(&batch);
+    while (!psd_link_empty(&srv->input_list)) {
+        psd_link_t *n = srv->input_list.next;
+        psd_link_remove(n);
+        psd_link_push(&batch, n);
+    }
+    while (!psd_link_empty(&batch)) {
+        psd_link_t *n = batch.next;
+        psd_link_remove(n);
+        psd_conn_process(CONN_FROM(n, link_input));
+    }
+    while (!psd_link_empty(&srv->flush_list)) {
+        psd_link_t *n = srv->flush_list.next;
+        psd_link_remove(n);
+        psd_conn_flush(CONN_FROM(n, link_flush));
+    }
+    /* While buffered input waits, an active idle handle makes the next poll non-blocking. */
+    if (psd_link_empty(&srv->input_list))
+        uv_idle_stop(&srv->spin);
+    else
+        uv_idle_start(&srv->spin, on_spin);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    psd_server_t *srv = t->data;
+    uint64_t now = uv_now(&srv->loop);
+    for (psd_link_t *n = srv->conns.next, *next; n != &srv->conns; n = next) {
+        next = n->next;
+        psd_conn_check_timeout(CONN_FROM(n, link_all), now);
+    }
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Every connection is gone: close the server's own handles so the loop can end. */
+static void finish(psd_server_t *srv)
+{
+    if (srv->finished)
+        return;
+    srv->finished = 1;
+    close_if_open((uv_handle_t *) &srv->listener);
+    close_if_open((uv_handle_t *) &srv->sigint);
+    close_if_open((uv_handle_t *) &srv->sigterm);
+    close_if_open((uv_handle_t *) &srv->flush_point);
+    close_if_open((uv_handle_t *) &srv->spin);
+    close_if_open((uv_handle_t *) &srv->sweep);
+    close_if_open((uv_handle_t *) &srv->stop_timer);
+    PS_LOG(PS_LOG_NOTICE, "server", "stopped");
+}
+
+void psd_server_conn_gone(psd_server_t *srv)
+{
+    if (srv->stopping && psd_link_empty(&srv->conns))
+        finish(srv);
+}
+
+static void on_stop_timeout(uv_timer_t *t)
+{
+    psd_server_t *srv = t->data;
+    PS_LOG(PS_LOG_WARNING, "server", "shutdown: replies still unsent after %llu ms, closing",
+           (unsigned long long) srv->cfg.shutdown_timeout_ms);
+    for (psd_link_t *n = srv->conns.next, *next; n != &srv->conns; n = next) {
+        next = n->next;
+        psd_conn_close(CONN_FROM(n, link_all), "shutdown timeout");
+    }
+}
+
+void psd_server_stop(psd_server_t *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    PS_LOG(PS_LOG_NOTICE, "server", "shutting down: connections=%llu",
+           (unsigned long long) srv->rpc.stats.connections_current);
+    close_if_open((uv_handle_t *) &srv->listener);
+    for (psd_link_t *n = srv->conns.next, *next; n != &srv->conns; n = next) {
+        next = n->next;
+        psd_conn_close_after_flush(CONN_FROM(n, link_all), "shutdown");
+    }
+    if (psd_link_empty(&srv->conns)) {
+        finish(srv);
+        return;
+    }
+    uv_timer_start(&srv->stop_timer, on_stop_timeout, srv->cfg.shutdown_timeout_ms, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    psd_server_t *srv = h->data;
+    PS_LOG(PS_LOG_NOTICE, "server", "signal %d received", signum);
+    psd_server_stop(srv);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void) arg;
+    close_if_open(h);
+}
+
+int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = *cfg;
+    ps_log_level = (int) cfg->log_level;
+    psd_link_init(&srv->conns);
+    psd_link_init(&srv->flush_list);
+    psd_link_init(&srv->input_list);
+    /* BLAS threads would only compete with the loop; updates run inline on this thread. */
+    openblas_set_num_threads(1);
+    int rc = uv_loop_init(&srv->loop);
+    if (rc < 0)
+        return ps_error_set(err, PS_ERR_INTERNAL, "uv_loop_init: %s", uv_strerror(rc));
+    uint64_t sid = ((uint64_t) getpid() << 32) ^ uv_hrtime();
+    psd_rpc_limits_t lim = {.max_header = (uint32_t) cfg->max_header_bytes,
+                            .max_payload = cfg->max_payload_bytes,
+                            .max_vars = (size_t) cfg->max_vars_per_request,
+                            .max_memory = cfg->max_memory,
+                            .dedup_max_clients = 0};
+    if (psd_rpc_init(&srv->rpc, &lim) != 0) {
+        uv_loop_close(&srv->loop);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating the store");
+    }
+    srv->rpc.server_id = sid;
+    uv_tcp_init(&srv->loop, &srv->listener);
+    uv_signal_init(&srv->loop, &srv->sigint);
+    uv_signal_init(&srv->loop, &srv->sigterm);
+    uv_prepare_init(&srv->loop, &srv->flush_point);
+    uv_idle_init(&srv->loop, &srv->spin);
+    uv_timer_init(&srv->loop, &srv->sweep);
+    uv_timer_init(&srv->loop, &srv->stop_timer);
+    srv->handles_ready = 1;
+    srv->sigint.data = srv->sigterm.data = srv;
+    srv->flush_point.data = srv;
+    srv->sweep.data = srv->stop_timer.data = srv;
+    rc = psd_net_listen(srv, err);
+    if (!rc)
+        rc = psd_net_write_port_file(srv, err);
+    if (rc) {
+        uv_walk(&srv->loop, walk_close, NULL);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&srv->loop);
+        psd_rpc_deinit(&srv->rpc);
+        return rc;
+    }
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_prepare_start(&srv->flush_point, on_flush_point);
+    if (cfg->read_timeout_ms) {
+        uint64_t every = cfg->read_timeout_ms / 4;
+        if (every < 10)
+            every = 10;
+        if (every > 1000)
+            every = 1000;
+        uv_timer_start(&srv->sweep, on_sweep, every, every);
+    }
+    return 0;
+}
+
+int psd_server_loop(psd_server_t *srv)
+{
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+    /* Whatever is left (there should be nothing) is closed so the loop closes clean. */
+    int rc = uv_loop_close(&srv->loop);
+    for (int tries = 0; rc == UV_EBUSY && tries < 3; tries++) {
+        uv_walk(&srv->loop, walk_close, NULL);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        rc = uv_loop_close(&srv->loop);
+    }
+    psd_rpc_deinit(&srv->rpc);
+    if (rc != 0)
+        PS_LOG(PS_LOG_WARNING, "server", "loop did not close clean: %s", uv_strerror(rc));
+    return rc == 0 ? 0 : 1;
+}
+
+int psd_server_run(const psd_config_t *cfg)
+{
+    /* A peer that goes away mid-write must produce EPIPE, not kill psd. */
+    signal(SIGPIPE, SIG_IGN);
+    ps_alloc_install_uv();
+    psd_server_t *srv = ps_calloc(1, sizeof *srv);
+    if (!srv) {
+        PS_LOG(PS_LOG_WARNING, "server", "out of memory");
+        return 1;
+    }
+    ps_error_t err;
+    ps_error_clear(&err);
+    if (psd_server_start(srv, cfg, &err) != 0) {
+        PS_LOG(PS_LOG_WARNING, "server", "cannot start: %s", err.msg);
+        ps_free(srv);
+        return 1;
+    }
+    int rc = psd_server_loop(srv);
+    ps_free(srv);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* psd's configuration: one declarative table of options (name, type, offset, bounds, default,
+ * mutability, help) drives argv parsing, --help and get/set by name. */
+#ifndef PSD_CONFIG_H
+#define PSD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <ps/status.h>
+
+#define PSD_CONFIG_STR_MAX 1024
+
+typedef struct psd_config {
+    char listen[PSD_CONFIG_STR_MAX];    /* HOST:PORT, [V6HOST]:PORT */
+    char port_file[PSD_CONFIG_STR_MAX]; /* "" = none */
+    int64_t log_level;                  /* PS_LOG_* */
+    uint64_t max_header_bytes;
+    uint64_t max_payload_bytes;
+    uint64_t max_vars_per_request;
+    uint64_t max_connections;
+    uint64_t out_high_water;
+    uint64_t out_low_water;
+    uint64_t out_hard_limit; /* 0 = off */
+    uint64_t max_pending_requests;
+    uint64_t read_timeout_ms; /* 0 = off */
+    uint64_t max_memory;      /* 0 = off */
+    uint64_t shutdown_timeout_ms;
+} psd_config_t;
+
+/* psd_config_parse_argv() result when --help was given (usage should be printed, exit 0). */
+#define PSD_CONFIG_HELP (-1)
+
+/** Fill every option with its default. */
+void psd_config_defaults(psd_config_t *c);
+
+/**
+ * Parse argv (argv[0] is the program) into c, which should hold the defaults. Accepts "--name
+ * value" and "--name=value". Returns 0, PSD_CONFIG_HELP for --help / -h, or INVALID_ARGUMENT with a
+ * message naming the flag (unknown flag, missing or malformed value, out of bounds, inconsistent
+ * limits).
+ */
+int psd_config_parse_argv(psd_config_t *c, int argc, char **argv, ps_error_t *err);
+
+/**
+ * Set option name (without leading dashes) from text. With runtime set, only options marked mutable
+ * may change. Returns 0 or INVALID_ARGUMENT (FAILED_PRECONDITION for an immutable one at runtime).
+ */
+int psd_config_set(
+    psd_config_t *c, const char *name, const char *value, int runtime, ps_error_t *err);
+
+/** Format option name's current value into out. Returns 0 or NOT_FOUND. */
+int psd_config_get(const psd_config_t *c, const char *name, char *out, size_t cap, ps_error_t *err);
+
+/** Check cross-option rules (low water <= high water, ...). Returns 0 or INVALID_ARGUMENT. */
+int psd_config_check(const psd_config_t *c, ps_error_t *err);
+
+/** Print the usage text, generated from the option table, to out. */
+void psd_config_usage(FILE *out, const char *prog);
+
+#endif /* PSD_CONFIG_H */

@@ -1,0 +1,78 @@
+/* One client connection of psd (STYLE §2.8): read buffer and frame decoder, payload received
+ * straight into request blobs, the write queue of owned header chunks and blob references, the
+ * single in-flight uv_write, backpressure, read timeouts and close-after-flush. */
+#ifndef PSD_CONN_H
+#define PSD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include <ps/internal/frame.h>
+
+#include "rpc.h"
+#include "server.h"
+
+#define PSD_IOV_MAX           128
+#define PSD_RBUF_SIZE         (64u << 10)
+#define PSD_MAX_FRAMES_PER_RD 256
+
+enum {
+    PSD_CONN_READING = 1u << 0,           /* uv_read_start is in effect */
+    PSD_CONN_PAUSED = 1u << 1,            /* backpressure: unsent replies over the limit */
+    PSD_CONN_CLOSE_AFTER_FLUSH = 1u << 2, /* no more input; close once the queue is written */
+    PSD_CONN_CLOSING = 1u << 3,           /* uv_close called */
+};
+
+typedef struct psd_chunk {
+    struct psd_chunk *next;
+    const uint8_t *base;
+    size_t len;
+    psd_blob_t *blob; /* referenced payload, or NULL when the chunk owns its bytes */
+    unsigned ends_reply;
+} psd_chunk_t;
+
+typedef struct psd_conn {
+    uv_tcp_t tcp; /* first member: the handle pointer is the connection pointer */
+    psd_server_t *srv;
+    uint64_t id;
+    char peer[64];
+    unsigned flags;
+    ps_frame_decoder_t dec;
+    uint8_t *rbuf;
+    size_t rstart, rend;
+    int in_window;  /* the last alloc handed out the payload window, not rbuf */
+    psd_req_t *req; /* request whose payload is being received */
+    uint64_t last_read_ms;
+    /* Write queue: chunks from head; the first inflight_nchunks are being written. */
+    psd_chunk_t *qhead, *qtail;
+    size_t queued_bytes;   /* not yet handed to uv_write */
+    size_t inflight_bytes; /* in the current uv_write */
+    unsigned inflight_nchunks;
+    unsigned pending_replies; /* replies not completely written */
+    uv_write_t wreq;
+    uv_buf_t iov[PSD_IOV_MAX];
+    psd_reply_sink_t sink;
+    psd_link_t link_all, link_flush, link_input;
+} psd_conn_t;
+
+/** Accept a pending connection from the listener and start serving it. */
+void psd_conn_accept(psd_server_t *srv);
+
+/** Process frames already buffered (input list); restarts reading when the buffer is empty. */
+void psd_conn_process(psd_conn_t *c);
+
+/** Issue one uv_write of queued chunks if none is in flight. */
+void psd_conn_flush(psd_conn_t *c);
+
+/** Close now (idempotent); freed in the close callback. */
+void psd_conn_close(psd_conn_t *c, const char *why);
+
+/** Stop reading and close once the queued replies are written. */
+void psd_conn_close_after_flush(psd_conn_t *c, const char *why);
+
+/** Read-timeout check, called periodically by the server with the loop's time. */
+void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms);
+
+#endif /* PSD_CONN_H */

@@ -1,0 +1,112 @@
+/* psd's request layer: a method table; header unpacking and validation of every request before its
+ * handler runs (method, body, names, dtypes, shapes, payload length, counts); the handlers that
+ * call the store; and replies packed as one owned header chunk plus zero-copy blob references.
+ * Nothing here touches a socket: replies go to a psd_reply_sink_t, so tests and the fuzzer drive it
+ * directly. */
+#ifndef PSD_RPC_H
+#define PSD_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/internal/frame.h>
+#include <ps/status.h>
+
+#include "blob.h"
+#include "store.h"
+
+#define PSD_METHOD_MAX 12 /* highest pscope.v1.Method value */
+
+typedef struct psd_method_counters {
+    uint64_t calls;    /* requests that reached their handler */
+    uint64_t errors;   /* handler returned an error */
+    uint64_t rejected; /* refused by validation before the handler */
+} psd_method_counters_t;
+
+/* Server-wide counters; net/conn code updates the connection and byte fields. */
+typedef struct psd_stats {
+    uint64_t start_ms; /* monotonic, for uptime */
+    uint64_t connections_current;
+    uint64_t connections_total;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t rejected_frames;   /* frames refused before reaching a method (framing, bad header) */
+    uint64_t limit_disconnects; /* connections closed by a limit */
+} psd_stats_t;
+
+typedef struct psd_rpc_limits {
+    uint32_t max_header;      /* request and reply header bytes */
+    uint64_t max_payload;     /* request payload bytes; also the largest variable */
+    size_t max_vars;          /* names / tensors / items per request */
+    uint64_t max_memory;      /* 0 = no limit */
+    size_t dedup_max_clients; /* 0 = default */
+} psd_rpc_limits_t;
+
+typedef struct psd_rpc {
+    psd_store_t *store;
+    psd_rpc_limits_t lim;
+    psd_stats_t stats;
+    uint64_t server_id;
+    psd_method_counters_t counters[PSD_METHOD_MAX + 1];
+} psd_rpc_t;
+
+/**
+ * Where replies go. emit takes ownership of head (prefix + header, ps_malloc'd, head_len bytes) and
+ * of one reference on each of the nblobs blobs, whose bytes follow in order as the payload.
+ */
+typedef struct psd_reply_sink {
+    void (*emit)(
+        void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs);
+    void *ctx;
+} psd_reply_sink_t;
+
+typedef struct psd_req psd_req_t;
+
+typedef enum {
+    PSD_RPC_READ_PAYLOAD = 0, /* accepted: direct the payload into psd_req_segs(), then finish */
+    PSD_RPC_SKIP_PAYLOAD = 1, /* rejected with an error reply: skip the payload */
+    PSD_RPC_CLOSE = 2,        /* error reply sent; the connection cannot continue */
+} psd_rpc_action_t;
+
+/** Set up rpc with a new store. Returns 0 or RESOURCE_EXHAUSTED. */
+int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim);
+
+/** Free the store. */
+void psd_rpc_deinit(psd_rpc_t *rpc);
+
+/**
+ * A frame's header is complete: unpack and validate it. On PSD_RPC_READ_PAYLOAD *req is a new
+ * request (owned by the caller until psd_rpc_finish or psd_req_free) whose payload segments are
+ * psd_req_segs(); otherwise an error reply was emitted to sink and *req is NULL.
+ */
+psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
+                               const uint8_t *hdr,
+                               size_t hlen,
+                               uint64_t payload_len,
+                               const psd_reply_sink_t *sink,
+                               psd_req_t **req);
+
+/** The payload destinations of req (tensor blobs; zero-length tensors are left out). */
+const ps_frame_seg_t *psd_req_segs(const psd_req_t *req, size_t *nsegs);
+
+/** The payload has arrived: run the handler, emit its reply, free req. */
+void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *req, const psd_reply_sink_t *sink);
+
+/** Free a request that will not be finished (connection gone). NULL is a no-op. */
+void psd_req_free(psd_req_t *req);
+
+/** Emit an error reply (no body, no payload) for request id of method. */
+void psd_rpc_reply_error(psd_rpc_t *rpc,
+                         const psd_reply_sink_t *sink,
+                         uint64_t id,
+                         uint32_t method,
+                         int code,
+                         const char *msg);
+
+/** Milliseconds on the monotonic clock (uptime base). */
+uint64_t psd_monotonic_ms(void);
+
+/** "PULL" for 3; NULL for an unknown method. */
+const char *psd_method_name(uint32_t method);
+
+#endif /* PSD_RPC_H */
