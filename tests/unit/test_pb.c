@@ -1,0 +1,319 @@
+/* Unit tests for common/src/pb.c: frame packing, Header unpacking through the bounded allocator
+ * (garbage and oversized inputs rejected, OOM at every allocation handled), and the bytes helpers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include <ps/internal/alloc.h>
+#include <ps/internal/frame.h>
+
+#include "pb.h"
+
+static void reset_alloc(void)
+{
+    ps_alloc_fail_after(-1, 0);
+}
+
+TestSuite(pb, .fini = reset_alloc);
+
+static Pscope__V1__Header *sample_header(Pscope__V1__Header *h,
+                                         Pscope__V1__GetVariableRequest *gv,
+                                         Pscope__V1__ShapeSpec *ss,
+                                         int64_t *dims)
+{
+    pscope__v1__header__init(h);
+    pscope__v1__get_variable_request__init(gv);
+    pscope__v1__shape_spec__init(ss);
+    dims[0] = 5;
+    dims[1] = -1;
+    ss->n_dims = 2;
+    ss->dims = dims;
+    gv->name = ps_pb_bytes("conv1/weights");
+    gv->mode = PSCOPE__V1__LOOKUP_MODE__GET_OR_CREATE;
+    gv->dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+    gv->shape = ss;
+    h->id = 42;
+    h->method = PSCOPE__V1__METHOD__GET_VARIABLE;
+    h->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE;
+    h->get_variable = gv;
+    return h;
+}
+
+Test(pb, pack_then_unpack_round_trip)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t len = 0;
+    ps_error_t e = {0};
+    uint8_t *buf = ps_pb_frame_pack(&h, 1234, PS_FRAME_DEFAULT_MAX_HEADER, &len, &e);
+    cr_assert_not_null(buf, "%s", e.msg);
+    size_t hl = pscope__v1__header__get_packed_size(&h);
+    cr_assert_eq(len, PS_FRAME_PREFIX_LEN + hl);
+    ps_frame_limits_t lim = {PS_FRAME_DEFAULT_MAX_HEADER, PS_FRAME_DEFAULT_MAX_PAYLOAD};
+    ps_frame_prefix_t pre;
+    cr_assert_eq(ps_frame_prefix_decode(buf, &lim, &pre, &e), 0, "%s", e.msg);
+    cr_assert_eq(pre.header_len, hl);
+    cr_assert_eq(pre.payload_len, 1234);
+    Pscope__V1__Header *u = ps_pb_header_unpack(buf + PS_FRAME_PREFIX_LEN, hl, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(u->id, 42);
+    cr_assert_eq(u->body_case, PSCOPE__V1__HEADER__BODY_GET_VARIABLE);
+    cr_assert_eq(u->get_variable->name.len, 13);
+    cr_assert_eq(memcmp(u->get_variable->name.data, "conv1/weights", 13), 0);
+    cr_assert_eq(u->get_variable->shape->n_dims, 2);
+    cr_assert_eq(u->get_variable->shape->dims[1], -1);
+    ps_pb_header_free(u);
+    ps_pb_header_free(NULL);
+    ps_free(buf);
+}
+
+Test(pb, all_default_header_packs_to_a_nonempty_header)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    cr_assert_eq(pscope__v1__header__get_packed_size(&h), 0);
+    size_t len = 0;
+    uint8_t *buf = ps_pb_frame_pack(&h, 0, 100, &len, NULL);
+    cr_assert_not_null(buf);
+    cr_assert_eq(len, PS_FRAME_PREFIX_LEN + 2);
+    cr_assert_eq(buf[16], 0x08);
+    cr_assert_eq(buf[17], 0x00);
+    ps_frame_limits_t lim = {100, 100};
+    ps_frame_prefix_t pre;
+    cr_assert_eq(ps_frame_prefix_decode(buf, &lim, &pre, NULL), 0);
+    Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, 2, NULL);
+    cr_assert_not_null(u);
+    cr_assert_eq(u->id, 0);
+    cr_assert_eq(u->method, 0);
+    ps_pb_header_free(u);
+    ps_free(buf);
+}
+
+Test(pb, pack_over_max_header_is_resource_exhausted)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t hl = pscope__v1__header__get_packed_size(&h);
+    ps_error_t e = {0};
+    size_t len = 77;
+    cr_assert_null(ps_pb_frame_pack(&h, 0, (uint32_t) hl - 1, &len, &e));
+    cr_assert_eq(e.code, PS_ERR_RESOURCE_EXHAUSTED);
+    char want[96];
+    snprintf(want, sizeof want, "frame header %zu bytes exceeds limit %zu", hl, hl - 1);
+    cr_assert_str_eq(e.msg, want);
+    uint8_t *ok = ps_pb_frame_pack(&h, 0, (uint32_t) hl, &len, &e);
+    cr_assert_not_null(ok);
+    ps_free(ok);
+}
+
+Test(pb, pack_out_of_memory)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    h.id = 1;
+    ps_error_t e = {0};
+    ps_alloc_fail_after(0, 0);
+    cr_assert_null(ps_pb_frame_pack(&h, 0, 100, NULL, &e));
+    cr_assert_eq(e.code, PS_ERR_RESOURCE_EXHAUSTED);
+    cr_assert_str_eq(e.msg, "out of memory for a 2-byte frame header");
+}
+
+Test(pb, garbage_is_invalid_argument)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } cases[] = {
+        {"\xff\xff\xff", 3}, /* varint key that never ends */
+        {"\x08", 1},         /* id tag without its value */
+        {"\x22\x05"
+         "ab",
+         4},             /* message: length 5, 2 bytes present */
+        {"\x2a\x7f", 2}, /* tensors: submessage longer than the input */
+        {"\x07\x00", 2}, /* wire type 7 does not exist */
+        {"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 12}, /* 11-byte varint */
+        {"\x52\x02\x08", 3},                                      /* ping body truncated */
+        {"\x2a\x02\x1a\x05", 4}, /* packed dims longer than the submessage */
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ps_error_t e = {0};
+        Pscope__V1__Header *h =
+            ps_pb_header_unpack((const uint8_t *) cases[i].bytes, cases[i].len, &e);
+        cr_assert_null(h, "case %zu parsed", i);
+        cr_assert_eq(e.code, PS_ERR_INVALID_ARGUMENT, "case %zu", i);
+        char want[96];
+        snprintf(want, sizeof want, "header is not a valid pscope.v1.Header message (%zu bytes)",
+                 cases[i].len);
+        cr_assert_str_eq(e.msg, want, "case %zu", i);
+    }
+}
+
+Test(pb, every_truncation_of_a_valid_header_is_handled)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t hl = pscope__v1__header__get_packed_size(&h);
+    uint8_t *full = malloc(hl);
+    pscope__v1__header__pack(&h, full);
+    size_t before = ps_alloc_used();
+    int rejected = 0;
+    for (size_t cut = 1; cut < hl; cut++) {
+        uint8_t *part = malloc(cut); /* exact size: ASan catches any read past it */
+        memcpy(part, full, cut);
+        ps_error_t e = {0};
+        Pscope__V1__Header *u = ps_pb_header_unpack(part, cut, &e);
+        if (u == NULL) {
+            rejected++;
+            cr_assert_eq(e.code, PS_ERR_INVALID_ARGUMENT);
+        }
+        ps_pb_header_free(u);
+        free(part);
+        cr_assert_eq(ps_alloc_used(), before);
+    }
+    cr_assert_gt(rejected, 0);
+    free(full);
+}
+
+/* n empty TensorDesc entries ("2a 00" each): 2 encoded bytes that unpack to a whole struct. */
+static uint8_t *empty_descs(size_t n, size_t *len)
+{
+    *len = 2 * n;
+    uint8_t *b = malloc(*len);
+    for (size_t i = 0; i < n; i++) {
+        b[2 * i] = 0x2a;
+        b[2 * i + 1] = 0x00;
+    }
+    return b;
+}
+
+Test(pb, oversized_expansion_is_rejected_by_the_bound)
+{
+    /* Each 2-byte entry costs sizeof(TensorDesc) plus a pointer: over 16x its encoding. */
+    cr_assert_gt(sizeof(Pscope__V1__TensorDesc) + sizeof(void *), 2 * PS_PB_UNPACK_FACTOR);
+    size_t len;
+    uint8_t *b = empty_descs(40000, &len);
+    size_t before = ps_alloc_used();
+    ps_error_t e = {0};
+    cr_assert_null(ps_pb_header_unpack(b, len, &e));
+    cr_assert_eq(e.code, PS_ERR_INVALID_ARGUMENT);
+    char want[128];
+    snprintf(want, sizeof want, "header of %zu bytes would need more than %zu bytes to unpack", len,
+             len * PS_PB_UNPACK_FACTOR + PS_PB_UNPACK_SLACK);
+    cr_assert_str_eq(e.msg, want);
+    cr_assert_eq(ps_alloc_used(), before, "a refused unpack frees what it took");
+    free(b);
+}
+
+Test(pb, small_expansion_fits_in_the_slack)
+{
+    /* A few empty descriptors are fine: the constant slack covers small headers. */
+    size_t len;
+    uint8_t *b = empty_descs(100, &len);
+    Pscope__V1__Header *h = ps_pb_header_unpack(b, len, NULL);
+    cr_assert_not_null(h);
+    cr_assert_eq(h->n_tensors, 100);
+    ps_pb_header_free(h);
+    free(b);
+}
+
+Test(pb, realistic_large_header_unpacks)
+{
+    /* 2000 named tensors with dims: a big batched pull reply. */
+    enum {
+        N = 2000
+    };
+
+    Pscope__V1__TensorDesc *tds = calloc(N, sizeof *tds);
+    Pscope__V1__TensorDesc **ptrs = calloc(N, sizeof *ptrs);
+    char(*names)[32] = calloc(N, 32);
+    int64_t dims[2] = {128, 64};
+    for (int i = 0; i < N; i++) {
+        pscope__v1__tensor_desc__init(&tds[i]);
+        snprintf(names[i], 32, "layer%d/weights", i);
+        tds[i].name = ps_pb_bytes(names[i]);
+        tds[i].dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+        tds[i].n_dims = 2;
+        tds[i].dims = dims;
+        tds[i].version = (uint64_t) i;
+        ptrs[i] = &tds[i];
+    }
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    h.n_tensors = N;
+    h.tensors = ptrs;
+    size_t len;
+    uint8_t *buf = ps_pb_frame_pack(&h, 0, PS_FRAME_DEFAULT_MAX_HEADER, &len, NULL);
+    cr_assert_not_null(buf);
+    ps_error_t e = {0};
+    Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, len - 16, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(u->n_tensors, N);
+    cr_assert_eq(u->tensors[N - 1]->version, N - 1);
+    ps_pb_header_free(u);
+    ps_free(buf);
+    free(names);
+    free(ptrs);
+    free(tds);
+}
+
+Test(pb, out_of_memory_at_every_allocation)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t hl = pscope__v1__header__get_packed_size(&h);
+    uint8_t *full = malloc(hl);
+    pscope__v1__header__pack(&h, full);
+    size_t before = ps_alloc_used();
+    long k;
+    for (k = 0; k < 100; k++) {
+        ps_error_t e = {0};
+        ps_alloc_fail_after(k, 0);
+        Pscope__V1__Header *u = ps_pb_header_unpack(full, hl, &e);
+        ps_alloc_fail_after(-1, 0);
+        if (u != NULL) {
+            cr_assert_eq(u->id, 42);
+            ps_pb_header_free(u);
+            break;
+        }
+        cr_assert_eq(e.code, PS_ERR_RESOURCE_EXHAUSTED, "k=%ld: %s", k, e.msg);
+        char want[64];
+        snprintf(want, sizeof want, "out of memory unpacking a %zu-byte header", hl);
+        cr_assert_str_eq(e.msg, want);
+        cr_assert_eq(ps_alloc_used(), before, "k=%ld leaked", k);
+    }
+    cr_assert_gt(k, 2, "the sweep covered several allocations");
+    cr_assert_lt(k, 100);
+    free(full);
+}
+
+Test(pb, bytes_helpers)
+{
+    ProtobufCBinaryData b = ps_pb_bytes("abc");
+    cr_assert_eq(b.len, 3);
+    cr_assert_eq(memcmp(b.data, "abc", 3), 0);
+    ProtobufCBinaryData n = ps_pb_bytes(NULL);
+    cr_assert_eq(n.len, 0);
+    cr_assert_null(n.data);
+    char out[4];
+    cr_assert_eq(ps_pb_bytes_to_str(b, out, sizeof out), 0);
+    cr_assert_str_eq(out, "abc");
+    ProtobufCBinaryData four = {4, (uint8_t *) "abcd"};
+    cr_assert_eq(ps_pb_bytes_to_str(four, out, sizeof out), -1);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(ps_pb_bytes_to_str(n, out, sizeof out), 0);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(ps_pb_bytes_to_str(b, out, 0), -1);
+}
