@@ -1,0 +1,5 @@
+# Integration tests: each starts a real psd on 127.0.0.1:0 (PSD_BIN) and talks TCP with the raw
+# wire client of tests/support. Labelled `integration` so `ctest -L integration` runs just these.
+ps_add_criterion_test(test_store_rules SOURCES integration/test_store_rules.c LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_updates SOURCES integration/test_updates.c LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_bad_input SOURCES integration/test_bad_input.c LABELS integration TIMEOUT 120)
