@@ -1,1 +1,347 @@
-/* placeholder: to be written by its owner */
+/* ps_client_t: the shards (one connection each), placement by a stable hash of the full name,
+ * retries with reconnect and backoff, exactly-once updates (random client id + per-request sequence
+ * number, reused on retry), batching of pulls and updates into few pipelined requests, and the
+ * optional log callback (libpsclient never writes to stderr). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ps/client.h>
+#include <ps/internal/alloc.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "graph_int.h"
+
+/* Most variables in one request; a bigger batch is split into pipelined requests. */
+#define PSC_MAX_BATCH 1024
+
+struct ps_client {
+    psc_conn_t *shards;
+    size_t nshards;
+    int max_retries;
+    int backoff_ms;
+    ps_log_cb log_cb;
+    void *log_data;
+    char *creator;
+    uint64_t client_id;
+    uint64_t seq;
+};
+
+static void logf_(const ps_client_t *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void logf_(const ps_client_t *c, int level, const char *fmt, ...)
+{
+    if (!c->log_cb)
+        return;
+    char buf[PS_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    c->log_cb(level, buf, c->log_data);
+}
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &id, sizeof id);
+        close(fd);
+        if (r == (ssize_t) sizeof id && id != 0)
+            return id;
+    }
+    /* Fallback: time, pid and an address, mixed (splitmix64). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^
+                 ((uint64_t) getpid() << 16) ^ (uint64_t) (uintptr_t) &id;
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+int ps_client_connect_list(const char *const *addresses,
+                           size_t n,
+                           const ps_client_opts_t *opts,
+                           ps_client_t **out,
+                           ps_error_t *err)
+{
+    static const ps_client_opts_t zero;
+    const ps_client_opts_t *o = opts ? opts : &zero;
+    if (!addresses || n == 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "no psd address given");
+    ps_client_t *c = ps_calloc(1, sizeof *c);
+    if (!c)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    c->shards = ps_calloc(n, sizeof *c->shards);
+    c->creator = o->creator ? ps_strdup(o->creator) : psc_strfmt("pid %ld", (long) getpid());
+    if (!c->shards || !c->creator) {
+        ps_client_free(c);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    c->max_retries = o->max_retries == 0 ? 3 : o->max_retries < 0 ? 0 : o->max_retries;
+    c->backoff_ms = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : 50;
+    c->log_cb = o->log_cb;
+    c->log_data = o->log_data;
+    c->client_id = random_id();
+    int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    int rto = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    for (size_t i = 0; i < n; i++) {
+        int rc = psc_conn_init(&c->shards[i], addresses[i], cto, rto, err);
+        if (rc) {
+            ps_client_free(c);
+            return rc;
+        }
+        c->nshards++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = psc_conn_ensure(&c->shards[i], err);
+        if (rc) {
+            ps_client_free(c);
+            return rc;
+        }
+        logf_(c, PS_CLIENT_LOG_INFO, "connected to %s", c->shards[i].address);
+    }
+    *out = c;
+    return 0;
+}
+
+int ps_client_connect(const char *address,
+                      const ps_client_opts_t *opts,
+                      ps_client_t **out,
+                      ps_error_t *err)
+{
+    return ps_client_connect_list(&address, 1, opts, out, err);
+}
+
+void ps_client_free(ps_client_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nshards; i++)
+        psc_conn_deinit(&c->shards[i]);
+    ps_free(c->shards);
+    ps_free(c->creator);
+    ps_free(c);
+}
+
+void ps_client_set_log_cb(ps_client_t *c, ps_log_cb cb, void *data)
+{
+    c->log_cb = cb;
+    c->log_data = data;
+}
+
+uint64_t ps_client_id(const ps_client_t *c)
+{
+    return c->client_id;
+}
+
+size_t ps_client_shard_count(const ps_client_t *c)
+{
+    return c->nshards;
+}
+
+const char *ps_client_shard_address(const ps_client_t *c, size_t i)
+{
+    return i < c->nshards ? c->shards[i].address : NULL;
+}
+
+size_t ps_client_shard_of(const ps_client_t *c, const char *name)
+{
+    return c->nshards <= 1 ? 0 : (size_t) (psc_fnv1a(name, strlen(name)) % c->nshards);
+}
+
+uint64_t ps_client_connects(const ps_client_t *c)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < c->nshards; i++)
+        n += c->shards[i].connects;
+    return n;
+}
+
+const char *ps_client_address_from_args(int argc, char **argv)
+{
+    if (argc > 1 && argv && argv[1] && *argv[1])
+        return argv[1];
+    const char *e = getenv("PS_SERVER");
+    return e && *e ? e : NULL;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * Run calls on one shard, reconnecting and resending the unfinished ones after a transport failure
+ * (bounded by max_retries). An update keeps its (client_id, seq) across resends, so psd applies it
+ * once. Returns 0 when every call has a reply, else the transport error.
+ */
+static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n, ps_error_t *err)
+{
+    psc_conn_t *conn = &c->shards[shard];
+    psc_call_t *pending_inline[8];
+    psc_call_t **pending = n <= 8 ? pending_inline : ps_calloc(n, sizeof *pending);
+    if (!pending)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    for (int attempt = 0;; attempt++) {
+        size_t np = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!calls[i]->done) {
+                psc_call_reset(calls[i]);
+                pending[np++] = calls[i];
+            }
+        }
+        if (np == 0) {
+            rc = 0;
+            break;
+        }
+        rc = psc_conn_run(conn, pending, np, err);
+        for (size_t i = 0; i < np; i++) {
+            ps_free(pending[i]->frame);
+            pending[i]->frame = NULL;
+        }
+        if (rc == 0)
+            break;
+        if (rc != PS_ERR_UNAVAILABLE || attempt >= c->max_retries) {
+            logf_(c, PS_CLIENT_LOG_WARNING, "%s", err ? err->msg : "request failed");
+            break;
+        }
+        logf_(c, PS_CLIENT_LOG_WARNING, "%s; retrying (attempt %d of %d)",
+              err ? err->msg : "transport error", attempt + 1, c->max_retries);
+        sleep_ms(c->backoff_ms * (attempt + 1));
+    }
+    if (pending != pending_inline)
+        ps_free(pending);
+    return rc;
+}
+
+int ps_client_ping(ps_client_t *c, ps_error_t *err)
+{
+    for (size_t s = 0; s < c->nshards; s++) {
+        Pscope__V1__Header h;
+        Pscope__V1__PingRequest p;
+        psc_call_t call;
+        memset(&call, 0, sizeof call);
+        psc_codec_ping(&h, &p, &call);
+        psc_call_t *cp = &call;
+        int rc = run_calls(c, s, &cp, 1, err);
+        if (rc == 0 && call.err.code)
+            rc = ps_error_set(err, call.err.code, "%s", call.err.msg);
+        psc_call_reset(&call);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int psc_client_get_variable(ps_client_t *c,
+                            const psc_lookup_t *req,
+                            psc_varinfo_t *info,
+                            ps_error_t *err)
+{
+    psc_getvar_msg_t *m = ps_malloc(sizeof *m);
+    if (!m)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    psc_call_t call;
+    memset(&call, 0, sizeof call);
+    int rc = psc_codec_getvar(m, req, c->creator, &call, err);
+    if (rc == 0) {
+        psc_call_t *cp = &call;
+        rc = run_calls(c, ps_client_shard_of(c, req->name), &cp, 1, err);
+    }
+    if (rc == 0 && call.err.code)
+        rc = ps_error_set(err, call.err.code, "%s", call.err.msg);
+    if (rc == 0)
+        rc = psc_codec_getvar_reply(call.reply, info, err);
+    if (rc == 0)
+        logf_(c, PS_CLIENT_LOG_DEBUG, "get_variable %s mode=%d created=%d", req->name, req->mode,
+              info->created);
+    psc_call_reset(&call);
+    ps_free(m);
+    return rc;
+}
+
+/* Split items by shard and into requests of at most PSC_MAX_BATCH, run them pipelined per shard,
+ * and report the first error. update selects UPDATE (else PULL). */
+static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps_error_t *err)
+{
+    int rc = 0;
+    psc_item_t *sorted = ps_calloc(n, sizeof *sorted);
+    size_t *origin = ps_calloc(n, sizeof *origin);
+    size_t maxcalls = n / PSC_MAX_BATCH + c->nshards + 1;
+    psc_batch_msg_t *msgs = ps_calloc(maxcalls, sizeof *msgs);
+    psc_call_t *calls = ps_calloc(maxcalls, sizeof *calls);
+    psc_call_t **cps = ps_calloc(maxcalls, sizeof *cps);
+    size_t ncalls = 0;
+    if (!sorted || !origin || !msgs || !calls || !cps) {
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a batch of %zu", n);
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t s = 0; s < c->nshards && rc == 0; s++) {
+        size_t first_call = ncalls;
+        size_t start = k;
+        for (size_t i = 0; i < n; i++) {
+            if (ps_client_shard_of(c, items[i].name) == s) {
+                origin[k] = i;
+                sorted[k++] = items[i];
+            }
+        }
+        for (size_t off = start; off < k && rc == 0; off += PSC_MAX_BATCH) {
+            size_t cnt = k - off < PSC_MAX_BATCH ? k - off : PSC_MAX_BATCH;
+            psc_call_t *call = &calls[ncalls];
+            rc = update ? psc_codec_update(&msgs[ncalls], &sorted[off], cnt, c->client_id, ++c->seq,
+                                           call, err)
+                        : psc_codec_pull(&msgs[ncalls], &sorted[off], cnt, call, err);
+            if (rc == 0)
+                cps[ncalls++] = call;
+        }
+        if (rc == 0 && ncalls > first_call)
+            rc = run_calls(c, s, &cps[first_call], ncalls - first_call, err);
+    }
+    for (size_t i = 0; i < ncalls && rc == 0; i++) {
+        if (calls[i].err.code)
+            rc = ps_error_set(err, calls[i].err.code, "%s", calls[i].err.msg);
+        else if (update)
+            rc = psc_codec_update_reply(calls[i].reply, msgs[i].items, msgs[i].n, err);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            items[origin[i]].version = sorted[i].version;
+    }
+out:
+    for (size_t i = 0; i < ncalls; i++) {
+        psc_call_reset(&calls[i]);
+        psc_batch_msg_deinit(&msgs[i]);
+    }
+    ps_free(sorted);
+    ps_free(origin);
+    ps_free(msgs);
+    ps_free(calls);
+    ps_free(cps);
+    return rc;
+}
+
+int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err)
+{
+    return run_batch(c, items, n, 0, err);
+}
+
+int psc_client_update(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err)
+{
+    return run_batch(c, items, n, 1, err);
+}

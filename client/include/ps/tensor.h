@@ -1,5 +1,6 @@
-/* Shapes and dense tensors of libpsclient's public API: ps_shape_t is a plain value struct (possibly
- * partly known, as a lookup may give it); ps_tensor_t is an opaque heap tensor that owns its bytes. */
+/* Shapes and dense tensors of libpsclient's public API: ps_shape_t is a plain value struct
+ * (possibly partly known, as a lookup may give it); ps_tensor_t is an opaque heap tensor that owns
+ * its bytes. */
 #ifndef PS_TENSOR_H
 #define PS_TENSOR_H
 
@@ -53,17 +54,23 @@ typedef struct ps_tensor ps_tensor_t;
  * stores the new tensor (caller frees with ps_tensor_free) in *out, or INVALID_ARGUMENT (bad dtype,
  * rank over 8, negative dimension, size overflow) / RESOURCE_EXHAUSTED (out of memory).
  */
-PS_EXTERN int ps_tensor_new(int dtype, const int64_t *dims, unsigned rank, ps_tensor_t **out,
-                            ps_error_t *err);
+PS_EXTERN int
+ps_tensor_new(int dtype, const int64_t *dims, unsigned rank, ps_tensor_t **out, ps_error_t *err);
 
 /**
  * Like ps_tensor_new, then copy nbytes from data (borrowed) into the tensor; nbytes must equal the
  * tensor's byte size, else INVALID_ARGUMENT.
  */
-PS_EXTERN int ps_tensor_from_data(int dtype, const int64_t *dims, unsigned rank, const void *data,
-                                  size_t nbytes, ps_tensor_t **out, ps_error_t *err);
+PS_EXTERN int ps_tensor_from_data(int dtype,
+                                  const int64_t *dims,
+                                  unsigned rank,
+                                  const void *data,
+                                  size_t nbytes,
+                                  ps_tensor_t **out,
+                                  ps_error_t *err);
 
-/** A new float32 scalar (rank 0) holding v, or NULL when out of memory. Free with ps_tensor_free. */
+/** A new float32 scalar (rank 0) holding v, or NULL when out of memory. Free with ps_tensor_free.
+ */
 PS_EXTERN ps_tensor_t *ps_tensor_scalar_f32(float v);
 
 /** Free t and its bytes. NULL is a no-op. */

@@ -1,0 +1,260 @@
+/* Variables: tf.get_variable / tf.get_local_variable (shared through psd's store), tf.Variable
+ * (always new), initializer specs, custom getters, and the handle that names, pulls and updates a
+ * variable, one at a time or many in one request. */
+#ifndef PS_VARIABLE_H
+#define PS_VARIABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/dtype.h>
+#include <ps/export.h>
+#include <ps/graph.h>
+#include <ps/status.h>
+#include <ps/tensor.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Initializer kinds (SPEC §4); values equal the wire's pscope.v1.InitKind. */
+typedef enum {
+    PS_INITIALIZER_DEFAULT = 0, /* glorot_uniform for floats, zeros for integers */
+    PS_INITIALIZER_ZEROS = 1,
+    PS_INITIALIZER_ONES = 2,
+    PS_INITIALIZER_CONSTANT = 3, /* tf.constant_initializer(value): every element = value */
+    PS_INITIALIZER_RANDOM_NORMAL = 4,
+    PS_INITIALIZER_TRUNCATED_NORMAL = 5,
+    PS_INITIALIZER_RANDOM_UNIFORM = 6,
+    PS_INITIALIZER_GLOROT_UNIFORM = 7,
+    PS_INITIALIZER_GLOROT_NORMAL = 8,
+    PS_INITIALIZER_VARIANCE_SCALING = 9,
+    PS_INITIALIZER_VALUE = 10, /* initializer=<a value>: shape and dtype come from the tensor */
+} ps_initializer_kind_t;
+
+typedef enum {
+    PS_MODE_FAN_IN = 0,
+    PS_MODE_FAN_OUT = 1,
+    PS_MODE_FAN_AVG = 2
+} ps_fan_mode_kind_t;
+
+typedef enum {
+    PS_DISTRIBUTION_TRUNCATED_NORMAL = 0,
+    PS_DISTRIBUTION_UNTRUNCATED_NORMAL = 1,
+    PS_DISTRIBUTION_UNIFORM = 2,
+} ps_distribution_kind_t;
+
+/**
+ * An initializer spec. psd runs it at creation (never on attach). Build one with the ps_init_*
+ * helpers below, which fill TensorFlow's defaults. For PS_INITIALIZER_VALUE, value_tensor is
+ * borrowed: the library copies its bytes where it keeps them.
+ */
+typedef struct ps_initializer {
+    int kind;
+    double value;     /* CONSTANT */
+    double mean;      /* RANDOM_NORMAL, TRUNCATED_NORMAL */
+    double stddev;    /* RANDOM_NORMAL, TRUNCATED_NORMAL */
+    double minval;    /* RANDOM_UNIFORM */
+    double maxval;    /* RANDOM_UNIFORM */
+    double scale;     /* VARIANCE_SCALING */
+    int mode;         /* VARIANCE_SCALING: PS_MODE_FAN_* */
+    int distribution; /* VARIANCE_SCALING: PS_DISTRIBUTION_* */
+    int64_t seed;
+    const ps_tensor_t *value_tensor; /* VALUE */
+} ps_initializer_t;
+
+PS_EXTERN ps_initializer_t ps_init_zeros(void);
+PS_EXTERN ps_initializer_t ps_init_ones(void);
+/** tf.constant_initializer(value). */
+PS_EXTERN ps_initializer_t ps_init_constant(double value);
+/** tf.random_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */
+PS_EXTERN ps_initializer_t ps_init_random_normal(double mean, double stddev, int64_t seed);
+/** tf.truncated_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */
+PS_EXTERN ps_initializer_t ps_init_truncated_normal(double mean, double stddev, int64_t seed);
+/** tf.random_uniform_initializer(minval, maxval, seed); TF defaults 0.0, 1.0. */
+PS_EXTERN ps_initializer_t ps_init_random_uniform(double minval, double maxval, int64_t seed);
+PS_EXTERN ps_initializer_t ps_init_glorot_uniform(int64_t seed);
+PS_EXTERN ps_initializer_t ps_init_glorot_normal(int64_t seed);
+/** tf.variance_scaling_initializer(scale, mode, distribution, seed); TF defaults 1.0, FAN_IN,
+ * TRUNCATED_NORMAL. */
+PS_EXTERN ps_initializer_t ps_init_variance_scaling(double scale,
+                                                    int mode,
+                                                    int distribution,
+                                                    int64_t seed);
+/** initializer=<value>: the variable takes value's dtype and shape (value borrowed). */
+PS_EXTERN ps_initializer_t ps_init_value(const ps_tensor_t *value);
+
+/** trainable argument values. */
+#define PS_TRAINABLE_DEFAULT 0 /* True for get_variable and Variable */
+#define PS_TRAINABLE_YES     1
+#define PS_TRAINABLE_NO      2
+
+/**
+ * Arguments of ps_get_variable (tf.get_variable). Zero means "not given" everywhere, so designated
+ * initializers name only what is passed. All pointers are borrowed for the call.
+ */
+typedef struct ps_get_variable_args {
+    /** Required. Relative to the current variable scope; in a custom getter, the full name. */
+    const char *name;
+    /** NULL: shape omitted (unknown rank). A partly known shape is allowed (-1 dims). */
+    const ps_shape_t *shape;
+    /** PS_DTYPE_*; 0: the scope's dtype (float32 by default). */
+    int dtype;
+    /** NULL: the scope's initializer, else the default for the dtype. */
+    const ps_initializer_t *initializer;
+    /** PS_TRAINABLE_DEFAULT / YES / NO. */
+    int trainable;
+    /** Collection keys (borrowed); has_collections = 0 means None (GLOBAL_VARIABLES). */
+    const char *const *collections;
+    size_t ncollections;
+    int has_collections;
+    /** Set by the library when it calls a custom getter (the scope's effective reuse); ignored by
+     * ps_get_variable. */
+    int reuse;
+} ps_get_variable_args_t;
+
+/** The `getter` a custom getter receives: call it through ps_getter_call. */
+typedef struct ps_getter ps_getter_t;
+
+/**
+ * A custom getter: called as TensorFlow's custom_getter(getter, name, **kwargs), with the full name
+ * and every argument in args (reuse included). It may call ps_getter_call(getter, ...) any number
+ * of times, with the same or changed args, and must store the variable it returns in *out (a
+ * variable of the same graph) and return 0, or return a nonzero code with err filled. Nested scopes
+ * compose getters: the innermost runs first and its getter calls the enclosing one.
+ */
+typedef int (*ps_custom_getter_cb)(const ps_getter_t *getter,
+                                   const ps_get_variable_args_t *args,
+                                   void *data,
+                                   ps_variable_t **out,
+                                   ps_error_t *err);
+
+/** Call the next getter (the enclosing scope's custom getter, or the true getter). */
+PS_EXTERN int ps_getter_call(const ps_getter_t *getter,
+                             const ps_get_variable_args_t *args,
+                             ps_variable_t **out,
+                             ps_error_t *err);
+
+/** The graph a getter works on (for naming ops with ps_graph_unique_name). */
+PS_EXTERN ps_graph_t *ps_getter_graph(const ps_getter_t *getter);
+
+/**
+ * tf.get_variable: resolve args against the current variable scope as TensorFlow 1.15 does, then
+ * return this graph's existing variable (reuse True or AUTO_REUSE, after shape and dtype checks) or
+ * ask psd (create-or-attach for reuse False, must-exist for True, get-or-create for AUTO_REUSE).
+ * On success *out is a handle owned by the graph (the same pointer for the same store key).
+ * Errors carry TensorFlow's exact message: ALREADY_EXISTS "Variable foo/v already exists,
+ * disallowed. Did you mean to set reuse=True or reuse=tf.AUTO_REUSE in VarScope?", NOT_FOUND
+ * "Variable foo/v does not exist, or was not created with tf.get_variable(). Did you mean to set
+ * reuse=tf.AUTO_REUSE in VarScope?", INVALID_ARGUMENT for shape or dtype mismatches and misuse,
+ * UNAVAILABLE / DEADLINE_EXCEEDED for transport failures.
+ */
+PS_EXTERN int ps_get_variable(ps_graph_t *g,
+                              const ps_get_variable_args_t *args,
+                              ps_variable_t **out,
+                              ps_error_t *err);
+
+/** tf.get_local_variable: trainable False, collections = given + [LOCAL_VARIABLES]. */
+PS_EXTERN int ps_get_local_variable(ps_graph_t *g,
+                                    const ps_get_variable_args_t *args,
+                                    ps_variable_t **out,
+                                    ps_error_t *err);
+
+/** Arguments of ps_variable_new (tf.Variable). */
+typedef struct ps_variable_args {
+    /** Required (borrowed): the initial value; its dtype and shape become the variable's. */
+    const ps_tensor_t *initial_value;
+    /** NULL: "Variable". Prefixed by the current name scope and made graph-unique. */
+    const char *name;
+    /** PS_TRAINABLE_DEFAULT / YES / NO. */
+    int trainable;
+    const char *const *collections;
+    size_t ncollections;
+    int has_collections;
+} ps_variable_args_t;
+
+/**
+ * tf.Variable: always a new variable of this graph, named by the current name scope plus a
+ * graph-unique name; psd stores it under that name (create-or-attach, so identical code on several
+ * workers shares it). Ignores reuse. INVALID_ARGUMENT "initial_value must be specified." without a
+ * value. *out is owned by the graph.
+ */
+PS_EXTERN int ps_variable_new(ps_graph_t *g,
+                              const ps_variable_args_t *args,
+                              ps_variable_t **out,
+                              ps_error_t *err);
+
+/** .name: the op name plus ":0" ("conv1/weights:0"). Borrowed. */
+PS_EXTERN const char *ps_variable_name(const ps_variable_t *v);
+/** .op.name: "conv1/weights" (uniquified in the graph table: may differ from the store key). */
+PS_EXTERN const char *ps_variable_op_name(const ps_variable_t *v);
+/** The name psd stores it under: the get_variable store key, or the op name for a Variable. */
+PS_EXTERN const char *ps_variable_store_name(const ps_variable_t *v);
+PS_EXTERN int ps_variable_dtype(const ps_variable_t *v);
+PS_EXTERN ps_shape_t ps_variable_shape(const ps_variable_t *v);
+PS_EXTERN uint64_t ps_variable_nelems(const ps_variable_t *v);
+PS_EXTERN size_t ps_variable_nbytes(const ps_variable_t *v);
+PS_EXTERN int ps_variable_trainable(const ps_variable_t *v);
+/** 1 when this graph's lookup created it at psd, 0 when it attached to an existing one. */
+PS_EXTERN int ps_variable_created(const ps_variable_t *v);
+/** 1 for a tf.Variable, 0 for get_variable. */
+PS_EXTERN int ps_variable_is_plain(const ps_variable_t *v);
+/** The version psd reported last (creation, pull or update). */
+PS_EXTERN uint64_t ps_variable_version(const ps_variable_t *v);
+PS_EXTERN ps_graph_t *ps_variable_graph(const ps_variable_t *v);
+
+/**
+ * repr as TF1 prints it, with pscope's module: "<ps.Variable 'scope/v:0' shape=(1,)
+ * dtype=float32_ref>". Always NUL-terminates out (cap > 0); returns out.
+ */
+PS_EXTERN char *ps_variable_repr(const ps_variable_t *v, char *out, size_t cap);
+
+/**
+ * Pull the variable's current value into buf (len bytes, must equal ps_variable_nbytes). Returns 0,
+ * INVALID_ARGUMENT (wrong len), NOT_FOUND, UNAVAILABLE, DEADLINE_EXCEEDED.
+ */
+PS_EXTERN int ps_variable_pull(ps_variable_t *v, void *buf, size_t len, ps_error_t *err);
+
+/** Update operations. Values equal the wire's pscope.v1.UpdateOp. */
+typedef enum {
+    PS_UPDATE_ASSIGN = 1,     /* v = x */
+    PS_UPDATE_ASSIGN_ADD = 2, /* v += x */
+    PS_UPDATE_ASSIGN_SUB = 3, /* v -= x */
+    PS_UPDATE_SCALED_ADD = 4, /* v += alpha * x */
+} ps_update_op_t;
+
+/** v = x (len bytes of the variable's dtype and element count). */
+PS_EXTERN int ps_variable_assign(ps_variable_t *v, const void *x, size_t len, ps_error_t *err);
+PS_EXTERN int ps_variable_assign_add(ps_variable_t *v, const void *x, size_t len, ps_error_t *err);
+PS_EXTERN int ps_variable_assign_sub(ps_variable_t *v, const void *x, size_t len, ps_error_t *err);
+PS_EXTERN int
+ps_variable_scaled_add(ps_variable_t *v, double alpha, const void *x, size_t len, ps_error_t *err);
+
+/**
+ * Pull n variables of one graph in one request (split per psd shard and pipelined when the client
+ * has several): bufs[i] receives lens[i] bytes of vars[i]. Atomic per variable. Returns 0 or the
+ * first error.
+ */
+PS_EXTERN int ps_variables_pull(
+    ps_variable_t *const *vars, size_t n, void *const *bufs, const size_t *lens, ps_error_t *err);
+
+/** One item of a batched update. x is borrowed for the call. */
+typedef struct ps_update {
+    ps_variable_t *var;
+    int op; /* PS_UPDATE_* */
+    double alpha;
+    const void *x;
+    size_t len;
+} ps_update_t;
+
+/**
+ * Apply n updates in one request (per shard), each atomic and applied exactly once even when the
+ * request is retried after a reconnect. Returns 0 or the first error.
+ */
+PS_EXTERN int ps_variables_update(const ps_update_t *items, size_t n, ps_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PS_VARIABLE_H */

@@ -1,0 +1,422 @@
+/* One TCP connection to one psd: address parsing, connect with a timeout, and a poll() loop that
+ * writes pipelined request frames while reading replies, matches them to their calls by id and
+ * lands tensor bytes straight in the caller's buffers. Transport failures become UNAVAILABLE or
+ * DEADLINE_EXCEEDED naming the address, and close the connection so the next call reconnects. */
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ps/internal/alloc.h>
+
+#define PSC_RBUF_SIZE (64u << 10)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int psc_conn_init(psc_conn_t *c,
+                  const char *address,
+                  int connect_timeout_ms,
+                  int request_timeout_ms,
+                  ps_error_t *err)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+    c->next_id = 1;
+    c->connect_timeout_ms = connect_timeout_ms;
+    c->request_timeout_ms = request_timeout_ms;
+    if (!address || !*address)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "empty psd address");
+    const char *colon;
+    const char *hs = address;
+    size_t hl;
+    if (address[0] == '[') {
+        const char *rb = strchr(address, ']');
+        if (!rb || rb[1] != ':')
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "bad psd address '%s': expected host:port", address);
+        hs = address + 1;
+        hl = (size_t) (rb - hs);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(address, ':');
+        if (!colon)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "bad psd address '%s': expected host:port", address);
+        hl = (size_t) (colon - address);
+    }
+    const char *ps = colon + 1;
+    char *end = NULL;
+    long port = strtol(ps, &end, 10);
+    if (hl == 0 || !*ps || *end || port <= 0 || port > 65535)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "bad psd address '%s': expected host:port", address);
+    c->address = ps_strdup(address);
+    c->host = ps_strndup(hs, hl);
+    c->port = ps_strdup(ps);
+    c->rcap = PSC_RBUF_SIZE;
+    c->rbuf = ps_malloc(c->rcap);
+    if (!c->address || !c->host || !c->port || !c->rbuf) {
+        psc_conn_deinit(c);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    ps_frame_limits_t lim = {PS_FRAME_DEFAULT_MAX_HEADER, PS_FRAME_DEFAULT_MAX_PAYLOAD};
+    ps_frame_decoder_init(&c->dec, &lim);
+    return 0;
+}
+
+void psc_conn_close(psc_conn_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->rstart = c->rend = 0;
+    ps_frame_decoder_deinit(&c->dec);
+    ps_frame_limits_t lim = {PS_FRAME_DEFAULT_MAX_HEADER, PS_FRAME_DEFAULT_MAX_PAYLOAD};
+    ps_frame_decoder_init(&c->dec, &lim);
+}
+
+void psc_conn_deinit(psc_conn_t *c)
+{
+    if (c->rbuf)
+        psc_conn_close(c);
+    ps_frame_decoder_deinit(&c->dec);
+    ps_free(c->address);
+    ps_free(c->host);
+    ps_free(c->port);
+    ps_free(c->rbuf);
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+}
+
+static int connect_one(const struct addrinfo *ai, int timeout_ms, int *err_no)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        *err_no = errno;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            *err_no = errno;
+            close(fd);
+            return -1;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int r;
+        do
+            r = poll(&p, 1, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        if (r == 0) {
+            *err_no = ETIMEDOUT;
+            close(fd);
+            return -1;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+            *err_no = r < 0 ? errno : soerr ? soerr : EIO;
+            close(fd);
+            return -1;
+        }
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int psc_conn_ensure(psc_conn_t *c, ps_error_t *err)
+{
+    if (c->fd >= 0)
+        return 0;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gr = getaddrinfo(c->host, c->port, &hints, &res);
+    if (gr != 0)
+        return ps_error_set(err, PS_ERR_UNAVAILABLE, "failed to resolve %s: %s", c->address,
+                            gai_strerror(gr));
+    int e = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        int fd = connect_one(ai, c->connect_timeout_ms, &e);
+        if (fd >= 0) {
+            c->fd = fd;
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    if (c->fd < 0)
+        return ps_error_set(err, PS_ERR_UNAVAILABLE, "failed to connect to %s: %s", c->address,
+                            strerror(e));
+    c->connects++;
+    return 0;
+}
+
+void psc_call_reset(psc_call_t *call)
+{
+    ps_pb_header_free(call->reply);
+    call->reply = NULL;
+    ps_free(call->frame);
+    call->frame = NULL;
+    call->frame_len = 0;
+    call->done = 0;
+    call->transport = 0;
+    ps_error_clear(&call->err);
+}
+
+static psc_call_t *find_call(psc_call_t **calls, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i]->id == id && !calls[i]->done)
+            return calls[i];
+    }
+    return NULL;
+}
+
+static int fail_transport(psc_conn_t *c,
+                          psc_call_t **calls,
+                          size_t n,
+                          ps_error_t *err,
+                          int code,
+                          const char *fmt,
+                          const char *detail)
+{
+    char msg[PS_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, fmt, c->address, detail);
+    psc_conn_close(c);
+    for (size_t i = 0; i < n; i++) {
+        if (!calls[i]->done) {
+            calls[i]->transport = 1;
+            ps_error_set(&calls[i]->err, code, "%s", msg);
+        }
+    }
+    return ps_error_set(err, code, "%s", msg);
+}
+
+/* A complete reply header arrived: route it to its call. Returns 0, or -1 for a protocol error. */
+static int
+on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_error_t *perr)
+{
+    size_t hl;
+    const uint8_t *hb = ps_frame_decoder_header(&c->dec, &hl);
+    ps_error_t e;
+    Pscope__V1__Header *h = ps_pb_header_unpack(hb, hl, &e);
+    if (!h) {
+        ps_error_set(perr, PS_ERR_INTERNAL, "undecodable reply header: %s", e.msg);
+        return -1;
+    }
+    psc_call_t *call = find_call(calls, n, h->id);
+    if (!call) {
+        ps_error_set(perr, PS_ERR_INTERNAL, "reply for unknown request id %llu",
+                     (unsigned long long) h->id);
+        ps_pb_header_free(h);
+        return -1;
+    }
+    call->reply = h;
+    *cur = call;
+    ps_frame_seg_t *segs = NULL;
+    size_t nsegs = 0;
+    int rc = 0;
+    if (h->code != 0) {
+        char msg[PS_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", h->message ? h->message : "");
+        ps_error_set(&call->err, ps_pb_code_from_wire(h->code), "%s", msg);
+    } else if (call->on_reply) {
+        rc = call->on_reply(call, h, &segs, &nsegs, &call->err);
+    }
+    if (rc == 0 && h->code == 0 && nsegs > 0) {
+        if (ps_frame_decoder_set_sinks(&c->dec, segs, nsegs, &call->err) != 0)
+            ps_frame_decoder_skip_payload(&c->dec);
+    } else {
+        if (rc == 0 && h->code == 0 && ps_frame_decoder_payload_len(&c->dec) != 0)
+            ps_error_set(&call->err, PS_ERR_INTERNAL,
+                         "reply carries %llu payload bytes nobody expects",
+                         (unsigned long long) ps_frame_decoder_payload_len(&c->dec));
+        ps_frame_decoder_skip_payload(&c->dec);
+    }
+    return 0;
+}
+
+/* Feed buffered bytes to the decoder. Returns 0, or -1 with a protocol error in perr. */
+static int drain(
+    psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, size_t *ndone, ps_error_t *perr)
+{
+    for (;;) {
+        size_t used = 0;
+        ps_frame_event_t ev =
+            ps_frame_decoder_feed(&c->dec, c->rbuf + c->rstart, c->rend - c->rstart, &used);
+        c->rstart += used;
+        if (ev == PS_FRAME_ERROR) {
+            ps_error_set(perr, PS_ERR_INTERNAL, "bad reply frame: %s",
+                         ps_frame_decoder_error(&c->dec)->msg);
+            return -1;
+        }
+        if (ev == PS_FRAME_HEADER) {
+            if (on_header(c, calls, n, cur, perr) != 0)
+                return -1;
+            continue;
+        }
+        if (ev == PS_FRAME_READY) {
+            if (*cur) {
+                (*cur)->done = 1;
+                (*ndone)++;
+                *cur = NULL;
+            }
+            continue;
+        }
+        if (c->rstart == c->rend)
+            c->rstart = c->rend = 0;
+        return 0;
+    }
+}
+
+int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
+{
+    int rc = psc_conn_ensure(c, err);
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            calls[i]->transport = 1;
+            calls[i]->err = err ? *err : calls[i]->err;
+            if (!err)
+                ps_error_set(&calls[i]->err, rc, "failed to connect to %s", c->address);
+        }
+        return rc;
+    }
+    /* Pack every frame (ids assigned now). */
+    for (size_t i = 0; i < n; i++) {
+        psc_call_t *call = calls[i];
+        uint64_t plen = 0;
+        for (size_t k = 0; k < call->npayload; k++)
+            plen += call->payload[k].len;
+        call->id = c->next_id++;
+        call->req->id = call->id;
+        ps_error_t pe;
+        call->frame =
+            ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
+        if (!call->frame) {
+            for (size_t k = 0; k < i; k++) {
+                ps_free(calls[k]->frame);
+                calls[k]->frame = NULL;
+            }
+            return ps_error_set(err, pe.code, "%s", pe.msg);
+        }
+    }
+    size_t wcall = 0, wseg = 0, woff = 0; /* write position: call, segment (0 = frame) and offset */
+    size_t ndone = 0;
+    psc_call_t *cur = NULL;
+    int64_t deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
+    ps_error_t perr;
+    while (ndone < n) {
+        int want_write = wcall < n;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return fail_transport(c, calls, n, err, PS_ERR_DEADLINE_EXCEEDED,
+                                  "request to %s timed out%s", "");
+        int r = poll(&p, 1, (int) left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE, "poll on %s failed: %s",
+                                  strerror(errno));
+        if (r == 0)
+            continue;
+        if (want_write && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
+            struct iovec iov[16];
+            int niov = 0;
+            size_t ci = wcall, si = wseg, off = woff;
+            while (ci < n && niov < 16) {
+                psc_call_t *call = calls[ci];
+                const uint8_t *base;
+                size_t len;
+                if (si == 0) {
+                    base = call->frame;
+                    len = call->frame_len;
+                } else {
+                    base = call->payload[si - 1].data;
+                    len = call->payload[si - 1].len;
+                }
+                if (off < len) {
+                    iov[niov].iov_base = (void *) (base + off);
+                    iov[niov].iov_len = len - off;
+                    niov++;
+                }
+                off = 0;
+                if (++si > call->npayload) {
+                    si = 0;
+                    ci++;
+                }
+            }
+            struct msghdr mh;
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = iov;
+            mh.msg_iovlen = (size_t) niov;
+            ssize_t w = niov ? sendmsg(c->fd, &mh, MSG_NOSIGNAL) : 0;
+            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
+                                      "connection to %s lost while sending: %s", strerror(errno));
+            size_t adv = w > 0 ? (size_t) w : 0;
+            while (wcall < n) {
+                psc_call_t *call = calls[wcall];
+                size_t len = wseg == 0 ? call->frame_len : call->payload[wseg - 1].len;
+                size_t take = len - woff < adv ? len - woff : adv;
+                woff += take;
+                adv -= take;
+                if (woff < len)
+                    break;
+                woff = 0;
+                if (++wseg > call->npayload) {
+                    wseg = 0;
+                    wcall++;
+                }
+            }
+        }
+        if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
+            uint8_t *win = NULL;
+            size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
+            ssize_t got;
+            if (wl > 0) {
+                /* Tensor bytes straight into the caller's buffer. */
+                got = recv(c->fd, win, wl, 0);
+                if (got > 0)
+                    ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
+            } else {
+                if (c->rend == c->rcap) {
+                    memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+                    c->rend -= c->rstart;
+                    c->rstart = 0;
+                }
+                got = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
+                if (got > 0)
+                    c->rend += (size_t) got;
+            }
+            if (got == 0)
+                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
+                                      "connection to %s closed by psd%s", "");
+            if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
+                                      "connection to %s lost: %s", strerror(errno));
+            if (got > 0 && drain(c, calls, n, &cur, &ndone, &perr) != 0)
+                return fail_transport(c, calls, n, err, perr.code, "protocol error from %s: %s",
+                                      perr.msg);
+        }
+    }
+    return 0;
+}

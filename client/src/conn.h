@@ -1,0 +1,84 @@
+/* Client-private: one TCP connection to one psd with framing, request ids and pipelining. */
+#ifndef PSC_CONN_H
+#define PSC_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/internal/frame.h>
+#include <ps/status.h>
+
+#include "pb.h"
+
+typedef struct psc_call psc_call_t;
+
+/**
+ * Called when the reply header of call arrives with code OK: check it against what the request
+ * expects and point the payload at its destinations (*segs, *nsegs; borrowed until the frame is
+ * complete). A nonzero return fails the call (its payload is skipped).
+ */
+typedef int (*psc_on_reply_cb)(psc_call_t *call,
+                               const Pscope__V1__Header *h,
+                               ps_frame_seg_t **segs,
+                               size_t *nsegs,
+                               ps_error_t *err);
+
+struct psc_call {
+    /* Request: header (id is set by the connection) and payload segments (borrowed). */
+    Pscope__V1__Header *req;
+    const ps_frame_seg_t *payload;
+    size_t npayload;
+    psc_on_reply_cb on_reply;
+    void *ctx;
+    /* Result. */
+    uint64_t id;
+    Pscope__V1__Header *reply; /* unpacked reply header (free with ps_pb_header_free) */
+    int done;
+    int transport; /* the call failed because the connection failed */
+    ps_error_t err;
+    /* Send state. */
+    uint8_t *frame;
+    size_t frame_len;
+};
+
+typedef struct psc_conn {
+    char *address; /* "host:port" as given */
+    char *host;
+    char *port;
+    int fd;
+    uint64_t next_id;
+    ps_frame_decoder_t dec;
+    uint8_t *rbuf;
+    size_t rcap, rstart, rend;
+    int connect_timeout_ms;
+    int request_timeout_ms;
+    uint64_t connects;
+} psc_conn_t;
+
+/** Parse address and set up (no I/O). 0, INVALID_ARGUMENT or RESOURCE_EXHAUSTED. */
+int psc_conn_init(psc_conn_t *c,
+                  const char *address,
+                  int connect_timeout_ms,
+                  int request_timeout_ms,
+                  ps_error_t *err);
+void psc_conn_deinit(psc_conn_t *c);
+
+/** Connect if not connected. 0 or UNAVAILABLE naming the address. */
+int psc_conn_ensure(psc_conn_t *c, ps_error_t *err);
+
+/** Drop the connection (the next call reconnects). */
+void psc_conn_close(psc_conn_t *c);
+
+/**
+ * Send n calls pipelined on the connection and wait for every reply (matched by id, any order).
+ * Each call's own result is in call->err / call->reply. Returns 0 when every call got its reply
+ * (OK or an error reply), or the transport error (UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL for a
+ * protocol violation) after which the connection is closed and the unfinished calls have
+ * transport set.
+ */
+int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
+
+/** Release what a call holds after psc_conn_run (reply header, frame buffer). */
+void psc_call_reset(psc_call_t *call);
+
+#endif /* PSC_CONN_H */

@@ -1,0 +1,699 @@
+/* tf.get_variable, tf.get_local_variable and tf.Variable in a graph: argument resolution against
+ * the current variable scope, composed custom getters, the true getter's local checks (TF 1.15's
+ * order and messages) and the psd lookup modes of SPEC §3; variable handles, repr, pulls and
+ * updates. */
+#include <stdio.h>
+#include <string.h>
+
+#include <ps/client.h>
+#include <ps/internal/alloc.h>
+#include <ps/internal/names.h>
+
+#include "graph_int.h"
+
+#define PSC_MAX_COLLECTIONS 64
+
+/* Initializer helpers: TensorFlow's defaults. */
+
+static ps_initializer_t init_of(int kind)
+{
+    ps_initializer_t i;
+    memset(&i, 0, sizeof i);
+    i.kind = kind;
+    return i;
+}
+
+ps_initializer_t ps_init_zeros(void)
+{
+    return init_of(PS_INITIALIZER_ZEROS);
+}
+
+ps_initializer_t ps_init_ones(void)
+{
+    return init_of(PS_INITIALIZER_ONES);
+}
+
+ps_initializer_t ps_init_constant(double value)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_CONSTANT);
+    i.value = value;
+    return i;
+}
+
+ps_initializer_t ps_init_random_normal(double mean, double stddev, int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_RANDOM_NORMAL);
+    i.mean = mean;
+    i.stddev = stddev;
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_truncated_normal(double mean, double stddev, int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_TRUNCATED_NORMAL);
+    i.mean = mean;
+    i.stddev = stddev;
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_random_uniform(double minval, double maxval, int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_RANDOM_UNIFORM);
+    i.minval = minval;
+    i.maxval = maxval;
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_glorot_uniform(int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_GLOROT_UNIFORM);
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_glorot_normal(int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_GLOROT_NORMAL);
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_variance_scaling(double scale, int mode, int distribution, int64_t seed)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_VARIANCE_SCALING);
+    i.scale = scale;
+    i.mode = mode;
+    i.distribution = distribution;
+    i.seed = seed;
+    return i;
+}
+
+ps_initializer_t ps_init_value(const ps_tensor_t *value)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_VALUE);
+    i.value_tensor = value;
+    return i;
+}
+
+/* Collections for a new variable (TF_SEMANTICS §1.9): None means [GLOBAL_VARIABLES]; trainable adds
+ * TRAINABLE_VARIABLES; duplicates are dropped (TF adds through a set). */
+static int build_collections(const char *const *given,
+                             size_t ngiven,
+                             int has,
+                             int trainable,
+                             const char **out,
+                             size_t *n,
+                             ps_error_t *err)
+{
+    *n = 0;
+    if (!has) {
+        given = NULL;
+        ngiven = 0;
+        out[(*n)++] = PS_GLOBAL_VARIABLES;
+    }
+    if (ngiven + 2 > PSC_MAX_COLLECTIONS)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "at most %d collections per variable",
+                            PSC_MAX_COLLECTIONS - 2);
+    for (size_t i = 0; i < ngiven; i++) {
+        if (!given[i])
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "collection key %zu is NULL", i);
+        int dup = 0;
+        for (size_t j = 0; j < *n; j++)
+            dup |= strcmp(out[j], given[i]) == 0;
+        if (!dup)
+            out[(*n)++] = given[i];
+    }
+    if (trainable) {
+        int dup = 0;
+        for (size_t j = 0; j < *n; j++)
+            dup |= strcmp(out[j], PS_TRAINABLE_VARIABLES) == 0;
+        if (!dup)
+            out[(*n)++] = PS_TRAINABLE_VARIABLES;
+    }
+    return 0;
+}
+
+static int shape_compatible(const ps_shape_t *spec, const ps_variable_t *v)
+{
+    if (!spec || spec->unknown_rank)
+        return 1;
+    if (spec->rank != v->rank)
+        return 0;
+    for (unsigned i = 0; i < v->rank; i++) {
+        if (spec->dims[i] >= 0 && spec->dims[i] != v->dims[i])
+            return 0;
+    }
+    return 1;
+}
+
+static int check_shape_arg(const ps_shape_t *s, ps_error_t *err)
+{
+    if (!s || s->unknown_rank)
+        return 0;
+    if (s->rank > PS_SHAPE_MAX_RANK)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "rank %u exceeds maximum %d", s->rank,
+                            PS_SHAPE_MAX_RANK);
+    for (unsigned i = 0; i < s->rank; i++) {
+        if (s->dims[i] < PS_DIM_UNKNOWN)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "Dimension %lld must be >= 0",
+                                (long long) s->dims[i]);
+    }
+    return 0;
+}
+
+static int check_dtype(int dtype, ps_error_t *err)
+{
+    if (!ps_dtype_valid(dtype))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "dtype %d is not one psd stores (float32, float64, int32, int64)",
+                            dtype);
+    return 0;
+}
+
+/* A handle for a variable psd answered for, named op_name in this graph. */
+static int make_var(ps_graph_t *g,
+                    const char *store_name,
+                    char *op_name,
+                    const psc_varinfo_t *vi,
+                    int plain,
+                    ps_variable_t **out,
+                    ps_error_t *err)
+{
+    ps_variable_t *v = ps_calloc(1, sizeof *v);
+    if (!v) {
+        ps_free(op_name);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    v->g = g;
+    v->op_name = op_name;
+    v->name = psc_strfmt("%s:0", op_name);
+    v->store_name = ps_strdup(store_name);
+    v->dtype = vi->dtype;
+    v->rank = vi->rank;
+    v->nelems = 1;
+    for (unsigned i = 0; i < vi->rank; i++) {
+        v->dims[i] = vi->dims[i];
+        v->nelems *= (uint64_t) vi->dims[i];
+    }
+    v->nbytes = (size_t) (v->nelems * ps_dtype_size(vi->dtype));
+    v->trainable = vi->trainable;
+    v->created = vi->created;
+    v->plain = plain;
+    v->version = vi->version;
+    if (!v->name || !v->store_name || psc_graph_adopt_var(g, v) != 0) {
+        psc_variable_free(v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    *out = v;
+    return 0;
+}
+
+static int add_to_collections(
+    ps_graph_t *g, ps_variable_t *v, const char *const *keys, size_t n, ps_error_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (psc_graph_collect(g, keys[i], v) != 0)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return 0;
+}
+
+/* The true getter: _VariableStore.get_variable's single-variable path (TF_SEMANTICS §1.2) with the
+ * store split between this graph and psd (SPEC §3). args->name is the full name. */
+static int
+true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
+{
+    const char *name = a->name;
+    const ps_initializer_t *init = a->initializer;
+    int from_value = init && init->kind == PS_INITIALIZER_VALUE;
+    int rc;
+    if (!name || !*name)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "get_variable needs a name");
+    if (a->shape && from_value)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "If initializer is a constant, do not specify shape.");
+    if ((rc = check_shape_arg(a->shape, err)) != 0)
+        return rc;
+    int dtype = a->dtype ? a->dtype : PS_DTYPE_FLOAT32;
+    if ((rc = check_dtype(dtype, err)) != 0)
+        return rc;
+    if (from_value && !init->value_tensor)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "a value initializer needs a value tensor");
+    if (init && (init->kind < PS_INITIALIZER_DEFAULT || init->kind > PS_INITIALIZER_VALUE))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown initializer kind %d",
+                            init->kind);
+    if (a->reuse != PS_REUSE_FALSE && a->reuse != PS_REUSE_TRUE && a->reuse != PS_REUSE_AUTO)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "The reuse parameter must be True or False or None.");
+
+    ps_variable_t *found = ps_graph_store_lookup(g, name);
+    if (found) {
+        if (a->reuse == PS_REUSE_FALSE)
+            return ps_error_set(err, PS_ERR_ALREADY_EXISTS,
+                                "Variable %s already exists, disallowed. Did you mean to set "
+                                "reuse=True or reuse=tf.AUTO_REUSE in VarScope? Originally "
+                                "defined in this graph as '%s'.",
+                                name, found->name);
+        if (!shape_compatible(a->shape, found)) {
+            char s1[160], s2[160];
+            ps_shape_t fs = ps_shape_make(found->rank, found->dims);
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "Trying to share variable %s, but specified shape %s and found "
+                                "shape %s.",
+                                name, ps_shape_str(a->shape, s1, sizeof s1),
+                                ps_shape_str(&fs, s2, sizeof s2));
+        }
+        if (dtype != found->dtype)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "Trying to share variable %s, but specified dtype %s and found "
+                                "dtype %s.",
+                                name, ps_dtype_name(dtype), ps_dtype_ref_name(found->dtype));
+        *out = found;
+        return 0;
+    }
+
+    int mode = a->reuse == PS_REUSE_TRUE   ? PSC_LOOKUP_MUST_EXIST
+               : a->reuse == PS_REUSE_AUTO ? PSC_LOOKUP_GET_OR_CREATE
+                                           : PSC_LOOKUP_CREATE_OR_ATTACH;
+    if (mode != PSC_LOOKUP_MUST_EXIST && (rc = ps_name_check_scope(name, 1, err)) != 0)
+        return rc;
+    if (!g->client)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                            "graph has no client: cannot look up variable %s in psd", name);
+    int trainable = a->trainable != PS_TRAINABLE_NO;
+    const char *cols[PSC_MAX_COLLECTIONS];
+    size_t ncols;
+    if ((rc = build_collections(a->collections, a->ncollections, a->has_collections, trainable,
+                                cols, &ncols, err)) != 0)
+        return rc;
+
+    ps_shape_t vshape;
+    psc_lookup_t req = {
+        .name = name,
+        .mode = mode,
+        .kind = 0,
+        .dtype = dtype,
+        .shape = a->shape,
+        .init = init,
+        .trainable = trainable,
+        .collections = cols,
+        .ncollections = ncols,
+    };
+    if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
+        /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
+        req.dtype = ps_tensor_dtype(init->value_tensor);
+        vshape = ps_tensor_shape(init->value_tensor);
+        req.shape = &vshape;
+    }
+    psc_varinfo_t vi;
+    if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0)
+        return rc;
+    char *op_name = psc_graph_unique_name_in(g, "", name, 1);
+    ps_variable_t *v = NULL;
+    if (!op_name)
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    else
+        rc = make_var(g, name, op_name, &vi, 0, &v, err);
+    if (rc == 0) {
+        psc_strmap_entry_t *e = psc_strmap_upsert(&g->store, name);
+        if (!e || psc_vec_push(&g->store_keys, e->key) != 0)
+            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        else
+            e->ptr = v;
+    }
+    if (rc == 0) {
+        if (mode == PSC_LOOKUP_MUST_EXIST) {
+            /* Attached to what another graph declared: take psd's record. */
+            rc = add_to_collections(g, v, (const char *const *) vi.collections, vi.ncollections,
+                                    err);
+        } else {
+            v->trainable = trainable;
+            rc = add_to_collections(g, v, cols, ncols, err);
+        }
+    }
+    psc_varinfo_deinit(&vi);
+    if (rc == 0)
+        *out = v;
+    return rc;
+}
+
+int ps_getter_call(const ps_getter_t *getter,
+                   const ps_get_variable_args_t *args,
+                   ps_variable_t **out,
+                   ps_error_t *err)
+{
+    if (!args)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "getter called without arguments");
+    *out = NULL;
+    int rc;
+    if (getter->next) {
+        ps_getter_t outer = {getter->g, getter->next->outer};
+        rc = getter->next->cb(&outer, args, getter->next->data, out, err);
+        if (rc == 0 && !*out)
+            rc = ps_error_set(err, PS_ERR_INTERNAL, "custom getter returned no variable for %s",
+                              args->name ? args->name : "(null)");
+    } else {
+        rc = true_getter(getter->g, args, out, err);
+    }
+    return rc;
+}
+
+ps_graph_t *ps_getter_graph(const ps_getter_t *getter)
+{
+    return getter->g;
+}
+
+int ps_get_variable(ps_graph_t *g,
+                    const ps_get_variable_args_t *args,
+                    ps_variable_t **out,
+                    ps_error_t *err)
+{
+    if (!args || !args->name)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "get_variable needs a name");
+    const ps_variable_scope_t *s = g->current;
+    const ps_initializer_t *init = args->initializer;
+    if (args->dtype && init && init->kind == PS_INITIALIZER_VALUE && init->value_tensor &&
+        ps_tensor_dtype(init->value_tensor) != args->dtype)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Initializer type '<dtype: '%s'>' and explicit dtype '<dtype: '%s'>' "
+                            "don't match.",
+                            ps_dtype_name(ps_tensor_dtype(init->value_tensor)),
+                            ps_dtype_name(args->dtype));
+    char *full = *s->name ? psc_strfmt("%s/%s", s->name, args->name) : ps_strdup(args->name);
+    if (!full)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    ps_get_variable_args_t a = *args;
+    a.name = full;
+    if (!a.initializer && s->has_init)
+        a.initializer = &s->init;
+    if (!a.dtype)
+        a.dtype = s->dtype;
+    a.reuse = s->reuse;
+
+    /* The lookup runs inside name_scope(None): getters see the root name scope. */
+    char *saved_stack = g->name_stack;
+    char *root = ps_strdup("");
+    if (!root) {
+        ps_free(full);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    g->name_stack = root;
+    ps_getter_t top = {g, s->getter};
+    ps_variable_t *v = NULL;
+    int rc = ps_getter_call(&top, &a, &v, err);
+    ps_free(g->name_stack);
+    g->name_stack = saved_stack;
+    ps_free(full);
+    if (rc == 0)
+        *out = v;
+    return rc;
+}
+
+int ps_get_local_variable(ps_graph_t *g,
+                          const ps_get_variable_args_t *args,
+                          ps_variable_t **out,
+                          ps_error_t *err)
+{
+    if (!args)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "get_variable needs a name");
+    const char *cols[PSC_MAX_COLLECTIONS];
+    size_t n = args->has_collections ? args->ncollections : 0;
+    if (n + 1 > PSC_MAX_COLLECTIONS)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "at most %d collections per variable",
+                            PSC_MAX_COLLECTIONS - 2);
+    for (size_t i = 0; i < n; i++)
+        cols[i] = args->collections[i];
+    cols[n++] = PS_LOCAL_VARIABLES;
+    ps_get_variable_args_t a = *args;
+    a.collections = cols;
+    a.ncollections = n;
+    a.has_collections = 1;
+    a.trainable = PS_TRAINABLE_NO;
+    return ps_get_variable(g, &a, out, err);
+}
+
+int ps_variable_new(ps_graph_t *g,
+                    const ps_variable_args_t *args,
+                    ps_variable_t **out,
+                    ps_error_t *err)
+{
+    if (!args || !args->initial_value)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "initial_value must be specified.");
+    const ps_tensor_t *val = args->initial_value;
+    int rc = check_dtype(ps_tensor_dtype(val), err);
+    if (rc)
+        return rc;
+    int trainable = args->trainable != PS_TRAINABLE_NO;
+    const char *cols[PSC_MAX_COLLECTIONS];
+    size_t ncols;
+    if ((rc = build_collections(args->collections, args->ncollections, args->has_collections,
+                                trainable, cols, &ncols, err)) != 0)
+        return rc;
+    if (!g->client)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                            "graph has no client: cannot create a Variable in psd");
+    /* ops.name_scope(name, "Variable"): validated, uniquified, prefixed by the name scope. */
+    char *op_name = NULL;
+    const char *nm = args->name && *args->name ? args->name : "Variable";
+    if ((rc = psc_graph_name_scope_resolve(g, nm, &op_name, err)) != 0)
+        return rc;
+    ps_shape_t shape = ps_tensor_shape(val);
+    ps_initializer_t init = ps_init_value(val);
+    psc_lookup_t req = {
+        .name = op_name,
+        .mode = PSC_LOOKUP_CREATE_OR_ATTACH,
+        .kind = 1,
+        .dtype = ps_tensor_dtype(val),
+        .shape = &shape,
+        .init = &init,
+        .trainable = trainable,
+        .collections = cols,
+        .ncollections = ncols,
+    };
+    psc_varinfo_t vi;
+    if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0) {
+        ps_free(op_name);
+        return rc;
+    }
+    ps_variable_t *v = NULL;
+    char *store_name = ps_strdup(op_name);
+    if (!store_name) {
+        ps_free(op_name);
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        rc = make_var(g, store_name, op_name, &vi, 1, &v, err);
+        ps_free(store_name);
+    }
+    psc_varinfo_deinit(&vi);
+    if (rc)
+        return rc;
+    v->trainable = trainable;
+    if ((rc = add_to_collections(g, v, cols, ncols, err)) != 0)
+        return rc;
+    *out = v;
+    return 0;
+}
+
+const char *ps_variable_name(const ps_variable_t *v)
+{
+    return v->name;
+}
+
+const char *ps_variable_op_name(const ps_variable_t *v)
+{
+    return v->op_name;
+}
+
+const char *ps_variable_store_name(const ps_variable_t *v)
+{
+    return v->store_name;
+}
+
+int ps_variable_dtype(const ps_variable_t *v)
+{
+    return v->dtype;
+}
+
+ps_shape_t ps_variable_shape(const ps_variable_t *v)
+{
+    return ps_shape_make(v->rank, v->dims);
+}
+
+uint64_t ps_variable_nelems(const ps_variable_t *v)
+{
+    return v->nelems;
+}
+
+size_t ps_variable_nbytes(const ps_variable_t *v)
+{
+    return v->nbytes;
+}
+
+int ps_variable_trainable(const ps_variable_t *v)
+{
+    return v->trainable;
+}
+
+int ps_variable_created(const ps_variable_t *v)
+{
+    return v->created;
+}
+
+int ps_variable_is_plain(const ps_variable_t *v)
+{
+    return v->plain;
+}
+
+uint64_t ps_variable_version(const ps_variable_t *v)
+{
+    return v->version;
+}
+
+ps_graph_t *ps_variable_graph(const ps_variable_t *v)
+{
+    return v->g;
+}
+
+char *ps_variable_repr(const ps_variable_t *v, char *out, size_t cap)
+{
+    char shape[160];
+    ps_shape_t s = ps_variable_shape(v);
+    if (cap)
+        snprintf(out, cap, "<ps.Variable '%s' shape=%s dtype=%s>", v->name,
+                 ps_shape_str(&s, shape, sizeof shape), ps_dtype_ref_name(v->dtype));
+    return out;
+}
+
+static psc_item_t item_of(ps_variable_t *v)
+{
+    psc_item_t it;
+    memset(&it, 0, sizeof it);
+    it.name = v->store_name;
+    it.dtype = v->dtype;
+    it.rank = v->rank;
+    it.dims = v->dims;
+    return it;
+}
+
+static int check_len(const ps_variable_t *v, size_t len, ps_error_t *err)
+{
+    if (len != v->nbytes) {
+        char s[160];
+        ps_shape_t sh = ps_variable_shape(v);
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "variable %s of shape %s and dtype %s needs %zu bytes, got %zu",
+                            v->store_name, ps_shape_str(&sh, s, sizeof s), ps_dtype_name(v->dtype),
+                            v->nbytes, len);
+    }
+    return 0;
+}
+
+static int need_client(const ps_variable_t *v, ps_error_t *err)
+{
+    if (!v->g->client)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION, "graph of %s has no client",
+                            v->store_name);
+    return 0;
+}
+
+int ps_variables_pull(
+    ps_variable_t *const *vars, size_t n, void *const *bufs, const size_t *lens, ps_error_t *err)
+{
+    if (n == 0)
+        return 0;
+    psc_item_t *items = ps_calloc(n, sizeof *items);
+    if (!items)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    ps_client_t *c = vars[0]->g->client;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (vars[i]->g->client != c)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "a batch must use variables of graphs sharing one client");
+        else if ((rc = need_client(vars[i], err)) == 0 &&
+                 (rc = check_len(vars[i], lens[i], err)) == 0) {
+            items[i] = item_of(vars[i]);
+            items[i].buf = bufs[i];
+            items[i].len = lens[i];
+        }
+    }
+    if (rc == 0)
+        rc = psc_client_pull(c, items, n, err);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            vars[i]->version = items[i].version;
+    }
+    ps_free(items);
+    return rc;
+}
+
+int ps_variable_pull(ps_variable_t *v, void *buf, size_t len, ps_error_t *err)
+{
+    return ps_variables_pull(&v, 1, &buf, &len, err);
+}
+
+int ps_variables_update(const ps_update_t *upd, size_t n, ps_error_t *err)
+{
+    if (n == 0)
+        return 0;
+    psc_item_t *items = ps_calloc(n, sizeof *items);
+    if (!items)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    ps_client_t *c = upd[0].var->g->client;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        ps_variable_t *v = upd[i].var;
+        if (v->g->client != c)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "a batch must use variables of graphs sharing one client");
+        else if (upd[i].op < PS_UPDATE_ASSIGN || upd[i].op > PS_UPDATE_SCALED_ADD)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown update op %d", upd[i].op);
+        else if ((rc = need_client(v, err)) == 0 && (rc = check_len(v, upd[i].len, err)) == 0) {
+            items[i] = item_of(v);
+            items[i].x = upd[i].x;
+            items[i].len = upd[i].len;
+            items[i].op = upd[i].op;
+            items[i].alpha = upd[i].alpha;
+        }
+    }
+    if (rc == 0)
+        rc = psc_client_update(c, items, n, err);
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++)
+            upd[i].var->version = items[i].version;
+    }
+    ps_free(items);
+    return rc;
+}
+
+static int
+update_one(ps_variable_t *v, int op, double alpha, const void *x, size_t len, ps_error_t *err)
+{
+    ps_update_t u = {.var = v, .op = op, .alpha = alpha, .x = x, .len = len};
+    return ps_variables_update(&u, 1, err);
+}
+
+int ps_variable_assign(ps_variable_t *v, const void *x, size_t len, ps_error_t *err)
+{
+    return update_one(v, PS_UPDATE_ASSIGN, 0, x, len, err);
+}
+
+int ps_variable_assign_add(ps_variable_t *v, const void *x, size_t len, ps_error_t *err)
+{
+    return update_one(v, PS_UPDATE_ASSIGN_ADD, 0, x, len, err);
+}
+
+int ps_variable_assign_sub(ps_variable_t *v, const void *x, size_t len, ps_error_t *err)
+{
+    return update_one(v, PS_UPDATE_ASSIGN_SUB, 0, x, len, err);
+}
+
+int ps_variable_scaled_add(
+    ps_variable_t *v, double alpha, const void *x, size_t len, ps_error_t *err)
+{
+    return update_one(v, PS_UPDATE_SCALED_ADD, alpha, x, len, err);
+}
