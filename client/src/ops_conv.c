@@ -1,7 +1,8 @@
 /* conv2d in NHWC/HWIO with TensorFlow's SAME/VALID padding, and its input and filter gradients, as
- * im2col/col2im + cblas_sgemm. The batch's output rows are lowered in cache-sized chunks into the
- * caller's workspace, so a call allocates nothing once the workspace has grown, and 1x1 stride-1
- * convolutions skip the lowering entirely (the input already is the column matrix). */
+ * im2col/col2im + cblas_sgemm. The input is first copied into a zero-padded image when a window
+ * reaches outside it, so lowering is bounds-check-free copies; the batch's rows are then lowered in
+ * cache-sized chunks into the caller's workspace (nothing is allocated once it has grown), and 1x1
+ * stride-1 convolutions skip the lowering (the input already is the column matrix). */
 #include <stdint.h>
 #include <string.h>
 
@@ -12,11 +13,12 @@
 #include "ops_internal.h"
 
 /*
- * Floats of column matrix per chunk. A chunk is lowered and then consumed by sgemm right away, so
- * it should still be in cache when sgemm packs it; large enough that each sgemm call has many rows
- * for its threads. Measured with bench/bench_ops.c (see bench/results/ops.md).
+ * Floats of column matrix per chunk (4 MiB). A chunk is lowered and then consumed by sgemm right
+ * away, so it should still be in cache (L2 + L3) when sgemm packs it, and large enough that each
+ * sgemm call has many rows to split between threads. Chosen with bench/bench_ops.c at the training
+ * demo's shapes (see bench/results/ops.md).
  */
-#define COL_CHUNK_FLOATS (256 * 1024)
+#define COL_CHUNK_FLOATS (1024 * 1024)
 
 /* Everything the kernels need, validated; all values fit in int (BLAS) unless noted. */
 typedef struct conv_geom {
@@ -28,6 +30,14 @@ typedef struct conv_geom {
     int64_t rows;           /* n * oh * ow: rows of the lowered matrix (may exceed int) */
     int64_t chunk;          /* rows lowered per sgemm call, <= INT32_MAX */
     int direct;             /* 1x1 filter, stride 1: the input is the column matrix */
+    /*
+     * The source the lowering reads: the input itself, or when a window reaches outside it, a
+     * zero-padded copy of hp x wp per image (exactly the extent the windows cover), so the lowering
+     * is pure copies without bounds checks. src_h and src_w are the pitches of whichever is used.
+     */
+    int padded;
+    int64_t hp, wp, src_h, src_w;
+    size_t pad_floats; /* floats of the padded copy (0 when not padded) */
 } conv_geom_t;
 
 static int conv_setup(const char *op,
@@ -65,17 +75,115 @@ static int conv_setup(const char *op,
                             (long long) g->kw, (long long) g->c);
     g->rows = g->n * g->oh * g->ow; /* the output's element count was checked */
     g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1;
-    int64_t chunk = COL_CHUNK_FLOATS / g->k;
-    if (chunk < 1)
-        chunk = 1;
-    if (chunk > g->rows)
-        chunk = g->rows;
+    /* Dimensions and strides are below 2^31, so hp and wp fit easily; their product may not. */
+    g->hp = (g->oh - 1) * g->sh + g->kh;
+    g->wp = (g->ow - 1) * g->sw + g->kw;
+    g->padded = !g->direct && (g->pt > 0 || g->pl > 0 || g->hp > g->h || g->wp > g->w);
+    g->src_h = g->padded ? g->hp : g->h;
+    g->src_w = g->padded ? g->wp : g->w;
+    g->pad_floats = 0;
+    if (g->padded) {
+        int64_t t;
+        if (__builtin_mul_overflow(g->hp, g->wp, &t) || __builtin_mul_overflow(t, g->c, &t) ||
+            __builtin_mul_overflow(t, g->n, &t) || t > (int64_t) (SIZE_MAX / 4 / sizeof(float)))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s: padded input is too large", op);
+        g->pad_floats = (size_t) t;
+    }
+    /* Equal chunks no larger than COL_CHUNK_FLOATS of column matrix (at least one row each). */
+    int64_t max_rows = COL_CHUNK_FLOATS / g->k;
+    if (max_rows < 1)
+        max_rows = 1;
+    if (max_rows > PSC_OPS_BLAS_MAX)
+        max_rows = PSC_OPS_BLAS_MAX;
     if (g->direct)
-        chunk = g->rows;
-    if (chunk > PSC_OPS_BLAS_MAX)
-        chunk = PSC_OPS_BLAS_MAX;
-    g->chunk = chunk;
+        max_rows = PSC_OPS_BLAS_MAX;
+    int64_t nchunks = (g->rows + max_rows - 1) / max_rows;
+    g->chunk = (g->rows + nchunks - 1) / nchunks;
     return 0;
+}
+
+/*
+ * The workspace of one call: the padded source (if any) followed by one chunk of column matrix,
+ * each 64-byte aligned. Returns NULL with err filled on failure.
+ */
+static float *conv_workspace(
+    ps_ops_workspace_t *ws, const char *op, const conv_geom_t *g, float **col, ps_error_t *err)
+{
+    const size_t pad = (g->pad_floats + 15) & ~(size_t) 15;
+    size_t total;
+    if (__builtin_add_overflow(pad, (size_t) (g->chunk * g->k), &total)) {
+        ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "%s: workspace is too large", op);
+        return NULL;
+    }
+    float *base = psc_ops_ws_floats(ws, op, total, err);
+    if (base != NULL)
+        *col = base + pad;
+    return base;
+}
+
+/* Copy n floats with fixed-size block copies, which compilers inline (a memcpy call per short run
+ * of a 5-wide window row would cost more than the copy). */
+static inline void copy_floats(float *restrict d, const float *restrict s, int64_t n)
+{
+    for (; n >= 16; n -= 16, d += 16, s += 16)
+        memcpy(d, s, 16 * sizeof(float));
+    if (n >= 8) {
+        memcpy(d, s, 8 * sizeof(float));
+        d += 8, s += 8, n -= 8;
+    }
+    if (n >= 4) {
+        memcpy(d, s, 4 * sizeof(float));
+        d += 4, s += 4, n -= 4;
+    }
+    if (n >= 2) {
+        memcpy(d, s, 2 * sizeof(float));
+        d += 2, s += 2, n -= 2;
+    }
+    if (n > 0)
+        *d = *s;
+}
+
+/* The padded source: image rows/columns shifted by (pt, pl), zeros around, hp x wp per image. */
+static void pad_input(const conv_geom_t *g, const float *x, float *xp)
+{
+    const int64_t c = g->c, row = g->wp * c;
+    const int64_t valid = g->w < g->wp - g->pl ? g->w : g->wp - g->pl;
+    for (int64_t b = 0; b < g->n; b++) {
+        for (int64_t py = 0; py < g->hp; py++) {
+            float *d = xp + (b * g->hp + py) * row;
+            const int64_t iy = py - g->pt;
+            if (iy < 0 || iy >= g->h) {
+                memset(d, 0, (size_t) row * sizeof(float));
+                continue;
+            }
+            memset(d, 0, (size_t) (g->pl * c) * sizeof(float));
+            memcpy(d + g->pl * c, x + (b * g->h + iy) * g->w * c,
+                   (size_t) (valid * c) * sizeof(float));
+            memset(d + (g->pl + valid) * c, 0,
+                   (size_t) ((g->wp - g->pl - valid) * c) * sizeof(float));
+        }
+    }
+}
+
+/* The adjoint of pad_input: the interior of the padded gradient, cropped back to the input's shape
+ * (input positions no window reaches get 0). */
+static void crop_input(const conv_geom_t *g, const float *xp, float *x)
+{
+    const int64_t c = g->c, row = g->w * c;
+    const int64_t valid = g->w < g->wp - g->pl ? g->w : g->wp - g->pl;
+    for (int64_t b = 0; b < g->n; b++) {
+        for (int64_t iy = 0; iy < g->h; iy++) {
+            float *d = x + (b * g->h + iy) * row;
+            const int64_t py = iy + g->pt;
+            if (py >= g->hp) {
+                memset(d, 0, (size_t) row * sizeof(float));
+                continue;
+            }
+            memcpy(d, xp + ((b * g->hp + py) * g->wp + g->pl) * c,
+                   (size_t) (valid * c) * sizeof(float));
+            memset(d + valid * c, 0, (size_t) ((g->w - valid) * c) * sizeof(float));
+        }
+    }
 }
 
 /* Position (b, oy, ox) of lowered row r. */
@@ -104,72 +212,42 @@ static void row_next(const conv_geom_t *g, row_pos_t *p)
     }
 }
 
-/* The filter columns dj in [lo, hi) that fall inside the input for an output column ox. */
-static void col_range(const conv_geom_t *g, int64_t ox, int64_t *lo, int64_t *hi)
+/* Offset in the source (pitches src_h, src_w) of the top-left corner of row p's window. */
+static int64_t window_origin(const conv_geom_t *g, const row_pos_t *p)
 {
-    int64_t ix0 = ox * g->sw - g->pl;
-    int64_t l = ix0 < 0 ? -ix0 : 0;
-    int64_t h = g->w - ix0;
-    if (h > g->kw)
-        h = g->kw;
-    if (h < l)
-        h = l;
-    *lo = l;
-    *hi = h;
+    return ((p->b * g->src_h + p->oy * g->sh) * g->src_w + p->ox * g->sw) * g->c;
 }
 
 /*
- * Lower rows [r0, r0 + nrows) into col (nrows x k): row (b, oy, ox) holds the input patch under the
- * filter at that output position, in filter order (di, dj, q), zeros where the patch leaves the
- * image. For each filter row the valid part is one contiguous run of the input row.
+ * Lower rows [r0, r0 + nrows) into col (nrows x k): row (b, oy, ox) holds the source patch under
+ * the filter at that output position in filter order (di, dj, q). Each filter row is one contiguous
+ * run of kw * c floats of the source, which already holds the padding zeros.
  */
-static void im2col(const conv_geom_t *g, const float *x, int64_t r0, int64_t nrows, float *col)
+static void im2col(const conv_geom_t *g, const float *src, int64_t r0, int64_t nrows, float *col)
 {
-    const int64_t c = g->c, span = g->kw * c, img = g->h * g->w * c;
+    const int64_t span = g->kw * g->c, pitch = g->src_w * g->c;
     row_pos_t p = row_pos(g, r0);
+    float *dst = col;
     for (int64_t r = 0; r < nrows; r++, row_next(g, &p)) {
-        float *dst = col + r * g->k;
-        int64_t lo, hi;
-        col_range(g, p.ox, &lo, &hi);
-        const int64_t iy0 = p.oy * g->sh - g->pt, ix0 = p.ox * g->sw - g->pl;
-        const float *base = x + p.b * img;
-        for (int64_t di = 0; di < g->kh; di++, dst += span) {
-            int64_t iy = iy0 + di;
-            if (iy < 0 || iy >= g->h || hi == lo) {
-                memset(dst, 0, (size_t) span * sizeof(float));
-                continue;
-            }
-            if (lo > 0)
-                memset(dst, 0, (size_t) (lo * c) * sizeof(float));
-            memcpy(dst + lo * c, base + (iy * g->w + ix0 + lo) * c,
-                   (size_t) ((hi - lo) * c) * sizeof(float));
-            if (hi < g->kw)
-                memset(dst + hi * c, 0, (size_t) ((g->kw - hi) * c) * sizeof(float));
-        }
+        const float *s = src + window_origin(g, &p);
+        for (int64_t di = 0; di < g->kh; di++, dst += span, s += pitch)
+            copy_floats(dst, s, span);
     }
 }
 
-/* The adjoint of im2col: add each lowered row of col back onto the input positions it came from. */
-static void col2im_add(const conv_geom_t *g, const float *col, int64_t r0, int64_t nrows, float *dx)
+/* The adjoint of im2col: add each lowered row of col back onto the source positions it came from.
+ */
+static void
+col2im_add(const conv_geom_t *g, const float *col, int64_t r0, int64_t nrows, float *dsrc)
 {
-    const int64_t c = g->c, span = g->kw * c, img = g->h * g->w * c;
+    const int64_t span = g->kw * g->c, pitch = g->src_w * g->c;
     row_pos_t p = row_pos(g, r0);
+    const float *s = col;
     for (int64_t r = 0; r < nrows; r++, row_next(g, &p)) {
-        const float *src = col + r * g->k;
-        int64_t lo, hi;
-        col_range(g, p.ox, &lo, &hi);
-        const int64_t iy0 = p.oy * g->sh - g->pt, ix0 = p.ox * g->sw - g->pl;
-        float *base = dx + p.b * img;
-        for (int64_t di = 0; di < g->kh; di++, src += span) {
-            int64_t iy = iy0 + di;
-            if (iy < 0 || iy >= g->h)
-                continue;
-            float *d = base + (iy * g->w + ix0 + lo) * c;
-            const float *s = src + lo * c;
-            const int64_t len = (hi - lo) * c;
-            for (int64_t i = 0; i < len; i++)
+        float *d = dsrc + window_origin(g, &p);
+        for (int64_t di = 0; di < g->kh; di++, s += span, d += pitch)
+            for (int64_t i = 0; i < span; i++)
                 d[i] += s[i];
-        }
     }
 }
 
@@ -202,12 +280,17 @@ int ps_ops_conv2d(ps_ops_workspace_t *ws,
         }
         return 0;
     }
-    float *col = psc_ops_ws_floats(ws, op, (size_t) (g.chunk * g.k), err);
-    if (col == NULL)
+    float *col, *base = conv_workspace(ws, op, &g, &col, err);
+    if (base == NULL)
         return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
+    const float *src = input;
+    if (g.padded) {
+        pad_input(&g, input, base);
+        src = base;
+    }
     for (int64_t r0 = 0; r0 < g.rows; r0 += g.chunk) {
         int m = (int) (g.rows - r0 < g.chunk ? g.rows - r0 : g.chunk);
-        im2col(&g, input, r0, m, col);
+        im2col(&g, src, r0, m, col);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, cout, k, 1.0f, col, k, filter,
                     cout, 0.0f, output + r0 * g.cout, cout);
     }
@@ -243,17 +326,21 @@ int ps_ops_conv2d_backprop_input(ps_ops_workspace_t *ws,
         }
         return 0;
     }
-    float *col = psc_ops_ws_floats(ws, op, (size_t) (g.chunk * g.k), err);
-    if (col == NULL)
+    float *col, *base = conv_workspace(ws, op, &g, &col, err);
+    if (base == NULL)
         return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
-    memset(d_input, 0, (size_t) (g.n * g.h * g.w * g.c) * sizeof(float));
+    /* Scatter into the padded gradient (then crop), or straight into d_input. */
+    float *dsrc = g.padded ? base : d_input;
+    memset(dsrc, 0, (g.padded ? g.pad_floats : (size_t) (g.n * g.h * g.w * g.c)) * sizeof(float));
     for (int64_t r0 = 0; r0 < g.rows; r0 += g.chunk) {
         int m = (int) (g.rows - r0 < g.chunk ? g.rows - r0 : g.chunk);
         /* d_col [m x k] = d_output rows [m x cout] * filter^T [cout x k], then scatter-add. */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, k, cout, 1.0f,
                     d_output + r0 * g.cout, cout, filter, cout, 0.0f, col, k);
-        col2im_add(&g, col, r0, m, d_input);
+        col2im_add(&g, col, r0, m, dsrc);
     }
+    if (g.padded)
+        crop_input(&g, dsrc, d_input);
     return 0;
 }
 
@@ -278,17 +365,22 @@ int ps_ops_conv2d_backprop_filter(ps_ops_workspace_t *ws,
         return rc;
     const int k = (int) g.k, cout = (int) g.cout;
     float *col = NULL;
+    const float *src = input;
     if (!g.direct) {
-        col = psc_ops_ws_floats(ws, op, (size_t) (g.chunk * g.k), err);
-        if (col == NULL)
+        float *base = conv_workspace(ws, op, &g, &col, err);
+        if (base == NULL)
             return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
+        if (g.padded) {
+            pad_input(&g, input, base);
+            src = base;
+        }
     }
     /* d_filter [k x cout] = sum over chunks of col^T [k x m] * d_output rows [m x cout]. */
     for (int64_t r0 = 0; r0 < g.rows; r0 += g.chunk) {
         int m = (int) (g.rows - r0 < g.chunk ? g.rows - r0 : g.chunk);
         const float *a = input + r0 * g.k;
         if (!g.direct) {
-            im2col(&g, input, r0, m, col);
+            im2col(&g, src, r0, m, col);
             a = col;
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, cout, m, 1.0f, a, k,

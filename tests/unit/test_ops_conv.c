@@ -224,7 +224,7 @@ Test(conv2d, random_shapes_match_reference)
 {
     rng_t r = {0x9e3779b97f4a7c15ULL};
     ps_ops_workspace_t *ws = ps_ops_workspace_new();
-    for (int t = 0; t < 60; t++) {
+    for (int t = 0; t < 150; t++) {
         ps_ops_nhwc_t in = {rng_int(&r, 1, 3), rng_int(&r, 1, 9), rng_int(&r, 1, 9),
                             rng_int(&r, 1, 4)};
         ps_ops_padding_t pad = rng_int(&r, 0, 1) ? PS_OPS_PADDING_SAME : PS_OPS_PADDING_VALID;
@@ -279,6 +279,25 @@ Test(conv2d, results_span_lowering_chunks)
     conv_case_t b = make_case((ps_ops_nhwc_t){2, 17, 15, 64}, (ps_ops_hwio_t){3, 3, 64, 3}, 1, 1,
                               PS_OPS_PADDING_SAME);
     check_case(ws, &r, &b);
+    ps_ops_workspace_free(ws);
+}
+
+Test(conv2d, windows_that_skip_trailing_rows_or_columns)
+{
+    /* Stride larger than the filter leaves input columns (and rows) no window reaches: their input
+     * gradient is 0. Mixed with SAME padding on the other axis, and without any padding (VALID). */
+    rng_t r = {31};
+    ps_ops_workspace_t *ws = ps_ops_workspace_new();
+    conv_case_t mixed = make_case((ps_ops_nhwc_t){2, 6, 9, 2}, (ps_ops_hwio_t){3, 1, 2, 2}, 1, 3,
+                                  PS_OPS_PADDING_SAME);
+    cr_assert(mixed.pt == 1 && mixed.pl == 0 && mixed.out.w == 3);
+    check_case(ws, &r, &mixed);
+    conv_case_t valid = make_case((ps_ops_nhwc_t){1, 8, 8, 3}, (ps_ops_hwio_t){3, 2, 3, 2}, 3, 3,
+                                  PS_OPS_PADDING_VALID);
+    check_case(ws, &r, &valid);
+    conv_case_t big_stride = make_case((ps_ops_nhwc_t){1, 4, 5, 1}, (ps_ops_hwio_t){2, 2, 1, 1}, 5,
+                                       5, PS_OPS_PADDING_SAME);
+    check_case(ws, &r, &big_stride);
     ps_ops_workspace_free(ws);
 }
 
