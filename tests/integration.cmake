@@ -3,3 +3,7 @@
 ps_add_criterion_test(test_store_rules SOURCES integration/test_store_rules.c LABELS integration TIMEOUT 120)
 ps_add_criterion_test(test_updates SOURCES integration/test_updates.c LABELS integration TIMEOUT 120)
 ps_add_criterion_test(test_bad_input SOURCES integration/test_bad_input.c LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_pipelining SOURCES integration/test_pipelining.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_backpressure SOURCES integration/test_backpressure.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 120)

@@ -1,0 +1,221 @@
+/* Pipelining against a real psd: 10,000 mixed requests in one write are all answered, in order,
+ * with matching ids and methods and results consistent with that order; requests dribbled in one
+ * byte at a time are decoded the same. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <criterion/criterion.h>
+
+#include "support/psd_launch.h"
+#include "support/wire_client.h"
+
+#define F32 PSCOPE__V1__DTYPE__DT_FLOAT
+#define I64 PSCOPE__V1__DTYPE__DT_INT64
+
+#define NREQ 10000
+
+static ps_psd_t psd;
+static ps_wc_t wc;
+
+static void setup(void)
+{
+    cr_assert_eq(ps_psd_start(&psd, NULL, "notice", NULL), 0, "psd did not start");
+    cr_assert_eq(ps_wc_connect(&wc, psd.port, 30000), 0, "connect: %s", strerror(errno));
+}
+
+static void teardown(void)
+{
+    ps_wc_close(&wc);
+    ps_psd_cleanup(&psd);
+}
+
+static void finish(void)
+{
+    ps_wc_close(&wc);
+    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
+    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+}
+
+TestSuite(pipelining, .init = setup, .fini = teardown, .timeout = 90);
+
+struct sender {
+    ps_wc_t *c;
+    ps_wc_buf_t *b;
+    int rc;
+};
+
+/* Write the whole buffer while the main thread reads replies (one send of everything). */
+static void *send_all(void *arg)
+{
+    struct sender *s = arg;
+    s->rc = ps_wc_send_raw(s->c, s->b->data, s->b->len);
+    return NULL;
+}
+
+enum {
+    K_PING,
+    K_PULL,
+    K_UPDATE,
+    K_PULL_COUNTER,
+    K_DESCRIBE,
+    K_LIST,
+    K_STATS,
+    K_MISSING,
+    K_NKINDS
+};
+
+Test(pipelining, ten_thousand_mixed_requests_in_one_write)
+{
+    int64_t d4[1] = {4}, d1[1] = {1};
+    cr_assert_eq(ps_wc_create_const(&wc, "p/v", F32, 1, d4, 1.5), 0);
+    cr_assert_eq(ps_wc_create_const(&wc, "p/c", I64, 1, d1, 0.0), 0);
+
+    ps_wc_buf_t b = {0};
+    int *kind = calloc(NREQ, sizeof *kind);
+    uint64_t *ids = calloc(NREQ, sizeof *ids);
+    cr_assert(kind && ids);
+    const char *pv[1] = {"p/v"}, *pc[1] = {"p/c"}, *pm[1] = {"p/missing"};
+    int64_t one = 1;
+    ps_wc_update_t upd = {
+        .x = {.name = "p/c", .dtype = I64, .rank = 1, .dims = d1, .data = &one, .len = 8},
+        .op = PSCOPE__V1__UPDATE_OP__ASSIGN_ADD};
+    unsigned s = 7;
+    for (size_t i = 0; i < NREQ; i++) {
+        s = s * 1103515245u + 12345u;
+        kind[i] = (int) ((s >> 16) % K_NKINDS);
+        /* Ids need not be sequential: psd echoes whatever the client chose. */
+        ids[i] = ((uint64_t) i << 20) ^ 0xABCDEull;
+        int rc = 0;
+        switch (kind[i]) {
+        case K_PING:
+            rc = ps_wc_add_ping(&b, ids[i]);
+            break;
+        case K_PULL:
+            rc = ps_wc_add_pull(&b, ids[i], pv, 1);
+            break;
+        case K_UPDATE:
+            rc = ps_wc_add_update(&b, ids[i], &upd, 1, 0, 0);
+            break;
+        case K_PULL_COUNTER:
+            rc = ps_wc_add_pull(&b, ids[i], pc, 1);
+            break;
+        case K_DESCRIBE:
+            rc = ps_wc_add_describe(&b, ids[i], "p/v");
+            break;
+        case K_LIST:
+            rc = ps_wc_add_list(&b, ids[i], "p/", NULL, NULL, 0);
+            break;
+        case K_STATS:
+            rc = ps_wc_add_stats(&b, ids[i]);
+            break;
+        default:
+            rc = ps_wc_add_pull(&b, ids[i], pm, 1);
+            break;
+        }
+        cr_assert_eq(rc, 0);
+    }
+
+    struct sender snd = {&wc, &b, -1};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, send_all, &snd), 0);
+
+    static const uint32_t method_of[K_NKINDS] = {
+        PSCOPE__V1__METHOD__PING,  PSCOPE__V1__METHOD__PULL,     PSCOPE__V1__METHOD__UPDATE,
+        PSCOPE__V1__METHOD__PULL,  PSCOPE__V1__METHOD__DESCRIBE, PSCOPE__V1__METHOD__LIST,
+        PSCOPE__V1__METHOD__STATS, PSCOPE__V1__METHOD__PULL,
+    };
+    int64_t counter = 0; /* updates applied so far, in request order */
+    size_t got = 0;
+    for (size_t i = 0; i < NREQ; i++) {
+        ps_wc_reply_t r;
+        int rc = ps_wc_recv(&wc, &r);
+        if (rc != PS_WC_OK)
+            break;
+        got++;
+        cr_assert_eq(r.h->id, ids[i], "reply %zu: id %llx, want %llx (out of order)", i,
+                     (unsigned long long) r.h->id, (unsigned long long) ids[i]);
+        cr_assert_eq(r.h->method, method_of[kind[i]], "reply %zu: method %u", i, r.h->method);
+        switch (kind[i]) {
+        case K_UPDATE:
+            cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+            counter++;
+            cr_assert_eq(r.h->update_reply->versions[0], (uint64_t) counter + 1);
+            break;
+        case K_PULL_COUNTER: {
+            cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+            int64_t v;
+            cr_assert_eq(r.payload_len, 8);
+            memcpy(&v, r.payload, 8);
+            cr_assert_eq(v, counter, "reply %zu: counter %lld, want %lld", i, (long long) v,
+                         (long long) counter);
+            cr_assert_eq(r.h->tensors[0]->version, (uint64_t) counter + 1);
+            break;
+        }
+        case K_PULL:
+            cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+            cr_assert_eq(r.payload_len, 16);
+            break;
+        case K_MISSING:
+            cr_assert_eq(r.h->code, PSCOPE__V1__CODE__NOT_FOUND);
+            cr_assert_eq(r.payload_len, 0);
+            break;
+        case K_LIST:
+            cr_assert_eq(r.h->code, 0);
+            cr_assert_eq(r.h->list_reply->n_vars, 2);
+            break;
+        default:
+            cr_assert_eq(r.h->code, 0, "reply %zu: %s", i, r.h->message);
+            break;
+        }
+        ps_wc_reply_free(&r);
+    }
+    pthread_join(th, NULL);
+    cr_assert_eq(snd.rc, 0, "sending the pipeline failed: %s", strerror(errno));
+    cr_assert_eq(got, NREQ, "only %zu of %d replies arrived", got, NREQ);
+    free(kind);
+    free(ids);
+    ps_wc_buf_free(&b);
+    /* The connection stays open and nothing extra was sent. */
+    cr_assert_eq(ps_wc_wait_eof(&wc, 50), PS_WC_TIMEOUT, "unexpected bytes or close");
+    ps_wc_reply_t r;
+    cr_assert_eq(ps_wc_ping(&wc, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    finish();
+}
+
+Test(pipelining, requests_dribbled_one_byte_at_a_time)
+{
+    int64_t d[1] = {3};
+    cr_assert_eq(ps_wc_create_const(&wc, "drib/v", F32, 1, d, 2.0), 0);
+    ps_wc_buf_t b = {0};
+    const char *names[1] = {"drib/v"};
+    float x[3] = {1, 2, 3};
+    ps_wc_update_t u = {
+        .x = {.name = "drib/v", .dtype = F32, .rank = 1, .dims = d, .data = x, .len = sizeof x},
+        .op = PSCOPE__V1__UPDATE_OP__ASSIGN};
+    for (uint64_t i = 0; i < 10; i++) {
+        cr_assert_eq(ps_wc_add_ping(&b, 3 * i + 1), 0);
+        cr_assert_eq(ps_wc_add_update(&b, 3 * i + 2, &u, 1, 0, 0), 0);
+        cr_assert_eq(ps_wc_add_pull(&b, 3 * i + 3, names, 1), 0);
+    }
+    for (size_t i = 0; i < b.len; i++)
+        cr_assert_eq(ps_wc_send_raw(&wc, b.data + i, 1), 0);
+    ps_wc_buf_free(&b);
+    for (uint64_t i = 1; i <= 30; i++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_recv(&wc, &r), PS_WC_OK, "reply %llu missing", (unsigned long long) i);
+        cr_assert_eq(r.h->id, i);
+        cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+        if (i % 3 == 0) {
+            cr_assert_eq(r.payload_len, sizeof x);
+            cr_assert(memcmp(r.payload, x, sizeof x) == 0);
+        }
+        ps_wc_reply_free(&r);
+    }
+    finish();
+}
