@@ -7,3 +7,8 @@ ps_add_criterion_test(test_pipelining SOURCES integration/test_pipelining.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 120)
 ps_add_criterion_test(test_backpressure SOURCES integration/test_backpressure.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_snapshot SOURCES integration/test_snapshot.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_shutdown SOURCES integration/test_shutdown.c LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_multi_client SOURCES integration/test_multi_client.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 120)

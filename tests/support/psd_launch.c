@@ -243,7 +243,7 @@ int ps_psd_log_has_sanitizer_report(const ps_psd_t *p)
 int ps_psd_finish(ps_psd_t *p, int sig, int timeout_ms)
 {
     int st = -1;
-    if (p->pid > 0 && ps_psd_signal(p, sig) == 0)
+    if (p->pid > 0 && (sig == 0 || ps_psd_signal(p, sig) == 0))
         st = ps_psd_wait(p, timeout_ms);
     else
         fprintf(stderr, "psd_launch: psd was not running at the end of the test\n");

@@ -54,9 +54,9 @@ int ps_psd_log_contains(const ps_psd_t *p, const char *s);
 #define PS_PSD_DIRTY_LOG 2000 /* psd exited 0 but its log holds a sanitizer report */
 
 /**
- * The end of a test: send sig (SIGTERM or SIGINT), wait up to timeout_ms, check the log for
- * sanitizer reports, print the log when anything is wrong, and clean up. Returns 0 for a clean exit
- * 0, else the wait status (see ps_psd_wait) or PS_PSD_DIRTY_LOG.
+ * The end of a test: send sig (SIGTERM or SIGINT; 0 = already sent), wait up to timeout_ms, check
+ * the log for sanitizer reports, print the log when anything is wrong, and clean up. Returns 0 for
+ * a clean exit 0, else the wait status (see ps_psd_wait) or PS_PSD_DIRTY_LOG.
  */
 int ps_psd_finish(ps_psd_t *p, int sig, int timeout_ms);
 
