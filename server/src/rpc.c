@@ -719,6 +719,83 @@ static int handle_stats(psd_rpc_t *rpc,
     return 0;
 }
 
+/* ---- APPLY_GRADIENTS: one training step through the server-side optimizers (optim.c) ---- */
+
+static const Pscope__V1__ApplyGradientsRequest apply_empty =
+    PSCOPE__V1__APPLY_GRADIENTS_REQUEST__INIT;
+
+static const Pscope__V1__ApplyGradientsRequest *body_apply(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS ? r->hdr->apply_gradients
+                                                                         : &apply_empty;
+}
+
+static int prepare_apply(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    (void) rpc;
+    const Pscope__V1__ApplyGradientsRequest *a = body_apply(r);
+    int kind = (int) a->optimizer;
+    if (kind < PSD_OPTIM_SGD || kind > PSD_OPTIM_ADAM)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", kind);
+    if (r->ntensors == 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "No gradients provided for any variable.");
+    if (a->global_step.len) {
+        int rc = take_names(r, &a->global_step, 1, &r->names, err);
+        if (rc)
+            return rc;
+        r->nnames = 1;
+    }
+    return 0;
+}
+
+static int handle_apply(psd_rpc_t *rpc,
+                        psd_req_t *r,
+                        Pscope__V1__Header *out,
+                        psd_blob_t ***blobs,
+                        size_t *nblobs,
+                        ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    const Pscope__V1__ApplyGradientsRequest *a = body_apply(r);
+    size_t n = r->ntensors;
+    psd_grad_t *grads = scratch_alloc(r, n * sizeof *grads);
+    uint64_t *versions = scratch_alloc(r, n * sizeof *versions);
+    Pscope__V1__ApplyGradientsReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!grads || !versions || !rep)
+        return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        const Pscope__V1__TensorDesc *t = r->hdr->tensors[i];
+        grads[i].name = r->tnames[i];
+        grads[i].dtype = t->dtype;
+        grads[i].dims = t->dims;
+        grads[i].rank = t->n_dims;
+        grads[i].g = r->blobs[i];
+    }
+    psd_optim_config_t cfg = {.kind = (int) a->optimizer,
+                              .learning_rate = a->learning_rate,
+                              .momentum = a->momentum,
+                              .use_nesterov = a->use_nesterov,
+                              .beta1 = a->beta1,
+                              .beta2 = a->beta2,
+                              .epsilon = a->epsilon,
+                              .global_step = r->nnames ? r->names[0] : NULL};
+    psd_optim_result_t res;
+    int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
+                             rpc->lim.max_memory, wall_ms(), versions, &res, err);
+    if (rc)
+        return rc;
+    pscope__v1__apply_gradients_reply__init(rep);
+    rep->global_step = res.global_step;
+    rep->n_versions = n;
+    rep->versions = versions;
+    rep->duplicate = res.duplicate;
+    out->body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY;
+    out->apply_gradients_reply = rep;
+    return 0;
+}
+
 /* The method table, indexed by nothing: looked up by method value (a dozen rows). */
 static const psd_method_t methods[] = {
     {PSCOPE__V1__METHOD__PING, "PING", PSCOPE__V1__HEADER__BODY_PING, prepare_none, handle_ping},
@@ -734,6 +811,8 @@ static const psd_method_t methods[] = {
      handle_delete},
     {PSCOPE__V1__METHOD__STATS, "STATS", PSCOPE__V1__HEADER__BODY_STATS, prepare_none,
      handle_stats},
+    {PSCOPE__V1__METHOD__APPLY_GRADIENTS, "APPLY_GRADIENTS",
+     PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, prepare_apply, handle_apply},
 };
 
 static const size_t nmethods = sizeof methods / sizeof methods[0];
@@ -746,7 +825,6 @@ static const psd_method_t *methods_table(size_t *n)
 
 /* Methods the wire defines that this psd does not serve (yet): UNIMPLEMENTED by name. */
 static const char *const unserved_names[PSD_METHOD_MAX + 1] = {
-    [PSCOPE__V1__METHOD__APPLY_GRADIENTS] = "APPLY_GRADIENTS",
     [PSCOPE__V1__METHOD__SAVE] = "SAVE",
     [PSCOPE__V1__METHOD__RESTORE] = "RESTORE",
     [PSCOPE__V1__METHOD__CONFIG] = "CONFIG",
@@ -1001,8 +1079,11 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
                              .max_memory = lim->max_memory,
                              .dedup_max_clients = lim->dedup_max_clients};
     rpc->store = psd_store_new(&sl);
-    if (!rpc->store)
+    rpc->optim = psd_optim_new(lim->dedup_max_clients);
+    if (!rpc->store || !rpc->optim) {
+        psd_rpc_deinit(rpc);
         return PS_ERR_RESOURCE_EXHAUSTED;
+    }
     rpc->stats.start_ms = psd_monotonic_ms();
     return 0;
 }
@@ -1011,4 +1092,6 @@ void psd_rpc_deinit(psd_rpc_t *rpc)
 {
     psd_store_free(rpc->store);
     rpc->store = NULL;
+    psd_optim_free(rpc->optim);
+    rpc->optim = NULL;
 }

@@ -13,6 +13,7 @@
 #include <ps/status.h>
 
 #include "blob.h"
+#include "optim.h"
 #include "store.h"
 
 #define PSD_METHOD_MAX 12 /* highest pscope.v1.Method value */
@@ -44,6 +45,7 @@ typedef struct psd_rpc_limits {
 
 typedef struct psd_rpc {
     psd_store_t *store;
+    psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
     psd_rpc_limits_t lim;
     psd_stats_t stats;
     uint64_t server_id;
