@@ -251,6 +251,293 @@ col2im_add(const conv_geom_t *g, const float *col, int64_t r0, int64_t nrows, fl
     }
 }
 
+/*
+ * Small-window kernels (AVX-512). When a filter window holds few taps (conv1 of the demo: 5x5x1),
+ * the lowered GEMM has k = 25 and the im2col copy plus OpenBLAS's packing cost as much as the
+ * arithmetic. These kernels read the padded source in place instead: the forward pass keeps 8
+ * output pixels x 16 channels in registers and broadcasts each input value against a filter row;
+ * the filter gradient keeps up to 16 taps x 16 channels in registers and streams the output
+ * gradient. Both split the image rows over as many threads as OpenBLAS is set to use (threads
+ * created per call: a call at these sizes takes milliseconds, thread creation microseconds). Other
+ * CPUs use the lowering.
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#    define SMALLK_AVAILABLE 1
+#else
+#    define SMALLK_AVAILABLE 0
+#endif
+
+#if SMALLK_AVAILABLE
+#    include <immintrin.h>
+#    include <pthread.h>
+
+#    define SMALLK_MAX_TAPS    64  /* kh * kw * c at most */
+#    define SMALLK_MAX_COUT    512 /* output channels at most (a multiple of 16) */
+#    define SMALLK_MAX_THREADS 8
+#    define SMALLK_MIN_FMAS    200000 /* per thread: below this a second thread does not pay */
+#    define SMALLK_PIXELS      8      /* output pixels per register block in the forward kernel */
+
+static int smallk_usable(const conv_geom_t *g)
+{
+    /* A benign race: every thread computes the same value. */
+    static int cpu = -1;
+    if (cpu < 0)
+        cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    return cpu && !g->direct && g->k <= SMALLK_MAX_TAPS && g->c <= 4 && g->cout % 16 == 0 &&
+           g->cout <= SMALLK_MAX_COUT;
+}
+
+/* How many threads to split (b, oy) rows over: OpenBLAS's count, bounded by the work. */
+static int smallk_threads(const conv_geom_t *g)
+{
+    int t = openblas_get_num_threads();
+    const double fmas = (double) g->rows * (double) g->k * (double) g->cout;
+    if (t > SMALLK_MAX_THREADS)
+        t = SMALLK_MAX_THREADS;
+    while (t > 1 && (fmas / t < SMALLK_MIN_FMAS || g->n * g->oh < t))
+        t--;
+    return t < 1 ? 1 : t;
+}
+
+typedef struct smallk_job {
+    const conv_geom_t *g;
+    const float *src;   /* padded source (pitches src_h, src_w) */
+    const float *f;     /* forward: the filter */
+    const float *dy;    /* filter gradient: the output gradient */
+    float *out;         /* forward: output; filter gradient: this thread's k x cout sums */
+    int64_t row0, row1; /* (b, oy) rows [row0, row1) */
+    void (*run)(const struct smallk_job *);
+} smallk_job_t;
+
+/* One block of np <= SMALLK_PIXELS pixels x 16 channels; np is a constant after inlining. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+fwd_block(const conv_geom_t *g, const float *s0, const float *f, float *o, const int np)
+{
+    const int64_t c = g->c, cout = g->cout, pitch = g->src_w * c, step = g->sw * c;
+    __m512 acc[SMALLK_PIXELS];
+#    pragma GCC unroll 8
+    for (int p = 0; p < np; p++)
+        acc[p] = _mm512_setzero_ps();
+    for (int64_t di = 0; di < g->kh; di++) {
+        const float *s = s0 + di * pitch;
+        for (int64_t t = 0; t < g->kw * c; t++, f += cout) {
+            const __m512 w = _mm512_loadu_ps(f);
+#    pragma GCC unroll 8
+            for (int p = 0; p < np; p++)
+                acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(s[p * step + t]), w, acc[p]);
+        }
+    }
+#    pragma GCC unroll 8
+    for (int p = 0; p < np; p++)
+        _mm512_storeu_ps(o + p * cout, acc[p]);
+}
+
+__attribute__((target("avx512f"))) static void fwd_rows(const smallk_job_t *j)
+{
+    const conv_geom_t *g = j->g;
+    const int64_t c = g->c, cout = g->cout, pitch = g->src_w * c;
+    for (int64_t r = j->row0; r < j->row1; r++) {
+        const int64_t b = r / g->oh, oy = r % g->oh;
+        const float *srow = j->src + (b * g->src_h + oy * g->sh) * pitch;
+        float *orow = j->out + r * g->ow * cout;
+        int64_t ox = 0;
+        for (; ox + SMALLK_PIXELS <= g->ow; ox += SMALLK_PIXELS)
+            for (int64_t ob = 0; ob < cout; ob += 16)
+                fwd_block(g, srow + ox * g->sw * c, j->f + ob, orow + ox * cout + ob,
+                          SMALLK_PIXELS);
+        /* The row's last pixels in blocks of 4, 2, 1: independent accumulators hide the FMA
+         * latency that a pixel-at-a-time tail would expose. */
+        for (int np = 4; np >= 1; np /= 2) {
+            if (ox + np > g->ow)
+                continue;
+            for (int64_t ob = 0; ob < cout; ob += 16) {
+                const float *s = srow + ox * g->sw * c;
+                float *o = orow + ox * cout + ob;
+                if (np == 4)
+                    fwd_block(g, s, j->f + ob, o, 4);
+                else if (np == 2)
+                    fwd_block(g, s, j->f + ob, o, 2);
+                else
+                    fwd_block(g, s, j->f + ob, o, 1);
+            }
+            ox += np;
+        }
+    }
+}
+
+/* Add into sums[tap][16 channels] for nt taps (a constant after inlining) over one row's pixels. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dfilter_taps(const conv_geom_t *g,
+             const float *srow,
+             const int64_t *off,
+             const float *dyrow,
+             float *sums,
+             const int nt)
+{
+    const int64_t cout = g->cout, step = g->sw * g->c;
+    __m512 acc[16];
+#    pragma GCC unroll 16
+    for (int i = 0; i < nt; i++)
+        acc[i] = _mm512_loadu_ps(sums + i * cout);
+    for (int64_t ox = 0; ox < g->ow; ox++) {
+        const __m512 d = _mm512_loadu_ps(dyrow + ox * cout);
+        const float *s = srow + ox * step;
+#    pragma GCC unroll 16
+        for (int i = 0; i < nt; i++)
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(s[off[i]]), d, acc[i]);
+    }
+#    pragma GCC unroll 16
+    for (int i = 0; i < nt; i++)
+        _mm512_storeu_ps(sums + i * cout, acc[i]);
+}
+
+__attribute__((target("avx512f"))) static void dfilter_rows(const smallk_job_t *j)
+{
+    const conv_geom_t *g = j->g;
+    const int64_t c = g->c, cout = g->cout, pitch = g->src_w * c;
+    int64_t off[SMALLK_MAX_TAPS]; /* source offset of each tap (di, dj, q) from the window origin */
+    for (int64_t di = 0, t = 0; di < g->kh; di++)
+        for (int64_t dj = 0; dj < g->kw; dj++)
+            for (int64_t q = 0; q < c; q++)
+                off[t++] = di * pitch + dj * c + q;
+    memset(j->out, 0, (size_t) (g->k * cout) * sizeof(float));
+    for (int64_t r = j->row0; r < j->row1; r++) {
+        const int64_t b = r / g->oh, oy = r % g->oh;
+        const float *srow = j->src + (b * g->src_h + oy * g->sh) * pitch;
+        const float *dyrow = j->dy + r * g->ow * cout;
+        for (int64_t ob = 0; ob < cout; ob += 16) {
+            /* Taps in register groups of 16, then 8, 4, 2, 1 for the remainder. */
+            int64_t t = 0;
+            for (; t + 16 <= g->k; t += 16)
+                dfilter_taps(g, srow, off + t, dyrow + ob, j->out + t * cout + ob, 16);
+            if (t + 8 <= g->k) {
+                dfilter_taps(g, srow, off + t, dyrow + ob, j->out + t * cout + ob, 8);
+                t += 8;
+            }
+            if (t + 4 <= g->k) {
+                dfilter_taps(g, srow, off + t, dyrow + ob, j->out + t * cout + ob, 4);
+                t += 4;
+            }
+            if (t + 2 <= g->k) {
+                dfilter_taps(g, srow, off + t, dyrow + ob, j->out + t * cout + ob, 2);
+                t += 2;
+            }
+            if (t < g->k)
+                dfilter_taps(g, srow, off + t, dyrow + ob, j->out + t * cout + ob, 1);
+        }
+    }
+}
+
+static void *smallk_thread(void *arg)
+{
+    const smallk_job_t *j = arg;
+    j->run(j);
+    return NULL;
+}
+
+/*
+ * Run jobs[0..n) (row ranges of one kernel): jobs 1.. on new threads, job 0 on the caller's. A
+ * thread that cannot be created runs its job on the caller's thread instead, so this cannot fail.
+ */
+static void smallk_run(smallk_job_t *jobs, int n)
+{
+    pthread_t tid[SMALLK_MAX_THREADS];
+    int started[SMALLK_MAX_THREADS] = {0};
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&tid[i], NULL, smallk_thread, &jobs[i]) == 0;
+    jobs[0].run(&jobs[0]);
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            jobs[i].run(&jobs[i]);
+    }
+}
+
+/* Split the n * oh image rows evenly into nt jobs. */
+static void smallk_split(const conv_geom_t *g, smallk_job_t *jobs, int nt)
+{
+    const int64_t rows = g->n * g->oh;
+    for (int i = 0; i < nt; i++) {
+        jobs[i].row0 = rows * i / nt;
+        jobs[i].row1 = rows * (i + 1) / nt;
+    }
+}
+
+/* Workspace: the padded source (if any), then extra_floats (64-byte aligned each). */
+static float *smallk_workspace(ps_ops_workspace_t *ws,
+                               const char *op,
+                               const conv_geom_t *g,
+                               size_t extra_floats,
+                               float **extra,
+                               ps_error_t *err)
+{
+    const size_t pad = (g->pad_floats + 15) & ~(size_t) 15;
+    float *base = psc_ops_ws_floats(ws, op, pad + extra_floats, err);
+    if (base != NULL)
+        *extra = base + pad;
+    return base;
+}
+
+static int smallk_forward(ps_ops_workspace_t *ws,
+                          const char *op,
+                          const conv_geom_t *g,
+                          const float *input,
+                          const float *filter,
+                          float *output,
+                          ps_error_t *err)
+{
+    float *extra, *base = smallk_workspace(ws, op, g, 0, &extra, err);
+    if (base == NULL)
+        return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
+    const float *src = input;
+    if (g->padded) {
+        pad_input(g, input, base);
+        src = base;
+    }
+    smallk_job_t jobs[SMALLK_MAX_THREADS];
+    const int nt = smallk_threads(g);
+    for (int i = 0; i < nt; i++)
+        jobs[i] = (smallk_job_t){.g = g, .src = src, .f = filter, .out = output, .run = fwd_rows};
+    smallk_split(g, jobs, nt);
+    smallk_run(jobs, nt);
+    return 0;
+}
+
+static int smallk_filter(ps_ops_workspace_t *ws,
+                         const char *op,
+                         const conv_geom_t *g,
+                         const float *input,
+                         const float *d_output,
+                         float *d_filter,
+                         ps_error_t *err)
+{
+    const int nt = smallk_threads(g);
+    const size_t part = (size_t) (g->k * g->cout); /* <= 64 * 512 */
+    float *extra, *base = smallk_workspace(ws, op, g, part * (size_t) (nt - 1), &extra, err);
+    if (base == NULL)
+        return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
+    const float *src = input;
+    if (g->padded) {
+        pad_input(g, input, base);
+        src = base;
+    }
+    smallk_job_t jobs[SMALLK_MAX_THREADS];
+    for (int i = 0; i < nt; i++)
+        jobs[i] = (smallk_job_t){.g = g,
+                                 .src = src,
+                                 .dy = d_output,
+                                 .out = i == 0 ? d_filter : extra + part * (size_t) (i - 1),
+                                 .run = dfilter_rows};
+    smallk_split(g, jobs, nt);
+    smallk_run(jobs, nt);
+    for (int i = 1; i < nt; i++)
+        for (size_t e = 0; e < part; e++)
+            d_filter[e] += jobs[i].out[e];
+    return 0;
+}
+#endif /* SMALLK_AVAILABLE */
+
 int ps_ops_conv2d(ps_ops_workspace_t *ws,
                   const float *input,
                   const ps_ops_nhwc_t *input_shape,
@@ -280,6 +567,10 @@ int ps_ops_conv2d(ps_ops_workspace_t *ws,
         }
         return 0;
     }
+#if SMALLK_AVAILABLE
+    if (smallk_usable(&g))
+        return smallk_forward(ws, op, &g, input, filter, output, err);
+#endif
     float *col, *base = conv_workspace(ws, op, &g, &col, err);
     if (base == NULL)
         return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
@@ -364,6 +655,10 @@ int ps_ops_conv2d_backprop_filter(ps_ops_workspace_t *ws,
         (rc = conv_setup(op, input_shape, filter_shape, params, output_shape, &g, err)) != 0)
         return rc;
     const int k = (int) g.k, cout = (int) g.cout;
+#if SMALLK_AVAILABLE
+    if (smallk_usable(&g))
+        return smallk_filter(ws, op, &g, input, d_output, d_filter, err);
+#endif
     float *col = NULL;
     const float *src = input;
     if (!g.direct) {

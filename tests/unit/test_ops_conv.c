@@ -251,6 +251,44 @@ Test(conv2d, training_demo_shapes_at_small_batch)
     ps_ops_workspace_free(ws);
 }
 
+/*
+ * Shapes with few taps per window (kh * kw * c <= 64, c <= 4) and a multiple of 16 output channels
+ * take the small-window kernels on AVX-512 CPUs (the lowering elsewhere): same references, with one
+ * and two threads, including row splits between threads and every tap-group remainder.
+ */
+Test(conv2d, small_window_shapes_match_reference)
+{
+    rng_t r = {0x5eed};
+    ps_ops_workspace_t *ws = ps_ops_workspace_new();
+    const int threads_before = ps_ops_get_num_threads();
+    for (int threads = 1; threads <= 2; threads++) {
+        cr_assert_eq(ps_ops_set_num_threads(threads, NULL), 0);
+        for (int t = 0; t < 40; t++) {
+            ps_ops_nhwc_t in = {rng_int(&r, 1, 3), rng_int(&r, 1, 12), rng_int(&r, 1, 12),
+                                rng_int(&r, 1, 4)};
+            ps_ops_padding_t pad = rng_int(&r, 0, 1) ? PS_OPS_PADDING_SAME : PS_OPS_PADDING_VALID;
+            int64_t kh = rng_int(&r, 1, pad == PS_OPS_PADDING_VALID && in.h < 4 ? in.h : 4);
+            int64_t kw = rng_int(&r, 1, pad == PS_OPS_PADDING_VALID && in.w < 4 ? in.w : 4);
+            ps_ops_hwio_t f = {kh, kw, in.c, 16 * rng_int(&r, 1, 3)};
+            conv_case_t c = make_case(in, f, rng_int(&r, 1, 3), rng_int(&r, 1, 3), pad);
+            check_case(ws, &r, &c);
+        }
+        /* The demo's conv1 at batch 3: big enough to split rows between two threads. */
+        conv_case_t demo = make_case((ps_ops_nhwc_t){3, 28, 28, 1}, (ps_ops_hwio_t){5, 5, 1, 32}, 1,
+                                     1, PS_OPS_PADDING_SAME);
+        check_case(ws, &r, &demo);
+        /* 64 taps exactly (4x4x4), and a single tap with stride 2. */
+        conv_case_t taps64 = make_case((ps_ops_nhwc_t){2, 9, 10, 4}, (ps_ops_hwio_t){4, 4, 4, 16},
+                                       1, 2, PS_OPS_PADDING_SAME);
+        check_case(ws, &r, &taps64);
+        conv_case_t one = make_case((ps_ops_nhwc_t){2, 7, 7, 1}, (ps_ops_hwio_t){1, 1, 1, 32}, 2, 2,
+                                    PS_OPS_PADDING_VALID);
+        check_case(ws, &r, &one);
+    }
+    cr_assert_eq(ps_ops_set_num_threads(threads_before, NULL), 0);
+    ps_ops_workspace_free(ws);
+}
+
 Test(conv2d, one_by_one_stride_1_uses_input_directly)
 {
     rng_t r = {7};
@@ -366,6 +404,9 @@ Test(conv2d, backprop_input_and_filter_match_finite_differences)
     conv_case_t one = make_case((ps_ops_nhwc_t){2, 3, 3, 4}, (ps_ops_hwio_t){1, 1, 4, 2}, 1, 1,
                                 PS_OPS_PADDING_SAME);
     finite_difference_check(&one, 3);
+    conv_case_t small = make_case((ps_ops_nhwc_t){1, 5, 6, 1}, (ps_ops_hwio_t){3, 2, 1, 16}, 2, 1,
+                                  PS_OPS_PADDING_SAME);
+    finite_difference_check(&small, 4);
 }
 
 Test(conv2d, workspace_grows_once_and_is_reused)
