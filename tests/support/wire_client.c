@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +83,11 @@ int ps_wc_connect(ps_wc_t *c, uint16_t port, int timeout_ms)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Blocking I/O bounded by socket timeouts: one syscall per read or write, as a plain client
+     * would do it (the wire benchmark relies on this). */
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     c->rbuf = ps_malloc(RBUF_CAP);
     if (c->rbuf == NULL) {
         close(fd);
@@ -112,7 +119,7 @@ int ps_wc_send_raw(ps_wc_t *c, const void *data, size_t len)
     const uint8_t *p = data;
     int64_t deadline = now_ms() + c->timeout_ms;
     while (len > 0) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
         if (n > 0) {
             p += n;
             len -= (size_t) n;
@@ -120,16 +127,48 @@ int ps_wc_send_raw(ps_wc_t *c, const void *data, size_t len)
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int w = wait_fd(c->fd, POLLOUT, deadline);
-            if (w == 0) {
-                errno = ETIMEDOUT;
-                return -1;
-            }
-            if (w < 0)
-                return -1;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now_ms() < deadline)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            errno = ETIMEDOUT;
+        return -1;
+    }
+    return 0;
+}
+
+int ps_wc_send2(ps_wc_t *c, const void *a, size_t alen, const void *b, size_t blen)
+{
+    struct iovec iov[2] = {{(void *) (uintptr_t) a, alen}, {(void *) (uintptr_t) b, blen}};
+    size_t first = 0;
+    int64_t deadline = now_ms() + c->timeout_ms;
+    while (first < 2) {
+        if (iov[first].iov_len == 0) {
+            first++;
             continue;
         }
+        struct msghdr m;
+        memset(&m, 0, sizeof m);
+        m.msg_iov = iov + first;
+        m.msg_iovlen = 2 - first;
+        ssize_t n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (n > 0) {
+            size_t left = (size_t) n;
+            while (left > 0 && first < 2) {
+                size_t k = left < iov[first].iov_len ? left : iov[first].iov_len;
+                iov[first].iov_base = (char *) iov[first].iov_base + k;
+                iov[first].iov_len -= k;
+                left -= k;
+                if (iov[first].iov_len == 0)
+                    first++;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now_ms() < deadline)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            errno = ETIMEDOUT;
         return -1;
     }
     return 0;
@@ -142,9 +181,11 @@ int ps_wc_send_buf(ps_wc_t *c, ps_wc_buf_t *b)
     return rc;
 }
 
-/* Make at least one more byte available in rbuf; PS_WC_OK, PS_WC_EOF, PS_WC_ERR or PS_WC_TIMEOUT.
+/*
+ * Make at least one more byte available in rbuf; PS_WC_OK, PS_WC_EOF, PS_WC_ERR or PS_WC_TIMEOUT.
+ * flags 0 blocks (bounded by SO_RCVTIMEO and deadline); MSG_DONTWAIT when data is known to wait.
  */
-static int fill(ps_wc_t *c, int64_t deadline)
+static int fill(ps_wc_t *c, int64_t deadline, int flags)
 {
     if (c->rstart == c->rend)
         c->rstart = c->rend = 0;
@@ -154,7 +195,7 @@ static int fill(ps_wc_t *c, int64_t deadline)
         c->rstart = 0;
     }
     for (;;) {
-        ssize_t n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, flags);
         if (n > 0) {
             c->rend += (size_t) n;
             return PS_WC_OK;
@@ -167,11 +208,8 @@ static int fill(ps_wc_t *c, int64_t deadline)
             return PS_WC_EOF;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return PS_WC_ERR;
-        int w = wait_fd(c->fd, POLLIN, deadline);
-        if (w == 0)
+        if (flags != 0 || now_ms() >= deadline)
             return PS_WC_TIMEOUT;
-        if (w < 0)
-            return PS_WC_ERR;
     }
 }
 
@@ -190,7 +228,7 @@ static int read_exact(ps_wc_t *c, uint8_t *out, size_t len, int64_t deadline, in
         }
         if (len - got >= c->rcap / 2) {
             /* Large payloads go straight into place. */
-            ssize_t n = recv(c->fd, out + got, len - got, MSG_DONTWAIT);
+            ssize_t n = recv(c->fd, out + got, len - got, 0);
             if (n > 0) {
                 got += (size_t) n;
                 continue;
@@ -201,14 +239,11 @@ static int read_exact(ps_wc_t *c, uint8_t *out, size_t len, int64_t deadline, in
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 return PS_WC_ERR;
-            int w = wait_fd(c->fd, POLLIN, deadline);
-            if (w == 0)
+            if (now_ms() >= deadline)
                 return PS_WC_TIMEOUT;
-            if (w < 0)
-                return PS_WC_ERR;
             continue;
         }
-        int rc = fill(c, deadline);
+        int rc = fill(c, deadline, 0);
         if (rc == PS_WC_EOF)
             return (started || got > 0) ? PS_WC_TRUNCATED : PS_WC_EOF;
         if (rc != PS_WC_OK)
@@ -228,6 +263,11 @@ static uint64_t get_u64(const uint8_t *p)
 }
 
 int ps_wc_recv(ps_wc_t *c, ps_wc_reply_t *r)
+{
+    return ps_wc_recv_into(c, r, NULL, 0);
+}
+
+int ps_wc_recv_into(ps_wc_t *c, ps_wc_reply_t *r, uint8_t *buf, size_t cap)
 {
     memset(r, 0, sizeof *r);
     int64_t deadline = now_ms() + c->timeout_ms;
@@ -255,7 +295,10 @@ int ps_wc_recv(ps_wc_t *c, ps_wc_reply_t *r)
         return PS_WC_BADFRAME;
     r->header_len = hlen;
     r->payload_len = flen - hlen;
-    if (r->payload_len > 0) {
+    if (r->payload_len > 0 && buf != NULL && r->payload_len <= cap) {
+        r->payload = buf;
+        r->borrowed = 1;
+    } else if (r->payload_len > 0) {
         r->payload = ps_malloc((size_t) r->payload_len);
         if (r->payload == NULL) {
             ps_wc_reply_free(r);
@@ -274,7 +317,8 @@ void ps_wc_reply_free(ps_wc_reply_t *r)
 {
     if (r->h != NULL)
         pscope__v1__header__free_unpacked(r->h, &pb_allocator);
-    ps_free(r->payload);
+    if (!r->borrowed)
+        ps_free(r->payload);
     memset(r, 0, sizeof *r);
 }
 
@@ -282,9 +326,12 @@ int ps_wc_wait_eof(ps_wc_t *c, int timeout_ms)
 {
     if (c->rend > c->rstart)
         return PS_WC_OK;
-    int64_t deadline = now_ms() + timeout_ms;
-    int rc = fill(c, deadline);
-    return rc;
+    int w = wait_fd(c->fd, POLLIN, now_ms() + timeout_ms);
+    if (w == 0)
+        return PS_WC_TIMEOUT;
+    if (w < 0)
+        return PS_WC_ERR;
+    return fill(c, 0, MSG_DONTWAIT);
 }
 
 int ps_wc_call(ps_wc_t *c, ps_wc_buf_t *b, ps_wc_reply_t *r)
@@ -480,12 +527,14 @@ int ps_wc_add_pull(ps_wc_buf_t *b, uint64_t id, const char *const *names, size_t
     return rc;
 }
 
-int ps_wc_add_update(ps_wc_buf_t *b,
-                     uint64_t id,
-                     const ps_wc_update_t *items,
-                     size_t n,
-                     uint64_t client_id,
-                     uint64_t seq)
+/* An update frame; with_payload 0 stops after the header (the caller sends the tensors). */
+static int update_frame(ps_wc_buf_t *b,
+                        uint64_t id,
+                        const ps_wc_update_t *items,
+                        size_t n,
+                        uint64_t client_id,
+                        uint64_t seq,
+                        int with_payload)
 {
     Pscope__V1__Header h = header_for(id, PSCOPE__V1__METHOD__UPDATE);
     Pscope__V1__UpdateRequest body = PSCOPE__V1__UPDATE_REQUEST__INIT;
@@ -517,7 +566,7 @@ int ps_wc_add_update(ps_wc_buf_t *b,
     h.body_case = PSCOPE__V1__HEADER__BODY_UPDATE;
     h.update = &body;
     rc = add_head(b, &h, plen);
-    for (size_t i = 0; i < n && rc == 0; i++)
+    for (size_t i = 0; i < n && rc == 0 && with_payload; i++)
         rc = ps_wc_buf_put(b, items[i].x.data, items[i].x.len);
 out:
     ps_free(td);
@@ -525,6 +574,26 @@ out:
     ps_free(it);
     ps_free(itp);
     return rc;
+}
+
+int ps_wc_add_update(ps_wc_buf_t *b,
+                     uint64_t id,
+                     const ps_wc_update_t *items,
+                     size_t n,
+                     uint64_t client_id,
+                     uint64_t seq)
+{
+    return update_frame(b, id, items, n, client_id, seq, 1);
+}
+
+int ps_wc_add_update_head(ps_wc_buf_t *b,
+                          uint64_t id,
+                          const ps_wc_update_t *items,
+                          size_t n,
+                          uint64_t client_id,
+                          uint64_t seq)
+{
+    return update_frame(b, id, items, n, client_id, seq, 0);
 }
 
 int ps_wc_add_list(ps_wc_buf_t *b,

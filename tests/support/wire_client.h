@@ -41,6 +41,7 @@ typedef struct ps_wc_reply {
     uint8_t *payload;
     uint64_t payload_len;
     uint32_t header_len;
+    int borrowed; /* payload points into the caller's buffer (ps_wc_recv_into) */
 } ps_wc_reply_t;
 
 /** Connect to 127.0.0.1:port. Returns 0, or -1 with errno. */
@@ -61,6 +62,15 @@ int ps_wc_send_buf(ps_wc_t *c, ps_wc_buf_t *b);
 
 /** Read one whole reply frame into r (free with ps_wc_reply_free). Returns a PS_WC_* value. */
 int ps_wc_recv(ps_wc_t *c, ps_wc_reply_t *r);
+
+/**
+ * Like ps_wc_recv, but a payload of at most cap bytes is read straight into buf (r->payload then
+ * points into buf and is not freed by ps_wc_reply_free); a larger one is allocated as usual.
+ */
+int ps_wc_recv_into(ps_wc_t *c, ps_wc_reply_t *r, uint8_t *buf, size_t cap);
+
+/** Write a then b with as few syscalls as possible (sendmsg), like ps_wc_send_raw. */
+int ps_wc_send2(ps_wc_t *c, const void *a, size_t alen, const void *b, size_t blen);
 
 /** Free what r holds and zero it. */
 void ps_wc_reply_free(ps_wc_reply_t *r);
@@ -135,6 +145,13 @@ int ps_wc_add_update(ps_wc_buf_t *b,
                      size_t n,
                      uint64_t client_id,
                      uint64_t seq);
+/** The prefix and header of an update frame only: the caller sends the tensors' bytes next. */
+int ps_wc_add_update_head(ps_wc_buf_t *b,
+                          uint64_t id,
+                          const ps_wc_update_t *items,
+                          size_t n,
+                          uint64_t client_id,
+                          uint64_t seq);
 /** prefix, collection, start_after may be NULL (empty). */
 int ps_wc_add_list(ps_wc_buf_t *b,
                    uint64_t id,
