@@ -10,7 +10,7 @@ ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
-foreach(t get_variable variable io)
+foreach(t get_variable variable io multiworker)
   ps_add_criterion_test(test_client_${t} SOURCES integration/test_client_${t}.c LIBS psclient_core
                         LABELS integration TIMEOUT 180)
   add_dependencies(test_client_${t} psd)
