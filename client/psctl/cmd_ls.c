@@ -1,0 +1,176 @@
+/* psctl ls [PREFIX] [--collection C]: the variables psd holds, as a tree of scopes (names are
+ * sorted, so every scope's variables are contiguous) with one aligned row per variable; or, with
+ * --json, one object per variable. */
+#include <string.h>
+
+#include "psctl.h"
+
+const psctl_opt_t psctl_opts_ls[] = {
+    {"--collection", "-c", "C", "only variables in collection C"},
+    {NULL, NULL, NULL, NULL},
+};
+
+enum {
+    OPT_COLLECTION = 0
+};
+
+static void json_var(psctl_json_t *j, const ps_admin_var_t *v)
+{
+    psctl_json_obj(j);
+    psctl_json_key(j, "name");
+    psctl_json_str(j, v->name);
+    psctl_json_key(j, "dtype");
+    psctl_json_str(j, ps_dtype_name(v->dtype));
+    psctl_json_key(j, "shape");
+    psctl_json_shape(j, v->dims, v->rank);
+    psctl_json_key(j, "elements");
+    psctl_json_u64(j, v->nelems);
+    psctl_json_key(j, "bytes");
+    psctl_json_u64(j, v->nbytes);
+    psctl_json_key(j, "version");
+    psctl_json_u64(j, v->version);
+    psctl_json_key(j, "trainable");
+    psctl_json_bool(j, v->trainable);
+    psctl_json_key(j, "kind");
+    psctl_json_str(j, v->kind == PS_ADMIN_KIND_VARIABLE ? "Variable" : "get_variable");
+    psctl_json_key(j, "collections");
+    psctl_json_arr(j);
+    for (size_t i = 0; i < v->ncollections; i++)
+        psctl_json_str(j, v->collections[i]);
+    psctl_json_arr_end(j);
+    psctl_json_key(j, "initializer");
+    psctl_json_str(j, psctl_init_name(v->init_kind));
+    psctl_json_key(j, "creator");
+    psctl_json_str(j, v->creator);
+    psctl_json_key(j, "created_unix_ms");
+    psctl_json_i64(j, v->created_unix_ms);
+    psctl_json_obj_end(j);
+}
+
+/* Length of the scope part of name ("a/b/" of "a/b/c"), 0 at the root. */
+static size_t scope_len(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    return slash ? (size_t) (slash - name) + 1 : 0;
+}
+
+static int depth_of(const char *s, size_t len)
+{
+    int d = 0;
+    for (size_t i = 0; i < len; i++)
+        d += s[i] == '/';
+    return d;
+}
+
+/* Build the tree rows: scope lines where the scope changes, then the variable's row. */
+static int build_table(psctl_table_t *t, const ps_admin_var_list_t *l)
+{
+    if (psctl_table_row(t, PSCTL_BOLD, 0) != 0)
+        return -1;
+    static const char *head[] = {"NAME",    "SHAPE",     "DTYPE",      "SIZE",
+                                 "VERSION", "TRAINABLE", "COLLECTIONS"};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        psctl_table_cell(t, "%s", head[i]);
+    const char *prev = "";
+    size_t prev_len = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const ps_admin_var_t *v = &l->vars[i];
+        size_t sl = scope_len(v->name);
+        /* The longest common scope prefix, whole components only. */
+        size_t common = 0;
+        for (size_t k = 0; k < sl && k < prev_len && v->name[k] == prev[k]; k++) {
+            if (v->name[k] == '/')
+                common = k + 1;
+        }
+        size_t start = common;
+        for (size_t k = common; k < sl; k++) {
+            if (v->name[k] != '/')
+                continue;
+            int d = depth_of(v->name, start);
+            if (psctl_table_row(t, PSCTL_BLUE, 0) != 0 ||
+                psctl_table_cell(t, "%*s%.*s", 2 * d, "", (int) (k + 1 - start), v->name + start) !=
+                    0)
+                return -1;
+            start = k + 1;
+        }
+        char shape[160], size[32];
+        int d = depth_of(v->name, sl);
+        if (psctl_table_row(t, NULL, 0) != 0)
+            return -1;
+        psctl_table_cell(t, "%*s%s", 2 * d, "", v->name + sl);
+        psctl_table_cell(t, "%s", psctl_fmt_shape(v->dims, v->rank, shape, sizeof shape));
+        psctl_table_cell(t, "%s", ps_dtype_name(v->dtype));
+        psctl_table_cell(t, "%s", psctl_fmt_size(v->nbytes, size, sizeof size));
+        psctl_table_cell(t, "%llu", (unsigned long long) v->version);
+        psctl_table_cell(t, "%s", v->trainable ? "yes" : "no");
+        char cols[512];
+        size_t n = 0;
+        cols[0] = '\0';
+        for (size_t c = 0; c < v->ncollections && n < sizeof cols; c++)
+            n += (size_t) snprintf(cols + n, sizeof cols - n, "%s%s", c ? "," : "",
+                                   v->collections[c]);
+        if (psctl_table_cell(t, "%s", cols) != 0)
+            return -1;
+        prev = v->name;
+        prev_len = sl;
+    }
+    return 0;
+}
+
+int psctl_cmd_ls(psctl_ctx_t *ctx, const psctl_args_t *args)
+{
+    const char *prefix = args->npos ? args->pos[0] : "";
+    const char *coll = args->opt[OPT_COLLECTION];
+    if (coll && !*coll)
+        return psctl_usage_error(ctx, "--collection needs a non-empty name");
+    int rc = psctl_connect(ctx);
+    if (rc)
+        return rc;
+    ps_admin_var_list_t *l = NULL;
+    ps_error_t err;
+    ps_error_clear(&err);
+    if (ps_admin_list(ctx->admin, prefix, coll, &l, &err) != 0)
+        return psctl_fail(ctx, &err);
+    uint64_t total = 0;
+    for (size_t i = 0; i < l->n; i++)
+        total += l->vars[i].nbytes;
+    if (ctx->json) {
+        psctl_json_t j;
+        psctl_json_init(&j, stdout);
+        psctl_json_obj(&j);
+        psctl_json_key(&j, "count");
+        psctl_json_u64(&j, l->n);
+        psctl_json_key(&j, "bytes");
+        psctl_json_u64(&j, total);
+        psctl_json_key(&j, "variables");
+        psctl_json_arr(&j);
+        for (size_t i = 0; i < l->n; i++)
+            json_var(&j, &l->vars[i]);
+        psctl_json_arr_end(&j);
+        psctl_json_obj_end(&j);
+        psctl_json_end(&j);
+    } else if (l->n == 0) {
+        if (*prefix || coll)
+            printf("no variables%s%s%s%s%s\n", *prefix ? " under '" : "", prefix,
+                   *prefix ? "'" : "", coll ? " in collection " : "", coll ? coll : "");
+        else
+            printf("no variables\n");
+    } else {
+        psctl_table_t *t = psctl_table_new(7);
+        if (!t || build_table(t, l) != 0) {
+            psctl_table_free(t);
+            ps_admin_var_list_free(l);
+            ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+            return psctl_fail(ctx, &err);
+        }
+        psctl_table_align_right(t, 3);
+        psctl_table_align_right(t, 4);
+        psctl_table_print(t, ctx, stdout);
+        psctl_table_free(t);
+        char size[32];
+        printf("%zu variable%s, %s\n", l->n, l->n == 1 ? "" : "s",
+               psctl_fmt_size(total, size, sizeof size));
+    }
+    ps_admin_var_list_free(l);
+    return PSCTL_EXIT_OK;
+}

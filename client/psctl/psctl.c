@@ -1,0 +1,228 @@
+/* psctl's entry point: the command table (one row per command, each body in its own cmd_<name>.c),
+ * global options (--server, --json, --help), per-command option parsing against the row's option
+ * table, the positional-count check, and the run context (server address, colour decision). */
+#include "psctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ps/admin.h>
+#include <ps/internal/alloc.h>
+
+static const psctl_cmd_t commands[] = {
+    {"ping", "", "check that psd answers, with its version and round-trip time", 0, 0,
+     psctl_cmd_ping, NULL, "Send one PING to psd and print its version, id and the round trip."},
+    {"ls", "[PREFIX] [--collection C]", "list variables as a tree of scopes", 0, 1, psctl_cmd_ls,
+     psctl_opts_ls,
+     "List the variables whose full name starts with PREFIX (all when omitted), grouped by scope,\n"
+     "with shape, dtype, size, version, trainable flag and collections. --collection keeps only\n"
+     "the variables in collection C."},
+    {"show", "NAME", "a variable's metadata, statistics and first values", 1, 1, psctl_cmd_show,
+     NULL,
+     "Describe NAME and pull its value: min, max, mean, std and L2 norm over the finite\n"
+     "elements, the number of NaN and Inf elements, and the first values."},
+    {"get", "NAME -o FILE.npy", "save a variable's value to a NumPy .npy file", 1, 1, psctl_cmd_get,
+     psctl_opts_get,
+     "Pull NAME and write it to FILE.npy (format 1.0, little-endian, C order), readable with\n"
+     "numpy.load. The file is written to a temporary name and renamed into place."},
+    {"set", "NAME -i FILE.npy", "create or assign a variable from a NumPy .npy file", 1, 1,
+     psctl_cmd_set, psctl_opts_set,
+     "Read FILE.npy ('<f4', '<f8', '<i4' or '<i8', C order, rank 0 to 8). When NAME does not\n"
+     "exist it is created with the file's dtype, shape and values (trainable, no collections);\n"
+     "when it exists, its dtype and shape must equal the file's exactly and it is assigned."},
+    {"rm", "NAME... | --prefix SCOPE/ [--yes]", "delete variables by name or by scope", 0, -1,
+     psctl_cmd_rm, psctl_opts_rm,
+     "Delete the named variables, or every variable under SCOPE/ (the prefix must end in '/').\n"
+     "On a terminal psctl asks for confirmation unless --yes is given; when standard input is\n"
+     "not a terminal, --yes is required. Deletion is atomic: an unknown name deletes nothing."},
+    {"stats", "", "psd's counters: connections, requests by method, bytes, memory", 0, 0,
+     psctl_cmd_stats, NULL,
+     "Print psd's uptime, connections, bytes in and out, variables and their bytes, memory in\n"
+     "use, rejected frames, and calls, errors and rejections per RPC method."},
+    {"help", "[COMMAND]", "show psctl's help or a command's", 0, 1, psctl_cmd_help, NULL,
+     "Print psctl's usage and command list, or COMMAND's usage, options and description."},
+};
+
+const psctl_cmd_t *psctl_cmd_table(size_t *n)
+{
+    *n = sizeof commands / sizeof commands[0];
+    return commands;
+}
+
+const psctl_cmd_t *psctl_cmd_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+/* Global options, accepted before the command and among its arguments. Returns 1 when argv[*i]
+ * was one (consumed), 0 when not, or -1 after a usage error (exit code in *rc). */
+static int global_opt(psctl_ctx_t *ctx, int argc, char **argv, int *i, int *help, int *rc)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0) {
+        ctx->json = 1;
+        return 1;
+    }
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        *help = 1;
+        return 1;
+    }
+    if (strcmp(a, "--server") == 0 || strcmp(a, "-s") == 0) {
+        if (*i + 1 >= argc) {
+            *rc = psctl_usage_error(ctx, "%s needs a value (HOST:PORT)", a);
+            return -1;
+        }
+        ctx->server = argv[++*i];
+        return 1;
+    }
+    if (strncmp(a, "--server=", 9) == 0) {
+        ctx->server = a + 9;
+        return 1;
+    }
+    return 0;
+}
+
+/* Parse a command's arguments against its option table. Returns PSCTL_EXIT_OK or a usage error's
+ * code; *help is set for --help. */
+static int parse_args(psctl_ctx_t *ctx, int argc, char **argv, psctl_args_t *args, int *help)
+{
+    const psctl_cmd_t *cmd = ctx->cmd;
+    int rc = PSCTL_EXIT_OK;
+    int only_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            args->pos[args->npos++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        int g = global_opt(ctx, argc, argv, &i, help, &rc);
+        if (g < 0)
+            return rc;
+        if (g > 0)
+            continue;
+        const psctl_opt_t *o = NULL;
+        size_t k = 0;
+        const char *eq = strchr(a, '=');
+        size_t alen = eq && a[1] == '-' ? (size_t) (eq - a) : strlen(a);
+        for (; cmd->opts && cmd->opts[k].name; k++) {
+            const psctl_opt_t *c = &cmd->opts[k];
+            if ((strlen(c->name) == alen && strncmp(c->name, a, alen) == 0) ||
+                (c->alias && strcmp(c->alias, a) == 0)) {
+                o = c;
+                break;
+            }
+        }
+        if (!o)
+            return psctl_usage_error(ctx, "unknown option '%s' for %s", a, cmd->name);
+        if (!o->metavar) {
+            if (eq && a[1] == '-')
+                return psctl_usage_error(ctx, "%s takes no value", o->name);
+            args->opt[k] = "";
+        } else if (eq && a[1] == '-') {
+            args->opt[k] = eq + 1;
+        } else if (i + 1 < argc) {
+            args->opt[k] = argv[++i];
+        } else {
+            return psctl_usage_error(ctx, "%s needs a value (%s)", o->name, o->metavar);
+        }
+    }
+    return PSCTL_EXIT_OK;
+}
+
+static int run_command(psctl_ctx_t *ctx, int argc, char **argv)
+{
+    psctl_args_t args;
+    memset(&args, 0, sizeof args);
+    args.pos = ps_calloc((size_t) argc + 1, sizeof *args.pos);
+    if (!args.pos) {
+        fprintf(stderr, "psctl: out of memory\n");
+        return PSCTL_EXIT_ERROR;
+    }
+    int help = 0;
+    int rc = parse_args(ctx, argc, argv, &args, &help);
+    if (rc == PSCTL_EXIT_OK && help) {
+        psctl_print_usage(stdout, ctx->cmd);
+    } else if (rc == PSCTL_EXIT_OK) {
+        const psctl_cmd_t *cmd = ctx->cmd;
+        if (args.npos < cmd->min_args)
+            rc = psctl_usage_error(ctx, "%s needs %s%d argument%s", cmd->name,
+                                   cmd->max_args == cmd->min_args ? "" : "at least ", cmd->min_args,
+                                   cmd->min_args == 1 ? "" : "s");
+        else if (cmd->max_args >= 0 && args.npos > cmd->max_args)
+            rc =
+                cmd->max_args == 0
+                    ? psctl_usage_error(ctx, "%s takes no arguments ('%s' given)", cmd->name,
+                                        args.pos[0])
+                    : psctl_usage_error(ctx, "%s takes at most %d argument%s (%d given)", cmd->name,
+                                        cmd->max_args, cmd->max_args == 1 ? "" : "s", args.npos);
+        else
+            rc = cmd->run(ctx, &args);
+    }
+    ps_free(args.pos);
+    return rc;
+}
+
+static int env_color(int fd)
+{
+    const char *nc = getenv("NO_COLOR");
+    return isatty(fd) && !(nc && *nc);
+}
+
+int main(int argc, char **argv)
+{
+    psctl_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    const char *env = getenv("PS_SERVER");
+    ctx.server = env && *env ? env : PSCTL_DEFAULT_SERVER;
+    ctx.color = env_color(STDOUT_FILENO);
+    ctx.color_err = env_color(STDERR_FILENO);
+    int help = 0, rc = PSCTL_EXIT_OK;
+    int i = 1;
+    for (; i < argc; i++) {
+        if (argv[i][0] != '-')
+            break;
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("psctl %s\n", PS_VERSION_STRING);
+            return PSCTL_EXIT_OK;
+        }
+        int g = global_opt(&ctx, argc, argv, &i, &help, &rc);
+        if (g < 0)
+            return rc;
+        if (g == 0) {
+            fprintf(stderr, "psctl: unknown option '%s'\n", argv[i]);
+            psctl_print_usage(stderr, NULL);
+            return PSCTL_EXIT_USAGE;
+        }
+    }
+    if (i >= argc) {
+        if (help) {
+            psctl_print_usage(stdout, NULL);
+            return PSCTL_EXIT_OK;
+        }
+        fprintf(stderr, "psctl: no command given\n");
+        psctl_print_usage(stderr, NULL);
+        return PSCTL_EXIT_USAGE;
+    }
+    ctx.cmd = psctl_cmd_find(argv[i]);
+    if (!ctx.cmd) {
+        fprintf(stderr, "psctl: unknown command '%s'\nTry 'psctl --help' for the commands.\n",
+                argv[i]);
+        return PSCTL_EXIT_USAGE;
+    }
+    if (help) {
+        psctl_print_usage(stdout, ctx.cmd);
+        return PSCTL_EXIT_OK;
+    }
+    rc = run_command(&ctx, argc - i - 1, argv + i + 1);
+    ps_admin_free(ctx.admin);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/* psctl-private declarations: the command table row, parsed arguments, the run context, exit codes,
+ * and the output helpers (errors, sizes, colour, aligned tables, a JSON writer) every command
+ * shares. */
+#ifndef PSCTL_H
+#define PSCTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <ps/admin.h>
+#include <ps/status.h>
+
+/* Exit codes (STYLE §2.7). */
+#define PSCTL_EXIT_OK      0
+#define PSCTL_EXIT_ERROR   1 /* psd returned an error, or a local file failed */
+#define PSCTL_EXIT_USAGE   2
+#define PSCTL_EXIT_CONNECT 3 /* cannot connect (or the connection was lost) */
+
+#define PSCTL_DEFAULT_SERVER "127.0.0.1:7070"
+#define PSCTL_MAX_OPTS       8
+
+/** One option of a command: "--name VALUE" (metavar set) or a flag. */
+typedef struct psctl_opt {
+    const char *name;    /* "--collection" */
+    const char *alias;   /* "-c", or NULL */
+    const char *metavar; /* "C"; NULL for a flag */
+    const char *help;
+} psctl_opt_t;
+
+/** A command's parsed arguments: positionals, and options by their index in the command's table
+ * (NULL when absent; "" for a flag that was given). */
+typedef struct psctl_args {
+    char **pos;
+    int npos;
+    const char *opt[PSCTL_MAX_OPTS];
+} psctl_args_t;
+
+typedef struct psctl_ctx psctl_ctx_t;
+
+/** A command's body: returns one of the PSCTL_EXIT_* codes. */
+typedef int (*psctl_run_fn)(psctl_ctx_t *ctx, const psctl_args_t *args);
+
+/** A row of the command table (the syslog-ng-ctl CommandDescriptor). */
+typedef struct psctl_cmd {
+    const char *name;
+    const char *usage;   /* arguments after the command name: "NAME -o FILE.npy" */
+    const char *summary; /* one line for the command list */
+    int min_args;        /* positional arguments */
+    int max_args;        /* -1: no upper bound */
+    psctl_run_fn run;
+    const psctl_opt_t *opts; /* rows up to one with name NULL; NULL for none */
+    const char *help;        /* paragraph printed by `psctl help CMD` */
+} psctl_cmd_t;
+
+struct psctl_ctx {
+    const char *server; /* --server, else $PS_SERVER, else PSCTL_DEFAULT_SERVER */
+    int json;           /* --json */
+    int color;          /* colour on stdout: a terminal and NO_COLOR unset */
+    int color_err;      /* the same for stderr */
+    const psctl_cmd_t *cmd;
+    ps_admin_t *admin; /* after psctl_connect */
+};
+
+/* The table (psctl.c). */
+const psctl_cmd_t *psctl_cmd_find(const char *name);
+const psctl_cmd_t *psctl_cmd_table(size_t *n);
+
+/* Command bodies, one file each. */
+int psctl_cmd_help(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_ls(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_show(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_get(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_set(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_rm(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args);
+
+/* Option tables of the commands that take options (indexes are used by the bodies). */
+extern const psctl_opt_t psctl_opts_ls[];
+extern const psctl_opt_t psctl_opts_get[];
+extern const psctl_opt_t psctl_opts_set[];
+extern const psctl_opt_t psctl_opts_rm[];
+
+/* ---- shared helpers (util.c) ---- */
+
+/** Print the usage of cmd (or psctl's, when cmd is NULL) to f. */
+void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd);
+
+/** Print "psctl: <message>" and the command's usage line to stderr; returns PSCTL_EXIT_USAGE. */
+int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Connect ctx->admin to ctx->server. PSCTL_EXIT_OK, or the exit code after printing the error. */
+int psctl_connect(psctl_ctx_t *ctx);
+
+/**
+ * Report a failed operation: "error: CODE_NAME: message" on stderr (and, with --json, an error
+ * object on stdout). Returns PSCTL_EXIT_CONNECT for a transport failure, else PSCTL_EXIT_ERROR.
+ */
+int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err);
+
+/** "0 B", "512 B", "1.5 KiB", "3.0 MiB", "2.0 GiB". Returns out. */
+char *psctl_fmt_size(uint64_t bytes, char *out, size_t cap);
+
+/** "(5, 5)"-style shape text. Returns out. */
+char *psctl_fmt_shape(const int64_t *dims, unsigned rank, char *out, size_t cap);
+
+/** "1h 02m 03s", "45.2s". Returns out. */
+char *psctl_fmt_duration(uint64_t ms, char *out, size_t cap);
+
+/* SGR colours; psctl_color returns "" when colour is off for that stream. */
+#define PSCTL_BOLD  "\033[1m"
+#define PSCTL_BLUE  "\033[34m"
+#define PSCTL_GREEN "\033[32m"
+#define PSCTL_RED   "\033[31m"
+#define PSCTL_DIM   "\033[2m"
+#define PSCTL_RESET "\033[0m"
+
+const char *psctl_color(const psctl_ctx_t *ctx, const char *sgr);
+const char *psctl_color_err(const psctl_ctx_t *ctx, const char *sgr);
+
+/** An aligned text table: columns separated by two spaces, widths from the widest cell. */
+typedef struct psctl_table psctl_table_t;
+
+psctl_table_t *psctl_table_new(size_t ncols);
+/** Mark column col right-aligned (numbers). */
+void psctl_table_align_right(psctl_table_t *t, size_t col);
+/** Start a row; sgr colours the whole row (NULL: none). A row may leave trailing cells empty;
+ * span 1 makes its first cell not count towards the first column's width. */
+int psctl_table_row(psctl_table_t *t, const char *sgr, int span);
+/** Append a cell to the current row (copied), printf-style. */
+int psctl_table_cell(psctl_table_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Print every row to f (colour only when ctx allows), then free nothing. */
+void psctl_table_print(const psctl_table_t *t, const psctl_ctx_t *ctx, FILE *f);
+void psctl_table_free(psctl_table_t *t);
+
+/** A streaming JSON writer: commas and escaping handled; output is one line. */
+typedef struct psctl_json {
+    FILE *f;
+    int depth;
+    int after_key;
+    unsigned char first[64];
+} psctl_json_t;
+
+void psctl_json_init(psctl_json_t *j, FILE *f);
+void psctl_json_obj(psctl_json_t *j);
+void psctl_json_obj_end(psctl_json_t *j);
+void psctl_json_arr(psctl_json_t *j);
+void psctl_json_arr_end(psctl_json_t *j);
+void psctl_json_key(psctl_json_t *j, const char *key);
+void psctl_json_str(psctl_json_t *j, const char *s);
+void psctl_json_u64(psctl_json_t *j, uint64_t v);
+void psctl_json_i64(psctl_json_t *j, int64_t v);
+/** A number; NaN and infinities (not JSON) are written as null. */
+void psctl_json_double(psctl_json_t *j, double v);
+/** The same with 9 significant digits (enough to round-trip a float32). */
+void psctl_json_float(psctl_json_t *j, double v);
+void psctl_json_bool(psctl_json_t *j, int v);
+void psctl_json_null(psctl_json_t *j);
+/** Finish the document with a newline. */
+void psctl_json_end(psctl_json_t *j);
+
+/** A shape as a JSON array of integers. */
+void psctl_json_shape(psctl_json_t *j, const int64_t *dims, unsigned rank);
+
+/** The human name of an initializer kind ("glorot_uniform"); "unknown" outside the table. */
+const char *psctl_init_name(int kind);
+
+#endif /* PSCTL_H */

@@ -1,0 +1,531 @@
+/* psctl's shared output: usage text, the one place errors are printed (and exit codes chosen),
+ * connecting, human sizes and durations, colour that respects isatty and NO_COLOR, aligned tables,
+ * and a JSON writer that escapes every string it writes. */
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include <ps/admin.h>
+#include <ps/internal/alloc.h>
+#include <ps/variable.h>
+
+#include "psctl.h"
+
+/* ---- usage ---- */
+
+void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
+{
+    if (!cmd) {
+        fprintf(f,
+                "usage: psctl [--server HOST:PORT] [--json] COMMAND [ARGS...]\n\n"
+                "The admin CLI of psd, pscope's parameter server.\n\n"
+                "Options:\n"
+                "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s)\n"
+                "  --json                  machine-readable output (one JSON document)\n"
+                "  -h, --help              this text; with a command, the command's help\n"
+                "  --version               print psctl's version\n\n"
+                "Commands:\n",
+                PSCTL_DEFAULT_SERVER);
+        size_t n;
+        const psctl_cmd_t *t = psctl_cmd_table(&n);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, "  %-7s %s\n", t[i].name, t[i].summary);
+        fprintf(f, "\nExit codes: 0 ok, 1 psd returned an error (or a file failed), 2 usage,\n"
+                   "3 cannot connect. Colour only on a terminal, never with NO_COLOR set.\n"
+                   "Run 'psctl help COMMAND' for a command's options.\n");
+        return;
+    }
+    fprintf(f, "usage: psctl [--server HOST:PORT] [--json] %s%s%s\n\n%s\n", cmd->name,
+            cmd->usage[0] ? " " : "", cmd->usage, cmd->help);
+    if (cmd->opts && cmd->opts[0].name) {
+        fprintf(f, "\nOptions:\n");
+        for (size_t i = 0; cmd->opts[i].name; i++) {
+            const psctl_opt_t *o = &cmd->opts[i];
+            char left[64];
+            snprintf(left, sizeof left, "%s%s%s%s%s", o->alias ? o->alias : "",
+                     o->alias ? ", " : "", o->name, o->metavar ? " " : "",
+                     o->metavar ? o->metavar : "");
+            fprintf(f, "  %-22s %s\n", left, o->help);
+        }
+    }
+}
+
+int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "psctl: %s\n", msg);
+    if (ctx && ctx->cmd)
+        fprintf(stderr,
+                "usage: psctl [--server HOST:PORT] [--json] %s%s%s\n"
+                "Try 'psctl help %s' for more.\n",
+                ctx->cmd->name, ctx->cmd->usage[0] ? " " : "", ctx->cmd->usage, ctx->cmd->name);
+    return PSCTL_EXIT_USAGE;
+}
+
+static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
+{
+    fprintf(stderr, "%serror:%s %s: %s\n", psctl_color_err(ctx, PSCTL_RED),
+            psctl_color_err(ctx, PSCTL_RESET), ps_code_name(err->code), err->msg);
+    if (ctx->json) {
+        psctl_json_t j;
+        psctl_json_init(&j, stdout);
+        psctl_json_obj(&j);
+        psctl_json_key(&j, "error");
+        psctl_json_obj(&j);
+        psctl_json_key(&j, "code");
+        psctl_json_str(&j, ps_code_name(err->code));
+        psctl_json_key(&j, "message");
+        psctl_json_str(&j, err->msg);
+        psctl_json_obj_end(&j);
+        psctl_json_obj_end(&j);
+        psctl_json_end(&j);
+    }
+}
+
+int psctl_connect(psctl_ctx_t *ctx)
+{
+    ps_client_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.creator = "psctl";
+    o.max_retries = -1; /* a CLI reports the failure instead of waiting */
+    ps_error_t err;
+    ps_error_clear(&err);
+    int rc = ps_admin_connect(ctx->server, &o, &ctx->admin, &err);
+    if (rc == 0)
+        return PSCTL_EXIT_OK;
+    if (rc == PS_ERR_INVALID_ARGUMENT)
+        return psctl_usage_error(ctx, "%s", err.msg);
+    fail_print(ctx, &err);
+    return PSCTL_EXIT_CONNECT;
+}
+
+int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err)
+{
+    fail_print(ctx, err);
+    return ctx->admin && ps_admin_transport_failed(ctx->admin) ? PSCTL_EXIT_CONNECT
+                                                               : PSCTL_EXIT_ERROR;
+}
+
+/* ---- formatting ---- */
+
+char *psctl_fmt_size(uint64_t bytes, char *out, size_t cap)
+{
+    static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (bytes < 1024) {
+        snprintf(out, cap, "%llu B", (unsigned long long) bytes);
+        return out;
+    }
+    double v = (double) bytes;
+    size_t u = 0;
+    v /= 1024.0;
+    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(out, cap, "%.1f %s", v, units[u]);
+    return out;
+}
+
+char *psctl_fmt_shape(const int64_t *dims, unsigned rank, char *out, size_t cap)
+{
+    ps_shape_t s = ps_shape_make(rank, dims);
+    return ps_shape_str(&s, out, cap);
+}
+
+char *psctl_fmt_duration(uint64_t ms, char *out, size_t cap)
+{
+    uint64_t s = ms / 1000;
+    if (s < 60)
+        snprintf(out, cap, "%.1fs", (double) ms / 1000.0);
+    else if (s < 3600)
+        snprintf(out, cap, "%llum %02llus", (unsigned long long) (s / 60),
+                 (unsigned long long) (s % 60));
+    else if (s < 86400)
+        snprintf(out, cap, "%lluh %02llum %02llus", (unsigned long long) (s / 3600),
+                 (unsigned long long) (s / 60 % 60), (unsigned long long) (s % 60));
+    else
+        snprintf(out, cap, "%llud %02lluh %02llum", (unsigned long long) (s / 86400),
+                 (unsigned long long) (s / 3600 % 24), (unsigned long long) (s / 60 % 60));
+    return out;
+}
+
+const char *psctl_color(const psctl_ctx_t *ctx, const char *sgr)
+{
+    return ctx && ctx->color ? sgr : "";
+}
+
+const char *psctl_color_err(const psctl_ctx_t *ctx, const char *sgr)
+{
+    return ctx && ctx->color_err ? sgr : "";
+}
+
+const char *psctl_init_name(int kind)
+{
+    static const char *names[] = {"default",          "zeros",          "ones",
+                                  "constant",         "random_normal",  "truncated_normal",
+                                  "random_uniform",   "glorot_uniform", "glorot_normal",
+                                  "variance_scaling", "from_value"};
+    return kind >= 0 && (size_t) kind < sizeof names / sizeof names[0] ? names[kind] : "unknown";
+}
+
+/* ---- tables ---- */
+
+typedef struct table_row {
+    char **cells;
+    size_t n;
+    const char *sgr;
+    int span;
+} table_row_t;
+
+struct psctl_table {
+    size_t ncols;
+    int *right;
+    table_row_t *rows;
+    size_t nrows, cap;
+};
+
+psctl_table_t *psctl_table_new(size_t ncols)
+{
+    psctl_table_t *t = ps_calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ncols = ncols;
+    t->right = ps_calloc(ncols, sizeof *t->right);
+    if (!t->right) {
+        ps_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void psctl_table_align_right(psctl_table_t *t, size_t col)
+{
+    if (col < t->ncols)
+        t->right[col] = 1;
+}
+
+int psctl_table_row(psctl_table_t *t, const char *sgr, int span)
+{
+    if (t->nrows == t->cap) {
+        size_t nc = t->cap ? t->cap * 2 : 16;
+        table_row_t *nr = ps_realloc(t->rows, nc * sizeof *nr);
+        if (!nr)
+            return -1;
+        t->rows = nr;
+        t->cap = nc;
+    }
+    table_row_t *r = &t->rows[t->nrows];
+    r->cells = ps_calloc(t->ncols, sizeof *r->cells);
+    if (!r->cells)
+        return -1;
+    r->n = 0;
+    r->sgr = sgr;
+    r->span = span;
+    t->nrows++;
+    return 0;
+}
+
+int psctl_table_cell(psctl_table_t *t, const char *fmt, ...)
+{
+    if (t->nrows == 0)
+        return -1;
+    table_row_t *r = &t->rows[t->nrows - 1];
+    if (r->n >= t->ncols)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    va_list ap2;
+    va_copy(ap2, ap);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0) {
+        va_end(ap2);
+        return -1;
+    }
+    char *s = ps_malloc((size_t) len + 1);
+    if (!s) {
+        va_end(ap2);
+        return -1;
+    }
+    vsnprintf(s, (size_t) len + 1, fmt, ap2);
+    va_end(ap2);
+    r->cells[r->n++] = s;
+    return 0;
+}
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++) {
+        if (((unsigned char) *s & 0xc0) != 0x80)
+            w++;
+    }
+    return w;
+}
+
+void psctl_table_print(const psctl_table_t *t, const psctl_ctx_t *ctx, FILE *f)
+{
+    size_t width[16] = {0};
+    size_t nc = t->ncols < 16 ? t->ncols : 16;
+    for (size_t i = 0; i < t->nrows; i++) {
+        const table_row_t *r = &t->rows[i];
+        for (size_t c = r->span ? 1 : 0; c < r->n && c < nc; c++) {
+            size_t w = text_width(r->cells[c]);
+            if (w > width[c])
+                width[c] = w;
+        }
+    }
+    for (size_t i = 0; i < t->nrows; i++) {
+        const table_row_t *r = &t->rows[i];
+        const char *on = r->sgr ? psctl_color(ctx, r->sgr) : "";
+        const char *off = on[0] ? PSCTL_RESET : "";
+        /* Trailing empty cells are not padded, so no line ends in spaces. */
+        size_t last = r->n;
+        while (last > 0 && r->cells[last - 1][0] == '\0')
+            last--;
+        fputs(on, f);
+        for (size_t c = 0; c < last && c < nc; c++) {
+            const char *s = r->cells[c];
+            size_t pad = width[c] > text_width(s) ? width[c] - text_width(s) : 0;
+            if (c > 0)
+                fputs("  ", f);
+            if (r->span && c == 0) {
+                fputs(s, f);
+                continue;
+            }
+            if (t->right[c])
+                fprintf(f, "%*s%s", (int) pad, "", s);
+            else if (c + 1 < last)
+                fprintf(f, "%s%*s", s, (int) pad, "");
+            else
+                fputs(s, f);
+        }
+        fputs(off, f);
+        fputc('\n', f);
+    }
+}
+
+void psctl_table_free(psctl_table_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nrows; i++) {
+        for (size_t c = 0; c < t->rows[i].n; c++)
+            ps_free(t->rows[i].cells[c]);
+        ps_free(t->rows[i].cells);
+    }
+    ps_free(t->rows);
+    ps_free(t->right);
+    ps_free(t);
+}
+
+/* ---- JSON ---- */
+
+void psctl_json_init(psctl_json_t *j, FILE *f)
+{
+    memset(j, 0, sizeof *j);
+    j->f = f;
+}
+
+static void json_sep(psctl_json_t *j)
+{
+    if (j->after_key) {
+        j->after_key = 0;
+        return;
+    }
+    if (j->depth > 0) {
+        if (!j->first[j->depth])
+            fputc(',', j->f);
+        j->first[j->depth] = 0;
+    }
+}
+
+static void json_open(psctl_json_t *j, int c)
+{
+    json_sep(j);
+    fputc(c, j->f);
+    if (j->depth + 1 < (int) sizeof j->first)
+        j->depth++;
+    j->first[j->depth] = 1;
+}
+
+static void json_close(psctl_json_t *j, int c)
+{
+    fputc(c, j->f);
+    if (j->depth > 0)
+        j->depth--;
+}
+
+void psctl_json_obj(psctl_json_t *j)
+{
+    json_open(j, '{');
+}
+
+void psctl_json_obj_end(psctl_json_t *j)
+{
+    json_close(j, '}');
+}
+
+void psctl_json_arr(psctl_json_t *j)
+{
+    json_open(j, '[');
+}
+
+void psctl_json_arr_end(psctl_json_t *j)
+{
+    json_close(j, ']');
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not valid. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned min;
+    unsigned cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static void json_write_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    const unsigned char *p = (const unsigned char *) s;
+    while (*p) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            fputc('\\', f);
+            fputc(c, f);
+            p++;
+        } else if (c < 0x20 || c == 0x7f) {
+            switch (c) {
+            case '\n':
+                fputs("\\n", f);
+                break;
+            case '\r':
+                fputs("\\r", f);
+                break;
+            case '\t':
+                fputs("\\t", f);
+                break;
+            case '\b':
+                fputs("\\b", f);
+                break;
+            case '\f':
+                fputs("\\f", f);
+                break;
+            default:
+                fprintf(f, "\\u%04x", c);
+            }
+            p++;
+        } else if (c < 0x80) {
+            fputc(c, f);
+            p++;
+        } else {
+            size_t n = utf8_seq(p);
+            if (n) {
+                fwrite(p, 1, n, f);
+                p += n;
+            } else {
+                fputs("\\ufffd", f); /* an invalid byte becomes U+FFFD */
+                p++;
+            }
+        }
+    }
+    fputc('"', f);
+}
+
+void psctl_json_key(psctl_json_t *j, const char *key)
+{
+    json_sep(j);
+    json_write_str(j->f, key);
+    fputc(':', j->f);
+    j->after_key = 1;
+}
+
+void psctl_json_str(psctl_json_t *j, const char *s)
+{
+    json_sep(j);
+    json_write_str(j->f, s ? s : "");
+}
+
+void psctl_json_u64(psctl_json_t *j, uint64_t v)
+{
+    json_sep(j);
+    fprintf(j->f, "%llu", (unsigned long long) v);
+}
+
+void psctl_json_i64(psctl_json_t *j, int64_t v)
+{
+    json_sep(j);
+    fprintf(j->f, "%lld", (long long) v);
+}
+
+void psctl_json_double(psctl_json_t *j, double v)
+{
+    json_sep(j);
+    if (!isfinite(v))
+        fputs("null", j->f);
+    else
+        fprintf(j->f, "%.17g", v);
+}
+
+void psctl_json_float(psctl_json_t *j, double v)
+{
+    json_sep(j);
+    if (!isfinite(v))
+        fputs("null", j->f);
+    else
+        fprintf(j->f, "%.9g", v);
+}
+
+void psctl_json_bool(psctl_json_t *j, int v)
+{
+    json_sep(j);
+    fputs(v ? "true" : "false", j->f);
+}
+
+void psctl_json_null(psctl_json_t *j)
+{
+    json_sep(j);
+    fputs("null", j->f);
+}
+
+void psctl_json_end(psctl_json_t *j)
+{
+    fputc('\n', j->f);
+}
+
+void psctl_json_shape(psctl_json_t *j, const int64_t *dims, unsigned rank)
+{
+    psctl_json_arr(j);
+    for (unsigned i = 0; i < rank; i++)
+        psctl_json_i64(j, dims[i]);
+    psctl_json_arr_end(j);
+}
