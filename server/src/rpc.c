@@ -77,6 +77,12 @@ static int64_t wall_ms(void)
     return (int64_t) ts.tv_sec * 1000 + (int64_t) ts.tv_nsec / 1000000;
 }
 
+/* The creation time to record: the wall clock, or the logged time while a log is replayed. */
+static int64_t create_ms(const psd_rpc_t *rpc)
+{
+    return rpc->now_ms_override ? rpc->now_ms_override : wall_ms();
+}
+
 /* ---- request-scoped allocations ---- */
 
 static void *scratch_alloc(psd_req_t *r, size_t n)
@@ -390,16 +396,18 @@ static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
     vi->n_collections = v->ncollections;
     vi->collections = colls;
     vi->kind = (Pscope__V1__VarKind) v->kind;
-    in->kind = (Pscope__V1__InitKind) v->init.kind;
-    in->value = v->init.value;
-    in->mean = v->init.mean;
-    in->stddev = v->init.stddev;
-    in->minval = v->init.minval;
-    in->maxval = v->init.maxval;
-    in->scale = v->init.scale;
-    in->mode = (Pscope__V1__FanMode) v->init.mode;
-    in->distribution = (Pscope__V1__Distribution) v->init.distribution;
-    in->seed = v->init.seed;
+    ps_init_spec_t spec;
+    psd_var_init_spec(v, &spec);
+    in->kind = (Pscope__V1__InitKind) spec.kind;
+    in->value = spec.value;
+    in->mean = spec.mean;
+    in->stddev = spec.stddev;
+    in->minval = spec.minval;
+    in->maxval = spec.maxval;
+    in->scale = spec.scale;
+    in->mode = (Pscope__V1__FanMode) spec.mode;
+    in->distribution = (Pscope__V1__Distribution) spec.distribution;
+    in->seed = spec.seed;
     vi->initializer = in;
     vi->creator = (char *) psd_var_creator(v);
     vi->created_unix_ms = v->created_ms;
@@ -476,7 +484,7 @@ static int handle_getvar(psd_rpc_t *rpc,
     a.ncollections = r->ncolls;
     a.kind = g->kind;
     a.creator = g->creator;
-    a.now_ms = wall_ms();
+    a.now_ms = create_ms(rpc);
     if (a.init.kind == PS_INIT_FROM_VALUE && r->ntensors == 1) {
         const Pscope__V1__TensorDesc *t = r->hdr->tensors[0];
         a.value = r->blobs[0];
@@ -783,7 +791,7 @@ static int handle_apply(psd_rpc_t *rpc,
                               .global_step = r->nnames ? r->names[0] : NULL};
     psd_optim_result_t res;
     int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
-                             rpc->lim.max_memory, wall_ms(), versions, &res, err);
+                             rpc->lim.max_memory, create_ms(rpc), versions, &res, err);
     if (rc)
         return rc;
     pscope__v1__apply_gradients_reply__init(rep);
@@ -794,6 +802,22 @@ static int handle_apply(psd_rpc_t *rpc,
     out->body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY;
     out->apply_gradients_reply = rep;
     return 0;
+}
+
+/* SAVE and RESTORE: served by the persistence layer through its hook (persist.c). */
+static int handle_persist(psd_rpc_t *rpc,
+                          psd_req_t *r,
+                          Pscope__V1__Header *out,
+                          psd_blob_t ***blobs,
+                          size_t *nblobs,
+                          ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    if (!rpc->hooks.handle)
+        return ps_error_set(err, PS_ERR_UNIMPLEMENTED, "method %s is not served by this psd",
+                            r->m->name);
+    return rpc->hooks.handle(rpc->hooks.ctx, r->hdr, out, err);
 }
 
 /* The method table, indexed by nothing: looked up by method value (a dozen rows). */
@@ -813,6 +837,9 @@ static const psd_method_t methods[] = {
      handle_stats},
     {PSCOPE__V1__METHOD__APPLY_GRADIENTS, "APPLY_GRADIENTS",
      PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, prepare_apply, handle_apply},
+    {PSCOPE__V1__METHOD__SAVE, "SAVE", PSCOPE__V1__HEADER__BODY_SAVE, prepare_none, handle_persist},
+    {PSCOPE__V1__METHOD__RESTORE, "RESTORE", PSCOPE__V1__HEADER__BODY_RESTORE, prepare_none,
+     handle_persist},
 };
 
 static const size_t nmethods = sizeof methods / sizeof methods[0];
@@ -1057,7 +1084,13 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     psd_blob_t **blobs = NULL;
     size_t nblobs = 0;
     rpc->counters[m->method].calls++;
-    int rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
+    int rc = 0;
+    if (rpc->hooks.before)
+        rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
+    if (!rc)
+        rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
+    if (!rc && rpc->hooks.after)
+        rpc->hooks.after(rpc->hooks.ctx, r->hdr, r->blobs, r->ntensors, &out);
     if (rc) {
         rpc->counters[m->method].errors++;
         PS_LOG(PS_LOG_DEBUG, "rpc", "req=%llu method=%s code=%s msg=\"%s\"",

@@ -136,6 +136,11 @@ static void istr_put(psd_store_t *s, psd_istr_t *e)
     ps_free(e);
 }
 
+void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out)
+{
+    memcpy(out, v->init->s, sizeof *out);
+}
+
 const char *psd_var_creator(const psd_var_t *v)
 {
     return v->creator ? v->creator->s : "";
@@ -161,7 +166,8 @@ int psd_var_in_collection(const psd_var_t *v, const char *coll)
 size_t psd_var_meta_bytes(const psd_var_t *v)
 {
     /* The struct with dims and name, the blob header, two allocation headers (16 bytes each in
-     * ps_alloc) and one table slot at a load factor of at least 3/8 (cap <= 8/3 count). */
+     * ps_alloc) and one table slot at a load factor of at least 3/8 (cap <= 8/3 count). Interned
+     * strings (creator, collections, initializer) are shared and not counted. */
     return sizeof(psd_var_t) + v->rank * sizeof(int64_t) + v->name_len + 1u + sizeof(psd_blob_t) +
            2 * 16 + (8 * 8) / 3;
 }
@@ -196,6 +202,7 @@ static void var_free(psd_store_t *s, psd_var_t *v)
     psd_blob_unref(v->data);
     istr_put(s, v->creator);
     istr_put(s, v->collections);
+    istr_put(s, v->init);
     ps_free(v);
 }
 
@@ -502,7 +509,24 @@ int psd_store_get_variable(
     v->trainable = a->trainable ? 1 : 0;
     v->version = 1;
     v->created_ms = a->now_ms;
-    v->init = a->init;
+    /* Canonical bytes (padding zeroed) so equal specs intern to one entry. */
+    ps_init_spec_t is;
+    memset(&is, 0, sizeof is);
+    is.kind = a->init.kind;
+    is.value = a->init.value;
+    is.mean = a->init.mean;
+    is.stddev = a->init.stddev;
+    is.minval = a->init.minval;
+    is.maxval = a->init.maxval;
+    is.scale = a->init.scale;
+    is.mode = a->init.mode;
+    is.distribution = a->init.distribution;
+    is.seed = a->init.seed;
+    v->init = istr_get(s, (const char *) &is, sizeof is);
+    if (!v->init) {
+        var_free(s, v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
+    }
     if (a->creator && a->creator[0]) {
         v->creator = istr_get(s, a->creator, strlen(a->creator));
         if (!v->creator) {
@@ -1015,5 +1039,27 @@ int psd_store_list(psd_store_t *s,
     }
     *out = arr;
     *n = k;
+    return 0;
+}
+
+/* ---- persistence ---- */
+
+void psd_store_dedup_foreach(const psd_store_t *s, psd_dedup_visit_fn fn, void *ctx)
+{
+    for (const dedup_entry_t *e = s->lru_tail; e; e = e->lru_prev)
+        fn(ctx, e->client_id, e->seq, e->versions, e->nversions);
+}
+
+int psd_store_dedup_restore(
+    psd_store_t *s, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n)
+{
+    uint64_t *copy = NULL;
+    if (n) {
+        copy = ps_malloc(n * sizeof *copy);
+        if (!copy)
+            return PS_ERR_RESOURCE_EXHAUSTED;
+        memcpy(copy, versions, n * sizeof *copy);
+    }
+    dedup_record(s, dedup_find(s, client_id), client_id, seq, copy, n);
     return 0;
 }

@@ -48,7 +48,7 @@ typedef struct psd_var {
     int64_t created_ms;
     psd_istr_t *creator;     /* may be NULL */
     psd_istr_t *collections; /* "a\0b\0": names each NUL-terminated; NULL when none */
-    ps_init_spec_t init;
+    psd_istr_t *init;        /* the initializer spec's bytes, interned: most variables share one */
     uint16_t name_len;
     uint8_t dtype;
     uint8_t rank;
@@ -63,6 +63,9 @@ static inline const char *psd_var_name(const psd_var_t *v)
 {
     return (const char *) (v->dims + v->rank);
 }
+
+/** Copy the initializer spec v was created with into out. */
+void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out);
 
 /** The creator text ("" when none). */
 const char *psd_var_creator(const psd_var_t *v);
@@ -198,5 +201,19 @@ int psd_dtype_check(int dtype, const char *what, ps_error_t *err);
 
 /** Bytes of store metadata for v beyond its data (struct, dims, name, blob header, table slot). */
 size_t psd_var_meta_bytes(const psd_var_t *v);
+
+/* Persistence: the update dedup table in and out of a checkpoint. */
+typedef void (*psd_dedup_visit_fn)(
+    void *ctx, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n);
+
+/** Visit the update dedup table from least to most recently used. */
+void psd_store_dedup_foreach(const psd_store_t *s, psd_dedup_visit_fn fn, void *ctx);
+
+/**
+ * Remember (client_id, seq) with its n versions (copied) as that client's last applied update, as
+ * if it had just been applied (loading a checkpoint). Returns 0 or RESOURCE_EXHAUSTED.
+ */
+int psd_store_dedup_restore(
+    psd_store_t *s, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n);
 
 #endif /* PSD_STORE_H */

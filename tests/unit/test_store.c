@@ -308,7 +308,9 @@ Test(store, initializer_runs_at_creation_only)
     cr_assert_eq(created, 0);
     x = (const double *) v->data->data;
     cr_assert(x[0] == 1.0 && x[2] == 1.0);
-    cr_assert_eq(v->init.kind, PS_INIT_ONES);
+    ps_init_spec_t spec;
+    psd_var_init_spec(v, &spec);
+    cr_assert_eq(spec.kind, PS_INIT_ONES);
 }
 
 Test(store, default_initializer_is_deterministic)
