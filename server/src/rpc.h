@@ -43,7 +43,34 @@ typedef struct psd_rpc_limits {
     size_t dedup_max_clients; /* 0 = default */
 } psd_rpc_limits_t;
 
+struct Pscope__V1__Header;
+
+/*
+ * Persistence hooks (persist.c installs them; all optional). before runs ahead of a handler and may
+ * refuse the request (returns a code with err: the write-ahead log has no room); after runs when a
+ * handler succeeded, with the request's header and tensors and the reply header, to log a mutation;
+ * handle serves SAVE and RESTORE (UNIMPLEMENTED when NULL).
+ */
+typedef struct psd_rpc_hooks {
+    void *ctx;
+    int (*before)(void *ctx,
+                  const struct Pscope__V1__Header *req,
+                  uint64_t payload_len,
+                  ps_error_t *err);
+    void (*after)(void *ctx,
+                  const struct Pscope__V1__Header *req,
+                  psd_blob_t *const *blobs,
+                  size_t nblobs,
+                  const struct Pscope__V1__Header *reply);
+    int (*handle)(void *ctx,
+                  const struct Pscope__V1__Header *req,
+                  struct Pscope__V1__Header *out,
+                  ps_error_t *err);
+} psd_rpc_hooks_t;
+
 typedef struct psd_rpc {
+    psd_rpc_hooks_t hooks;
+    int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
     psd_store_t *store;
     psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
     psd_rpc_limits_t lim;
