@@ -1,0 +1,24 @@
+/* Seed 001: name_scope changes op names, not get_variable names.
+ *
+ *   with tf.variable_scope("foo"):
+ *     with tf.name_scope("bar"):
+ *       v = tf.get_variable("v", [1])
+ *       x = 1.0 + v
+ *   assert v.name == "foo/v:0"
+ *   assert x.op.name == "foo/bar/add"
+ */
+#include "seed_util.h"
+
+int main(int argc, char **argv)
+{
+    seed_open(argc, argv);
+    ps_variable_scope_t *foo = vs_open("foo", PS_REUSE_INHERIT);
+    ns_open("bar");
+    ps_variable_t *v = get("v", 1, (int64_t[]){1}, NULL);
+    const char *x_op = op_name("add");
+    printf("v.name: %s\n", ps_variable_name(v));
+    printf("x.op.name: %s\n", x_op);
+    ns_close();
+    vs_close(foo);
+    return seed_close();
+}
