@@ -304,6 +304,8 @@ int ps_wc_recv_into(ps_wc_t *c, ps_wc_reply_t *r, uint8_t *buf, size_t cap)
             ps_wc_reply_free(r);
             return PS_WC_ERR;
         }
+    }
+    if (r->payload_len > 0) {
         rc = read_exact(c, r->payload, (size_t) r->payload_len, deadline, 1);
         if (rc != PS_WC_OK) {
             ps_wc_reply_free(r);

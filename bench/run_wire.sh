@@ -1,0 +1,26 @@
+#!/bin/sh
+# Build psd and bench_wire in Release without sanitizers (build/bench) and run the wire benchmark:
+# raw loopback floors and psd pull/push of 1 KiB, 1 MiB and 16 MiB, in one run, against a psd it
+# starts itself. Writes bench/results/wire.md and bench/results/wire.csv.
+# Usage: bench/run_wire.sh [reps] [--quick]
+set -eu
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build/bench"
+reps=7
+if [ $# -gt 0 ] && [ "$1" != "--quick" ]; then
+    reps=$1
+    shift
+fi
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPS_SANITIZE= -DBUILD_TESTING=OFF \
+    -DPS_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" --target psd bench_wire -j2 >/dev/null
+mkdir -p "$root/bench/results"
+"$build/bench/bench_wire" --psd "$build/server/psd" --reps "$reps" \
+    --md "$root/bench/results/wire.md" --csv "$root/bench/results/wire.csv" "$@"
+{
+    echo
+    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores" \
+        "(shared with other work while measuring); kernel $(uname -r);" \
+        "$(date -u '+%Y-%m-%d %H:%M UTC')."
+} >>"$root/bench/results/wire.md"
+echo "wrote bench/results/wire.md and bench/results/wire.csv"
