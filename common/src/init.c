@@ -1,6 +1,6 @@
 /* Deterministic initializers (SPEC §4): the values are a pure function of (spec, seed, full name,
  * shape, dtype). A splitmix64 stream keyed by an FNV-1a hash of the seed and the full name feeds
- * Box-Muller normals and uniforms; fans and scaling follow TensorFlow 1.15's init_ops. */
+ * polar-method normals and uniforms; fans and scaling follow TensorFlow 1.15's init_ops. */
 #include <math.h>
 #include <string.h>
 
@@ -11,8 +11,10 @@
 /* TF's truncated-normal correction: the stddev of a standard normal truncated to [-2, 2]. */
 #define TRUNC_STDDEV 0.87962566103423978
 
-/* Strict C11 does not declare M_PI. */
-#define PI 3.14159265358979323846
+#ifdef __clang__
+/* Keep a * b + c as two roundings (GCC in strict C11 mode already does): see rng_normal. */
+#    pragma STDC FP_CONTRACT OFF
+#endif
 
 typedef struct rng {
     uint64_t state;
@@ -39,20 +41,49 @@ static double rng_uniform(rng_t *r)
     return (double) (rng_next(r) >> 11) * 0x1.0p-53;
 }
 
-/* Standard normal by Box-Muller (both values of a pair are used). */
+/* Natural log of x > 0 from IEEE-754 basic operations only (exactly rounded everywhere), so the
+ * same bits come out on every machine, unlike libm's log, whose last bit may differ between
+ * libraries. log(x) = e ln 2 + 2 atanh(t), t = (m - 1) / (m + 1), m in [sqrt(1/2), sqrt(2)), where
+ * |t| <= 0.1716 and the series below is accurate to about 1e-17 relative. */
+static double det_log(double x)
+{
+    int e;
+    double m = frexp(x, &e); /* x = m * 2^e, m in [0.5, 1) */
+    if (m < 0.70710678118654752440) {
+        m *= 2.0;
+        e--;
+    }
+    double t = (m - 1.0) / (m + 1.0);
+    double t2 = t * t;
+    double p = 1.0 / 25.0;
+    for (int k = 11; k >= 0; k--)
+        p = p * t2 + 1.0 / (2.0 * k + 1.0);
+    /* ln 2 split so that e * LN2_HI is exact for |e| < 2^11. */
+    const double LN2_HI = 6.93147180369123816490e-01;
+    const double LN2_LO = 1.90821492927058770002e-10;
+    return ((double) e * LN2_HI + 2.0 * t * p) + (double) e * LN2_LO;
+}
+
+/* Standard normal by Marsaglia's polar method (both values of a pair are used). Only +, -, *, /,
+ * sqrt (exactly rounded in IEEE-754) and det_log are involved: the values are the same bits on
+ * every machine that does IEEE-754 double arithmetic without fused multiply-add contraction. */
 static double rng_normal(rng_t *r)
 {
     if (r->have_spare) {
         r->have_spare = 0;
         return r->spare;
     }
-    double u1 = 1.0 - rng_uniform(r); /* (0, 1]: log(u1) is finite */
-    double u2 = rng_uniform(r);
-    double radius = sqrt(-2.0 * log(u1));
-    double theta = 2.0 * PI * u2;
-    r->spare = radius * sin(theta);
-    r->have_spare = 1;
-    return radius * cos(theta);
+    for (;;) {
+        double u = 2.0 * rng_uniform(r) - 1.0;
+        double v = 2.0 * rng_uniform(r) - 1.0;
+        double s = u * u + v * v;
+        if (s >= 1.0 || s == 0.0)
+            continue;
+        double f = sqrt(-2.0 * det_log(s) / s);
+        r->spare = v * f;
+        r->have_spare = 1;
+        return u * f;
+    }
 }
 
 /* Standard normal redrawn while its magnitude is over 2 (TF's truncated_normal). */
