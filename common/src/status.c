@@ -11,26 +11,31 @@ int ps_error_set(ps_error_t *err, int code, const char *fmt, ...)
 {
     if (err == NULL)
         return code;
-    err->code = code;
-    err->msg[0] = '\0';
-    if (code == 0)
+    if (code == 0) {
+        err->code = 0;
+        err->msg[0] = '\0';
         return code;
-    if (fmt == NULL) {
-        snprintf(err->msg, sizeof err->msg, "%s", ps_strerror(code));
-    } else {
+    }
+    /* Format into a local buffer first: the arguments may point into err->msg itself, as in
+     * ps_error_set(err, code, "while loading: %s", err->msg). */
+    char buf[sizeof err->msg];
+    int n = -1;
+    if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
         /* vsnprintf truncates to the buffer and always NUL-terminates when the size is > 0. */
-        int n = vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        n = vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
-        if (n < 0)
-            snprintf(err->msg, sizeof err->msg, "%s", ps_strerror(code));
     }
+    if (n < 0)
+        snprintf(buf, sizeof buf, "%s", ps_strerror(code));
     /* One line per message, whatever the arguments held (Redis's sdsmapchars rule). */
-    for (char *p = err->msg; *p != '\0'; p++) {
+    for (char *p = buf; *p != '\0'; p++) {
         if (*p == '\r' || *p == '\n')
             *p = ' ';
     }
+    err->code = code;
+    memcpy(err->msg, buf, sizeof buf);
     return code;
 }
 

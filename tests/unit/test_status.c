@@ -54,6 +54,26 @@ Test(status, error_set_code_zero_clears)
     ps_error_clear(NULL);
 }
 
+Test(status, error_set_may_quote_its_own_message)
+{
+    ps_error_t e;
+    ps_error_set(&e, PS_ERR_NOT_FOUND, "variable 'w' does not exist");
+    cr_assert_eq(ps_error_set(&e, PS_ERR_DATA_LOSS, "restoring: %s", e.msg), PS_ERR_DATA_LOSS);
+    cr_assert_str_eq(e.msg, "restoring: variable 'w' does not exist");
+    ps_error_set(&e, PS_ERR_ABORTED, "%s%s", e.msg, e.msg);
+    cr_assert_str_eq(e.msg,
+                     "restoring: variable 'w' does not existrestoring: variable 'w' does not "
+                     "exist");
+}
+
+Test(status, error_set_without_format_uses_the_default_text)
+{
+    ps_error_t e;
+    const char *fmt = NULL;
+    ps_error_set(&e, PS_ERR_UNAVAILABLE, fmt);
+    cr_assert_str_eq(e.msg, "unavailable");
+}
+
 Test(status, names_and_texts)
 {
     cr_assert_str_eq(ps_code_name(PS_ERR_INVALID_ARGUMENT), "INVALID_ARGUMENT");
