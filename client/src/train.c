@@ -1,0 +1,301 @@
+/* ps_optimizer_t: the client side of psd's server-side optimizers. It owns one connection per psd
+ * shard (so a training step never waits behind another request of the worker's client), builds the
+ * APPLY_GRADIENTS request of a step (the pscope.v1 translation for this one method lives here),
+ * resends it after a reconnect under the same (id, seq) so psd applies it once, and reads back the
+ * variables' versions and the step counter. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ps/client.h>
+#include <ps/internal/alloc.h>
+#include <ps/train.h>
+
+#include "conn.h"
+#include "graph_int.h"
+
+#define TRAIN_MAX_RETRIES 3
+#define TRAIN_BACKOFF_MS  50
+
+struct ps_optimizer {
+    ps_client_t *client;
+    ps_optimizer_config_t cfg;
+    char *global_step; /* owned; "" = none */
+    psc_conn_t *conns; /* one per shard */
+    size_t nconns;
+    uint64_t id;
+    uint64_t seq;
+    uint64_t steps;
+};
+
+ps_optimizer_config_t ps_optimizer_sgd(double learning_rate)
+{
+    ps_optimizer_config_t c;
+    memset(&c, 0, sizeof c);
+    c.kind = PS_OPTIMIZER_SGD;
+    c.learning_rate = learning_rate;
+    return c;
+}
+
+ps_optimizer_config_t ps_optimizer_momentum(double learning_rate, double momentum, int use_nesterov)
+{
+    ps_optimizer_config_t c = ps_optimizer_sgd(learning_rate);
+    c.kind = PS_OPTIMIZER_MOMENTUM;
+    c.momentum = momentum;
+    c.use_nesterov = use_nesterov ? 1 : 0;
+    return c;
+}
+
+ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
+{
+    ps_optimizer_config_t c = ps_optimizer_sgd(learning_rate);
+    c.kind = PS_OPTIMIZER_ADAM;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.epsilon = 1e-8;
+    return c;
+}
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &id, sizeof id);
+        close(fd);
+        if (r == (ssize_t) sizeof id && id != 0)
+            return id;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ ((uint64_t) getpid() << 16);
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+static int check_config(const ps_optimizer_config_t *c, ps_error_t *err)
+{
+    if (c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", c->kind);
+    if (!isfinite(c->learning_rate))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "learning_rate %g is not finite",
+                            c->learning_rate);
+    if (c->kind == PS_OPTIMIZER_MOMENTUM && !isfinite(c->momentum))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "momentum %g is not finite", c->momentum);
+    if (c->kind == PS_OPTIMIZER_ADAM) {
+        if (!(c->beta1 >= 0.0 && c->beta1 < 1.0) || !(c->beta2 >= 0.0 && c->beta2 < 1.0))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "Adam betas must be in [0, 1): beta1 %g, beta2 %g", c->beta1,
+                                c->beta2);
+        if (!(isfinite(c->epsilon) && c->epsilon >= 0.0))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "epsilon %g is not a finite value >= 0", c->epsilon);
+    }
+    return 0;
+}
+
+void ps_optimizer_free(ps_optimizer_t *o)
+{
+    if (!o)
+        return;
+    for (size_t i = 0; i < o->nconns; i++)
+        psc_conn_deinit(&o->conns[i]);
+    ps_free(o->conns);
+    ps_free(o->global_step);
+    ps_free(o);
+}
+
+int ps_optimizer_new(ps_client_t *client,
+                     const ps_optimizer_config_t *config,
+                     ps_optimizer_t **out,
+                     ps_error_t *err)
+{
+    *out = NULL;
+    if (!client || !config)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "ps_optimizer_new needs a client and a "
+                            "config");
+    int rc = check_config(config, err);
+    if (rc)
+        return rc;
+    ps_optimizer_t *o = ps_calloc(1, sizeof *o);
+    size_t n = ps_client_shard_count(client);
+    if (o) {
+        o->conns = ps_calloc(n, sizeof *o->conns);
+        o->global_step = ps_strdup(config->global_step ? config->global_step : PS_GLOBAL_STEP);
+    }
+    if (!o || !o->conns || !o->global_step) {
+        ps_optimizer_free(o);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    o->client = client;
+    o->cfg = *config;
+    o->cfg.global_step = o->global_step;
+    o->id = random_id();
+    for (size_t i = 0; i < n; i++) {
+        rc = psc_conn_init(&o->conns[i], ps_client_shard_address(client, i), 0, 0, err);
+        if (rc) {
+            ps_optimizer_free(o);
+            return rc;
+        }
+        o->nconns++;
+        if ((rc = psc_conn_ensure(&o->conns[i], err)) != 0) {
+            ps_optimizer_free(o);
+            return rc;
+        }
+    }
+    *out = o;
+    return 0;
+}
+
+uint64_t ps_optimizer_steps(const ps_optimizer_t *o)
+{
+    return o->steps;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* One shard's part of a step: vars[idx[k]] for k < m. */
+static int apply_shard(ps_optimizer_t *o,
+                       size_t shard,
+                       ps_variable_t *const *vars,
+                       const void *const *grads,
+                       const size_t *idx,
+                       size_t m,
+                       int count_step,
+                       int64_t *global_step,
+                       ps_error_t *err)
+{
+    Pscope__V1__TensorDesc *td = ps_calloc(m, sizeof *td);
+    Pscope__V1__TensorDesc **tds = ps_calloc(m, sizeof *tds);
+    ps_frame_seg_t *segs = ps_calloc(m, sizeof *segs);
+    int rc = 0;
+    if (!td || !tds || !segs) {
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a step of %zu", m);
+        goto out;
+    }
+    for (size_t k = 0; k < m; k++) {
+        const ps_variable_t *v = vars[idx[k]];
+        pscope__v1__tensor_desc__init(&td[k]);
+        td[k].name = ps_pb_bytes(v->store_name);
+        td[k].dtype = (Pscope__V1__DType) v->dtype;
+        td[k].n_dims = v->rank;
+        td[k].dims = (int64_t *) v->dims;
+        tds[k] = &td[k];
+        segs[k].data = (uint8_t *) grads[idx[k]];
+        segs[k].len = v->nbytes;
+    }
+    Pscope__V1__ApplyGradientsRequest a = PSCOPE__V1__APPLY_GRADIENTS_REQUEST__INIT;
+    a.optimizer = (Pscope__V1__OptimizerKind) o->cfg.kind;
+    a.learning_rate = o->cfg.learning_rate;
+    a.momentum = o->cfg.momentum;
+    a.use_nesterov = o->cfg.use_nesterov;
+    a.beta1 = o->cfg.beta1;
+    a.beta2 = o->cfg.beta2;
+    a.epsilon = o->cfg.epsilon;
+    if (count_step)
+        a.global_step = ps_pb_bytes(o->global_step);
+    a.client_id = o->id;
+    a.seq = ++o->seq;
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
+    h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
+    h.apply_gradients = &a;
+    h.n_tensors = m;
+    h.tensors = tds;
+    psc_call_t call;
+    memset(&call, 0, sizeof call);
+    call.req = &h;
+    call.payload = segs;
+    call.npayload = m;
+    psc_call_t *cp = &call;
+    for (int attempt = 0;; attempt++) {
+        psc_call_reset(&call);
+        rc = psc_conn_run(&o->conns[shard], &cp, 1, err);
+        if (rc != PS_ERR_UNAVAILABLE || attempt >= TRAIN_MAX_RETRIES)
+            break;
+        sleep_ms(TRAIN_BACKOFF_MS * (attempt + 1));
+    }
+    if (rc == 0 && call.err.code)
+        rc = ps_error_set(err, call.err.code, "%s", call.err.msg);
+    if (rc == 0) {
+        const Pscope__V1__Header *r = call.reply;
+        if (r->body_case != PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY ||
+            !r->apply_gradients_reply || r->apply_gradients_reply->n_versions != m) {
+            rc = ps_error_set(err, PS_ERR_INTERNAL,
+                              "psd sent no ApplyGradientsReply with %zu versions", m);
+        } else {
+            for (size_t k = 0; k < m; k++)
+                vars[idx[k]]->version = r->apply_gradients_reply->versions[k];
+            if (count_step)
+                *global_step = r->apply_gradients_reply->global_step;
+        }
+    }
+    psc_call_reset(&call);
+out:
+    ps_free(td);
+    ps_free(tds);
+    ps_free(segs);
+    return rc;
+}
+
+int ps_optimizer_apply_gradients(ps_optimizer_t *o,
+                                 ps_variable_t *const *vars,
+                                 const void *const *grads,
+                                 size_t n,
+                                 int64_t *global_step,
+                                 ps_error_t *err)
+{
+    if (global_step)
+        *global_step = 0;
+    if (n == 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "No gradients provided for any variable.");
+    for (size_t i = 0; i < n; i++) {
+        if (!vars[i] || !grads[i])
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "gradient %zu: NULL variable or gradient", i);
+    }
+    size_t *idx = ps_calloc(n, sizeof *idx);
+    if (!idx)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int counted = o->global_step[0] == '\0';
+    size_t step_shard = counted ? 0 : ps_client_shard_of(o->client, o->global_step);
+    int64_t gs = 0;
+    int rc = 0;
+    for (size_t s = 0; s < o->nconns && rc == 0; s++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ps_client_shard_of(o->client, vars[i]->store_name) == s)
+                idx[m++] = i;
+        }
+        if (m == 0)
+            continue;
+        int count_here = !counted && s == step_shard;
+        rc = apply_shard(o, s, vars, grads, idx, m, count_here, &gs, err);
+        if (rc == 0 && count_here)
+            counted = 1;
+    }
+    if (rc == 0 && !counted)
+        rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                          "step counter %s lives on shard %zu, which got no gradient of this step",
+                          o->global_step, step_shard);
+    ps_free(idx);
+    if (rc == 0) {
+        o->steps++;
+        if (global_step)
+            *global_step = gs;
+    }
+    return rc;
+}

@@ -1,0 +1,597 @@
+/* pstrain: the distributed training demo's one program, in three modes. A worker trains the
+ * tutorial CNN on its shard of Fashion-MNIST through psd (each step: one batched pull of every
+ * trainable variable, forward and backward locally, one apply-gradients push); the evaluator
+ * follows the global step, reports test accuracy periodically and at the end and writes the curve
+ * as CSV (and a PNG through gnuplot when installed); --local runs the same loop in one process
+ * without psd. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ps/client.h>
+#include <ps/ops.h>
+#include <ps/train.h>
+
+#include "data.h"
+#include "model.h"
+
+typedef struct opts {
+    const char *server;
+    const char *data;
+    int worker_index;
+    int num_workers;
+    int evaluator;
+    int local;
+    size_t batch;
+    long steps;           /* per worker; 0 = until the global step reaches max_global_step */
+    long max_global_step; /* stop when the shared step counter reaches this; 0 = no limit */
+    long log_every;
+    double lr;
+    const char *optimizer;
+    int64_t seed;
+    int threads;
+    size_t train_limit;
+    size_t test_limit;
+    long eval_every;     /* evaluator: evaluate every this many global steps */
+    double max_seconds;  /* stop after this long; 0 = no limit */
+    double idle_seconds; /* evaluator: stop when the global step has not moved for this long */
+    const char *csv;
+    const char *png;
+    int eval_at_end; /* worker and local: evaluate on the test set when done */
+} opts_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {(time_t) s, (long) ((s - (double) (time_t) s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pstrain [mode] [options]\n"
+            "modes: (default) worker | --evaluator | --local\n"
+            "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
+            "  --data DIR              Fashion-MNIST directory (default %s)\n"
+            "  --worker-index I        this worker's shard (0-based)\n"
+            "  --num-workers N         number of shards\n"
+            "  --batch B               examples per step (default 64)\n"
+            "  --steps S               steps of this worker (0: until --max-global-step)\n"
+            "  --max-global-step G     stop when the shared global_step reaches G\n"
+            "  --log-every N           progress line every N steps (default 50)\n"
+            "  --optimizer adam|momentum|sgd   (default adam)\n"
+            "  --lr X                  learning rate (default 0.001)\n"
+            "  --seed S                initializer seed (default 42)\n"
+            "  --threads T             OpenBLAS threads (default 1)\n"
+            "  --train-limit N         use the first N training images (default all)\n"
+            "  --test-limit N          use the first N test images (default all 10000)\n"
+            "  --eval-every G          evaluator: evaluate every G global steps (default 200)\n"
+            "  --max-seconds S         stop after S seconds\n"
+            "  --idle-seconds S        evaluator: stop when global_step is idle S s (default 30)\n"
+            "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
+            "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
+            "  --eval-at-end           worker / local: report test accuracy when done\n",
+            DATA_DEFAULT_DIR);
+}
+
+static int parse(int argc, char **argv, opts_t *o)
+{
+    enum {
+        O_SERVER = 256,
+        O_DATA,
+        O_WI,
+        O_NW,
+        O_EVAL,
+        O_LOCAL,
+        O_BATCH,
+        O_STEPS,
+        O_MAXGS,
+        O_LOG,
+        O_LR,
+        O_OPT,
+        O_SEED,
+        O_THREADS,
+        O_TRAINL,
+        O_TESTL,
+        O_EVERY,
+        O_MAXS,
+        O_IDLE,
+        O_CSV,
+        O_PNG,
+        O_EAE,
+        O_HELP
+    };
+    static const struct option lo[] = {{"server", 1, 0, O_SERVER},
+                                       {"data", 1, 0, O_DATA},
+                                       {"worker-index", 1, 0, O_WI},
+                                       {"num-workers", 1, 0, O_NW},
+                                       {"evaluator", 0, 0, O_EVAL},
+                                       {"local", 0, 0, O_LOCAL},
+                                       {"batch", 1, 0, O_BATCH},
+                                       {"steps", 1, 0, O_STEPS},
+                                       {"max-global-step", 1, 0, O_MAXGS},
+                                       {"log-every", 1, 0, O_LOG},
+                                       {"lr", 1, 0, O_LR},
+                                       {"optimizer", 1, 0, O_OPT},
+                                       {"seed", 1, 0, O_SEED},
+                                       {"threads", 1, 0, O_THREADS},
+                                       {"train-limit", 1, 0, O_TRAINL},
+                                       {"test-limit", 1, 0, O_TESTL},
+                                       {"eval-every", 1, 0, O_EVERY},
+                                       {"max-seconds", 1, 0, O_MAXS},
+                                       {"idle-seconds", 1, 0, O_IDLE},
+                                       {"csv", 1, 0, O_CSV},
+                                       {"png", 1, 0, O_PNG},
+                                       {"eval-at-end", 0, 0, O_EAE},
+                                       {"help", 0, 0, O_HELP},
+                                       {0, 0, 0, 0}};
+    memset(o, 0, sizeof *o);
+    o->server = getenv("PS_SERVER") ? getenv("PS_SERVER") : "127.0.0.1:7070";
+    o->data = DATA_DEFAULT_DIR;
+    o->num_workers = 1;
+    o->batch = 64;
+    o->log_every = 50;
+    o->lr = 0.001;
+    o->optimizer = "adam";
+    o->seed = 42;
+    o->threads = 1;
+    o->eval_every = 200;
+    o->idle_seconds = 30;
+    o->csv = "curve.csv";
+    o->png = "curve.png";
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case O_SERVER:
+            o->server = optarg;
+            break;
+        case O_DATA:
+            o->data = optarg;
+            break;
+        case O_WI:
+            o->worker_index = atoi(optarg);
+            break;
+        case O_NW:
+            o->num_workers = atoi(optarg);
+            break;
+        case O_EVAL:
+            o->evaluator = 1;
+            break;
+        case O_LOCAL:
+            o->local = 1;
+            break;
+        case O_BATCH:
+            o->batch = (size_t) strtoul(optarg, NULL, 10);
+            break;
+        case O_STEPS:
+            o->steps = atol(optarg);
+            break;
+        case O_MAXGS:
+            o->max_global_step = atol(optarg);
+            break;
+        case O_LOG:
+            o->log_every = atol(optarg);
+            break;
+        case O_LR:
+            o->lr = atof(optarg);
+            break;
+        case O_OPT:
+            o->optimizer = optarg;
+            break;
+        case O_SEED:
+            o->seed = atoll(optarg);
+            break;
+        case O_THREADS:
+            o->threads = atoi(optarg);
+            break;
+        case O_TRAINL:
+            o->train_limit = (size_t) strtoul(optarg, NULL, 10);
+            break;
+        case O_TESTL:
+            o->test_limit = (size_t) strtoul(optarg, NULL, 10);
+            break;
+        case O_EVERY:
+            o->eval_every = atol(optarg);
+            break;
+        case O_MAXS:
+            o->max_seconds = atof(optarg);
+            break;
+        case O_IDLE:
+            o->idle_seconds = atof(optarg);
+            break;
+        case O_CSV:
+            o->csv = optarg;
+            break;
+        case O_PNG:
+            o->png = optarg;
+            break;
+        case O_EAE:
+            o->eval_at_end = 1;
+            break;
+        case O_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pstrain: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (o->num_workers < 1 || o->worker_index < 0 || o->worker_index >= o->num_workers) {
+        fprintf(stderr, "pstrain: --worker-index must be in [0, --num-workers)\n");
+        return -1;
+    }
+    if (o->batch < 1 || o->batch > 4096 || o->log_every < 1 || o->eval_every < 1 ||
+        o->threads < 1) {
+        fprintf(stderr, "pstrain: --batch in [1, 4096], --log-every, --eval-every and --threads "
+                        ">= 1\n");
+        return -1;
+    }
+    if (o->evaluator + o->local > 1) {
+        fprintf(stderr, "pstrain: --evaluator and --local exclude each other\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int optimizer_config(const opts_t *o, ps_optimizer_config_t *cfg)
+{
+    if (strcmp(o->optimizer, "adam") == 0)
+        *cfg = ps_optimizer_adam(o->lr);
+    else if (strcmp(o->optimizer, "momentum") == 0)
+        *cfg = ps_optimizer_momentum(o->lr, 0.9, 0);
+    else if (strcmp(o->optimizer, "sgd") == 0)
+        *cfg = ps_optimizer_sgd(o->lr);
+    else
+        return -1;
+    return 0;
+}
+
+/* ---- the shard and its batches ---- */
+
+typedef struct shard {
+    size_t *idx; /* this worker's example indices, reshuffled every epoch */
+    size_t n, pos;
+    uint64_t rng;
+    long epoch;
+} shard_t;
+
+static uint64_t next_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void shuffle(shard_t *s)
+{
+    for (size_t i = s->n; i > 1; i--) {
+        size_t j = (size_t) (next_rand(&s->rng) % i);
+        size_t t = s->idx[i - 1];
+        s->idx[i - 1] = s->idx[j];
+        s->idx[j] = t;
+    }
+}
+
+/* Worker i of n takes every n-th example starting at i: disjoint shards covering the data. */
+static int shard_init(shard_t *s, size_t total, int index, int count, int64_t seed)
+{
+    memset(s, 0, sizeof *s);
+    s->n =
+        total > (size_t) index ? (total - (size_t) index + (size_t) count - 1) / (size_t) count : 0;
+    if (s->n == 0)
+        return -1;
+    s->idx = malloc(s->n * sizeof *s->idx);
+    if (!s->idx)
+        return -1;
+    for (size_t k = 0; k < s->n; k++)
+        s->idx[k] = (size_t) index + k * (size_t) count;
+    s->rng = (uint64_t) seed * 1000003u + (uint64_t) index;
+    shuffle(s);
+    return 0;
+}
+
+static void shard_batch(shard_t *s, const data_set_t *d, size_t b, float *x, int32_t *y)
+{
+    for (size_t k = 0; k < b; k++) {
+        if (s->pos == s->n) {
+            s->pos = 0;
+            s->epoch++;
+            shuffle(s);
+        }
+        size_t i = s->idx[s->pos++];
+        memcpy(x + k * DATA_PIXELS, d->images + i * DATA_PIXELS, DATA_PIXELS * sizeof(float));
+        y[k] = d->labels[i];
+    }
+}
+
+/* ---- modes ---- */
+
+static int fail(const char *what, const ps_error_t *err)
+{
+    fprintf(stderr, "pstrain: %s: %s (%s)\n", what, err->msg, ps_code_name(err->code));
+    return 1;
+}
+
+static int train(const opts_t *o, model_t *m, const char *who)
+{
+    ps_error_t err;
+    data_set_t train_set, test_set;
+    memset(&test_set, 0, sizeof test_set);
+    if (data_load(o->data, "train", o->train_limit, &train_set, &err) != 0)
+        return fail("loading training data", &err);
+    shard_t sh;
+    if (shard_init(&sh, train_set.n, o->worker_index, o->num_workers, o->seed) != 0) {
+        fprintf(stderr, "pstrain: %s: no training examples in shard %d of %d\n", who,
+                o->worker_index, o->num_workers);
+        data_free(&train_set);
+        return 1;
+    }
+    float *x = malloc(o->batch * DATA_PIXELS * sizeof(float));
+    int32_t *y = malloc(o->batch * sizeof(int32_t));
+    int rc = 0;
+    if (!x || !y) {
+        fprintf(stderr, "pstrain: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    printf("%s: shard %d of %d, %zu examples, batch %zu, %s lr %g\n", who, o->worker_index,
+           o->num_workers, sh.n, o->batch, o->optimizer, o->lr);
+    fflush(stdout);
+    double t0 = now_s(), tlast = t0;
+    long step = 0, last_logged = 0;
+    int64_t gs = 0;
+    double loss_sum = 0.0, first_loss = NAN, last_loss = NAN;
+    double pull_s = 0.0, grad_s = 0.0, apply_s = 0.0;
+    for (;;) {
+        if (o->steps && step >= o->steps)
+            break;
+        if (o->max_global_step && gs >= o->max_global_step)
+            break;
+        if (o->max_seconds > 0 && now_s() - t0 >= o->max_seconds)
+            break;
+        shard_batch(&sh, &train_set, o->batch, x, y);
+        double ta = now_s();
+        if (model_pull(m, &err) != 0) {
+            rc = fail("pull", &err);
+            break;
+        }
+        double tb = now_s();
+        float loss = 0.0f;
+        if (model_grad(m, x, y, o->batch, &loss, &err) != 0) {
+            rc = fail("forward/backward", &err);
+            break;
+        }
+        double tc = now_s();
+        if (model_apply(m, &gs, &err) != 0) {
+            rc = fail("apply_gradients", &err);
+            break;
+        }
+        double td = now_s();
+        pull_s += tb - ta;
+        grad_s += tc - tb;
+        apply_s += td - tc;
+        step++;
+        if (step == 1)
+            first_loss = loss;
+        last_loss = loss;
+        loss_sum += loss;
+        if (step % o->log_every == 0) {
+            double t = now_s();
+            long k = step - last_logged;
+            printf("%s step %ld global_step %lld examples/s %.1f loss %.4f\n", who, step,
+                   (long long) gs, (double) k * (double) o->batch / (t - tlast),
+                   loss_sum / (double) k);
+            fflush(stdout);
+            tlast = t;
+            last_logged = step;
+            loss_sum = 0.0;
+        }
+    }
+    double wall = now_s() - t0;
+    if (rc == 0) {
+        printf("%s done: steps %ld global_step %lld wall %.1f s examples/s %.1f first_loss %.4f "
+               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%)\n",
+               who, step, (long long) gs, wall,
+               wall > 0 ? (double) step * (double) o->batch / wall : 0.0, first_loss, last_loss,
+               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall);
+        fflush(stdout);
+    }
+    if (rc == 0 && o->eval_at_end) {
+        double tl, acc;
+        if (data_load(o->data, "t10k", o->test_limit, &test_set, &err) != 0) {
+            rc = fail("loading test data", &err);
+        } else if (model_pull(m, &err) != 0 ||
+                   model_eval(m, test_set.images, test_set.labels, test_set.n, &tl, &acc, &err)) {
+            rc = fail("evaluating", &err);
+        } else {
+            printf("%s test: global_step %lld test_loss %.4f test_accuracy %.4f (%zu images)\n",
+                   who, (long long) gs, tl, acc, test_set.n);
+        }
+    }
+out:
+    free(x);
+    free(y);
+    free(sh.idx);
+    data_free(&train_set);
+    data_free(&test_set);
+    return rc;
+}
+
+/* gnuplot, when installed: test accuracy and loss against the global step. */
+static void plot(const char *csv, const char *png)
+{
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        printf("evaluator: gnuplot not installed; curve in %s only\n", csv);
+        return;
+    }
+    FILE *g = popen("gnuplot", "w");
+    if (!g)
+        return;
+    fprintf(g,
+            "set terminal png size 900,540\n"
+            "set output '%s'\n"
+            "set datafile separator ','\n"
+            "set key autotitle columnhead\n"
+            "set title 'pscope: tutorial CNN on Fashion-MNIST, asynchronous workers through psd'\n"
+            "set xlabel 'global step'\n"
+            "set ylabel 'test accuracy'\n"
+            "set y2label 'test loss'\n"
+            "set ytics nomirror\n"
+            "set y2tics\n"
+            "set grid\n"
+            "plot '%s' using 2:4 with linespoints title 'test accuracy' axes x1y1, "
+            "'%s' using 2:3 with linespoints title 'test loss' axes x1y2\n",
+            png, csv, csv);
+    int rc = pclose(g);
+    if (rc == 0)
+        printf("evaluator: plot written to %s\n", png);
+    else
+        printf("evaluator: gnuplot failed (status %d); curve in %s\n", rc, csv);
+}
+
+static int evaluate(const opts_t *o, model_t *m)
+{
+    ps_error_t err;
+    data_set_t test_set;
+    if (data_load(o->data, "t10k", o->test_limit, &test_set, &err) != 0)
+        return fail("loading test data", &err);
+    FILE *csv = fopen(o->csv, "w");
+    if (!csv) {
+        fprintf(stderr, "pstrain: cannot write %s: %s\n", o->csv, strerror(errno));
+        data_free(&test_set);
+        return 1;
+    }
+    fprintf(csv, "seconds,global_step,test_loss,test_accuracy\n");
+    fflush(csv);
+    printf("evaluator: %zu test images, every %ld global steps, curve in %s\n", test_set.n,
+           o->eval_every, o->csv);
+    fflush(stdout);
+    double t0 = now_s(), tmoved = t0;
+    int64_t last_eval = -1, last_seen = -1, gs = 0;
+    double best = 0.0;
+    int rc = 0, done = 0;
+    while (!done) {
+        if (model_global_step(m, &gs, &err) != 0) {
+            rc = fail("reading global_step", &err);
+            break;
+        }
+        double t = now_s();
+        if (gs != last_seen) {
+            last_seen = gs;
+            tmoved = t;
+        }
+        int finished = o->max_global_step && gs >= o->max_global_step;
+        int idle = o->idle_seconds > 0 && t - tmoved >= o->idle_seconds && gs > 0;
+        int timeout = o->max_seconds > 0 && t - t0 >= o->max_seconds;
+        done = finished || idle || timeout;
+        int due = last_eval < 0 || gs >= last_eval + o->eval_every;
+        if (!(due || (done && gs != last_eval))) {
+            sleep_s(0.2);
+            continue;
+        }
+        double tl, acc;
+        int64_t at = gs;
+        if (model_pull(m, &err) != 0 ||
+            model_eval(m, test_set.images, test_set.labels, test_set.n, &tl, &acc, &err) != 0) {
+            rc = fail("evaluating", &err);
+            break;
+        }
+        last_eval = at;
+        if (acc > best)
+            best = acc;
+        fprintf(csv, "%.1f,%lld,%.5f,%.5f\n", now_s() - t0, (long long) at, tl, acc);
+        fflush(csv);
+        printf("evaluator: %s global_step %lld test_loss %.4f test_accuracy %.4f (%.0f s)\n",
+               done ? "final" : "at", (long long) at, tl, acc, now_s() - t0);
+        fflush(stdout);
+    }
+    fclose(csv);
+    if (rc == 0) {
+        printf("evaluator: done at global_step %lld after %.1f s; best test_accuracy %.4f\n",
+               (long long) last_eval, now_s() - t0, best);
+        plot(o->csv, o->png);
+    }
+    data_free(&test_set);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o;
+    if (parse(argc, argv, &o) != 0)
+        return 2;
+    ps_optimizer_config_t cfg;
+    if (optimizer_config(&o, &cfg) != 0) {
+        fprintf(stderr, "pstrain: unknown --optimizer '%s' (adam, momentum, sgd)\n", o.optimizer);
+        return 2;
+    }
+    ps_error_t err;
+    if (ps_ops_set_num_threads(o.threads, &err) != 0)
+        return fail("--threads", &err);
+    char who[64];
+    if (o.evaluator)
+        snprintf(who, sizeof who, "evaluator");
+    else if (o.local)
+        snprintf(who, sizeof who, "local");
+    else
+        snprintf(who, sizeof who, "worker %d", o.worker_index);
+
+    ps_client_t *client = NULL;
+    ps_graph_t *g = NULL;
+    model_t m;
+    memset(&m, 0, sizeof m);
+    int rc = 0;
+    if (!o.local) {
+        ps_client_opts_t copts;
+        memset(&copts, 0, sizeof copts);
+        char creator[96];
+        snprintf(creator, sizeof creator, "pstrain %s pid %ld", who, (long) getpid());
+        copts.creator = creator;
+        copts.connect_timeout_ms = 10000;
+        /* psd may still be starting (compose, launcher): retry the first connection a while. */
+        for (int attempt = 0;; attempt++) {
+            if (ps_client_connect(o.server, &copts, &client, &err) == 0)
+                break;
+            if (attempt >= 50)
+                return fail("connecting to psd", &err);
+            sleep_s(0.2);
+        }
+        if (ps_graph_new(client, &g, &err) != 0) {
+            rc = fail("graph", &err);
+            goto out;
+        }
+    }
+    size_t eval_batch = o.batch > 500 ? o.batch : 500;
+    if (model_init(&m, g, o.evaluator ? NULL : client, &cfg, o.seed,
+                   o.evaluator ? eval_batch : o.batch, &err) != 0) {
+        rc = fail("building the model", &err);
+        goto out;
+    }
+    printf("%s: model declared: %d variables, %d created here, %d attached\n", who, m.declared,
+           m.created, m.declared - m.created);
+    fflush(stdout);
+    rc = o.evaluator ? evaluate(&o, &m) : train(&o, &m, who);
+out:
+    model_deinit(&m);
+    ps_graph_free(g);
+    ps_client_free(client);
+    return rc;
+}

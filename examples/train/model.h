@@ -1,0 +1,97 @@
+/* The demo's model: TensorFlow's tutorial CNN for 28x28 grey images (conv 5x5x32 SAME + relu,
+ * max-pool 2x2, conv 5x5x64 SAME + relu, max-pool 2x2, dense 1024 + relu, dense 10), declared the
+ * way the seed documents declare theirs (a conv_relu function under the conv1 and conv2 variable
+ * scopes, then the fc1 and fc2 scopes), with its forward and backward passes on the ops API. The
+ * variables live in psd (distributed) or in an in-process store (--local, the same store and
+ * optimizer code psd runs, without the process boundary and the network). */
+#ifndef TRAIN_MODEL_H
+#define TRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/client.h>
+#include <ps/ops.h>
+#include <ps/train.h>
+
+#define MODEL_NVARS 8 /* trainable: weights and biases of conv1, conv2, fc1, fc2 */
+
+struct psd_store;
+struct psd_optim;
+struct psd_var;
+struct psd_blob;
+
+typedef struct model {
+    /* Where the variables live: a graph on a psd client, or (local) an in-process store. */
+    ps_graph_t *g;
+    ps_client_t *client;
+    ps_optimizer_t *opt;
+    struct psd_store *local;
+    struct psd_optim *local_optim;
+    ps_optimizer_config_t optcfg;
+    int64_t seed;
+    /* The trainable variables in declaration order, their values and gradients. */
+    size_t nvars;
+    char names[MODEL_NVARS][64];
+    uint64_t nelems[MODEL_NVARS];
+    int64_t dims[MODEL_NVARS][4];
+    unsigned rank[MODEL_NVARS];
+    ps_variable_t *vars[MODEL_NVARS];
+    struct psd_var *lvars[MODEL_NVARS];
+    float *w[MODEL_NVARS];
+    float *dw[MODEL_NVARS];
+    struct psd_blob *dwblob[MODEL_NVARS]; /* local: gradients as store blobs */
+    ps_variable_t *global_step;
+    struct psd_var *lglobal_step;
+    int created; /* variables this process created (the others it attached to) */
+    int declared;
+    /* Activations and their gradients for up to batch examples. */
+    size_t batch;
+    float *c1, *p1, *c2, *p2, *f1, *logits, *dlogits, *df1, *dp2, *dc2, *dp1, *dc1;
+    ps_ops_workspace_t *ws;
+} model_t;
+
+/**
+ * Declare the model's variables (create-or-attach at psd through g, or in a new local store when
+ * g is NULL) with initializers seeded by seed, and allocate buffers for batch examples. client is
+ * g's client (NULL for local); optcfg is the optimizer the steps use. Returns 0 or an error.
+ */
+int model_init(model_t *m,
+               ps_graph_t *g,
+               ps_client_t *client,
+               const ps_optimizer_config_t *optcfg,
+               int64_t seed,
+               size_t batch,
+               ps_error_t *err);
+
+/** Free buffers, the optimizer and (local) the store. */
+void model_deinit(model_t *m);
+
+/** One batched pull of every trainable variable into the model's buffers. */
+int model_pull(model_t *m, ps_error_t *err);
+
+/**
+ * Forward and backward on b <= batch examples (x: b*784 floats, labels: b class ids): the mean
+ * softmax cross-entropy in *loss and every variable's gradient in the model's buffers.
+ */
+int model_grad(
+    model_t *m, const float *x, const int32_t *labels, size_t b, float *loss, ps_error_t *err);
+
+/** One apply-gradients step of every gradient; *global_step is the counter after it. */
+int model_apply(model_t *m, int64_t *global_step, ps_error_t *err);
+
+/** Read the step counter (a pull of global_step). */
+int model_global_step(model_t *m, int64_t *global_step, ps_error_t *err);
+
+/**
+ * Evaluate the current (pulled) weights on n examples, batch by batch: mean loss and accuracy.
+ */
+int model_eval(model_t *m,
+               const float *x,
+               const int32_t *labels,
+               size_t n,
+               double *loss,
+               double *accuracy,
+               ps_error_t *err);
+
+#endif /* TRAIN_MODEL_H */
