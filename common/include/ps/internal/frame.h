@@ -106,17 +106,30 @@ void ps_frame_decoder_init(ps_frame_decoder_t *d, const ps_frame_limits_t *limit
 void ps_frame_decoder_deinit(ps_frame_decoder_t *d);
 
 /**
- * Consume bytes from data[0..len). Stops at the first event: *used says how many bytes were taken.
- * PS_FRAME_NEED_MORE: all len bytes were taken. PS_FRAME_HEADER: call ps_frame_decoder_header(),
- * then ps_frame_decoder_set_sinks() or ps_frame_decoder_skip_payload(), then feed again (a frame
- * with no payload returns PS_FRAME_READY from that next feed even with len 0). PS_FRAME_READY: the
- * frame is complete; the next feed starts the next frame. PS_FRAME_ERROR: the code and message are
- * in ps_frame_decoder_error(); every later feed returns PS_FRAME_ERROR too.
+ * Consume bytes from data[0..len) (data may be NULL when len is 0). Stops at the first event: *used
+ * says how many bytes were taken. PS_FRAME_NEED_MORE: all len bytes were taken.
+ * PS_FRAME_HEADER: call ps_frame_decoder_header(), then ps_frame_decoder_set_sinks() or
+ * ps_frame_decoder_skip_payload(), then feed again (a frame with no payload returns PS_FRAME_READY
+ * from that next feed even with len 0); feeding without deciding is an error (FAILED_PRECONDITION).
+ * PS_FRAME_READY: the frame is complete; the next feed starts the next frame. PS_FRAME_ERROR: the
+ * code and message are in ps_frame_decoder_error(); every later feed returns PS_FRAME_ERROR too and
+ * takes nothing.
+ *
+ * Stable error texts: "malformed frame: bad magic 0x<hex of bytes 0 and 1>", "malformed frame:
+ * unsupported wire version V (expected 1)", "malformed frame: flags 0xFF must be 0", "malformed
+ * frame: frame length 0", "malformed frame: header length 0", "malformed frame: header length H
+ * larger than frame length F" (INVALID_ARGUMENT); "frame header H bytes exceeds limit L", "frame
+ * payload P bytes exceeds limit L", "out of memory for a frame header of H bytes"
+ * (RESOURCE_EXHAUSTED). The prefix is checked when its 16th byte arrives, before any allocation;
+ * the header buffer is then grown to exactly header_len.
  */
 ps_frame_event_t
 ps_frame_decoder_feed(ps_frame_decoder_t *d, const uint8_t *data, size_t len, size_t *used);
 
-/** The complete header bytes after PS_FRAME_HEADER (valid until the next frame starts). */
+/**
+ * The complete header bytes after PS_FRAME_HEADER (valid until the next frame starts, so also after
+ * PS_FRAME_READY); NULL with *len = 0 before the header is complete.
+ */
 const uint8_t *ps_frame_decoder_header(const ps_frame_decoder_t *d, size_t *len);
 
 /** The payload length announced by the current frame's prefix. */
