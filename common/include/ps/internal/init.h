@@ -60,15 +60,27 @@ void ps_init_compute_fans(const int64_t *dims, size_t rank, double *fan_in, doub
 void ps_init_spec_default(ps_init_spec_t *spec, ps_init_kind_t kind);
 
 /**
- * Check parameters (stddev >= 0, minval < maxval, scale > 0, known kind/mode/distribution) and that
- * the kind fits the dtype. INIT_FROM_VALUE is not run here. Returns 0 or INVALID_ARGUMENT.
+ * Check parameters (finite mean, finite stddev >= 0, finite minval < maxval, scale > 0, known
+ * kind/mode/distribution) and that the kind fits the dtype. Integer dtypes take zeros, ones,
+ * constant (a whole value in range) and random_uniform (whole minval < maxval in range: integers in
+ * [minval, maxval)); the normal and variance-scaling kinds on them fail with TF's
+ * "Expected floating point type, got <dtype: 'int32'>." followed by which initializer it was.
+ * INIT_FROM_VALUE passes here (its value travels in the payload; ps_init_fill refuses it). Returns
+ * 0 or INVALID_ARGUMENT.
  */
 int ps_init_check(const ps_init_spec_t *spec, int dtype, ps_error_t *err);
 
 /**
  * Fill out (nelems elements of dtype) for the variable full_name of the given shape. Fan-in and
  * fan-out follow TF's _compute_fans. INIT_DEFAULT resolves to glorot_uniform for floats and zeros
- * for integers. Returns 0 or INVALID_ARGUMENT.
+ * for integers. Runs ps_init_check first and checks that dims give nelems elements; nothing is
+ * written on error. Returns 0 or INVALID_ARGUMENT.
+ *
+ * Determinism: a splitmix64 stream keyed by FNV-1a over ("pscope-init-1", seed as 8 little-endian
+ * bytes, full_name) supplies 53-bit uniforms; normals come from the polar method with a log built
+ * from IEEE-754 basic operations, so the bits do not depend on libm or compiler. Element i does not
+ * depend on nelems (a longer fill starts with the shorter one). Truncated normals redraw values
+ * beyond 2 stddev; float32 uniforms are kept below maxval after rounding.
  */
 int ps_init_fill(const ps_init_spec_t *spec,
                  const char *full_name,
