@@ -446,6 +446,13 @@ static void format_peer(psd_conn_t *c)
     }
 }
 
+static void on_accept_retry(uv_timer_t *t)
+{
+    psd_server_t *srv = t->data;
+    if (!srv->stopping)
+        psd_conn_accept(srv);
+}
+
 void psd_conn_accept(psd_server_t *srv)
 {
     psd_conn_t *c = ps_calloc(1, sizeof *c);
@@ -453,8 +460,10 @@ void psd_conn_accept(psd_server_t *srv)
     if (!c || !rbuf || uv_tcp_init(&srv->loop, &c->tcp) != 0) {
         ps_free(rbuf);
         ps_free(c);
-        PS_LOG(PS_LOG_WARNING, "conn", "out of memory accepting a connection");
-        /* Leave it in the backlog; it is retried on the next connection callback. */
+        PS_LOG(PS_LOG_WARNING, "conn", "out of memory accepting a connection; retrying in 100 ms");
+        /* libuv stops watching the listener until this connection is accepted: retry on a timer. */
+        if (!uv_is_active((uv_handle_t *) &srv->accept_retry))
+            uv_timer_start(&srv->accept_retry, on_accept_retry, 100, 0);
         return;
     }
     c->srv = srv;

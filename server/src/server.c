@@ -110,6 +110,7 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->spin);
     close_if_open((uv_handle_t *) &srv->sweep);
     close_if_open((uv_handle_t *) &srv->stop_timer);
+    close_if_open((uv_handle_t *) &srv->accept_retry);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
 }
 
@@ -193,10 +194,11 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_idle_init(&srv->loop, &srv->spin);
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
+    uv_timer_init(&srv->loop, &srv->accept_retry);
     srv->handles_ready = 1;
     srv->sigint.data = srv->sigterm.data = srv;
     srv->flush_point.data = srv;
-    srv->sweep.data = srv->stop_timer.data = srv;
+    srv->sweep.data = srv->stop_timer.data = srv->accept_retry.data = srv;
     rc = psd_net_listen(srv, err);
     if (!rc)
         rc = psd_net_write_port_file(srv, err);

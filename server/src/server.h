@@ -27,6 +27,7 @@ typedef struct psd_server {
     uv_idle_t spin;           /* keeps poll from blocking while buffered input waits */
     uv_timer_t sweep;         /* read timeouts of partial frames */
     uv_timer_t stop_timer;    /* bounds how long shutdown waits for writes to drain */
+    uv_timer_t accept_retry;  /* out of memory accepting: retry later (libuv waits for uv_accept) */
     psd_link_t conns;         /* every connection */
     psd_link_t flush_list;    /* connections with queued replies and no write in flight */
     psd_link_t input_list;    /* connections with buffered frames to process */
