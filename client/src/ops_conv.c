@@ -302,9 +302,10 @@ static int smallk_threads(const conv_geom_t *g)
 typedef struct smallk_job {
     const conv_geom_t *g;
     const float *src;   /* padded source (pitches src_h, src_w) */
-    const float *f;     /* forward: the filter */
-    const float *dy;    /* filter gradient: the output gradient */
-    float *out;         /* forward: output; filter gradient: this thread's k x cout sums */
+    const float *f;     /* forward: the filter; input gradient: the filter transposed (see din) */
+    const float *dy;    /* gradients: the output gradient */
+    float *out;         /* forward: output; filter gradient: this thread's k x cout sums; input
+                         * gradient: the padded source's gradient (accumulated into) */
     int64_t row0, row1; /* (b, oy) rows [row0, row1) */
     void (*run)(const struct smallk_job *);
 } smallk_job_t;
@@ -428,6 +429,172 @@ __attribute__((target("avx512f"))) static void dfilter_rows(const smallk_job_t *
     }
 }
 
+/*
+ * Input gradient: for np pixels (a constant after inlining) and nt <= 16 taps, d_col[p][t] =
+ * d_output[p] . filter[t] (ft is the filter transposed, cout rows of kp taps, zero-padded to a
+ * multiple of 16), then each value is added onto the source position tap t reads from pixel p.
+ */
+__attribute__((target("avx512f"), always_inline)) static inline void din_block(const conv_geom_t *g,
+                                                                               const float *dyp,
+                                                                               const float *ft,
+                                                                               int64_t kp,
+                                                                               const int64_t *off,
+                                                                               int64_t nt,
+                                                                               float *d0,
+                                                                               const int np)
+{
+    const int64_t cout = g->cout, step = g->sw * g->c;
+    __m512 acc[SMALLK_PIXELS];
+#    pragma GCC unroll 8
+    for (int p = 0; p < np; p++)
+        acc[p] = _mm512_setzero_ps();
+    for (int64_t o = 0; o < cout; o++) {
+        const __m512 f = _mm512_loadu_ps(ft + o * kp);
+#    pragma GCC unroll 8
+        for (int p = 0; p < np; p++)
+            acc[p] = _mm512_fmadd_ps(_mm512_set1_ps(dyp[p * cout + o]), f, acc[p]);
+    }
+    for (int p = 0; p < np; p++) {
+        float v[16];
+        _mm512_storeu_ps(v, acc[p]);
+        float *d = d0 + p * step;
+        for (int64_t i = 0; i < nt; i++)
+            d[off[i]] += v[i];
+    }
+}
+
+__attribute__((target("avx512f"))) static void din_rows(const smallk_job_t *j)
+{
+    const conv_geom_t *g = j->g;
+    const int64_t c = g->c, cout = g->cout, pitch = g->src_w * c, step = g->sw * c;
+    const int64_t kp = (g->k + 15) & ~(int64_t) 15;
+    int64_t off[SMALLK_MAX_TAPS];
+    for (int64_t di = 0, t = 0; di < g->kh; di++)
+        for (int64_t dj = 0; dj < g->kw; dj++)
+            for (int64_t q = 0; q < c; q++)
+                off[t++] = di * pitch + dj * c + q;
+    for (int64_t r = j->row0; r < j->row1; r++) {
+        const int64_t b = r / g->oh, oy = r % g->oh;
+        float *drow = j->out + (b * g->src_h + oy * g->sh) * pitch;
+        const float *dyrow = j->dy + r * g->ow * cout;
+        int64_t ox = 0;
+        for (int np = SMALLK_PIXELS; np >= 1; np /= 2) {
+            /* Full blocks of 8, then the row's last pixels in blocks of 4, 2, 1. */
+            while (ox + np <= g->ow) {
+                for (int64_t t0 = 0; t0 < g->k; t0 += 16) {
+                    const int64_t nt = g->k - t0 < 16 ? g->k - t0 : 16;
+                    const float *dyp = dyrow + ox * cout;
+                    float *d0 = drow + ox * step;
+                    if (np == 8)
+                        din_block(g, dyp, j->f + t0, kp, off + t0, nt, d0, 8);
+                    else if (np == 4)
+                        din_block(g, dyp, j->f + t0, kp, off + t0, nt, d0, 4);
+                    else if (np == 2)
+                        din_block(g, dyp, j->f + t0, kp, off + t0, nt, d0, 2);
+                    else
+                        din_block(g, dyp, j->f + t0, kp, off + t0, nt, d0, 1);
+                }
+                ox += np;
+                if (np < SMALLK_PIXELS)
+                    break;
+            }
+        }
+    }
+}
+
+/*
+ * Input gradient when consecutive output pixels read consecutive source floats (one input channel,
+ * stride 1 across: the demo's conv1), gathered instead of scattered: for one output row, each
+ * 16-float tile of a source row it reaches is the sum over taps (dj) and output channels of
+ * filter[di][dj][o] * d_output[row][x - dj][o], read as unaligned vectors from the row's output
+ * gradient transposed (dyt: cout rows of zero-padded pixels). All kh source rows of a tile
+ * accumulate at once (independent chains sharing each load) and are written with one add each, so
+ * no two overlapping read-modify-writes follow each other. kh is a constant after inlining.
+ */
+#    define DIN_MAX_KH     8
+#    define DIN_DYT_FLOATS 8192 /* cout * (ow + 2 * kw + 16) at most: the stack buffer */
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+din_unit_tile(const conv_geom_t *g,
+              const float *dyt,
+              int64_t dyt_w,
+              const float *f,
+              float *d0,
+              int64_t pitch,
+              int64_t xd,
+              __mmask16 m,
+              const int kh)
+{
+    const int64_t cout = g->cout, kw = g->kw;
+    __m512 acc[DIN_MAX_KH];
+#    pragma GCC unroll 8
+    for (int di = 0; di < kh; di++)
+        acc[di] = _mm512_setzero_ps();
+    for (int64_t dj = 0; dj < kw; dj++) {
+        /* dyt column (ox + kw - 1) holds pixel ox, so pixel xd - dj sits at xd - dj + kw - 1. */
+        const float *col = dyt + xd - dj + kw - 1;
+        for (int64_t o = 0; o < cout; o++) {
+            const __m512 v = _mm512_loadu_ps(col + o * dyt_w);
+#    pragma GCC unroll 8
+            for (int di = 0; di < kh; di++)
+                acc[di] = _mm512_fmadd_ps(_mm512_set1_ps(f[(di * kw + dj) * cout + o]), v, acc[di]);
+        }
+    }
+#    pragma GCC unroll 8
+    for (int di = 0; di < kh; di++) {
+        float *d = d0 + di * pitch + xd;
+        _mm512_mask_storeu_ps(d, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, d), acc[di]));
+    }
+}
+
+/* 1 when din_unit_rows handles g: one channel, stride 1 across, kh <= 8, dyt fits on the stack. */
+static int din_unit_usable(const conv_geom_t *g)
+{
+    return g->c == 1 && g->sw == 1 && g->kh <= DIN_MAX_KH &&
+           g->cout * (g->ow + 2 * g->kw + 16) <= DIN_DYT_FLOATS;
+}
+
+__attribute__((target("avx512f"))) static void din_unit_rows(const smallk_job_t *j)
+{
+    const conv_geom_t *g = j->g;
+    const int64_t cout = g->cout, pitch = g->src_w, kw = g->kw;
+    const int64_t dyt_w = g->ow + 2 * kw + 16;
+    float dyt[DIN_DYT_FLOATS];
+    for (int64_t i = 0; i < cout * dyt_w; i++)
+        dyt[i] = 0.0f;
+    for (int64_t r = j->row0; r < j->row1; r++) {
+        const int64_t b = r / g->oh, oy = r % g->oh;
+        float *d0 = j->out + (b * g->src_h + oy * g->sh) * pitch;
+        const float *dyrow = j->dy + r * g->ow * cout;
+        /* Contiguous stores, strided loads from the row (a few KiB, in L1). */
+        for (int64_t o = 0; o < cout; o++) {
+            float *t = dyt + o * dyt_w + kw - 1;
+            for (int64_t ox = 0; ox < g->ow; ox++)
+                t[ox] = dyrow[ox * cout + o];
+        }
+        /* The source columns this row's windows cover: [0, wp) of the padded row. */
+        for (int64_t xd = 0; xd < g->wp; xd += 16) {
+            const int64_t n = g->wp - xd < 16 ? g->wp - xd : 16;
+            const __mmask16 m = (__mmask16) ((1u << n) - 1u);
+            switch (g->kh) {
+#    define DIN_CASE(K)                                          \
+    case K:                                                      \
+        din_unit_tile(g, dyt, dyt_w, j->f, d0, pitch, xd, m, K); \
+        break;
+                DIN_CASE(1)
+                DIN_CASE(2)
+                DIN_CASE(3)
+                DIN_CASE(4)
+                DIN_CASE(5)
+                DIN_CASE(6)
+                DIN_CASE(7)
+                DIN_CASE(8)
+#    undef DIN_CASE
+            }
+        }
+    }
+}
+
 static void *smallk_thread(void *arg)
 {
     const smallk_job_t *j = arg;
@@ -536,6 +703,47 @@ static int smallk_filter(ps_ops_workspace_t *ws,
             d_filter[e] += jobs[i].out[e];
     return 0;
 }
+
+/* The input gradient scatters into overlapping windows, so its jobs own whole images. */
+static int smallk_input(ps_ops_workspace_t *ws,
+                        const char *op,
+                        const conv_geom_t *g,
+                        const float *filter,
+                        const float *d_output,
+                        float *d_input,
+                        ps_error_t *err)
+{
+    int nt = smallk_threads(g);
+    if (nt > g->n)
+        nt = (int) g->n;
+    const int64_t kp = (g->k + 15) & ~(int64_t) 15;
+    float *ft, *base = smallk_workspace(ws, op, g, (size_t) (g->cout * kp), &ft, err);
+    if (base == NULL)
+        return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;
+    for (int64_t o = 0; o < g->cout; o++)
+        for (int64_t t = 0; t < kp; t++)
+            ft[o * kp + t] = t < g->k ? filter[t * g->cout + o] : 0.0f;
+    float *dsrc = g->padded ? base : d_input;
+    memset(dsrc, 0,
+           (g->padded ? g->pad_floats : (size_t) (g->n * g->h * g->w * g->c)) * sizeof(float));
+    smallk_job_t jobs[SMALLK_MAX_THREADS];
+    /* One input channel and stride 1 across: the vector-add kernel, which reads the filter as is.
+     */
+    const int unit = din_unit_usable(g);
+    for (int i = 0; i < nt; i++) {
+        jobs[i] = (smallk_job_t){.g = g,
+                                 .f = unit ? filter : ft,
+                                 .dy = d_output,
+                                 .out = dsrc,
+                                 .run = unit ? din_unit_rows : din_rows};
+        jobs[i].row0 = g->n * i / nt * g->oh;
+        jobs[i].row1 = g->n * (i + 1) / nt * g->oh;
+    }
+    smallk_run(jobs, nt);
+    if (g->padded)
+        crop_input(g, dsrc, d_input);
+    return 0;
+}
 #endif /* SMALLK_AVAILABLE */
 
 int ps_ops_conv2d(ps_ops_workspace_t *ws,
@@ -617,6 +825,10 @@ int ps_ops_conv2d_backprop_input(ps_ops_workspace_t *ws,
         }
         return 0;
     }
+#if SMALLK_AVAILABLE
+    if (smallk_usable(&g))
+        return smallk_input(ws, op, &g, filter, d_output, d_input, err);
+#endif
     float *col, *base = conv_workspace(ws, op, &g, &col, err);
     if (base == NULL)
         return err != NULL ? err->code : PS_ERR_RESOURCE_EXHAUSTED;

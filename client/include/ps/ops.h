@@ -76,7 +76,10 @@ typedef struct ps_ops_pool_params {
 
 /**
  * Set the number of threads OpenBLAS uses for every later BLAS call in this process (a wrapper of
- * openblas_set_num_threads). n must be >= 1; fails INVALID_ARGUMENT otherwise.
+ * openblas_set_num_threads). n must be >= 1; fails INVALID_ARGUMENT otherwise. The conv2d kernels
+ * that do not go through BLAS (small filter windows on AVX-512 CPUs) split their work over the same
+ * count, with threads created and joined inside the call; every other op runs on the caller's
+ * thread apart from OpenBLAS's own pool.
  */
 PS_EXTERN int ps_ops_set_num_threads(int n, ps_error_t *err);
 
@@ -171,7 +174,12 @@ PS_EXTERN int ps_ops_matmul_grad(const float *a,
  * TensorFlow's Conv2D (no dilation): output[b, i, j, o] = sum over (di, dj, q) of
  * input[b, i*stride_h + di - pad_top, j*stride_w + dj - pad_left, q] * filter[di, dj, q, o], with
  * zeros outside the input. output_shape must equal ps_ops_conv2d_output_shape's result (it is
- * checked so that a wrong buffer size is an error, not an overflow). Uses ws as scratch.
+ * checked so that a wrong buffer size is an error, not an overflow). Uses ws as scratch (a padded
+ * copy of the input when padding is needed, plus up to 4 MiB of im2col rows).
+ *
+ * Implementation: im2col + cblas_sgemm over cache-sized chunks of the whole batch; 1x1 stride-1
+ * filters multiply the input directly; windows of at most 64 taps (kh*kw*in <= 64, in <= 4) with
+ * out_channels a multiple of 16 use register-blocked AVX-512 kernels when the CPU has AVX-512F.
  */
 PS_EXTERN int ps_ops_conv2d(ps_ops_workspace_t *ws,
                             const float *input,
