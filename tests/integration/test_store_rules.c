@@ -470,6 +470,36 @@ Test(store, from_value_initializer_takes_the_values_dtype)
     finish();
 }
 
+Test(store, from_value_with_another_explicit_dtype_is_TFs_error)
+{
+    double vals[2] = {1, 2};
+    int64_t d[1] = {2};
+    ps_wc_tensor_t t = {
+        .name = "val/d", .dtype = F64, .rank = 1, .dims = d, .data = vals, .len = sizeof vals};
+    Pscope__V1__Initializer init = PSCOPE__V1__INITIALIZER__INIT;
+    init.kind = PSCOPE__V1__INIT_KIND__INIT_FROM_VALUE;
+    ps_wc_getvar_t g = spec("val/d", CREATE_OR_ATTACH, I32, 0, NULL);
+    g.unknown_rank = 1;
+    g.init = &init;
+    g.value = &t;
+    expect_err(&g, PSCOPE__V1__CODE__INVALID_ARGUMENT,
+               "Initializer type '<dtype: 'float64'>' and explicit dtype '<dtype: 'int32'>' don't "
+               "match.");
+    finish();
+}
+
+Test(store, lookup_mode_unspecified_is_refused)
+{
+    int64_t d[1] = {1};
+    ps_wc_getvar_t g = spec("foo/m", PSCOPE__V1__LOOKUP_MODE__LOOKUP_UNSPECIFIED, F32, 1, d);
+    expect_err(&g, PSCOPE__V1__CODE__INVALID_ARGUMENT, NULL);
+    ps_wc_reply_t r;
+    cr_assert_eq(ps_wc_describe(&wc, "foo/m", &r), PS_WC_OK);
+    cr_assert_eq(r.h->code, PSCOPE__V1__CODE__NOT_FOUND, "nothing was created");
+    ps_wc_reply_free(&r);
+    finish();
+}
+
 Test(store, versions_start_at_1_and_count_updates)
 {
     int64_t d[1] = {4};

@@ -332,6 +332,12 @@ Test(updates, retried_update_is_applied_once)
     }
     double want2[1] = {5};
     cr_assert_eq(expect_values("dd/v", I64, want2, 1), 6);
+    /* An older seq than the last applied one is refused and not applied. */
+    cr_assert_eq(ps_wc_update(&wc, &u, 1, 42, 1, &r), PS_WC_OK);
+    cr_assert_eq(r.h->code, PSCOPE__V1__CODE__FAILED_PRECONDITION, "older seq: %u %s", r.h->code,
+                 r.h->message);
+    ps_wc_reply_free(&r);
+    cr_assert_eq(expect_values("dd/v", I64, want2, 1), 6);
     /* A failed update is not recorded: retrying seq 3 after fixing it applies it. */
     int64_t bad_dims[1] = {2};
     int64_t two[2] = {1, 1};
