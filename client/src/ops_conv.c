@@ -279,12 +279,9 @@ col2im_add(const conv_geom_t *g, const float *col, int64_t r0, int64_t nrows, fl
 
 static int smallk_usable(const conv_geom_t *g)
 {
-    /* A benign race: every thread computes the same value. */
-    static int cpu = -1;
-    if (cpu < 0)
-        cpu = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    return cpu && !g->direct && g->k <= SMALLK_MAX_TAPS && g->c <= 4 && g->cout % 16 == 0 &&
-           g->cout <= SMALLK_MAX_COUT;
+    /* __builtin_cpu_supports reads flags libgcc fills in at start-up: cheap, and thread-safe. */
+    return __builtin_cpu_supports("avx512f") && !g->direct && g->k <= SMALLK_MAX_TAPS &&
+           g->c <= 4 && g->cout % 16 == 0 && g->cout <= SMALLK_MAX_COUT;
 }
 
 /* How many threads to split (b, oy) rows over: OpenBLAS's count, bounded by the work. */
