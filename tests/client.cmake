@@ -8,6 +8,7 @@ target_link_libraries(psclient_core PUBLIC pscommon PkgConfig::OPENBLAS Threads:
 
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
+ps_add_criterion_test(test_scope_oom SOURCES unit/test_scope_oom.c LIBS psclient_core)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
 foreach(t get_variable variable io multiworker)
@@ -15,3 +16,11 @@ foreach(t get_variable variable io multiworker)
                         LABELS integration TIMEOUT 180)
   add_dependencies(test_client_${t} psd)
 endforeach()
+
+# Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
+add_test(NAME test_client_package
+  COMMAND bash ${CMAKE_SOURCE_DIR}/tests/package/run.sh ${CMAKE_BINARY_DIR}
+          ${CMAKE_SOURCE_DIR}/tests/package "${PS_SANITIZE}")
+set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
+  ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+  FAIL_REGULAR_EXPRESSION "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Packaging test: install the build tree into a temporary prefix, check what was installed, build
+# tests/package out of tree with find_package(pscope) (shared and static) and with pkg-config, and
+# run each program against the installed psd.
+#   run.sh BUILD_DIR SOURCE_DIR [SANITIZE]
+set -euo pipefail
+build=$1
+src=$2
+san=${3:-}
+tmp=$(mktemp -d)
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+prefix=$tmp/prefix
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
+
+echo "== installed files"
+libdir=$prefix/lib
+[ -d "$prefix/lib64" ] && libdir=$prefix/lib64
+[ -d "$libdir" ] || libdir=$(dirname "$(find "$prefix" -name 'libpsclient.so' | head -1)")
+for f in include/ps/client.h include/ps/scope.h include/ps/variable.h include/ps/status.h \
+         include/ps/dtype.h bin/psd; do
+  [ -e "$prefix/$f" ] || { echo "missing $f"; exit 1; }
+done
+for f in libpsclient.so libpsclient.a pkgconfig/psclient.pc cmake/pscope/pscopeConfig.cmake \
+         cmake/pscope/pscopeConfigVersion.cmake cmake/pscope/pscopeTargets.cmake; do
+  [ -e "$libdir/$f" ] || { echo "missing lib/$f"; exit 1; }
+done
+if [ -e "$prefix/include/ps/internal" ]; then
+  echo "internal headers were installed"
+  exit 1
+fi
+if grep -rlE 'pb-c\.h|Pscope__V1__|ProtobufC' "$prefix/include"; then
+  echo "an installed header mentions protobuf-c"
+  exit 1
+fi
+
+flags=
+if [ -n "$san" ]; then
+  flags="-fsanitize=$san -fno-omit-frame-pointer"
+fi
+
+echo "== consumer via find_package(pscope)"
+cmake -S "$src" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_FLAGS="$flags" \
+  -DCMAKE_EXE_LINKER_FLAGS="$flags" >"$tmp/consumer.log" 2>&1 || { cat "$tmp/consumer.log"; exit 1; }
+cmake --build "$tmp/consumer" -j2 >>"$tmp/consumer.log" 2>&1 || { cat "$tmp/consumer.log"; exit 1; }
+
+echo "== consumer via pkg-config"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+# shellcheck disable=SC2046
+cc -std=c11 $flags -o "$tmp/consumer_pc" "$src/consumer.c" $(pkg-config --cflags --libs psclient)
+
+echo "== run against the installed psd"
+"$prefix/bin/psd" --listen 127.0.0.1:0 --port-file "$tmp/port" --log-level warning 2>"$tmp/psd.log" &
+pid=$!
+for _ in $(seq 1 400); do
+  [ -s "$tmp/port" ] && break
+  sleep 0.05
+done
+[ -s "$tmp/port" ] || { echo "psd did not start"; cat "$tmp/psd.log"; exit 1; }
+addr=127.0.0.1:$(cat "$tmp/port")
+want="<ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> = [3.0, 3.0] (libpsclient 0.1.0)"
+for prog in "$tmp/consumer/consumer_shared" "$tmp/consumer/consumer_static" "$tmp/consumer_pc"; do
+  out=$(LD_LIBRARY_PATH=$libdir timeout 60 "$prog" "$addr")
+  if [ "$out" != "$want" ]; then
+    echo "$(basename "$prog") printed: $out"
+    echo "expected:          $want"
+    exit 1
+  fi
+  echo "ok: $(basename "$prog"): $out"
+done
