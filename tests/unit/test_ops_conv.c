@@ -424,6 +424,10 @@ Test(conv2d, workspace_grows_once_and_is_reused)
     conv_case_t smaller = make_case((ps_ops_nhwc_t){1, 5, 5, 3}, (ps_ops_hwio_t){3, 3, 3, 4}, 1, 1,
                                     PS_OPS_PADDING_SAME);
     check_case(ws, &r, &smaller);
+    /* A small-window shape (its own kernels on AVX-512) fits in the same workspace too. */
+    conv_case_t small = make_case((ps_ops_nhwc_t){2, 9, 9, 1}, (ps_ops_hwio_t){3, 3, 1, 16}, 1, 1,
+                                  PS_OPS_PADDING_SAME);
+    check_case(ws, &r, &small);
     cr_expect_eq(ps_ops_workspace_bytes(ws), bytes);
     cr_expect_eq(ps_alloc_used(), before, "no allocation through ps_malloc after the first call");
     ps_ops_workspace_free(ws);
@@ -453,6 +457,27 @@ Test(conv2d, allocation_failure_is_resource_exhausted_and_recoverable)
     cr_assert_eq(ps_ops_conv2d(ws, x, &in, f, &fs, &p, y, &out, &err), 0, "%s", err.msg);
     cr_expect_eq(y[2 * (2 * 5 + 2)], 18.0f); /* centre: 9 taps x 2 channels of ones */
     ps_ops_workspace_free(ws);
+
+    /* The same through the small-window kernels (16 output channels), for all three ops. */
+    float f16[3 * 3 * 2 * 16], y16[5 * 5 * 16], dx[2 * 5 * 5];
+    for (size_t i = 0; i < sizeof f16 / sizeof f16[0]; i++)
+        f16[i] = 1;
+    ps_ops_hwio_t fs16 = {3, 3, 2, 16};
+    ps_ops_nhwc_t out16 = {1, 5, 5, 16};
+    for (int which = 0; which < 3; which++) {
+        ws = ps_ops_workspace_new();
+        ps_alloc_fail_after(0, 0);
+        if (which == 0)
+            rc = ps_ops_conv2d(ws, x, &in, f16, &fs16, &p, y16, &out16, &err);
+        else if (which == 1)
+            rc = ps_ops_conv2d_backprop_input(ws, &in, f16, &fs16, &p, y16, &out16, dx, &err);
+        else
+            rc = ps_ops_conv2d_backprop_filter(ws, x, &in, &fs16, &p, y16, &out16, f16, &err);
+        ps_alloc_fail_after(-1, 0);
+        cr_expect_eq(rc, PS_ERR_RESOURCE_EXHAUSTED, "op %d", which);
+        cr_expect(strstr(err.msg, "cannot allocate ") != NULL, "%s", err.msg);
+        ps_ops_workspace_free(ws);
+    }
 }
 
 /* One call that must fail with INVALID_ARGUMENT and exactly this message. */
