@@ -1,3 +1,10 @@
 # Training tests: server-side optimizers (unit, linked against psd_core) and the short distributed
 # training run (integration). Paths are relative to tests/.
 ps_add_criterion_test(test_optim SOURCES unit/test_optim.c LIBS psd_core)
+# The short distributed run: psd, two pstrain workers and the evaluator on a small subset.
+if(PS_BUILD_EXAMPLES)
+  ps_add_criterion_test(test_train SOURCES integration/test_train.c LIBS psclient
+                        LABELS integration TIMEOUT 180)
+  set_property(TEST test_train APPEND PROPERTY ENVIRONMENT "PSTRAIN_BIN=$<TARGET_FILE:pstrain>")
+  add_dependencies(test_train pstrain psd)
+endif()
