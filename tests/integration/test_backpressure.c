@@ -268,3 +268,53 @@ Test(backpressure,
     }
     finish();
 }
+
+static void setup_hard_limit(void)
+{
+    static const char *const extra[] = {
+        "--out-high-water", "512K", "--out-low-water", "128K", "--out-hard-limit", "1M", NULL};
+    start_psd(extra);
+    int64_t d[1] = {BIG_ELEMS};
+    cr_assert_eq(ps_wc_create_const(&ctl, "bp/big", F32, 1, d, 0.0), 0);
+}
+
+Test(backpressure,
+     connection_over_the_hard_limit_is_closed,
+     .init = setup_hard_limit,
+     .fini = teardown)
+{
+    /* Pulls naming bp/big 8 times (2 MiB replies), never read: one reply alone passes the 1 MiB
+     * hard limit, so psd drops the connection (counted in limit_disconnects) and keeps serving
+     * others. */
+    const char *names[8];
+    for (int i = 0; i < 8; i++)
+        names[i] = "bp/big";
+    ps_wc_buf_t b = {0};
+    for (uint64_t i = 1; i <= 4; i++)
+        cr_assert_eq(ps_wc_add_pull(&b, i, names, 8), 0);
+    cr_assert_eq(ps_wc_send_buf(&wc, &b), 0);
+    ps_wc_buf_free(&b);
+    uint64_t disconnects = 0;
+    for (int i = 0; i < 400 && disconnects == 0; i++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_stats(&ctl, &r), PS_WC_OK);
+        disconnects = r.h->stats_reply->limit_disconnects;
+        ps_wc_reply_free(&r);
+        if (disconnects == 0)
+            sleep_ms(25);
+    }
+    cr_assert_eq(disconnects, 1, "psd did not drop the connection over the hard limit");
+    /* What arrives on the dropped connection is whole replies, then the end. */
+    int n = 0, rc;
+    ps_wc_reply_t r;
+    while ((rc = ps_wc_recv(&wc, &r)) == PS_WC_OK) {
+        cr_assert_eq(r.h->id, (uint64_t) n + 1);
+        ps_wc_reply_free(&r);
+        n++;
+    }
+    cr_assert(rc == PS_WC_EOF || rc == PS_WC_TRUNCATED, "end of the dropped connection: %d", rc);
+    cr_assert_lt(n, 4, "all %d replies were delivered despite the hard limit", n);
+    cr_assert_eq(ps_wc_ping(&ctl, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    finish();
+}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 
@@ -181,5 +182,54 @@ Test(multi_client, create_exclusive_has_one_winner)
         cr_assert_eq(exists, NCLIENTS - 1, "name %d: %d ALREADY_EXISTS", i, exists);
     }
     free_all(w);
+    finish();
+}
+
+static void setup_two_connections(void)
+{
+    static const char *const extra[] = {"--max-connections", "2", NULL};
+    cr_assert_eq(ps_psd_start(&psd, NULL, "notice", extra), 0, "psd did not start");
+}
+
+Test(multi_client,
+     connections_beyond_the_limit_are_refused,
+     .init = setup_two_connections,
+     .fini = teardown)
+{
+    ps_wc_t a, b, c;
+    cr_assert_eq(ps_wc_connect(&a, psd.port, 30000), 0);
+    cr_assert_eq(ps_wc_connect(&b, psd.port, 30000), 0);
+    ps_wc_reply_t r;
+    cr_assert_eq(ps_wc_ping(&a, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    cr_assert_eq(ps_wc_ping(&b, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    /* The third is accepted by the kernel, answered RESOURCE_EXHAUSTED (id 0) and closed. */
+    cr_assert_eq(ps_wc_connect(&c, psd.port, 30000), 0);
+    cr_assert_eq(ps_wc_recv(&c, &r), PS_WC_OK, "no refusal reply");
+    cr_assert_eq(r.h->code, PSCOPE__V1__CODE__RESOURCE_EXHAUSTED, "%s", r.h->message);
+    cr_assert(strstr(r.h->message, "connections") != NULL, "%s", r.h->message);
+    ps_wc_reply_free(&r);
+    cr_assert_eq(ps_wc_wait_eof(&c, 20000), PS_WC_EOF);
+    ps_wc_close(&c);
+    /* The two admitted ones still work; once one leaves, a new one is admitted. */
+    cr_assert_eq(ps_wc_ping(&a, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    ps_wc_close(&b);
+    int admitted = 0;
+    for (int i = 0; i < 100 && !admitted; i++) {
+        cr_assert_eq(ps_wc_connect(&c, psd.port, 30000), 0);
+        if (ps_wc_ping(&c, &r) == PS_WC_OK && r.h->code == 0)
+            admitted = 1;
+        if (r.h != NULL)
+            ps_wc_reply_free(&r);
+        ps_wc_close(&c);
+        if (!admitted) {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert(admitted, "a slot freed by a closed connection is never reused");
+    ps_wc_close(&a);
     finish();
 }
