@@ -4,8 +4,9 @@
  * skipped). Payload bytes must arrive intact; nothing may crash or leak.
  *
  * Input: byte 0 = flags (bits 0-3: number of chunk-size bytes that follow; bit 4: small limits;
- * bit 5: read payloads through the payload window; bit 6: skip every payload), then that many
- * chunk sizes (each byte b means b + 1 bytes, used in turn, cycling), then the stream. */
+ * bit 5: read payloads through the payload window; bit 6: skip every payload; bit 7: one more byte
+ * k follows and the k-th ps_malloc from then on fails), then that many chunk sizes (each byte b
+ * means b + 1 bytes, used in turn, cycling), then the stream. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,13 @@ static void direct_payload(run_t *r)
         segs[i].data = r->payload + off;
         off += segs[i].len;
     }
-    CHECK(ps_frame_decoder_set_sinks(&r->dec, segs, nsegs, &err) == 0);
+    if (ps_frame_decoder_set_sinks(&r->dec, segs, nsegs, &err) != 0) {
+        /* Only an injected allocation failure (more sinks than fit inline) may refuse them. */
+        CHECK(err.code == PS_ERR_RESOURCE_EXHAUSTED && nsegs > PS_FRAME_MAX_SEGS_INLINE);
+        free(r->payload);
+        r->payload = NULL;
+        ps_frame_decoder_skip_payload(&r->dec);
+    }
 }
 
 static void frame_done(run_t *r)
@@ -153,13 +160,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint8_t flags = data[0];
     size_t nchunks = flags & 0x0f;
-    if (size < 1 + nchunks)
+    size_t oom = (flags & 0x80) ? 1 : 0;
+    if (size < 1 + oom + nchunks)
         return 0;
-    const uint8_t *chunks = data + 1;
+    const uint8_t *chunks = data + 1 + oom;
     run_t r;
     memset(&r, 0, sizeof r);
-    r.stream = data + 1 + nchunks;
-    size_t len = size - 1 - nchunks;
+    r.stream = data + 1 + oom + nchunks;
+    size_t len = size - 1 - oom - nchunks;
     r.window_reads = (flags & 0x20) != 0;
     r.skip_all = (flags & 0x40) != 0;
     ps_frame_limits_t lim = {PS_FRAME_DEFAULT_MAX_HEADER, PS_FRAME_DEFAULT_MAX_PAYLOAD};
@@ -168,6 +176,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lim.max_payload = 256;
     }
     size_t used_before = ps_alloc_used();
+    if (oom)
+        ps_alloc_fail_after(data[1], 0);
     ps_frame_decoder_init(&r.dec, &lim);
     size_t ci = 0;
     while (r.pos < len) {
@@ -178,6 +188,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (feed_chunk(&r, want) != 0)
             break;
     }
+    ps_alloc_fail_after(-1, 0);
     free(r.payload);
     ps_frame_decoder_deinit(&r.dec);
     CHECK(ps_alloc_used() == used_before);

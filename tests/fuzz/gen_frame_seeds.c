@@ -97,6 +97,7 @@ int main(int argc, char **argv)
     static const uint8_t odd[] = {0x23, 2, 0, 6}; /* window reads, chunks 3, 1, 7 */
     static const uint8_t small[] = {0x12, 15, 4}; /* small limits, chunks 16, 5 */
     static const uint8_t skipping[] = {0x41, 9};  /* skip payloads, chunks of 10 */
+    static const uint8_t oom[] = {0x81, 1, 4};    /* 2nd allocation fails, chunks of 5 */
 
     n = append_frame(s, &hp, NULL, 0);
     write_seed(argv[1], "ping", whole, sizeof whole, s, n);
@@ -117,5 +118,6 @@ int main(int argc, char **argv)
     write_seed(argv[1], "stream", odd, sizeof odd, s, n);
     write_seed(argv[1], "stream-small-limits", small, sizeof small, s, n);
     write_seed(argv[1], "stream-skip", skipping, sizeof skipping, s, n);
+    write_seed(argv[1], "stream-oom", oom, sizeof oom, s, n);
     return 0;
 }
