@@ -613,3 +613,61 @@ Test(frame, deinit_is_safe_on_fresh_and_reused_decoders)
     ps_frame_decoder_deinit(&d);
     free(buf);
 }
+
+Test(frame, out_of_memory_sweep_over_a_stream)
+{
+    size_t len;
+    uint8_t *buf = build_stream(&len);
+    size_t before = ps_alloc_used();
+    long k;
+    for (k = 0; k < 64; k++) {
+        ps_frame_decoder_t d;
+        ps_frame_decoder_init(&d, &default_limits);
+        ps_test_frames_t out;
+        ps_alloc_fail_after(k, 0);
+        /* 6 sinks per payload: more than fit inline, so set_sinks allocates too. */
+        size_t n = ps_test_decode(&d, buf, len, NULL, 0, 6, &out);
+        ps_alloc_fail_after(-1, 0);
+        if (out.error == 0) {
+            cr_assert_eq(n, 4);
+            check_stream(&out);
+            ps_test_frames_free(&out);
+            ps_frame_decoder_deinit(&d);
+            break;
+        }
+        cr_assert_eq(out.error, PS_ERR_RESOURCE_EXHAUSTED, "k=%ld: %s", k, out.err.msg);
+        cr_assert(strncmp(out.err.msg, "out of memory for ", 18) == 0, "k=%ld: %s", k, out.err.msg);
+        ps_test_frames_free(&out);
+        ps_frame_decoder_deinit(&d);
+        cr_assert_eq(ps_alloc_used(), before, "k=%ld leaked", k);
+    }
+    cr_assert_geq(k, 3, "header buffer and two sink arrays were each made to fail");
+    cr_assert_lt(k, 64);
+    free(buf);
+}
+
+Test(frame, sink_array_allocation_failure_changes_nothing)
+{
+    size_t len;
+    uint8_t *buf = build_pull_reply(3, &len, NULL, NULL);
+    ps_frame_decoder_t d;
+    ps_frame_decoder_init(&d, &default_limits);
+    size_t used;
+    cr_assert_eq(ps_frame_decoder_feed(&d, buf, len, &used), PS_FRAME_HEADER);
+    uint8_t dst[12];
+    ps_frame_seg_t segs[6];
+    for (int i = 0; i < 6; i++) {
+        segs[i].data = dst + 2 * i;
+        segs[i].len = 2;
+    }
+    ps_error_t e = {0};
+    ps_alloc_fail_after(0, 0);
+    cr_assert_eq(ps_frame_decoder_set_sinks(&d, segs, 6, &e), PS_ERR_RESOURCE_EXHAUSTED);
+    cr_assert_str_eq(e.msg, "out of memory for 6 payload sinks");
+    cr_assert_eq(d.state, PS_FRAME_ST_HEADER_DONE);
+    cr_assert_eq(ps_frame_decoder_set_sinks(&d, segs, 6, &e), 0);
+    cr_assert_eq(ps_frame_decoder_feed(&d, buf + used, len - used, &used), PS_FRAME_READY);
+    cr_assert_eq(memcmp(dst, buf + len - 12, 12), 0);
+    ps_frame_decoder_deinit(&d);
+    free(buf);
+}
