@@ -257,9 +257,11 @@ col2im_add(const conv_geom_t *g, const float *col, int64_t r0, int64_t nrows, fl
  * arithmetic. These kernels read the padded source in place instead: the forward pass keeps 8
  * output pixels x 16 channels in registers and broadcasts each input value against a filter row;
  * the filter gradient keeps up to 16 taps x 16 channels in registers and streams the output
- * gradient. Both split the image rows over as many threads as OpenBLAS is set to use (threads
- * created per call: a call at these sizes takes milliseconds, thread creation microseconds). Other
- * CPUs use the lowering.
+ * gradient; the input gradient computes 16 taps of d_col per pixel block and adds them onto the
+ * source (or, for one channel at stride 1, gathers whole 16-float source tiles). All split the
+ * image rows (the input gradient: whole images, since its windows overlap) over as many threads as
+ * OpenBLAS is set to use (threads created per call: a call at these sizes takes milliseconds,
+ * thread creation microseconds). CPUs without AVX-512F use the lowering.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #    define SMALLK_AVAILABLE 1
@@ -298,8 +300,9 @@ static int smallk_threads(const conv_geom_t *g)
 
 typedef struct smallk_job {
     const conv_geom_t *g;
-    const float *src;   /* padded source (pitches src_h, src_w) */
-    const float *f;     /* forward: the filter; input gradient: the filter transposed (see din) */
+    const float *src; /* padded source (pitches src_h, src_w) */
+    const float
+        *f; /* forward: the filter; input gradient: the filter, or transposed for din_rows */
     const float *dy;    /* gradients: the output gradient */
     float *out;         /* forward: output; filter gradient: this thread's k x cout sums; input
                          * gradient: the padded source's gradient (accumulated into) */
