@@ -66,6 +66,14 @@ static const cfg_desc_t descs[] = {
      "refuse requests that would take psd's allocated bytes past this (0 = off)"},
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
+    {"data-dir", CFG_STRING, OFF(data_dir), 0, 0, "", 0, "DIR",
+     "keep a write-ahead log and checkpoints here and recover from them at start (\"\" = none)"},
+    {"fsync", CFG_STRING, OFF(fsync), 0, 0, "everysec", 0, "POLICY",
+     "log fsync policy: always (before each reply), everysec, or no (Redis appendfsync)"},
+    {"checkpoint-interval", CFG_U64, OFF(checkpoint_interval_s), 0, (uint64_t) 1 << 32, "300", 0,
+     "SECONDS", "write a checkpoint and truncate the log this often (0 = not on a timer)"},
+    {"checkpoint-log-bytes", CFG_SIZE, OFF(checkpoint_log_bytes), 0, UINT64_MAX, "256M", 0, "BYTES",
+     "write a checkpoint once the log grows past this (0 = not on size)"},
 };
 
 #define NDESCS (sizeof descs / sizeof descs[0])
@@ -229,6 +237,10 @@ int psd_config_check(const psd_config_t *c, ps_error_t *err)
                             c->out_hard_limit, c->out_high_water);
     if (!c->listen[0])
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--listen: empty address");
+    if (strcmp(c->fsync, "always") != 0 && strcmp(c->fsync, "everysec") != 0 &&
+        strcmp(c->fsync, "no") != 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--fsync: '%s' is not one of always, everysec, no", c->fsync);
     return 0;
 }
 

@@ -26,6 +26,11 @@ typedef struct psd_config {
     uint64_t read_timeout_ms; /* 0 = off */
     uint64_t max_memory;      /* 0 = off */
     uint64_t shutdown_timeout_ms;
+    /* Persistence (persist.c). */
+    char data_dir[PSD_CONFIG_STR_MAX]; /* "" = no write-ahead log, nothing survives a restart */
+    char fsync[PSD_CONFIG_STR_MAX];    /* always, everysec or no */
+    uint64_t checkpoint_interval_s;    /* 0 = no timed checkpoints */
+    uint64_t checkpoint_log_bytes;     /* checkpoint when the log passes this; 0 = never */
 } psd_config_t;
 
 /* psd_config_parse_argv() result when --help was given (usage should be printed, exit 0). */

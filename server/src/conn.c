@@ -171,6 +171,12 @@ void psd_conn_flush(psd_conn_t *c)
 {
     if (c->inflight_nchunks || !c->qhead || (c->flags & PSD_CONN_CLOSING))
         return;
+    if (psd_persist_must_hold(c->srv->persist)) {
+        /* Mutations await the log: the flush point writes them, then flushes this connection. */
+        if (!c->link_flush.prev)
+            psd_link_push(&c->srv->flush_list, &c->link_flush);
+        return;
+    }
     unsigned n = 0;
     size_t bytes = 0;
     for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {

@@ -10,6 +10,7 @@
 #include <ps/status.h>
 
 #include "config.h"
+#include "persist.h"
 #include "rpc.h"
 
 /* An intrusive doubly-linked list node; a node with prev == NULL is on no list. */
@@ -21,6 +22,7 @@ typedef struct psd_server {
     uv_loop_t loop;
     psd_config_t cfg;
     psd_rpc_t rpc;
+    psd_persist_t *persist; /* write-ahead log, checkpoints, SAVE/RESTORE (persist.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
     uv_prepare_t flush_point; /* before each poll: drain buffered input, then flush writes */

@@ -1063,3 +1063,25 @@ int psd_store_dedup_restore(
     dedup_record(s, dedup_find(s, client_id), client_id, seq, copy, n);
     return 0;
 }
+
+int psd_store_var_set_init(psd_store_t *s, psd_var_t *v, const ps_init_spec_t *spec)
+{
+    ps_init_spec_t is;
+    memset(&is, 0, sizeof is); /* canonical bytes, as at creation */
+    is.kind = spec->kind;
+    is.value = spec->value;
+    is.mean = spec->mean;
+    is.stddev = spec->stddev;
+    is.minval = spec->minval;
+    is.maxval = spec->maxval;
+    is.scale = spec->scale;
+    is.mode = spec->mode;
+    is.distribution = spec->distribution;
+    is.seed = spec->seed;
+    psd_istr_t *n = istr_get(s, (const char *) &is, sizeof is);
+    if (!n)
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    istr_put(s, v->init);
+    v->init = n;
+    return 0;
+}

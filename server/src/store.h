@@ -216,4 +216,7 @@ void psd_store_dedup_foreach(const psd_store_t *s, psd_dedup_visit_fn fn, void *
 int psd_store_dedup_restore(
     psd_store_t *s, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n);
 
+/** Replace the initializer spec recorded for v (loading a checkpoint). 0 or RESOURCE_EXHAUSTED. */
+int psd_store_var_set_init(psd_store_t *s, psd_var_t *v, const ps_init_spec_t *spec);
+
 #endif /* PSD_STORE_H */
