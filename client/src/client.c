@@ -310,8 +310,12 @@ static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps
             if (rc == 0)
                 cps[ncalls++] = call;
         }
-        if (rc == 0 && ncalls > first_call)
+        /* Pulls are pipelined. Updates go one request at a time: psd remembers only the last
+         * seq per client, so a retry must never concern an older request than the last sent. */
+        if (rc == 0 && ncalls > first_call && !update)
             rc = run_calls(c, s, &cps[first_call], ncalls - first_call, err);
+        for (size_t i = first_call; update && rc == 0 && i < ncalls; i++)
+            rc = run_calls(c, s, &cps[i], 1, err);
     }
     for (size_t i = 0; i < ncalls && rc == 0; i++) {
         if (calls[i].err.code)
