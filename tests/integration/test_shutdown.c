@@ -67,7 +67,7 @@ static void flushes_in_flight_replies(int sig)
     ps_wc_buf_free(&b);
     /* Wait (bounded) until psd has taken every pull: 24 MiB of replies are now due. */
     uint64_t calls = 0;
-    for (int i = 0; i < 500 && calls < NPULL; i++) {
+    for (int i = 0; i < 2000 && calls < NPULL; i++) {
         calls = method_calls("PULL");
         if (calls < NPULL) {
             struct timespec ts = {0, 10 * 1000000L};
