@@ -547,6 +547,37 @@ din_unit_tile(const conv_geom_t *g,
     }
 }
 
+/* Transpose a 16 x 16 block held as 16 rows: afterwards v[c] holds column c. */
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 v[16])
+{
+    __m512 t[16], u[16];
+    /* Within each 128-bit lane: interleave pairs of rows, then pairs of pairs, which leaves u[4g +
+     * k] holding, in lane L, column 4L + k of rows 4g .. 4g + 3. */
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), b = _mm512_castps_pd(t[4 * g + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 1]), d = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* Across lanes: column 4L + k gathers lane L of u[k], u[4 + k], u[8 + k], u[12 + k]. */
+    for (int k = 0; k < 4; k++) {
+        const __m512 x0 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x44);
+        const __m512 x1 = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xEE);
+        const __m512 y0 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x44);
+        const __m512 y1 = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xEE);
+        v[k] = _mm512_shuffle_f32x4(x0, y0, 0x88);
+        v[4 + k] = _mm512_shuffle_f32x4(x0, y0, 0xDD);
+        v[8 + k] = _mm512_shuffle_f32x4(x1, y1, 0x88);
+        v[12 + k] = _mm512_shuffle_f32x4(x1, y1, 0xDD);
+    }
+}
+
 /* 1 when din_unit_rows handles g: one channel, stride 1 across, kh <= 8, dyt fits on the stack. */
 static int din_unit_usable(const conv_geom_t *g)
 {
@@ -566,11 +597,18 @@ __attribute__((target("avx512f"))) static void din_unit_rows(const smallk_job_t 
         const int64_t b = r / g->oh, oy = r % g->oh;
         float *d0 = j->out + (b * g->src_h + oy * g->sh) * pitch;
         const float *dyrow = j->dy + r * g->ow * cout;
-        /* Contiguous stores, strided loads from the row (a few KiB, in L1). */
-        for (int64_t o = 0; o < cout; o++) {
-            float *t = dyt + o * dyt_w + kw - 1;
-            for (int64_t ox = 0; ox < g->ow; ox++)
-                t[ox] = dyrow[ox * cout + o];
+        /* 16 pixels x 16 channels at a time, transposed in registers; missing pixels are zero. */
+        for (int64_t ox = 0; ox < g->ow; ox += 16) {
+            const int64_t np = g->ow - ox < 16 ? g->ow - ox : 16;
+            for (int64_t o = 0; o < cout; o += 16) {
+                __m512 v[16];
+                for (int64_t p = 0; p < 16; p++)
+                    v[p] =
+                        p < np ? _mm512_loadu_ps(dyrow + (ox + p) * cout + o) : _mm512_setzero_ps();
+                transpose16(v);
+                for (int64_t q = 0; q < 16; q++)
+                    _mm512_storeu_ps(dyt + (o + q) * dyt_w + kw - 1 + ox, v[q]);
+            }
         }
         /* The source columns this row's windows cover: [0, wp) of the padded row. */
         for (int64_t xd = 0; xd < g->wp; xd += 16) {
