@@ -127,6 +127,27 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
     check_pause(c);
 }
 
+/* Some replies were written: close if that was the last of a closing connection, resume reading
+ * if backpressure has eased. Returns 0, or -1 when the connection was closed. */
+static int after_written(psd_conn_t *c)
+{
+    psd_server_t *srv = c->srv;
+    if (!c->qhead && (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH)) {
+        psd_conn_close(c, "flushed");
+        return -1;
+    }
+    if ((c->flags & PSD_CONN_PAUSED) && out_bytes(c) <= srv->cfg.out_low_water &&
+        c->pending_replies <= srv->cfg.max_pending_requests / 2) {
+        c->flags &= ~(unsigned) PSD_CONN_PAUSED;
+        PS_LOG(PS_LOG_DEBUG, "conn", "resumed conn=%llu out=%zu", (unsigned long long) c->id,
+               out_bytes(c));
+        /* Frames may already sit in the buffer and produce no read callback: drain them. */
+        if (!c->link_input.prev)
+            psd_link_push(&srv->input_list, &c->link_input);
+    }
+    return 0;
+}
+
 static void on_write_done(uv_write_t *req, int status)
 {
     psd_conn_t *c = CONN_OF(req, wreq);
@@ -150,21 +171,8 @@ static void on_write_done(uv_write_t *req, int status)
         psd_conn_close(c, "write error");
         return;
     }
-    if (c->qhead) {
+    if (after_written(c) == 0 && c->qhead)
         psd_conn_flush(c);
-    } else if (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) {
-        psd_conn_close(c, "flushed");
-        return;
-    }
-    if ((c->flags & PSD_CONN_PAUSED) && out_bytes(c) <= srv->cfg.out_low_water &&
-        c->pending_replies <= srv->cfg.max_pending_requests / 2) {
-        c->flags &= ~(unsigned) PSD_CONN_PAUSED;
-        PS_LOG(PS_LOG_DEBUG, "conn", "resumed conn=%llu out=%zu", (unsigned long long) c->id,
-               out_bytes(c));
-        /* Frames may already sit in the buffer and produce no read callback: drain them. */
-        if (!c->link_input.prev)
-            psd_link_push(&srv->input_list, &c->link_input);
-    }
 }
 
 void psd_conn_flush(psd_conn_t *c)
@@ -182,6 +190,41 @@ void psd_conn_flush(psd_conn_t *c)
     for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {
         c->iov[n++] = uv_buf_init((char *) k->base, (unsigned) k->len);
         bytes += k->len;
+    }
+    /* Most replies fit in the socket buffer: write them now, without a write request (and so
+     * without a deferred callback and another loop iteration). What does not fit goes to uv_write.
+     */
+    int w = uv_try_write((uv_stream_t *) &c->tcp, c->iov, n);
+    if (w < 0 && w != UV_EAGAIN) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "write failed conn=%llu peer=%s err=%s",
+               (unsigned long long) c->id, c->peer, uv_strerror(w));
+        psd_conn_close(c, "write error");
+        return;
+    }
+    if (w > 0) {
+        size_t done = (size_t) w;
+        c->srv->rpc.stats.bytes_out += done;
+        c->queued_bytes -= done;
+        while (c->qhead && done >= c->qhead->len) {
+            psd_chunk_t *k = c->qhead;
+            done -= k->len;
+            c->qhead = k->next;
+            if (!c->qhead)
+                c->qtail = NULL;
+            free_chunk(c, k);
+        }
+        if (done > 0) {
+            c->qhead->base += done;
+            c->qhead->len -= done;
+        }
+        if (after_written(c) != 0 || !c->qhead)
+            return;
+        n = 0;
+        bytes = 0;
+        for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {
+            c->iov[n++] = uv_buf_init((char *) k->base, (unsigned) k->len);
+            bytes += k->len;
+        }
     }
     c->queued_bytes -= bytes;
     c->inflight_bytes = bytes;

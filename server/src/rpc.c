@@ -6,6 +6,7 @@
  * server side. */
 #include "rpc.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,9 @@ struct psd_req {
     size_t ncolls;
     char *str1, *str2, *str3; /* list prefix / collection / start_after; delete prefix */
     scratch_t *scratch;       /* allocations freed with the request */
+    /* Small requests take their scratch memory from here: no allocation per name or reply part. */
+    size_t arena_used;
+    _Alignas(16) uint8_t arena[1536];
 };
 
 typedef int (*prepare_fn)(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err);
@@ -87,6 +91,13 @@ static int64_t create_ms(const psd_rpc_t *rpc)
 
 static void *scratch_alloc(psd_req_t *r, size_t n)
 {
+    size_t rounded = (n + 15) & ~(size_t) 15;
+    if (rounded >= n && rounded <= sizeof r->arena - r->arena_used) {
+        void *p = r->arena + r->arena_used;
+        r->arena_used += rounded;
+        memset(p, 0, n);
+        return p;
+    }
     if (n > SIZE_MAX - sizeof(scratch_t))
         return NULL;
     scratch_t *s = ps_calloc(1, sizeof(scratch_t) + n);
@@ -1029,7 +1040,9 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     ps_error_t err;
     ps_error_clear(&err);
     *req = NULL;
-    psd_req_t *r = ps_calloc(1, sizeof *r);
+    psd_req_t *r = ps_malloc(sizeof *r);
+    if (r)
+        memset(r, 0, offsetof(psd_req_t, arena)); /* the arena is zeroed piecewise as used */
     if (!r) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return reject(rpc, sink, NULL, 0, 0, &err);
