@@ -73,6 +73,7 @@ typedef struct raw_peer {
     uint8_t *buf;
     size_t cap;
     pthread_t th;
+    const uint8_t *reply; /* RAW_RR: send these rep bytes instead of echoing buf */
 } raw_peer_t;
 
 static int recv_all(int fd, uint8_t *p, size_t n)
@@ -138,14 +139,16 @@ static void *raw_peer_run(void *arg)
         while (sink_round(p, fd) == 0 && send_all(fd, &ack, 1) == 0) {
         }
     } else {
-        while (recv_all(fd, p->buf, p->req) == 0 && send_all(fd, p->buf, p->rep) == 0) {
+        const uint8_t *out = p->reply ? p->reply : p->buf;
+        while (recv_all(fd, p->buf, p->req) == 0 && send_all(fd, out, p->rep) == 0) {
         }
     }
     close(fd);
     return NULL;
 }
 
-static void raw_peer_start(raw_peer_t *p, int mode, size_t req, size_t rep)
+/* Start a peer; with connect_client 0 the caller connects its own client to p->port. */
+static void raw_peer_start2(raw_peer_t *p, int mode, size_t req, size_t rep, int connect_client)
 {
     memset(p, 0, sizeof *p);
     p->mode = mode;
@@ -170,6 +173,9 @@ static void raw_peer_start(raw_peer_t *p, int mode, size_t req, size_t rep)
     p->port = ntohs(sa.sin_port);
     if (pthread_create(&p->th, NULL, raw_peer_run, p) != 0)
         die("pthread_create");
+    p->cfd = -1;
+    if (!connect_client)
+        return;
     p->cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (p->cfd < 0 || connect(p->cfd, (struct sockaddr *) &sa, sizeof sa) != 0)
         die("connect");
@@ -177,9 +183,15 @@ static void raw_peer_start(raw_peer_t *p, int mode, size_t req, size_t rep)
     setsockopt(p->cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static void raw_peer_start(raw_peer_t *p, int mode, size_t req, size_t rep)
+{
+    raw_peer_start2(p, mode, req, rep, 1);
+}
+
 static void raw_peer_stop(raw_peer_t *p)
 {
-    close(p->cfd);
+    if (p->cfd >= 0)
+        close(p->cfd);
     pthread_join(p->th, NULL);
     close(p->lfd);
     free(p->buf);
@@ -438,6 +450,37 @@ int main(int argc, char **argv)
         series_init(&pull[k], reps, cases[k].ops);
         series_init(&push[k], reps, cases[k].ops);
     }
+    /* The wire client against a raw peer that answers every pull with a canned 1 KiB pull reply:
+     * the client's own share of a psd round trip (framing, protobuf unpack, allocation). */
+    ps_wc_buf_t canned = {0};
+    {
+        Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+        Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
+        Pscope__V1__TensorDesc *tdp = &td;
+        int64_t cd[1] = {(int64_t) (KIB / 4)};
+        h.id = 1;
+        h.method = PSCOPE__V1__METHOD__PULL;
+        td.name.data = (uint8_t *) cases[0].name;
+        td.name.len = strlen(cases[0].name);
+        td.dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+        td.n_dims = 1;
+        td.dims = cd;
+        td.version = 1000;
+        h.n_tensors = 1;
+        h.tensors = &tdp;
+        if (ps_wc_add_frame(&canned, &h, in, KIB) != 0)
+            die("canned reply");
+    }
+    raw_peer_t p_canned;
+    raw_peer_start2(&p_canned, RAW_RR, cases[0].pull_req, canned.len, 0);
+    p_canned.reply = canned.data;
+    ps_wc_t cc;
+    if (ps_wc_connect(&cc, p_canned.port, 60000) != 0)
+        die("connect to the canned peer");
+    psd_pulls(&cc, &cases[0], 100, lat, in);
+    series_t s_canned;
+    series_init(&s_canned, reps, cases[0].ops);
+
     /* Raw peers, created once and warmed up like the psd connection. */
     raw_peer_t p_stream, p_pp, p_pull[3], p_push[3];
     raw_peer_start(&p_stream, RAW_SINK, stream_total, 1);
@@ -465,6 +508,10 @@ int main(int argc, char **argv)
             series_add(&floor_pull[k], lat, ck->ops);
             psd_pulls(&c, ck, ck->ops, lat, in);
             series_add(&pull[k], lat, ck->ops);
+            if (k == 0) {
+                psd_pulls(&cc, ck, ck->ops, lat, in);
+                series_add(&s_canned, lat, ck->ops);
+            }
             raw_rr(&p_push[k], ck->ops, lat, out, in);
             series_add(&floor_push[k], lat, ck->ops);
             psd_pushes(&c, ck, ck->ops, lat, out);
@@ -472,6 +519,9 @@ int main(int argc, char **argv)
         }
         fprintf(stderr, "bench_wire: repetition %d/%d done\n", r + 1, reps);
     }
+    ps_wc_close(&cc);
+    raw_peer_stop(&p_canned);
+    ps_wc_buf_free(&canned);
     raw_peer_stop(&p_stream);
     raw_peer_stop(&p_pp);
     for (int k = 0; k < 3; k++) {
@@ -537,6 +587,28 @@ int main(int argc, char **argv)
             if (op == 0 && k == 0)
                 pull1k_pp = s.med / s_pp.med;
         }
+    }
+    {
+        summary_t sc = series_sum(&s_canned);
+        summary_t sp = series_sum(&pull[0]);
+        summary_t sf = series_sum(&floor_pull[0]);
+        fprintf(md, "\n### Where a 1 KiB pull's round trip goes\n\n");
+        fprintf(md, "| exchange | round trip us (median) | min | max |\n|---|---:|---:|---:|\n");
+        fprintf(md, "| raw bytes both ways (floor) | %.1f | %.1f | %.1f |\n", sf.med, sf.min,
+                sf.max);
+        fprintf(md,
+                "| this wire client against a raw peer sending a canned reply | %.1f | %.1f | "
+                "%.1f |\n",
+                sc.med, sc.min, sc.max);
+        fprintf(md, "| this wire client against psd | %.1f | %.1f | %.1f |\n\n", sp.med, sp.min,
+                sp.max);
+        fprintf(md,
+                "Client share (framing, protobuf unpack, allocation): %.1f us; psd's share "
+                "(event loop, decode, store, reply): %.1f us.\n",
+                sc.med - sf.med, sp.med - sc.med);
+        fprintf(csv, "client_canned_pull,%zu,%d,%d,%.2f,%.2f,%.2f,%.2f,,%.2f,%.3f,\n", KIB, reps,
+                cases[0].ops, sc.med, sc.min, sc.max, sc.p99, sf.med, sc.med / sf.med);
+        series_free(&s_canned);
     }
     fprintf(md, "\n## Design goals\n\n| goal | measured | met |\n|---|---:|---|\n");
     fprintf(md, "| 16 MiB pull throughput >= 0.9x raw stream | %.2fx | %s |\n", pull16_ratio,
