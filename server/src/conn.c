@@ -175,6 +175,14 @@ static void on_write_done(uv_write_t *req, int status)
         psd_conn_flush(c);
 }
 
+/* uv_buf_init takes an unsigned length; on Unix uv_buf_t.len is a size_t, so tensors of 4 GiB or
+ * more are described without truncation by setting the fields directly. */
+static void fill_iov(uv_buf_t *b, const psd_chunk_t *k)
+{
+    b->base = (char *) k->base;
+    b->len = k->len;
+}
+
 void psd_conn_flush(psd_conn_t *c)
 {
     if (c->inflight_nchunks || !c->qhead || (c->flags & PSD_CONN_CLOSING))
@@ -188,7 +196,7 @@ void psd_conn_flush(psd_conn_t *c)
     unsigned n = 0;
     size_t bytes = 0;
     for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {
-        c->iov[n++] = uv_buf_init((char *) k->base, (unsigned) k->len);
+        fill_iov(&c->iov[n++], k);
         bytes += k->len;
     }
     /* Most replies fit in the socket buffer: write them now, without a write request (and so
@@ -222,7 +230,7 @@ void psd_conn_flush(psd_conn_t *c)
         n = 0;
         bytes = 0;
         for (psd_chunk_t *k = c->qhead; k && n < PSD_IOV_MAX; k = k->next) {
-            c->iov[n++] = uv_buf_init((char *) k->base, (unsigned) k->len);
+            fill_iov(&c->iov[n++], k);
             bytes += k->len;
         }
     }

@@ -1061,6 +1061,8 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     const psd_method_t *m = method_find(method);
     if (!m) {
         rpc->stats.rejected_frames++;
+        PS_LOG(PS_LOG_WARNING, "rpc", "rejected frame: unknown method %u req=%llu", method,
+               (unsigned long long) id);
         if (method <= PSD_METHOD_MAX && unserved_names[method])
             ps_error_set(&err, PS_ERR_UNIMPLEMENTED, "method %s (%u) is not served by this psd",
                          unserved_names[method], method);
