@@ -2,6 +2,8 @@
  * SPEC §3 (already exists raised by the client, does not exist / shape / dtype by psd or the
  * client), reuse modes, shape and dtype compatibility, initializers and their inheritance, constant
  * values, get_local_variable, collections and custom getters. Codes and exact messages asserted. */
+#include <math.h>
+
 #include "test_client_util.h"
 
 static const int64_t D1[] = {1};
@@ -492,4 +494,102 @@ Test(get_variable, getter_returning_nothing_is_an_error)
     cr_expect_eq(tc_get("v", 1, D1, NULL, &v), PS_ERR_INTERNAL);
     cr_expect_str_eq(tc_err.msg, "custom getter returned no variable for n/v");
     tc_pop(s);
+}
+
+static void stats(ps_variable_t *v, double *mn, double *mx, double *mean, double *sd)
+{
+    static float buf[5000];
+    size_t n = ps_variable_nelems(v);
+    cr_assert(n <= 5000);
+    cr_assert_eq(ps_variable_pull(v, buf, n * sizeof(float), &tc_err), 0, "%s", tc_err.msg);
+    double s = 0, sq = 0;
+    *mn = 1e30;
+    *mx = -1e30;
+    for (size_t i = 0; i < n; i++) {
+        s += buf[i];
+        sq += (double) buf[i] * buf[i];
+        *mn = buf[i] < *mn ? buf[i] : *mn;
+        *mx = buf[i] > *mx ? buf[i] : *mx;
+    }
+    *mean = s / (double) n;
+    *sd = sqrt(sq / (double) n - *mean * *mean);
+}
+
+/* Every initializer kind and its parameters reach psd intact (SPEC §4): bounds and statistics of
+ * what psd created. */
+Test(get_variable, initializer_parameters_reach_psd)
+{
+    double mn, mx, mean, sd;
+    int64_t d[] = {50, 80};
+    ps_initializer_t ru = ps_init_random_uniform(-2.0, -1.0, 1);
+    stats(tc_get_ok("ru", 2, d, &ru), &mn, &mx, &mean, &sd);
+    cr_expect(mn >= -2.0 && mx < -1.0, "uniform in [%f, %f]", mn, mx);
+    cr_expect(fabs(mean + 1.5) < 0.05, "mean %f", mean);
+    ps_initializer_t tn = ps_init_truncated_normal(5.0, 0.5, 2);
+    stats(tc_get_ok("tn", 2, d, &tn), &mn, &mx, &mean, &sd);
+    cr_expect(mn >= 4.0 && mx <= 6.0, "truncated in [%f, %f]", mn, mx);
+    cr_expect(fabs(mean - 5.0) < 0.05, "mean %f", mean);
+    ps_initializer_t rn = ps_init_random_normal(10.0, 2.0, 3);
+    stats(tc_get_ok("rn", 2, d, &rn), &mn, &mx, &mean, &sd);
+    cr_expect(fabs(mean - 10.0) < 0.2 && fabs(sd - 2.0) < 0.2, "mean %f sd %f", mean, sd);
+    cr_expect(mx > 15.0 || mn < 5.0, "an untruncated normal leaves 2 sd sometimes");
+    ps_initializer_t vs = ps_init_variance_scaling(2.0, PS_MODE_FAN_IN, PS_DISTRIBUTION_UNIFORM, 4);
+    stats(tc_get_ok("vs", 2, d, &vs), &mn, &mx, &mean, &sd);
+    double lim = sqrt(3.0 * 2.0 / 50.0);
+    cr_expect(mn >= -lim && mx <= lim && mx > 0.9 * lim, "[%f, %f] vs %f", mn, mx, lim);
+    ps_initializer_t gn = ps_init_glorot_normal(5);
+    stats(tc_get_ok("gn", 2, d, &gn), &mn, &mx, &mean, &sd);
+    double gsd = sqrt(2.0 / 130.0) / 0.87962566103423978;
+    cr_expect(mn >= -2 * gsd && mx <= 2 * gsd, "[%f, %f] vs 2 * %f", mn, mx, gsd);
+    ps_initializer_t on = ps_init_ones();
+    stats(tc_get_ok("on", 2, d, &on), &mn, &mx, &mean, &sd);
+    cr_expect(mn == 1.0 && mx == 1.0);
+    ps_initializer_t k = ps_init_constant(-7.25);
+    stats(tc_get_ok("k", 2, d, &k), &mn, &mx, &mean, &sd);
+    cr_expect(mn == -7.25 && mx == -7.25);
+    /* The same spec, seed and full name give the same values (pure function of them). */
+    ps_graph_t *g1 = tc_g;
+    cr_assert_eq(ps_graph_new(tc_client, &tc_g, &tc_err), 0);
+    ps_variable_scope_t *o = tc_vs("other", PS_REUSE_INHERIT);
+    double mn2, mx2, mean2, sd2;
+    stats(tc_get_ok("ru", 2, d, &ru), &mn2, &mx2, &mean2, &sd2);
+    cr_expect(mean2 != mean, "a different name gives different values");
+    tc_pop(o);
+    ps_graph_free(tc_g);
+    tc_g = g1;
+}
+
+/* A variable attached under reuse=True in a graph that never declared it takes psd's record of
+ * trainable and collections; duplicates in a collections list are added once. */
+Test(get_variable, attach_takes_collections_from_psd)
+{
+    const char *cols[] = {"foo", "foo", PS_GLOBAL_VARIABLES};
+    ps_shape_t s = ps_shape_make(1, D1);
+    ps_get_variable_args_t a = {.name = "shared",
+                                .shape = &s,
+                                .collections = cols,
+                                .ncollections = 3,
+                                .has_collections = 1};
+    ps_variable_t *v = NULL;
+    cr_assert_eq(ps_get_variable(tc_g, &a, &v, &tc_err), 0, "%s", tc_err.msg);
+    ps_variable_t *got[4];
+    cr_expect_eq(tc_collection("foo", NULL, got, 4), 1);
+    cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, NULL, got, 4), 1);
+    ps_graph_t *g1 = tc_g;
+    cr_assert_eq(ps_graph_new(tc_client, &tc_g, &tc_err), 0);
+    ps_variable_scope_opts_t o = {.scope = ps_get_variable_scope(tc_g), .reuse = PS_REUSE_TRUE};
+    ps_variable_scope_t *r = NULL;
+    cr_assert_eq(ps_variable_scope_push(tc_g, NULL, &o, &r, &tc_err), 0);
+    ps_get_variable_args_t b = {.name = "shared"};
+    ps_variable_t *w = NULL;
+    cr_assert_eq(ps_get_variable(tc_g, &b, &w, &tc_err), 0, "%s", tc_err.msg);
+    tc_pop(r);
+    cr_expect_not(ps_variable_created(w));
+    cr_expect(ps_variable_trainable(w));
+    cr_expect_eq(tc_collection("foo", NULL, got, 4), 1);
+    cr_expect_eq(tc_collection(PS_GLOBAL_VARIABLES, NULL, got, 4), 1);
+    cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, NULL, got, 4), 1);
+    cr_expect_eq(got[0], w);
+    ps_graph_free(tc_g);
+    tc_g = g1;
 }
