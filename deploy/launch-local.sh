@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# pscope's training demo as plain processes on this machine: the topology of docker-compose.yml
+# (psd, three asynchronous workers, an evaluator, then psctl as a one-shot inspection), with the
+# same flags. Logs, the accuracy curve (CSV, PNG when gnuplot is installed) and psctl's listing go
+# to $OUT. Every process started here is stopped by its pid on exit.
+#
+#   deploy/launch-local.sh                     # the full run (target: test accuracy >= 0.90)
+#   MAX_GLOBAL_STEP=300 deploy/launch-local.sh # a short run
+#
+# Environment (defaults in brackets): BUILD [build/release], OUT [run], PORT [7070],
+# WORKERS [3], BATCH [64], MAX_GLOBAL_STEP [3000], EVAL_EVERY [250], OPTIMIZER [adam], LR [0.001],
+# SEED [42], DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1].
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$root/build/release}
+OUT=${OUT:-$root/run}
+PORT=${PORT:-7070}
+WORKERS=${WORKERS:-3}
+BATCH=${BATCH:-64}
+MAX_GLOBAL_STEP=${MAX_GLOBAL_STEP:-3000}
+EVAL_EVERY=${EVAL_EVERY:-250}
+OPTIMIZER=${OPTIMIZER:-adam}
+LR=${LR:-0.001}
+SEED=${SEED:-42}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+THREADS=${THREADS:-1}
+
+psd=$BUILD/server/psd
+pstrain=$BUILD/examples/train/pstrain
+psctl=$BUILD/client/psctl/psctl
+for b in "$psd" "$pstrain"; do
+    if [ ! -x "$b" ]; then
+        echo "launch-local: $b is missing; build first (scripts/demo.sh does)" >&2
+        exit 1
+    fi
+done
+if [ ! -r "$DATA/train-images-idx3-ubyte.gz" ]; then
+    echo "launch-local: Fashion-MNIST is not in $DATA: install the Debian package" \
+         "dataset-fashion-mnist (scripts/install-deps.sh) or set DATA" >&2
+    exit 1
+fi
+
+mkdir -p "$OUT"
+rm -f "$OUT"/*.log "$OUT/psd.port" "$OUT/curve.csv" "$OUT/curve.png"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# One BLAS thread per process: three workers, the evaluator and psd share the cores.
+export OPENBLAS_NUM_THREADS=$THREADS
+common=(--server "127.0.0.1:$PORT" --data "$DATA" --batch "$BATCH" --optimizer "$OPTIMIZER"
+        --lr "$LR" --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP")
+
+start=$(date +%s.%N)
+"$psd" --listen "127.0.0.1:$PORT" --port-file "$OUT/psd.port" --log-level notice \
+    2> "$OUT/psd.log" &
+psd_pid=$!
+pids+=("$psd_pid")
+for _ in $(seq 100); do
+    [ -s "$OUT/psd.port" ] && break
+    sleep 0.1
+done
+if [ ! -s "$OUT/psd.port" ]; then
+    echo "launch-local: psd did not start; its log:" >&2
+    cat "$OUT/psd.log" >&2
+    exit 1
+fi
+echo "launch-local: psd on 127.0.0.1:$PORT (pid $psd_pid); logs in $OUT"
+
+# Worker 0 first: it creates and initializes the variables at psd; the others attach (identical
+# model code everywhere: whoever arrives first would do the same).
+worker_pids=()
+start_worker() {
+    "$pstrain" "${common[@]}" --worker-index "$1" --num-workers "$WORKERS" --log-every 100 \
+        > "$OUT/worker-$1.log" 2>&1 &
+    worker_pids+=("$!")
+    pids+=("$!")
+}
+start_worker 0
+for _ in $(seq 300); do
+    grep -q "model declared" "$OUT/worker-0.log" 2>/dev/null && break
+    sleep 0.1
+done
+for i in $(seq 1 $((WORKERS - 1))); do
+    start_worker "$i"
+done
+: > "$OUT/evaluator.log"
+"$pstrain" --evaluator "${common[@]}" --eval-every "$EVAL_EVERY" \
+    --csv "$OUT/curve.csv" --png "$OUT/curve.png" > "$OUT/evaluator.log" 2>&1 &
+eval_pid=$!
+pids+=("$eval_pid")
+tail -q -n +1 -f "$OUT/evaluator.log" --pid "$eval_pid" &
+tail_pid=$!
+pids+=("$tail_pid")
+
+status=0
+for i in "${!worker_pids[@]}"; do
+    if ! wait "${worker_pids[$i]}"; then
+        echo "launch-local: worker $i failed; its log:" >&2
+        tail -n 20 "$OUT/worker-$i.log" >&2
+        status=1
+    fi
+done
+wait "$eval_pid" || { echo "launch-local: the evaluator failed" >&2; status=1; }
+wait "$tail_pid" 2>/dev/null || true
+end=$(date +%s.%N)
+
+# psctl as a one-shot inspection (the compose file's psctl service).
+if [ -x "$psctl" ]; then
+    "$psctl" --server "127.0.0.1:$PORT" ls > "$OUT/psctl-ls.log" 2>&1 || true
+    echo "launch-local: psctl ls:"
+    cat "$OUT/psctl-ls.log"
+else
+    echo "launch-local: psctl not built; skipping the inspection"
+fi
+
+kill -TERM "$psd_pid" 2>/dev/null || true
+wait "$psd_pid" 2>/dev/null || true
+
+echo "launch-local: workers:"
+grep -h " done: " "$OUT"/worker-*.log || true
+awk -v s="$start" -v e="$end" 'BEGIN { printf "launch-local: wall time %.1f s\n", e - s }'
+grep -h "evaluator: done" "$OUT/evaluator.log" || true
+echo "launch-local: curve in $OUT/curve.csv$([ -f "$OUT/curve.png" ] && echo " and $OUT/curve.png")"
+exit $status
