@@ -368,3 +368,29 @@ Test(io, two_shards)
     ps_client_free(c);
     cr_expect_eq(ps_psd_finish(&p2, SIGTERM, 10000), 0);
 }
+
+/* A peer that accepts connections but never answers: the request fails DEADLINE_EXCEEDED naming
+ * the address (not retried), and the connection is dropped so the next call starts afresh. */
+Test(io, request_timeout_is_deadline_exceeded)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(lfd, (struct sockaddr *) &sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 8), 0); /* the kernel completes handshakes; nobody reads */
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *) &sa, &sl), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned) ntohs(sa.sin_port));
+    ps_client_t *c = NULL;
+    ps_client_opts_t o = {.request_timeout_ms = 200};
+    cr_assert_eq(ps_client_connect(addr, &o, &c, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect_eq(ps_client_ping(c, &tc_err), PS_ERR_DEADLINE_EXCEEDED);
+    char want[128];
+    snprintf(want, sizeof want, "request to %s timed out", addr);
+    cr_expect_str_eq(tc_err.msg, want);
+    cr_expect_eq(ps_client_connects(c), 1);
+    cr_expect_eq(ps_client_ping(c, &tc_err), PS_ERR_DEADLINE_EXCEEDED);
+    cr_expect_eq(ps_client_connects(c), 2, "the timed-out connection was replaced");
+    ps_client_free(c);
+    close(lfd);
+}
