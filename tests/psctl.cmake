@@ -6,3 +6,7 @@ ps_add_criterion_test(test_psctl SOURCES integration/test_psctl.c LIBS util
                       LABELS integration TIMEOUT 240)
 add_dependencies(test_psctl psctl psd)
 set_property(TEST test_psctl APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")
+
+ps_add_criterion_test(test_psctl_admin SOURCES integration/test_psctl_admin.c LIBS psclient_core
+                      LABELS integration TIMEOUT 180)
+add_dependencies(test_psctl_admin psd)

@@ -138,6 +138,17 @@ static int parse_args(psctl_ctx_t *ctx, int argc, char **argv, psctl_args_t *arg
     return PSCTL_EXIT_OK;
 }
 
+/* --help anywhere: the help command for cmd (NULL: psctl), so --json applies to it too. */
+static int show_help(psctl_ctx_t *ctx, const psctl_cmd_t *cmd)
+{
+    char *pos[1] = {cmd ? (char *) cmd->name : NULL};
+    psctl_args_t a;
+    memset(&a, 0, sizeof a);
+    a.pos = pos;
+    a.npos = cmd ? 1 : 0;
+    return psctl_cmd_help(ctx, &a);
+}
+
 static int run_command(psctl_ctx_t *ctx, int argc, char **argv)
 {
     psctl_args_t args;
@@ -150,7 +161,7 @@ static int run_command(psctl_ctx_t *ctx, int argc, char **argv)
     int help = 0;
     int rc = parse_args(ctx, argc, argv, &args, &help);
     if (rc == PSCTL_EXIT_OK && help) {
-        psctl_print_usage(stdout, ctx->cmd);
+        rc = show_help(ctx, ctx->cmd);
     } else if (rc == PSCTL_EXIT_OK) {
         const psctl_cmd_t *cmd = ctx->cmd;
         if (args.npos < cmd->min_args)
@@ -204,10 +215,8 @@ int main(int argc, char **argv)
         }
     }
     if (i >= argc) {
-        if (help) {
-            psctl_print_usage(stdout, NULL);
-            return PSCTL_EXIT_OK;
-        }
+        if (help)
+            return show_help(&ctx, NULL);
         fprintf(stderr, "psctl: no command given\n");
         psctl_print_usage(stderr, NULL);
         return PSCTL_EXIT_USAGE;
@@ -218,10 +227,8 @@ int main(int argc, char **argv)
                 argv[i]);
         return PSCTL_EXIT_USAGE;
     }
-    if (help) {
-        psctl_print_usage(stdout, ctx.cmd);
-        return PSCTL_EXIT_OK;
-    }
+    if (help)
+        return show_help(&ctx, ctx.cmd);
     rc = run_command(&ctx, argc - i - 1, argv + i + 1);
     ps_admin_free(ctx.admin);
     return rc;

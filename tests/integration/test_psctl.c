@@ -690,6 +690,21 @@ Test(psctl, help_for_psctl_and_every_command)
     PSCTL(&r, "help", "nope");
     cr_assert_eq(r.status, 2);
     run_free(&r);
+    /* --json: the command table as JSON, for psctl and for one command, however help is asked. */
+    PSCTL(&r, "--json", "help");
+    cr_assert_eq(r.status, 0);
+    cr_assert(json_doc_valid(r.out), "not JSON: %s", r.out);
+    cr_assert(starts_with(r.out, "{\"commands\":[{\"name\":\"ping\","), "%s", r.out);
+    run_free(&r);
+    PSCTL(&r, "rm", "--help", "--json");
+    cr_assert_eq(r.status, 0);
+    cr_assert_str_eq(r.out, "{\"name\":\"rm\",\"usage\":\"NAME... | --prefix SCOPE/ [--yes]\","
+                            "\"summary\":\"delete variables by name or by scope\",\"options\":"
+                            "[{\"name\":\"--prefix\",\"alias\":\"-p\",\"value\":\"SCOPE/\","
+                            "\"help\":\"delete every variable under SCOPE/ (must end in '/')\"},"
+                            "{\"name\":\"--yes\",\"alias\":\"-y\",\"value\":null,"
+                            "\"help\":\"do not ask for confirmation\"}]}\n");
+    run_free(&r);
 }
 
 /* ---- ls ---- */
