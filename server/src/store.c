@@ -45,7 +45,9 @@ struct psd_store {
     /* Sorted index for list, rebuilt when dirty. */
     psd_var_t **sorted;
     size_t nsorted;
-    int sorted_dirty;
+    int sorted_dirty;    /* rebuild from the table (after deletions) */
+    psd_var_t **pending; /* created since the index was built: sorted and merged in on demand */
+    size_t npending, cap_pending;
     /* Interned strings. */
     psd_istr_t **istr_buckets;
     size_t istr_nbuckets;
@@ -216,6 +218,7 @@ void psd_store_free(psd_store_t *s)
     }
     ps_free(s->slots);
     ps_free(s->sorted);
+    ps_free(s->pending);
     for (dedup_entry_t *e = s->lru_head, *n; e; e = n) {
         n = e->lru_next;
         ps_free(e->versions);
@@ -293,7 +296,21 @@ static int table_insert(psd_store_t *s, psd_var_t *v)
     s->slots[i] = v;
     s->count++;
     s->data_bytes += v->data->len;
-    s->sorted_dirty = 1;
+    if (!s->sorted_dirty) {
+        /* Creations only append here, so a list after them merges instead of sorting everything. */
+        if (s->npending == s->cap_pending) {
+            size_t ncap = s->cap_pending ? s->cap_pending * 2 : 64;
+            psd_var_t **np = ps_realloc(s->pending, ncap * sizeof *np);
+            if (np) {
+                s->pending = np;
+                s->cap_pending = ncap;
+            }
+        }
+        if (s->npending < s->cap_pending)
+            s->pending[s->npending++] = v;
+        else
+            s->sorted_dirty = 1;
+    }
     return 0;
 }
 
@@ -955,10 +972,8 @@ static int cmp_var_name(const void *a, const void *b)
     return strcmp(psd_var_name(*x), psd_var_name(*y));
 }
 
-static int sorted_refresh(psd_store_t *s)
+static int sorted_rebuild(psd_store_t *s)
 {
-    if (!s->sorted_dirty)
-        return 0;
     psd_var_t **arr = NULL;
     if (s->count) {
         arr = ps_malloc(s->count * sizeof *arr);
@@ -975,7 +990,40 @@ static int sorted_refresh(psd_store_t *s)
     ps_free(s->sorted);
     s->sorted = arr;
     s->nsorted = k;
+    s->npending = 0;
     s->sorted_dirty = 0;
+    return 0;
+}
+
+/* Bring the sorted index up to date: a full sort after deletions, else sort only the variables
+ * created since and merge them in (O(n + k log k) instead of O(n log n) at a million variables). */
+static int sorted_refresh(psd_store_t *s)
+{
+    if (s->sorted_dirty)
+        return sorted_rebuild(s);
+    if (s->npending == 0)
+        return 0;
+    size_t total = s->nsorted + s->npending;
+    psd_var_t **arr = ps_malloc(total * sizeof *arr);
+    if (!arr)
+        return -1;
+    if (s->npending > 1)
+        qsort(s->pending, s->npending, sizeof *s->pending, cmp_var_name);
+    size_t i = 0, j = 0, k = 0;
+    while (i < s->nsorted && j < s->npending) {
+        if (strcmp(psd_var_name(s->sorted[i]), psd_var_name(s->pending[j])) < 0)
+            arr[k++] = s->sorted[i++];
+        else
+            arr[k++] = s->pending[j++];
+    }
+    while (i < s->nsorted)
+        arr[k++] = s->sorted[i++];
+    while (j < s->npending)
+        arr[k++] = s->pending[j++];
+    ps_free(s->sorted);
+    s->sorted = arr;
+    s->nsorted = total;
+    s->npending = 0;
     return 0;
 }
 

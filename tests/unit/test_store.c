@@ -767,3 +767,39 @@ Test(store, many_variables_grow_and_shrink_the_table)
         cr_assert_eq(psd_store_find(st, name) != NULL, want, "%s", name);
     }
 }
+
+Test(store, list_stays_sorted_as_variables_come_and_go)
+{
+    int64_t d[] = {1};
+    char name[32];
+    /* Created in a scrambled order (i * 37 mod 200 visits every i once). */
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof name, "v%03d", (i * 37) % 200);
+        mk(name, PS_DTYPE_FLOAT32, 1, d);
+    }
+    for (int round = 0; round < 3; round++) {
+        if (round == 1) {
+            for (int i = 100; i < 200; i++) {
+                snprintf(name, sizeof name, "v%03d", (i * 37) % 200);
+                mk(name, PS_DTYPE_FLOAT32, 1, d);
+            }
+        }
+        if (round == 2) {
+            uint64_t deleted = 0;
+            ps_error_t err;
+            cr_assert_eq(psd_store_delete(st, NULL, 0, "v1", &deleted, &err), 0);
+            cr_assert_eq(deleted, 100);
+        }
+        psd_var_t **vars = NULL;
+        size_t n = 0;
+        int trunc = 0;
+        ps_error_t err;
+        cr_assert_eq(psd_store_list(st, "", NULL, NULL, 1000, &vars, &n, &trunc, &err), 0);
+        cr_assert_eq(n, round == 0 ? 100 : round == 1 ? 200 : 100);
+        for (size_t i = 1; i < n; i++)
+            cr_assert_lt(strcmp(psd_var_name(vars[i - 1]), psd_var_name(vars[i])), 0,
+                         "round %d: %s before %s", round, psd_var_name(vars[i - 1]),
+                         psd_var_name(vars[i]));
+        ps_free(vars);
+    }
+}
