@@ -404,15 +404,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     if (nread < 0) {
         if (nread == UV_EOF) {
-            if (mid_frame(c)) {
-                PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed mid-frame conn=%llu peer=%s",
-                       (unsigned long long) c->id, c->peer);
-                psd_conn_close(c, "eof mid-frame");
-            } else {
-                PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed conn=%llu peer=%s",
-                       (unsigned long long) c->id, c->peer);
-                psd_conn_close_after_flush(c, "eof");
-            }
+            /* The peer sent its last byte (it may still read). Replies to its complete requests
+             * are still written; a truncated last frame is dropped with the connection. */
+            int partial = mid_frame(c);
+            PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed%s conn=%llu peer=%s",
+                   partial ? " mid-frame" : "", (unsigned long long) c->id, c->peer);
+            psd_conn_close_after_flush(c, partial ? "eof mid-frame" : "eof");
         } else {
             PS_LOG(PS_LOG_VERBOSE, "conn", "read error conn=%llu peer=%s err=%s",
                    (unsigned long long) c->id, c->peer, uv_strerror((int) nread));
