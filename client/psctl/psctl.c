@@ -3,6 +3,8 @@
  * table, the positional-count check, and the run context (server address, colour decision). */
 #include "psctl.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -188,10 +190,10 @@ static int env_color(int fd)
     return isatty(fd) && !(nc && *nc);
 }
 
-int main(int argc, char **argv)
+/* Everything but the final output check; ctx.admin is freed by the caller. */
+static int run_main(psctl_ctx_t *pctx, int argc, char **argv)
 {
-    psctl_ctx_t ctx;
-    memset(&ctx, 0, sizeof ctx);
+    psctl_ctx_t ctx = *pctx;
     const char *env = getenv("PS_SERVER");
     ctx.server = env && *env ? env : PSCTL_DEFAULT_SERVER;
     ctx.color = env_color(STDOUT_FILENO);
@@ -230,6 +232,21 @@ int main(int argc, char **argv)
     if (help)
         return show_help(&ctx, ctx.cmd);
     rc = run_command(&ctx, argc - i - 1, argv + i + 1);
+    *pctx = ctx;
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    psctl_ctx_t ctx;
+    memset(&ctx, 0, sizeof ctx);
+    int rc = run_main(&ctx, argc, argv);
     ps_admin_free(ctx.admin);
+    /* Output that could not be written (a full disk, a closed pipe) is a failure, not success. */
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "psctl: cannot write the output: %s\n", strerror(errno));
+        if (rc == PSCTL_EXIT_OK)
+            rc = PSCTL_EXIT_ERROR;
+    }
     return rc;
 }

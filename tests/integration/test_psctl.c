@@ -690,6 +690,11 @@ Test(psctl, help_for_psctl_and_every_command)
     PSCTL(&r, "help", "nope");
     cr_assert_eq(r.status, 2);
     run_free(&r);
+    /* Output that cannot be written is a failure (exit 1), not a silent success. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' --help > /dev/full 2> /dev/null", psctl_bin());
+    int st = system(cmd);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
     /* --json: the command table as JSON, for psctl and for one command, however help is asked. */
     PSCTL(&r, "--json", "help");
     cr_assert_eq(r.status, 0);
