@@ -291,9 +291,17 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
                                 cols, &ncols, err)) != 0)
         return rc;
 
+    /* The op name comes from the graph's table and normally equals the store key. When it does
+     * not (TF's op-name quirk: a Variable or op already took the name), psd stores the new
+     * variable under its op name, so it gets its own storage as in TensorFlow and identical code
+     * on another worker finds the same name. must-exist looks psd up by the store key. */
+    char *op_name = psc_graph_unique_name_in(g, "", name, 0);
+    if (!op_name)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    const char *psd_name = mode == PSC_LOOKUP_MUST_EXIST ? name : op_name;
     ps_shape_t vshape;
     psc_lookup_t req = {
-        .name = name,
+        .name = psd_name,
         .mode = mode,
         .kind = 0,
         .dtype = dtype,
@@ -310,14 +318,18 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
         req.shape = &vshape;
     }
     psc_varinfo_t vi;
-    if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0)
+    if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0) {
+        ps_free(op_name);
         return rc;
-    char *op_name = psc_graph_unique_name_in(g, "", name, 1);
+    }
+    /* Now mark it used (same result: nothing touched the table in between). */
+    char *marked = psc_graph_unique_name_in(g, "", name, 1);
     ps_variable_t *v = NULL;
-    if (!op_name)
+    if (!marked)
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     else
-        rc = make_var(g, name, op_name, &vi, 0, &v, err);
+        rc = make_var(g, psd_name, marked, &vi, 0, &v, err);
+    ps_free(op_name);
     if (rc == 0) {
         psc_strmap_entry_t *e = psc_strmap_upsert(&g->store, name);
         if (!e || psc_vec_push(&g->store_keys, e->key) != 0)

@@ -93,8 +93,14 @@ Test(variable, op_name_quirk)
     ps_variable_t *b = tc_get_ok("w", 0, NULL, NULL);
     cr_expect_str_eq(ps_variable_name(b), "w_1:0");
     cr_expect_str_eq(ps_variable_op_name(b), "w_1");
-    cr_expect_str_eq(ps_variable_store_name(b), "w");
+    cr_expect_str_eq(ps_variable_store_name(a), "w");
+    cr_expect_str_eq(ps_variable_store_name(b), "w_1");
     cr_expect_neq(a, b);
+    /* Separate storage, as in TensorFlow: b is glorot-initialized, a holds 1. */
+    float x = 5.0f;
+    cr_assert_eq(ps_variable_assign(a, &x, sizeof x, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect_neq(tc_pull_f32(b, 0), 5.0f);
+    cr_expect_eq(tc_pull_f32(a, 0), 5.0f);
     cr_expect_eq(ps_graph_store_lookup(tc_g, "w"), b);
     ps_variable_scope_t *root = ps_get_variable_scope(tc_g);
     ps_variable_scope_opts_t o = {.scope = root, .reuse = PS_REUSE_TRUE};

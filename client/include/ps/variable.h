@@ -188,7 +188,11 @@ PS_EXTERN int ps_variable_new(ps_graph_t *g,
 PS_EXTERN const char *ps_variable_name(const ps_variable_t *v);
 /** .op.name: "conv1/weights" (uniquified in the graph table: may differ from the store key). */
 PS_EXTERN const char *ps_variable_op_name(const ps_variable_t *v);
-/** The name psd stores it under: the get_variable store key, or the op name for a Variable. */
+/**
+ * The name psd stores it under: the op name, which for get_variable is the store key except in
+ * TensorFlow's op-name quirk (a get_variable("v") after a Variable named "v" is op v_1, stored at
+ * psd as v_1 so that it has its own storage, while this graph's store key stays "v").
+ */
 PS_EXTERN const char *ps_variable_store_name(const ps_variable_t *v);
 PS_EXTERN int ps_variable_dtype(const ps_variable_t *v);
 PS_EXTERN ps_shape_t ps_variable_shape(const ps_variable_t *v);
