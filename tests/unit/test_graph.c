@@ -256,3 +256,17 @@ Test(graph, tensors)
     ps_tensor_free(t);
     ps_tensor_free(NULL);
 }
+
+/* Freeing a graph with scopes still open releases everything (LeakSanitizer checks). */
+Test(graph, free_with_open_scopes)
+{
+    ps_error_t err;
+    ps_variable_scope_t *s;
+    ps_initializer_t c = ps_init_constant(1.0);
+    ps_variable_scope_opts_t o = {.initializer = &c};
+    cr_assert_eq(ps_variable_scope_push(g, "a", &o, &s, &err), 0);
+    ns_push("n", "a/n/");
+    ps_variable_scope_opts_t j = {.scope = s};
+    cr_assert_eq(ps_variable_scope_push(g, NULL, &j, &s, &err), 0);
+    ns_push("m", "a/n/a/m/");
+}

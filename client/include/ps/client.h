@@ -21,6 +21,11 @@
 extern "C" {
 #endif
 
+/*
+ * Threads: a ps_client_t and the graphs using it are not thread-safe; use one client per thread,
+ * or serialize calls. Every call blocks until its replies arrived or its timeout passed.
+ */
+
 /** Log levels passed to a ps_log_cb. */
 typedef enum {
     PS_CLIENT_LOG_DEBUG = 0,
