@@ -35,7 +35,7 @@ int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
         psctl_json_key(&j, "server_id");
         psctl_json_u64(&j, info.server_id);
         psctl_json_key(&j, "rtt_ms");
-        psctl_json_double(&j, rtt);
+        psctl_json_float(&j, rtt);
         psctl_json_obj_end(&j);
         psctl_json_end(&j);
     } else {

@@ -244,6 +244,7 @@ static int bad_reply(const char *what, ps_error_t *err)
 
 int ps_admin_ping(ps_admin_t *a, ps_admin_ping_info_t *info, ps_error_t *err)
 {
+    a->transport_failed = 0;
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
     Pscope__V1__PingRequest p = PSCOPE__V1__PING_REQUEST__INIT;
     h.method = PSCOPE__V1__METHOD__PING;
@@ -301,6 +302,7 @@ int ps_admin_list(ps_admin_t *a,
                   ps_admin_var_list_t **out,
                   ps_error_t *err)
 {
+    a->transport_failed = 0;
     *out = NULL;
     ps_admin_var_list_t *list = ps_calloc(1, sizeof *list);
     if (!list)
@@ -359,6 +361,7 @@ int ps_admin_list(ps_admin_t *a,
 
 int ps_admin_describe(ps_admin_t *a, const char *name, ps_admin_var_t **out, ps_error_t *err)
 {
+    a->transport_failed = 0;
     *out = NULL;
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
     Pscope__V1__DescribeRequest d = PSCOPE__V1__DESCRIBE_REQUEST__INIT;
@@ -396,6 +399,7 @@ int ps_admin_delete(ps_admin_t *a,
                     uint64_t *deleted,
                     ps_error_t *err)
 {
+    a->transport_failed = 0;
     if (deleted)
         *deleted = 0;
     if (n == 0 && (!prefix || !*prefix))
@@ -476,6 +480,7 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
 
 int ps_admin_stats(ps_admin_t *a, ps_admin_stats_t **out, ps_error_t *err)
 {
+    a->transport_failed = 0;
     *out = NULL;
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
     Pscope__V1__StatsRequest sr = PSCOPE__V1__STATS_REQUEST__INIT;
@@ -567,6 +572,7 @@ static int on_pull_reply(psc_call_t *call,
 
 int ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, ps_error_t *err)
 {
+    a->transport_failed = 0;
     *out = NULL;
     ProtobufCBinaryData nb = ps_pb_bytes(name);
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
@@ -582,7 +588,6 @@ int ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, 
     call_init(&call, &h);
     call.on_reply = on_pull_reply;
     call.ctx = &pc;
-    a->transport_failed = 0;
     /* Not run_call: a resend must drop the buffer of a half-received reply first. */
     for (int attempt = 0;; attempt++) {
         ps_admin_tensor_free(pc.t);
@@ -740,6 +745,7 @@ int ps_admin_create_or_assign(ps_admin_t *a,
                               uint64_t *version,
                               ps_error_t *err)
 {
+    a->transport_failed = 0;
     int c = 0;
     uint64_t ver = 0;
     if (!name || !*name)
