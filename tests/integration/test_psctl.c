@@ -618,6 +618,41 @@ Test(psctl, cannot_connect_is_exit_3)
     run_free(&r);
 }
 
+/* A peer that accepts, reads the request and hangs up: the command fails in transport, exit 3. */
+Test(psctl, connection_lost_mid_command_is_exit_3)
+{
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(lfd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(lfd, (struct sockaddr *) &sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *) &sa, &sl), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        alarm(20); /* bounded even if psctl never connects */
+        int c = accept(lfd, NULL, NULL);
+        char buf[4096];
+        if (c >= 0 && read(c, buf, sizeof buf) > 0)
+            close(c);
+        _exit(0);
+    }
+    close(lfd);
+    char a[64];
+    snprintf(a, sizeof a, "127.0.0.1:%u", (unsigned) ntohs(sa.sin_port));
+    run_t r;
+    PSCTL(&r, "--server", a, "stats");
+    int st = 0;
+    waitpid(pid, &st, 0);
+    cr_assert_eq(r.status, 3, "stderr: %s", r.err);
+    cr_assert(starts_with(r.err, "error: UNAVAILABLE: connection to "), "%s", r.err);
+    run_free(&r);
+}
+
 Test(psctl, usage_errors_are_exit_2)
 {
     static const struct {
