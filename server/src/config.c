@@ -87,6 +87,20 @@ static const cfg_desc_t *find_desc(const char *name, size_t len)
     return NULL;
 }
 
+size_t psd_config_count(void)
+{
+    return NDESCS;
+}
+
+const char *psd_config_name_at(size_t i, int *is_mutable)
+{
+    if (i >= NDESCS)
+        return NULL;
+    if (is_mutable)
+        *is_mutable = (descs[i].flags & CFG_MUTABLE) != 0;
+    return descs[i].name;
+}
+
 static int parse_u64(const char *s, int suffixes, uint64_t *out)
 {
     if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')

@@ -57,6 +57,12 @@ int psd_config_set(
 /** Format option name's current value into out. Returns 0 or NOT_FOUND. */
 int psd_config_get(const psd_config_t *c, const char *name, char *out, size_t cap, ps_error_t *err);
 
+/** Number of options in the table. */
+size_t psd_config_count(void);
+
+/** The i-th option's name (i < psd_config_count()), and whether it is mutable at run time. */
+const char *psd_config_name_at(size_t i, int *is_mutable);
+
 /** Check cross-option rules (low water <= high water, ...). Returns 0 or INVALID_ARGUMENT. */
 int psd_config_check(const psd_config_t *c, ps_error_t *err);
 

@@ -831,6 +831,90 @@ static int handle_persist(psd_rpc_t *rpc,
     return rpc->hooks.handle(rpc->hooks.ctx, r->hdr, out, err);
 }
 
+/* CONFIG: read options, or set a mutable one and let the server apply it (config.c's table). */
+static const Pscope__V1__ConfigRequest config_empty = PSCOPE__V1__CONFIG_REQUEST__INIT;
+
+static const Pscope__V1__ConfigRequest *body_config(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_CONFIG ? r->hdr->config : &config_empty;
+}
+
+static int prepare_config(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    return check_count(rpc, body_config(r)->n_names, "option names", err);
+}
+
+static int config_option(
+    psd_rpc_t *rpc, psd_req_t *r, const char *name, Pscope__V1__ConfigOption **out, ps_error_t *err)
+{
+    Pscope__V1__ConfigOption *o = scratch_alloc(r, sizeof *o);
+    char *val = scratch_alloc(r, PSD_CONFIG_STR_MAX);
+    if (!o || !val)
+        return oom(err);
+    int rc = psd_config_get(rpc->cfg, name, val, PSD_CONFIG_STR_MAX, err);
+    if (rc)
+        return rc;
+    pscope__v1__config_option__init(o);
+    for (size_t i = 0; i < psd_config_count(); i++) {
+        int mut = 0;
+        const char *n = psd_config_name_at(i, &mut);
+        if (strcmp(n, name) == 0) {
+            o->name = (char *) n;
+            o->mutable_ = mut;
+        }
+    }
+    o->value = val;
+    *out = o;
+    return 0;
+}
+
+static int handle_config(psd_rpc_t *rpc,
+                         psd_req_t *r,
+                         Pscope__V1__Header *out,
+                         psd_blob_t ***blobs,
+                         size_t *nblobs,
+                         ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    if (!rpc->cfg)
+        return ps_error_set(err, PS_ERR_UNIMPLEMENTED, "method CONFIG is not served by this psd");
+    const Pscope__V1__ConfigRequest *c = body_config(r);
+    size_t total = psd_config_count();
+    Pscope__V1__ConfigReply *rep = scratch_alloc(r, sizeof *rep);
+    Pscope__V1__ConfigOption **opts = scratch_alloc(r, total * sizeof *opts);
+    if (!rep || !opts)
+        return oom(err);
+    pscope__v1__config_reply__init(rep);
+    size_t n = 0;
+    int rc = 0;
+    if (c->set_name && c->set_name[0]) {
+        const char *value = c->set_value ? c->set_value : "";
+        if ((rc = psd_config_set(rpc->cfg, c->set_name, value, 1, err)) != 0)
+            return rc;
+        PS_LOG(PS_LOG_NOTICE, "rpc", "config set %s=%s", c->set_name, value);
+        if (rpc->on_config)
+            rpc->on_config(rpc->on_config_ctx);
+        if ((rc = config_option(rpc, r, c->set_name, &opts[n++], err)) != 0)
+            return rc;
+    } else if (c->n_names) {
+        for (size_t i = 0; i < c->n_names && n < total; i++) {
+            if ((rc = config_option(rpc, r, c->names[i] ? c->names[i] : "", &opts[n++], err)) != 0)
+                return rc;
+        }
+    } else {
+        for (size_t i = 0; i < total; i++) {
+            if ((rc = config_option(rpc, r, psd_config_name_at(i, NULL), &opts[n++], err)) != 0)
+                return rc;
+        }
+    }
+    rep->n_options = n;
+    rep->options = opts;
+    out->body_case = PSCOPE__V1__HEADER__BODY_CONFIG_REPLY;
+    out->config_reply = rep;
+    return 0;
+}
+
 /* The method table, indexed by nothing: looked up by method value (a dozen rows). */
 static const psd_method_t methods[] = {
     {PSCOPE__V1__METHOD__PING, "PING", PSCOPE__V1__HEADER__BODY_PING, prepare_none, handle_ping},
@@ -851,6 +935,8 @@ static const psd_method_t methods[] = {
     {PSCOPE__V1__METHOD__SAVE, "SAVE", PSCOPE__V1__HEADER__BODY_SAVE, prepare_none, handle_persist},
     {PSCOPE__V1__METHOD__RESTORE, "RESTORE", PSCOPE__V1__HEADER__BODY_RESTORE, prepare_none,
      handle_persist},
+    {PSCOPE__V1__METHOD__CONFIG, "CONFIG", PSCOPE__V1__HEADER__BODY_CONFIG, prepare_config,
+     handle_config},
 };
 
 static const size_t nmethods = sizeof methods / sizeof methods[0];
@@ -865,7 +951,6 @@ static const psd_method_t *methods_table(size_t *n)
 static const char *const unserved_names[PSD_METHOD_MAX + 1] = {
     [PSCOPE__V1__METHOD__SAVE] = "SAVE",
     [PSCOPE__V1__METHOD__RESTORE] = "RESTORE",
-    [PSCOPE__V1__METHOD__CONFIG] = "CONFIG",
 };
 
 static const psd_method_t *method_find(uint32_t method)

@@ -13,6 +13,7 @@
 #include <ps/status.h>
 
 #include "blob.h"
+#include "config.h"
 #include "optim.h"
 #include "store.h"
 
@@ -71,6 +72,10 @@ typedef struct psd_rpc_hooks {
 typedef struct psd_rpc {
     psd_rpc_hooks_t hooks;
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
+    /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
+    psd_config_t *cfg;
+    void (*on_config)(void *ctx);
+    void *on_config_ctx;
     psd_store_t *store;
     psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
     psd_rpc_limits_t lim;

@@ -93,6 +93,32 @@ static void on_sweep(uv_timer_t *t)
     }
 }
 
+/* The read-timeout sweep runs at a quarter of the timeout (10 ms to 1 s), or not at all. */
+static void sweep_restart(psd_server_t *srv)
+{
+    uv_timer_stop(&srv->sweep);
+    uint64_t every = srv->cfg.read_timeout_ms / 4;
+    if (!srv->cfg.read_timeout_ms)
+        return;
+    if (every < 10)
+        every = 10;
+    if (every > 1000)
+        every = 1000;
+    uv_timer_start(&srv->sweep, on_sweep, every, every);
+}
+
+/* CONFIG changed a mutable option in srv->cfg: apply it where a copy lives. */
+static void on_config_change(void *ctx)
+{
+    psd_server_t *srv = ctx;
+    ps_log_level = (int) srv->cfg.log_level;
+    srv->rpc.lim.max_vars = (size_t) srv->cfg.max_vars_per_request;
+    srv->rpc.lim.max_memory = srv->cfg.max_memory;
+    psd_store_set_max_memory(srv->rpc.store, srv->cfg.max_memory);
+    if (!srv->stopping)
+        sweep_restart(srv);
+}
+
 static void close_if_open(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
@@ -190,6 +216,9 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating the store");
     }
     srv->rpc.server_id = sid;
+    srv->rpc.cfg = &srv->cfg;
+    srv->rpc.on_config = on_config_change;
+    srv->rpc.on_config_ctx = srv;
     psd_persist_opts_t po = {.data_dir = cfg->data_dir,
                              .fsync = cfg->fsync,
                              .checkpoint_interval_s = cfg->checkpoint_interval_s,
@@ -227,14 +256,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_prepare_start(&srv->flush_point, on_flush_point);
-    if (cfg->read_timeout_ms) {
-        uint64_t every = cfg->read_timeout_ms / 4;
-        if (every < 10)
-            every = 10;
-        if (every > 1000)
-            every = 1000;
-        uv_timer_start(&srv->sweep, on_sweep, every, every);
-    }
+    sweep_restart(srv);
     return 0;
 }
 

@@ -237,6 +237,11 @@ void psd_store_free(psd_store_t *s)
     ps_free(s);
 }
 
+void psd_store_set_max_memory(psd_store_t *s, uint64_t max_memory)
+{
+    s->lim.max_memory = max_memory;
+}
+
 size_t psd_store_count(const psd_store_t *s)
 {
     return s->count;

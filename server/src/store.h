@@ -93,6 +93,9 @@ void psd_store_free(psd_store_t *s);
 
 size_t psd_store_count(const psd_store_t *s);
 
+/** Change the memory limit (0 = off) at run time. */
+void psd_store_set_max_memory(psd_store_t *s, uint64_t max_memory);
+
 /** Sum of the data bytes of all variables. */
 uint64_t psd_store_data_bytes(const psd_store_t *s);
 

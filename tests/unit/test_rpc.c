@@ -10,6 +10,7 @@
 #include <ps/dtype.h>
 #include <ps/internal/alloc.h>
 #include <ps/internal/frame.h>
+#include <ps/internal/log.h>
 
 #include "pb.h"
 #include "rpc.h"
@@ -402,4 +403,73 @@ Test(rpc, allocation_failure_sweep)
     for (size_t i = 0; i < got.n; i++)
         cr_assert_eq(got.r[i].h->code, 0, "request %zu: %s", i, got.r[i].h->message);
     cr_assert_eq(got.r[5].h->delete_reply->deleted, 2);
+}
+
+static int config_changes;
+
+static void on_config(void *ctx)
+{
+    (void) ctx;
+    config_changes++;
+}
+
+static void config_call(
+    uint64_t id, const char *set_name, const char *set_value, const char *const *names, size_t n)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ConfigRequest c = PSCOPE__V1__CONFIG_REQUEST__INIT;
+    c.set_name = (char *) (set_name ? set_name : "");
+    c.set_value = (char *) (set_value ? set_value : "");
+    c.n_names = n;
+    c.names = (char **) names;
+    h.id = id;
+    h.method = PSCOPE__V1__METHOD__CONFIG;
+    h.body_case = PSCOPE__V1__HEADER__BODY_CONFIG;
+    h.config = &c;
+    run(&h, NULL, 0);
+}
+
+Test(rpc, config_reads_and_sets_mutable_options)
+{
+    /* Not served until the server hands over its configuration. */
+    config_call(1, NULL, NULL, NULL, 0);
+    expect_error(1, PSCOPE__V1__METHOD__CONFIG, PS_ERR_UNIMPLEMENTED,
+                 "method CONFIG is not served by this psd");
+    psd_config_t cfg;
+    psd_config_defaults(&cfg);
+    rpc.cfg = &cfg;
+    rpc.on_config = on_config;
+    config_changes = 0;
+    config_call(2, NULL, NULL, NULL, 0);
+    const Pscope__V1__ConfigReply *rep = last()->h->config_reply;
+    cr_assert_not_null(rep);
+    cr_assert_eq(rep->n_options, psd_config_count());
+    cr_assert_str_eq(rep->options[0]->name, "listen");
+    cr_assert_str_eq(rep->options[0]->value, "127.0.0.1:7070");
+    cr_assert_not(rep->options[0]->mutable_);
+    const char *names[] = {"log-level", "max-vars-per-request"};
+    config_call(3, NULL, NULL, names, 2);
+    rep = last()->h->config_reply;
+    cr_assert_eq(rep->n_options, 2);
+    cr_assert_str_eq(rep->options[0]->value, "notice");
+    cr_assert(rep->options[0]->mutable_);
+    cr_assert_str_eq(rep->options[1]->value, "65536");
+    config_call(4, "log-level", "debug", NULL, 0);
+    rep = last()->h->config_reply;
+    cr_assert_eq(rep->n_options, 1);
+    cr_assert_str_eq(rep->options[0]->name, "log-level");
+    cr_assert_str_eq(rep->options[0]->value, "debug");
+    cr_assert_eq(cfg.log_level, PS_LOG_DEBUG);
+    cr_assert_eq(config_changes, 1);
+    config_call(5, "listen", "0.0.0.0:1", NULL, 0);
+    expect_error(5, PSCOPE__V1__METHOD__CONFIG, PS_ERR_FAILED_PRECONDITION,
+                 "option 'listen' cannot be changed at run time");
+    config_call(6, "out-low-water", "1T", NULL, 0);
+    expect_error(6, PSCOPE__V1__METHOD__CONFIG, PS_ERR_INVALID_ARGUMENT,
+                 "--out-low-water (1099511627776) must not exceed --out-high-water (67108864)");
+    const char *bad[] = {"nope"};
+    config_call(7, NULL, NULL, bad, 1);
+    expect_error(7, PSCOPE__V1__METHOD__CONFIG, PS_ERR_NOT_FOUND, "unknown option 'nope'");
+    cr_assert_eq(config_changes, 1);
+    rpc.cfg = NULL;
 }
