@@ -42,3 +42,9 @@ set_tests_properties(test_persist_ack_before_log PROPERTIES
   ENVIRONMENT "${PS_ABL_ENV};PSD_BIN=$<TARGET_FILE:psd_ack_before_log>"
   PASS_REGULAR_EXPRESSION "LOST ACKNOWLEDGED UPDATES"
   FAIL_REGULAR_EXPRESSION "${PS_SANITIZER_FAIL_REGEX}")
+
+# Checkpoints through libpsclient and psctl (transfer learning, mapping errors, save/restore).
+ps_add_criterion_test(test_persist_api SOURCES integration/test_persist_api.c LIBS psclient_static
+                      LABELS integration TIMEOUT 180)
+add_dependencies(test_persist_api psd psctl)
+set_property(TEST test_persist_api APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")

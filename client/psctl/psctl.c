@@ -42,6 +42,18 @@ static const psctl_cmd_t commands[] = {
      psctl_cmd_stats, NULL,
      "Print psd's uptime, connections, bytes in and out, variables and their bytes, memory in\n"
      "use, rejected frames, and calls, errors and rejections per RPC method."},
+    {"save", "PATH", "write a checkpoint of every variable to PATH on psd's filesystem", 1, 1,
+     psctl_cmd_save, NULL,
+     "Ask psd to write every variable (values and metadata) to PATH, a file on psd's own\n"
+     "filesystem, in the checkpoint format of docs/CHECKPOINT.md (temporary file, fsync, rename)."},
+    {"restore", "PATH [--map CKPT=TARGET,...] [--init-from-checkpoint] [--no-create]",
+     "load a checkpoint from PATH on psd's filesystem, optionally renaming", 1, 1,
+     psctl_cmd_restore, psctl_opts_restore,
+     "Restore variables from the checkpoint PATH. Without --map every tensor goes into the\n"
+     "variable of its name (created when missing, unless --no-create). --map takes pairs\n"
+     "CKPT=TARGET: names, or scopes ending in '/' with --init-from-checkpoint\n"
+     "('old_scope/=new_scope/'). Every name, dtype and shape is checked first: a failed restore\n"
+     "changes nothing."},
     {"help", "[COMMAND]", "show psctl's help or a command's", 0, 1, psctl_cmd_help, NULL,
      "Print psctl's usage and command list, or COMMAND's usage, options and description."},
 };

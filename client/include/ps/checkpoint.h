@@ -1,0 +1,81 @@
+/* Checkpoints from the client: ask psd to save its variables to a file on the server's filesystem,
+ * or to restore them from one, with TensorFlow's name mapping (tf.train.Saver var_list dicts and
+ * tf.train.init_from_checkpoint assignment maps; docs/CHECKPOINT.md for the file format). */
+#ifndef PS_CHECKPOINT_H
+#define PS_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ps/export.h>
+#include <ps/status.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ps_client ps_client_t;
+
+/** One map entry: a checkpoint name (or scope "old/", or "/") to a target name (or scope). */
+typedef struct ps_checkpoint_map_entry {
+    const char *checkpoint_name;
+    const char *target;
+} ps_checkpoint_map_entry_t;
+
+typedef enum {
+    /** tf.train.Saver(var_list={checkpoint key: variable}): 1:1 names; errors are TF's restore
+     * errors ("Restoring from checkpoint failed. ... Key v2 not found in checkpoint"). */
+    PS_RESTORE_SAVER = 0,
+    /** tf.train.init_from_checkpoint(path, assignment_map): names and scopes ("old_scope/":
+     * "new_scope/", "/": "scope/"), get_variable variables only; TF's ValueError texts. */
+    PS_RESTORE_INIT_FROM_CHECKPOINT = 1,
+} ps_restore_style_t;
+
+/** What to restore. All-zero restores every checkpoint tensor into the variable of its name. */
+typedef struct ps_restore_opts {
+    const ps_checkpoint_map_entry_t *map; /* NULL with nmap 0: every tensor, same names */
+    size_t nmap;
+    ps_restore_style_t style;
+    int create_missing; /* SAVER style: create targets that do not exist (checkpoint metadata) */
+} ps_restore_opts_t;
+
+/**
+ * Save every variable of psd to path (on psd's filesystem; written to path.tmp, fsynced, renamed).
+ * With several shards, shard i writes "path.shard-i-of-n". *variables and *bytes (may be NULL)
+ * receive the totals. Returns 0, or the code psd answered (UNAVAILABLE for a full disk, INTERNAL
+ * for other I/O errors, INVALID_ARGUMENT for an empty path) or the transport error.
+ */
+PS_EXTERN int ps_checkpoint_save(
+    ps_client_t *c, const char *path, uint64_t *variables, uint64_t *bytes, ps_error_t *err);
+
+/**
+ * Restore from path (as written by ps_checkpoint_save) as opts says (NULL: everything, existing
+ * variables only). Every name, dtype and shape is checked before anything changes: a failed restore
+ * changes nothing. *restored and *created (may be NULL) count the variables assigned and created.
+ * Errors: NOT_FOUND (no such file; a key missing from the checkpoint in SAVER style),
+ * INVALID_ARGUMENT (shape or dtype mismatch naming both sides; init_from_checkpoint's ValueErrors),
+ * DATA_LOSS (a corrupt file), UNIMPLEMENTED (a map with several shards: a mapping may cross
+ * shards).
+ */
+PS_EXTERN int ps_checkpoint_restore(ps_client_t *c,
+                                    const char *path,
+                                    const ps_restore_opts_t *opts,
+                                    uint64_t *restored,
+                                    uint64_t *created,
+                                    ps_error_t *err);
+
+/**
+ * tf.train.init_from_checkpoint(path, assignment_map) for variables already created with
+ * get_variable: the values of the mapped checkpoint tensors replace their current values.
+ */
+PS_EXTERN int ps_init_from_checkpoint(ps_client_t *c,
+                                      const char *path,
+                                      const ps_checkpoint_map_entry_t *map,
+                                      size_t n,
+                                      ps_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PS_CHECKPOINT_H */
