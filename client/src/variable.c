@@ -414,9 +414,23 @@ int ps_get_variable(ps_graph_t *g,
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
     g->name_stack = root;
+    size_t nframes = g->nframes;
     ps_getter_t top = {g, s->getter};
     ps_variable_t *v = NULL;
     int rc = ps_getter_call(&top, &a, &v, err);
+    if (g->nframes > nframes) {
+        /* A custom getter left scopes open: close them, so that the stack stays consistent. */
+        while (g->nframes > nframes) {
+            psc_frame_t *f = &g->frames[g->nframes - 1];
+            if (f->kind == PSC_FRAME_NAME)
+                ps_name_scope_pop(g, NULL);
+            else
+                ps_variable_scope_pop(g, f->entered, NULL);
+        }
+        if (rc == 0)
+            rc = ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                              "a custom getter left a scope open while getting %s", full);
+    }
     ps_free(g->name_stack);
     g->name_stack = saved_stack;
     ps_free(full);

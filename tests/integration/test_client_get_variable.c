@@ -593,3 +593,27 @@ Test(get_variable, attach_takes_collections_from_psd)
     ps_graph_free(tc_g);
     tc_g = g1;
 }
+
+static int leaky_getter(const ps_getter_t *getter,
+                        const ps_get_variable_args_t *args,
+                        void *data,
+                        ps_variable_t **out,
+                        ps_error_t *e)
+{
+    (void) data;
+    ps_name_scope_push(ps_getter_graph(getter), "left_open", NULL, 0, e);
+    return ps_getter_call(getter, args, out, e);
+}
+
+/* A getter that succeeds but leaves a scope open: the scope is closed and the call fails. */
+Test(get_variable, getter_leaving_a_scope_open_fails)
+{
+    ps_variable_scope_opts_t o = {.custom_getter = leaky_getter};
+    ps_variable_scope_t *s;
+    cr_assert_eq(ps_variable_scope_push(tc_g, "leak", &o, &s, &tc_err), 0);
+    ps_variable_t *v = NULL;
+    cr_expect_eq(tc_get("v", 1, D1, NULL, &v), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_str_eq(tc_err.msg, "a custom getter left a scope open while getting leak/v");
+    cr_expect_str_eq(ps_graph_name_scope(tc_g), "leak");
+    tc_pop(s);
+}

@@ -579,3 +579,33 @@ Test(scope, custom_getters_compose_innermost_first)
     vs_pop(s);
     vs_pop(p);
 }
+
+static int leaky_getter(const ps_getter_t *getter,
+                        const ps_get_variable_args_t *args,
+                        void *data,
+                        ps_variable_t **out,
+                        ps_error_t *e)
+{
+    (void) args;
+    (void) data;
+    (void) out;
+    ps_graph_t *gg = ps_getter_graph(getter);
+    ps_variable_scope_t *s;
+    ps_variable_scope_push(gg, "inside", NULL, &s, e);
+    ps_name_scope_push(gg, "ns", NULL, 0, e);
+    return ps_getter_call(getter, args, out, e);
+}
+
+/* A getter that leaves scopes open cannot corrupt the stack: they are closed and the call fails. */
+Test(scope, getter_leaving_scopes_open)
+{
+    ps_variable_scope_opts_t o = {.custom_getter = leaky_getter};
+    ps_variable_scope_t *s = vs_push("outer", &o);
+    ps_variable_t *v = NULL;
+    ps_get_variable_args_t a = {.name = "v"};
+    cr_expect_eq(ps_get_variable(g, &a, &v, &err), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_str_eq(err.msg, "graph has no client: cannot look up variable outer/v in psd");
+    expect_ns("outer");
+    cr_expect_eq(ps_get_variable_scope(g), s);
+    vs_pop(s);
+}
