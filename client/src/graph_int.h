@@ -32,6 +32,7 @@ struct ps_variable_scope {
     ps_initializer_t init;
     ps_tensor_t *init_value; /* owned copy behind init.value_tensor */
     const psc_getter_node_t *getter;
+    psc_vec_t own_getters; /* nodes made by ps_variable_scope_set_custom_getter (owned) */
 };
 
 typedef enum {

@@ -31,6 +31,9 @@ void psc_scope_free(ps_variable_scope_t *s)
     ps_free(s->name);
     ps_free(s->name_scope);
     ps_tensor_free(s->init_value);
+    for (size_t i = 0; i < s->own_getters.len; i++)
+        ps_free(s->own_getters.items[i]);
+    psc_vec_deinit(&s->own_getters);
     ps_free(s);
 }
 
@@ -374,4 +377,26 @@ int ps_variable_scope_get_collection(const ps_graph_t *g,
     int rc = ps_graph_get_collection(g, key, prefix, out, cap, n, err);
     ps_free(prefix);
     return rc;
+}
+
+int ps_variable_scope_set_custom_getter(ps_variable_scope_t *scope,
+                                        ps_custom_getter_cb cb,
+                                        void *data,
+                                        ps_error_t *err)
+{
+    if (!cb) {
+        scope->getter = NULL;
+        return 0;
+    }
+    /* Earlier nodes may still be the outer getter of scopes opened inside this one, so every node
+     * lives as long as the scope (and so the graph). */
+    psc_getter_node_t *node = ps_calloc(1, sizeof *node);
+    if (!node || psc_vec_push(&scope->own_getters, node) != 0) {
+        ps_free(node);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    node->cb = cb;
+    node->data = data;
+    scope->getter = node;
+    return 0;
 }

@@ -609,3 +609,38 @@ Test(scope, getter_leaving_scopes_open)
     cr_expect_eq(ps_get_variable_scope(g), s);
     vs_pop(s);
 }
+
+static int tag_getter(const ps_getter_t *getter,
+                      const ps_get_variable_args_t *args,
+                      void *data,
+                      ps_variable_t **out,
+                      ps_error_t *e)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s/%s", args->name, (const char *) data);
+    ps_get_variable_args_t a = *args;
+    a.name = name;
+    return ps_getter_call(getter, &a, out, e);
+}
+
+/* scope.set_custom_getter replaces (does not compose); scopes opened inside later wrap it. */
+Test(scope, set_custom_getter_replaces)
+{
+    ps_variable_scope_opts_t o = {.custom_getter = tag_getter, .custom_getter_data = "first"};
+    ps_variable_scope_t *s = vs_push("s", &o);
+    cr_assert_eq(ps_variable_scope_set_custom_getter(s, tag_getter, "second", &err), 0);
+    ps_variable_t *v = NULL;
+    ps_get_variable_args_t a = {.name = "v"};
+    cr_expect_eq(ps_get_variable(g, &a, &v, &err), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_str_eq(err.msg, "graph has no client: cannot look up variable s/v/second in psd");
+    ps_variable_scope_opts_t o2 = {.custom_getter = tag_getter, .custom_getter_data = "inner"};
+    ps_variable_scope_t *in = vs_push("in", &o2);
+    cr_expect_eq(ps_get_variable(g, &a, &v, &err), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_str_eq(err.msg,
+                     "graph has no client: cannot look up variable s/in/v/inner/second in psd");
+    vs_pop(in);
+    cr_assert_eq(ps_variable_scope_set_custom_getter(s, NULL, NULL, &err), 0);
+    cr_expect_eq(ps_get_variable(g, &a, &v, &err), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_str_eq(err.msg, "graph has no client: cannot look up variable s/v in psd");
+    vs_pop(s);
+}

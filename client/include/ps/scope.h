@@ -111,6 +111,16 @@ PS_EXTERN int ps_variable_scope_set_initializer(ps_variable_scope_t *scope,
                                                 ps_error_t *err);
 
 /**
+ * scope.set_custom_getter(cb): replace the scope's getter (not composed, as in TensorFlow) for
+ * get_variable calls made afterwards in it and in scopes opened inside it later. cb NULL removes
+ * it. data is borrowed until the graph is freed. Returns 0 or RESOURCE_EXHAUSTED.
+ */
+PS_EXTERN int ps_variable_scope_set_custom_getter(ps_variable_scope_t *scope,
+                                                  ps_custom_getter_cb cb,
+                                                  void *data,
+                                                  ps_error_t *err);
+
+/**
  * The scope's initializer (borrowed, valid until it changes), or NULL when none is set.
  */
 PS_EXTERN const ps_initializer_t *ps_variable_scope_initializer(const ps_variable_scope_t *scope);
