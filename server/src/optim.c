@@ -628,3 +628,29 @@ out:
     step_deinit(&st);
     return rc;
 }
+
+/* ---- persistence ---- */
+
+void psd_optim_dedup_foreach(const psd_optim_t *o, psd_optim_dedup_visit_fn fn, void *ctx)
+{
+    for (const dd_entry_t *e = o->lru_tail; e; e = e->lru_prev)
+        fn(ctx, e->client_id, e->seq, e->global_step, e->versions, e->nversions);
+}
+
+int psd_optim_dedup_restore(psd_optim_t *o,
+                            uint64_t client_id,
+                            uint64_t seq,
+                            int64_t global_step,
+                            const uint64_t *versions,
+                            size_t n)
+{
+    uint64_t *copy = NULL;
+    if (n) {
+        copy = ps_malloc(n * sizeof *copy);
+        if (!copy)
+            return PS_ERR_RESOURCE_EXHAUSTED;
+        memcpy(copy, versions, n * sizeof *copy);
+    }
+    dd_record(o, dd_find(o, client_id), client_id, seq, global_step, copy, n);
+    return 0;
+}

@@ -26,6 +26,7 @@
 #include <ps/internal/log.h>
 #include <ps/internal/names.h>
 
+#include "optim.h"
 #include "pb.h"
 
 #define RESERVE_CHUNK     ((uint64_t) 16 << 20) /* log space reserved ahead, bytes */
@@ -531,7 +532,25 @@ visit_dedup(void *ctx, uint64_t client_id, uint64_t seq, const uint64_t *version
     b->count++;
 }
 
-static int build_state(psd_store_t *s, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err)
+static void visit_optim(void *ctx,
+                        uint64_t client_id,
+                        uint64_t seq,
+                        int64_t global_step,
+                        const uint64_t *versions,
+                        size_t n)
+{
+    state_buf_t *b = ctx;
+    sb_u64(b, client_id);
+    sb_u64(b, seq);
+    sb_u64(b, (uint64_t) global_step);
+    sb_u64(b, n);
+    for (size_t i = 0; i < n; i++)
+        sb_u64(b, versions[i]);
+    b->count++;
+}
+
+static int build_state(
+    psd_store_t *s, psd_optim_t *optim, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err)
 {
     state_buf_t b = {0};
     sb_u64(&b, STATE_VERSION);
@@ -539,12 +558,21 @@ static int build_state(psd_store_t *s, uint64_t gen, uint8_t **out, size_t *len,
     size_t count_at = b.len;
     sb_u64(&b, 0);
     psd_store_dedup_foreach(s, visit_dedup, &b);
+    /* The optimizers' step dedup table: client, seq, global step, versions. */
+    size_t ocount_at = b.len;
+    uint64_t store_count = b.count;
+    b.count = 0;
+    sb_u64(&b, 0);
+    if (optim)
+        psd_optim_dedup_foreach(optim, visit_optim, &b);
     if (b.oom) {
         ps_free(b.p);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
     }
-    for (int i = 0; i < 8; i++)
-        b.p[count_at + (size_t) i] = (uint8_t) (b.count >> (8 * i));
+    for (int i = 0; i < 8; i++) {
+        b.p[count_at + (size_t) i] = (uint8_t) (store_count >> (8 * i));
+        b.p[ocount_at + (size_t) i] = (uint8_t) (b.count >> (8 * i));
+    }
     *out = b.p;
     *len = b.len;
     return 0;
@@ -642,7 +670,8 @@ int psd_persist_checkpoint(psd_persist_t *p, ps_error_t *err)
     int rc = rotate(p, err);
     if (!rc)
         rc = snapshot(p->rpc->store, &j->vars, &j->n, err);
-    if (!rc && (rc = build_state(p->rpc->store, p->gen, &j->state, &j->state_len, err)) != 0)
+    if (!rc && (rc = build_state(p->rpc->store, p->rpc->optim, p->gen, &j->state, &j->state_len,
+                                 err)) != 0)
         snap_free(j->vars, j->n);
     if (rc) {
         ps_free(j);
@@ -948,6 +977,42 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
             vers[i] = rd_u64(st + off + i * 8);
         off += (size_t) nv * 8;
         if (psd_store_dedup_restore(p->rpc->store, cid, seq, vers, (size_t) nv) != 0)
+            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        ps_free(vers);
+    }
+    /* The optimizers' step dedup table. */
+    uint64_t noptim = 0;
+    if (!rc && slen - off >= 8) {
+        noptim = rd_u64(st + off);
+        off += 8;
+    } else if (!rc) {
+        rc = ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
+    }
+    for (uint64_t k = 0; k < noptim && !rc; k++) {
+        if (slen - off < 32) {
+            rc =
+                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
+            break;
+        }
+        uint64_t cid = rd_u64(st + off), seq = rd_u64(st + off + 8);
+        int64_t step = (int64_t) rd_u64(st + off + 16);
+        uint64_t nv = rd_u64(st + off + 24);
+        off += 32;
+        if (nv > (slen - off) / 8) {
+            rc =
+                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
+            break;
+        }
+        uint64_t *vers = ps_malloc(nv ? (size_t) nv * 8 : 1);
+        if (!vers) {
+            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+            break;
+        }
+        for (uint64_t i = 0; i < nv; i++)
+            vers[i] = rd_u64(st + off + i * 8);
+        off += (size_t) nv * 8;
+        if (!p->rpc->optim ||
+            psd_optim_dedup_restore(p->rpc->optim, cid, seq, step, vers, (size_t) nv) != 0)
             rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         ps_free(vers);
     }

@@ -802,3 +802,88 @@ Test(persist, save_and_restore_with_mapping_through_rpc)
     cr_assert_eq(psd_store_find(e.rpc.store, "old_scope/w")->ncollections, 2);
     env_close(&e);
 }
+
+/* One SGD step on w (float32 [4]) with gradient ones, as (client 9, seq). */
+static int sgd_step(env_t *e, uint64_t seq, int *dup)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ApplyGradientsRequest a = PSCOPE__V1__APPLY_GRADIENTS_REQUEST__INIT;
+    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
+    Pscope__V1__TensorDesc *tdp = &td;
+    int64_t dims[1] = {4};
+    td.name = ps_pb_bytes("w");
+    td.dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+    td.n_dims = 1;
+    td.dims = dims;
+    h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
+    h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
+    h.apply_gradients = &a;
+    h.n_tensors = 1;
+    h.tensors = &tdp;
+    a.optimizer = PSCOPE__V1__OPTIMIZER_KIND__OPTIMIZER_SGD;
+    a.learning_rate = 0.5;
+    a.global_step = ps_pb_bytes("global_step");
+    a.client_id = 9;
+    a.seq = seq;
+    float g[4] = {1, 1, 1, 1};
+    size_t hlen = pscope__v1__header__get_packed_size(&h);
+    uint8_t *buf = malloc(hlen);
+    pscope__v1__header__pack(&h, buf);
+    capture_t c = {0};
+    psd_reply_sink_t sink = {.emit = cap_emit, .ctx = &c};
+    psd_req_t *req = NULL;
+    cr_assert_eq(psd_rpc_begin(&e->rpc, buf, hlen, sizeof g, &sink, &req), PSD_RPC_READ_PAYLOAD);
+    size_t nsegs = 0;
+    const ps_frame_seg_t *segs = psd_req_segs(req, &nsegs);
+    memcpy(segs[0].data, g, sizeof g);
+    psd_rpc_finish(&e->rpc, req, &sink);
+    free(buf);
+    psd_persist_before_flush(e->p);
+    int code = (int) c.h->code;
+    if (dup)
+        *dup = c.h->body_case == PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY &&
+               c.h->apply_gradients_reply->duplicate;
+    ps_pb_header_free(c.h);
+    return code;
+}
+
+static void wait_checkpoint(env_t *e, int old_gen)
+{
+    char p1[300];
+    seg(p1, sizeof p1, old_gen);
+    for (int i = 0; i < 400 && access(p1, F_OK) == 0; i++)
+        uv_run(&e->loop, UV_RUN_ONCE);
+    cr_assert_neq(access(p1, F_OK), 0, "checkpoint done");
+}
+
+Test(persist, optimizer_steps_replay_and_their_dedup_survives_a_checkpoint)
+{
+    env_t e;
+    env_open(&e);
+    int64_t d[1] = {4};
+    cr_assert_eq(create(&e, "w", PS_DTYPE_FLOAT32, 1, d, 1.0, NULL), 0);
+    cr_assert_eq(sgd_step(&e, 1, NULL), 0);
+    ps_error_t err;
+    cr_assert_eq(psd_persist_checkpoint(e.p, &err), 0, "%s", err.msg);
+    wait_checkpoint(&e, 1);
+    env_close(&e);
+
+    env_open(&e);
+    float f;
+    memcpy(&f, psd_store_find(e.rpc.store, "w")->data->data, 4);
+    cr_assert_float_eq(f, 0.5f, 0);
+    int dup = 0;
+    cr_assert_eq(sgd_step(&e, 1, &dup), 0);
+    cr_assert_eq(dup, 1, "the step's retry is recognised from the checkpoint");
+    cr_assert_eq(sgd_step(&e, 2, &dup), 0);
+    cr_assert_eq(dup, 0);
+    env_close(&e);
+
+    env_open(&e); /* the second step replays from the log */
+    memcpy(&f, psd_store_find(e.rpc.store, "w")->data->data, 4);
+    cr_assert_float_eq(f, 0.0f, 0);
+    int64_t step;
+    memcpy(&step, psd_store_find(e.rpc.store, "global_step")->data->data, 8);
+    cr_assert_eq(step, 2);
+    env_close(&e);
+}
