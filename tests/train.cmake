@@ -8,3 +8,7 @@ if(PS_BUILD_EXAMPLES)
   set_property(TEST test_train APPEND PROPERTY ENVIRONMENT "PSTRAIN_BIN=$<TARGET_FILE:pstrain>")
   add_dependencies(test_train pstrain psd)
 endif()
+# ps_optimizer_t against a real psd: every hyperparameter reaches psd's optimizer.
+ps_add_criterion_test(test_optimizer SOURCES integration/test_optimizer.c LIBS psclient
+                      LABELS integration TIMEOUT 120)
+add_dependencies(test_optimizer psd)

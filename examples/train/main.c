@@ -449,7 +449,7 @@ static void plot(const char *csv, const char *png)
             "set terminal png size 900,540\n"
             "set output '%s'\n"
             "set datafile separator ','\n"
-            "set key autotitle columnhead\n"
+            "set key below\n"
             "set title 'pscope: tutorial CNN on Fashion-MNIST, asynchronous workers through psd'\n"
             "set xlabel 'global step'\n"
             "set ylabel 'test accuracy'\n"
