@@ -9,7 +9,8 @@
 #
 # Environment (defaults in brackets): BUILD [build/release], OUT [run], PORT [7070],
 # WORKERS [3], BATCH [64], MAX_GLOBAL_STEP [3000], EVAL_EVERY [250], OPTIMIZER [adam], LR [0.001],
-# SEED [42], DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1].
+# LR_DECAY_RATE [0.5] every LR_DECAY_STEPS [1000] global steps, SEED [42],
+# DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1].
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,8 @@ MAX_GLOBAL_STEP=${MAX_GLOBAL_STEP:-3000}
 EVAL_EVERY=${EVAL_EVERY:-250}
 OPTIMIZER=${OPTIMIZER:-adam}
 LR=${LR:-0.001}
+LR_DECAY_RATE=${LR_DECAY_RATE:-0.5}
+LR_DECAY_STEPS=${LR_DECAY_STEPS:-1000}
 SEED=${SEED:-42}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 THREADS=${THREADS:-1}
@@ -55,7 +58,8 @@ trap cleanup EXIT INT TERM
 # One BLAS thread per process: three workers, the evaluator and psd share the cores.
 export OPENBLAS_NUM_THREADS=$THREADS
 common=(--server "127.0.0.1:$PORT" --data "$DATA" --batch "$BATCH" --optimizer "$OPTIMIZER"
-        --lr "$LR" --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP")
+        --lr "$LR" --lr-decay-rate "$LR_DECAY_RATE" --lr-decay-steps "$LR_DECAY_STEPS"
+        --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP")
 
 start=$(date +%s.%N)
 "$psd" --listen "127.0.0.1:$PORT" --port-file "$OUT/psd.port" --log-level notice \

@@ -154,6 +154,14 @@ int ps_optimizer_new(ps_client_t *client,
     return 0;
 }
 
+int ps_optimizer_set_learning_rate(ps_optimizer_t *o, double lr, ps_error_t *err)
+{
+    if (!isfinite(lr))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "learning_rate %g is not finite", lr);
+    o->cfg.learning_rate = lr;
+    return 0;
+}
+
 uint64_t ps_optimizer_steps(const ps_optimizer_t *o)
 {
     return o->steps;

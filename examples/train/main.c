@@ -32,6 +32,8 @@ typedef struct opts {
     long max_global_step; /* stop when the shared step counter reaches this; 0 = no limit */
     long log_every;
     double lr;
+    double lr_decay_rate; /* tf.train.exponential_decay: lr * rate^(global_step / steps) */
+    long lr_decay_steps;
     const char *optimizer;
     int64_t seed;
     int threads;
@@ -74,6 +76,8 @@ static void usage(FILE *f)
             "  --log-every N           progress line every N steps (default 50)\n"
             "  --optimizer adam|momentum|sgd   (default adam)\n"
             "  --lr X                  learning rate (default 0.001)\n"
+            "  --lr-decay-rate R       lr * R^(global_step / --lr-decay-steps) (default 1: none)\n"
+            "  --lr-decay-steps N      (default 1000)\n"
             "  --seed S                initializer seed (default 42)\n"
             "  --threads T             OpenBLAS threads (default 1)\n"
             "  --train-limit N         use the first N training images (default all)\n"
@@ -101,6 +105,8 @@ static int parse(int argc, char **argv, opts_t *o)
         O_MAXGS,
         O_LOG,
         O_LR,
+        O_DRATE,
+        O_DSTEPS,
         O_OPT,
         O_SEED,
         O_THREADS,
@@ -125,6 +131,8 @@ static int parse(int argc, char **argv, opts_t *o)
                                        {"max-global-step", 1, 0, O_MAXGS},
                                        {"log-every", 1, 0, O_LOG},
                                        {"lr", 1, 0, O_LR},
+                                       {"lr-decay-rate", 1, 0, O_DRATE},
+                                       {"lr-decay-steps", 1, 0, O_DSTEPS},
                                        {"optimizer", 1, 0, O_OPT},
                                        {"seed", 1, 0, O_SEED},
                                        {"threads", 1, 0, O_THREADS},
@@ -145,6 +153,8 @@ static int parse(int argc, char **argv, opts_t *o)
     o->batch = 64;
     o->log_every = 50;
     o->lr = 0.001;
+    o->lr_decay_rate = 1.0;
+    o->lr_decay_steps = 1000;
     o->optimizer = "adam";
     o->seed = 42;
     o->threads = 1;
@@ -184,6 +194,12 @@ static int parse(int argc, char **argv, opts_t *o)
             break;
         case O_LOG:
             o->log_every = atol(optarg);
+            break;
+        case O_DRATE:
+            o->lr_decay_rate = atof(optarg);
+            break;
+        case O_DSTEPS:
+            o->lr_decay_steps = atol(optarg);
             break;
         case O_LR:
             o->lr = atof(optarg);
@@ -238,9 +254,9 @@ static int parse(int argc, char **argv, opts_t *o)
         return -1;
     }
     if (o->batch < 1 || o->batch > 4096 || o->log_every < 1 || o->eval_every < 1 ||
-        o->threads < 1) {
-        fprintf(stderr, "pstrain: --batch in [1, 4096], --log-every, --eval-every and --threads "
-                        ">= 1\n");
+        o->threads < 1 || o->lr_decay_steps < 1 || !(o->lr_decay_rate > 0.0)) {
+        fprintf(stderr, "pstrain: --batch in [1, 4096], --log-every, --eval-every, --threads and "
+                        "--lr-decay-steps >= 1, --lr-decay-rate > 0\n");
         return -1;
     }
     if (o->evaluator + o->local > 1) {
@@ -352,8 +368,9 @@ static int train(const opts_t *o, model_t *m, const char *who)
         rc = 1;
         goto out;
     }
-    printf("%s: shard %d of %d, %zu examples, batch %zu, %s lr %g\n", who, o->worker_index,
-           o->num_workers, sh.n, o->batch, o->optimizer, o->lr);
+    printf("%s: shard %d of %d, %zu examples, batch %zu, %s lr %g (decay %g every %ld steps)\n",
+           who, o->worker_index, o->num_workers, sh.n, o->batch, o->optimizer, o->lr,
+           o->lr_decay_rate, o->lr_decay_steps);
     fflush(stdout);
     double t0 = now_s(), tlast = t0;
     long step = 0, last_logged = 0;
@@ -368,6 +385,13 @@ static int train(const opts_t *o, model_t *m, const char *who)
         if (o->max_seconds > 0 && now_s() - t0 >= o->max_seconds)
             break;
         shard_batch(&sh, &train_set, o->batch, x, y);
+        if (o->lr_decay_rate != 1.0 &&
+            model_set_learning_rate(
+                m, o->lr * pow(o->lr_decay_rate, (double) gs / (double) o->lr_decay_steps), &err) !=
+                0) {
+            rc = fail("learning rate", &err);
+            break;
+        }
         double ta = now_s();
         if (model_pull(m, &err) != 0) {
             rc = fail("pull", &err);

@@ -383,6 +383,14 @@ int model_apply(model_t *m, int64_t *global_step, ps_error_t *err)
     return 0;
 }
 
+int model_set_learning_rate(model_t *m, double lr, ps_error_t *err)
+{
+    if (m->opt)
+        TRY(ps_optimizer_set_learning_rate(m->opt, lr, err));
+    m->optcfg.learning_rate = lr;
+    return 0;
+}
+
 int model_global_step(model_t *m, int64_t *global_step, ps_error_t *err)
 {
     *global_step = 0;

@@ -80,6 +80,9 @@ int model_grad(
 /** One apply-gradients step of every gradient; *global_step is the counter after it. */
 int model_apply(model_t *m, int64_t *global_step, ps_error_t *err);
 
+/** The learning rate of later steps (a schedule computed from the global step). */
+int model_set_learning_rate(model_t *m, double lr, ps_error_t *err);
+
 /** Read the step counter (a pull of global_step). */
 int model_global_step(model_t *m, int64_t *global_step, ps_error_t *err);
 

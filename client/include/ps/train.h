@@ -88,6 +88,13 @@ PS_EXTERN int ps_optimizer_apply_gradients(ps_optimizer_t *o,
                                            int64_t *global_step,
                                            ps_error_t *err);
 
+/**
+ * Change the learning rate used by later steps (a schedule such as tf.train.exponential_decay is
+ * computed by the caller from the global step). Returns 0, or INVALID_ARGUMENT when lr is not
+ * finite (the rate is then unchanged).
+ */
+PS_EXTERN int ps_optimizer_set_learning_rate(ps_optimizer_t *o, double lr, ps_error_t *err);
+
 /** Number of steps this optimizer has had applied (retries not counted twice). */
 PS_EXTERN uint64_t ps_optimizer_steps(const ps_optimizer_t *o);
 
