@@ -98,7 +98,8 @@ int psctl_connect(psctl_ctx_t *ctx);
 
 /**
  * Report a failed operation: "error: CODE_NAME: message" on stderr (and, with --json, an error
- * object on stdout). Returns PSCTL_EXIT_CONNECT for a transport failure, else PSCTL_EXIT_ERROR.
+ * object on stdout). Returns PSCTL_EXIT_CONNECT for a transport failure (ctx->admin's flag; without
+ * an admin session, UNAVAILABLE or DEADLINE_EXCEEDED), else PSCTL_EXIT_ERROR.
  */
 int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err);
 

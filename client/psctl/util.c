@@ -106,8 +106,13 @@ int psctl_connect(psctl_ctx_t *ctx)
 int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err)
 {
     fail_print(ctx, err);
-    return ctx->admin && ps_admin_transport_failed(ctx->admin) ? PSCTL_EXIT_CONNECT
-                                                               : PSCTL_EXIT_ERROR;
+    if (ctx->admin)
+        return ps_admin_transport_failed(ctx->admin) ? PSCTL_EXIT_CONNECT : PSCTL_EXIT_ERROR;
+    /* A command on another client (save, restore) cannot tell psd's UNAVAILABLE from the
+     * transport's; both mean psd could not be reached. */
+    return err->code == PS_ERR_UNAVAILABLE || err->code == PS_ERR_DEADLINE_EXCEEDED
+               ? PSCTL_EXIT_CONNECT
+               : PSCTL_EXIT_ERROR;
 }
 
 /* ---- formatting ---- */
