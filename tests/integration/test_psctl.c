@@ -1021,6 +1021,108 @@ Test(psctl, npy_round_trip_keeps_bytes_for_every_dtype)
     }
 }
 
+/* A python3 that imports numpy (Debian's python3-numpy), or NULL. */
+static const char *numpy_python(void)
+{
+    static const char *const cands[] = {"/usr/bin/python3", "python3"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "%s -c 'import numpy' > /dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0)
+            return cands[i];
+    }
+    return NULL;
+}
+
+/* Run a python script (written to the test directory) with the directory as argv[1]. */
+static int run_python(const char *python, const char *name, const char *code)
+{
+    char path[128], cmd[512];
+    FILE *f = fopen(path_in_dir(path, sizeof path, name), "w");
+    cr_assert_not_null(f);
+    fputs(code, f);
+    cr_assert_eq(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "%s %s %s", python, path, dir);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Interoperability with NumPy itself: files numpy.save wrote (format 1.0 and 2.0, every dtype,
+ * scalar) go in with psctl set, come out with psctl get, and numpy.load reads them back equal;
+ * the layouts psctl refuses (Fortran order, big-endian) are refused with their message. */
+Test(psctl, numpy_round_trip)
+{
+    const char *python = numpy_python();
+    if (!python)
+        cr_skip_test("no python3 with numpy (Debian package python3-numpy)");
+    static const char *const names[] = {"f4", "f8", "i4", "i8", "scalar", "v2"};
+    cr_assert_eq(run_python(python, "save.py",
+                            "import os, sys\n"
+                            "import numpy as np\n"
+                            "os.chdir(sys.argv[1])\n"
+                            "rng = np.random.default_rng(7)\n"
+                            "np.save('f4.npy', np.arange(12, dtype='<f4').reshape(3, 4) * 0.5)\n"
+                            "np.save('f8.npy', rng.standard_normal((2, 3, 4)))\n"
+                            "np.save('i4.npy', np.arange(-3, 4, dtype='<i4'))\n"
+                            "np.save('i8.npy', np.array([[2**40, -1]], dtype='<i8'))\n"
+                            "np.save('scalar.npy', np.float32(-0.25))\n"
+                            "with open('v2.npy', 'wb') as f:\n"
+                            "    np.lib.format.write_array(f, np.ones((2, 2)), version=(2, 0))\n"
+                            "np.save('fortran.npy', np.asfortranarray(np.ones((2, 3), 'f4')))\n"
+                            "np.save('big.npy', np.ones(3, dtype='>f4'))\n"),
+                 0, "numpy could not write the files");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char in[128], out[128], file[32], name[32];
+        snprintf(file, sizeof file, "%s.npy", names[i]);
+        snprintf(name, sizeof name, "np/%s", names[i]);
+        run_t r;
+        PSCTL(&r, "set", name, "-i", path_in_dir(in, sizeof in, file));
+        cr_assert_eq(r.status, 0, "%s: %s", file, r.err);
+        run_free(&r);
+        snprintf(file, sizeof file, "out_%s.npy", names[i]);
+        PSCTL(&r, "get", name, "-o", path_in_dir(out, sizeof out, file));
+        cr_assert_eq(r.status, 0, "%s: %s", file, r.err);
+        run_free(&r);
+    }
+    /* The stored bytes of f4 are numpy's float32 values. */
+    float want[12];
+    for (int i = 0; i < 12; i++)
+        want[i] = (float) i * 0.5f;
+    size_t len;
+    uint64_t ver;
+    uint8_t *stored = wire_pull("np/f4", &len, &ver);
+    cr_assert_eq(len, sizeof want);
+    cr_assert_eq(memcmp(stored, want, sizeof want), 0);
+    free(stored);
+    cr_assert_eq(run_python(python, "load.py",
+                            "import os, sys\n"
+                            "import numpy as np\n"
+                            "os.chdir(sys.argv[1])\n"
+                            "for n in ['f4', 'f8', 'i4', 'i8', 'scalar', 'v2']:\n"
+                            "    a = np.load(n + '.npy')\n"
+                            "    b = np.load('out_' + n + '.npy')\n"
+                            "    assert a.dtype == b.dtype and a.shape == b.shape, n\n"
+                            "    assert a.tobytes() == b.tobytes(), n\n"
+                            "    assert b.flags['C_CONTIGUOUS'], n\n"),
+                 0, "numpy.load disagrees with the files psctl wrote");
+    char f[128], msg[512];
+    run_t r;
+    PSCTL(&r, "set", "np/bad", "-i", path_in_dir(f, sizeof f, "fortran.npy"));
+    cr_assert_eq(r.status, 1);
+    snprintf(msg, sizeof msg,
+             "error: INVALID_ARGUMENT: %s: unsupported .npy layout: fortran_order is True (psctl "
+             "reads C order; save numpy.ascontiguousarray(a))\n",
+             f);
+    cr_assert_str_eq(r.err, msg);
+    run_free(&r);
+    PSCTL(&r, "set", "np/bad", "-i", path_in_dir(f, sizeof f, "big.npy"));
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "unsupported .npy dtype '>f4': big-endian data is not supported"), "%s",
+              r.err);
+    run_free(&r);
+    cr_assert(!wire_exists("np/bad"));
+}
+
 Test(psctl, get_json_and_scalar)
 {
     double v = -0.25;
