@@ -3,6 +3,7 @@ set(PSC_OPS_SOURCES
   src/ops_common.c
   src/ops_matmul.c
   src/ops_conv.c
+  src/ops_conv_small.c
   src/ops_pool.c
   src/ops_eltwise.c
   src/ops_loss.c)
