@@ -1,7 +1,8 @@
 /* libFuzzer harness for psd's request path without sockets: arbitrary bytes go through the frame
  * decoder exactly as a connection feeds it, every header goes to psd_rpc_begin (unpack, method,
  * body, names, dtypes, shapes, payload length, counts), accepted payloads land in the request blobs
- * and psd_rpc_finish runs the handler against a real store seeded with a few variables. Every reply
+ * and psd_rpc_finish runs the handler against a real store seeded with a few variables (and CONFIG
+ * against a private option table). Every reply
  * must be a well-formed frame that echoes the request id. Nothing may crash, hang or leak.
  *
  * Input: byte 0 = chunk size - 1 for feeding the stream (0 = everything at once), byte 1 = small
@@ -106,6 +107,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     psd_rpc_t rpc;
     CHECK(psd_rpc_init(&rpc, &lim) == 0);
     seed(&rpc);
+    psd_config_t cfg; /* CONFIG reads and sets a private copy of the option table */
+    psd_config_defaults(&cfg);
+    rpc.cfg = &cfg;
     sink_state_t st = {0};
     psd_reply_sink_t sink = {emit, &st};
     ps_frame_limits_t fl = {.max_header = lim.max_header, .max_payload = lim.max_payload};
