@@ -258,22 +258,81 @@ int psd_config_check(const psd_config_t *c, ps_error_t *err)
     return 0;
 }
 
+int psd_config_load_file(psd_config_t *c, const char *path, ps_error_t *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--config: cannot open %s: %s", path,
+                            strerror(errno));
+    char line[PSD_CONFIG_STR_MAX + 128];
+    int rc = 0;
+    for (unsigned lineno = 1; !rc && fgets(line, sizeof line, f); lineno++) {
+        size_t len = strlen(line);
+        if (len == sizeof line - 1 && line[len - 1] != '\n') {
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s:%u: line too long", path, lineno);
+            break;
+        }
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                           line[len - 1] == '\t'))
+            line[--len] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        /* "name value" or "name = value"; the value runs to the end of the line. */
+        char *name = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '=')
+            p++;
+        size_t nlen = (size_t) (p - name);
+        while (*p == ' ' || *p == '\t' || *p == '=')
+            p++;
+        const cfg_desc_t *d = find_desc(name, nlen);
+        if (!d) {
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s:%u: unknown option '%.*s'", path,
+                              lineno, (int) nlen, name);
+            break;
+        }
+        ps_error_t e2;
+        if (set_desc(c, d, p, &e2) != 0)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s:%u: %s", path, lineno, e2.msg);
+    }
+    fclose(f);
+    return rc;
+}
+
 int psd_config_parse_argv(psd_config_t *c, int argc, char **argv, ps_error_t *err)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return PSD_CONFIG_HELP;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0')
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unexpected argument '%s'", a);
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t) (eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        if (nlen == 6 && strncmp(name, "config", 6) == 0) {
+            /* A file of "name value" lines, applied where it appears: later flags override it. */
+            if (!value) {
+                if (i + 1 >= argc)
+                    return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                        "--config needs a value (FILE)");
+                value = argv[++i];
+            }
+            int rc = psd_config_load_file(c, value, err);
+            if (rc)
+                return rc;
+            continue;
+        }
         const cfg_desc_t *d = find_desc(name, nlen);
         if (!d)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown option '--%.*s'", (int) nlen,
                                 name);
-        const char *value = eq ? eq + 1 : NULL;
         if (!value) {
             if (i + 1 >= argc)
                 return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--%s needs a value (%s)",
@@ -303,6 +362,8 @@ void psd_config_usage(FILE *out, const char *prog)
             fprintf(out, " [default: %s]", descs[i].def);
         fprintf(out, "\n");
     }
+    fprintf(out, "  %-30s %s\n", "--config FILE",
+            "read options from FILE (\"name value\" lines, # comments) where it appears");
     fprintf(out, "  %-30s %s\n", "--help", "print this text and exit");
     fprintf(out,
             "\nsizes take K, M, G or T suffixes (powers of 1024). Exit codes: 0 clean shutdown, "

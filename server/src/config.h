@@ -41,11 +41,18 @@ void psd_config_defaults(psd_config_t *c);
 
 /**
  * Parse argv (argv[0] is the program) into c, which should hold the defaults. Accepts "--name
- * value" and "--name=value". Returns 0, PSD_CONFIG_HELP for --help / -h, or INVALID_ARGUMENT with a
- * message naming the flag (unknown flag, missing or malformed value, out of bounds, inconsistent
- * limits).
+ * value", "--name=value" and --config FILE (applied where it appears). Returns 0, PSD_CONFIG_HELP
+ * for --help / -h, or INVALID_ARGUMENT with a message naming the flag (unknown flag, missing or
+ * malformed value, out of bounds, inconsistent limits).
  */
 int psd_config_parse_argv(psd_config_t *c, int argc, char **argv, ps_error_t *err);
+
+/**
+ * Apply a configuration file: one "name value" (or "name = value") per line, names as the flags
+ * without "--", blank lines and lines starting with '#' ignored. Returns 0 or INVALID_ARGUMENT
+ * naming the file and line.
+ */
+int psd_config_load_file(psd_config_t *c, const char *path, ps_error_t *err);
 
 /**
  * Set option name (without leading dashes) from text. With runtime set, only options marked mutable

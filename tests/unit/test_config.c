@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -150,4 +151,39 @@ Test(config, get_and_runtime_set)
     cr_assert_eq(psd_config_set(&c, "out-low-water", "1G", 1, &err), PS_ERR_INVALID_ARGUMENT);
     cr_assert_eq(c.out_low_water, 16u << 20);
     cr_assert_eq(psd_config_get(&c, "nope", out, sizeof out, &err), PS_ERR_NOT_FOUND);
+}
+
+Test(config, config_file_applies_where_it_appears)
+{
+    char path[] = "/tmp/psd-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(
+        f,
+        "# psd options\n\nlisten 127.0.0.1:9999\nlog-level = debug\n  max-vars-per-request 7  \n");
+    fclose(f);
+    char *argv[] = {"psd",    "--max-vars-per-request", "3", "--config", path, "--log-level",
+                    "warning"};
+    psd_config_t c;
+    ps_error_t err;
+    cr_assert_eq(parse(&c, &err, 7, argv), 0, "%s", err.msg);
+    cr_assert_str_eq(c.listen, "127.0.0.1:9999");
+    cr_assert_eq(c.max_vars_per_request, 7, "the file overrides earlier flags");
+    cr_assert_eq(c.log_level, PS_LOG_WARNING, "later flags override the file");
+    f = fopen(path, "w");
+    fprintf(f, "listen 127.0.0.1:1\nmax-header-bytes 1\n");
+    fclose(f);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s:2: --max-header-bytes: 1 is out of range [64, 4294967295]", path);
+    char *argv2[] = {"psd", "--config", path};
+    expect_bad(msg, 3, argv2);
+    f = fopen(path, "w");
+    fprintf(f, "bogus 1\n");
+    fclose(f);
+    snprintf(msg, sizeof msg, "%s:1: unknown option 'bogus'", path);
+    expect_bad(msg, 3, argv2);
+    unlink(path);
+    expect_bad("--config: cannot open /nonexistent/psd.conf: No such file or directory", 2,
+               (char *[]){"psd", "--config=/nonexistent/psd.conf"});
 }
