@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -97,6 +98,7 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
         return -1;
     }
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "psd_launch: fork: %s\n", strerror(errno));
@@ -105,6 +107,11 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
         return -1;
     }
     if (pid == 0) {
+        /* psd must never outlive its test: a test process that dies before its .fini (a crash, a
+         * ctest timeout) takes its psd with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) {
             dup2(devnull, 0);
