@@ -52,7 +52,9 @@ typedef struct ckpt_job {
     uint8_t *state;
     size_t state_len;
     uint64_t new_gen;
+    int spare_fd; /* the next segment (new_gen + 1), made ready by the worker; -1 if that failed */
     uint64_t started_ms;
+    uint64_t loop_us; /* time the loop thread spent starting it (rotation, snapshot) */
     uint64_t bytes;
     int rc;
     ps_error_t err;
@@ -95,6 +97,8 @@ struct psd_persist {
     int timers_started;
     int sync_running;
     int ckpt_running;
+    int spare_fd; /* segment gen + 1, created and made durable off the loop, or -1 */
+    uint64_t spare_gen;
     int closing;
     /* Replies of SAVE and RESTORE (valid until the next call; packed right after the handler). */
     Pscope__V1__SaveReply save_reply;
@@ -595,6 +599,22 @@ static void on_ckpt_work(uv_work_t *req)
     ckpt_path(j->p, path, sizeof path);
     ps_error_clear(&j->err);
     j->rc = psd_ckpt_write(path, j->vars, j->n, j->state, j->state_len, &j->bytes, &j->err);
+    /* Prepare the segment the next rotation will switch to, so that the loop does no fsync then. */
+    j->spare_fd = -1;
+    char sp[PATH_CAP];
+    seg_path(j->p, j->new_gen + 1, sp, sizeof sp);
+    int fd = open(sp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    uint8_t hdr[PSD_WAL_FILE_HEADER];
+    psd_wal_file_header(hdr, j->new_gen + 1);
+    if (write(fd, hdr, sizeof hdr) != (ssize_t) sizeof hdr || fdatasync(fd) != 0 ||
+        fsync_dir(j->p->dir) != 0) {
+        close(fd);
+        unlink(sp);
+        return;
+    }
+    j->spare_fd = fd;
 }
 
 static void remove_segments(psd_persist_t *p, uint64_t from, uint64_t to)
@@ -614,14 +634,20 @@ static void on_ckpt_done(uv_work_t *req, int status)
     snap_free(j->vars, j->n);
     ps_free(j->state);
     p->ckpt_running = 0;
+    if (status == 0 && j->spare_fd >= 0) {
+        if (p->spare_fd >= 0)
+            close(p->spare_fd);
+        p->spare_fd = j->spare_fd;
+        p->spare_gen = j->new_gen + 1;
+    }
     if (status == 0 && j->rc == 0) {
         uint64_t old = p->base_gen;
         p->base_gen = j->new_gen;
         remove_segments(p, old, j->new_gen);
         PS_LOG(PS_LOG_NOTICE, "persist",
-               "checkpoint written: vars=%zu bytes=%llu ms=%llu log_gen=%llu", j->n,
+               "checkpoint written: vars=%zu bytes=%llu ms=%llu loop_us=%llu log_gen=%llu", j->n,
                (unsigned long long) j->bytes, (unsigned long long) (mono_ms() - j->started_ms),
-               (unsigned long long) j->new_gen);
+               (unsigned long long) j->loop_us, (unsigned long long) j->new_gen);
     } else {
         PS_LOG(PS_LOG_WARNING, "persist", "checkpoint failed, the log is kept: %s",
                status ? uv_strerror(status) : j->err.msg);
@@ -632,11 +658,23 @@ static void on_ckpt_done(uv_work_t *req, int status)
 /* Start a new log segment; the old one is made durable first (its records precede the new ones). */
 static int rotate(psd_persist_t *p, ps_error_t *err)
 {
-    if (write_pending(p) != 0 || fdatasync(p->fd) != 0)
+    if (write_pending(p) != 0)
+        fatal_io(p, "rotate", errno);
+    /* Under `always` everything is synced already; under everysec a background sync may be in
+     * flight, so sync here: no record of the new segment may be durable before the old ones. */
+    if ((p->unsynced || p->sync_running) && fdatasync(p->fd) != 0)
         fatal_io(p, "rotate", errno);
     p->unsynced = 0;
-    char path[PATH_CAP];
     uint64_t ng = p->gen + 1;
+    if (p->spare_fd >= 0 && p->spare_gen == ng) {
+        close(p->fd);
+        p->fd = p->spare_fd;
+        p->spare_fd = -1;
+        p->gen = ng;
+        p->file_len = p->reserved_end = PSD_WAL_FILE_HEADER;
+        return 0;
+    }
+    char path[PATH_CAP];
     seg_path(p, ng, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -664,6 +702,7 @@ int psd_persist_checkpoint(psd_persist_t *p, ps_error_t *err)
         return ps_error_set(err, PS_ERR_FAILED_PRECONDITION, "psd runs without --data-dir");
     if (p->ckpt_running || p->closing)
         return 0;
+    uint64_t t0 = uv_hrtime();
     ckpt_job_t *j = ps_calloc(1, sizeof *j);
     if (!j)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
@@ -680,6 +719,7 @@ int psd_persist_checkpoint(psd_persist_t *p, ps_error_t *err)
     j->p = p;
     j->new_gen = p->gen;
     j->started_ms = mono_ms();
+    j->loop_us = (uv_hrtime() - t0) / 1000;
     j->req.data = j;
     int urc = uv_queue_work(p->loop, &j->req, on_ckpt_work, on_ckpt_done);
     if (urc != 0) {
@@ -1113,6 +1153,17 @@ static int recover(psd_persist_t *p, ps_error_t *err)
                             "write-ahead log %s is missing (the checkpoint needs it); refusing to "
                             "start",
                             path);
+    }
+    /* Trailing segments without records (a spare made ready for the next rotation, or one whose
+     * creation a crash cut short) hold nothing: drop them, so the last one with records is last. */
+    while (ng > first + 1) {
+        struct stat st;
+        seg_path(p, gens[ng - 1], path, sizeof path);
+        if (stat(path, &st) != 0 || (uint64_t) st.st_size > PSD_WAL_FILE_HEADER)
+            break;
+        if (unlink(path) != 0)
+            break;
+        ng--;
     }
     uint64_t t0 = mono_ms(), records = 0;
     replay_ctx_t c = {.p = p};
@@ -1937,6 +1988,7 @@ int psd_persist_open(psd_persist_t **out,
     p->rpc = rpc;
     p->fd = -1;
     p->lock_fd = -1;
+    p->spare_fd = -1;
     int rc = 0;
     if (o->data_dir && o->data_dir[0]) {
         p->enabled = 1;
@@ -2042,6 +2094,8 @@ void psd_persist_free(psd_persist_t *p)
     ps_free(p->staged);
     if (p->fd >= 0)
         close(p->fd);
+    if (p->spare_fd >= 0)
+        close(p->spare_fd);
     if (p->lock_fd >= 0)
         close(p->lock_fd);
     ps_free(p->dir);

@@ -298,13 +298,30 @@ Test(persist, checkpoint_rotates_log_and_keeps_dedup)
     cr_assert_neq(access(path, F_OK), 0, "the checkpointed segment is removed");
     seg(path, sizeof path, 2);
     cr_assert_eq(access(path, F_OK), 0, "logging continues in segment 2");
+    seg(path, sizeof path, 3);
+    cr_assert_eq(file_size(path), 32, "the next segment waits, made ready by the worker");
     cr_assert_eq(add(&e, "c", 2.0, 4, NULL), 0);
+    /* The next checkpoint switches to the ready segment and readies another. */
+    cr_assert_eq(psd_persist_checkpoint(e.p, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 200; i++) {
+        seg(path, sizeof path, 2);
+        if (access(path, F_OK) != 0)
+            break;
+        uv_run(&e.loop, UV_RUN_ONCE);
+    }
+    cr_assert_neq(access(path, F_OK), 0);
+    cr_assert_eq(add(&e, "c", 2.0, 5, NULL), 0);
+    seg(path, sizeof path, 3);
+    cr_assert_gt(file_size(path), 32, "segment 3 holds the last update");
+    seg(path, sizeof path, 4);
+    cr_assert_eq(file_size(path), 32);
     env_close(&e);
 
     env_open(&e);
-    cr_assert_float_eq(value_of(&e, "c"), 8.0, 0);
+    cr_assert_neq(access(path, F_OK), 0, "an empty trailing segment is dropped at start");
+    cr_assert_float_eq(value_of(&e, "c"), 10.0, 0);
     int dup = 0;
-    cr_assert_eq(add(&e, "c", 2.0, 4, &dup), 0);
+    cr_assert_eq(add(&e, "c", 2.0, 5, &dup), 0);
     cr_assert_eq(dup, 1, "the retry after restart is recognised");
     env_close(&e);
 }
