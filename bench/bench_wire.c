@@ -7,12 +7,12 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,10 +31,21 @@ static double now_us(void)
     return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
 }
 
+/* The psd this run started, killed by die() so that no failure leaves it running. */
+static ps_psd_t *running_psd;
+static pid_t main_pid;
+
+static void bail(void)
+{
+    if (running_psd != NULL && getpid() == main_pid)
+        ps_psd_cleanup(running_psd);
+    exit(1);
+}
+
 static void die(const char *what)
 {
     fprintf(stderr, "bench_wire: %s: %s\n", what, strerror(errno));
-    exit(1);
+    bail();
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -51,7 +62,7 @@ static double quantile(double *v, size_t n, double q)
     return v[i < n ? i : n - 1];
 }
 
-/* ---- raw loopback peer (a thread) ---- */
+/* ---- raw loopback peer (a process) ---- */
 
 enum {
     RAW_SINK,
@@ -59,7 +70,7 @@ enum {
 };
 
 /*
- * A peer thread on its own listening socket, and the client's connection to it, kept for the whole
+ * A peer process on its own listening socket, and the client's connection to it, kept for the whole
  * run so that TCP's windows have grown as they have on the long-lived psd connection.
  * RAW_SINK: per round, read req bytes (into a 16 MiB buffer, wrapping) and answer one byte.
  * RAW_RR: per round, read req bytes and answer rep bytes.
@@ -72,7 +83,7 @@ typedef struct raw_peer {
     size_t req, rep;
     uint8_t *buf;
     size_t cap;
-    pthread_t th;
+    pid_t pid;            /* the peer process */
     const uint8_t *reply; /* RAW_RR: send these rep bytes instead of echoing buf */
 } raw_peer_t;
 
@@ -147,10 +158,15 @@ static void *raw_peer_run(void *arg)
     return NULL;
 }
 
-/* Start a peer; with connect_client 0 the caller connects its own client to p->port. */
-static void raw_peer_start2(raw_peer_t *p, int mode, size_t req, size_t rep, int connect_client)
+/*
+ * Start a peer; with connect_client 0 the caller connects its own client to p->port. reply (may be
+ * NULL): what a RAW_RR peer answers instead of echoing.
+ */
+static void raw_peer_start2(
+    raw_peer_t *p, int mode, size_t req, size_t rep, int connect_client, const uint8_t *reply)
 {
     memset(p, 0, sizeof *p);
+    p->reply = reply;
     p->mode = mode;
     p->req = req;
     p->rep = rep;
@@ -171,8 +187,22 @@ static void raw_peer_start2(raw_peer_t *p, int mode, size_t req, size_t rep, int
         getsockname(p->lfd, (struct sockaddr *) &sa, &sl) != 0)
         die("bind/listen");
     p->port = ntohs(sa.sin_port);
-    if (pthread_create(&p->th, NULL, raw_peer_run, p) != 0)
-        die("pthread_create");
+    /* The peer is a separate process, as psd is. */
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid < 0)
+        die("fork");
+    if (p->pid == 0) {
+        /* Keep only the listening socket: a copy of another connection's fd held here would keep
+         * that connection open after the parent closes it. */
+        for (int fd = 3; fd < 4096; fd++)
+            if (fd != p->lfd)
+                close(fd);
+        raw_peer_run(p);
+        _exit(0);
+    }
+    close(p->lfd);
+    p->lfd = -1;
     p->cfd = -1;
     if (!connect_client)
         return;
@@ -185,15 +215,16 @@ static void raw_peer_start2(raw_peer_t *p, int mode, size_t req, size_t rep, int
 
 static void raw_peer_start(raw_peer_t *p, int mode, size_t req, size_t rep)
 {
-    raw_peer_start2(p, mode, req, rep, 1);
+    raw_peer_start2(p, mode, req, rep, 1, NULL);
 }
 
 static void raw_peer_stop(raw_peer_t *p)
 {
     if (p->cfd >= 0)
         close(p->cfd);
-    pthread_join(p->th, NULL);
-    close(p->lfd);
+    int st;
+    while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR) {
+    }
     free(p->buf);
 }
 
@@ -242,7 +273,7 @@ static void psd_prepare(ps_wc_t *c, psd_case_t *k, uint8_t *data, uint8_t *in)
     int64_t dims[1] = {(int64_t) (k->bytes / 4)};
     if (ps_wc_create_const(c, k->name, PSCOPE__V1__DTYPE__DT_FLOAT, 1, dims, 0.0) != 0) {
         fprintf(stderr, "bench_wire: cannot create %s\n", k->name);
-        exit(1);
+        bail();
     }
     ps_wc_buf_t b = {0};
     const char *names[1] = {k->name};
@@ -275,11 +306,11 @@ static void psd_prepare(ps_wc_t *c, psd_case_t *k, uint8_t *data, uint8_t *in)
     int rrc = src == 0 ? ps_wc_recv(c, &r) : PS_WC_ERR;
     if (rrc != PS_WC_OK) {
         fprintf(stderr, "bench_wire: first push of %s: send %d, receive %d\n", k->name, src, rrc);
-        exit(1);
+        bail();
     }
     if (r.h->code != 0) {
         fprintf(stderr, "bench_wire: push of %s: %s\n", k->name, r.h->message);
-        exit(1);
+        bail();
     }
     k->push_rep = 16 + r.header_len + (size_t) r.payload_len;
     ps_wc_reply_free(&r);
@@ -295,7 +326,7 @@ static void psd_pulls(ps_wc_t *c, psd_case_t *k, int n, double *lat, uint8_t *in
             die("pull");
         if (r.h->code != 0 || r.payload_len != k->bytes) {
             fprintf(stderr, "bench_wire: pull failed: %s\n", r.h->message);
-            exit(1);
+            bail();
         }
         ps_wc_reply_free(&r);
         if (i >= 0)
@@ -313,7 +344,7 @@ static void psd_pushes(ps_wc_t *c, psd_case_t *k, int n, double *lat, const uint
             die("push");
         if (r.h->code != 0) {
             fprintf(stderr, "bench_wire: push failed: %s\n", r.h->message);
-            exit(1);
+            bail();
         }
         ps_wc_reply_free(&r);
         if (i >= 0)
@@ -431,8 +462,10 @@ int main(int argc, char **argv)
 
     static const char *const extra[] = {NULL};
     ps_psd_t psd;
+    main_pid = getpid();
     if (ps_psd_start(&psd, psd_bin, "warning", extra) != 0)
         return 1;
+    running_psd = &psd;
     ps_wc_t c;
     if (ps_wc_connect(&c, psd.port, 60000) != 0)
         die("connect to psd");
@@ -472,8 +505,7 @@ int main(int argc, char **argv)
             die("canned reply");
     }
     raw_peer_t p_canned;
-    raw_peer_start2(&p_canned, RAW_RR, cases[0].pull_req, canned.len, 0);
-    p_canned.reply = canned.data;
+    raw_peer_start2(&p_canned, RAW_RR, cases[0].pull_req, canned.len, 0, canned.data);
     ps_wc_t cc;
     if (ps_wc_connect(&cc, p_canned.port, 60000) != 0)
         die("connect to the canned peer");
@@ -530,6 +562,7 @@ int main(int argc, char **argv)
     }
     ps_wc_close(&c);
     int st = ps_psd_finish(&psd, SIGTERM, 20000);
+    running_psd = NULL;
     if (st != 0)
         fprintf(stderr, "bench_wire: psd did not exit cleanly (%d)\n", st);
 
@@ -563,7 +596,7 @@ int main(int argc, char **argv)
     fprintf(md,
             "Round trip = request sent until the whole reply is read. Throughput = tensor bytes "
             "/ median round trip. *RT floor* is a raw exchange of exactly the bytes the psd "
-            "call moves (request frame out, reply frame back) between two threads; *vs "
+            "call moves (request frame out, reply frame back) between two processes; *vs "
             "stream* divides the throughput by the raw stream's.\n\n");
     fprintf(md, "| op | size | round trip us (median) | min | max | p99 | MB/s | RT floor us | "
                 "RT / floor | MB/s / stream |\n");
