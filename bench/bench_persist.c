@@ -531,10 +531,10 @@ int main(int argc, char **argv)
                            "one SAVE of the model to a file (written on the loop thread)"};
     for (int m = 0; m < 3; m++)
         printf("| %s | %zu | %.0f us | %.0f us |\n", what[m], ln[m], lp99[m], lmax[m]);
-    printf(
-        "\nThe loop thread's own share of each checkpoint (rotating the log: fdatasync of the old "
-        "segment, new segment, directory fsync; copying metadata and taking blob references) "
-        "was at most %.0f us over %llu checkpoints; the rest ran on a worker thread.\n",
-        ckpt_loop_worst_us, ckpt_count);
+    printf("\nThe loop thread's own share of each checkpoint (switching to the log segment the "
+           "previous checkpoint made ready, an fdatasync of the old segment's unsynced records, "
+           "copying metadata and taking blob references) was at most %.0f us over %llu "
+           "checkpoints; the rest ran on a worker thread.\n",
+           ckpt_loop_worst_us, ckpt_count);
     return 0;
 }
