@@ -205,6 +205,7 @@ int main(int argc, char **argv)
         O.nconns < 1)
         return 2;
     signal(SIGPIPE, SIG_IGN);
+    bc_kill_on_signal(&psd, &redis);
     /* 1,000 connections need 1,000 descriptors here, in psd and in redis-server (they inherit). */
     uint64_t nofile = bc_raise_nofile(O.nconns + 256);
     if (bc_psd_start(&psd, O.psd_bin, NULL) != 0)

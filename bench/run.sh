@@ -113,9 +113,9 @@ summary_rows() {
             split("4096 65536 1048576 16777216 67108864", s, " ")
             split("4 KiB,64 KiB,1 MiB,16 MiB,64 MiB", l, ",")
             for (c = 1; c <= 4; c *= 4) {
-                ce = v["ceiling,0," c]
                 for (i = 1; i <= 5; i++) {
                     k = s[i] "," c
+                    ce = v["ceiling," k]
                     printf "| tensor | pull %s, %d client(s) vs loopback ceiling | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_pull," k], ce, v["psd_pull," k] / ce
                     printf "| tensor | pull %s, %d client(s) vs Redis GET | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_pull," k], v["redis_get," k], v["psd_pull," k] / v["redis_get," k]
                     printf "| tensor | push %s, %d client(s) vs Redis SET | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_push," k], v["redis_set," k], v["psd_push," k] / v["redis_set," k]

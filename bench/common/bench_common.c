@@ -254,6 +254,32 @@ int bc_connect(uint16_t port)
     return fd;
 }
 
+static ps_psd_t *volatile sig_psd;
+static bc_redis_t *volatile sig_redis;
+
+static void on_signal(int sig)
+{
+    (void) sig;
+    if (sig_psd != NULL && sig_psd->pid > 0)
+        kill(sig_psd->pid, SIGKILL);
+    if (sig_redis != NULL && sig_redis->pid > 0)
+        kill(sig_redis->pid, SIGKILL);
+    _exit(130);
+}
+
+void bc_kill_on_signal(ps_psd_t *psd, bc_redis_t *redis)
+{
+    sig_psd = psd;
+    sig_redis = redis;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 FILE *bc_fopen(const char *path)
 {
     FILE *f = fopen(path, "w");

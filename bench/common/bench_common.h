@@ -71,6 +71,12 @@ uint64_t bc_raise_nofile(uint64_t want);
 /** Connect a TCP socket to 127.0.0.1:port with TCP_NODELAY; blocking. Returns fd or -1. */
 int bc_connect(uint16_t port);
 
+/**
+ * On SIGINT, SIGTERM or SIGHUP, kill these servers (either may be NULL) with SIGKILL and exit 130,
+ * so an interrupted bench leaves nothing running. The structs must outlive the bench.
+ */
+void bc_kill_on_signal(ps_psd_t *psd, bc_redis_t *redis);
+
 /** fopen(path, "w") or die. */
 FILE *bc_fopen(const char *path);
 
