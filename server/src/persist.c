@@ -371,6 +371,17 @@ hook_before(void *ctx, const Pscope__V1__Header *req, uint64_t payload_len, ps_e
     psd_persist_t *p = ctx;
     if (!p->enabled || !is_logged_method(req->method))
         return 0;
+    /* A lookup of an existing variable changes nothing: it needs no log room (a worker can attach
+     * to its model while the disk is full). */
+    if (req->method == PSCOPE__V1__METHOD__GET_VARIABLE &&
+        req->body_case == PSCOPE__V1__HEADER__BODY_GET_VARIABLE &&
+        req->get_variable->name.len <= PS_NAME_MAX) {
+        char name[PS_NAME_MAX + 1];
+        memcpy(name, req->get_variable->name.data, req->get_variable->name.len);
+        name[req->get_variable->name.len] = '\0';
+        if (psd_store_find(p->rpc->store, name))
+            return 0;
+    }
     return reserve_request(p, req, payload_len, req->n_tensors, err);
 }
 
