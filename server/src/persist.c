@@ -1626,14 +1626,9 @@ static void fill_td(Pscope__V1__TensorDesc *td, const char *name, const psd_ckpt
     td->dims = (int64_t *) e->dims;
 }
 
-static int build_restore_log(restore_log_t *L,
-                             psd_ckpt_reader_t *r,
-                             const psd_restore_item_t *it,
-                             size_t n,
-                             size_t ncreate,
-                             const char *creator_default)
+static int build_restore_log(
+    restore_log_t *L, psd_ckpt_reader_t *r, const psd_restore_item_t *it, size_t n, size_t ncreate)
 {
-    (void) creator_default;
     size_t nassign = n - ncreate, ncoll = 0;
     for (size_t i = 0; i < n; i++) {
         if (!it[i].var)
@@ -1692,9 +1687,7 @@ static int build_restore_log(restore_log_t *L,
         h->tensors = &L->tdp[i];
         c++;
     }
-    /* The update: the assigned variables' descriptors, contiguous in their own array. */
-    Pscope__V1__TensorDesc **utd = L->tdp + n - nassign; /* reuse the tail: rebuilt below */
-    (void) utd;
+    /* The update (its tensor list is filled by the caller, in plan order). */
     pscope__v1__update_request__init(&L->upd);
     Pscope__V1__Header *uh = &L->hdrs[ncreate];
     pscope__v1__header__init(uh);
@@ -1791,22 +1784,19 @@ static int handle_restore(psd_persist_t *p,
     int64_t now = wall_now_ms();
     uint64_t total = 0;
     if (!rc && p->enabled) {
-        if (build_restore_log(&L, r, items, n, ncreate, NULL) != 0) {
+        if (build_restore_log(&L, r, items, n, ncreate) != 0) {
             rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         } else {
-            size_t pieces = 0, c = 0;
+            size_t c = 0;
             for (size_t i = 0; i < n; i++) {
-                if (!items[i].var) {
+                if (!items[i].var)
                     total += record_size(pscope__v1__header__get_packed_size(&L.hdrs[c++]),
                                          data[i]->len);
-                    pieces += 2;
-                }
             }
-            /* The update header lists only assigned tensors: built just below, sized there. */
-            (void) pieces;
         }
     }
     /* The update items (existing targets), in plan order. */
+    uint8_t **heads = NULL;
     size_t na = 0;
     Pscope__V1__TensorDesc **utds = NULL;
     if (!rc) {
@@ -1844,9 +1834,29 @@ static int handle_restore(psd_persist_t *p,
             pl += ablobs[i]->len;
         if (na)
             total += record_size(pscope__v1__header__get_packed_size(uh), pl);
-        /* Room for every record (each staged head is allocated as it is appended below, so the
-         * heads' memory is reserved here too by sizing the staging buffer to the largest). */
-        rc = reserve(p, total, 2 * n + 2, err);
+        /* Room for every record, on disk and in memory (their heads), before anything changes. */
+        heads = ps_calloc(ncreate + 1, sizeof *heads);
+        if (!heads)
+            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        for (size_t k = 0; k <= ncreate && !rc; k++) {
+            if (k == ncreate && !na)
+                break;
+            size_t hl = pscope__v1__header__get_packed_size(&L.hdrs[k]);
+            uint64_t body = PSD_WAL_BODY_FIXED + hl + (k == ncreate ? pl : 0);
+            for (size_t i = 0, c = 0; k < ncreate && i < n; i++) {
+                if (!items[i].var && c++ == k)
+                    body += data[i]->len;
+            }
+            if (body > UINT32_MAX)
+                rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                  "write-ahead log: a restore that assigns %llu bytes at once "
+                                  "exceeds the 4 GiB record limit; restore it in parts",
+                                  (unsigned long long) body);
+            else if (!(heads[k] = ps_malloc(PSD_WAL_REC_HEAD + PSD_WAL_BODY_FIXED + hl)))
+                rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        if (!rc)
+            rc = reserve(p, total, 2 * n + 2, err);
     }
     /* Apply: create the missing variables, then assign the rest in one all-or-nothing update. */
     psd_var_t **made = NULL;
@@ -1912,24 +1922,27 @@ static int handle_restore(psd_persist_t *p,
         }
     }
     if (!rc && p->enabled) {
+        /* Everything was reserved above: the appends cannot fail. */
         size_t c = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (items[i].var)
+        for (size_t i = 0; i <= n; i++) {
+            if (i < n && items[i].var)
                 continue;
-            ps_error_t e2;
-            if (reserve_request(p, &L.hdrs[c], data[i]->len, 1, &e2) == 0)
+            if (i == n && !na)
+                break;
+            ps_free(p->staged);
+            p->staged = heads[c];
+            heads[c] = NULL;
+            if (i < n)
                 append_request(p, &L.hdrs[c], &data[i], 1, now, 0, 0);
             else
-                fatal_io(p, "restore log record", ENOMEM);
+                append_request(p, &L.hdrs[ncreate], ablobs, na, now, 0, 0);
             c++;
         }
-        if (na) {
-            ps_error_t e2;
-            if (reserve_request(p, &L.hdrs[ncreate], 0, na, &e2) == 0)
-                append_request(p, &L.hdrs[ncreate], ablobs, na, now, 0, 0);
-            else
-                fatal_io(p, "restore log record", ENOMEM);
-        }
+    }
+    if (heads) {
+        for (size_t k = 0; k <= ncreate; k++)
+            ps_free(heads[k]);
+        ps_free(heads);
     }
     if (!rc) {
         PS_LOG(PS_LOG_NOTICE, "persist", "restored %s: assigned=%zu created=%zu", path, na,
