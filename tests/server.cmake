@@ -3,3 +3,5 @@ ps_add_criterion_test(test_store SOURCES unit/test_store.c LIBS psd_core)
 ps_add_criterion_test(test_config SOURCES unit/test_config.c LIBS psd_core)
 ps_add_criterion_test(test_rpc SOURCES unit/test_rpc.c LIBS psd_core)
 ps_add_criterion_test(test_server SOURCES unit/test_server.c LIBS psd_core)
+ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budget.c
+                      LABELS integration TIMEOUT 120)

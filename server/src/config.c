@@ -64,6 +64,10 @@ static const cfg_desc_t descs[] = {
      "MS", "a partial frame followed by this much silence: DEADLINE_EXCEEDED, close (0 = off)"},
     {"max-memory", CFG_SIZE, OFF(max_memory), 0, UINT64_MAX, "0", CFG_MUTABLE, "BYTES",
      "refuse requests that would take psd's allocated bytes past this (0 = off)"},
+    {"max-inflight-payload", CFG_SIZE, OFF(max_inflight_payload), 1, UINT64_MAX, "2G", CFG_MUTABLE,
+     "BYTES",
+     "announced payload bytes psd receives at once over all connections; a request past it gets "
+     "RESOURCE_EXHAUSTED (at least --max-payload-bytes)"},
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
     {"data-dir", CFG_STRING, OFF(data_dir), 0, 0, "", 0, "DIR",
@@ -249,6 +253,12 @@ int psd_config_check(const psd_config_t *c, ps_error_t *err)
                             "--out-hard-limit (%" PRIu64 ") must be 0 or at least --out-high-water "
                             "(%" PRIu64 ")",
                             c->out_hard_limit, c->out_high_water);
+    if (c->max_inflight_payload < c->max_payload_bytes)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--max-inflight-payload (%" PRIu64
+                            ") must be at least --max-payload-bytes (%" PRIu64
+                            "): a request of the largest payload could never be received",
+                            c->max_inflight_payload, c->max_payload_bytes);
     if (!c->listen[0])
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--listen: empty address");
     if (strcmp(c->fsync, "always") != 0 && strcmp(c->fsync, "everysec") != 0 &&

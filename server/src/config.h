@@ -23,8 +23,9 @@ typedef struct psd_config {
     uint64_t out_low_water;
     uint64_t out_hard_limit; /* 0 = off */
     uint64_t max_pending_requests;
-    uint64_t read_timeout_ms; /* 0 = off */
-    uint64_t max_memory;      /* 0 = off */
+    uint64_t read_timeout_ms;      /* 0 = off */
+    uint64_t max_memory;           /* 0 = off */
+    uint64_t max_inflight_payload; /* announced payload bytes being received, all connections */
     uint64_t shutdown_timeout_ms;
     /* Persistence (persist.c). */
     char data_dir[PSD_CONFIG_STR_MAX]; /* "" = no write-ahead log, nothing survives a restart */

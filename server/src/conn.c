@@ -316,6 +316,11 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
     stop_reading(c);
     c->flags |= PSD_CONN_CLOSE_AFTER_FLUSH;
     psd_link_remove(&c->link_input);
+    /* No more input will be read: a request still receiving its payload can never finish, so its
+     * blobs and its share of the in-flight payload budget go now, not when the replies are out.
+     * The decoder is not fed again, so its sinks into those blobs are never used. */
+    psd_req_free(c->req);
+    c->req = NULL;
     if (!c->qhead && !c->inflight_nchunks)
         psd_conn_close(c, why);
 }

@@ -33,6 +33,8 @@ struct psd_req {
     Pscope__V1__Header *hdr;
     const struct psd_method *m;
     uint64_t payload_len;
+    uint64_t *inflight; /* the counter that reserved counts in (rpc->stats.payload_inflight) */
+    uint64_t reserved;  /* payload bytes this request holds against lim.max_inflight_payload */
     /* Validated request tensors: NUL-terminated names and one blob each for their bytes. */
     size_t ntensors;
     char **tnames;
@@ -112,6 +114,8 @@ void psd_req_free(psd_req_t *r)
 {
     if (!r)
         return;
+    if (r->reserved)
+        *r->inflight -= r->reserved;
     if (r->blobs) {
         for (size_t i = 0; i < r->ntensors; i++)
             psd_blob_unref(r->blobs[i]);
@@ -721,6 +725,8 @@ static int handle_stats(psd_rpc_t *rpc,
     rep->memory_used = ps_alloc_used();
     rep->rejected_frames = st->rejected_frames;
     rep->limit_disconnects = st->limit_disconnects;
+    rep->payload_inflight_bytes = st->payload_inflight;
+    rep->payload_budget_rejections = st->payload_budget_rejections;
     rep->version = (char *) PS_VERSION_STRING;
     for (size_t i = 0; i < nmethods; i++) {
         const psd_method_counters_t *c = &rpc->counters[methods[i].method];
@@ -1095,6 +1101,22 @@ static int take_tensors(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
                                 (unsigned long long) total,
                                 (unsigned long long) rpc->lim.max_memory);
     }
+    /* The server-wide budget: blobs are allocated now, before the bytes arrive, so peers that
+     * announce payloads and send nothing must not make psd allocate more than this (rpc.h). */
+    uint64_t budget = rpc->lim.max_inflight_payload;
+    uint64_t inflight = rpc->stats.payload_inflight;
+    if (budget && total > PSD_RPC_UNBUDGETED_PAYLOAD &&
+        (inflight > budget || total > budget - inflight)) {
+        rpc->stats.payload_budget_rejections++;
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                            "payload of %llu bytes refused: %llu bytes of announced payload are "
+                            "already in flight (--max-inflight-payload %llu); retry later",
+                            (unsigned long long) total, (unsigned long long) inflight,
+                            (unsigned long long) budget);
+    }
+    r->inflight = &rpc->stats.payload_inflight;
+    r->reserved = total;
+    rpc->stats.payload_inflight += total;
     r->blobs = scratch_alloc(r, n * sizeof *r->blobs);
     r->segs = scratch_alloc(r, n * sizeof *r->segs);
     if (!r->blobs || !r->segs)

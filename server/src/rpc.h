@@ -19,6 +19,12 @@
 
 #define PSD_METHOD_MAX 12 /* highest pscope.v1.Method value */
 
+/* Payloads up to this size are admitted even when lim.max_inflight_payload is used up (they still
+ * count in stats.payload_inflight): a connection receives one frame at a time and already holds a
+ * read buffer of this size, so they are bounded by the connection limit, and small requests keep
+ * working while large payloads wait. */
+#define PSD_RPC_UNBUDGETED_PAYLOAD (64u << 10)
+
 typedef struct psd_method_counters {
     uint64_t calls;    /* requests that reached their handler */
     uint64_t errors;   /* handler returned an error */
@@ -34,6 +40,8 @@ typedef struct psd_stats {
     uint64_t bytes_out;
     uint64_t rejected_frames;   /* frames refused before reaching a method (framing, bad header) */
     uint64_t limit_disconnects; /* connections closed by a limit */
+    uint64_t payload_inflight;  /* announced payload bytes of requests not yet finished or freed */
+    uint64_t payload_budget_rejections; /* requests refused by max_inflight_payload */
 } psd_stats_t;
 
 typedef struct psd_rpc_limits {
@@ -42,6 +50,9 @@ typedef struct psd_rpc_limits {
     size_t max_vars;          /* names / tensors / items per request */
     uint64_t max_memory;      /* 0 = no limit */
     size_t dedup_max_clients; /* 0 = default */
+    /* Payload bytes all accepted requests may hold before they finish (blobs are allocated when
+     * the header is accepted, so this bounds what peers can make psd allocate); 0 = no limit. */
+    uint64_t max_inflight_payload;
 } psd_rpc_limits_t;
 
 struct Pscope__V1__Header;
@@ -111,7 +122,10 @@ void psd_rpc_deinit(psd_rpc_t *rpc);
 /**
  * A frame's header is complete: unpack and validate it. On PSD_RPC_READ_PAYLOAD *req is a new
  * request (owned by the caller until psd_rpc_finish or psd_req_free) whose payload segments are
- * psd_req_segs(); otherwise an error reply was emitted to sink and *req is NULL.
+ * psd_req_segs(); its payload counts in stats.payload_inflight until then. Otherwise an error reply
+ * was emitted to sink and *req is NULL (RESOURCE_EXHAUSTED when a payload over
+ * PSD_RPC_UNBUDGETED_PAYLOAD would take payload_inflight past lim.max_inflight_payload: nothing is
+ * allocated, the payload is skipped).
  */
 psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
                                const uint8_t *hdr,
@@ -126,7 +140,8 @@ const ps_frame_seg_t *psd_req_segs(const psd_req_t *req, size_t *nsegs);
 /** The payload has arrived: run the handler, emit its reply, free req. */
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *req, const psd_reply_sink_t *sink);
 
-/** Free a request that will not be finished (connection gone). NULL is a no-op. */
+/** Free a request that will not be finished (connection gone), releasing its payload from
+ * stats.payload_inflight. NULL is a no-op. */
 void psd_req_free(psd_req_t *req);
 
 /** Emit an error reply (no body, no payload) for request id of method. */

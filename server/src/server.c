@@ -114,6 +114,7 @@ static void on_config_change(void *ctx)
     ps_log_level = (int) srv->cfg.log_level;
     srv->rpc.lim.max_vars = (size_t) srv->cfg.max_vars_per_request;
     srv->rpc.lim.max_memory = srv->cfg.max_memory;
+    srv->rpc.lim.max_inflight_payload = srv->cfg.max_inflight_payload;
     psd_store_set_max_memory(srv->rpc.store, srv->cfg.max_memory);
     if (!srv->stopping)
         sweep_restart(srv);
@@ -210,7 +211,8 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
                             .max_payload = cfg->max_payload_bytes,
                             .max_vars = (size_t) cfg->max_vars_per_request,
                             .max_memory = cfg->max_memory,
-                            .dedup_max_clients = 0};
+                            .dedup_max_clients = 0,
+                            .max_inflight_payload = cfg->max_inflight_payload};
     if (psd_rpc_init(&srv->rpc, &lim) != 0) {
         uv_loop_close(&srv->loop);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating the store");

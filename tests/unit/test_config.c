@@ -102,6 +102,34 @@ Test(config, cross_option_rules)
         (char *[]){"psd", "--out-high-water", "1K", "--out-low-water=0", "--out-hard-limit", "10"});
 }
 
+Test(config, inflight_payload_budget_holds_at_least_one_payload)
+{
+    psd_config_t c;
+    psd_config_defaults(&c);
+    cr_assert_eq(c.max_inflight_payload, (uint64_t) 2 << 30);
+    expect_bad(
+        "--max-inflight-payload (8388608) must be at least --max-payload-bytes (16777216): a "
+        "request of the largest payload could never be received",
+        5, (char *[]){"psd", "--max-payload-bytes", "16M", "--max-inflight-payload", "8M"});
+    /* Raising only the payload limit past the default budget is refused the same way. */
+    expect_bad("--max-inflight-payload (2147483648) must be at least --max-payload-bytes "
+               "(4294967296): a request of the largest payload could never be received",
+               2, (char *[]){"psd", "--max-payload-bytes=4G"});
+    ps_error_t err;
+    cr_assert_eq(parse(&c, &err, 4,
+                       (char *[]){"psd", "--max-payload-bytes", "8M", "--max-inflight-payload=8M"}),
+                 0, "%s", err.msg);
+    cr_assert_eq(c.max_inflight_payload, 8u << 20);
+    expect_bad("--max-inflight-payload: 0 is out of range [1, 18446744073709551615]", 3,
+               (char *[]){"psd", "--max-inflight-payload", "0"});
+    /* Mutable at run time, within the same rule. */
+    cr_assert_eq(psd_config_set(&c, "max-inflight-payload", "32M", 1, &err), 0, "%s", err.msg);
+    cr_assert_eq(c.max_inflight_payload, 32u << 20);
+    cr_assert_eq(psd_config_set(&c, "max-inflight-payload", "4M", 1, &err),
+                 PS_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(c.max_inflight_payload, 32u << 20, "a refused change leaves the value");
+}
+
 Test(config, help_is_reported)
 {
     psd_config_t c;
@@ -130,6 +158,8 @@ Test(config, usage_lists_every_option_with_default)
                           "--shutdown-timeout-ms",    "--help"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_assert_not_null(strstr(buf, want[i]), "usage lacks '%s'", want[i]);
+    cr_assert_not_null(strstr(buf, "--max-inflight-payload BYTES"));
+    cr_assert_not_null(strstr(buf, "[default: 2G]"));
     free(buf);
 }
 

@@ -310,6 +310,100 @@ Test(rpc, update_then_stats_count_calls_and_errors)
     cr_assert(seen);
 }
 
+#define W_ELEMS 32768          /* w is float32 (32768,) */
+#define W_BYTES (W_ELEMS * 4u) /* 128 KiB: over PSD_RPC_UNBUDGETED_PAYLOAD */
+
+/* Begin an update of w (n elements of it from the start: W_ELEMS, or a small one) without
+ * finishing it: the request is left receiving its payload, as on a connection whose peer has sent
+ * only the header. */
+static psd_rpc_action_t begin_update_w(uint64_t id, int64_t n, psd_req_t **req)
+{
+    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT, *tds[1] = {&td};
+    int64_t dims[1] = {n};
+    td.name = ps_pb_bytes(n == W_ELEMS ? "w" : "s");
+    td.dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+    td.n_dims = 1;
+    td.dims = dims;
+    Pscope__V1__UpdateRequest u = PSCOPE__V1__UPDATE_REQUEST__INIT;
+    Pscope__V1__UpdateItem it = PSCOPE__V1__UPDATE_ITEM__INIT, *its[1] = {&it};
+    it.op = PSCOPE__V1__UPDATE_OP__ASSIGN;
+    u.n_items = 1;
+    u.items = its;
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    h.id = id;
+    h.method = PSCOPE__V1__METHOD__UPDATE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_UPDATE;
+    h.update = &u;
+    h.n_tensors = 1;
+    h.tensors = tds;
+    size_t hlen = pscope__v1__header__get_packed_size(&h);
+    uint8_t *hb = malloc(hlen);
+    cr_assert_not_null(hb);
+    pscope__v1__header__pack(&h, hb);
+    psd_rpc_action_t act = psd_rpc_begin(&rpc, hb, hlen, (uint64_t) n * 4u, &sink, req);
+    free(hb);
+    return act;
+}
+
+static void finish_with_zeros(psd_req_t *req)
+{
+    size_t nsegs = 0;
+    const ps_frame_seg_t *segs = psd_req_segs(req, &nsegs);
+    for (size_t i = 0; i < nsegs; i++)
+        memset(segs[i].data, 0, segs[i].len);
+    psd_rpc_finish(&rpc, req, &sink);
+}
+
+Test(rpc, inflight_payload_budget_refuses_before_allocating)
+{
+    create_f32(1, "w", W_ELEMS);
+    create_f32(2, "s", 4);
+    rpc.lim.max_inflight_payload = 2 * W_BYTES;
+    psd_req_t *a = NULL, *b = NULL, *c = NULL;
+    cr_assert_eq(begin_update_w(3, W_ELEMS, &a), PSD_RPC_READ_PAYLOAD);
+    cr_assert_eq(begin_update_w(4, W_ELEMS, &b), PSD_RPC_READ_PAYLOAD);
+    cr_assert_eq(rpc.stats.payload_inflight, 2 * W_BYTES);
+    size_t replies = got.n;
+    uint64_t used = ps_alloc_used();
+    cr_assert_eq(begin_update_w(5, W_ELEMS, &c), PSD_RPC_SKIP_PAYLOAD);
+    cr_assert_null(c);
+    cr_assert_eq(got.n, replies + 1);
+    expect_error(5, PSCOPE__V1__METHOD__UPDATE, PS_ERR_RESOURCE_EXHAUSTED,
+                 "payload of 131072 bytes refused: 262144 bytes of announced payload are already "
+                 "in flight (--max-inflight-payload 262144); retry later");
+    /* No blob was made for it (the reply sink's copy of the error header is small). */
+    cr_assert_lt(ps_alloc_used(), used + W_BYTES);
+    cr_assert_eq(rpc.stats.payload_inflight, 2 * W_BYTES);
+    cr_assert_eq(rpc.stats.payload_budget_rejections, 1);
+    cr_assert_eq(rpc.counters[PSCOPE__V1__METHOD__UPDATE].rejected, 1);
+    /* A small payload is still admitted (and counted while it is received). */
+    cr_assert_eq(begin_update_w(6, 4, &c), PSD_RPC_READ_PAYLOAD);
+    cr_assert_eq(rpc.stats.payload_inflight, 2 * W_BYTES + 16);
+    finish_with_zeros(c);
+    cr_assert_eq(last()->h->code, 0, "%s", last()->h->message);
+    cr_assert_eq(rpc.stats.payload_inflight, 2 * W_BYTES);
+    /* A request freed unfinished (its connection closed) and one finished both give back. */
+    psd_req_free(a);
+    cr_assert_eq(rpc.stats.payload_inflight, W_BYTES);
+    finish_with_zeros(b);
+    cr_assert_eq(last()->h->code, 0, "%s", last()->h->message);
+    cr_assert_eq(rpc.stats.payload_inflight, 0);
+    cr_assert_eq(begin_update_w(7, W_ELEMS, &c), PSD_RPC_READ_PAYLOAD);
+    cr_assert_eq(rpc.stats.payload_inflight, W_BYTES);
+    finish_with_zeros(c);
+    cr_assert_eq(last()->h->code, 0, "%s", last()->h->message);
+    cr_assert_eq(rpc.stats.payload_inflight, 0);
+    /* STATS reports both. */
+    Pscope__V1__Header s = PSCOPE__V1__HEADER__INIT;
+    s.id = 8;
+    s.method = PSCOPE__V1__METHOD__STATS;
+    run(&s, NULL, 0);
+    const Pscope__V1__StatsReply *st = last()->h->stats_reply;
+    cr_assert_not_null(st);
+    cr_assert_eq(st->payload_budget_rejections, 1);
+    cr_assert_eq(st->payload_inflight_bytes, 0);
+}
+
 /* A whole sequence of requests with allocation n failing (and every later one): each request is
  * either answered, refused with an error or dropped, and nothing leaks (LeakSanitizer). */
 static void sequence(void)
