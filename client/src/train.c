@@ -19,6 +19,8 @@
 
 #define TRAIN_MAX_RETRIES 3
 #define TRAIN_BACKOFF_MS  50
+#define TRAIN_CONNECT_MS  5000 /* the client's defaults (ps_client_opts_t) */
+#define TRAIN_REQUEST_MS  30000
 
 struct ps_optimizer {
     ps_client_t *client;
@@ -139,7 +141,8 @@ int ps_optimizer_new(ps_client_t *client,
     o->cfg.global_step = o->global_step;
     o->id = random_id();
     for (size_t i = 0; i < n; i++) {
-        rc = psc_conn_init(&o->conns[i], ps_client_shard_address(client, i), 0, 0, err);
+        rc = psc_conn_init(&o->conns[i], ps_client_shard_address(client, i), TRAIN_CONNECT_MS,
+                           TRAIN_REQUEST_MS, err);
         if (rc) {
             ps_optimizer_free(o);
             return rc;

@@ -603,7 +603,8 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    size_t eval_batch = o.batch > 500 ? o.batch : 500;
+    /* The evaluator's forward passes go 200 images at a time (its buffers: about 80 MB). */
+    size_t eval_batch = o.batch > 200 ? o.batch : 200;
     if (model_init(&m, g, o.evaluator ? NULL : client, &cfg, o.seed,
                    o.evaluator ? eval_batch : o.batch, &err) != 0) {
         rc = fail("building the model", &err);
