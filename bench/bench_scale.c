@@ -407,6 +407,40 @@ int main(int argc, char **argv)
             conns_after, (double) psd_rss_end / (1 << 20));
     fclose(md);
 
+    FILE *sum = open_out("summary_scale.md");
+    bc_stats_t rl, rp, rc;
+    bc_ratio_stats(lk[K_LOOKUP], lk[K_GET], (size_t) O.reps, &rl);
+    bc_ratio_stats(lk[K_PULL], lk[K_GET], (size_t) O.reps, &rp);
+    bc_ratio_stats(cops[0], cops[1], (size_t) creps, &rc);
+    fprintf(sum,
+            "| scale | RSS per variable (%" PRIu64
+            " float32[4]) vs Redis per 16-byte value | %.0f B "
+            "| %.0f B | %.2fx |\n",
+            n, psd_rss_per, redis_rss_per, psd_rss_per / redis_rss_per);
+    fprintf(
+        sum,
+        "| scale | own accounting per variable vs Redis used_memory per key | %.0f B | %.0f B | "
+        "%.2fx |\n",
+        psd_mem_per, redis_mem_per, psd_mem_per / redis_mem_per);
+    fprintf(sum,
+            "| scale | creation (get_variable) vs Redis SET, pipelined (per s) | %.0f | %.0f | "
+            "%.2fx |\n",
+            (double) n / psd_create_s, (double) n / redis_create_s, redis_create_s / psd_create_s);
+    fprintf(sum,
+            "| scale | random get_variable lookups vs Redis GET among %" PRIu64
+            " (ops/s) | %.0f | %.0f | "
+            "%.2fx [%.2f-%.2f] |\n",
+            n, ls[K_LOOKUP].median, ls[K_GET].median, rl.median, rl.min, rl.max);
+    fprintf(sum,
+            "| scale | random pulls vs Redis GET among %" PRIu64 " (ops/s) | %.0f | %.0f | %.2fx "
+            "[%.2f-%.2f] |\n",
+            n, ls[K_PULL].median, ls[K_GET].median, rp.median, rp.min, rp.max);
+    fprintf(sum,
+            "| scale | %u connections: pulls vs Redis GETs (ops/s) | %.0f | %.0f | %.2fx "
+            "[%.2f-%.2f] |\n",
+            O.nconns, co[0].median, co[1].median, rc.median, rc.min, rc.max);
+    fclose(sum);
+
     FILE *goals = open_out("goals_scale.csv");
     fprintf(goals,
             "<= 256 bytes of psd memory per small variable beyond its data,RSS delta/var - "

@@ -107,48 +107,8 @@ train_medians() {
 
 # One row of the summary: area, figure, psd, reference, ratio.
 summary_rows() {
-    # Tensor throughput (bench_redis).
-    awk -F, 'NR > 1 { v[$1 "," $2 "," $3] = $5 }
-        END {
-            split("4096 65536 1048576 16777216 67108864", s, " ")
-            split("4 KiB,64 KiB,1 MiB,16 MiB,64 MiB", l, ",")
-            for (c = 1; c <= 4; c *= 4) {
-                for (i = 1; i <= 5; i++) {
-                    k = s[i] "," c
-                    ce = v["ceiling," k]
-                    printf "| tensor | pull %s, %d client(s) vs loopback ceiling | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_pull," k], ce, v["psd_pull," k] / ce
-                    printf "| tensor | pull %s, %d client(s) vs Redis GET | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_pull," k], v["redis_get," k], v["psd_pull," k] / v["redis_get," k]
-                    printf "| tensor | push %s, %d client(s) vs Redis SET | %.0f MB/s | %.0f MB/s | %.2fx |\n", l[i], c, v["psd_push," k], v["redis_set," k], v["psd_push," k] / v["redis_set," k]
-                }
-            }
-        }' "$out/tensor.csv"
-    # Small operations.
-    awk -F, 'NR > 1 { v[$1 "," $2 "," $3] = $5 }
-        END {
-            split("1 16 64", cs, " "); split("1 16", ds, " ")
-            for (i = 1; i <= 3; i++) for (j = 1; j <= 2; j++) {
-                k = cs[i] "," ds[j]; g = v["redis_get64," k]
-                printf "| small ops | get_variable, %d conns, depth %d vs Redis GET | %.0f/s | %.0f/s | %.2fx |\n", cs[i], ds[j], v["psd_get_variable," k], g, v["psd_get_variable," k] / g
-                printf "| small ops | pull 16 floats, %d conns, depth %d vs Redis GET | %.0f/s | %.0f/s | %.2fx |\n", cs[i], ds[j], v["psd_pull16," k], g, v["psd_pull16," k] / g
-            }
-        }' "$out/smallops.csv"
-    # Many variables.
-    awk -F, 'NR > 1 { v[$1] = $4 }
-        END {
-            b = v["psd_batched_pull"]
-            printf "| many variables | 1,000 single pulls vs one batched pull (time) | %.0f us | %.0f us | %.1fx |\n", v["psd_single_pulls"], b, v["psd_single_pulls"] / b
-            printf "| many variables | 1,000 pipelined pulls vs one batched pull (time) | %.0f us | %.0f us | %.1fx |\n", v["psd_pipelined_pulls"], b, v["psd_pipelined_pulls"] / b
-            printf "| many variables | batched pull of 1,000 vs Redis MGET of 1,000 (time) | %.0f us | %.0f us | %.2fx |\n", b, v["redis_mget"], b / v["redis_mget"]
-        }' "$out/manyvars.csv"
-    # Scale.
-    awk -F, 'NR > 1 { v[$1] = $2 }
-        END {
-            printf "| scale | RSS per variable (%d float32[4]) vs Redis per 16-byte key | %.0f B | %.0f B | %.2fx |\n", v["variables"], v["psd_rss_per_var"], v["redis_rss_per_key"], v["psd_rss_per_var"] / v["redis_rss_per_key"]
-            printf "| scale | own accounting per variable vs Redis used_memory per key | %.0f B | %.0f B | %.2fx |\n", v["psd_stats_memory_per_var"], v["redis_used_memory_per_key"], v["psd_stats_memory_per_var"] / v["redis_used_memory_per_key"]
-            printf "| scale | random get_variable lookups vs Redis GET (16 conns, depth 16) | %.0f/s | %.0f/s | %.2fx |\n", v["psd_lookup_random_median"], v["redis_get_random_median"], v["psd_lookup_random_median"] / v["redis_get_random_median"]
-            printf "| scale | random pulls vs Redis GET (16 conns, depth 16) | %.0f/s | %.0f/s | %.2fx |\n", v["psd_pull_random_median"], v["redis_get_random_median"], v["psd_pull_random_median"] / v["redis_get_random_median"]
-            printf "| scale | 1,000 connections: pulls vs Redis GETs | %.0f/s | %.0f/s | %.2fx |\n", v["psd_1000conns_ops_median"], v["redis_1000conns_ops_median"], v["psd_1000conns_ops_median"] / v["redis_1000conns_ops_median"]
-        }' "$out/scale.csv"
+    # This suite's rows (bench_redis, bench_scale): paired per-rep ratios, median [min-max].
+    cat "$out/summary_redis.md" "$out/summary_scale.md"
     # Wire (bench_wire): round trip vs its raw floor, throughput vs the raw stream.
     if [ -f "$out/wire.csv" ]; then
         awk -F, 'NR > 1 && $1 ~ /^psd_/ && $11 != "" {
@@ -209,8 +169,9 @@ goal_rows() {
     echo
     echo "## Every ratio in one table"
     echo
-    echo "Ratio = psd / reference for rates (higher is better for psd); for times and bytes it is psd's figure"
-    echo "over the reference's as labelled. Sources: this suite's CSVs (tensor, smallops, manyvars, scale) and"
+    echo "Ratio = psd / reference for rates (higher is better for psd); for times, bytes and CPU it is psd's"
+    echo "figure over the reference's as labelled (lower is better for psd). This suite's ratios are the median"
+    echo "[min-max] of per-rep ratios (psd and its reference measured back to back). Sources: this suite's CSVs (tensor, smallops, manyvars, scale) and"
     echo "the other areas' results in this directory (wire, ops, train, persist) as last produced."
     echo
     echo "| area | figure | psd | reference | ratio |"

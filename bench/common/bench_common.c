@@ -57,6 +57,54 @@ void bc_stats(double *v, size_t n, bc_stats_t *out)
     out->mean = sum / (double) n;
 }
 
+void bc_ratio_stats(const double *a, const double *b, size_t n, bc_stats_t *out)
+{
+    double r[256];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 256; i++)
+        if (a[i] > 0 && b[i] > 0)
+            r[k++] = a[i] / b[i];
+    bc_stats(r, k, out);
+}
+
+double bc_cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name (which may hold spaces) start after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    unsigned long long ut = 0, st = 0;
+    /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
+}
+
+uint64_t bc_minflt(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long mf = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu", &mf) != 1)
+        return 0;
+    return mf;
+}
+
 uint16_t bc_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

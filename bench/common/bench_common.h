@@ -29,6 +29,19 @@ typedef struct bc_stats {
 
 void bc_stats(double *v, size_t n, bc_stats_t *out);
 
+/**
+ * Paired ratios: a[i] / b[i] for every i where both are > 0 (the two figures of one repetition,
+ * measured back to back), summarised like bc_stats. Drift between repetitions cancels in each
+ * pair, so this is steadier than median(a) / median(b).
+ */
+void bc_ratio_stats(const double *a, const double *b, size_t n, bc_stats_t *out);
+
+/** CPU time (user + system) consumed so far by process pid, in seconds; -1 on failure. */
+double bc_cpu_seconds(pid_t pid);
+
+/** Minor page faults of process pid so far (/proc/pid/stat); 0 on failure. */
+uint64_t bc_minflt(pid_t pid);
+
 /** A free TCP port on 127.0.0.1 (bind to port 0, read it, close); 0 on failure. */
 uint16_t bc_free_port(void);
 

@@ -39,7 +39,7 @@ typedef struct run {
     int epfd;
     double t_start, t_end; /* measured window */
     int sending;           /* new batches allowed */
-    uint64_t ops, errors;
+    uint64_t ops, errors, total;
     double *samples;
     size_t nsamples;
 } run_t;
@@ -101,6 +101,7 @@ static void on_reply(run_t *R, conn_t *c, unsigned ci, int ok)
     double t = bc_now();
     if (!ok)
         R->errors++;
+    R->total++;
     if (t >= R->t_start && t < R->t_end) {
         R->ops++;
         if (R->nsamples < MAX_SAMPLES)
@@ -285,6 +286,7 @@ int bl_run(const bl_proto_t *p,
         }
     }
     out->ops = R.ops;
+    out->total = R.total;
     out->errors = R.errors;
     out->ops_per_s = (double) R.ops / secs;
     bc_stats_t st;

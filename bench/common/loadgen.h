@@ -39,6 +39,7 @@ typedef struct bl_result {
     uint64_t ops;     /* replies inside the window */
     uint64_t errors;  /* replies that failed the check (a run with errors is reported as failed) */
     double connect_s; /* time to open all connections */
+    uint64_t total;   /* every reply, warm-up and drain included (for CPU per request) */
 } bl_result_t;
 
 /**
