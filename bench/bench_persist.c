@@ -448,7 +448,7 @@ static void lat_summary(lat_t *l, double *p99, double *max)
 
 /* Update latency (one client, one update per ms) over `seconds`, with a model of mib MiB in psd:
  * mode 0 idle, 1 with a checkpoint timer of 1 s (a checkpoint of the whole model every second), 2
- * with a SAVE of the model to a file issued meanwhile (it writes on the loop thread). */
+ * with a SAVE of the model to a file issued meanwhile on another connection. */
 static void latency(size_t mib, int mode, double seconds, double *p99, double *max, size_t *n)
 {
     char dir[] = "/tmp/ps_bench_persist_XXXXXX";
@@ -600,9 +600,9 @@ int main(int argc, char **argv)
            ckpt_mib);
     printf("| meanwhile | updates | p99 latency | max latency |\n");
     printf("| --- | ---: | ---: | ---: |\n");
-    const char *what[3] = {"nothing",
-                           "a checkpoint of the whole model every second (worker thread)",
-                           "one SAVE of the model to a file (written on the loop thread)"};
+    const char *what[3] = {
+        "nothing", "a checkpoint of the whole model every second (worker thread)",
+        "one SAVE of the model to a file (worker thread; only the saving connection waits)"};
     for (int m = 0; m < 3; m++)
         printf("| %s | %zu | %.0f us | %.0f us |\n", what[m], ln[m], lp99[m], lmax[m]);
     printf("\nThe loop thread's own share of each checkpoint (switching to the log segment the "

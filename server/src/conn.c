@@ -287,8 +287,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(psd_conn_t *c)
 {
-    if (c->flags &
-        (PSD_CONN_READING | PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))
+    if (c->deferred || (c->flags & (PSD_CONN_READING | PSD_CONN_PAUSED |
+                                    PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING)))
         return;
     int rc = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
     if (rc < 0) {
@@ -321,7 +321,7 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
      * The decoder is not fed again, so its sinks into those blobs are never used. */
     psd_req_free(c->req);
     c->req = NULL;
-    if (!c->qhead && !c->inflight_nchunks)
+    if (!c->qhead && !c->inflight_nchunks && !c->deferred)
         psd_conn_close(c, why);
 }
 
@@ -335,7 +335,8 @@ void psd_conn_process(psd_conn_t *c)
 {
     psd_server_t *srv = c->srv;
     unsigned frames = 0;
-    while (!(c->flags & (PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))) {
+    while (!c->deferred &&
+           !(c->flags & (PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))) {
         size_t used = 0;
         ps_frame_event_t ev =
             ps_frame_decoder_feed(&c->dec, c->rbuf + c->rstart, c->rend - c->rstart, &used);
@@ -464,10 +465,31 @@ void psd_conn_close(psd_conn_t *c, const char *why)
     uv_close((uv_handle_t *) &c->tcp, on_close);
 }
 
+void psd_conn_defer(const psd_reply_sink_t *sink, int on)
+{
+    psd_conn_t *c = sink->ctx;
+    c->deferred = on;
+    if (on) {
+        stop_reading(c);
+        return;
+    }
+    /* The deferred reply is queued: go on with buffered frames, then reading. */
+    if (c->flags & PSD_CONN_CLOSING)
+        return;
+    if ((c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) && !c->qhead && !c->inflight_nchunks) {
+        psd_conn_close(c, "flushed");
+        return;
+    }
+    if (!c->link_input.prev && !(c->flags & PSD_CONN_CLOSE_AFTER_FLUSH))
+        psd_link_push(&c->srv->input_list, &c->link_input);
+}
+
 static void on_close(uv_handle_t *h)
 {
     psd_conn_t *c = (psd_conn_t *) h;
     psd_server_t *srv = c->srv;
+    if (c->deferred)
+        psd_rpc_cancel_deferred(&srv->rpc, &c->sink);
     /* A cancelled write's callback already ran (libuv calls it before the close callback). */
     while (c->qhead) {
         psd_chunk_t *k = c->qhead;

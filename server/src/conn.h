@@ -51,6 +51,7 @@ typedef struct psd_conn {
     size_t inflight_bytes; /* in the current uv_write */
     unsigned inflight_nchunks;
     unsigned pending_replies; /* replies not completely written */
+    int deferred;             /* a reply is deferred (SAVE): later requests wait */
     uv_write_t wreq;
     uv_buf_t iov[PSD_IOV_MAX];
     psd_reply_sink_t sink;
@@ -74,5 +75,8 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why);
 
 /** Read-timeout check, called periodically by the server with the loop's time. */
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms);
+
+/** psd_rpc_t.sink_defer for connections: hold (on) or resume the connection of sink. */
+void psd_conn_defer(const psd_reply_sink_t *sink, int on);
 
 #endif /* PSD_CONN_H */

@@ -100,6 +100,7 @@ struct psd_persist {
     int spare_fd; /* segment gen + 1, created and made durable off the loop, or -1 */
     uint64_t spare_gen;
     int closing;
+    struct save_job *saves; /* SAVEs being written, for cancellation */
     /* Replies of SAVE and RESTORE (valid until the next call; packed right after the handler). */
     Pscope__V1__SaveReply save_reply;
     Pscope__V1__RestoreReply restore_reply;
@@ -1273,6 +1274,116 @@ static int take_path(const ProtobufCBinaryData *b, char *out, size_t cap, ps_err
     return 0;
 }
 
+/* A SAVE written by a worker thread; its reply is deferred until the file is in place. */
+typedef struct save_job {
+    uv_work_t req;
+    struct save_job *next;
+    psd_persist_t *p;
+    const psd_reply_sink_t *sink; /* NULL once the connection went away */
+    uint64_t id;
+    uint32_t method;
+    char *path;
+    psd_ckpt_var_t *vars;
+    size_t n;
+    uint64_t bytes;
+    uint64_t started_ms;
+    int rc;
+    ps_error_t err;
+} save_job_t;
+
+static void on_save_work(uv_work_t *req)
+{
+    save_job_t *j = req->data;
+    ps_error_clear(&j->err);
+    j->rc = psd_ckpt_write(j->path, j->vars, j->n, NULL, 0, &j->bytes, &j->err);
+}
+
+static void on_save_done(uv_work_t *req, int status)
+{
+    save_job_t *j = req->data;
+    psd_persist_t *p = j->p;
+    for (save_job_t **pp = &p->saves; *pp; pp = &(*pp)->next) {
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    }
+    snap_free(j->vars, j->n);
+    if (status != 0 && !j->rc)
+        j->rc = ps_error_set(&j->err, PS_ERR_INTERNAL, "SAVE: %s", uv_strerror(status));
+    if (!j->rc)
+        PS_LOG(PS_LOG_NOTICE, "persist", "saved %s: vars=%zu bytes=%llu ms=%llu", j->path, j->n,
+               (unsigned long long) j->bytes, (unsigned long long) (mono_ms() - j->started_ms));
+    if (j->sink) {
+        if (j->rc) {
+            psd_rpc_reply_error(p->rpc, j->sink, j->id, j->method, j->rc, j->err.msg);
+        } else {
+            Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+            Pscope__V1__SaveReply sr = PSCOPE__V1__SAVE_REPLY__INIT;
+            h.id = j->id;
+            h.method = j->method;
+            h.body_case = PSCOPE__V1__HEADER__BODY_SAVE_REPLY;
+            h.save_reply = &sr;
+            sr.variables = j->n;
+            sr.bytes = j->bytes;
+            size_t len = 0;
+            ps_error_t perr;
+            uint8_t *head = ps_pb_frame_pack(&h, 0, UINT32_MAX, &len, &perr);
+            if (head)
+                j->sink->emit(j->sink->ctx, head, len, NULL, 0);
+            else
+                psd_rpc_reply_error(p->rpc, j->sink, j->id, j->method, PS_ERR_RESOURCE_EXHAUSTED,
+                                    "out of memory packing the reply");
+        }
+        p->rpc->sink_defer(j->sink, 0);
+    }
+    ps_free(j->path);
+    ps_free(j);
+}
+
+static void hook_cancel(void *ctx, const psd_reply_sink_t *sink)
+{
+    psd_persist_t *p = ctx;
+    for (save_job_t *j = p->saves; j; j = j->next) {
+        if (j->sink == sink)
+            j->sink = NULL;
+    }
+}
+
+/* SAVE on a worker thread from a snapshot by reference; the connection waits, the loop does not. */
+static int
+save_async(psd_persist_t *p, const Pscope__V1__Header *req, const char *path, ps_error_t *err)
+{
+    save_job_t *j = ps_calloc(1, sizeof *j);
+    if (!j || !(j->path = ps_strdup(path))) {
+        ps_free(j);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    int rc = snapshot(p->rpc->store, &j->vars, &j->n, err);
+    if (rc) {
+        ps_free(j->path);
+        ps_free(j);
+        return rc;
+    }
+    j->p = p;
+    j->sink = p->rpc->cur_sink;
+    j->id = req->id;
+    j->method = req->method;
+    j->started_ms = mono_ms();
+    j->req.data = j;
+    int urc = uv_queue_work(p->loop, &j->req, on_save_work, on_save_done);
+    if (urc != 0) {
+        snap_free(j->vars, j->n);
+        ps_free(j->path);
+        ps_free(j);
+        return ps_error_set(err, PS_ERR_INTERNAL, "uv_queue_work: %s", uv_strerror(urc));
+    }
+    j->next = p->saves;
+    p->saves = j;
+    p->rpc->sink_defer(j->sink, 1);
+    return PSD_RPC_DEFERRED;
+}
+
 static int handle_save(psd_persist_t *p,
                        const Pscope__V1__Header *req,
                        Pscope__V1__Header *out,
@@ -1284,6 +1395,9 @@ static int handle_save(psd_persist_t *p,
     int rc = take_path(&req->save->path, path, sizeof path, err);
     if (rc)
         return rc;
+    if (p->rpc->sink_defer && p->rpc->cur_sink && !p->closing)
+        return save_async(p, req, path, err);
+    /* No connection to hold (in-process callers): write here. */
     psd_ckpt_var_t *vars = NULL;
     size_t n = 0;
     if ((rc = snapshot(p->rpc->store, &vars, &n, err)) != 0)
@@ -2056,6 +2170,7 @@ int psd_persist_open(psd_persist_t **out,
     }
     rpc->hooks.ctx = p;
     rpc->hooks.handle = hook_handle;
+    rpc->hooks.cancel = hook_cancel;
     if (p->enabled) {
         rpc->hooks.before = hook_before;
         rpc->hooks.after = hook_after;

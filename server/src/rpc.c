@@ -1195,6 +1195,12 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     return PSD_RPC_READ_PAYLOAD;
 }
 
+void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)
+{
+    if (rpc->hooks.cancel)
+        rpc->hooks.cancel(rpc->hooks.ctx, sink);
+}
+
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
 {
     ps_error_t err;
@@ -1209,8 +1215,14 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     int rc = 0;
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
+    rpc->cur_sink = sink;
     if (!rc)
         rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
+    rpc->cur_sink = NULL;
+    if (rc == PSD_RPC_DEFERRED) {
+        psd_req_free(r); /* the handler took what its later reply needs */
+        return;
+    }
     if (!rc && rpc->hooks.after)
         rpc->hooks.after(rpc->hooks.ctx, r->hdr, r->blobs, r->ntensors, &out);
     if (rc) {

@@ -56,6 +56,7 @@ typedef struct psd_rpc_limits {
 } psd_rpc_limits_t;
 
 struct Pscope__V1__Header;
+struct psd_reply_sink;
 
 /*
  * Persistence hooks (persist.c installs them; all optional). before runs ahead of a handler and may
@@ -78,10 +79,20 @@ typedef struct psd_rpc_hooks {
                   const struct Pscope__V1__Header *req,
                   struct Pscope__V1__Header *out,
                   ps_error_t *err);
+    /* The connection of sink is closing: forget any reply deferred to it. */
+    void (*cancel)(void *ctx, const struct psd_reply_sink *sink);
 } psd_rpc_hooks_t;
+
+/* A handler's return value: the reply will be emitted later to psd_rpc_t.cur_sink (SAVE). */
+#define PSD_RPC_DEFERRED 0x7fff0001
 
 typedef struct psd_rpc {
     psd_rpc_hooks_t hooks;
+    /* Deferred replies: the sink of the request being handled, and (set by the server; NULL when
+     * sinks cannot wait) the function that holds (on = 1) or releases a connection's later
+     * requests while its reply is deferred, so replies stay in request order. */
+    const struct psd_reply_sink *cur_sink;
+    void (*sink_defer)(const struct psd_reply_sink *sink, int on);
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
@@ -145,6 +156,9 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *req, const psd_reply_sink_t *sink
 void psd_req_free(psd_req_t *req);
 
 /** Emit an error reply (no body, no payload) for request id of method. */
+/** The connection of sink is closing: a reply deferred to it will not be emitted. */
+void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink);
+
 void psd_rpc_reply_error(psd_rpc_t *rpc,
                          const psd_reply_sink_t *sink,
                          uint64_t id,

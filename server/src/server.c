@@ -218,6 +218,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating the store");
     }
     srv->rpc.server_id = sid;
+    srv->rpc.sink_defer = psd_conn_defer;
     srv->rpc.cfg = &srv->cfg;
     srv->rpc.on_config = on_config_change;
     srv->rpc.on_config_ctx = srv;

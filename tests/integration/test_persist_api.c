@@ -3,9 +3,11 @@
  * checkpoint with init_from_checkpoint's map), TensorFlow's errors for a scope map with a missing
  * tensor and for a shape mismatch (nothing changes), Saver-style restore, and `psctl save` /
  * `psctl restore` with their exit codes. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <ps/client.h>
 
 #include "support/psd_launch.h"
+#include "support/wire_client.h"
 
 static ps_psd_t psd;
 static char addr[64];
@@ -180,4 +183,118 @@ Test(persist_api, psctl_save_and_restore)
               "%s", out);
     ps_graph_free(g);
     ps_client_free(c);
+}
+
+static int add_save(ps_wc_buf_t *b, uint64_t id, const char *path)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__SaveRequest q = PSCOPE__V1__SAVE_REQUEST__INIT;
+    h.id = id;
+    h.method = PSCOPE__V1__METHOD__SAVE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_SAVE;
+    h.save = &q;
+    q.path.data = (uint8_t *) (uintptr_t) path;
+    q.path.len = strlen(path);
+    return ps_wc_add_frame(b, &h, NULL, 0);
+}
+
+/* SAVE's file is written off the loop: while it is stuck (its temporary file is a FIFO nobody
+ * reads yet), other connections are served, and the saving connection's next reply waits for the
+ * SAVE reply, in request order. */
+Test(persist_api, save_writes_off_the_loop_and_keeps_reply_order)
+{
+    ps_wc_t a, b;
+    cr_assert_eq(ps_wc_connect(&a, psd.port, 20000), 0);
+    cr_assert_eq(ps_wc_connect(&b, psd.port, 20000), 0);
+    int64_t dims[1] = {1024};
+    cr_assert_eq(ps_wc_create_const(&a, "m/w", PSCOPE__V1__DTYPE__DT_FLOAT, 1, dims, 1.0), 0);
+    char fifo[320], tmp[330];
+    snprintf(fifo, sizeof fifo, "%s/stuck.ckpt", psd.dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", fifo);
+    cr_assert_eq(mkfifo(tmp, 0600), 0);
+    ps_wc_buf_t buf = {0};
+    uint64_t save_id = ps_wc_id(&a), ping_id = ps_wc_id(&a);
+    cr_assert_eq(add_save(&buf, save_id, fifo), 0);
+    cr_assert_eq(ps_wc_add_ping(&buf, ping_id), 0);
+    cr_assert_eq(ps_wc_send_buf(&a, &buf), 0);
+    /* Another connection is served while the SAVE waits for its reader. */
+    for (int i = 0; i < 3; i++) {
+        ps_wc_reply_t r;
+        memset(&r, 0, sizeof r);
+        cr_assert_eq(ps_wc_ping(&b, &r), PS_WC_OK, "the loop is not stalled by the SAVE");
+        ps_wc_reply_free(&r);
+    }
+    /* The saving connection has answered nothing yet: its PING waits behind the SAVE. */
+    cr_assert_eq(ps_wc_wait_eof(&a, 200), PS_WC_TIMEOUT);
+    /* Let the SAVE go on: read the FIFO (the header's pwrite to a FIFO then fails, which SAVE
+     * reports). */
+    int fd = open(tmp, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    char sink[65536];
+    while (read(fd, sink, sizeof sink) > 0) {
+    }
+    close(fd);
+    ps_wc_reply_t r;
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_recv(&a, &r), PS_WC_OK);
+    cr_assert_eq(r.h->id, save_id, "the SAVE reply comes first");
+    cr_assert_eq(r.h->code, PSCOPE__V1__CODE__INTERNAL, "%s", r.h->message);
+    cr_assert(strstr(r.h->message, "stuck.ckpt.tmp: write: Illegal seek") != NULL, "%s",
+              r.h->message);
+    ps_wc_reply_free(&r);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_recv(&a, &r), PS_WC_OK);
+    cr_assert_eq(r.h->id, ping_id, "then the PING behind it");
+    cr_assert_eq(r.h->code, 0);
+    ps_wc_reply_free(&r);
+    /* A SAVE that works replies with its counts, on the same connection, which goes on. */
+    snprintf(fifo, sizeof fifo, "%s/ok.ckpt", psd.dir);
+    cr_assert_eq(add_save(&buf, ps_wc_id(&a), fifo), 0);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_call(&a, &buf, &r), PS_WC_OK);
+    cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+    cr_assert_eq(r.h->body_case, PSCOPE__V1__HEADER__BODY_SAVE_REPLY);
+    cr_assert_eq(r.h->save_reply->variables, 1);
+    ps_wc_reply_free(&r);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_ping(&a, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    ps_wc_buf_free(&buf);
+    ps_wc_close(&a);
+    ps_wc_close(&b);
+}
+
+/* A connection that goes away while its SAVE is written: the SAVE completes, nothing is sent to the
+ * closed connection, and psd goes on (teardown checks a clean exit without leaks). */
+Test(persist_api, save_survives_its_connection_closing)
+{
+    ps_wc_t a;
+    cr_assert_eq(ps_wc_connect(&a, psd.port, 20000), 0);
+    int64_t dims[1] = {1024};
+    cr_assert_eq(ps_wc_create_const(&a, "m/w", PSCOPE__V1__DTYPE__DT_FLOAT, 1, dims, 1.0), 0);
+    char path[320], tmp[330];
+    snprintf(path, sizeof path, "%s/gone.ckpt", psd.dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    cr_assert_eq(mkfifo(tmp, 0600), 0);
+    ps_wc_buf_t buf = {0};
+    cr_assert_eq(add_save(&buf, ps_wc_id(&a), path), 0);
+    cr_assert_eq(ps_wc_send_buf(&a, &buf), 0);
+    ps_wc_buf_free(&buf);
+    ps_wc_close(&a); /* gone before the SAVE can finish */
+    ps_wc_t b;
+    cr_assert_eq(ps_wc_connect(&b, psd.port, 20000), 0);
+    ps_wc_reply_t r;
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_ping(&b, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    int fd = open(tmp, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    char sink[65536];
+    while (read(fd, sink, sizeof sink) > 0) {
+    }
+    close(fd);
+    memset(&r, 0, sizeof r);
+    cr_assert_eq(ps_wc_ping(&b, &r), PS_WC_OK);
+    ps_wc_reply_free(&r);
+    ps_wc_close(&b);
 }
