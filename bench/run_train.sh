@@ -8,6 +8,7 @@
 # and the median. Writes bench/results/train.md and bench/results/train.csv.
 #
 #   bench/run_train.sh [steps per run, default 60] [repetitions, default 5]
+#   REPORT_FROM=file.csv bench/run_train.sh    # rewrite train.md from an earlier run's CSV
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$root/build/bench-train}
@@ -26,7 +27,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ -z "${BUILD:-}" ]; then
+if [ -z "${BUILD:-}" ] && [ -z "${REPORT_FROM:-}" ]; then
     cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPS_SANITIZE= -DBUILD_TESTING=OFF \
         >/dev/null
     cmake --build "$build" --target psd pstrain -j2 >/dev/null
@@ -61,11 +62,18 @@ median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] 
 
 csv="$out/train.csv"
 mkdir -p "$out"
+if [ -n "${REPORT_FROM:-}" ]; then
+    [ "$REPORT_FROM" -ef "$csv" ] || cp "$REPORT_FROM" "$csv"
+    steps=${1:-"?"}
+    reps=$(awk -F, '$1 == "local" && $2 == 64 { n++ } END { print n + 0 }' "$csv")
+    load_before="(not recorded)"
+    load_after="(not recorded)"
+else
 echo "config,batch,workers,rep,examples_per_s,pull_pct,compute_pct,apply_pct" >"$csv"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- the parameter-server overhead: one worker vs --local, interleaved ----
-for batch in 64 128; do
+for batch in 64 128 256; do
     for rep in $(seq "$reps"); do
         "$pstrain" --local --data "$data" --batch "$batch" --steps "$steps" --log-every 1000000 \
             >"$tmp/local.out" 2>&1
@@ -101,6 +109,7 @@ for n in 1 2 3; do
     done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+fi
 
 # ---- the report ----
 col() { awk -F, -v c="$1" -v b="$2" -v w="$3" -v col="$4" \
@@ -126,20 +135,24 @@ pct() { awk -v l="$1" -v p="$2" 'BEGIN { printf "%.1f%%", 100 * (1 - p / l) }'; 
     echo "optimizer code psd runs (psd_optim_apply), so the difference is what the parameter server"
     echo "adds: serialization, two loopback transfers per step, and psd's copy of the request."
     echo
-    echo "| batch | local examples/s, best (median) | through psd, best (median) | overhead, best (median) | psd step: pull / compute / apply (median) | local step: compute / apply (median) |"
-    echo "|---:|---:|---:|---:|---|---|"
-    for batch in 64 128; do
+    echo "| batch | local examples/s, best (median) | through psd, best (median) | overhead from examples/s, best (median) | psd step: pull / compute / apply (median) | local step: compute / apply (median) | overhead from the step split |"
+    echo "|---:|---:|---:|---:|---|---|---:|"
+    for batch in 64 128 256; do
         lb=$(best local "$batch" 1 5)
         pb=$(best psd "$batch" 1 5)
         lm=$(med local "$batch" 1 5)
         pm=$(med psd "$batch" 1 5)
-        echo "| $batch | $lb ($lm) | $pb ($pm) | $(pct "$lb" "$pb") ($(pct "$lm" "$pm")) | $(med psd "$batch" 1 6)% / $(med psd "$batch" 1 7)% / $(med psd "$batch" 1 8)% | $(med local "$batch" 1 7)% / $(med local "$batch" 1 8)% |"
+        cl=$(med local "$batch" 1 7)
+        cp=$(med psd "$batch" 1 7)
+        echo "| $batch | $lb ($lm) | $pb ($pm) | $(pct "$lb" "$pb") ($(pct "$lm" "$pm")) | $(med psd "$batch" 1 6)% / $cp% / $(med psd "$batch" 1 8)% | $cl% / $(med local "$batch" 1 8)% | $(pct "$cl" "$cp") |"
     done
     echo
     echo "The step split is measured inside each run, so it is far less sensitive to the shared"
-    echo "machine than examples/s across runs: the share of a psd step spent in pull and apply, minus"
-    echo "the share of a local step spent applying the same Adam update in-process, is what the"
-    echo "parameter server costs per step."
+    echo "machine than examples/s compared across runs. Both loops do the same compute C per step, so"
+    echo "local step time / psd step time = (C / psd step) / (C / local step), the ratio of the two"
+    echo "compute shares: the last column, 1 - that ratio, is the examples/s the parameter server"
+    echo "costs (the pull, the transfer of the gradients and psd's handling of both; the Adam update"
+    echo "itself is in both loops)."
     echo
     echo "## One, two and three asynchronous workers (batch 64)"
     echo
