@@ -100,4 +100,9 @@ PS_EXTERN const char *ps_client_address_from_args(int argc, char **argv);
 }
 #endif
 
+/* The rest of the umbrella: these headers use ps_client_t, so they come after its declarations. */
+#include <ps/admin.h>
+#include <ps/checkpoint.h>
+#include <ps/train.h>
+
 #endif /* PS_CLIENT_H */
