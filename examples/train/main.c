@@ -346,18 +346,18 @@ static int fail(const char *what, const ps_error_t *err)
     return 1;
 }
 
-static int train(const opts_t *o, model_t *m, const char *who)
+/* Train on data (borrowed; loaded before the model is declared, so that a missing dataset fails
+ * before anything is created at psd). */
+static int train(const opts_t *o, model_t *m, const char *who, const data_set_t *data)
 {
     ps_error_t err;
-    data_set_t train_set, test_set;
+    const data_set_t train_set = *data;
+    data_set_t test_set;
     memset(&test_set, 0, sizeof test_set);
-    if (data_load(o->data, "train", o->train_limit, &train_set, &err) != 0)
-        return fail("loading training data", &err);
     shard_t sh;
     if (shard_init(&sh, train_set.n, o->worker_index, o->num_workers, o->seed) != 0) {
         fprintf(stderr, "pstrain: %s: no training examples in shard %d of %d\n", who,
                 o->worker_index, o->num_workers);
-        data_free(&train_set);
         return 1;
     }
     float *x = malloc(o->batch * DATA_PIXELS * sizeof(float));
@@ -454,7 +454,6 @@ out:
     free(x);
     free(y);
     free(sh.idx);
-    data_free(&train_set);
     data_free(&test_set);
     return rc;
 }
@@ -491,16 +490,14 @@ static void plot(const char *csv, const char *png)
         printf("evaluator: gnuplot failed (status %d); curve in %s\n", rc, csv);
 }
 
-static int evaluate(const opts_t *o, model_t *m)
+/* Follow the global step and evaluate on data (borrowed, the test set). */
+static int evaluate(const opts_t *o, model_t *m, const data_set_t *data)
 {
     ps_error_t err;
-    data_set_t test_set;
-    if (data_load(o->data, "t10k", o->test_limit, &test_set, &err) != 0)
-        return fail("loading test data", &err);
+    const data_set_t test_set = *data;
     FILE *csv = fopen(o->csv, "w");
     if (!csv) {
         fprintf(stderr, "pstrain: cannot write %s: %s\n", o->csv, strerror(errno));
-        data_free(&test_set);
         return 1;
     }
     fprintf(csv, "seconds,global_step,test_loss,test_accuracy\n");
@@ -553,7 +550,6 @@ static int evaluate(const opts_t *o, model_t *m)
                (long long) last_eval, now_s() - t0, best);
         plot(o->csv, o->png);
     }
-    data_free(&test_set);
     return rc;
 }
 
@@ -578,6 +574,10 @@ int main(int argc, char **argv)
     else
         snprintf(who, sizeof who, "worker %d", o.worker_index);
 
+    data_set_t data;
+    if (o.evaluator ? data_load(o.data, "t10k", o.test_limit, &data, &err)
+                    : data_load(o.data, "train", o.train_limit, &data, &err))
+        return fail(o.evaluator ? "loading test data" : "loading training data", &err);
     ps_client_t *client = NULL;
     ps_graph_t *g = NULL;
     model_t m;
@@ -594,8 +594,10 @@ int main(int argc, char **argv)
         for (int attempt = 0;; attempt++) {
             if (ps_client_connect(o.server, &copts, &client, &err) == 0)
                 break;
-            if (attempt >= 50)
-                return fail("connecting to psd", &err);
+            if (attempt >= 50) {
+                rc = fail("connecting to psd", &err);
+                goto out;
+            }
             sleep_s(0.2);
         }
         if (ps_graph_new(client, &g, &err) != 0) {
@@ -613,8 +615,9 @@ int main(int argc, char **argv)
     printf("%s: model declared: %d variables, %d created here, %d attached\n", who, m.declared,
            m.created, m.declared - m.created);
     fflush(stdout);
-    rc = o.evaluator ? evaluate(&o, &m) : train(&o, &m, who);
+    rc = o.evaluator ? evaluate(&o, &m, &data) : train(&o, &m, who, &data);
 out:
+    data_free(&data);
     model_deinit(&m);
     ps_graph_free(g);
     ps_client_free(client);
