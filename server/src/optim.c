@@ -521,11 +521,13 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
                 adam_f32(ne, lr, b1p, b2p, (float) cfg->beta1, (float) cfg->beta2,
                          (float) cfg->epsilon, g, x, a, b);
         } else {
-            double lr = cfg->learning_rate;
+            /* TF 1.15's optimizers hold hyperparameters as float32 tensors (convert_to_tensor of
+             * a Python float) and cast them to float64 for a float64 variable. */
+            double lr = (double) (float) cfg->learning_rate;
             if (cfg->kind == PSD_OPTIM_SGD)
                 sgd_f64(ne, lr, g, x);
             else if (cfg->kind == PSD_OPTIM_MOMENTUM)
-                momentum_f64(ne, lr, cfg->momentum, cfg->use_nesterov, g, x, a);
+                momentum_f64(ne, lr, (double) (float) cfg->momentum, cfg->use_nesterov, g, x, a);
             else
                 adam_f64(ne, lr, (double) b1p, (double) b2p, (double) (float) cfg->beta1,
                          (double) (float) cfg->beta2, (double) (float) cfg->epsilon, g, x, a, b);

@@ -145,9 +145,15 @@ Test(optim, sgd_on_float64)
     ps_error_t err;
     cr_assert_eq(psd_optim_apply(optim, store, &cfg, &gr, 1, 0, 0, 0, 0, &version, &res, &err), 0,
                  "%s", err.msg);
-    psd_blob_unref(b);
     cr_assert_eq(((double *) v->data->data)[0], 0.875);
     cr_assert_eq(((double *) v->data->data)[1], -1.5);
+    /* A learning rate float32 cannot hold exactly is rounded to float32 first, as in TF 1.15. */
+    cfg.learning_rate = 0.1;
+    cr_assert_eq(psd_optim_apply(optim, store, &cfg, &gr, 1, 0, 0, 0, 0, &version, &res, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(((double *) v->data->data)[0], 0.875 - 0.25 * (double) 0.1f);
+    cr_assert_neq(((double *) v->data->data)[0], 0.875 - 0.25 * 0.1);
+    psd_blob_unref(b);
     cr_assert_eq(res.global_step, 0); /* no counter named */
     cr_assert_null(psd_store_find(store, "global_step"));
 }
