@@ -14,48 +14,18 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
-#define DEDUP_DEFAULT_CLIENTS 4096
-#define SLOT_CREATOR          "psd optimizer"
-
-typedef struct dd_entry {
-    struct dd_entry *next; /* bucket chain */
-    struct dd_entry *lru_prev, *lru_next;
-    uint64_t client_id;
-    uint64_t seq;
-    int64_t global_step;
-    size_t nversions;
-    uint64_t *versions;
-} dd_entry_t;
+#define SLOT_CREATOR "psd optimizer"
 
 struct psd_optim {
-    size_t max_clients;
-    dd_entry_t **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
-    dd_entry_t *lru_head, *lru_tail; /* head = most recently used */
+    psd_dedup_t *dedup; /* (client_id, seq) of applied steps; aux = the step's global step */
 };
-
-/* ---- the dedup table ---- */
-
-static size_t dd_bucket(const psd_optim_t *o, uint64_t client_id)
-{
-    uint64_t z = client_id + 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return (size_t) (z ^ (z >> 31)) & (o->nbuckets - 1);
-}
 
 psd_optim_t *psd_optim_new(size_t max_clients)
 {
     psd_optim_t *o = ps_calloc(1, sizeof *o);
     if (!o)
         return NULL;
-    o->max_clients = max_clients ? max_clients : DEDUP_DEFAULT_CLIENTS;
-    o->nbuckets = 64;
-    while (o->nbuckets < o->max_clients && o->nbuckets < ((size_t) 1 << 20))
-        o->nbuckets <<= 1;
-    o->buckets = ps_calloc(o->nbuckets, sizeof *o->buckets);
-    if (!o->buckets) {
+    if (!(o->dedup = psd_dedup_new(max_clients))) {
         ps_free(o);
         return NULL;
     }
@@ -66,95 +36,13 @@ void psd_optim_free(psd_optim_t *o)
 {
     if (!o)
         return;
-    for (dd_entry_t *e = o->lru_head, *n; e; e = n) {
-        n = e->lru_next;
-        ps_free(e->versions);
-        ps_free(e);
-    }
-    ps_free(o->buckets);
+    psd_dedup_free(o->dedup);
     ps_free(o);
 }
 
-static dd_entry_t *dd_find(const psd_optim_t *o, uint64_t client_id)
+psd_dedup_t *psd_optim_dedup(psd_optim_t *o)
 {
-    for (dd_entry_t *e = o->buckets[dd_bucket(o, client_id)]; e; e = e->next) {
-        if (e->client_id == client_id)
-            return e;
-    }
-    return NULL;
-}
-
-static void lru_unlink(psd_optim_t *o, dd_entry_t *e)
-{
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        o->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        o->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(psd_optim_t *o, dd_entry_t *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = o->lru_head;
-    if (o->lru_head)
-        o->lru_head->lru_prev = e;
-    o->lru_head = e;
-    if (!o->lru_tail)
-        o->lru_tail = e;
-}
-
-static void dd_evict(psd_optim_t *o, dd_entry_t *e)
-{
-    for (dd_entry_t **pp = &o->buckets[dd_bucket(o, e->client_id)]; *pp; pp = &(*pp)->next) {
-        if (*pp == e) {
-            *pp = e->next;
-            break;
-        }
-    }
-    lru_unlink(o, e);
-    o->count--;
-    ps_free(e->versions);
-    ps_free(e);
-}
-
-/* Remember a step (ownership of versions moves here). If the entry cannot be allocated the step
- * stays applied, just not remembered: a retry of it would then be applied again. */
-static void dd_record(psd_optim_t *o,
-                      dd_entry_t *e,
-                      uint64_t client_id,
-                      uint64_t seq,
-                      int64_t global_step,
-                      uint64_t *versions,
-                      size_t n)
-{
-    if (!e) {
-        e = ps_calloc(1, sizeof *e);
-        if (!e) {
-            ps_free(versions);
-            return;
-        }
-        e->client_id = client_id;
-        size_t b = dd_bucket(o, client_id);
-        e->next = o->buckets[b];
-        o->buckets[b] = e;
-        o->count++;
-        lru_push_front(o, e);
-        while (o->count > o->max_clients && o->lru_tail != e)
-            dd_evict(o, o->lru_tail);
-    } else {
-        lru_unlink(o, e);
-        lru_push_front(o, e);
-    }
-    ps_free(e->versions);
-    e->versions = versions;
-    e->nversions = n;
-    e->seq = seq;
-    e->global_step = global_step;
+    return o->dedup;
 }
 
 /* ---- the kernels: TensorFlow's training_ops.cc CPU functors, element by element ---- */
@@ -575,29 +463,18 @@ int psd_optim_apply(psd_optim_t *o,
 {
     res->global_step = 0;
     res->duplicate = 0;
-    dd_entry_t *de = NULL;
     if (seq > 0) {
-        de = dd_find(o, client_id);
-        if (de && seq == de->seq) {
-            if (de->nversions != n)
-                return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
-                                    "apply_gradients seq %llu of client %llu repeats a step of %zu "
-                                    "gradients with %zu gradients",
-                                    (unsigned long long) seq, (unsigned long long) client_id,
-                                    de->nversions, n);
-            memcpy(versions, de->versions, n * sizeof *versions);
-            res->global_step = de->global_step;
+        const psd_dedup_entry_t *repeat;
+        int rc = psd_dedup_check(o->dedup, "apply_gradients", "gradients", client_id, seq, n,
+                                 &repeat, err);
+        if (rc)
+            return rc;
+        if (repeat) {
+            memcpy(versions, repeat->versions, n * sizeof *versions);
+            res->global_step = repeat->aux;
             res->duplicate = 1;
-            lru_unlink(o, de);
-            lru_push_front(o, de);
             return 0;
         }
-        if (de && seq < de->seq)
-            return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
-                                "apply_gradients seq %llu of client %llu is older than its last "
-                                "applied seq %llu",
-                                (unsigned long long) seq, (unsigned long long) client_id,
-                                (unsigned long long) de->seq);
     }
     int rc = check_config(cfg, err);
     if (rc)
@@ -609,12 +486,11 @@ int psd_optim_apply(psd_optim_t *o,
     step_t st;
     memset(&st, 0, sizeof st);
     st.n = n;
-    uint64_t *dd_versions = NULL;
     if ((rc = step_prepare(&st, s, cfg, grads, now_ms, err)) != 0)
         goto out;
     if ((rc = step_copies(&st, max_memory, err)) != 0)
         goto out;
-    if (seq > 0 && !(dd_versions = ps_malloc(n * sizeof *dd_versions))) {
+    if (seq > 0 && psd_dedup_reserve(o->dedup, client_id, n) != 0) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a step");
         goto out;
     }
@@ -622,37 +498,9 @@ int psd_optim_apply(psd_optim_t *o,
     for (size_t i = 0; i < n; i++)
         versions[i] = st.vars[i]->version;
     res->global_step = read_step(st.gs);
-    if (dd_versions) {
-        memcpy(dd_versions, versions, n * sizeof *dd_versions);
-        dd_record(o, de, client_id, seq, res->global_step, dd_versions, n);
-    }
+    if (seq > 0) /* reserved above: cannot fail */
+        psd_dedup_record(o->dedup, client_id, seq, res->global_step, versions, n);
 out:
     step_deinit(&st);
     return rc;
-}
-
-/* ---- persistence ---- */
-
-void psd_optim_dedup_foreach(const psd_optim_t *o, psd_optim_dedup_visit_fn fn, void *ctx)
-{
-    for (const dd_entry_t *e = o->lru_tail; e; e = e->lru_prev)
-        fn(ctx, e->client_id, e->seq, e->global_step, e->versions, e->nversions);
-}
-
-int psd_optim_dedup_restore(psd_optim_t *o,
-                            uint64_t client_id,
-                            uint64_t seq,
-                            int64_t global_step,
-                            const uint64_t *versions,
-                            size_t n)
-{
-    uint64_t *copy = NULL;
-    if (n) {
-        copy = ps_malloc(n * sizeof *copy);
-        if (!copy)
-            return PS_ERR_RESOURCE_EXHAUSTED;
-        memcpy(copy, versions, n * sizeof *copy);
-    }
-    dd_record(o, dd_find(o, client_id), client_id, seq, global_step, copy, n);
-    return 0;
 }

@@ -88,24 +88,7 @@ int psd_optim_apply(psd_optim_t *o,
                     psd_optim_result_t *res,
                     ps_error_t *err);
 
-/* Persistence: the step dedup table in and out of a checkpoint. */
-typedef void (*psd_optim_dedup_visit_fn)(void *ctx,
-                                         uint64_t client_id,
-                                         uint64_t seq,
-                                         int64_t global_step,
-                                         const uint64_t *versions,
-                                         size_t n);
-
-/** Visit the step dedup table from least to most recently used. */
-void psd_optim_dedup_foreach(const psd_optim_t *o, psd_optim_dedup_visit_fn fn, void *ctx);
-
-/** Remember a step as if just applied (versions copied; loading a checkpoint). 0 or
- * RESOURCE_EXHAUSTED. */
-int psd_optim_dedup_restore(psd_optim_t *o,
-                            uint64_t client_id,
-                            uint64_t seq,
-                            int64_t global_step,
-                            const uint64_t *versions,
-                            size_t n);
+/** The step retry table (aux = each step's global step), for checkpoints. Borrowed. */
+psd_dedup_t *psd_optim_dedup(psd_optim_t *o);
 
 #endif /* PSD_OPTIM_H */

@@ -536,33 +536,23 @@ static void sb_u64(state_buf_t *b, uint64_t v)
     sb_put(b, t, 8);
 }
 
-static void
-visit_dedup(void *ctx, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n)
-{
-    state_buf_t *b = ctx;
-    sb_u64(b, client_id);
-    sb_u64(b, seq);
-    sb_u64(b, n);
-    for (size_t i = 0; i < n; i++)
-        sb_u64(b, versions[i]);
-    b->count++;
-}
+/* One retry-table entry: client, seq, [global step,] count, versions. */
+typedef struct dedup_out {
+    state_buf_t *b;
+    int with_aux;
+} dedup_out_t;
 
-static void visit_optim(void *ctx,
-                        uint64_t client_id,
-                        uint64_t seq,
-                        int64_t global_step,
-                        const uint64_t *versions,
-                        size_t n)
+static void visit_dedup(void *ctx, const psd_dedup_entry_t *e)
 {
-    state_buf_t *b = ctx;
-    sb_u64(b, client_id);
-    sb_u64(b, seq);
-    sb_u64(b, (uint64_t) global_step);
-    sb_u64(b, n);
-    for (size_t i = 0; i < n; i++)
-        sb_u64(b, versions[i]);
-    b->count++;
+    dedup_out_t *o = ctx;
+    sb_u64(o->b, e->client_id);
+    sb_u64(o->b, e->seq);
+    if (o->with_aux)
+        sb_u64(o->b, (uint64_t) e->aux);
+    sb_u64(o->b, e->nversions);
+    for (size_t i = 0; i < e->nversions; i++)
+        sb_u64(o->b, e->versions[i]);
+    o->b->count++;
 }
 
 static int build_state(
@@ -573,14 +563,14 @@ static int build_state(
     sb_u64(&b, gen);
     size_t count_at = b.len;
     sb_u64(&b, 0);
-    psd_store_dedup_foreach(s, visit_dedup, &b);
+    psd_dedup_foreach(psd_store_dedup(s), visit_dedup, &(dedup_out_t){&b, 0});
     /* The optimizers' step dedup table: client, seq, global step, versions. */
     size_t ocount_at = b.len;
     uint64_t store_count = b.count;
     b.count = 0;
     sb_u64(&b, 0);
     if (optim)
-        psd_optim_dedup_foreach(optim, visit_optim, &b);
+        psd_dedup_foreach(psd_optim_dedup(optim), visit_dedup, &(dedup_out_t){&b, 1});
     if (b.oom) {
         ps_free(b.p);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
@@ -600,6 +590,45 @@ static uint64_t rd_u64(const uint8_t *p)
     for (int i = 7; i >= 0; i--)
         v = (v << 8) | p[i];
     return v;
+}
+
+/* Read count retry-table entries (least recently used first) of the state section at *off into d;
+ * with_aux, each carries a global step. 0, DATA_LOSS when the section is cut short, or
+ * RESOURCE_EXHAUSTED. */
+static int load_dedup(psd_dedup_t *d,
+                      int with_aux,
+                      const char *path,
+                      const uint8_t *st,
+                      size_t slen,
+                      size_t *off,
+                      uint64_t count,
+                      ps_error_t *err)
+{
+    size_t head = with_aux ? 32 : 24;
+    for (uint64_t k = 0; k < count; k++) {
+        if (slen - *off < head)
+            return ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short",
+                                path);
+        const uint8_t *e = st + *off;
+        uint64_t cid = rd_u64(e), seq = rd_u64(e + 8);
+        int64_t aux = with_aux ? (int64_t) rd_u64(e + 16) : 0;
+        uint64_t nv = rd_u64(e + head - 8);
+        *off += head;
+        if (nv > (slen - *off) / 8)
+            return ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short",
+                                path);
+        uint64_t *vers = ps_malloc(nv ? (size_t) nv * 8 : 1);
+        if (!vers)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        for (uint64_t i = 0; i < nv; i++)
+            vers[i] = rd_u64(st + *off + i * 8);
+        *off += (size_t) nv * 8;
+        int rc = psd_dedup_record(d, cid, seq, aux, vers, (size_t) nv);
+        ps_free(vers);
+        if (rc)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    return 0;
 }
 
 /* ---- checkpoints ---- */
@@ -1005,34 +1034,10 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
                               e->name, err->msg);
         }
     }
-    /* The dedup table, least recently used first. */
+    /* The update retry table, then the optimizers' (whose entries carry a global step). */
     size_t off = 24;
-    for (uint64_t k = 0; k < ndedup && !rc; k++) {
-        if (slen - off < 24) {
-            rc =
-                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
-            break;
-        }
-        uint64_t cid = rd_u64(st + off), seq = rd_u64(st + off + 8), nv = rd_u64(st + off + 16);
-        off += 24;
-        if (nv > (slen - off) / 8) {
-            rc =
-                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
-            break;
-        }
-        uint64_t *vers = ps_malloc(nv ? (size_t) nv * 8 : 1);
-        if (!vers) {
-            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-            break;
-        }
-        for (uint64_t i = 0; i < nv; i++)
-            vers[i] = rd_u64(st + off + i * 8);
-        off += (size_t) nv * 8;
-        if (psd_store_dedup_restore(p->rpc->store, cid, seq, vers, (size_t) nv) != 0)
-            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-        ps_free(vers);
-    }
-    /* The optimizers' step dedup table. */
+    if (!rc)
+        rc = load_dedup(psd_store_dedup(p->rpc->store), 0, path, st, slen, &off, ndedup, err);
     uint64_t noptim = 0;
     if (!rc && slen - off >= 8) {
         noptim = rd_u64(st + off);
@@ -1040,34 +1045,10 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
     } else if (!rc) {
         rc = ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
     }
-    for (uint64_t k = 0; k < noptim && !rc; k++) {
-        if (slen - off < 32) {
-            rc =
-                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
-            break;
-        }
-        uint64_t cid = rd_u64(st + off), seq = rd_u64(st + off + 8);
-        int64_t step = (int64_t) rd_u64(st + off + 16);
-        uint64_t nv = rd_u64(st + off + 24);
-        off += 32;
-        if (nv > (slen - off) / 8) {
-            rc =
-                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
-            break;
-        }
-        uint64_t *vers = ps_malloc(nv ? (size_t) nv * 8 : 1);
-        if (!vers) {
-            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-            break;
-        }
-        for (uint64_t i = 0; i < nv; i++)
-            vers[i] = rd_u64(st + off + i * 8);
-        off += (size_t) nv * 8;
-        if (!p->rpc->optim ||
-            psd_optim_dedup_restore(p->rpc->optim, cid, seq, step, vers, (size_t) nv) != 0)
-            rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-        ps_free(vers);
-    }
+    if (!rc && noptim && !p->rpc->optim)
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    if (!rc && noptim)
+        rc = load_dedup(psd_optim_dedup(p->rpc->optim), 1, path, st, slen, &off, noptim, err);
     if (!rc)
         PS_LOG(PS_LOG_NOTICE, "persist", "loaded checkpoint %s: vars=%zu dedup=%llu log_gen=%llu",
                path, n, (unsigned long long) ndedup, (unsigned long long) p->base_gen);

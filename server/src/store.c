@@ -16,8 +16,6 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
-#define DEDUP_DEFAULT_CLIENTS 4096
-
 struct psd_istr {
     struct psd_istr *next;
     uint64_t hash;
@@ -25,15 +23,6 @@ struct psd_istr {
     uint32_t len;
     char s[];
 };
-
-typedef struct dedup_entry {
-    struct dedup_entry *next; /* bucket chain */
-    struct dedup_entry *lru_prev, *lru_next;
-    uint64_t client_id;
-    uint64_t seq;
-    size_t nversions;
-    uint64_t *versions;
-} dedup_entry_t;
 
 struct psd_store {
     psd_store_limits_t lim;
@@ -52,10 +41,7 @@ struct psd_store {
     psd_istr_t **istr_buckets;
     size_t istr_nbuckets;
     /* Update deduplication: client_id -> last seq, LRU bounded. */
-    dedup_entry_t **dd_buckets;
-    size_t dd_nbuckets;
-    size_t dd_count;
-    dedup_entry_t *lru_head, *lru_tail; /* head = most recent */
+    psd_dedup_t *dedup;
 };
 
 static uint64_t hash_bytes(const void *p, size_t n)
@@ -183,15 +169,10 @@ psd_store_t *psd_store_new(const psd_store_limits_t *limits)
         return NULL;
     if (limits)
         s->lim = *limits;
-    if (!s->lim.dedup_max_clients)
-        s->lim.dedup_max_clients = DEDUP_DEFAULT_CLIENTS;
     s->istr_nbuckets = 256;
     s->istr_buckets = ps_calloc(s->istr_nbuckets, sizeof *s->istr_buckets);
-    s->dd_nbuckets = 64;
-    while (s->dd_nbuckets < s->lim.dedup_max_clients * 2 && s->dd_nbuckets < ((size_t) 1 << 24))
-        s->dd_nbuckets <<= 1;
-    s->dd_buckets = ps_calloc(s->dd_nbuckets, sizeof *s->dd_buckets);
-    if (!s->istr_buckets || !s->dd_buckets) {
+    s->dedup = psd_dedup_new(s->lim.dedup_max_clients);
+    if (!s->istr_buckets || !s->dedup) {
         psd_store_free(s);
         return NULL;
     }
@@ -219,12 +200,7 @@ void psd_store_free(psd_store_t *s)
     ps_free(s->slots);
     ps_free(s->sorted);
     ps_free(s->pending);
-    for (dedup_entry_t *e = s->lru_head, *n; e; e = n) {
-        n = e->lru_next;
-        ps_free(e->versions);
-        ps_free(e);
-    }
-    ps_free(s->dd_buckets);
+    psd_dedup_free(s->dedup);
     if (s->istr_buckets) {
         for (size_t b = 0; b < s->istr_nbuckets; b++) {
             for (psd_istr_t *e = s->istr_buckets[b], *n; e; e = n) {
@@ -599,88 +575,6 @@ int psd_store_pull(
 
 /* ---- updates ---- */
 
-static dedup_entry_t *dedup_find(psd_store_t *s, uint64_t client_id)
-{
-    size_t b = (size_t) hash_bytes(&client_id, sizeof client_id) & (s->dd_nbuckets - 1);
-    for (dedup_entry_t *e = s->dd_buckets[b]; e; e = e->next) {
-        if (e->client_id == client_id)
-            return e;
-    }
-    return NULL;
-}
-
-static void lru_unlink(psd_store_t *s, dedup_entry_t *e)
-{
-    if (e->lru_prev)
-        e->lru_prev->lru_next = e->lru_next;
-    else
-        s->lru_head = e->lru_next;
-    if (e->lru_next)
-        e->lru_next->lru_prev = e->lru_prev;
-    else
-        s->lru_tail = e->lru_prev;
-    e->lru_prev = e->lru_next = NULL;
-}
-
-static void lru_push_front(psd_store_t *s, dedup_entry_t *e)
-{
-    e->lru_prev = NULL;
-    e->lru_next = s->lru_head;
-    if (s->lru_head)
-        s->lru_head->lru_prev = e;
-    s->lru_head = e;
-    if (!s->lru_tail)
-        s->lru_tail = e;
-}
-
-static void dedup_evict(psd_store_t *s, dedup_entry_t *e)
-{
-    size_t b = (size_t) hash_bytes(&e->client_id, sizeof e->client_id) & (s->dd_nbuckets - 1);
-    for (dedup_entry_t **pp = &s->dd_buckets[b]; *pp; pp = &(*pp)->next) {
-        if (*pp == e) {
-            *pp = e->next;
-            break;
-        }
-    }
-    lru_unlink(s, e);
-    s->dd_count--;
-    ps_free(e->versions);
-    ps_free(e);
-}
-
-/* Remember (client_id, seq) and its versions (ownership of versions moves here; NULL when n == 0).
- * If even the entry cannot be allocated the update stays applied, just not remembered. */
-static void dedup_record(psd_store_t *s,
-                         dedup_entry_t *de,
-                         uint64_t client_id,
-                         uint64_t seq,
-                         uint64_t *versions,
-                         size_t n)
-{
-    if (!de) {
-        de = ps_calloc(1, sizeof *de);
-        if (!de) {
-            ps_free(versions);
-            return;
-        }
-        de->client_id = client_id;
-        size_t b = (size_t) hash_bytes(&client_id, sizeof client_id) & (s->dd_nbuckets - 1);
-        de->next = s->dd_buckets[b];
-        s->dd_buckets[b] = de;
-        s->dd_count++;
-        lru_push_front(s, de);
-        while (s->dd_count > s->lim.dedup_max_clients && s->lru_tail != de)
-            dedup_evict(s, s->lru_tail);
-    } else {
-        lru_unlink(s, de);
-        lru_push_front(s, de);
-    }
-    ps_free(de->versions);
-    de->versions = versions;
-    de->nversions = n;
-    de->seq = seq;
-}
-
 static int shapes_equal(const int64_t *a, size_t ra, const int64_t *b, size_t rb)
 {
     if (ra != rb)
@@ -818,34 +712,22 @@ int psd_store_update(psd_store_t *s,
                      ps_error_t *err)
 {
     *duplicate = 0;
-    dedup_entry_t *de = NULL;
     if (seq > 0) {
-        de = dedup_find(s, client_id);
-        if (de && seq == de->seq) {
-            if (de->nversions != n)
-                return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
-                                    "update seq %llu of client %llu repeats an update of %zu items "
-                                    "with %zu items",
-                                    (unsigned long long) seq, (unsigned long long) client_id,
-                                    de->nversions, n);
+        const psd_dedup_entry_t *repeat;
+        int rc = psd_dedup_check(s->dedup, "update", "items", client_id, seq, n, &repeat, err);
+        if (rc)
+            return rc;
+        if (repeat) {
             if (n)
-                memcpy(versions, de->versions, n * sizeof *versions);
+                memcpy(versions, repeat->versions, n * sizeof *versions);
             *duplicate = 1;
-            lru_unlink(s, de);
-            lru_push_front(s, de);
             return 0;
         }
-        if (de && seq < de->seq)
-            return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
-                                "update seq %llu of client %llu is older than its last applied seq "
-                                "%llu",
-                                (unsigned long long) seq, (unsigned long long) client_id,
-                                (unsigned long long) de->seq);
     }
     if (n == 0) {
         /* An empty update still records its seq, so a retry of it is recognised. */
         if (seq > 0)
-            dedup_record(s, de, client_id, seq, NULL, 0);
+            psd_dedup_record(s->dedup, client_id, seq, 0, NULL, 0);
         return 0;
     }
 
@@ -853,7 +735,6 @@ int psd_store_update(psd_store_t *s,
     psd_var_t **vars = ps_calloc(n, sizeof *vars);
     psd_blob_t **fresh = ps_calloc(n, sizeof *fresh);
     psd_var_t **byptr = ps_calloc(n, sizeof *byptr);
-    uint64_t *dd_versions = NULL;
     int rc = 0;
     if (!vars || !fresh || !byptr) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
@@ -884,7 +765,7 @@ int psd_store_update(psd_store_t *s,
             }
         }
     }
-    if (seq > 0 && !(dd_versions = ps_malloc(n * sizeof *dd_versions))) {
+    if (seq > 0 && psd_dedup_reserve(s->dedup, client_id, n) != 0) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for an update");
         goto out;
     }
@@ -911,17 +792,13 @@ int psd_store_update(psd_store_t *s,
         v->version++;
         versions[i] = v->version;
     }
-    if (dd_versions) {
-        memcpy(dd_versions, versions, n * sizeof *dd_versions);
-        dedup_record(s, de, client_id, seq, dd_versions, n);
-        dd_versions = NULL;
-    }
+    if (seq > 0)
+        psd_dedup_record(s->dedup, client_id, seq, 0, versions, n); /* reserved: cannot fail */
 out:
     if (fresh) {
         for (size_t i = 0; i < n; i++)
             psd_blob_unref(fresh[i]);
     }
-    ps_free(dd_versions);
     ps_free(fresh);
     ps_free(byptr);
     ps_free(vars);
@@ -1097,24 +974,9 @@ int psd_store_list(psd_store_t *s,
 
 /* ---- persistence ---- */
 
-void psd_store_dedup_foreach(const psd_store_t *s, psd_dedup_visit_fn fn, void *ctx)
+psd_dedup_t *psd_store_dedup(psd_store_t *s)
 {
-    for (const dedup_entry_t *e = s->lru_tail; e; e = e->lru_prev)
-        fn(ctx, e->client_id, e->seq, e->versions, e->nversions);
-}
-
-int psd_store_dedup_restore(
-    psd_store_t *s, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n)
-{
-    uint64_t *copy = NULL;
-    if (n) {
-        copy = ps_malloc(n * sizeof *copy);
-        if (!copy)
-            return PS_ERR_RESOURCE_EXHAUSTED;
-        memcpy(copy, versions, n * sizeof *copy);
-    }
-    dedup_record(s, dedup_find(s, client_id), client_id, seq, copy, n);
-    return 0;
+    return s->dedup;
 }
 
 int psd_store_var_set_init(psd_store_t *s, psd_var_t *v, const ps_init_spec_t *spec)

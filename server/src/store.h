@@ -13,6 +13,7 @@
 #include <ps/status.h>
 
 #include "blob.h"
+#include "dedup.h"
 
 /* Wire values of pscope.v1.LookupMode, VarKind and UpdateOp. */
 enum {
@@ -205,19 +206,8 @@ int psd_dtype_check(int dtype, const char *what, ps_error_t *err);
 /** Bytes of store metadata for v beyond its data (struct, dims, name, blob header, table slot). */
 size_t psd_var_meta_bytes(const psd_var_t *v);
 
-/* Persistence: the update dedup table in and out of a checkpoint. */
-typedef void (*psd_dedup_visit_fn)(
-    void *ctx, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n);
-
-/** Visit the update dedup table from least to most recently used. */
-void psd_store_dedup_foreach(const psd_store_t *s, psd_dedup_visit_fn fn, void *ctx);
-
-/**
- * Remember (client_id, seq) with its n versions (copied) as that client's last applied update, as
- * if it had just been applied (loading a checkpoint). Returns 0 or RESOURCE_EXHAUSTED.
- */
-int psd_store_dedup_restore(
-    psd_store_t *s, uint64_t client_id, uint64_t seq, const uint64_t *versions, size_t n);
+/** The update retry table (persistence writes it into checkpoints and loads it back). Borrowed. */
+psd_dedup_t *psd_store_dedup(psd_store_t *s);
 
 /** Replace the initializer spec recorded for v (loading a checkpoint). 0 or RESOURCE_EXHAUSTED. */
 int psd_store_var_set_init(psd_store_t *s, psd_var_t *v, const ps_init_spec_t *spec);
