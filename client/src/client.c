@@ -48,28 +48,6 @@ static void logf_(const ps_client_t *c, int level, const char *fmt, ...)
     c->log_cb(level, buf, c->log_data);
 }
 
-static uint64_t random_id(void)
-{
-    uint64_t id = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t r = read(fd, &id, sizeof id);
-        close(fd);
-        if (r == (ssize_t) sizeof id && id != 0)
-            return id;
-    }
-    /* Fallback: time, pid and an address, mixed (splitmix64). */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t z = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^
-                 ((uint64_t) getpid() << 16) ^ (uint64_t) (uintptr_t) &id;
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return z ? z : 1;
-}
-
 int ps_client_connect_list(const char *const *addresses,
                            size_t n,
                            const ps_client_opts_t *opts,
@@ -93,7 +71,7 @@ int ps_client_connect_list(const char *const *addresses,
     c->backoff_ms = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : 50;
     c->log_cb = o->log_cb;
     c->log_data = o->log_data;
-    c->client_id = random_id();
+    c->client_id = psc_random_id();
     int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     int rto = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
     for (size_t i = 0; i < n; i++) {

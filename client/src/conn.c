@@ -420,3 +420,27 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
     }
     return 0;
 }
+
+/* 64 random bits from the kernel, or, failing that, time, pid and an address mixed by splitmix64;
+ * never 0 (0 means "no deduplication" on the wire). */
+uint64_t psc_random_id(void)
+{
+    uint64_t id = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r = read(fd, &id, sizeof id);
+        close(fd);
+        if (r == (ssize_t) sizeof id && id != 0)
+            return id;
+    }
+    /* Fallback: time, pid and an address, mixed (splitmix64). */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^
+                 ((uint64_t) getpid() << 16) ^ (uint64_t) (uintptr_t) &id;
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}

@@ -81,4 +81,10 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
 /** Release what a call holds after psc_conn_run (reply header, frame buffer). */
 void psc_call_reset(psc_call_t *call);
 
+/**
+ * A fresh random 64-bit id, never 0: the client id that makes a retried update or step apply once
+ * (the connection layer resends requests under it).
+ */
+uint64_t psc_random_id(void);
+
 #endif /* PSC_CONN_H */

@@ -61,26 +61,6 @@ ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
     return c;
 }
 
-static uint64_t random_id(void)
-{
-    uint64_t id = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t r = read(fd, &id, sizeof id);
-        close(fd);
-        if (r == (ssize_t) sizeof id && id != 0)
-            return id;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t z = ((uint64_t) ts.tv_sec << 32) ^ (uint64_t) ts.tv_nsec ^ ((uint64_t) getpid() << 16);
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return z ? z : 1;
-}
-
 static int check_config(const ps_optimizer_config_t *c, ps_error_t *err)
 {
     if (c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM)
@@ -139,7 +119,7 @@ int ps_optimizer_new(ps_client_t *client,
     o->client = client;
     o->cfg = *config;
     o->cfg.global_step = o->global_step;
-    o->id = random_id();
+    o->id = psc_random_id();
     for (size_t i = 0; i < n; i++) {
         rc = psc_conn_init(&o->conns[i], ps_client_shard_address(client, i), TRAIN_CONNECT_MS,
                            TRAIN_REQUEST_MS, err);
