@@ -75,9 +75,10 @@ run_other() { # name script args...
         return 0
     fi
     log "$name: $*"
-    if ! "$@" >"$out/.$name.log" 2>&1; then
-        log "$name FAILED (log: bench/results/.$name.log); its last results, if any, are kept"
-        tail -5 "$out/.$name.log" >&2 || true
+    mkdir -p "$build/logs"
+    if ! "$@" >"$build/logs/$name.log" 2>&1; then
+        log "$name FAILED (log: $build/logs/$name.log); its last results, if any, are kept"
+        tail -5 "$build/logs/$name.log" >&2 || true
     fi
 }
 [ -x "$root/bench/run_wire.sh" ] && run_other wire "$root/bench/run_wire.sh" 5
