@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -281,10 +282,33 @@ int psd_server_loop(psd_server_t *srv)
     return rc == 0 ? 0 : 1;
 }
 
+/* Raise the soft open-file limit so that --max-connections connections (plus the listener, log and
+ * data files) can be open: a soft limit of 1024 would otherwise refuse accept() below psd's own
+ * cap. The hard limit bounds it; a shortfall is logged, never fatal. */
+static void raise_fd_limit(uint64_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t) max_connections + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want) ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = before;
+        if (rl.rlim_cur < want)
+            PS_LOG(PS_LOG_WARNING, "server",
+                   "open-file limit %llu is below --max-connections %llu + 64; connections beyond "
+                   "it will be refused by the system (raise ulimit -n)",
+                   (unsigned long long) rl.rlim_cur, (unsigned long long) max_connections);
+    }
+}
+
 int psd_server_run(const psd_config_t *cfg)
 {
     /* A peer that goes away mid-write must produce EPIPE, not kill psd. */
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(cfg->max_connections);
     ps_alloc_install_uv();
     psd_server_t *srv = ps_calloc(1, sizeof *srv);
     if (!srv) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <criterion/criterion.h>
@@ -231,5 +232,44 @@ Test(multi_client,
     }
     cr_assert(admitted, "a slot freed by a closed connection is never reused");
     ps_wc_close(&a);
+    finish();
+}
+
+/* psd raises its own soft open-file limit to fit --max-connections: started with a soft limit of
+ * 256 (as under a default `ulimit -n`), it still serves 300 connections at once. */
+#define MANY_CONNECTIONS 300
+
+static void setup_low_fd_limit(void)
+{
+    struct rlimit saved, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < MANY_CONNECTIONS + 200)
+        cr_skip_test("hard open-file limit %llu is too low for this test",
+                     (unsigned long long) saved.rlim_max);
+    low = saved;
+    low.rlim_cur = 256;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    static const char *const extra[] = {"--max-connections", "1000", NULL};
+    int rc = ps_psd_start(&psd, NULL, "notice", extra); /* psd inherits the low soft limit */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    cr_assert_eq(rc, 0, "psd did not start");
+}
+
+Test(multi_client,
+     raises_its_open_file_limit_to_fit_max_connections,
+     .init = setup_low_fd_limit,
+     .fini = teardown)
+{
+    static ps_wc_t c[MANY_CONNECTIONS];
+    for (int i = 0; i < MANY_CONNECTIONS; i++)
+        cr_assert_eq(ps_wc_connect(&c[i], psd.port, 30000), 0, "connect %d", i);
+    for (int i = 0; i < MANY_CONNECTIONS; i++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_ping(&c[i], &r), PS_WC_OK, "connection %d not served", i);
+        cr_assert_eq(r.h->code, 0, "connection %d: %s", i, r.h->message);
+        ps_wc_reply_free(&r);
+    }
+    for (int i = 0; i < MANY_CONNECTIONS; i++)
+        ps_wc_close(&c[i]);
     finish();
 }
