@@ -427,9 +427,9 @@ static void hook_after(void *ctx,
     }
     if (!changed)
         return;
-    append_request(p, req, blobs, nblobs,
-                   p->rpc->now_ms_override ? p->rpc->now_ms_override : wall_now_ms(), client_id,
-                   seq);
+    /* The instant the store recorded for this request (creation times replay exactly). */
+    append_request(p, req, blobs, nblobs, p->rpc->req_ms ? p->rpc->req_ms : wall_now_ms(),
+                   client_id, seq);
 }
 
 /* ---- snapshots (loop thread) ---- */

@@ -83,10 +83,17 @@ static int64_t wall_ms(void)
     return (int64_t) ts.tv_sec * 1000 + (int64_t) ts.tv_nsec / 1000000;
 }
 
-/* The creation time to record: the wall clock, or the logged time while a log is replayed. */
-static int64_t create_ms(const psd_rpc_t *rpc)
+/* The time of the request being handled: the wall clock read once per request (so the store and the
+ * write-ahead log record the same instant), or the logged time while a log is replayed. */
+static int64_t request_ms(const psd_rpc_t *rpc)
 {
     return rpc->now_ms_override ? rpc->now_ms_override : wall_ms();
+}
+
+/* The creation time to record for the request being handled. */
+static int64_t create_ms(const psd_rpc_t *rpc)
+{
+    return rpc->req_ms ? rpc->req_ms : request_ms(rpc);
 }
 
 /* ---- request-scoped allocations ---- */
@@ -1213,6 +1220,7 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     size_t nblobs = 0;
     rpc->counters[m->method].calls++;
     int rc = 0;
+    rpc->req_ms = request_ms(rpc);
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
     rpc->cur_sink = sink;
@@ -1220,11 +1228,13 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
         rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
     rpc->cur_sink = NULL;
     if (rc == PSD_RPC_DEFERRED) {
+        rpc->req_ms = 0;
         psd_req_free(r); /* the handler took what its later reply needs */
         return;
     }
     if (!rc && rpc->hooks.after)
         rpc->hooks.after(rpc->hooks.ctx, r->hdr, r->blobs, r->ntensors, &out);
+    rpc->req_ms = 0;
     if (rc) {
         rpc->counters[m->method].errors++;
         PS_LOG(PS_LOG_DEBUG, "rpc", "req=%llu method=%s code=%s msg=\"%s\"",

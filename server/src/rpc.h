@@ -94,6 +94,7 @@ typedef struct psd_rpc {
     const struct psd_reply_sink *cur_sink;
     void (*sink_defer)(const struct psd_reply_sink *sink, int on);
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
+    int64_t req_ms; /* the request being handled: its one wall-clock reading (store and log) */
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
