@@ -49,21 +49,25 @@ static long long enospc_limit(void)
     return s && *s ? atoll(s) : -1;
 }
 
+/* Record the durable size in "<path>.synced" atomically (temporary file, then rename): psd may be
+ * killed at any instant, and a half-written record would read as "nothing was durable". */
 static void record_synced(int fd)
 {
     struct stat st;
     if (syscall(SYS_fstat, fd, &st) != 0)
         return;
-    char path[300], line[32];
+    char path[300], tmp[310], line[32];
     snprintf(path, sizeof path, "%s.synced", tracked[fd]);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     int n = snprintf(line, sizeof line, "%lld\n", (long long) st.st_size);
     int out =
-        (int) syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        (int) syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
         return;
-    if (syscall(SYS_write, out, line, (size_t) n) != n)
-        (void) 0;
+    long w = syscall(SYS_write, out, line, (size_t) n);
     syscall(SYS_close, out);
+    if (w == n)
+        syscall(SYS_renameat, AT_FDCWD, tmp, AT_FDCWD, path);
 }
 
 static int would_overflow(int fd, long long more)
