@@ -624,6 +624,41 @@ static void shape_text(const int64_t *dims, unsigned rank, char *out, size_t cap
     ps_shape_str(&s, out, cap);
 }
 
+/* Run h with one payload tensor: name, dtype, dims (rank of them) and its nbytes of data. On 0 the
+ * caller reads call->reply and then calls psc_call_reset(call); on failure the call is reset. */
+static int run_with_tensor(ps_admin_t *a,
+                           Pscope__V1__Header *h,
+                           const char *name,
+                           int dtype,
+                           unsigned rank,
+                           int64_t *dims,
+                           const void *data,
+                           size_t nbytes,
+                           psc_call_t *call,
+                           ps_error_t *err)
+{
+    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
+    Pscope__V1__TensorDesc *tds[1] = {&td};
+    td.name = ps_pb_bytes(name);
+    td.dtype = (Pscope__V1__DType) dtype;
+    td.n_dims = rank;
+    td.dims = dims;
+    h->n_tensors = 1;
+    h->tensors = tds;
+    ps_frame_seg_t seg = {(uint8_t *) (uintptr_t) data, nbytes};
+    call_init(call, h);
+    call->payload = &seg;
+    call->npayload = 1;
+    int rc = run_call(a, call, 0, err);
+    h->n_tensors = 0; /* tds and seg end here */
+    h->tensors = NULL;
+    call->payload = NULL;
+    call->npayload = 0;
+    if (rc)
+        psc_call_reset(call);
+    return rc;
+}
+
 /* GET_VARIABLE in create-exclusive mode with the value as initializer. */
 static int create_exclusive(ps_admin_t *a,
                             const char *name,
@@ -639,8 +674,6 @@ static int create_exclusive(ps_admin_t *a,
     Pscope__V1__GetVariableRequest g = PSCOPE__V1__GET_VARIABLE_REQUEST__INIT;
     Pscope__V1__ShapeSpec shape = PSCOPE__V1__SHAPE_SPEC__INIT;
     Pscope__V1__Initializer init = PSCOPE__V1__INITIALIZER__INIT;
-    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
-    Pscope__V1__TensorDesc *tds[1] = {&td};
     int64_t d[PS_SHAPE_MAX_RANK];
     for (unsigned i = 0; i < rank; i++)
         d[i] = dims[i];
@@ -655,21 +688,11 @@ static int create_exclusive(ps_admin_t *a,
     g.trainable = 1;
     g.kind = PSCOPE__V1__VAR_KIND__KIND_GET_VARIABLE;
     g.creator = a->creator;
-    td.name = ps_pb_bytes(name);
-    td.dtype = (Pscope__V1__DType) dtype;
-    td.n_dims = rank;
-    td.dims = d;
     h.method = PSCOPE__V1__METHOD__GET_VARIABLE;
     h.body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE;
     h.get_variable = &g;
-    h.n_tensors = 1;
-    h.tensors = tds;
-    ps_frame_seg_t seg = {(uint8_t *) (uintptr_t) data, nbytes};
     psc_call_t call;
-    call_init(&call, &h);
-    call.payload = &seg;
-    call.npayload = 1;
-    int rc = run_call(a, &call, 0, err);
+    int rc = run_with_tensor(a, &h, name, dtype, rank, d, data, nbytes, &call, err);
     if (rc == 0) {
         const Pscope__V1__Header *r = call.reply;
         if (r->body_case != PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY || !r->get_variable_reply ||
@@ -680,8 +703,8 @@ static int create_exclusive(ps_admin_t *a,
                               name);
         else
             *version = r->get_variable_reply->var->version;
+        psc_call_reset(&call);
     }
-    psc_call_reset(&call);
     return rc;
 }
 
@@ -699,29 +722,17 @@ static int assign(ps_admin_t *a,
     Pscope__V1__UpdateRequest u = PSCOPE__V1__UPDATE_REQUEST__INIT;
     Pscope__V1__UpdateItem item = PSCOPE__V1__UPDATE_ITEM__INIT;
     Pscope__V1__UpdateItem *items[1] = {&item};
-    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
-    Pscope__V1__TensorDesc *tds[1] = {&td};
     int64_t d[PS_SHAPE_MAX_RANK];
     for (unsigned i = 0; i < rank; i++)
         d[i] = dims[i];
     item.op = PSCOPE__V1__UPDATE_OP__ASSIGN;
     u.n_items = 1;
     u.items = items;
-    td.name = ps_pb_bytes(name);
-    td.dtype = (Pscope__V1__DType) dtype;
-    td.n_dims = rank;
-    td.dims = d;
     h.method = PSCOPE__V1__METHOD__UPDATE;
     h.body_case = PSCOPE__V1__HEADER__BODY_UPDATE;
     h.update = &u;
-    h.n_tensors = 1;
-    h.tensors = tds;
-    ps_frame_seg_t seg = {(uint8_t *) (uintptr_t) data, nbytes};
     psc_call_t call;
-    call_init(&call, &h);
-    call.payload = &seg;
-    call.npayload = 1;
-    int rc = run_call(a, &call, 0, err);
+    int rc = run_with_tensor(a, &h, name, dtype, rank, d, data, nbytes, &call, err);
     if (rc == 0) {
         const Pscope__V1__Header *r = call.reply;
         if (r->body_case != PSCOPE__V1__HEADER__BODY_UPDATE_REPLY || !r->update_reply ||
@@ -729,8 +740,8 @@ static int assign(ps_admin_t *a,
             rc = bad_reply("UpdateReply with 1 version", err);
         else
             *version = r->update_reply->versions[0];
+        psc_call_reset(&call);
     }
-    psc_call_reset(&call);
     return rc;
 }
 
