@@ -56,8 +56,7 @@ static void finish(void)
 {
     ps_wc_close(&wc);
     ps_wc_close(&ctl);
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 TestSuite(backpressure, .timeout = 90);

@@ -99,8 +99,7 @@ static void finish(void)
     check_control("the last case");
     ps_wc_close(&bad);
     ps_wc_close(&ctl);
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 static int contains_ci(const char *hay, const char *needle)

@@ -124,8 +124,7 @@ static void free_all(struct worker *w)
 
 static void finish(void)
 {
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 static void one_creator_per_name(int mode_even, int mode_odd)

@@ -237,8 +237,7 @@ Test(payload_budget, announced_payload_is_bounded_and_given_back)
     check_control("two new partial payloads");
 
     /* SIGTERM with both still partial: psd frees them and exits 0 with a clean log. */
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 Test(payload_budget, read_timeout_gives_the_budget_back)
@@ -264,6 +263,5 @@ Test(payload_budget, read_timeout_gives_the_budget_back)
     }
     snap_t s = wait_inflight(0, "after the large requests");
     cr_assert_eq(s.rejections, base.rejections, "nothing was refused");
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }

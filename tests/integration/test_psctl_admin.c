@@ -37,8 +37,7 @@ static void teardown(void)
 {
     ps_admin_free(adm);
     adm = NULL;
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 TestSuite(admin, .init = setup, .fini = teardown, .timeout = 120);

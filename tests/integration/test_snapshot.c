@@ -123,8 +123,7 @@ static void pull_while_updating(int op)
     cr_log_info("%d pulls saw %llu distinct versions", pulls, (unsigned long long) seen_versions);
     ps_wc_close(&puller);
     ps_wc_close(&updater);
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 Test(snapshot, pull_is_never_torn_by_assign)

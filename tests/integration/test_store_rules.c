@@ -51,8 +51,7 @@ static void teardown(void)
 static void finish(void)
 {
     ps_wc_close(&wc);
-    int rc = ps_psd_finish(&psd, SIGTERM, 20000);
-    cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
 TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);

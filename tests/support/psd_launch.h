@@ -4,6 +4,7 @@
 #ifndef PS_TEST_PSD_LAUNCH_H
 #define PS_TEST_PSD_LAUNCH_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -59,6 +60,14 @@ int ps_psd_log_contains(const ps_psd_t *p, const char *s);
  * a clean exit 0, else the wait status (see ps_psd_wait) or PS_PSD_DIRTY_LOG.
  */
 int ps_psd_finish(ps_psd_t *p, int sig, int timeout_ms);
+
+/* The end of an integration test body (Criterion must be included): stop psd with SIGTERM and
+ * assert that it exited 0 with a clean log. */
+#define PS_ASSERT_PSD_STOPS_CLEAN(p)                                             \
+    do {                                                                         \
+        int ps_rc_ = ps_psd_finish((p), SIGTERM, 20000);                         \
+        cr_assert_eq(ps_rc_, 0, "psd did not exit cleanly (status %d)", ps_rc_); \
+    } while (0)
 
 /** Kill psd if it still runs, and remove the temporary directory. */
 void ps_psd_cleanup(ps_psd_t *p);
