@@ -102,3 +102,25 @@ for prog in "$tmp/consumer/consumer_shared" "$tmp/consumer/consumer_static" "$tm
   fi
   echo "ok: $(basename "$prog"): $out"
 done
+
+echo "== the installed Python package against the installed psd"
+init=$(find "$prefix" -path '*/pscope/__init__.py' | head -1)
+[ -n "$init" ] || { echo "cmake --install did not install the pscope Python package"; exit 1; }
+site=$(dirname "$(dirname "$init")")
+preload=
+case "$san" in *address*) preload=$(cc -print-file-name=libasan.so) ;; esac
+want_py="$libdir/libpsclient.so.0 <ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> [3.0, 3.0]"
+out=$(cd "$tmp" && env -u PSCOPE_LIBPSCLIENT -u PS_SERVER PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 \
+  LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 timeout 60 "${PS_PYTHON3:-/usr/bin/python3}" -c '
+import sys, pscope
+pscope.connect(sys.argv[1])
+import pscope.compat.v1 as tf
+with tf.variable_scope("pkg", reuse=True):
+    w = tf.get_variable("w", [2])
+print(pscope.LIBRARY_PATH, w, w.numpy().tolist())' "$addr")
+if [ "$out" != "$want_py" ]; then
+  echo "python printed: $out"
+  echo "expected:       $want_py"
+  exit 1
+fi
+echo "ok: python: $out"

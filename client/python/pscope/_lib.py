@@ -1,0 +1,312 @@
+"""libpsclient through ctypes: finding the shared library, the C structs and function signatures
+pscope uses, and turning a failed call's (code, message) into the matching Python exception.
+
+No compiled extension: every C call goes through ctypes, which releases the GIL while C runs.
+"""
+import ctypes
+import ctypes.util
+import os
+
+from . import errors
+
+# ---- finding the library ------------------------------------------------------------------------
+
+
+def _candidates():
+    env = os.environ.get("PSCOPE_LIBPSCLIENT")
+    if env:
+        yield env
+        return
+    try:  # written by `cmake --install`: where that install put libpsclient
+        from . import _install_config
+
+        yield _install_config.LIBPSCLIENT
+    except ImportError:
+        pass
+    found = ctypes.util.find_library("psclient")
+    if found:
+        yield found
+    yield "libpsclient.so.0"
+
+
+def _load():
+    tried = []
+    for path in _candidates():
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append("%s (%s)" % (path, e))
+    raise ImportError(
+        "pscope: cannot load libpsclient; tried %s. Install pscope with `cmake --install`, "
+        "or set PSCOPE_LIBPSCLIENT to the path of libpsclient.so" % "; ".join(tried)
+    )
+
+
+lib, LIBRARY_PATH = _load()
+
+# ---- structs (client/include/ps/*.h, common/include/ps/*.h) -------------------------------------
+
+PS_ERROR_MSG_MAX = 512
+MAX_RANK = 8
+
+DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT32, DTYPE_INT64 = 1, 2, 3, 9
+
+REUSE_FALSE, REUSE_TRUE, REUSE_AUTO = 0, 1, 2
+TRAINABLE_DEFAULT, TRAINABLE_YES, TRAINABLE_NO = 0, 1, 2
+
+UPDATE_ASSIGN, UPDATE_ASSIGN_ADD, UPDATE_ASSIGN_SUB, UPDATE_SCALED_ADD = 1, 2, 3, 4
+
+# Options structs the library reads through a pointer get this many zero bytes after the fields
+# declared here: a field added at the end of the C struct later reads as 0, its default.
+_SPARE = 256
+
+
+class Error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int), ("msg", ctypes.c_char * PS_ERROR_MSG_MAX)]
+
+    def text(self):
+        return self.msg.decode("utf-8", "replace")
+
+
+class Shape(ctypes.Structure):
+    _fields_ = [
+        ("unknown_rank", ctypes.c_int),
+        ("rank", ctypes.c_uint),
+        ("dims", ctypes.c_int64 * MAX_RANK),
+    ]
+
+
+class Initializer(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("value", ctypes.c_double),
+        ("mean", ctypes.c_double),
+        ("stddev", ctypes.c_double),
+        ("minval", ctypes.c_double),
+        ("maxval", ctypes.c_double),
+        ("scale", ctypes.c_double),
+        ("mode", ctypes.c_int),
+        ("distribution", ctypes.c_int),
+        ("seed", ctypes.c_int64),
+        ("value_tensor", ctypes.c_void_p),
+    ]
+
+
+LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class ClientOpts(ctypes.Structure):
+    _fields_ = [
+        ("connect_timeout_ms", ctypes.c_int),
+        ("request_timeout_ms", ctypes.c_int),
+        ("max_retries", ctypes.c_int),
+        ("retry_backoff_ms", ctypes.c_int),
+        ("log_cb", LOG_CB),
+        ("log_data", ctypes.c_void_p),
+        ("creator", ctypes.c_char_p),
+        ("_spare", ctypes.c_char * _SPARE),
+    ]
+
+
+class GetVariableArgs(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("shape", ctypes.POINTER(Shape)),
+        ("dtype", ctypes.c_int),
+        ("initializer", ctypes.POINTER(Initializer)),
+        ("trainable", ctypes.c_int),
+        ("collections", ctypes.POINTER(ctypes.c_char_p)),
+        ("ncollections", ctypes.c_size_t),
+        ("has_collections", ctypes.c_int),
+        ("reuse", ctypes.c_int),
+    ]
+
+
+# int (*ps_custom_getter_cb)(const ps_getter_t *, const ps_get_variable_args_t *, void *data,
+#                            ps_variable_t **out, ps_error_t *err)
+CUSTOM_GETTER_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.POINTER(GetVariableArgs),
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_void_p),
+    ctypes.POINTER(Error),
+)
+
+
+class VariableScopeOpts(ctypes.Structure):
+    _fields_ = [
+        ("scope", ctypes.c_void_p),
+        ("default_name", ctypes.c_char_p),
+        ("reuse", ctypes.c_int),
+        ("initializer", ctypes.POINTER(Initializer)),
+        ("dtype", ctypes.c_int),
+        ("custom_getter", CUSTOM_GETTER_CB),
+        ("custom_getter_data", ctypes.c_void_p),
+        ("no_auxiliary_name_scope", ctypes.c_int),
+        ("_spare", ctypes.c_char * _SPARE),
+    ]
+
+
+class VariableArgs(ctypes.Structure):
+    _fields_ = [
+        ("initial_value", ctypes.c_void_p),
+        ("name", ctypes.c_char_p),
+        ("trainable", ctypes.c_int),
+        ("collections", ctypes.POINTER(ctypes.c_char_p)),
+        ("ncollections", ctypes.c_size_t),
+        ("has_collections", ctypes.c_int),
+        ("_spare", ctypes.c_char * _SPARE),
+    ]
+
+
+class Update(ctypes.Structure):
+    _fields_ = [
+        ("var", ctypes.c_void_p),
+        ("op", ctypes.c_int),
+        ("alpha", ctypes.c_double),
+        ("x", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+    ]
+
+
+class CheckpointMapEntry(ctypes.Structure):
+    _fields_ = [("checkpoint_name", ctypes.c_char_p), ("target", ctypes.c_char_p)]
+
+
+class RestoreOpts(ctypes.Structure):
+    _fields_ = [
+        ("map", ctypes.POINTER(CheckpointMapEntry)),
+        ("nmap", ctypes.c_size_t),
+        ("style", ctypes.c_int),
+        ("create_missing", ctypes.c_int),
+        ("_spare", ctypes.c_char * _SPARE),
+    ]
+
+
+# ---- function signatures ------------------------------------------------------------------------
+
+_p = ctypes.c_void_p
+_i = ctypes.c_int
+_s = ctypes.c_char_p
+_z = ctypes.c_size_t
+_u64 = ctypes.c_uint64
+_E = ctypes.POINTER(Error)
+_pp = ctypes.POINTER(ctypes.c_void_p)
+
+_SIGNATURES = {
+    "ps_code_name": (_s, [_i]),
+    "ps_client_connect_list": (_i, [ctypes.POINTER(_s), _z, ctypes.POINTER(ClientOpts), _pp, _E]),
+    "ps_client_free": (None, [_p]),
+    "ps_client_ping": (_i, [_p, _E]),
+    "ps_client_shard_count": (_z, [_p]),
+    "ps_client_shard_address": (_s, [_p, _z]),
+    "ps_client_connects": (_u64, [_p]),
+    "ps_graph_new": (_i, [_p, _pp, _E]),
+    "ps_graph_free": (None, [_p]),
+    "ps_graph_unique_name": (_i, [_p, _s, _i, ctypes.c_char_p, _z, _E]),
+    "ps_graph_get_collection": (_i, [_p, _s, _s, _pp, _z, ctypes.POINTER(_z), _E]),
+    "ps_graph_add_to_collection": (_i, [_p, _s, _p, _E]),
+    "ps_graph_collection_count": (_z, [_p]),
+    "ps_graph_collection_key": (_s, [_p, _z]),
+    "ps_graph_store_lookup": (_p, [_p, _s]),
+    "ps_graph_store_count": (_z, [_p]),
+    "ps_graph_store_key": (_s, [_p, _z]),
+    "ps_graph_name_scope": (_s, [_p]),
+    "ps_variable_scope_push": (_i, [_p, _s, ctypes.POINTER(VariableScopeOpts), _pp, _E]),
+    "ps_variable_scope_pop": (_i, [_p, _p, _E]),
+    "ps_get_variable_scope": (_p, [_p]),
+    "ps_variable_scope_reuse_variables": (None, [_p]),
+    "ps_variable_scope_name": (_s, [_p]),
+    "ps_variable_scope_original_name_scope": (_s, [_p]),
+    "ps_variable_scope_reuse": (_i, [_p]),
+    "ps_variable_scope_dtype": (_i, [_p]),
+    "ps_variable_scope_set_dtype": (_i, [_p, _i, _E]),
+    "ps_variable_scope_set_initializer": (_i, [_p, ctypes.POINTER(Initializer), _E]),
+    "ps_variable_scope_set_custom_getter": (_i, [_p, CUSTOM_GETTER_CB, _p, _E]),
+    "ps_variable_scope_initializer": (ctypes.POINTER(Initializer), [_p]),
+    "ps_variable_scope_get_collection": (_i, [_p, _p, _s, _pp, _z, ctypes.POINTER(_z), _E]),
+    "ps_name_scope_push": (_i, [_p, _s, ctypes.c_char_p, _z, _E]),
+    "ps_name_scope_pop": (_i, [_p, _E]),
+    "ps_getter_call": (_i, [_p, ctypes.POINTER(GetVariableArgs), _pp, _E]),
+    "ps_get_variable": (_i, [_p, ctypes.POINTER(GetVariableArgs), _pp, _E]),
+    "ps_get_local_variable": (_i, [_p, ctypes.POINTER(GetVariableArgs), _pp, _E]),
+    "ps_variable_new": (_i, [_p, ctypes.POINTER(VariableArgs), _pp, _E]),
+    "ps_variable_name": (_s, [_p]),
+    "ps_variable_op_name": (_s, [_p]),
+    "ps_variable_store_name": (_s, [_p]),
+    "ps_variable_dtype": (_i, [_p]),
+    "ps_variable_shape": (Shape, [_p]),
+    "ps_variable_nbytes": (_z, [_p]),
+    "ps_variable_trainable": (_i, [_p]),
+    "ps_variable_created": (_i, [_p]),
+    "ps_variable_is_plain": (_i, [_p]),
+    "ps_variable_version": (_u64, [_p]),
+    "ps_variable_repr": (_p, [_p, ctypes.c_char_p, _z]),
+    "ps_variable_pull": (_i, [_p, _p, _z, _E]),
+    "ps_variables_pull": (_i, [_pp, _z, _pp, ctypes.POINTER(_z), _E]),
+    "ps_variables_update": (_i, [ctypes.POINTER(Update), _z, _E]),
+    "ps_tensor_from_data": (_i, [_i, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint, _p, _z, _pp, _E]),
+    "ps_tensor_free": (None, [_p]),
+    "ps_tensor_data": (_p, [_p]),
+    "ps_tensor_dtype": (_i, [_p]),
+    "ps_tensor_shape": (Shape, [_p]),
+    "ps_tensor_nbytes": (_z, [_p]),
+    "ps_checkpoint_save": (_i, [_p, _s, ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
+    "ps_checkpoint_restore": (_i, [_p, _s, ctypes.POINTER(RestoreOpts), ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
+    "ps_init_from_checkpoint": (_i, [_p, _s, ctypes.POINTER(CheckpointMapEntry), _z, _E]),
+}
+
+
+def _declare():
+    for name, (res, args) in _SIGNATURES.items():
+        fn = getattr(lib, name, None)
+        if fn is None:
+            continue
+        fn.restype = res
+        fn.argtypes = args
+
+
+_declare()
+
+
+def has(name):
+    """Whether the loaded libpsclient exports the function `name`."""
+    return getattr(lib, name, None) is not None
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+def decode(b):
+    return b.decode("utf-8", "replace") if b is not None else None
+
+
+def raise_op_error(code, message):
+    """Raise the pscope.errors class of a canonical code (tf.errors' classes)."""
+    raise errors.exception_type_from_error_code(code)(None, None, message, code)
+
+
+def check(rc, err):
+    """Raise the pscope.errors exception for a nonzero rc, with the library's message."""
+    if rc:
+        raise_op_error(rc, err.text())
+
+
+def check_value(rc, err, type_errors=()):
+    """For TensorFlow's graph-building calls: scope misuse is a ValueError (TypeError for the
+    messages in type_errors), with the canonical code in its error_code attribute; transport and
+    server failures keep their pscope.errors class."""
+    if not rc:
+        return
+    msg = err.text()
+    if rc in (errors.INVALID_ARGUMENT, errors.ALREADY_EXISTS, errors.NOT_FOUND):
+        cls = TypeError if msg in type_errors else ValueError
+        e = cls(msg)
+        e.error_code = rc
+        raise e
+    if rc == errors.FAILED_PRECONDITION and msg.startswith("Improper nesting"):
+        e = RuntimeError(msg)
+        e.error_code = rc
+        raise e
+    raise_op_error(rc, msg)

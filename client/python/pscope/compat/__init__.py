@@ -1,0 +1,1 @@
+"""pscope.compat: TensorFlow-compatible namespaces (`import pscope.compat.v1 as tf`)."""

@@ -1,0 +1,2 @@
+"""tf.contrib: the layers initializers TensorFlow 1 programs name (xavier_initializer)."""
+from . import layers  # noqa: F401
