@@ -63,7 +63,8 @@ typedef struct ckpt_job {
 typedef struct sync_job {
     uv_work_t req;
     struct psd_persist *p;
-    int fd; /* a dup of the log's fd, closed by the job */
+    int fd;      /* a dup of the log's fd, closed by the job */
+    uint64_t ns; /* how long fdatasync took */
     int rc;
     int err_no;
 } sync_job_t;
@@ -285,6 +286,8 @@ static void append_request(psd_persist_t *p,
                                             .blob = psd_blob_ref(blobs[i])};
     }
     p->pend_bytes += head + payload;
+    p->rpc->pm.wal_records++;
+    p->rpc->pm.wal_bytes += head + payload;
 }
 
 /* Write every pending piece with writev; the log's fd is O_APPEND-free, positioned at file_len. */
@@ -319,8 +322,10 @@ static int write_pending(psd_persist_t *p)
             }
         }
     }
-    if (p->npend)
+    if (p->npend) {
         p->unsynced = 1;
+        p->rpc->pm.wal_writes++;
+    }
     pend_release(p);
     return 0;
 }
@@ -329,8 +334,10 @@ static int sync_now(psd_persist_t *p)
 {
     if (!p->unsynced)
         return 0;
+    uint64_t t0 = uv_hrtime();
     if (fdatasync(p->fd) != 0)
         return -1;
+    psd_hist_observe(&p->rpc->pm.fsync, uv_hrtime() - t0);
     p->unsynced = 0;
     return 0;
 }
@@ -685,11 +692,15 @@ static void on_ckpt_done(uv_work_t *req, int status)
         uint64_t old = p->base_gen;
         p->base_gen = j->new_gen;
         remove_segments(p, old, j->new_gen);
+        p->rpc->pm.checkpoints++;
+        psd_hist_observe(&p->rpc->pm.checkpoint, (mono_ms() - j->started_ms) * 1000000u);
+        p->rpc->pm.last_checkpoint_wall_ms = wall_now_ms();
         PS_LOG(PS_LOG_NOTICE, "persist",
                "checkpoint written: vars=%zu bytes=%llu ms=%llu loop_us=%llu log_gen=%llu", j->n,
                (unsigned long long) j->bytes, (unsigned long long) (mono_ms() - j->started_ms),
                (unsigned long long) j->loop_us, (unsigned long long) j->new_gen);
     } else {
+        p->rpc->pm.checkpoint_failures++;
         PS_LOG(PS_LOG_WARNING, "persist", "checkpoint failed, the log is kept: %s",
                status ? uv_strerror(status) : j->err.msg);
     }
@@ -797,8 +808,10 @@ static void on_ckpt_timer(uv_timer_t *t)
 static void on_sync_work(uv_work_t *req)
 {
     sync_job_t *j = req->data;
+    uint64_t t0 = uv_hrtime();
     j->rc = fdatasync(j->fd);
     j->err_no = errno;
+    j->ns = uv_hrtime() - t0;
     close(j->fd);
 }
 
@@ -809,6 +822,8 @@ static void on_sync_done(uv_work_t *req, int status)
     p->sync_running = 0;
     if (status == 0 && j->rc != 0)
         fatal_io(p, "fdatasync", j->err_no);
+    if (status == 0)
+        psd_hist_observe(&p->rpc->pm.fsync, j->ns);
     ps_free(j);
 }
 
@@ -1268,6 +1283,7 @@ typedef struct save_job {
     size_t n;
     uint64_t bytes;
     uint64_t started_ms;
+    uint64_t t0_ns; /* the request's arrival, for its latency */
     int rc;
     ps_error_t err;
 } save_job_t;
@@ -1318,6 +1334,7 @@ static void on_save_done(uv_work_t *req, int status)
         }
         p->rpc->sink_defer(j->sink, 0);
     }
+    psd_rpc_count_reply(p->rpc, j->method, j->rc, j->t0_ns);
     ps_free(j->path);
     ps_free(j);
 }
@@ -1351,6 +1368,7 @@ save_async(psd_persist_t *p, const Pscope__V1__Header *req, const char *path, ps
     j->id = req->id;
     j->method = req->method;
     j->started_ms = mono_ms();
+    j->t0_ns = p->rpc->req_t0_ns;
     j->req.data = j;
     int urc = uv_queue_work(p->loop, &j->req, on_save_work, on_save_done);
     if (urc != 0) {
@@ -2149,6 +2167,14 @@ int psd_persist_open(psd_persist_t **out,
         psd_persist_free(p);
         return rc;
     }
+    *out = p;
+    return 0;
+}
+
+void psd_persist_start(psd_persist_t *p)
+{
+    psd_rpc_t *rpc = p->rpc;
+    uv_loop_t *loop = p->loop;
     rpc->hooks.ctx = p;
     rpc->hooks.handle = hook_handle;
     rpc->hooks.cancel = hook_cancel;
@@ -2172,10 +2198,11 @@ int psd_persist_open(psd_persist_t **out,
                "written");
 #endif
         PS_LOG(PS_LOG_NOTICE, "persist", "write-ahead log %s/wal-%llu.log fsync=%s", p->dir,
-               (unsigned long long) p->gen, o->fsync);
+               (unsigned long long) p->gen,
+               p->policy == PSD_FSYNC_ALWAYS ? "always"
+               : p->policy == PSD_FSYNC_NO   ? "no"
+                                             : "everysec");
     }
-    *out = p;
-    return 0;
 }
 
 static void close_timer(uv_timer_t *t)
