@@ -30,7 +30,7 @@ typedef struct psd_config {
     /* Operations (metrics_http.c). */
     char metrics_listen[PSD_CONFIG_STR_MAX];    /* "" = no metrics port */
     char metrics_port_file[PSD_CONFIG_STR_MAX]; /* "" = none */
-    /* Persistence (persist.c). */
+    /* Persistence (persist.c and its modules). */
     char data_dir[PSD_CONFIG_STR_MAX]; /* "" = no write-ahead log, nothing survives a restart */
     char fsync[PSD_CONFIG_STR_MAX];    /* always, everysec or no */
     uint64_t checkpoint_interval_s;    /* 0 = no timed checkpoints */
