@@ -86,13 +86,8 @@ def to_numpy(value, dtype=None):
                 return arr.astype(np.int32)
             return arr.astype(np.int64)
         return arr
-    if want.is_integer and kind == "f":
-        bad = next((x for x in arr.reshape(-1).tolist() if x != int(x)), None)
-        if bad is not None or arr.size:
-            raise TypeError(
-                "Expected %s, got %r of type '%s' instead."
-                % (want.name, arr.reshape(-1).tolist()[0] if bad is None else bad, "float")
-            )
+    if want.is_integer and kind == "f" and arr.size:
+        raise TypeError("Expected %s, got %r of type 'float' instead." % (want.name, arr.reshape(-1).tolist()[0]))
     return arr.astype(want.as_numpy_dtype)
 
 
@@ -448,6 +443,9 @@ class Graph:
         self._scopes = {}
         self._extra = {}  # collection key -> non-variable members, in insertion order
         self._scope_getters = {}
+        # TensorFlow's tuple-keyed collections, in creation order among the string keys:
+        # [(key, number of string keys when it was created)].
+        self._tuple_keys = []
         with self._lock:
             out = ctypes.c_void_p()
             err = _lib.Error()
@@ -526,6 +524,7 @@ class Graph:
 
     def _push_variable_scope(self, name=None, scope=None, default_name=None, reuse=None, initializer=None, dtype=None, custom_getter=None, auxiliary_name_scope=True):
         with self._lock:
+            self._touch(("__varscope",), ("__variable_store",))
             keep = _Keep()
             try:
                 opts = _lib.VariableScopeOpts()
@@ -579,6 +578,7 @@ class Graph:
         """The C getter: ps_get_variable / ps_get_local_variable, or ps_getter_call inside a
         custom getter (getter_handle) with the full name and the given reuse."""
         with self._lock:
+            self._touch(("__varscope",), ("__variable_store",))
             keep = _Keep()
             try:
                 a = _lib.GetVariableArgs()
@@ -616,6 +616,7 @@ class Graph:
 
     def _new_variable(self, value, name=None, trainable=None, collections=None):
         with self._lock:
+            self._touch(("__varscope",))
             keep = _Keep()
             try:
                 a = _lib.VariableArgs()
@@ -677,15 +678,32 @@ class Graph:
             keys = [_lib.decode(lib.ps_graph_collection_key(h, i)) for i in range(lib.ps_graph_collection_count(h))]
         return keys + [k for k in self._extra if isinstance(k, str) and k not in keys]
 
+    def _touch(self, *keys):
+        """Note the creation of TensorFlow's tuple-keyed collections: ('__varscope',) by the first
+        variable_scope, get_variable or Variable, ('__variable_store',) by the first
+        variable_scope or get_variable."""
+        for k in keys:
+            if all(k != t for t, _ in self._tuple_keys):
+                self._tuple_keys.append((k, len(self.get_all_collection_keys())))
+
     @property
     def collections(self):
-        """Every collection key, with the variable store's tuple key first when it has variables
-        (as TensorFlow's graph.collections lists ('__variable_store',))."""
+        """Every collection key in creation order, TensorFlow's ('__varscope',) and
+        ('__variable_store',) included."""
         keys = self.get_all_collection_keys()
-        with self._lock:
-            if lib.ps_graph_store_count(self._handle()):
-                keys = [("__variable_store",)] + keys
-        return keys
+        out = []
+        for i in range(len(keys) + 1):
+            out += [t for t, at in self._tuple_keys if at == i]
+            if i < len(keys):
+                out.append(keys[i])
+        return out
+
+    def _collection_objects(self, key):
+        if key == ("__variable_store",):
+            return [_VariableStore(self)] if any(k == key for k, _ in self._tuple_keys) else []
+        if key == ("__varscope",):
+            return [_VariableScopeStore(self)] if any(k == key for k, _ in self._tuple_keys) else []
+        return None
 
     def _variable_store(self):
         """The get_variable store: {store key: Variable} in creation order."""
@@ -713,6 +731,22 @@ class _VariableStore:
 
     def __repr__(self):
         return "<_VariableStore %r>" % (self._vars,)
+
+
+class _VariableScopeStore:
+    """What get_collection(('__varscope',)) holds: the graph's current variable scope."""
+
+    def __init__(self, graph):
+        self._graph = graph
+
+    @property
+    def current_scope(self):
+        return self._graph._current_scope()
+
+    def __str__(self):
+        return "<variable scope store: current scope '%s'>" % self.current_scope.name
+
+    __repr__ = __str__
 
 
 class _DefaultGraph:
@@ -749,6 +783,12 @@ def _register_getter(graph, fn):
     _GETTERS[i] = (weakref.ref(graph), fn)
     graph._scope_getters[i] = fn
     return i
+
+
+def _forget_getter(graph, i):
+    """Drop a getter no scope can reach any more (a per-call getter after its call)."""
+    _GETTERS.pop(i, None)
+    graph._scope_getters.pop(i, None)
 
 
 def _forget_getters(graph):
@@ -941,9 +981,11 @@ class VariableScope:
             else:
                 if not callable(custom_getter):
                     raise ValueError("Passed a custom_getter which is not callable: %s" % custom_getter)
-                rc = lib.ps_variable_scope_set_custom_getter(self._handle(), _TRAMPOLINE, _register_getter(self._graph, custom_getter), ctypes.byref(err))
+                gid = _register_getter(self._graph, custom_getter)
+                rc = lib.ps_variable_scope_set_custom_getter(self._handle(), _TRAMPOLINE, gid, ctypes.byref(err))
             _lib.check_value(rc, err)
             self._custom_getter = custom_getter
+            return gid if custom_getter is not None else None
 
     def set_caching_device(self, caching_device):
         pass  # no devices: psd holds the storage

@@ -46,7 +46,7 @@ lib, LIBRARY_PATH = _load()
 
 # ---- structs (client/include/ps/*.h, common/include/ps/*.h) -------------------------------------
 
-PS_ERROR_MSG_MAX = 512
+PS_ERROR_MSG_MAX = 16384  # common/include/ps/status.h; tests/test_abi.py checks it
 MAX_RANK = 8
 
 DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT32, DTYPE_INT64 = 1, 2, 3, 9

@@ -218,7 +218,9 @@ class name_scope:
 
 def get_variable_scope():
     """The current VariableScope of the default graph."""
-    return _core.get_default_graph()._current_scope()
+    g = _core.get_default_graph()
+    g._touch(("__varscope",))
+    return g._current_scope()
 
 
 def _check_get_variable_args(name, partitioner, regularizer, constraint, custom_getter):
@@ -245,11 +247,14 @@ def _get(local, name, shape, dtype, initializer, regularizer, trainable, collect
     # A getter for this call only: TensorFlow uses it instead of the scope's.
     with g._lock:
         tmp = g._push_variable_scope(scope=g._current_scope(), auxiliary_name_scope=False)
+        gid = None
         try:
-            tmp.set_custom_getter(custom_getter)
+            gid = tmp.set_custom_getter(custom_getter)
             return g._get_variable(name, **kw)
         finally:
             g._pop_variable_scope(tmp)
+            if gid is not None:
+                _core._forget_getter(g, gid)
 
 
 def get_variable(
@@ -297,8 +302,9 @@ def get_local_variable(
 
 def get_collection(key, scope=None):
     g = _core.get_default_graph()
-    if key == VARIABLE_STORE_KEY:
-        return [_core._VariableStore(g)] if g._variable_store() else []
+    objs = g._collection_objects(key)
+    if objs is not None:
+        return objs
     return g.get_collection(key, scope)
 
 

@@ -101,6 +101,8 @@ class Saver:
         with self._conn._lock:
             err = _lib.Error()
             rc = lib.ps_checkpoint_restore(self._conn._handle(), _core._b(save_path), ctypes.byref(opts), None, None, ctypes.byref(err))
+            if rc == errors.INVALID_ARGUMENT and err.text().startswith("The passed save_path is not a valid checkpoint"):
+                _lib.check_value(rc, err)  # TensorFlow's ValueError
             _lib.check(rc, err)
 
 
