@@ -25,6 +25,8 @@ typedef struct psd_server {
     psd_persist_t *persist; /* write-ahead log, checkpoints, SAVE/RESTORE (persist.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup;       /* re-read the users file and the TLS certificate */
+    struct psd_tls_ctx *tls;  /* TLS on the listener (tls.c); NULL = plaintext */
     uv_prepare_t flush_point; /* before each poll: drain buffered input, then flush writes */
     uv_idle_t spin;           /* keeps poll from blocking while buffered input waits */
     uv_timer_t sweep;         /* read timeouts of partial frames */
