@@ -1,8 +1,9 @@
-/* Unit tests of psd's persistence (server/src/persist.c, ckpt.c), in process: the checkpoint file
- * round trip and its corruption checks, the write-ahead log replayed into a fresh store (values,
- * versions, dedup), a torn tail cut at every byte offset of the last records, a flipped byte in the
- * middle refused with file, record and offset, checkpoints that rotate the log, and RESTORE's name
- * mapping with TensorFlow's exact texts (Saver var_list dicts and init_from_checkpoint maps). */
+/* Unit tests of psd persistence (server/src/persist.c, wal.c, recovery.c, ..., ckpt.c), in process:
+ * the checkpoint file round trip and its corruption checks, the write-ahead log replayed into a
+ * fresh store (values, versions, dedup), a torn tail cut at every byte offset of the last records,
+ * a flipped byte in the middle refused with file, record and offset, checkpoints that rotate the
+ * log, and RESTORE's name mapping with TensorFlow's exact texts (Saver var_list dicts and
+ * init_from_checkpoint maps). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
