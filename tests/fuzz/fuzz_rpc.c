@@ -5,9 +5,9 @@
  * against a private option table). Every reply
  * must be a well-formed frame that echoes the request id. Nothing may crash, hang or leak.
  *
- * With bit 7 of byte 1 set, psd runs with a users file (admin "a", worker "w" limited to b/*,
- * reader "r"; every password is "p", hashed with argon2id's minimum cost so that AUTH is cheap
- * here): the stream must AUTH first, and every request goes through the rights checks.
+ * With bit 7 of byte 1 set, psd runs with a users file (admin "a", worker "w" limited to names
+ * under b/, reader "r"; every password is "p", hashed with argon2id's minimum cost so that AUTH is
+ * cheap here): the stream must AUTH first, and every request goes through the rights checks.
  *
  * Input: byte 0 = chunk size - 1 for feeding the stream (0 = everything at once), byte 1 = small
  * limits flag (bit 0), max vars (bits 1-6 + 1) and users (bit 7), then the stream. */
