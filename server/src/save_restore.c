@@ -638,11 +638,16 @@ static int handle_restore(psd_persist_t *p,
     uint64_t *versions = NULL;
     restore_log_t L;
     memset(&L, 0, sizeof L);
+    /* A missing file: Saver.restore checks checkpoint_exists first and raises ValueError
+     * (INVALID_ARGUMENT); init_from_checkpoint's reader raises NotFoundError. */
     if (!rc && (rc = psd_ckpt_open(path, &r, err)) != 0 && rc == PS_ERR_NOT_FOUND)
-        rc = ps_error_set(err, PS_ERR_NOT_FOUND,
-                          "Unsuccessful TensorSliceReader constructor: "
-                          "Failed to find any matching files for %s",
-                          path);
+        rc = q->style == PSCOPE__V1__RESTORE_STYLE__RESTORE_SAVER
+                 ? ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "The passed save_path is not a valid checkpoint: %s", path)
+                 : ps_error_set(err, PS_ERR_NOT_FOUND,
+                                "Unsuccessful TensorSliceReader constructor: "
+                                "Failed to find any matching files for %s",
+                                path);
     if (!rc)
         rc = psd_restore_resolve(p->rpc->store, r, path, pairs, q->n_map, (int) q->style,
                                  q->create_missing, &items, &n, err);
