@@ -9,6 +9,9 @@ target_link_libraries(psclient_core PUBLIC pscommon PkgConfig::OPENBLAS Threads:
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
 ps_add_criterion_test(test_scope_oom SOURCES unit/test_scope_oom.c LIBS psclient_core)
+# Partitioners, slice geometry and placement strategies (pure; placement.h is client-private).
+ps_add_criterion_test(test_partition SOURCES unit/test_partition.c LIBS psclient_core)
+target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
 foreach(t get_variable variable io multiworker)
