@@ -20,6 +20,11 @@ foreach(t get_variable variable io multiworker)
   add_dependencies(test_client_${t} psd)
 endforeach()
 
+# Partitioned variables and placement against 1, 2 and 3 real psd processes.
+ps_add_criterion_test(test_partitioned SOURCES integration/test_partitioned.c LIBS psclient_core
+                      LABELS integration TIMEOUT 300)
+add_dependencies(test_partitioned psd)
+
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/package/run.sh ${CMAKE_BINARY_DIR}

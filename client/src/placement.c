@@ -1,11 +1,12 @@
 /* Placement strategies of tf.train.replica_device_setter (TF_SEMANTICS §8), pure: round-robin in
  * creation order, greedy-by-bytes with ties to the lowest task, and the default stable hash. */
+#include "placement.h"
+
 #include <string.h>
 
 #include <ps/internal/alloc.h>
 #include <ps/partition.h>
 
-#include "placement.h"
 #include "strmap.h"
 
 int psc_placer_init(psc_placer_t *p, int kind, size_t ntasks)
@@ -41,6 +42,14 @@ size_t psc_placer_next(psc_placer_t *p, uint64_t bytes)
     size_t t = p->next;
     p->next = (p->next + 1) % p->ntasks;
     return t;
+}
+
+void psc_placer_undo(psc_placer_t *p, size_t task, uint64_t bytes, size_t next)
+{
+    if (p->kind == PS_PLACEMENT_GREEDY_BYTES && task < p->ntasks)
+        p->loads[task] -= bytes;
+    else
+        p->next = next;
 }
 
 size_t psc_placement_hash(const char *name, size_t nshards)

@@ -24,6 +24,9 @@ void psc_placer_deinit(psc_placer_t *p);
  */
 size_t psc_placer_next(psc_placer_t *p, uint64_t bytes);
 
+/** Undo the psc_placer_next that returned task (charged bytes; next was the counter before). */
+void psc_placer_undo(psc_placer_t *p, size_t task, uint64_t bytes, size_t next);
+
 /** The default placement: FNV-1a of the full name modulo nshards (0 for one shard). */
 size_t psc_placement_hash(const char *name, size_t nshards);
 

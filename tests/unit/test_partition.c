@@ -14,11 +14,8 @@
 
 static ps_error_t err;
 
-static void expect_parts(const ps_partitioner_t *p,
-                         unsigned rank,
-                         const int64_t *dims,
-                         int dtype,
-                         const int64_t *want)
+static void expect_parts(
+    const ps_partitioner_t *p, unsigned rank, const int64_t *dims, int dtype, const int64_t *want)
 {
     ps_shape_t s = ps_shape_make(rank, dims);
     int64_t got[PS_SHAPE_MAX_RANK];
@@ -29,10 +26,7 @@ static void expect_parts(const ps_partitioner_t *p,
                      (long long) want[i]);
 }
 
-static void expect_error(const ps_partitioner_t *p,
-                         const ps_shape_t *s,
-                         int dtype,
-                         const char *msg)
+static void expect_error(const ps_partitioner_t *p, const ps_shape_t *s, int dtype, const char *msg)
 {
     int64_t got[PS_SHAPE_MAX_RANK];
     int rc = ps_partitioner_partitions(p, s, dtype, got, &err);
@@ -58,7 +52,8 @@ Test(partition, fixed_size_bad_arguments)
 {
     ps_shape_t s = ps_shape_make(2, (int64_t[]){4, 5});
     ps_partitioner_t p = ps_fixed_size_partitioner(0, 0);
-    expect_error(&p, &s, PS_DTYPE_FLOAT32, "Partitioner returned zero partitions for some axes: [0, 1]");
+    expect_error(&p, &s, PS_DTYPE_FLOAT32,
+                 "Partitioner returned zero partitions for some axes: [0, 1]");
     p = ps_fixed_size_partitioner(-2, 0);
     expect_error(&p, &s, PS_DTYPE_FLOAT32,
                  "Partitioner returned zero partitions for some axes: [-2, 1]");
@@ -74,6 +69,7 @@ Test(partition, fixed_size_bad_arguments)
 Test(partition, variable_axis_size)
 {
     static const int64_t d[] = {4, 8, 16, 32};
+
     struct {
         int axis;
         int64_t max_shard_bytes, max_shards;
@@ -87,10 +83,11 @@ Test(partition, variable_axis_size)
         {3, 1024, 33, {1, 1, 1, 32}}, /* max_shards not reached */
         {3, 1024, 2, {1, 1, 1, 2}},   /* max_shards caps */
     };
+
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ps_partitioner_t p;
-        cr_assert_eq(ps_variable_axis_size_partitioner(cases[i].max_shard_bytes, cases[i].axis,
-                                                       16, cases[i].max_shards, &p, &err),
+        cr_assert_eq(ps_variable_axis_size_partitioner(cases[i].max_shard_bytes, cases[i].axis, 16,
+                                                       cases[i].max_shards, &p, &err),
                      0, "%s", err.msg);
         expect_parts(&p, 4, d, PS_DTYPE_FLOAT32, cases[i].want);
     }
@@ -107,12 +104,12 @@ Test(partition, variable_axis_size)
 Test(partition, variable_axis_size_bad_arguments)
 {
     ps_partitioner_t p;
-    cr_expect_eq(ps_variable_axis_size_partitioner(0, 0, 16, 0, &p, &err),
-                 PS_ERR_INVALID_ARGUMENT);
-    cr_expect_str_eq(err.msg, "Both max_shard_bytes and bytes_per_string_element must be positive.");
-    cr_expect_eq(ps_variable_axis_size_partitioner(10, 0, 0, 0, &p, &err),
-                 PS_ERR_INVALID_ARGUMENT);
-    cr_expect_str_eq(err.msg, "Both max_shard_bytes and bytes_per_string_element must be positive.");
+    cr_expect_eq(ps_variable_axis_size_partitioner(0, 0, 16, 0, &p, &err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(err.msg,
+                     "Both max_shard_bytes and bytes_per_string_element must be positive.");
+    cr_expect_eq(ps_variable_axis_size_partitioner(10, 0, 0, 0, &p, &err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(err.msg,
+                     "Both max_shard_bytes and bytes_per_string_element must be positive.");
     cr_expect_eq(ps_variable_axis_size_partitioner(10, 0, 16, -1, &p, &err),
                  PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(err.msg, "max_shards must be positive.");
@@ -145,9 +142,10 @@ Test(partition, min_max)
         {100, 0, 256 << 10, 3, {4, 512, 1024}, {4, 1, 1}},
         {16, 0, 256 << 10, 2, {1024, 1024}, {16, 1}}, /* the docstring's example */
     };
+
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ps_partitioner_t p = ps_min_max_variable_partitioner(
-            cases[i].max_partitions, cases[i].axis, cases[i].min_slice_size, 16);
+        ps_partitioner_t p = ps_min_max_variable_partitioner(cases[i].max_partitions, cases[i].axis,
+                                                             cases[i].min_slice_size, 16);
         expect_parts(&p, cases[i].rank, cases[i].dims, PS_DTYPE_FLOAT32, cases[i].want);
     }
     ps_partitioner_t p = ps_min_max_variable_partitioner(4, 2, 256 << 10, 16);
@@ -156,12 +154,8 @@ Test(partition, min_max)
                  "Can not partition variable along axis 2 when shape is only (4, 5)");
 }
 
-static int cb_list(const ps_shape_t *shape,
-                   int dtype,
-                   void *data,
-                   int64_t *partitions,
-                   size_t *n,
-                   ps_error_t *e)
+static int cb_list(
+    const ps_shape_t *shape, int dtype, void *data, int64_t *partitions, size_t *n, ps_error_t *e)
 {
     (void) shape;
     (void) dtype;
@@ -173,12 +167,8 @@ static int cb_list(const ps_shape_t *shape,
     return 0;
 }
 
-static int cb_fails(const ps_shape_t *shape,
-                    int dtype,
-                    void *data,
-                    int64_t *partitions,
-                    size_t *n,
-                    ps_error_t *e)
+static int cb_fails(
+    const ps_shape_t *shape, int dtype, void *data, int64_t *partitions, size_t *n, ps_error_t *e)
 {
     (void) shape;
     (void) dtype;
@@ -203,7 +193,8 @@ Test(partition, callback_checks)
                  "rank: [2] vs. (4, 5)");
     int64_t zero[] = {2, 0, 1};
     p = ps_partitioner_callback(cb_list, zero);
-    expect_error(&p, &s, PS_DTYPE_FLOAT32, "Partitioner returned zero partitions for some axes: [0, 1]");
+    expect_error(&p, &s, PS_DTYPE_FLOAT32,
+                 "Partitioner returned zero partitions for some axes: [0, 1]");
     int64_t two_axes[] = {2, 2, 2};
     p = ps_partitioner_callback(cb_list, two_axes);
     expect_error(&p, &s, PS_DTYPE_FLOAT32,

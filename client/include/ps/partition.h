@@ -21,9 +21,9 @@ extern "C" {
 #define PS_PARTITIONS_MAX 16
 
 /**
- * A user partitioner (TensorFlow's partitioner callable): shape (fully defined, rank >= 1) and dtype
- * in; writes a partition count per axis into partitions[0..*n) (*n <= PS_PARTITIONS_MAX) and returns
- * 0, or returns a nonzero code with err filled (propagated to get_variable's caller).
+ * A user partitioner (TensorFlow's partitioner callable): shape (fully defined, rank >= 1) and
+ * dtype in; writes a partition count per axis into partitions[0..*n) (*n <= PS_PARTITIONS_MAX) and
+ * returns 0, or returns a nonzero code with err filled (propagated to get_variable's caller).
  */
 typedef int (*ps_partitioner_cb)(const ps_shape_t *shape,
                                  int dtype,
@@ -124,11 +124,8 @@ PS_EXTERN int ps_partition_slice(const ps_shape_t *full,
  * dimension ("20 43 0,20:22,21"), into out (cap bytes, NUL-terminated); "" when i is out of range.
  * Returns out.
  */
-PS_EXTERN char *ps_partition_slice_spec(const ps_shape_t *full,
-                                        const int64_t *partitions,
-                                        size_t i,
-                                        char *out,
-                                        size_t cap);
+PS_EXTERN char *ps_partition_slice_spec(
+    const ps_shape_t *full, const int64_t *partitions, size_t i, char *out, size_t cap);
 
 /* ---- placement: tf.train.replica_device_setter(ps_tasks, ps_strategy) ---- */
 
@@ -152,8 +149,8 @@ typedef struct ps_device_setter {
  * Place the variables this graph makes from now on as replica_device_setter(ps_tasks=..,
  * ps_strategy=..) would: every new variable handle of the graph (a get_variable variable, each part
  * of a partitioned variable, a Variable) takes the strategy's next task in creation order; handles
- * already made keep theirs. Like a new device function, the strategy starts from scratch (counter 0,
- * loads 0). Every worker running the same model code computes the same placement. Returns 0, or
+ * already made keep theirs. Like a new device function, the strategy starts from scratch (counter
+ * 0, loads 0). Every worker running the same model code computes the same placement. Returns 0, or
  * INVALID_ARGUMENT (an unknown strategy, more tasks than the client has shards, a graph with no
  * client).
  */
