@@ -4,14 +4,14 @@
 add_library(psclient_core STATIC $<TARGET_OBJECTS:psclient_obj>)
 target_include_directories(psclient_core PUBLIC ${CMAKE_SOURCE_DIR}/client/include
                                                 ${CMAKE_SOURCE_DIR}/common/include)
-target_link_libraries(psclient_core PUBLIC pscommon PkgConfig::OPENBLAS Threads::Threads m)
+target_link_libraries(psclient_core PUBLIC pscommon Threads::Threads m)
 
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
 ps_add_criterion_test(test_scope_oom SOURCES unit/test_scope_oom.c LIBS psclient_core)
 # Partitioners, slice geometry and placement strategies (pure; placement.h is client-private).
 ps_add_criterion_test(test_partition SOURCES unit/test_partition.c LIBS psclient_core)
-target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src)
+target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src/graph)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
 foreach(t get_variable variable io multiworker)
@@ -28,7 +28,6 @@ add_dependencies(test_partitioned psd)
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/package/run.sh ${CMAKE_BINARY_DIR}
-          ${CMAKE_SOURCE_DIR}/tests/package "${PS_SANITIZE}")
+          ${CMAKE_SOURCE_DIR}/tests/package $<TARGET_FILE:ps_psd_run> "${PS_SANITIZE}")
 set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
-  ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-  FAIL_REGULAR_EXPRESSION "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
+  ENVIRONMENT "${PS_TEST_ENV}" FAIL_REGULAR_EXPRESSION "${PS_SANITIZER_FAIL_REGEX}")

@@ -2,7 +2,8 @@
  * the mutation is acknowledged under Redis's three fsync policies with group commit at the loop's
  * flush point; recovery at start (latest checkpoint, then the log, torn tail truncated, corruption
  * refused); periodic checkpoints written from references on a worker thread that rotate the log;
- * and the SAVE and RESTORE methods with TensorFlow's name mapping (TF_SEMANTICS §6). */
+ * and the SAVE and RESTORE methods with TensorFlow's name mapping (TF_SEMANTICS §6). The public
+ * face of persist.c, wal.c, recovery.c, ckpt_sched.c and save_restore.c (persist_int.h). */
 #ifndef PSD_PERSIST_H
 #define PSD_PERSIST_H
 

@@ -828,7 +828,7 @@ static int handle_apply(psd_rpc_t *rpc,
     return 0;
 }
 
-/* SAVE and RESTORE: served by the persistence layer through its hook (persist.c). */
+/* SAVE and RESTORE: served by the persistence layer through its hook (save_restore.c). */
 static int handle_persist(psd_rpc_t *rpc,
                           psd_req_t *r,
                           Pscope__V1__Header *out,

@@ -21,6 +21,7 @@
 #include <criterion/criterion.h>
 
 #include "support/psd_launch.h"
+#include "support/require.h"
 #include "support/wire_client.h"
 
 #define RUN_TIMEOUT_MS 30000
@@ -1054,7 +1055,7 @@ Test(psctl, numpy_round_trip)
 {
     const char *python = numpy_python();
     if (!python)
-        cr_skip_test("no python3 with numpy (Debian package python3-numpy)");
+        PS_SKIP_OR_FAIL("no python3 with numpy (Debian package python3-numpy)");
     static const char *const names[] = {"f4", "f8", "i4", "i8", "scalar", "v2"};
     cr_assert_eq(run_python(python, "save.py",
                             "import os, sys\n"

@@ -1,24 +1,16 @@
 #!/usr/bin/env bash
 # Packaging test: install the build tree into a temporary prefix, check what was installed, build
 # tests/package out of tree with find_package(pscope) (shared and static) and with pkg-config, and
-# run each program against the installed psd.
-#   run.sh BUILD_DIR SOURCE_DIR [SANITIZE]
+# run each program against the installed psd (started and stopped by ps_psd_run, which requires a
+# clean stop).
+#   run.sh BUILD_DIR SOURCE_DIR PS_PSD_RUN [SANITIZE]
 set -euo pipefail
 build=$1
 src=$2
-san=${3:-}
+runner=$3
+san=${4:-}
 tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
 
@@ -27,13 +19,24 @@ libdir=$prefix/lib
 [ -d "$prefix/lib64" ] && libdir=$prefix/lib64
 [ -d "$libdir" ] || libdir=$(dirname "$(find "$prefix" -name 'libpsclient.so' | head -1)")
 for f in include/ps/client.h include/ps/scope.h include/ps/variable.h include/ps/status.h \
-         include/ps/dtype.h bin/psd; do
+         include/ps/dtype.h include/ps/ops.h bin/psd; do
   [ -e "$prefix/$f" ] || { echo "missing $f"; exit 1; }
 done
-for f in libpsclient.so libpsclient.a pkgconfig/psclient.pc cmake/pscope/pscopeConfig.cmake \
+for f in libpsclient.so libpsclient.a libpsops.so libpsops.a pkgconfig/psclient.pc pkgconfig/psops.pc \
+         cmake/pscope/pscopeConfig.cmake \
          cmake/pscope/pscopeConfigVersion.cmake cmake/pscope/pscopeTargets.cmake; do
   [ -e "$libdir/$f" ] || { echo "missing lib/$f"; exit 1; }
 done
+# A pure client needs no OpenBLAS: only libpsops links it.
+if readelf -d "$libdir/libpsclient.so" | grep NEEDED | grep -qi blas; then
+  echo "libpsclient.so links OpenBLAS"
+  exit 1
+fi
+if pkg-config --print-requires-private --static "$libdir/pkgconfig/psclient.pc" | grep -qi blas; then
+  echo "psclient.pc requires OpenBLAS"
+  exit 1
+fi
+readelf -d "$libdir/libpsops.so" | grep NEEDED | grep -qi blas || { echo "libpsops.so lacks OpenBLAS"; exit 1; }
 if [ -e "$prefix/include/ps/internal" ]; then
   echo "internal headers were installed"
   exit 1
@@ -57,23 +60,36 @@ echo "== consumer via pkg-config"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 # shellcheck disable=SC2046
 cc -std=c11 $flags -o "$tmp/consumer_pc" "$src/consumer.c" $(pkg-config --cflags --libs psclient)
+# shellcheck disable=SC2046
+cc -std=c11 $flags -o "$tmp/consumer_ops_pc" "$src/consumer_ops.c" $(pkg-config --cflags --libs psops)
+
+echo "== ops consumers (no psd needed)"
+want_ops="relu: [0.0, 2.0] (libpsclient 0.1.0)"
+for prog in "$tmp/consumer/consumer_ops_shared" "$tmp/consumer/consumer_ops_static" "$tmp/consumer_ops_pc"; do
+  out=$(LD_LIBRARY_PATH=$libdir timeout 60 "$prog")
+  if [ "$out" != "$want_ops" ]; then
+    echo "$(basename "$prog") printed: $out"
+    echo "expected:          $want_ops"
+    exit 1
+  fi
+  echo "ok: $(basename "$prog"): $out"
+done
 
 echo "== run against the installed psd"
-"$prefix/bin/psd" --listen 127.0.0.1:0 --port-file "$tmp/port" --log-level warning 2>"$tmp/psd.log" &
-pid=$!
-for _ in $(seq 1 400); do
-  [ -s "$tmp/port" ] && break
-  sleep 0.05
-done
-[ -s "$tmp/port" ] || { echo "psd did not start"; cat "$tmp/psd.log"; exit 1; }
-addr=127.0.0.1:$(cat "$tmp/port")
+# Each program against a fresh installed psd through ps_psd_run, which then stops psd with SIGTERM
+# and fails unless psd exits 0 with a log free of sanitizer reports.
 want="<ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> = [3.0, 3.0] (libpsclient 0.1.0)"
 for prog in "$tmp/consumer/consumer_shared" "$tmp/consumer/consumer_static" "$tmp/consumer_pc"; do
-  out=$(LD_LIBRARY_PATH=$libdir timeout 60 "$prog" "$addr")
+  rc=0
+  out=$(LD_LIBRARY_PATH=$libdir "$runner" --timeout 60 "$prefix/bin/psd" -- "$prog" @ADDR@) || rc=$?
   if [ "$out" != "$want" ]; then
     echo "$(basename "$prog") printed: $out"
     echo "expected:          $want"
     exit 1
   fi
-  echo "ok: $(basename "$prog"): $out"
+  if [ "$rc" != 0 ]; then
+    echo "$(basename "$prog") against the installed psd: exit status $rc (3: psd did not stop clean)"
+    exit 1
+  fi
+  echo "ok: $(basename "$prog"): $out; psd stopped clean"
 done

@@ -1,8 +1,9 @@
-/* Unit tests of psd's persistence (server/src/persist.c, ckpt.c), in process: the checkpoint file
- * round trip and its corruption checks, the write-ahead log replayed into a fresh store (values,
- * versions, dedup), a torn tail cut at every byte offset of the last records, a flipped byte in the
- * middle refused with file, record and offset, checkpoints that rotate the log, and RESTORE's name
- * mapping with TensorFlow's exact texts (Saver var_list dicts and init_from_checkpoint maps). */
+/* Unit tests of psd persistence (server/src/persist.c, wal.c, recovery.c, ..., ckpt.c), in process:
+ * the checkpoint file round trip and its corruption checks, the write-ahead log replayed into a
+ * fresh store (values, versions, dedup), a torn tail cut at every byte offset of the last records,
+ * a flipped byte in the middle refused with file, record and offset, checkpoints that rotate the
+ * log, and RESTORE's name mapping with TensorFlow's exact texts (Saver var_list dicts and
+ * init_from_checkpoint maps). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -647,7 +648,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_NOT_FOUND,
          "Restoring from checkpoint failed. This is most likely due to a Variable name or other "
          "graph key that is missing from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  Key old_scope/nope not "
+         "the graph expected based on the checkpoint. Original error:\n\nKey old_scope/nope not "
          "found in checkpoint (restore target new_scope/w)"},
         {{{"old_scope/w", "other/w"}},
          1,
@@ -656,7 +657,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_INVALID_ARGUMENT,
          "Restoring from checkpoint failed. This is most likely due to a mismatch between the "
          "current graph and the graph from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  Assign requires shapes of "
+         "the graph expected based on the checkpoint. Original error:\n\nAssign requires shapes of "
          "both tensors to match. lhs shape= [3,3] rhs shape= [2,3] (variable other/w, checkpoint "
          "tensor old_scope/w)"},
         {{{"top", "wrong_dtype"}},
@@ -666,7 +667,8 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_INVALID_ARGUMENT,
          "Restoring from checkpoint failed. This is most likely due to a mismatch between the "
          "current graph and the graph from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  tensor_name = top; expected "
+         "the graph expected based on the checkpoint. Original error:\n\ntensor_name = top; "
+         "expected "
          "dtype double does not equal original dtype float (variable wrong_dtype, checkpoint "
          "tensor top)"},
         {{{"old_scope/w", "new_scope/w"}, {"top", "new_scope/w"}},
