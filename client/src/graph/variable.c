@@ -463,7 +463,8 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
     int rc = 0;
     if (ps_graph_store_lookup(g, part0))
         rc = 1;
-    else if (g->client && !ps_graph_store_lookup(g, name) && a->reuse != PS_REUSE_TRUE)
+    else if (g->client && !ps_graph_store_lookup(g, name) && a->reuse != PS_REUSE_TRUE &&
+             ps_name_check_scope(name, 1, NULL) == 0)
         rc = psc_client_exists(g->client, part0, err); /* parts another worker made */
     if (rc == 1)
         rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,

@@ -331,9 +331,11 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
                               "again with the same variables and gradients completes the step "
                               "exactly once",
                               s, ps_client_shard_address(o->client, s), e.msg, applied_list);
-        else
+        else if (o->nconns > 1 && (rc == PS_ERR_UNAVAILABLE || rc == PS_ERR_DEADLINE_EXCEEDED))
             rc = ps_error_set(err, rc, "shard %zu (%s): %s", s,
                               ps_client_shard_address(o->client, s), e.msg);
+        else
+            rc = ps_error_set(err, rc, "%s", e.msg);
     }
     if (rc == 0 && !counted)
         rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
