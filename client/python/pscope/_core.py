@@ -20,6 +20,7 @@ from . import _lib
 from . import dtypes as _dtypes
 from . import errors
 from . import initializers as _init
+from . import partitioners as _partitioners
 from .tensor_shape import TensorShape, as_shape
 
 lib = _lib.lib
@@ -522,7 +523,7 @@ class Graph:
         with self._lock:
             return self._wrap_scope(lib.ps_get_variable_scope(self._handle()))
 
-    def _push_variable_scope(self, name=None, scope=None, default_name=None, reuse=None, initializer=None, dtype=None, custom_getter=None, auxiliary_name_scope=True):
+    def _push_variable_scope(self, name=None, scope=None, default_name=None, reuse=None, initializer=None, dtype=None, custom_getter=None, auxiliary_name_scope=True, partitioner=None):
         with self._lock:
             self._touch(("__varscope",), ("__variable_store",))
             keep = _Keep()
@@ -543,6 +544,9 @@ class Graph:
                     opts.custom_getter = _TRAMPOLINE
                     opts.custom_getter_data = _register_getter(self, custom_getter)
                 opts.no_auxiliary_name_scope = 0 if auxiliary_name_scope else 1
+                pp = _partitioners.spec_of(partitioner, keep)
+                if pp is not None:
+                    opts.partitioner = pp
                 out = ctypes.c_void_p()
                 err = _lib.Error()
                 rc = lib.ps_variable_scope_push(self._handle(), _b(name), ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
@@ -569,12 +573,15 @@ class Graph:
     def _wrap_var(self, ptr):
         v = self._vars.get(ptr)
         if v is None:
-            v = Variable._wrap(self, ptr)
+            if _lib.HAS_PARTITIONS and lib.ps_variable_partitioned(ptr):
+                v = PartitionedVariable._wrap(self, ptr)
+            else:
+                v = Variable._wrap(self, ptr)
             self._vars[ptr] = v
         return v
 
     # -- variables
-    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None):
+    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None, partitioner=None):
         """The C getter: ps_get_variable / ps_get_local_variable, or ps_getter_call inside a
         custom getter (getter_handle) with the full name and the given reuse."""
         with self._lock:
@@ -597,6 +604,9 @@ class Graph:
                 a.trainable = _trainable_arg(trainable)
                 a.collections, a.ncollections, a.has_collections = _collections_arg(collections, keep)
                 a.reuse = _reuse_to_c(reuse)
+                pp = _partitioners.spec_of(partitioner, keep)
+                if pp is not None:
+                    a.partitioner = pp
                 out = ctypes.c_void_p()
                 err = _lib.Error()
                 if getter_handle is not None:
@@ -825,6 +835,9 @@ def _kwargs_of_c_args(a):
     cols = None
     if a.has_collections:
         cols = [_lib.decode(a.collections[i]) for i in range(a.ncollections)]
+    part = None
+    if _lib.HAS_PARTITIONS and a.partitioner:
+        part = _partitioners.from_spec(a.partitioner.contents)
     return {
         "shape": shape,
         "dtype": _dtypes.from_enum(a.dtype) if a.dtype else _dtypes.float32,
@@ -834,7 +847,7 @@ def _kwargs_of_c_args(a):
         "trainable": trainable,
         "collections": cols,
         "caching_device": None,
-        "partitioner": None,
+        "partitioner": part,
         "validate_shape": True,
         "use_resource": None,
         "constraint": None,
@@ -863,6 +876,7 @@ def _trampoline(getter_handle, args_p, data, out_p, err_p):
                 collections=kw.get("collections"),
                 reuse=kw.get("reuse"),
                 getter_handle=getter_handle,
+                partitioner=kw.get("partitioner"),
             )
 
         result = fn(getter, name, **kwargs)
@@ -872,8 +886,14 @@ def _trampoline(getter_handle, args_p, data, out_p, err_p):
         kind = "return"
     except BaseException as e:  # also KeyboardInterrupt: it is raised again at the caller
         result, kind = e, "raise"
+    return _stash_result(err_p, kind, result)
+
+
+def _stash_result(err_p, kind, obj):
+    """Hand obj (a result, or an exception to raise) to the Python caller one level up, through
+    the C library as a marked ABORTED status."""
     i = next(_RESULT_IDS)
-    _RESULTS[i] = (kind, result)
+    _RESULTS[i] = (kind, obj)
     err_p.contents.code = errors.ABORTED
     err_p.contents.msg = (_MARK + str(i)).encode()
     return errors.ABORTED
@@ -936,7 +956,11 @@ class VariableScope:
 
     @property
     def partitioner(self):
-        return None
+        if not _lib.HAS_PARTITIONS:
+            return None
+        with self._graph._lock:
+            p = lib.ps_variable_scope_partitioner(self._handle())
+            return _partitioners.from_spec(p.contents) if p else None
 
     @property
     def regularizer(self):
@@ -998,8 +1022,13 @@ class VariableScope:
             _unsupported("regularizer")
 
     def set_partitioner(self, partitioner):
-        if partitioner is not None:
-            _unsupported("partitioner")
+        if partitioner is None and not _lib.HAS_PARTITIONS:
+            return
+        with self._graph._lock:
+            keep = _Keep()
+            p = _partitioners.spec_of(partitioner, keep)
+            err = _lib.Error()
+            _lib.check_value(lib.ps_variable_scope_set_partitioner(self._handle(), p, ctypes.byref(err)), err)
 
     def get_collection(self, name):
         g = self._graph
@@ -1268,6 +1297,58 @@ class Variable:
 
     def __matmul__(self, o):
         return _binary("MatMul", np.matmul, self, o)
+
+
+class PartitionedVariable(Variable):
+    """TensorFlow's PartitionedVariable: a variable cut into parts along one axis ("p/part_0",
+    ...), each stored (and placed on a shard) on its own. Its name has no ":0"; iterating gives
+    the parts; pull and the updates act on the whole, part by part."""
+
+    def _setup(self, graph, ptr):
+        Variable._setup(self, graph, ptr)
+        self._pv = lib.ps_variable_partitioned(ptr)
+        self._dtype = self._dtype.base_dtype  # TensorFlow's PartitionedVariable keeps the base dtype
+        parts = (ctypes.c_int64 * _lib.MAX_RANK)()
+        lib.ps_partitioned_variable_partitions(self._pv, parts)
+        self._partitions = [parts[i] for i in range(self._shape.ndims)]
+        n = lib.ps_partitioned_variable_num_parts(self._pv)
+        self._parts = [graph._wrap_var(lib.ps_partitioned_variable_part(self._pv, i)) for i in range(n)]
+        self._axis = lib.ps_partitioned_variable_axis(self._pv)
+        self._offsets = [lib.ps_partitioned_variable_part_offset(self._pv, i) for i in range(n)]
+
+    def _get_partitions(self):
+        return list(self._partitions)
+
+    def _get_variable_list(self):
+        return list(self._parts)
+
+    def __iter__(self):
+        return iter(self._parts)
+
+    def __len__(self):
+        return len(self._parts)
+
+    @property
+    def axis(self):
+        return self._axis
+
+    def slice_spec(self, i):
+        """Part i's SaveSliceInfo spec ("4 5 0,2:0,5")."""
+        with self._graph._lock:
+            buf = ctypes.create_string_buffer(512)
+            self._handle()
+            lib.ps_partitioned_variable_slice_spec(self._pv, i, buf, len(buf))
+            return _lib.decode(buf.value)
+
+    def as_tensor(self):
+        return Tensor(self._graph, "ConcatV2", self.pull(), name=self._name)
+
+    def __repr__(self):
+        if self._ptr is None:
+            return "<ps.PartitionedVariable '%s' shape=%s dtype=%s partitions=%s>" % (self._name, self._shape, self._dtype.name, self._partitions)
+        return Variable.__repr__(self)
+
+    __str__ = __repr__
 
 
 def pull(variables, out=None):

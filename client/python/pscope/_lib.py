@@ -108,6 +108,42 @@ class ClientOpts(ctypes.Structure):
     ]
 
 
+# Partitioned variables (client/include/ps/partition.h), where the loaded library has them.
+HAS_PARTITIONS = getattr(lib, "ps_fixed_size_partitioner", None) is not None
+
+# int (*ps_partitioner_cb)(const ps_shape_t *, int dtype, void *data, int64_t *partitions,
+#                          size_t *n, ps_error_t *err)
+PARTITIONER_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int,
+    ctypes.POINTER(Shape),
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_int64),
+    ctypes.POINTER(ctypes.c_size_t),
+    ctypes.POINTER(Error),
+)
+PARTITIONS_MAX = 16
+PARTITIONER_CALLBACK = 4
+
+
+class Partitioner(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("axis", ctypes.c_int),
+        ("num_shards", ctypes.c_int64),
+        ("max_shard_bytes", ctypes.c_int64),
+        ("max_shards", ctypes.c_int64),
+        ("max_partitions", ctypes.c_int64),
+        ("min_slice_size", ctypes.c_int64),
+        ("bytes_per_string_element", ctypes.c_int64),
+        ("cb", PARTITIONER_CB),
+        ("data", ctypes.c_void_p),
+    ]
+
+
+_PARTITIONER_FIELD = [("partitioner", ctypes.POINTER(Partitioner))] if HAS_PARTITIONS else []
+
+
 class GetVariableArgs(ctypes.Structure):
     _fields_ = [
         ("name", ctypes.c_char_p),
@@ -119,7 +155,7 @@ class GetVariableArgs(ctypes.Structure):
         ("ncollections", ctypes.c_size_t),
         ("has_collections", ctypes.c_int),
         ("reuse", ctypes.c_int),
-    ]
+    ] + _PARTITIONER_FIELD + [("_spare", ctypes.c_char * _SPARE)]
 
 
 # int (*ps_custom_getter_cb)(const ps_getter_t *, const ps_get_variable_args_t *, void *data,
@@ -144,8 +180,7 @@ class VariableScopeOpts(ctypes.Structure):
         ("custom_getter", CUSTOM_GETTER_CB),
         ("custom_getter_data", ctypes.c_void_p),
         ("no_auxiliary_name_scope", ctypes.c_int),
-        ("_spare", ctypes.c_char * _SPARE),
-    ]
+    ] + _PARTITIONER_FIELD + [("_spare", ctypes.c_char * _SPARE)]
 
 
 class VariableArgs(ctypes.Structure):
@@ -191,6 +226,7 @@ _i = ctypes.c_int
 _s = ctypes.c_char_p
 _z = ctypes.c_size_t
 _u64 = ctypes.c_uint64
+_i64 = ctypes.c_int64
 _E = ctypes.POINTER(Error)
 _pp = ctypes.POINTER(ctypes.c_void_p)
 
@@ -252,6 +288,21 @@ _SIGNATURES = {
     "ps_tensor_dtype": (_i, [_p]),
     "ps_tensor_shape": (Shape, [_p]),
     "ps_tensor_nbytes": (_z, [_p]),
+    "ps_fixed_size_partitioner": (Partitioner, [_i64, _i]),
+    "ps_variable_axis_size_partitioner": (_i, [_i64, _i, _i64, _i64, ctypes.POINTER(Partitioner), _E]),
+    "ps_min_max_variable_partitioner": (Partitioner, [_i64, _i, _i64, _i64]),
+    "ps_partitioner_partitions": (_i, [ctypes.POINTER(Partitioner), ctypes.POINTER(Shape), _i, ctypes.POINTER(_i64), _E]),
+    "ps_variable_scope_set_partitioner": (_i, [_p, ctypes.POINTER(Partitioner), _E]),
+    "ps_variable_scope_partitioner": (ctypes.POINTER(Partitioner), [_p]),
+    "ps_variable_partitioned": (_p, [_p]),
+    "ps_partitioned_variable_whole": (_p, [_p]),
+    "ps_partitioned_variable_partitions": (None, [_p, ctypes.POINTER(_i64)]),
+    "ps_partitioned_variable_axis": (_i, [_p]),
+    "ps_partitioned_variable_num_parts": (_z, [_p]),
+    "ps_partitioned_variable_part": (_p, [_p, _z]),
+    "ps_partitioned_variable_part_offset": (_i64, [_p, _z]),
+    "ps_partitioned_variable_slice_spec": (_p, [_p, _z, ctypes.c_char_p, _z]),
+    "ps_variable_device": (_p, [_p, ctypes.c_char_p, _z]),
     "ps_checkpoint_save": (_i, [_p, _s, ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_checkpoint_restore": (_i, [_p, _s, ctypes.POINTER(RestoreOpts), ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_init_from_checkpoint": (_i, [_p, _s, ctypes.POINTER(CheckpointMapEntry), _z, _E]),

@@ -9,7 +9,8 @@ from ... import _core
 from ... import dtypes as _dtypes
 from ... import errors
 from ... import initializers as _init
-from ..._core import AUTO_REUSE, Graph, Operation, Tensor, Variable, VariableScope
+from ..._core import AUTO_REUSE, Graph, Operation, PartitionedVariable, Tensor, Variable, VariableScope
+from ...partitioners import fixed_size_partitioner, min_max_variable_partitioner, variable_axis_size_partitioner  # noqa: F401
 from ..._core import get_default_graph, reset_default_graph
 from ...dtypes import (  # noqa: F401 (TensorFlow's names)
     DType,
@@ -152,8 +153,6 @@ class variable_scope:
             raise ValueError("reuse=True cannot be used without a name_or_scope")
         if self._custom_getter is not None and not callable(self._custom_getter):
             raise ValueError("Passed a custom_getter which is not callable: %s" % self._custom_getter)
-        if self._partitioner is not None:
-            _core._unsupported("partitioner")
         if self._regularizer is not None:
             _core._unsupported("regularizer")
         if self._constraint is not None:
@@ -165,6 +164,7 @@ class variable_scope:
             dtype=self._dtype,
             custom_getter=self._custom_getter,
             auxiliary_name_scope=self._aux,
+            partitioner=self._partitioner,
         )
         if isinstance(nos, VariableScope):
             vs = g._push_variable_scope(scope=nos, **kw)
@@ -228,10 +228,8 @@ def _check_get_variable_args(name, partitioner, regularizer, constraint, custom_
         raise TypeError("get_variable: name must be a string; got %r" % (name,))
     if custom_getter is not None and not callable(custom_getter):
         raise ValueError("Passed a custom_getter which is not callable: %s" % custom_getter)
-    if partitioner is not None:
-        if not callable(partitioner):
-            raise ValueError("Partitioner must be callable, but received: %s" % partitioner)
-        _core._unsupported("partitioner")
+    if partitioner is not None and not callable(partitioner):
+        raise ValueError("Partitioner must be callable, but received: %s" % partitioner)
     if regularizer is not None:
         _core._unsupported("regularizer")
     if constraint is not None:
@@ -241,7 +239,7 @@ def _check_get_variable_args(name, partitioner, regularizer, constraint, custom_
 def _get(local, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint):
     _check_get_variable_args(name, partitioner, regularizer, constraint, custom_getter)
     g = _core.get_default_graph()
-    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local)
+    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local, partitioner=partitioner)
     if custom_getter is None:
         return g._get_variable(name, **kw)
     # A getter for this call only: TensorFlow uses it instead of the scope's.
