@@ -253,7 +253,10 @@ class Connection:
         self._ptr = None
         self._addresses = _addresses(addresses)
         self._lock = threading.RLock()
-        self._graphs = weakref.WeakSet()
+        # The C graphs of this connection still open: pointer -> weak reference to its Graph. The
+        # pointers, not only the Graph objects, so that close() frees every C graph before the
+        # client even when the garbage collector has already dropped the Graph's weak reference.
+        self._open_graphs = {}
         self._default_graph = None
         opts = _lib.ClientOpts()
         if connect_timeout is not None:
@@ -318,8 +321,13 @@ class Connection:
         with self._lock:
             if self._ptr is None:
                 return
-            for g in list(self._graphs):
-                g._free()
+            for ptr, ref in list(self._open_graphs.items()):
+                g = ref()
+                if g is not None:
+                    g._free()
+                else:
+                    lib.ps_graph_free(ptr)
+            self._open_graphs.clear()
             lib.ps_client_free(self._ptr)
             self._ptr = None
             self._default_graph = None
@@ -452,7 +460,7 @@ class Graph:
             err = _lib.Error()
             _lib.check(lib.ps_graph_new(conn._handle(), ctypes.byref(out), ctypes.byref(err)), err)
             self._ptr = out.value
-            conn._graphs.add(self)
+            conn._open_graphs[self._ptr] = weakref.ref(self)
 
     # -- lifetime
     @property
@@ -472,7 +480,8 @@ class Graph:
         with self._lock:
             if self._ptr is None:
                 return
-            lib.ps_graph_free(self._ptr)
+            if self._conn._open_graphs.pop(self._ptr, None) is not None:
+                lib.ps_graph_free(self._ptr)  # else the connection freed it when it closed
             self._ptr = None
             for v in self._vars.values():
                 v._ptr = None

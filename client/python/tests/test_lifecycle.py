@@ -172,3 +172,4 @@ def test_two_processes_share_one_stored_copy(psd):
         step = tf.get_variable("step", [], dtype=tf.int64)
     assert w.numpy().tolist() == [100.0] * 4 and int(step.numpy()) == 100
     c.close()
+
