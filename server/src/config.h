@@ -27,6 +27,9 @@ typedef struct psd_config {
     uint64_t max_memory;           /* 0 = off */
     uint64_t max_inflight_payload; /* announced payload bytes being received, all connections */
     uint64_t shutdown_timeout_ms;
+    /* Operations (metrics_http.c). */
+    char metrics_listen[PSD_CONFIG_STR_MAX];    /* "" = no metrics port */
+    char metrics_port_file[PSD_CONFIG_STR_MAX]; /* "" = none */
     /* Persistence (persist.c and its modules). */
     char data_dir[PSD_CONFIG_STR_MAX]; /* "" = no write-ahead log, nothing survives a restart */
     char fsync[PSD_CONFIG_STR_MAX];    /* always, everysec or no */

@@ -49,6 +49,7 @@ typedef struct save_job {
     size_t n;
     uint64_t bytes;
     uint64_t started_ms;
+    uint64_t t0_ns; /* the request's arrival, for its latency */
     int rc;
     ps_error_t err;
 } save_job_t;
@@ -100,6 +101,7 @@ static void on_save_done(uv_work_t *req, int status)
         }
         p->rpc->sink_defer(j->sink, 0);
     }
+    psd_rpc_count_reply(p->rpc, j->method, j->rc, j->t0_ns);
     ps_free(j->path);
     ps_free(j);
 }
@@ -133,6 +135,7 @@ save_async(psd_persist_t *p, const Pscope__V1__Header *req, const char *path, ps
     j->id = req->id;
     j->method = req->method;
     j->started_ms = psd_persist_mono_ms();
+    j->t0_ns = p->rpc->req_t0_ns;
     j->req.data = j;
     int urc = uv_queue_work(p->loop, &j->req, on_save_work, on_save_done);
     if (urc != 0) {

@@ -66,6 +66,7 @@ static int env_open_opts(env_t *e, const char *fsync, uint64_t ckpt_bytes, ps_er
         cr_assert_eq(uv_loop_close(&e->loop), 0);
         return rc;
     }
+    psd_persist_start(e->p);
     e->open = 1;
     return 0;
 }
