@@ -321,6 +321,67 @@ def _declare():
 _declare()
 
 
+# tf.train.Saver and the checkpoint reader (client/include/ps/saver.h, checkpoint.h), where the
+# loaded library has them.
+HAS_SAVER = getattr(lib, "ps_saver_new", None) is not None
+HAS_READER = getattr(lib, "ps_checkpoint_reader_open", None) is not None
+NO_GLOBAL_STEP = -(2**63)
+
+
+class Saveable(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("variable", ctypes.c_void_p)]
+
+
+class SaverEntry(ctypes.Structure):
+    _fields_ = [("key", ctypes.c_char_p), ("value", Saveable)]
+
+
+class SaverOpts(ctypes.Structure):
+    _fields_ = [
+        ("var_list_kind", ctypes.c_int),
+        ("list", ctypes.POINTER(ctypes.c_void_p)),
+        ("nlist", ctypes.c_size_t),
+        ("map", ctypes.POINTER(SaverEntry)),
+        ("nmap", ctypes.c_size_t),
+        ("reshape", ctypes.c_int),
+        ("allow_empty", ctypes.c_int),
+        ("has_max_to_keep", ctypes.c_int),
+        ("max_to_keep", ctypes.c_int),
+        ("keep_checkpoint_every_n_hours", ctypes.c_double),
+        ("_spare", ctypes.c_char * _SPARE),
+    ]
+
+
+class CheckpointEntry(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_int),
+        ("shape", Shape),
+        ("nbytes", ctypes.c_size_t),
+    ]
+
+
+_SIGNATURES.update({
+    "ps_saver_new": (_i, [_p, ctypes.POINTER(SaverOpts), _pp, _E]),
+    "ps_saver_free": (None, [_p]),
+    "ps_saver_count": (_z, [_p]),
+    "ps_saver_key": (_s, [_p, _z]),
+    "ps_saver_save": (_i, [_p, _s, _i64, ctypes.c_char_p, _z, _E]),
+    "ps_saver_restore": (_i, [_p, _s, _E]),
+    "ps_saver_last_checkpoint_count": (_z, [_p]),
+    "ps_saver_last_checkpoint": (_s, [_p, _z]),
+    "ps_latest_checkpoint": (_i, [_s, ctypes.c_char_p, _z, ctypes.POINTER(_i), _E]),
+    "ps_checkpoint_reader_open": (_i, [_s, _pp, _E]),
+    "ps_checkpoint_reader_free": (None, [_p]),
+    "ps_checkpoint_reader_path": (_s, [_p]),
+    "ps_checkpoint_reader_count": (_z, [_p]),
+    "ps_checkpoint_reader_entry": (_i, [_p, _z, ctypes.POINTER(CheckpointEntry), _E]),
+    "ps_checkpoint_load_variable": (_i, [_p, _s, _p, _z, _E]),
+    "ps_checkpoint_reader_find": (_i, [_p, _s, ctypes.POINTER(CheckpointEntry), _E]),
+})
+_declare()
+
+
 def has(name):
     """Whether the loaded libpsclient exports the function `name`."""
     return getattr(lib, name, None) is not None
