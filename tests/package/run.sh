@@ -101,17 +101,23 @@ site=$(dirname "$(dirname "$init")")
 preload=
 case "$san" in *address*) preload=$(cc -print-file-name=libasan.so) ;; esac
 want_py="$libdir/libpsclient.so.0 <ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> [3.0, 3.0]"
-out=$(cd "$tmp" && env -u PSCOPE_LIBPSCLIENT -u PS_SERVER PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 \
-  LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 timeout 60 "${PS_PYTHON3:-/usr/bin/python3}" -c '
+rc=0
+out=$(cd "$tmp" && "$runner" --timeout 60 "$prefix/bin/psd" -- env -u PSCOPE_LIBPSCLIENT -u PS_SERVER \
+  PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 \
+  "${PS_PYTHON3:-/usr/bin/python3}" -c '
 import sys, pscope
 pscope.connect(sys.argv[1])
 import pscope.compat.v1 as tf
-with tf.variable_scope("pkg", reuse=True):
-    w = tf.get_variable("w", [2])
-print(pscope.LIBRARY_PATH, w, w.numpy().tolist())' "$addr")
+with tf.variable_scope("pkg"):
+    w = tf.get_variable("w", [2], initializer=tf.constant_initializer(3.0))
+print(pscope.LIBRARY_PATH, w, w.numpy().tolist())' @ADDR@) || rc=$?
 if [ "$out" != "$want_py" ]; then
   echo "python printed: $out"
   echo "expected:       $want_py"
   exit 1
 fi
-echo "ok: python: $out"
+if [ "$rc" != 0 ]; then
+  echo "python against the installed psd: exit status $rc (3: psd did not stop clean)"
+  exit 1
+fi
+echo "ok: python: $out; psd stopped clean"
