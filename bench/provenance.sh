@@ -8,7 +8,7 @@ ps_bench_begin() {
     if [ -z "${PS_BENCH_COMMIT:-}" ]; then
         PS_BENCH_COMMIT=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
         dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null |
-            awk '{ print $NF }' | grep -v '^bench/results/' | head -3 | tr '\n' ' ')
+            awk '$NF !~ /^bench\/results\// { print $NF }' | head -3 | tr '\n' ' ' || true)
         if [ "$PS_BENCH_COMMIT" = unknown ]; then
             PS_BENCH_TREE="not a git checkout"
         elif [ -n "$dirty" ]; then
