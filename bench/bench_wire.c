@@ -679,27 +679,29 @@ int main(int argc, char **argv)
      * the raw stream cannot be slower than psd moving the same bytes over the same loopback; the
      * raw 1 KiB ping-pong cannot be slower than a psd pull, nor (it moves 2 KiB, the pull's raw
      * exchange about 1.1 KiB) slower than the raw exchange of the pull's exact bytes by more than
-     * the goal's own 1.3x margin. A goal whose reference fails that says "unreliable run". */
-    const int stream_ok = pull16_stream.med <= 1.0;
-    const int pp_ok = pull1k_pp.med >= 1.0 && pp_floor.med <= 1.3;
+     * the goal's own 1.3x margin. Checked in every repetition: one where the reference failed was
+     * disturbed, and a goal with such a repetition says "unreliable run". */
+    const int stream_ok = pull16_stream.max <= 1.0;
+    const int pp_ok = pull1k_pp.min >= 1.0 && pp_floor.max <= 1.3;
     fprintf(md, "\n## Design goals\n\n");
     fprintf(md, "Ratios are the median [min-max] of per-repetition ratios. A goal is judged only "
-                "when its reference is below what it bounds in this run (see the checks); else "
-                "the row says *unreliable run*.\n\n");
+                "when its reference bounded psd in every repetition of this run (see the checks); "
+                "else the row says *unreliable run*.\n\n");
     fprintf(md, "| goal | measured | reference check | met |\n|---|---:|---|---|\n");
     fprintf(md,
             "| 16 MiB pull throughput >= 0.9x raw stream | %.2fx [%.2f-%.2f] | psd pull <= raw "
-            "stream: %.2fx, %s | %s |\n",
-            pull16_stream.med, pull16_stream.min, pull16_stream.max, pull16_stream.med,
+            "stream in every repetition (max %.2fx): %s | %s |\n",
+            pull16_stream.med, pull16_stream.min, pull16_stream.max, pull16_stream.max,
             stream_ok ? "ok" : "**failed**",
             !stream_ok                 ? "unreliable run"
             : pull16_stream.med >= 0.9 ? "yes"
                                        : "**no**");
     fprintf(md,
             "| 1 KiB pull round trip <= 1.3x raw 1 KiB ping-pong median | %.2fx [%.2f-%.2f] | "
-            "ping-pong <= psd pull: %.2fx; ping-pong <= 1.3x raw exchange of the pull's exact "
-            "bytes: %.2fx [%.2f-%.2f]; %s (the pull is %.2fx [%.2f-%.2f] that exchange) | %s |\n",
-            pull1k_pp.med, pull1k_pp.min, pull1k_pp.max, 1.0 / pull1k_pp.med, pp_floor.med,
+            "in every repetition, ping-pong <= psd pull (max %.2fx) and <= 1.3x the raw exchange "
+            "of the pull's exact bytes (%.2fx [%.2f-%.2f]): %s (the pull is %.2fx [%.2f-%.2f] "
+            "that exchange) | %s |\n",
+            pull1k_pp.med, pull1k_pp.min, pull1k_pp.max, 1.0 / pull1k_pp.min, pp_floor.med,
             pp_floor.min, pp_floor.max, pp_ok ? "ok" : "**failed**", pull1k_floor.med,
             pull1k_floor.min, pull1k_floor.max,
             !pp_ok                 ? "unreliable run"

@@ -161,7 +161,9 @@ paired() {
     echo "local step time / psd step time = (C / psd step) / (C / local step), the ratio of the two"
     echo "compute shares: the last column, 1 - that ratio, is the examples/s the parameter server"
     echo "costs (the pull, the transfer of the gradients and psd's handling of both; the Adam update"
-    echo "itself is in both loops)."
+    echo "itself is in both loops). psd does strictly more work than the local loop, so a repetition"
+    echo "with a negative overhead (psd faster) was disturbed by other work: the 5% goal is not judged"
+    echo "for a batch size with such a repetition (RESULTS.md and the README say *unreliable run*)."
     echo
     echo "## One, two and three asynchronous workers (batch 64)"
     echo
