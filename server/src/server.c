@@ -1,7 +1,9 @@
 /* psd's server: one libuv loop owning the listener, every connection and the store (through rpc);
- * the flush point (a uv_prepare_t before each poll) that drains connections with buffered frames
- * and then issues at most one uv_write per connection; the read-timeout sweep; SIGINT/SIGTERM
- * handling and the clean shutdown that flushes replies, closes every handle and closes the loop. */
+ * the start sequence (metrics port first, then recovery on a worker thread, then the data port:
+ * the readiness state /readyz reports); the flush point (a uv_prepare_t before each poll) that
+ * drains connections with buffered frames and then issues at most one uv_write per connection;
+ * the read-timeout sweep; SIGINT/SIGTERM handling and the clean shutdown that flushes replies,
+ * closes every handle and closes the loop. */
 #include "server.h"
 
 #include <signal.h>
@@ -15,7 +17,9 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/log.h>
 
+#include "auth.h"
 #include "conn.h"
+#include "tls.h"
 
 #define CONN_FROM(node, member) \
     ((psd_conn_t *) (void *) ((char *) (node) -offsetof(psd_conn_t, member)))
@@ -134,9 +138,11 @@ static void finish(psd_server_t *srv)
         return;
     srv->finished = 1;
     psd_persist_close(srv->persist);
+    psd_mhttp_close(srv->mhttp);
     close_if_open((uv_handle_t *) &srv->listener);
     close_if_open((uv_handle_t *) &srv->sigint);
     close_if_open((uv_handle_t *) &srv->sigterm);
+    close_if_open((uv_handle_t *) &srv->sighup);
     close_if_open((uv_handle_t *) &srv->flush_point);
     close_if_open((uv_handle_t *) &srv->spin);
     close_if_open((uv_handle_t *) &srv->sweep);
@@ -167,6 +173,7 @@ void psd_server_stop(psd_server_t *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    srv->rpc.ops.state = PSD_STATE_STOPPING;
     PS_LOG(PS_LOG_NOTICE, "server", "shutting down: connections=%llu",
            (unsigned long long) srv->rpc.stats.connections_current);
     close_if_open((uv_handle_t *) &srv->listener);
@@ -188,10 +195,154 @@ static void on_signal(uv_signal_t *h, int signum)
     psd_server_stop(srv);
 }
 
+/* SIGHUP: re-read the users file and the TLS certificate, key and CA. What fails to load leaves
+ * the old one in force (and is logged); open connections keep their sessions. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    psd_server_t *srv = h->data;
+    (void) signum;
+    ps_error_t err;
+    ps_error_clear(&err);
+    if (srv->rpc.auth) {
+        if (psd_auth_reload(srv->rpc.auth, NULL, &err) != 0)
+            PS_LOG(PS_LOG_WARNING, "auth", "SIGHUP: users file not reloaded, the old one stays: %s",
+                   err.msg);
+        else
+            PS_LOG(PS_LOG_NOTICE, "auth", "SIGHUP: users file %s reloaded: %zu users",
+                   psd_auth_path(srv->rpc.auth), psd_auth_count(srv->rpc.auth));
+    }
+    if (srv->tls) {
+        if (psd_tls_ctx_reload(srv->tls, &srv->cfg, &err) != 0)
+            PS_LOG(PS_LOG_WARNING, "tls", "SIGHUP: TLS files not reloaded, the old ones stay: %s",
+                   err.msg);
+        else
+            PS_LOG(PS_LOG_NOTICE, "tls", "SIGHUP: certificate %s reloaded for new connections",
+                   srv->cfg.tls_cert);
+    }
+    if (!srv->rpc.auth && !srv->tls)
+        PS_LOG(PS_LOG_NOTICE, "server", "SIGHUP: no users file and no TLS: nothing to reload");
+}
+
+/* --users and --tls-*: read and check them (the users table goes to *auth: the caller installs it
+ * once the log replay is done). */
+static int
+security_start(psd_server_t *srv, const psd_config_t *cfg, psd_auth_t **auth, ps_error_t *err)
+{
+    int rc = 0;
+    if (cfg->users[0]) {
+        if ((rc = psd_auth_load(cfg->users, auth, err)) != 0)
+            return rc;
+        PS_LOG(PS_LOG_NOTICE, "auth", "users file %s: %zu users; every connection must AUTH",
+               cfg->users, psd_auth_count(*auth));
+    }
+    if (cfg->tls_cert[0]) {
+        if ((rc = psd_tls_ctx_new(cfg, &srv->tls, err)) != 0)
+            return rc;
+        PS_LOG(PS_LOG_NOTICE, "tls", "TLS 1.2+ on the listener: cert %s, client certificates %s",
+               cfg->tls_cert,
+               cfg->tls_client_auth[0] ? cfg->tls_client_auth
+                                       : (cfg->tls_ca[0] ? "required" : "none"));
+    }
+    if (!cfg->users[0])
+        PS_LOG(PS_LOG_WARNING, "auth",
+               "no --users: psd is OPEN, anyone who can reach %s may read, change or delete every "
+               "variable%s (docs/security.md)",
+               cfg->listen, cfg->tls_cert[0] ? "" : ", and traffic is plaintext");
+    else if (!cfg->tls_cert[0])
+        PS_LOG(PS_LOG_WARNING, "tls",
+               "no --tls-cert: passwords and tensors cross the network in plaintext "
+               "(docs/security.md)");
+    return 0;
+}
+
+static void security_stop(psd_server_t *srv)
+{
+    psd_auth_free(srv->auth_pending);
+    srv->auth_pending = NULL;
+    psd_auth_free(srv->rpc.auth);
+    srv->rpc.auth = NULL;
+    psd_tls_ctx_free(srv->tls);
+    srv->tls = NULL;
+}
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void) arg;
     close_if_open(h);
+}
+
+static void mhttp_render(void *ctx, psd_expo_t *w)
+{
+    psd_server_t *srv = ctx;
+    psd_metrics_render(w, &srv->rpc);
+}
+
+static int open_persist(psd_server_t *srv, psd_persist_t **out, double *seconds, ps_error_t *err)
+{
+    const psd_config_t *cfg = &srv->cfg;
+    psd_persist_opts_t po = {.data_dir = cfg->data_dir,
+                             .fsync = cfg->fsync,
+                             .checkpoint_interval_s = cfg->checkpoint_interval_s,
+                             .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
+                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes};
+    uint64_t t0 = uv_hrtime();
+    int rc = psd_persist_open(out, &srv->loop, &srv->rpc, &po, err);
+    *seconds = (double) (uv_hrtime() - t0) / 1e9;
+    return rc;
+}
+
+/* Recovery is over (on the loop thread): hand the store to the loop, open the data port. */
+static int become_ready(psd_server_t *srv, psd_persist_t *p, ps_error_t *err)
+{
+    srv->persist = p;
+    /* The replay is not served traffic. */
+    psd_rpc_reset_metrics(&srv->rpc);
+    psd_store_reset_access_counts(srv->rpc.store);
+    psd_persist_start(p);
+    srv->rpc.auth = srv->auth_pending; /* from now on every request needs an identity */
+    srv->auth_pending = NULL;
+    int rc = psd_net_listen(srv, err);
+    if (!rc)
+        rc = psd_net_write_port_file("port-file", srv->cfg.port_file, srv->port, err);
+    if (rc)
+        return rc;
+    uv_prepare_start(&srv->flush_point, on_flush_point);
+    sweep_restart(srv);
+    srv->rpc.ops.state = PSD_STATE_READY;
+    return 0;
+}
+
+static void on_recovery_work(uv_work_t *w)
+{
+    psd_server_t *srv = w->data;
+    ps_error_clear(&srv->recovery_err);
+    srv->recovery_rc =
+        open_persist(srv, &srv->recovered, &srv->recovery_seconds, &srv->recovery_err);
+}
+
+static void on_recovery_done(uv_work_t *w, int status)
+{
+    psd_server_t *srv = w->data;
+    psd_persist_t *p = srv->recovered;
+    srv->recovered = NULL;
+    ps_error_t err = srv->recovery_err;
+    int rc = srv->recovery_rc;
+    if (status != 0 && !rc)
+        rc = ps_error_set(&err, PS_ERR_INTERNAL, "recovery: %s", uv_strerror(status));
+    if (!rc && srv->stopping) {
+        srv->persist = p; /* stopped while recovering: nothing was served; freed at the end */
+        return;
+    }
+    srv->rpc.ops.recovery_seconds = srv->recovery_seconds;
+    if (!rc) {
+        PS_LOG(PS_LOG_NOTICE, "server", "recovery finished in %.3f s", srv->recovery_seconds);
+        rc = become_ready(srv, p, &err);
+    }
+    if (rc) {
+        PS_LOG(PS_LOG_WARNING, "server", "cannot start: %s", err.msg);
+        srv->failed = 1;
+        psd_server_stop(srv);
+    }
 }
 
 int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err)
@@ -223,44 +374,64 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     srv->rpc.cfg = &srv->cfg;
     srv->rpc.on_config = on_config_change;
     srv->rpc.on_config_ctx = srv;
-    psd_persist_opts_t po = {.data_dir = cfg->data_dir,
-                             .fsync = cfg->fsync,
-                             .checkpoint_interval_s = cfg->checkpoint_interval_s,
-                             .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
-                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes};
-    rc = psd_persist_open(&srv->persist, &srv->loop, &srv->rpc, &po, err);
+    /* The users file and the TLS files are read now (a bad one stops psd before any recovery
+     * work); the users table is installed when recovery is over: the replay carries no identity. */
+    rc = security_start(srv, cfg, &srv->auth_pending, err);
     if (rc) {
+        security_stop(srv);
         psd_rpc_deinit(&srv->rpc);
         uv_loop_close(&srv->loop);
         return rc;
     }
+    srv->rpc.ops.state = PSD_STATE_RECOVERING;
     uv_tcp_init(&srv->loop, &srv->listener);
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
+    uv_signal_init(&srv->loop, &srv->sighup);
     uv_prepare_init(&srv->loop, &srv->flush_point);
     uv_idle_init(&srv->loop, &srv->spin);
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
     srv->handles_ready = 1;
-    srv->sigint.data = srv->sigterm.data = srv;
+    srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->flush_point.data = srv;
     srv->sweep.data = srv->stop_timer.data = srv->accept_retry.data = srv;
-    rc = psd_net_listen(srv, err);
-    if (!rc)
-        rc = psd_net_write_port_file(srv, err);
+    srv->recovery.data = srv;
+    rc = 0;
+    if (cfg->metrics_listen[0]) {
+        psd_mhttp_callbacks_t cb = {.ctx = srv, .render = mhttp_render, .ops = &srv->rpc.ops};
+        rc = psd_mhttp_open(&srv->mhttp, &srv->loop, cfg->metrics_listen, &cb, &srv->metrics_port,
+                            err);
+        if (!rc)
+            rc = psd_net_write_port_file("metrics-port-file", cfg->metrics_port_file,
+                                         srv->metrics_port, err);
+    }
+    if (!rc && !cfg->data_dir[0]) {
+        /* Nothing to recover: open the data port now. */
+        psd_persist_t *p = NULL;
+        rc = open_persist(srv, &p, &srv->rpc.ops.recovery_seconds, err);
+        if (!rc)
+            rc = become_ready(srv, p, err);
+    } else if (!rc) {
+        rc = uv_queue_work(&srv->loop, &srv->recovery, on_recovery_work, on_recovery_done);
+        if (rc)
+            rc = ps_error_set(err, PS_ERR_INTERNAL, "uv_queue_work: %s", uv_strerror(rc));
+    }
     if (rc) {
+        psd_mhttp_close(srv->mhttp);
         uv_walk(&srv->loop, walk_close, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv->loop);
+        psd_mhttp_free(srv->mhttp);
         psd_persist_free(srv->persist);
+        security_stop(srv);
         psd_rpc_deinit(&srv->rpc);
         return rc;
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-    uv_prepare_start(&srv->flush_point, on_flush_point);
-    sweep_restart(srv);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     return 0;
 }
 
@@ -276,10 +447,13 @@ int psd_server_loop(psd_server_t *srv)
     }
     psd_persist_free(srv->persist);
     srv->persist = NULL;
+    security_stop(srv);
+    psd_mhttp_free(srv->mhttp);
+    srv->mhttp = NULL;
     psd_rpc_deinit(&srv->rpc);
     if (rc != 0)
         PS_LOG(PS_LOG_WARNING, "server", "loop did not close clean: %s", uv_strerror(rc));
-    return rc == 0 ? 0 : 1;
+    return rc == 0 && !srv->failed ? 0 : 1;
 }
 
 /* Raise the soft open-file limit so that --max-connections connections (plus the listener, log and

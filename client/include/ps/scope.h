@@ -50,6 +50,9 @@ typedef struct ps_variable_scope_opts {
     void *custom_getter_data;
     /** Nonzero: open no name scope (auxiliary_name_scope=False). */
     int no_auxiliary_name_scope;
+    /** Default partitioner for get_variable in the scope (copied; ps/partition.h); NULL inherits.
+     */
+    const struct ps_partitioner *partitioner;
 } ps_variable_scope_opts_t;
 
 /**
@@ -121,13 +124,27 @@ PS_EXTERN int ps_variable_scope_set_custom_getter(ps_variable_scope_t *scope,
                                                   ps_error_t *err);
 
 /**
+ * scope.set_partitioner(p): p is copied; NULL clears it (a callback's data stays borrowed). Applies
+ * to get_variable calls made afterwards in the scope and in scopes opened inside it later.
+ * Returns 0 or INVALID_ARGUMENT for an unknown kind.
+ */
+PS_EXTERN int ps_variable_scope_set_partitioner(ps_variable_scope_t *scope,
+                                                const struct ps_partitioner *p,
+                                                ps_error_t *err);
+
+/** scope.partitioner: borrowed (valid until it changes), or NULL when none is set. */
+PS_EXTERN const struct ps_partitioner *
+ps_variable_scope_partitioner(const ps_variable_scope_t *scope);
+
+/**
  * The scope's initializer (borrowed, valid until it changes), or NULL when none is set.
  */
 PS_EXTERN const ps_initializer_t *ps_variable_scope_initializer(const ps_variable_scope_t *scope);
 
 /**
  * scope.get_collection(key): the members of collection key whose name starts with scope.name + "/"
- * (as a regular expression, as TensorFlow does). Same output contract as ps_graph_get_collection.
+ * (as a regular expression, as TensorFlow does); at the root scope (name "") every member, as
+ * TensorFlow's filter is empty there. Same output contract as ps_graph_get_collection.
  */
 PS_EXTERN int ps_variable_scope_get_collection(const ps_graph_t *g,
                                                const ps_variable_scope_t *scope,
