@@ -932,16 +932,14 @@ int psd_wal_scan(const char *path,
         }
         uint64_t end = boff + body_len;
         if (crc != body_crc) {
-            if (end == s.size) {
-                res->torn = 1;
-                snprintf(res->torn_why, sizeof res->torn_why, "last record %llu fails its checksum",
-                         (unsigned long long) number);
-                break;
-            }
+            /* A complete record that fails its checksum is corruption even when it is the last:
+             * a torn write leaves a record cut short (or zeros), while this one may have been
+             * synced and acknowledged (bit rot, a bad disk). */
             rc = ps_error_set(err, PS_ERR_DATA_LOSS,
                               "write-ahead log %s is corrupt: record %llu at offset %llu fails its "
-                              "checksum",
-                              path, (unsigned long long) number, (unsigned long long) pos);
+                              "checksum%s",
+                              path, (unsigned long long) number, (unsigned long long) pos,
+                              end == s.size ? " (the last record, complete)" : "");
             goto out;
         }
         const uint8_t *fx = scan_get(&s, boff, PSD_WAL_BODY_FIXED);

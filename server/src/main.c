@@ -1,14 +1,19 @@
-/* psd's entry point: argv and the option table into a configuration, then psd_server_run. Nothing
- * else happens here; everything is in psd_core. */
+/* psd's entry point: argv and the option table into a configuration, then psd_server_run (or, for
+ * --check-log / --repair-log, the offline log tool). Nothing else happens here; everything is in
+ * psd_core. */
 #include <stdio.h>
+#include <string.h>
 
 #include <ps/status.h>
 
 #include "config.h"
+#include "logcheck.h"
 #include "server.h"
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && (strcmp(argv[1], "--check-log") == 0 || strcmp(argv[1], "--repair-log") == 0))
+        return psd_logcheck_main(argc, argv, stdin, stdout);
     psd_config_t cfg;
     ps_error_t err;
     ps_error_clear(&err);
