@@ -138,10 +138,34 @@ static void bb_bytes(bbuf_t *b, const void *d, size_t n)
 
 /* ---- writing ---- */
 
+int psd_errno_code(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return PS_ERR_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return PS_ERR_PERMISSION_DENIED;
+    case EISDIR:
+    case ENAMETOOLONG:
+    case ELOOP:
+    case EINVAL:
+    case EXDEV:
+    case EEXIST:
+        return PS_ERR_INVALID_ARGUMENT;
+    case ENOMEM:
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    default:
+        return PS_ERR_UNAVAILABLE; /* ENOSPC, EDQUOT, EIO, ...: the machine, not the caller or psd
+                                    */
+    }
+}
+
 static int sys_err(ps_error_t *err, const char *path, const char *op, int e)
 {
-    return ps_error_set(err, e == ENOSPC || e == EDQUOT ? PS_ERR_UNAVAILABLE : PS_ERR_INTERNAL,
-                        "checkpoint %s: %s: %s", path, op, strerror(e));
+    return ps_error_set(err, psd_errno_code(e), "checkpoint %s: %s: %s", path, op, strerror(e));
 }
 
 static int write_all(int fd, const void *p, size_t n)
@@ -257,8 +281,12 @@ int psd_ckpt_write(const char *path,
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int) sizeof tmp)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "checkpoint path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sys_err(err, tmp, "open", errno);
+    if (fd < 0) {
+        int e = errno;
+        return ps_error_set(err, psd_errno_code(e),
+                            "cannot create checkpoint %s (its temporary file %s): %s", path, tmp,
+                            strerror(e));
+    }
     bbuf_t idx = {0};
     static const uint8_t zeros[DATA_ALIGN];
     uint8_t hdr[PSD_CKPT_HEADER_SIZE];
@@ -561,8 +589,7 @@ int psd_ckpt_open(const char *path, psd_ckpt_reader_t **out, ps_error_t *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return ps_error_set(err, e == ENOENT ? PS_ERR_NOT_FOUND : PS_ERR_INTERNAL,
-                            "checkpoint %s: %s", path, strerror(e));
+        return ps_error_set(err, psd_errno_code(e), "checkpoint %s: %s", path, strerror(e));
     }
     psd_ckpt_reader_t *r = ps_calloc(1, sizeof *r);
     if (!r || !(r->path = ps_strdup(path))) {
@@ -575,7 +602,7 @@ int psd_ckpt_open(const char *path, psd_ckpt_reader_t **out, ps_error_t *err)
     int rc = 0;
     uint8_t *index = NULL;
     if (fstat(fd, &st) != 0) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "checkpoint %s: %s", path, strerror(errno));
+        rc = ps_error_set(err, psd_errno_code(errno), "checkpoint %s: %s", path, strerror(errno));
         goto fail;
     }
     r->size = (uint64_t) st.st_size;
@@ -830,12 +857,13 @@ int psd_wal_scan(const char *path,
     memset(res, 0, sizeof *res);
     scan_t s = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
     if (s.fd < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: open: %s", path,
+        return ps_error_set(err, psd_errno_code(errno), "write-ahead log %s: open: %s", path,
                             strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(s.fd, &st) != 0) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: %s", path, strerror(errno));
+        rc = ps_error_set(err, psd_errno_code(errno), "write-ahead log %s: %s", path,
+                          strerror(errno));
         goto out;
     }
     s.size = res->file_size = (uint64_t) st.st_size;
@@ -852,7 +880,7 @@ int psd_wal_scan(const char *path,
     }
     const uint8_t *h = scan_get(&s, 0, PSD_WAL_FILE_HEADER);
     if (!h) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+        rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                           strerror(errno));
         goto out;
     }
@@ -884,7 +912,7 @@ int psd_wal_scan(const char *path,
         }
         const uint8_t *rh = scan_get(&s, pos, PSD_WAL_REC_HEAD);
         if (!rh) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+            rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                               strerror(errno));
             goto out;
         }
@@ -923,7 +951,7 @@ int psd_wal_scan(const char *path,
             size_t k = body_len - done > SCAN_BUF ? SCAN_BUF : (size_t) (body_len - done);
             const uint8_t *p = scan_get(&s, boff + done, k);
             if (!p) {
-                rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+                rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                                   strerror(errno));
                 goto out;
             }
@@ -944,7 +972,7 @@ int psd_wal_scan(const char *path,
         }
         const uint8_t *fx = scan_get(&s, boff, PSD_WAL_BODY_FIXED);
         if (!fx) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read failed", path);
+            rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read failed", path);
             goto out;
         }
         psd_wal_rec_t rec = {.offset = pos,

@@ -19,6 +19,14 @@
 #define PSD_CKPT_VERSION     1u
 #define PSD_CKPT_HEADER_SIZE 64u
 
+/**
+ * The status code for a system call that failed with errno e on a path: NOT_FOUND (ENOENT,
+ * ENOTDIR), PERMISSION_DENIED (EACCES, EPERM, EROFS), INVALID_ARGUMENT (EISDIR, ENAMETOOLONG, ...),
+ * RESOURCE_EXHAUSTED (ENOMEM), else UNAVAILABLE (a full disk, an I/O error). Never INTERNAL, which
+ * PROTOCOL.md keeps for psd's own bugs.
+ */
+int psd_errno_code(int e);
+
 /** CRC-32 (zlib's, polynomial 0xEDB88320) of n bytes, continuing from crc (0 to start). */
 uint32_t psd_crc32(uint32_t crc, const void *p, size_t n);
 

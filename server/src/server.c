@@ -206,7 +206,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     openblas_set_num_threads(1);
     int rc = uv_loop_init(&srv->loop);
     if (rc < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "uv_loop_init: %s", uv_strerror(rc));
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "uv_loop_init: %s", uv_strerror(rc));
     uint64_t sid = ((uint64_t) getpid() << 32) ^ uv_hrtime();
     psd_rpc_limits_t lim = {.max_header = (uint32_t) cfg->max_header_bytes,
                             .max_payload = cfg->max_payload_bytes,
