@@ -15,7 +15,7 @@ if [ "${PS_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 echo "== header hygiene: no protobuf-c in public headers"
-if grep -rlE 'pb-c\.h|Pscope__V1__|ProtobufC' common/include client/include; then
+if grep -rlE 'pb-c\.h|Pscope__V1__|ProtobufC' common/include client/include client/ops/include; then
   echo "error: a public header mentions protobuf-c" >&2
   exit 1
 fi

@@ -4,7 +4,7 @@
 add_library(psclient_core STATIC $<TARGET_OBJECTS:psclient_obj>)
 target_include_directories(psclient_core PUBLIC ${CMAKE_SOURCE_DIR}/client/include
                                                 ${CMAKE_SOURCE_DIR}/common/include)
-target_link_libraries(psclient_core PUBLIC pscommon PkgConfig::OPENBLAS Threads::Threads m)
+target_link_libraries(psclient_core PUBLIC pscommon Threads::Threads m)
 
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)

@@ -1,8 +1,8 @@
-# Unit tests of the compute ops (client/src/ops_*.c): each links the static client library only; no
-# psd is needed.
+# Unit tests of the compute ops (client/ops/src/ops_*.c): each links the static ops library only;
+# no psd is needed.
 foreach(t conv dense pool)
   ps_add_criterion_test(test_ops_${t}
     SOURCES unit/test_ops_${t}.c
-    LIBS psclient_static PkgConfig::OPENBLAS m
+    LIBS psops_static PkgConfig::OPENBLAS m
     TIMEOUT 120)
 endforeach()

@@ -17,6 +17,8 @@
  */
 #include <math.h>
 
+#include <ps/ops.h>
+
 #include "seed_util.h"
 
 enum {

@@ -14,6 +14,8 @@
  * "does not exist" error printed below. Sharing needs the same scope name (or the captured scope
  * object) with reuse=True, shown next. Even then the seed's fc2 = matmul(fc1, W) cannot run: fc1 is
  * [batch, 256] and W is [784, 256]. */
+#include <ps/ops.h>
+
 #include "seed_util.h"
 
 enum {

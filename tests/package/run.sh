@@ -27,13 +27,24 @@ libdir=$prefix/lib
 [ -d "$prefix/lib64" ] && libdir=$prefix/lib64
 [ -d "$libdir" ] || libdir=$(dirname "$(find "$prefix" -name 'libpsclient.so' | head -1)")
 for f in include/ps/client.h include/ps/scope.h include/ps/variable.h include/ps/status.h \
-         include/ps/dtype.h bin/psd; do
+         include/ps/dtype.h include/ps/ops.h bin/psd; do
   [ -e "$prefix/$f" ] || { echo "missing $f"; exit 1; }
 done
-for f in libpsclient.so libpsclient.a pkgconfig/psclient.pc cmake/pscope/pscopeConfig.cmake \
+for f in libpsclient.so libpsclient.a libpsops.so libpsops.a pkgconfig/psclient.pc pkgconfig/psops.pc \
+         cmake/pscope/pscopeConfig.cmake \
          cmake/pscope/pscopeConfigVersion.cmake cmake/pscope/pscopeTargets.cmake; do
   [ -e "$libdir/$f" ] || { echo "missing lib/$f"; exit 1; }
 done
+# A pure client needs no OpenBLAS: only libpsops links it.
+if readelf -d "$libdir/libpsclient.so" | grep NEEDED | grep -qi blas; then
+  echo "libpsclient.so links OpenBLAS"
+  exit 1
+fi
+if pkg-config --print-requires-private --static "$libdir/pkgconfig/psclient.pc" | grep -qi blas; then
+  echo "psclient.pc requires OpenBLAS"
+  exit 1
+fi
+readelf -d "$libdir/libpsops.so" | grep NEEDED | grep -qi blas || { echo "libpsops.so lacks OpenBLAS"; exit 1; }
 if [ -e "$prefix/include/ps/internal" ]; then
   echo "internal headers were installed"
   exit 1
@@ -57,6 +68,20 @@ echo "== consumer via pkg-config"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 # shellcheck disable=SC2046
 cc -std=c11 $flags -o "$tmp/consumer_pc" "$src/consumer.c" $(pkg-config --cflags --libs psclient)
+# shellcheck disable=SC2046
+cc -std=c11 $flags -o "$tmp/consumer_ops_pc" "$src/consumer_ops.c" $(pkg-config --cflags --libs psops)
+
+echo "== ops consumers (no psd needed)"
+want_ops="relu: [0.0, 2.0] (libpsclient 0.1.0)"
+for prog in "$tmp/consumer/consumer_ops_shared" "$tmp/consumer/consumer_ops_static" "$tmp/consumer_ops_pc"; do
+  out=$(LD_LIBRARY_PATH=$libdir timeout 60 "$prog")
+  if [ "$out" != "$want_ops" ]; then
+    echo "$(basename "$prog") printed: $out"
+    echo "expected:          $want_ops"
+    exit 1
+  fi
+  echo "ok: $(basename "$prog"): $out"
+done
 
 echo "== run against the installed psd"
 "$prefix/bin/psd" --listen 127.0.0.1:0 --port-file "$tmp/port" --log-level warning 2>"$tmp/psd.log" &

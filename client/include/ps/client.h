@@ -10,7 +10,6 @@
 #include <ps/dtype.h>
 #include <ps/export.h>
 #include <ps/graph.h>
-#include <ps/ops.h>
 #include <ps/scope.h>
 #include <ps/status.h>
 #include <ps/tensor.h>
