@@ -154,6 +154,7 @@ int psd_errno_code(int e)
     case EINVAL:
     case EXDEV:
     case EEXIST:
+    case ESPIPE: /* a FIFO or socket where a file belongs */
         return PS_ERR_INVALID_ARGUMENT;
     case ENOMEM:
         return PS_ERR_RESOURCE_EXHAUSTED;
