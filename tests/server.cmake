@@ -6,3 +6,9 @@ ps_add_criterion_test(test_rpc SOURCES unit/test_rpc.c LIBS psd_core)
 ps_add_criterion_test(test_server SOURCES unit/test_server.c LIBS psd_core)
 ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budget.c
                       LABELS integration TIMEOUT 120)
+
+# Payload admission (issue 19): tricklers vs a legitimate updater through libpsclient, six
+# concurrent large honest updates.
+ps_add_criterion_test(test_admission SOURCES integration/test_admission.c
+                      LIBS psclient_static Threads::Threads LABELS integration TIMEOUT 300)
+add_dependencies(test_admission psd)

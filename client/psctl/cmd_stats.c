@@ -1,5 +1,6 @@
 /* psctl stats: psd's counters (uptime, connections, bytes in and out, variables and their bytes,
- * memory, rejected frames and limit disconnects) and calls, errors and rejections per method. */
+ * memory, rejected frames and limit disconnects, payload admission, everysec delays) and calls,
+ * errors and rejections per method. */
 #include "psctl.h"
 
 int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
@@ -21,14 +22,22 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
         psctl_json_str(&j, ps_admin_address(ctx->admin));
         psctl_json_key(&j, "version");
         psctl_json_str(&j, s->version);
-        static const char *keys[] = {"uptime_ms",        "connections_current", "connections_total",
-                                     "bytes_in",         "bytes_out",           "variables",
-                                     "variable_bytes",   "memory_used",         "rejected_frames",
-                                     "limit_disconnects"};
-        const uint64_t vals[] = {s->uptime_ms,        s->connections_current, s->connections_total,
-                                 s->bytes_in,         s->bytes_out,           s->variables,
-                                 s->variable_bytes,   s->memory_used,         s->rejected_frames,
-                                 s->limit_disconnects};
+        static const char *keys[] = {"uptime_ms",         "connections_current",
+                                     "connections_total", "bytes_in",
+                                     "bytes_out",         "variables",
+                                     "variable_bytes",    "memory_used",
+                                     "rejected_frames",   "limit_disconnects",
+                                     "admission_waits",   "admission_timeouts",
+                                     "admission_queue",   "slow_upload_disconnects",
+                                     "everysec_delays",   "everysec_delay_ms"};
+        const uint64_t vals[] = {s->uptime_ms,         s->connections_current,
+                                 s->connections_total, s->bytes_in,
+                                 s->bytes_out,         s->variables,
+                                 s->variable_bytes,    s->memory_used,
+                                 s->rejected_frames,   s->limit_disconnects,
+                                 s->admission_waits,   s->admission_timeouts,
+                                 s->admission_queue,   s->slow_upload_disconnects,
+                                 s->everysec_delays,   s->everysec_delay_ms};
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             psctl_json_key(&j, keys[i]);
             psctl_json_u64(&j, vals[i]);
@@ -88,6 +97,20 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
     psctl_table_cell(t, "%llu frames, %llu limit disconnects",
                      (unsigned long long) s->rejected_frames,
                      (unsigned long long) s->limit_disconnects);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "admission");
+    psctl_table_cell(t,
+                     "%llu waited for payload budget (%llu now), %llu timed out, %llu slow "
+                     "uploads closed",
+                     (unsigned long long) s->admission_waits,
+                     (unsigned long long) s->admission_queue,
+                     (unsigned long long) s->admission_timeouts,
+                     (unsigned long long) s->slow_upload_disconnects);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "everysec");
+    psctl_table_cell(t, "replies held for an overdue sync %llu times, %s in all",
+                     (unsigned long long) s->everysec_delays,
+                     psctl_fmt_duration(s->everysec_delay_ms, a, sizeof a));
     psctl_table_print(t, ctx, stdout);
     psctl_table_free(t);
 

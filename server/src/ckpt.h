@@ -21,9 +21,9 @@
 
 /**
  * The status code for a system call that failed with errno e on a path: NOT_FOUND (ENOENT,
- * ENOTDIR), PERMISSION_DENIED (EACCES, EPERM, EROFS), INVALID_ARGUMENT (EISDIR, ENAMETOOLONG, ESPIPE, ...),
- * RESOURCE_EXHAUSTED (ENOMEM), else UNAVAILABLE (a full disk, an I/O error). Never INTERNAL, which
- * PROTOCOL.md keeps for psd's own bugs.
+ * ENOTDIR), PERMISSION_DENIED (EACCES, EPERM, EROFS), INVALID_ARGUMENT (EISDIR, ENAMETOOLONG,
+ * ESPIPE, ...), RESOURCE_EXHAUSTED (ENOMEM), else UNAVAILABLE (a full disk, an I/O error). Never
+ * INTERNAL, which PROTOCOL.md keeps for psd's own bugs.
  */
 int psd_errno_code(int e);
 

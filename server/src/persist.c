@@ -88,6 +88,7 @@ int psd_persist_open(psd_persist_t **out,
                                                     : PSD_FSYNC_EVERYSEC;
         p->ckpt_interval_s = o->checkpoint_interval_s;
         p->ckpt_log_bytes = o->checkpoint_log_bytes;
+        p->max_lag_ms = o->everysec_max_lag_ms ? o->everysec_max_lag_ms : 2 * EVERYSEC_MS;
         p->max_body = PSD_WAL_BODY_FIXED + (o->max_record ? o->max_record : UINT32_MAX);
         if (p->max_body > UINT32_MAX)
             p->max_body = UINT32_MAX;
@@ -168,6 +169,8 @@ void psd_persist_close(psd_persist_t *p)
     p->unsynced = 1;
     if (psd_wal_sync_now(p) != 0)
         psd_wal_fatal_io(p, "fdatasync", errno);
+    p->inflight_since_ms = 0; /* everything written is durable */
+    p->holding = 0;
     if (p->timers_started) {
         close_timer(&p->sync_timer);
         close_timer(&p->ckpt_timer);

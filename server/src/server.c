@@ -56,6 +56,8 @@ static void on_spin(uv_idle_t *h)
 static void on_flush_point(uv_prepare_t *p)
 {
     psd_server_t *srv = p->data;
+    /* Budget freed since the last pass goes to waiting requests first, in arrival order. */
+    psd_admit_pump(&srv->admit);
     /* Connections with buffered frames (fairness cap hit, or resumed after backpressure). Take the
      * current members only: a connection that hits the cap again re-queues itself for next time. */
     psd_link_t batch;
@@ -72,7 +74,8 @@ static void on_flush_point(uv_prepare_t *p)
     }
     /* Group commit: log (and under `always` fsync) every mutation of this iteration first. */
     psd_persist_before_flush(srv->persist);
-    while (!psd_link_empty(&srv->flush_list)) {
+    /* everysec's bound may hold replies until a sync ends (wal.c): they stay on the list. */
+    while (!psd_persist_must_hold(srv->persist) && !psd_link_empty(&srv->flush_list)) {
         psd_link_t *n = srv->flush_list.next;
         psd_link_remove(n);
         psd_conn_flush(CONN_FROM(n, link_flush));
@@ -142,6 +145,7 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->sweep);
     close_if_open((uv_handle_t *) &srv->stop_timer);
     close_if_open((uv_handle_t *) &srv->accept_retry);
+    psd_admit_close(&srv->admit);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
 }
 
@@ -227,7 +231,8 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
                              .fsync = cfg->fsync,
                              .checkpoint_interval_s = cfg->checkpoint_interval_s,
                              .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
-                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes};
+                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes,
+                             .everysec_max_lag_ms = cfg->everysec_max_lag_ms};
     rc = psd_persist_open(&srv->persist, &srv->loop, &srv->rpc, &po, err);
     if (rc) {
         psd_rpc_deinit(&srv->rpc);
@@ -242,6 +247,8 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
+    psd_admit_init(&srv->admit, srv);
+    srv->rpc.admission = 1;
     srv->handles_ready = 1;
     srv->sigint.data = srv->sigterm.data = srv;
     srv->flush_point.data = srv;

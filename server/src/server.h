@@ -9,6 +9,7 @@
 
 #include <ps/status.h>
 
+#include "admit.h"
 #include "config.h"
 #include "persist.h"
 #include "rpc.h"
@@ -23,6 +24,7 @@ typedef struct psd_server {
     psd_config_t cfg;
     psd_rpc_t rpc;
     psd_persist_t *persist; /* write-ahead log, checkpoints, SAVE/RESTORE (persist.c) */
+    psd_admit_t admit;      /* payload admission: the wait queue and peers' shares (admit.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
     uv_prepare_t flush_point; /* before each poll: drain buffered input, then flush writes */

@@ -458,6 +458,12 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
     s->memory_used = p->memory_used;
     s->rejected_frames = p->rejected_frames;
     s->limit_disconnects = p->limit_disconnects;
+    s->admission_waits = p->admission_waits;
+    s->admission_timeouts = p->admission_timeouts;
+    s->admission_queue = p->admission_queue;
+    s->slow_upload_disconnects = p->slow_upload_disconnects;
+    s->everysec_delays = p->everysec_delays;
+    s->everysec_delay_ms = p->everysec_delay_ms;
     if (!(s->version = ps_strdup(p->version ? p->version : "")))
         return oom(err);
     if (p->n_methods) {
