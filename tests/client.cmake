@@ -20,7 +20,6 @@ endforeach()
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package
   COMMAND bash ${CMAKE_SOURCE_DIR}/tests/package/run.sh ${CMAKE_BINARY_DIR}
-          ${CMAKE_SOURCE_DIR}/tests/package "${PS_SANITIZE}")
+          ${CMAKE_SOURCE_DIR}/tests/package $<TARGET_FILE:ps_psd_run> "${PS_SANITIZE}")
 set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
-  ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
-  FAIL_REGULAR_EXPRESSION "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:")
+  ENVIRONMENT "${PS_TEST_ENV}" FAIL_REGULAR_EXPRESSION "${PS_SANITIZER_FAIL_REGEX}")

@@ -2,7 +2,7 @@
 # admin API it is built on (integration). PSCTL_BIN names the binary under test.
 ps_add_criterion_test(test_npy SOURCES unit/test_npy.c LIBS psctl_npy)
 
-ps_add_criterion_test(test_psctl SOURCES integration/test_psctl.c LIBS util
+ps_add_criterion_test(test_psctl SOURCES integration/test_psctl.c LIBS util Threads::Threads
                       LABELS integration TIMEOUT 240)
 add_dependencies(test_psctl psctl psd)
 set_property(TEST test_psctl APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")

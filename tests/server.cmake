@@ -6,6 +6,9 @@ ps_add_criterion_test(test_rpc SOURCES unit/test_rpc.c LIBS psd_core)
 ps_add_criterion_test(test_server SOURCES unit/test_server.c LIBS psd_core)
 ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budget.c
                       LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
+ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 300)
 
 # Payload admission (issue 19): tricklers vs a legitimate updater through libpsclient, six
 # concurrent large honest updates.

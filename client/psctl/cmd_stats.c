@@ -1,79 +1,156 @@
-/* psctl stats: psd's counters (uptime, connections, bytes in and out, variables and their bytes,
- * memory, rejected frames and limit disconnects, payload admission, everysec delays) and calls,
- * errors and rejections per method. */
+/* psctl stats: psd's counters and operations figures, the same ones psd's /metrics exports:
+ * state and recovery time, connections, bytes in and out, variables and their bytes, memory and
+ * its limit, the payload budget, the write-ahead log (records, bytes, group commits, fsync
+ * latency), checkpoints (count, failures, duration, age), payload admission, everysec's held
+ * replies, the metrics port, and per method calls, errors, rejections, replies by status code and
+ * latency quantiles. */
+#include <time.h>
+
 #include "psctl.h"
 
-int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
+static void json_hist(psctl_json_t *j, const char *key, const ps_admin_histogram_t *h)
 {
-    (void) args;
-    int rc = psctl_connect(ctx);
-    if (rc)
-        return rc;
-    ps_admin_stats_t *s = NULL;
-    ps_error_t err;
-    ps_error_clear(&err);
-    if (ps_admin_stats(ctx->admin, &s, &err) != 0)
-        return psctl_fail(ctx, &err);
-    if (ctx->json) {
-        psctl_json_t j;
-        psctl_json_init(&j, stdout);
+    psctl_json_key(j, key);
+    psctl_json_obj(j);
+    psctl_json_key(j, "count");
+    psctl_json_u64(j, h->count);
+    psctl_json_key(j, "sum_seconds");
+    psctl_json_double(j, h->sum_seconds);
+    psctl_json_key(j, "p50_seconds");
+    psctl_json_double(j, ps_admin_histogram_quantile(h, 0.5));
+    psctl_json_key(j, "p99_seconds");
+    psctl_json_double(j, ps_admin_histogram_quantile(h, 0.99));
+    psctl_json_key(j, "buckets");
+    psctl_json_arr(j);
+    for (size_t i = 0; i < h->nbounds + (h->nbounds ? 1 : 0); i++) {
+        psctl_json_obj(j);
+        psctl_json_key(j, "le");
+        if (i < h->nbounds)
+            psctl_json_float(j, h->bounds[i]);
+        else
+            psctl_json_str(j, "+Inf");
+        psctl_json_key(j, "count");
+        psctl_json_u64(j, h->buckets[i]);
+        psctl_json_obj_end(j);
+    }
+    psctl_json_arr_end(j);
+    psctl_json_obj_end(j);
+}
+
+static void print_json(psctl_ctx_t *ctx, const ps_admin_stats_t *s)
+{
+    psctl_json_t j;
+    psctl_json_init(&j, stdout);
+    psctl_json_obj(&j);
+    psctl_json_key(&j, "server");
+    psctl_json_str(&j, ps_admin_address(ctx->admin));
+    psctl_json_key(&j, "version");
+    psctl_json_str(&j, s->version);
+    psctl_json_key(&j, "state");
+    psctl_json_str(&j, s->state);
+    psctl_json_key(&j, "recovery_seconds");
+    psctl_json_double(&j, s->recovery_seconds);
+    static const char *keys[] = {"uptime_ms",
+                                 "connections_current",
+                                 "connections_total",
+                                 "bytes_in",
+                                 "bytes_out",
+                                 "variables",
+                                 "variable_bytes",
+                                 "memory_used",
+                                 "memory_limit_bytes",
+                                 "rejected_frames",
+                                 "limit_disconnects",
+                                 "payload_inflight_bytes",
+                                 "payload_budget_bytes",
+                                 "payload_budget_rejections",
+                                 "wal_records",
+                                 "wal_bytes",
+                                 "wal_writes",
+                                 "checkpoints",
+                                 "checkpoint_failures",
+                                 "metrics_http_requests",
+                                 "metrics_http_refused",
+                                 "admission_waits",
+                                 "admission_timeouts",
+                                 "admission_queue",
+                                 "slow_upload_disconnects",
+                                 "everysec_delays",
+                                 "everysec_delay_ms"};
+    const uint64_t vals[] = {s->uptime_ms,
+                             s->connections_current,
+                             s->connections_total,
+                             s->bytes_in,
+                             s->bytes_out,
+                             s->variables,
+                             s->variable_bytes,
+                             s->memory_used,
+                             s->memory_limit_bytes,
+                             s->rejected_frames,
+                             s->limit_disconnects,
+                             s->payload_inflight_bytes,
+                             s->payload_budget_bytes,
+                             s->payload_budget_rejections,
+                             s->wal_records,
+                             s->wal_bytes,
+                             s->wal_writes,
+                             s->checkpoints,
+                             s->checkpoint_failures,
+                             s->metrics_http_requests,
+                             s->metrics_http_refused,
+                             s->admission_waits,
+                             s->admission_timeouts,
+                             s->admission_queue,
+                             s->slow_upload_disconnects,
+                             s->everysec_delays,
+                             s->everysec_delay_ms};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        psctl_json_key(&j, keys[i]);
+        psctl_json_u64(&j, vals[i]);
+    }
+    psctl_json_key(&j, "last_checkpoint_unix_ms");
+    psctl_json_i64(&j, s->last_checkpoint_unix_ms);
+    json_hist(&j, "wal_fsync", &s->wal_fsync);
+    json_hist(&j, "checkpoint_duration", &s->checkpoint_duration);
+    psctl_json_key(&j, "methods");
+    psctl_json_obj(&j);
+    for (size_t i = 0; i < s->nmethods; i++) {
+        const ps_admin_method_stats_t *m = &s->methods[i];
+        psctl_json_key(&j, m->method);
         psctl_json_obj(&j);
-        psctl_json_key(&j, "server");
-        psctl_json_str(&j, ps_admin_address(ctx->admin));
-        psctl_json_key(&j, "version");
-        psctl_json_str(&j, s->version);
-        static const char *keys[] = {"uptime_ms",         "connections_current",
-                                     "connections_total", "bytes_in",
-                                     "bytes_out",         "variables",
-                                     "variable_bytes",    "memory_used",
-                                     "rejected_frames",   "limit_disconnects",
-                                     "admission_waits",   "admission_timeouts",
-                                     "admission_queue",   "slow_upload_disconnects",
-                                     "everysec_delays",   "everysec_delay_ms"};
-        const uint64_t vals[] = {s->uptime_ms,         s->connections_current,
-                                 s->connections_total, s->bytes_in,
-                                 s->bytes_out,         s->variables,
-                                 s->variable_bytes,    s->memory_used,
-                                 s->rejected_frames,   s->limit_disconnects,
-                                 s->admission_waits,   s->admission_timeouts,
-                                 s->admission_queue,   s->slow_upload_disconnects,
-                                 s->everysec_delays,   s->everysec_delay_ms};
-        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-            psctl_json_key(&j, keys[i]);
-            psctl_json_u64(&j, vals[i]);
-        }
-        psctl_json_key(&j, "methods");
+        psctl_json_key(&j, "calls");
+        psctl_json_u64(&j, m->calls);
+        psctl_json_key(&j, "errors");
+        psctl_json_u64(&j, m->errors);
+        psctl_json_key(&j, "rejected");
+        psctl_json_u64(&j, m->rejected);
+        psctl_json_key(&j, "replies");
         psctl_json_obj(&j);
-        for (size_t i = 0; i < s->nmethods; i++) {
-            psctl_json_key(&j, s->methods[i].method);
-            psctl_json_obj(&j);
-            psctl_json_key(&j, "calls");
-            psctl_json_u64(&j, s->methods[i].calls);
-            psctl_json_key(&j, "errors");
-            psctl_json_u64(&j, s->methods[i].errors);
-            psctl_json_key(&j, "rejected");
-            psctl_json_u64(&j, s->methods[i].rejected);
-            psctl_json_obj_end(&j);
+        for (int c = 0; c <= PS_CODE_MAX; c++) {
+            if (!m->replies_by_code[c])
+                continue;
+            psctl_json_key(&j, ps_code_name(c));
+            psctl_json_u64(&j, m->replies_by_code[c]);
         }
         psctl_json_obj_end(&j);
+        json_hist(&j, "latency", &m->latency);
         psctl_json_obj_end(&j);
-        psctl_json_end(&j);
-        ps_admin_stats_free(s);
-        return PSCTL_EXIT_OK;
     }
-    char a[32], b[32];
-    psctl_table_t *t = psctl_table_new(2);
-    psctl_table_t *m = psctl_table_new(4);
-    if (!t || !m) {
-        psctl_table_free(t);
-        psctl_table_free(m);
-        ps_admin_stats_free(s);
-        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-        return psctl_fail(ctx, &err);
-    }
+    psctl_json_obj_end(&j);
+    psctl_json_obj_end(&j);
+    psctl_json_end(&j);
+}
+
+static void
+print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_table_t *m)
+{
+    char a[32], b[32], c[32];
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "server");
     psctl_table_cell(t, "psd %s at %s", s->version, ps_admin_address(ctx->admin));
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "state");
+    psctl_table_cell(t, "%s (recovery took %.3f s)", s->state, s->recovery_seconds);
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "uptime");
     psctl_table_cell(t, "%s", psctl_fmt_duration(s->uptime_ms, a, sizeof a));
@@ -91,12 +168,17 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
                      psctl_fmt_size(s->variable_bytes, a, sizeof a));
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "memory");
-    psctl_table_cell(t, "%s", psctl_fmt_size(s->memory_used, a, sizeof a));
+    if (s->memory_limit_bytes)
+        psctl_table_cell(t, "%s of %s", psctl_fmt_size(s->memory_used, a, sizeof a),
+                         psctl_fmt_size(s->memory_limit_bytes, b, sizeof b));
+    else
+        psctl_table_cell(t, "%s (no limit)", psctl_fmt_size(s->memory_used, a, sizeof a));
     psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "rejected");
-    psctl_table_cell(t, "%llu frames, %llu limit disconnects",
-                     (unsigned long long) s->rejected_frames,
-                     (unsigned long long) s->limit_disconnects);
+    psctl_table_cell(t, "payload budget");
+    psctl_table_cell(t, "%s in flight of %s, %llu refused",
+                     psctl_fmt_size(s->payload_inflight_bytes, a, sizeof a),
+                     psctl_fmt_size(s->payload_budget_bytes, b, sizeof b),
+                     (unsigned long long) s->payload_budget_rejections);
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "admission");
     psctl_table_cell(t,
@@ -107,18 +189,51 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
                      (unsigned long long) s->admission_timeouts,
                      (unsigned long long) s->slow_upload_disconnects);
     psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "rejected");
+    psctl_table_cell(t, "%llu frames, %llu limit disconnects",
+                     (unsigned long long) s->rejected_frames,
+                     (unsigned long long) s->limit_disconnects);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "write-ahead log");
+    psctl_table_cell(
+        t, "%llu records, %s, %llu writes; fsync %llu, p50 %s, p99 %s",
+        (unsigned long long) s->wal_records, psctl_fmt_size(s->wal_bytes, a, sizeof a),
+        (unsigned long long) s->wal_writes, (unsigned long long) s->wal_fsync.count,
+        psctl_fmt_seconds(ps_admin_histogram_quantile(&s->wal_fsync, 0.5), b, sizeof b),
+        psctl_fmt_seconds(ps_admin_histogram_quantile(&s->wal_fsync, 0.99), c, sizeof c));
+    psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "everysec");
     psctl_table_cell(t, "replies held for an overdue sync %llu times, %s in all",
                      (unsigned long long) s->everysec_delays,
                      psctl_fmt_duration(s->everysec_delay_ms, a, sizeof a));
-    psctl_table_print(t, ctx, stdout);
-    psctl_table_free(t);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "checkpoints");
+    if (s->last_checkpoint_unix_ms) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        int64_t age = now_ms - s->last_checkpoint_unix_ms;
+        psctl_table_cell(
+            t, "%llu written, %llu failed; p50 %s; last %s ago",
+            (unsigned long long) s->checkpoints, (unsigned long long) s->checkpoint_failures,
+            psctl_fmt_seconds(ps_admin_histogram_quantile(&s->checkpoint_duration, 0.5), a,
+                              sizeof a),
+            psctl_fmt_duration(age > 0 ? (uint64_t) age : 0, b, sizeof b));
+    } else {
+        psctl_table_cell(t, "%llu written, %llu failed; none since start",
+                         (unsigned long long) s->checkpoints,
+                         (unsigned long long) s->checkpoint_failures);
+    }
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "metrics port");
+    psctl_table_cell(t, "%llu requests, %llu refused",
+                     (unsigned long long) s->metrics_http_requests,
+                     (unsigned long long) s->metrics_http_refused);
 
     psctl_table_row(m, PSCTL_BOLD, 0);
-    psctl_table_cell(m, "METHOD");
-    psctl_table_cell(m, "CALLS");
-    psctl_table_cell(m, "ERRORS");
-    psctl_table_cell(m, "REJECTED");
+    const char *heads[] = {"METHOD", "CALLS", "ERRORS", "REJECTED", "P50", "P99", "ERROR CODES"};
+    for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++)
+        psctl_table_cell(m, "%s", heads[i]);
     for (size_t i = 0; i < s->nmethods; i++) {
         const ps_admin_method_stats_t *ms = &s->methods[i];
         psctl_table_row(m, ms->errors || ms->rejected ? PSCTL_RED : NULL, 0);
@@ -126,12 +241,56 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
         psctl_table_cell(m, "%llu", (unsigned long long) ms->calls);
         psctl_table_cell(m, "%llu", (unsigned long long) ms->errors);
         psctl_table_cell(m, "%llu", (unsigned long long) ms->rejected);
+        psctl_table_cell(
+            m, "%s",
+            psctl_fmt_seconds(ps_admin_histogram_quantile(&ms->latency, 0.5), a, sizeof a));
+        psctl_table_cell(
+            m, "%s",
+            psctl_fmt_seconds(ps_admin_histogram_quantile(&ms->latency, 0.99), a, sizeof a));
+        char codes[256] = "";
+        size_t len = 0;
+        for (int k = 1; k <= PS_CODE_MAX && len < sizeof codes; k++) {
+            if (ms->replies_by_code[k])
+                len +=
+                    (size_t) snprintf(codes + len, sizeof codes - len, "%s%s=%llu", len ? " " : "",
+                                      ps_code_name(k), (unsigned long long) ms->replies_by_code[k]);
+        }
+        psctl_table_cell(m, "%s", codes);
     }
-    psctl_table_align_right(m, 1);
-    psctl_table_align_right(m, 2);
-    psctl_table_align_right(m, 3);
+    for (size_t col = 1; col <= 5; col++)
+        psctl_table_align_right(m, col);
+}
+
+int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
+{
+    (void) args;
+    int rc = psctl_connect(ctx);
+    if (rc)
+        return rc;
+    ps_admin_stats_t *s = NULL;
+    ps_error_t err;
+    ps_error_clear(&err);
+    if (ps_admin_stats(ctx->admin, &s, &err) != 0)
+        return psctl_fail(ctx, &err);
+    if (ctx->json) {
+        print_json(ctx, s);
+        ps_admin_stats_free(s);
+        return PSCTL_EXIT_OK;
+    }
+    psctl_table_t *t = psctl_table_new(2);
+    psctl_table_t *m = psctl_table_new(7);
+    if (!t || !m) {
+        psctl_table_free(t);
+        psctl_table_free(m);
+        ps_admin_stats_free(s);
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return psctl_fail(ctx, &err);
+    }
+    print_text(ctx, s, t, m);
+    psctl_table_print(t, ctx, stdout);
     printf("\n");
     psctl_table_print(m, ctx, stdout);
+    psctl_table_free(t);
     psctl_table_free(m);
     ps_admin_stats_free(s);
     return PSCTL_EXIT_OK;

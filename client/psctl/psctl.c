@@ -38,10 +38,22 @@ static const psctl_cmd_t commands[] = {
      "Delete the named variables, or every variable under SCOPE/ (the prefix must end in '/').\n"
      "On a terminal psctl asks for confirmation unless --yes is given; when standard input is\n"
      "not a terminal, --yes is required. Deletion is atomic: an unknown name deletes nothing."},
-    {"stats", "", "psd's counters: connections, requests by method, bytes, memory", 0, 0,
+    {"stats", "", "psd's counters: connections, requests by method, bytes, memory, log", 0, 0,
      psctl_cmd_stats, NULL,
-     "Print psd's uptime, connections, bytes in and out, variables and their bytes, memory in\n"
-     "use, rejected frames, and calls, errors and rejections per RPC method."},
+     "Print the figures psd's /metrics exports: state and recovery time, uptime, connections,\n"
+     "bytes in and out, variables and their bytes, memory and its limit, the payload budget,\n"
+     "rejected frames, the write-ahead log (records, bytes, writes, fsync latency), checkpoints\n"
+     "(count, failures, duration, age), the metrics port, and per RPC method calls, errors,\n"
+     "rejections, latency quantiles (p50, p99, estimated from histogram buckets as Prometheus\n"
+     "does) and error replies by status code."},
+    {"top", "[--interval SECONDS] [--count N] [--rows N]",
+     "live view of request rates, latencies and the busiest variables", 0, 0, psctl_cmd_top,
+     psctl_opts_top,
+     "Refresh one screen every SECONDS (default 2): requests per second and p50/p99 latency per\n"
+     "method over the last interval, bytes in and out per second, connections, and the busiest\n"
+     "variables (reads and writes per second, among the N*4 with the most accesses since psd\n"
+     "started). On a terminal the screen is redrawn in place until q or Ctrl-C; otherwise (or\n"
+     "with --count N) it prints N plain-text reports, one per interval, and exits."},
     {"save", "PATH", "write a checkpoint of every variable to PATH on psd's filesystem", 1, 1,
      psctl_cmd_save, NULL,
      "Ask psd to write every variable (values and metadata) to PATH, a file on psd's own\n"

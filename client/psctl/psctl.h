@@ -77,6 +77,7 @@ int psctl_cmd_rm(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_save(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_restore(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args);
 
 /* Option tables of the commands that take options (indexes are used by the bodies). */
 extern const psctl_opt_t psctl_opts_ls[];
@@ -84,6 +85,7 @@ extern const psctl_opt_t psctl_opts_get[];
 extern const psctl_opt_t psctl_opts_set[];
 extern const psctl_opt_t psctl_opts_rm[];
 extern const psctl_opt_t psctl_opts_restore[];
+extern const psctl_opt_t psctl_opts_top[];
 
 /* ---- shared helpers (util.c) ---- */
 
@@ -117,6 +119,9 @@ char *psctl_fmt_shape(const int64_t *dims, unsigned rank, char *out, size_t cap)
 
 /** "1h 02m 03s", "45.2s". Returns out. */
 char *psctl_fmt_duration(uint64_t ms, char *out, size_t cap);
+
+/** A latency: "45us", "1.2ms", "2.50s"; "-" for 0 (no data). Returns out. */
+char *psctl_fmt_seconds(double s, char *out, size_t cap);
 
 /* SGR colours; psctl_color returns "" when colour is off for that stream. */
 #define PSCTL_BOLD  "\033[1m"

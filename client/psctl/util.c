@@ -215,6 +215,19 @@ char *psctl_fmt_duration(uint64_t ms, char *out, size_t cap)
     return out;
 }
 
+char *psctl_fmt_seconds(double s, char *out, size_t cap)
+{
+    if (s <= 0)
+        snprintf(out, cap, "-");
+    else if (s < 1e-3)
+        snprintf(out, cap, "%.0fus", s * 1e6);
+    else if (s < 1)
+        snprintf(out, cap, "%.1fms", s * 1e3);
+    else
+        snprintf(out, cap, "%.2fs", s);
+    return out;
+}
+
 const char *psctl_color(const psctl_ctx_t *ctx, const char *sgr)
 {
     return ctx && ctx->color ? sgr : "";

@@ -1,6 +1,5 @@
 /* The status table (PS_STATUS_MAP) turned into names and texts, and ps_error_t formatting: every
- * fallible call of pscope reports a TensorFlow canonical code and a one-line message through here.
- */
+ * fallible call of pscope reports a TensorFlow canonical code and its message through here. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,13 +28,8 @@ int ps_error_set(ps_error_t *err, int code, const char *fmt, ...)
     }
     if (n < 0)
         snprintf(buf, sizeof buf, "%s", ps_strerror(code));
-    /* One line per message, whatever the arguments held (Redis's sdsmapchars rule). */
-    for (char *p = buf; *p != '\0'; p++) {
-        if (*p == '\r' || *p == '\n')
-            *p = ' ';
-    }
     err->code = code;
-    memcpy(err->msg, buf, sizeof buf);
+    memcpy(err->msg, buf, strlen(buf) + 1);
     return code;
 }
 

@@ -276,12 +276,17 @@ static void on_ckpt_done(uv_work_t *req, int status)
         uint64_t old = p->base_gen;
         p->base_gen = j->new_gen;
         psd_wal_remove_segments(p, old, j->new_gen);
+        p->rpc->pm.checkpoints++;
+        psd_hist_observe(&p->rpc->pm.checkpoint,
+                         (psd_persist_mono_ms() - j->started_ms) * 1000000u);
+        p->rpc->pm.last_checkpoint_wall_ms = psd_persist_wall_ms();
         PS_LOG(PS_LOG_NOTICE, "persist",
                "checkpoint written: vars=%zu bytes=%llu ms=%llu loop_us=%llu log_gen=%llu", j->n,
                (unsigned long long) j->bytes,
                (unsigned long long) (psd_persist_mono_ms() - j->started_ms),
                (unsigned long long) j->loop_us, (unsigned long long) j->new_gen);
     } else {
+        p->rpc->pm.checkpoint_failures++;
         PS_LOG(PS_LOG_WARNING, "persist", "checkpoint failed, the log is kept: %s",
                status ? uv_strerror(status) : j->err.msg);
     }

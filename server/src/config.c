@@ -83,6 +83,11 @@ static const cfg_desc_t descs[] = {
      CFG_MUTABLE, "MS", "the window --min-upload-rate is measured over"},
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
+    {"metrics-listen", CFG_STRING, OFF(metrics_listen), 0, 0, "", 0, "HOST:PORT",
+     "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (\"\" = off; port 0 picks "
+     "one)"},
+    {"metrics-port-file", CFG_STRING, OFF(metrics_port_file), 0, 0, "", 0, "FILE",
+     "after the metrics port listens (before recovery), write its number here"},
     {"data-dir", CFG_STRING, OFF(data_dir), 0, 0, "", 0, "DIR",
      "keep a write-ahead log and checkpoints here and recover from them at start (\"\" = none)"},
     {"fsync", CFG_STRING, OFF(fsync), 0, 0, "everysec", 0, "POLICY",

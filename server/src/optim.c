@@ -435,8 +435,10 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
             *p = (int32_t) ((uint32_t) *p + 1u);
         }
     }
-    for (size_t i = 0; i < st->ntargets; i++)
+    for (size_t i = 0; i < st->ntargets; i++) {
         st->targets[i]->version++;
+        st->targets[i]->writes++;
+    }
 }
 
 static int64_t read_step(const psd_var_t *gs)

@@ -1,5 +1,6 @@
 /* psd's persistence, the lifecycle that ties its modules together (docs/persistence.md): open
- * (lock the data directory, recover, install the rpc hooks, start the timers), close and free, and
+ * (lock the data directory, recover; no loop handle is touched, so it may run on a worker thread),
+ * start (install the rpc hooks, start the timers, on the loop), close and free, and
  * the small helpers the modules share. The log is wal.c, recovery recovery.c, checkpoint
  * scheduling ckpt_sched.c, SAVE and RESTORE save_restore.c; the file formats are ckpt.c. */
 #include <errno.h>
@@ -122,6 +123,14 @@ int psd_persist_open(psd_persist_t **out,
         psd_persist_free(p);
         return rc;
     }
+    *out = p;
+    return 0;
+}
+
+void psd_persist_start(psd_persist_t *p)
+{
+    psd_rpc_t *rpc = p->rpc;
+    uv_loop_t *loop = p->loop;
     rpc->hooks.ctx = p;
     rpc->hooks.handle = psd_save_restore_handle;
     rpc->hooks.cancel = psd_save_restore_cancel;
@@ -145,10 +154,11 @@ int psd_persist_open(psd_persist_t **out,
                "written");
 #endif
         PS_LOG(PS_LOG_NOTICE, "persist", "write-ahead log %s/wal-%llu.log fsync=%s", p->dir,
-               (unsigned long long) p->gen, o->fsync);
+               (unsigned long long) p->gen,
+               p->policy == PSD_FSYNC_ALWAYS ? "always"
+               : p->policy == PSD_FSYNC_NO   ? "no"
+                                             : "everysec");
     }
-    *out = p;
-    return 0;
 }
 
 static void close_timer(uv_timer_t *t)

@@ -37,8 +37,8 @@ typedef struct psd_persist psd_persist_t;
 
 /**
  * Set up persistence for rpc's store on loop: with a data directory, lock it, load its checkpoint,
- * replay its log (a torn tail is truncated with a WARNING naming the offset), open the log for
- * appending, and start the checkpoint and fsync timers; in every case install rpc's hooks. Returns
+ * replay its log (a torn tail is truncated with a WARNING naming the offset) and open the log for
+ * appending; no loop handle is touched (psd_persist_start does that). Returns
  * 0 with *out, or a code with err naming the file, the offset and the record when recovery is
  * impossible (corruption in the middle of the log, a corrupt checkpoint, a missing segment), or the
  * directory cannot be used. On error nothing is left running and rpc's hooks are cleared.
@@ -48,6 +48,13 @@ int psd_persist_open(psd_persist_t **out,
                      psd_rpc_t *rpc,
                      const psd_persist_opts_t *o,
                      ps_error_t *err);
+
+/**
+ * Start serving after psd_persist_open, on the loop thread: install rpc's hooks and start the
+ * fsync and checkpoint timers. psd_persist_open touches no loop handle, so it (the recovery) may
+ * run on another thread while the loop serves health checks; this call then hands the store back.
+ */
+void psd_persist_start(psd_persist_t *p);
 
 /**
  * The flush point (call before replies are written, once per loop iteration): write the records

@@ -100,6 +100,16 @@ static int replay_record(void *vctx, const psd_wal_rec_t *rec, ps_error_t *err)
     psd_req_t *req = NULL;
     psd_rpc_action_t act =
         psd_rpc_begin(p->rpc, hdr, rec->header_len, rec->payload_len, &sink, &req);
+    if (act == PSD_RPC_ADMIT) {
+        /* A replayed record is not an upload to budget: take it now. */
+        if (psd_rpc_admit(p->rpc, req, NULL, err) != 0) {
+            psd_req_free(req);
+            p->rpc->now_ms_override = 0;
+            return ps_error_set(err, err->code, "write-ahead log %s: record %llu: %s", c->path,
+                                (unsigned long long) rec->number, err->msg);
+        }
+        act = PSD_RPC_READ_PAYLOAD;
+    }
     int rc = 0;
     if (act == PSD_RPC_READ_PAYLOAD) {
         size_t nsegs = 0;

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
 #include <ps/dtype.h>
 #include <ps/internal/alloc.h>
 #include <ps/internal/log.h>
@@ -33,6 +35,7 @@ struct psd_req {
     Pscope__V1__Header *hdr;
     const struct psd_method *m;
     uint64_t payload_len;
+    uint64_t t0_ns;      /* uv_hrtime when the header arrived (request latency) */
     uint64_t *inflight;  /* the counter that reserved counts in (rpc->stats.payload_inflight) */
     uint64_t reserved;   /* payload bytes this request holds against lim.max_inflight_payload */
     uint64_t *peer_held; /* its peer's share of the budget (admit.c), or NULL */
@@ -710,6 +713,55 @@ static int handle_delete(psd_rpc_t *rpc,
 
 static const psd_method_t *methods_table(size_t *n);
 
+#define STATS_TOP_MAX 1000
+
+static Pscope__V1__Histogram *hist_pb(psd_req_t *r, const psd_hist_t *h)
+{
+    Pscope__V1__Histogram *o = scratch_alloc(r, sizeof *o);
+    uint64_t *b = scratch_alloc(r, (PSD_HIST_BOUNDS + 1) * sizeof *b);
+    if (!o || !b)
+        return NULL;
+    pscope__v1__histogram__init(o);
+    memcpy(b, h->buckets, (PSD_HIST_BOUNDS + 1) * sizeof *b);
+    o->n_bounds_seconds = PSD_HIST_BOUNDS;
+    o->bounds_seconds = (double *) psd_hist_bounds;
+    o->n_buckets = PSD_HIST_BOUNDS + 1;
+    o->buckets = b;
+    o->count = h->count;
+    o->sum_seconds = (double) h->sum_ns / 1e9;
+    return o;
+}
+
+/* The busiest variables, as many as the request asked for (capped). */
+static int stats_top(psd_rpc_t *rpc, psd_req_t *r, Pscope__V1__StatsReply *rep)
+{
+    const Pscope__V1__StatsRequest *q = r->hdr->stats;
+    size_t want = q ? q->top_variables : 0;
+    if (want > STATS_TOP_MAX)
+        want = STATS_TOP_MAX;
+    if (!want)
+        return 0;
+    psd_var_t **vars = scratch_alloc(r, want * sizeof *vars);
+    if (!vars)
+        return -1;
+    size_t n = psd_store_busiest(rpc->store, vars, want);
+    Pscope__V1__VariableStats *vs = scratch_alloc(r, (n ? n : 1) * sizeof *vs);
+    Pscope__V1__VariableStats **vp = scratch_alloc(r, (n ? n : 1) * sizeof *vp);
+    if (!vs || !vp)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        pscope__v1__variable_stats__init(&vs[i]);
+        vs[i].name.data = (uint8_t *) psd_var_name(vars[i]);
+        vs[i].name.len = vars[i]->name_len;
+        vs[i].reads = vars[i]->reads;
+        vs[i].writes = vars[i]->writes;
+        vp[i] = &vs[i];
+    }
+    rep->n_top_variables = n;
+    rep->top_variables = vp;
+    return 0;
+}
+
 static int handle_stats(psd_rpc_t *rpc,
                         psd_req_t *r,
                         Pscope__V1__Header *out,
@@ -748,13 +800,34 @@ static int handle_stats(psd_rpc_t *rpc,
     rep->everysec_delays = st->everysec_delays;
     rep->everysec_delay_ms = st->everysec_delay_ms;
     rep->version = (char *) PS_VERSION_STRING;
+    rep->state = (char *) psd_state_name(rpc->ops.state);
+    rep->recovery_seconds = rpc->ops.recovery_seconds;
+    rep->payload_budget_bytes = rpc->lim.max_inflight_payload;
+    rep->memory_limit_bytes = rpc->lim.max_memory;
+    rep->wal_records = rpc->pm.wal_records;
+    rep->wal_bytes = rpc->pm.wal_bytes;
+    rep->wal_writes = rpc->pm.wal_writes;
+    rep->checkpoints = rpc->pm.checkpoints;
+    rep->checkpoint_failures = rpc->pm.checkpoint_failures;
+    rep->last_checkpoint_unix_ms = rpc->pm.last_checkpoint_wall_ms;
+    rep->metrics_http_requests = rpc->ops.http_requests;
+    rep->metrics_http_refused = rpc->ops.http_refused;
+    if (!(rep->wal_fsync = hist_pb(r, &rpc->pm.fsync)) ||
+        !(rep->checkpoint_duration = hist_pb(r, &rpc->pm.checkpoint)) ||
+        stats_top(rpc, r, rep) != 0)
+        return oom(err);
     for (size_t i = 0; i < nmethods; i++) {
-        const psd_method_counters_t *c = &rpc->counters[methods[i].method];
+        uint32_t mth = methods[i].method;
+        const psd_method_counters_t *c = &rpc->counters[mth];
         pscope__v1__method_stats__init(&ms[i]);
         ms[i].method = (char *) methods[i].name;
         ms[i].calls = c->calls;
         ms[i].errors = c->errors;
         ms[i].rejected = c->rejected;
+        ms[i].n_replies_by_code = PS_CODE_MAX + 1;
+        ms[i].replies_by_code = (uint64_t *) rpc->mm[mth].replies;
+        if (!(ms[i].latency = hist_pb(r, &rpc->mm[mth].latency)))
+            return oom(err);
         msp[i] = &ms[i];
     }
     rep->n_methods = nmethods;
@@ -1089,6 +1162,8 @@ static psd_rpc_action_t reject(psd_rpc_t *rpc,
     PS_LOG(PS_LOG_DEBUG, "rpc", "rejected req=%llu method=%u code=%s msg=\"%s\"",
            (unsigned long long) id, method, ps_code_name(err->code), err->msg);
     psd_rpc_reply_error(rpc, sink, id, method, err->code, err->msg);
+    if (method <= PSD_METHOD_MAX && psd_method_name(method))
+        psd_rpc_count_reply(rpc, method, err->code, r ? r->t0_ns : uv_hrtime());
     psd_req_free(r);
     return PSD_RPC_SKIP_PAYLOAD;
 }
@@ -1211,8 +1286,10 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     ps_error_clear(&err);
     *req = NULL;
     psd_req_t *r = ps_malloc(sizeof *r);
-    if (r)
+    if (r) {
         memset(r, 0, offsetof(psd_req_t, arena)); /* the arena is zeroed piecewise as used */
+        r->t0_ns = uv_hrtime();
+    }
     if (!r) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return reject(rpc, sink, NULL, 0, 0, &err);
@@ -1308,6 +1385,7 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
     rpc->cur_sink = sink;
+    rpc->req_t0_ns = r->t0_ns;
     if (!rc)
         rc = m->handler(rpc, r, &out, &blobs, &nblobs, &err);
     rpc->cur_sink = NULL;
@@ -1329,7 +1407,23 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
                (unsigned long long) out.id, m->name, nblobs);
         emit_reply(rpc, sink, &out, blobs, nblobs);
     }
+    psd_rpc_count_reply(rpc, m->method, rc, r->t0_ns);
     psd_req_free(r);
+}
+
+void psd_rpc_count_reply(psd_rpc_t *rpc, uint32_t method, int code, uint64_t t0_ns)
+{
+    if (method > PSD_METHOD_MAX)
+        return;
+    psd_method_metrics_t *mm = &rpc->mm[method];
+    mm->replies[code >= 0 && code <= PS_CODE_MAX ? code : PS_ERR_UNKNOWN]++;
+    uint64_t now = uv_hrtime();
+    psd_hist_observe(&mm->latency, now > t0_ns ? now - t0_ns : 0);
+}
+
+void psd_rpc_reset_metrics(psd_rpc_t *rpc)
+{
+    memset(rpc->mm, 0, sizeof rpc->mm);
 }
 
 int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)

@@ -14,6 +14,7 @@
 
 #include "blob.h"
 #include "config.h"
+#include "metrics.h"
 #include "optim.h"
 #include "store.h"
 
@@ -102,7 +103,8 @@ typedef struct psd_rpc {
     const struct psd_reply_sink *cur_sink;
     void (*sink_defer)(const struct psd_reply_sink *sink, int on);
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
-    int64_t req_ms; /* the request being handled: its one wall-clock reading (store and log) */
+    int64_t req_ms;     /* the request being handled: its one wall-clock reading (store and log) */
+    uint64_t req_t0_ns; /* the request being handled: when its header arrived (uv_hrtime) */
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
@@ -116,6 +118,9 @@ typedef struct psd_rpc {
     psd_stats_t stats;
     uint64_t server_id;
     psd_method_counters_t counters[PSD_METHOD_MAX + 1];
+    psd_method_metrics_t mm[PSD_METHOD_MAX + 1]; /* replies by code, latency (metrics.c) */
+    psd_persist_metrics_t pm;                    /* counted by persist.c */
+    psd_ops_metrics_t ops;                       /* readiness, recovery, metrics port */
 } psd_rpc_t;
 
 /**
@@ -202,6 +207,16 @@ void psd_rpc_reply_error(psd_rpc_t *rpc,
                          uint32_t method,
                          int code,
                          const char *msg);
+
+/**
+ * Count a reply of method with status code for the metrics, with the latency since t0_ns
+ * (uv_hrtime of the header's arrival). psd_rpc_finish and validation refusals call it; a handler
+ * that deferred its reply calls it when the reply goes out.
+ */
+void psd_rpc_count_reply(psd_rpc_t *rpc, uint32_t method, int code, uint64_t t0_ns);
+
+/** Forget the per-method metrics (after the log's replay: they describe served requests). */
+void psd_rpc_reset_metrics(psd_rpc_t *rpc);
 
 /** Milliseconds on the monotonic clock (uptime base). */
 uint64_t psd_monotonic_ms(void);

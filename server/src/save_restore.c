@@ -49,6 +49,7 @@ typedef struct save_job {
     size_t n;
     uint64_t bytes;
     uint64_t started_ms;
+    uint64_t t0_ns; /* the request's arrival, for its latency */
     int rc;
     ps_error_t err;
 } save_job_t;
@@ -101,6 +102,7 @@ static void on_save_done(uv_work_t *req, int status)
         }
         p->rpc->sink_defer(j->sink, 0);
     }
+    psd_rpc_count_reply(p->rpc, j->method, j->rc, j->t0_ns);
     ps_free(j->path);
     ps_free(j);
 }
@@ -134,6 +136,7 @@ save_async(psd_persist_t *p, const Pscope__V1__Header *req, const char *path, ps
     j->id = req->id;
     j->method = req->method;
     j->started_ms = psd_persist_mono_ms();
+    j->t0_ns = p->rpc->req_t0_ns;
     j->req.data = j;
     int urc = uv_queue_work(p->loop, &j->req, on_save_work, on_save_done);
     if (urc != 0) {
@@ -639,11 +642,16 @@ static int handle_restore(psd_persist_t *p,
     uint64_t *versions = NULL;
     restore_log_t L;
     memset(&L, 0, sizeof L);
+    /* A missing file: Saver.restore checks checkpoint_exists first and raises ValueError
+     * (INVALID_ARGUMENT); init_from_checkpoint's reader raises NotFoundError. */
     if (!rc && (rc = psd_ckpt_open(path, &r, err)) != 0 && rc == PS_ERR_NOT_FOUND)
-        rc = ps_error_set(err, PS_ERR_NOT_FOUND,
-                          "Unsuccessful TensorSliceReader constructor: "
-                          "Failed to find any matching files for %s",
-                          path);
+        rc = q->style == PSCOPE__V1__RESTORE_STYLE__RESTORE_SAVER
+                 ? ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "The passed save_path is not a valid checkpoint: %s", path)
+                 : ps_error_set(err, PS_ERR_NOT_FOUND,
+                                "Unsuccessful TensorSliceReader constructor: "
+                                "Failed to find any matching files for %s",
+                                path);
     if (!rc)
         rc = psd_restore_resolve(p->rpc->store, r, path, pairs, q->n_map, (int) q->style,
                                  q->create_missing, &items, &n, err);

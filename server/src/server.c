@@ -1,7 +1,9 @@
 /* psd's server: one libuv loop owning the listener, every connection and the store (through rpc);
- * the flush point (a uv_prepare_t before each poll) that drains connections with buffered frames
- * and then issues at most one uv_write per connection; the read-timeout sweep; SIGINT/SIGTERM
- * handling and the clean shutdown that flushes replies, closes every handle and closes the loop. */
+ * the start sequence (metrics port first, then recovery on a worker thread, then the data port:
+ * the readiness state /readyz reports); the flush point (a uv_prepare_t before each poll) that
+ * drains connections with buffered frames and then issues at most one uv_write per connection;
+ * the read-timeout sweep; SIGINT/SIGTERM handling and the clean shutdown that flushes replies,
+ * closes every handle and closes the loop. */
 #include "server.h"
 
 #include <signal.h>
@@ -137,6 +139,7 @@ static void finish(psd_server_t *srv)
         return;
     srv->finished = 1;
     psd_persist_close(srv->persist);
+    psd_mhttp_close(srv->mhttp);
     close_if_open((uv_handle_t *) &srv->listener);
     close_if_open((uv_handle_t *) &srv->sigint);
     close_if_open((uv_handle_t *) &srv->sigterm);
@@ -171,6 +174,7 @@ void psd_server_stop(psd_server_t *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    srv->rpc.ops.state = PSD_STATE_STOPPING;
     PS_LOG(PS_LOG_NOTICE, "server", "shutting down: connections=%llu",
            (unsigned long long) srv->rpc.stats.connections_current);
     close_if_open((uv_handle_t *) &srv->listener);
@@ -196,6 +200,80 @@ static void walk_close(uv_handle_t *h, void *arg)
 {
     (void) arg;
     close_if_open(h);
+}
+
+static void mhttp_render(void *ctx, psd_expo_t *w)
+{
+    psd_server_t *srv = ctx;
+    psd_metrics_render(w, &srv->rpc);
+}
+
+static int open_persist(psd_server_t *srv, psd_persist_t **out, double *seconds, ps_error_t *err)
+{
+    const psd_config_t *cfg = &srv->cfg;
+    psd_persist_opts_t po = {.data_dir = cfg->data_dir,
+                             .fsync = cfg->fsync,
+                             .checkpoint_interval_s = cfg->checkpoint_interval_s,
+                             .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
+                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes,
+                             .everysec_max_lag_ms = cfg->everysec_max_lag_ms};
+    uint64_t t0 = uv_hrtime();
+    int rc = psd_persist_open(out, &srv->loop, &srv->rpc, &po, err);
+    *seconds = (double) (uv_hrtime() - t0) / 1e9;
+    return rc;
+}
+
+/* Recovery is over (on the loop thread): hand the store to the loop, open the data port. */
+static int become_ready(psd_server_t *srv, psd_persist_t *p, ps_error_t *err)
+{
+    srv->persist = p;
+    /* The replay is not served traffic. */
+    psd_rpc_reset_metrics(&srv->rpc);
+    psd_store_reset_access_counts(srv->rpc.store);
+    psd_persist_start(p);
+    srv->rpc.admission = 1; /* served payloads wait for admission (admit.c); the replay did not */
+    int rc = psd_net_listen(srv, err);
+    if (!rc)
+        rc = psd_net_write_port_file("port-file", srv->cfg.port_file, srv->port, err);
+    if (rc)
+        return rc;
+    uv_prepare_start(&srv->flush_point, on_flush_point);
+    sweep_restart(srv);
+    srv->rpc.ops.state = PSD_STATE_READY;
+    return 0;
+}
+
+static void on_recovery_work(uv_work_t *w)
+{
+    psd_server_t *srv = w->data;
+    ps_error_clear(&srv->recovery_err);
+    srv->recovery_rc =
+        open_persist(srv, &srv->recovered, &srv->recovery_seconds, &srv->recovery_err);
+}
+
+static void on_recovery_done(uv_work_t *w, int status)
+{
+    psd_server_t *srv = w->data;
+    psd_persist_t *p = srv->recovered;
+    srv->recovered = NULL;
+    ps_error_t err = srv->recovery_err;
+    int rc = srv->recovery_rc;
+    if (status != 0 && !rc)
+        rc = ps_error_set(&err, PS_ERR_INTERNAL, "recovery: %s", uv_strerror(status));
+    if (!rc && srv->stopping) {
+        srv->persist = p; /* stopped while recovering: nothing was served; freed at the end */
+        return;
+    }
+    srv->rpc.ops.recovery_seconds = srv->recovery_seconds;
+    if (!rc) {
+        PS_LOG(PS_LOG_NOTICE, "server", "recovery finished in %.3f s", srv->recovery_seconds);
+        rc = become_ready(srv, p, &err);
+    }
+    if (rc) {
+        PS_LOG(PS_LOG_WARNING, "server", "cannot start: %s", err.msg);
+        srv->failed = 1;
+        psd_server_stop(srv);
+    }
 }
 
 int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err)
@@ -227,18 +305,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     srv->rpc.cfg = &srv->cfg;
     srv->rpc.on_config = on_config_change;
     srv->rpc.on_config_ctx = srv;
-    psd_persist_opts_t po = {.data_dir = cfg->data_dir,
-                             .fsync = cfg->fsync,
-                             .checkpoint_interval_s = cfg->checkpoint_interval_s,
-                             .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
-                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes,
-                             .everysec_max_lag_ms = cfg->everysec_max_lag_ms};
-    rc = psd_persist_open(&srv->persist, &srv->loop, &srv->rpc, &po, err);
-    if (rc) {
-        psd_rpc_deinit(&srv->rpc);
-        uv_loop_close(&srv->loop);
-        return rc;
-    }
+    srv->rpc.ops.state = PSD_STATE_RECOVERING;
     uv_tcp_init(&srv->loop, &srv->listener);
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
@@ -248,26 +315,43 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
     psd_admit_init(&srv->admit, srv);
-    srv->rpc.admission = 1;
     srv->handles_ready = 1;
     srv->sigint.data = srv->sigterm.data = srv;
     srv->flush_point.data = srv;
     srv->sweep.data = srv->stop_timer.data = srv->accept_retry.data = srv;
-    rc = psd_net_listen(srv, err);
-    if (!rc)
-        rc = psd_net_write_port_file(srv, err);
+    srv->recovery.data = srv;
+    rc = 0;
+    if (cfg->metrics_listen[0]) {
+        psd_mhttp_callbacks_t cb = {.ctx = srv, .render = mhttp_render, .ops = &srv->rpc.ops};
+        rc = psd_mhttp_open(&srv->mhttp, &srv->loop, cfg->metrics_listen, &cb, &srv->metrics_port,
+                            err);
+        if (!rc)
+            rc = psd_net_write_port_file("metrics-port-file", cfg->metrics_port_file,
+                                         srv->metrics_port, err);
+    }
+    if (!rc && !cfg->data_dir[0]) {
+        /* Nothing to recover: open the data port now. */
+        psd_persist_t *p = NULL;
+        rc = open_persist(srv, &p, &srv->rpc.ops.recovery_seconds, err);
+        if (!rc)
+            rc = become_ready(srv, p, err);
+    } else if (!rc) {
+        rc = uv_queue_work(&srv->loop, &srv->recovery, on_recovery_work, on_recovery_done);
+        if (rc)
+            rc = ps_error_set(err, PS_ERR_INTERNAL, "uv_queue_work: %s", uv_strerror(rc));
+    }
     if (rc) {
+        psd_mhttp_close(srv->mhttp);
         uv_walk(&srv->loop, walk_close, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv->loop);
+        psd_mhttp_free(srv->mhttp);
         psd_persist_free(srv->persist);
         psd_rpc_deinit(&srv->rpc);
         return rc;
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-    uv_prepare_start(&srv->flush_point, on_flush_point);
-    sweep_restart(srv);
     return 0;
 }
 
@@ -283,10 +367,12 @@ int psd_server_loop(psd_server_t *srv)
     }
     psd_persist_free(srv->persist);
     srv->persist = NULL;
+    psd_mhttp_free(srv->mhttp);
+    srv->mhttp = NULL;
     psd_rpc_deinit(&srv->rpc);
     if (rc != 0)
         PS_LOG(PS_LOG_WARNING, "server", "loop did not close clean: %s", uv_strerror(rc));
-    return rc == 0 ? 0 : 1;
+    return rc == 0 && !srv->failed ? 0 : 1;
 }
 
 /* Raise the soft open-file limit so that --max-connections connections (plus the listener, log and

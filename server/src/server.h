@@ -11,6 +11,8 @@
 
 #include "admit.h"
 #include "config.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "persist.h"
 #include "rpc.h"
 
@@ -40,17 +42,30 @@ typedef struct psd_server {
     int finished;      /* server handles closed */
     int handles_ready; /* the handles above were initialised (for cleanup on a failed start) */
     uint64_t next_conn_id;
+    /* Operations: the metrics port, readiness and the recovery that runs off the loop. */
+    psd_mhttp_t *mhttp; /* NULL without --metrics-listen */
+    int metrics_port;
+    uv_work_t recovery; /* psd_persist_open on a worker thread while the loop answers probes */
+    psd_persist_t *recovered;
+    double recovery_seconds; /* written by the recovery thread, read after it finished */
+    int recovery_rc;
+    ps_error_t recovery_err;
+    int failed; /* recovery or the late start failed: exit 1 */
 } psd_server_t;
 
 /**
- * Start a server on srv (caller storage): initialise the loop, bind and listen on cfg->listen,
- * write cfg->port_file, install signal handlers. Returns 0, or a code with err (the loop is then
- * closed and srv must not be used further).
+ * Start a server on srv (caller storage): initialise the loop, open the metrics port when
+ * configured, install signal handlers, then recover and open the data port. Without --data-dir
+ * there is nothing to recover: the data port listens and the port file is written before this
+ * returns. With one, recovery runs on a worker thread while the loop answers /healthz and /readyz
+ * (503); the data port listens, cfg->port_file is written and srv->state becomes READY once it has
+ * finished (a failure is logged and stops psd with exit status 1). Returns 0, or a code with err
+ * (the loop is then closed and srv must not be used further).
  */
 int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err);
 
-/** Run the loop until shutdown has finished, then close it. Returns 0 when the loop closed clean.
- */
+/** Run the loop until shutdown has finished, then close it. Returns 0 when the loop closed clean
+ * and the start (recovery included) succeeded. */
 int psd_server_loop(psd_server_t *srv);
 
 /** Begin a clean shutdown (what SIGINT/SIGTERM do). Idempotent; call on the loop thread. */
@@ -71,7 +86,21 @@ void psd_server_conn_gone(psd_server_t *srv);
 /** Open the listener on cfg.listen and record the port (net.c). */
 int psd_net_listen(psd_server_t *srv, ps_error_t *err);
 
-/** Write the port file atomically, if configured (net.c). */
-int psd_net_write_port_file(psd_server_t *srv, ps_error_t *err);
+/** Parse HOST:PORT or [V6HOST]:PORT; errors name --flag (net.c). */
+int psd_net_parse_addr(const char *flag,
+                       const char *spec,
+                       struct sockaddr_storage *ss,
+                       ps_error_t *err);
+
+/** Bind tcp (initialised) to spec and listen with cb; *port is the bound port (net.c). */
+int psd_net_bind_listen(uv_tcp_t *tcp,
+                        const char *flag,
+                        const char *spec,
+                        uv_connection_cb cb,
+                        int *port,
+                        ps_error_t *err);
+
+/** Write port to path atomically; "" = nothing to do. Errors name --flag (net.c). */
+int psd_net_write_port_file(const char *flag, const char *path, int port, ps_error_t *err);
 
 #endif /* PSD_SERVER_H */

@@ -570,6 +570,8 @@ int psd_store_pull(
         if (!out[i])
             return ps_error_set(err, PS_ERR_NOT_FOUND, "Variable %s does not exist", names[i]);
     }
+    for (size_t i = 0; i < n; i++)
+        out[i]->reads++;
     return 0;
 }
 
@@ -790,6 +792,7 @@ int psd_store_update(psd_store_t *s,
             apply_item(&items[i], v);
         }
         v->version++;
+        v->writes++;
         versions[i] = v->version;
     }
     if (seq > 0)
@@ -973,6 +976,81 @@ int psd_store_list(psd_store_t *s,
 }
 
 /* ---- persistence ---- */
+
+void psd_store_reset_access_counts(psd_store_t *s)
+{
+    for (size_t i = 0; i < s->cap; i++) {
+        if (s->slots[i])
+            s->slots[i]->reads = s->slots[i]->writes = 0;
+    }
+}
+
+static uint64_t accesses(const psd_var_t *v)
+{
+    return (uint64_t) v->reads + v->writes;
+}
+
+/* 1 when a ranks below b (fewer accesses; on a tie, the later name). */
+static int busy_less(const psd_var_t *a, const psd_var_t *b)
+{
+    uint64_t x = accesses(a), y = accesses(b);
+    if (x != y)
+        return x < y;
+    return strcmp(psd_var_name(a), psd_var_name(b)) > 0;
+}
+
+static void heap_down(psd_var_t **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && busy_less(h[l], h[m]))
+            m = l;
+        if (r < n && busy_less(h[r], h[m]))
+            m = r;
+        if (m == i)
+            return;
+        psd_var_t *t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+size_t psd_store_busiest(const psd_store_t *s, psd_var_t **out, size_t n)
+{
+    size_t k = 0;
+    if (!n)
+        return 0;
+    /* out is a min-heap of the k busiest seen so far: its root is the least busy of them. */
+    for (size_t i = 0; i < s->cap; i++) {
+        psd_var_t *v = s->slots[i];
+        if (!v)
+            continue;
+        if (k < n) {
+            out[k++] = v;
+            for (size_t j = k - 1; j > 0;) { /* sift up */
+                size_t p = (j - 1) / 2;
+                if (!busy_less(out[j], out[p]))
+                    break;
+                psd_var_t *t = out[j];
+                out[j] = out[p];
+                out[p] = t;
+                j = p;
+            }
+        } else if (busy_less(out[0], v)) {
+            out[0] = v;
+            heap_down(out, k, 0);
+        }
+    }
+    /* Heap sort: repeatedly move the least busy to the end, so out ends busiest first. */
+    for (size_t m = k; m > 1; m--) {
+        psd_var_t *t = out[0];
+        out[0] = out[m - 1];
+        out[m - 1] = t;
+        heap_down(out, m - 1, 0);
+    }
+    return k;
+}
 
 psd_dedup_t *psd_store_dedup(psd_store_t *s)
 {

@@ -56,6 +56,9 @@ typedef struct psd_var {
     uint8_t kind;
     uint8_t trainable;
     uint16_t ncollections;
+    /* Accesses since psd started serving (psctl top's busiest variables; wrap at 2^32, which
+     * differences taken between two STATS survive): pulls, and updates or optimizer steps. */
+    uint32_t reads, writes;
     int64_t dims[]; /* rank entries, then the name */
 } psd_var_t;
 
@@ -136,7 +139,8 @@ int psd_store_get_variable(
     psd_store_t *s, const psd_getvar_args_t *a, psd_var_t **out, int *created, ps_error_t *err);
 
 /**
- * Find every name (all-or-nothing): fills out[i]; NOT_FOUND naming the first missing one.
+ * Find every name (all-or-nothing): fills out[i]; NOT_FOUND naming the first missing one. Each
+ * variable found counts one read.
  */
 int psd_store_pull(
     psd_store_t *s, const char *const *names, size_t n, psd_var_t **out, ps_error_t *err);
@@ -205,6 +209,15 @@ int psd_dtype_check(int dtype, const char *what, ps_error_t *err);
 
 /** Bytes of store metadata for v beyond its data (struct, dims, name, blob header, table slot). */
 size_t psd_var_meta_bytes(const psd_var_t *v);
+
+/** Zero every variable's reads and writes (after the log's replay, which is not traffic). */
+void psd_store_reset_access_counts(psd_store_t *s);
+
+/**
+ * The (at most) n variables with the most reads + writes, busiest first (ties by name), into
+ * out[0..n); returns how many. One pass over the table with a heap of n: O(count log n).
+ */
+size_t psd_store_busiest(const psd_store_t *s, psd_var_t **out, size_t n);
 
 /** The update retry table (persistence writes it into checkpoints and loads it back). Borrowed. */
 psd_dedup_t *psd_store_dedup(psd_store_t *s);

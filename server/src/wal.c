@@ -24,7 +24,8 @@
 typedef struct sync_job {
     uv_work_t req;
     struct psd_persist *p;
-    int fd; /* a dup of the log's fd, closed by the job */
+    int fd;      /* a dup of the log's fd, closed by the job */
+    uint64_t ns; /* how long fdatasync took */
     int rc;
     int err_no;
 } sync_job_t;
@@ -174,6 +175,8 @@ void psd_wal_append_request(psd_persist_t *p,
                                             .blob = psd_blob_ref(blobs[i])};
     }
     p->pend_bytes += head + payload;
+    p->rpc->pm.wal_records++;
+    p->rpc->pm.wal_bytes += head + payload;
 }
 
 /* Write every pending piece with writev; the log's fd is O_APPEND-free, positioned at file_len. */
@@ -212,6 +215,7 @@ int psd_wal_write_pending(psd_persist_t *p)
         p->unsynced = 1;
         if (!p->dirty_since_ms)
             p->dirty_since_ms = psd_persist_mono_ms();
+        p->rpc->pm.wal_writes++;
     }
     psd_wal_pend_release(p);
     return 0;
@@ -221,8 +225,10 @@ int psd_wal_sync_now(psd_persist_t *p)
 {
     if (!p->unsynced)
         return 0;
+    uint64_t t0 = uv_hrtime();
     if (fdatasync(p->fd) != 0)
         return -1;
+    psd_hist_observe(&p->rpc->pm.fsync, uv_hrtime() - t0);
     p->unsynced = 0;
     p->dirty_since_ms = 0;
     return 0;
@@ -388,8 +394,10 @@ int psd_wal_rotate(psd_persist_t *p, ps_error_t *err)
 static void on_sync_work(uv_work_t *req)
 {
     sync_job_t *j = req->data;
+    uint64_t t0 = uv_hrtime();
     j->rc = fdatasync(j->fd);
     j->err_no = errno;
+    j->ns = uv_hrtime() - t0;
     close(j->fd);
 }
 
@@ -403,6 +411,8 @@ static void on_sync_done(uv_work_t *req, int status)
     p->inflight_since_ms = 0;
     if (status == 0 && j->rc != 0)
         psd_wal_fatal_io(p, "fdatasync", j->err_no);
+    if (status == 0)
+        psd_hist_observe(&p->rpc->pm.fsync, j->ns);
     ps_free(j);
     everysec_check(p);
 }

@@ -344,6 +344,17 @@ Test(get_variable, collections_and_get_collection)
     cr_assert_eq(
         ps_variable_scope_get_collection(tc_g, vs[0], PS_GLOBAL_VARIABLES, got, 8, &n, &tc_err), 0);
     cr_expect_eq(n, 1);
+    /* At the root TensorFlow's filter is "" (not "/"): every member, in insertion order. */
+    ps_variable_scope_t *root = ps_get_variable_scope(tc_g);
+    cr_assert_eq(ps_variable_scope_name(root)[0], '\0');
+    cr_assert_eq(
+        ps_variable_scope_get_collection(tc_g, root, PS_GLOBAL_VARIABLES, got, 8, &n, &tc_err), 0);
+    cr_expect_eq(n, 4);
+    cr_expect_str_eq(ps_variable_name(got[0]), "nt:0");
+    cr_expect_str_eq(ps_variable_name(got[3]), "foobar/v:0");
+    cr_assert_eq(
+        ps_variable_scope_get_collection(tc_g, root, PS_LOCAL_VARIABLES, got, 8, &n, &tc_err), 0);
+    cr_expect_eq(n, 1);
     cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, "foo_1/", got, 8), 1);
     /* Keys in creation order. */
     cr_expect_str_eq(ps_graph_collection_key(tc_g, 0), PS_LOCAL_VARIABLES);

@@ -8,6 +8,18 @@
 
 #include "test_client_util.h"
 
+#if defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#        define PS_TEST_LSAN 1
+#    endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#    define PS_TEST_LSAN 1
+#endif
+#ifdef PS_TEST_LSAN
+#    include <sanitizer/lsan_interface.h>
+#endif
+
 TestSuite(multiworker, .init = tc_start, .fini = tc_stop, .timeout = 90);
 
 typedef struct model {
@@ -38,15 +50,32 @@ static int build_model(ps_graph_t *g, int64_t kernel_out, model_t *m, ps_error_t
     return ps_get_variable(g, &sa, &m->step, err);
 }
 
-static double checksum(ps_variable_t *v)
+/* The answer to 'W': "sum X" with a position-weighted checksum of the weights, or "error ..." when
+ * the pull fails (so that two failing workers can never give equal answers). */
+static void checksum(FILE *fo, ps_variable_t *v)
 {
     float buf[5 * 5 * 32];
-    if (ps_variable_pull(v, buf, ps_variable_nbytes(v), NULL) != 0)
-        return -1e30;
+    ps_error_t err;
+    int rc = ps_variable_pull(v, buf, ps_variable_nbytes(v), &err);
+    if (rc != 0) {
+        fprintf(fo, "error %s %s\n", ps_code_name(rc), err.msg);
+        return;
+    }
     double s = 0;
     for (size_t i = 0; i < ps_variable_nelems(v); i++)
         s += buf[i] * (double) (i + 1);
-    return s;
+    fprintf(fo, "sum %.6f\n", s);
+}
+
+/* The end of a worker process. It leaves with _exit (the Criterion runner's exit handlers belong to
+ * the parent), so under LeakSanitizer it runs the leak check itself: a leak is exit status 3. */
+static void worker_exit(int status)
+{
+#ifdef PS_TEST_LSAN
+    if (__lsan_do_recoverable_leak_check() != 0)
+        _exit(3);
+#endif
+    _exit(status);
 }
 
 /* A worker process: reads one-letter commands on fd in, answers one line on fd out. */
@@ -60,7 +89,9 @@ static void worker(const char *addr, int in, int out, int64_t kernel_out)
     if (ps_client_connect(addr, NULL, &c, &err) != 0 || ps_graph_new(c, &g, &err) != 0) {
         fprintf(fo, "error %s\n", err.msg);
         fflush(fo);
-        _exit(1);
+        ps_graph_free(g);
+        ps_client_free(c);
+        worker_exit(1);
     }
     char cmd;
     while (read(in, &cmd, 1) == 1) {
@@ -73,7 +104,7 @@ static void worker(const char *addr, int in, int out, int64_t kernel_out)
                         ps_variable_created(m.b), ps_variable_created(m.step),
                         ps_variable_name(m.w));
         } else if (cmd == 'W') {
-            fprintf(fo, "sum %.6f\n", checksum(m.w));
+            checksum(fo, m.w);
         } else if (cmd == 'U') {
             float ones[32];
             int64_t one = 1;
@@ -100,7 +131,7 @@ static void worker(const char *addr, int in, int out, int64_t kernel_out)
     ps_graph_free(g);
     ps_client_free(c);
     fclose(fo);
-    _exit(0);
+    worker_exit(0);
 }
 
 typedef struct proc {
@@ -158,6 +189,8 @@ Test(multiworker, first_creates_second_attaches_updates_are_shared)
     /* Same initial weights on both (initialized once, by psd). */
     ask(&a, 'W', la, sizeof la);
     ask(&b, 'W', lb, sizeof lb);
+    cr_expect_eq(strncmp(la, "sum ", 4), 0, "worker A: %s", la);
+    cr_expect_eq(strncmp(lb, "sum ", 4), 0, "worker B: %s", lb);
     cr_expect_str_eq(la, lb);
     cr_expect_str_neq(la, "sum 0.000000");
     /* An update by A is seen by B's next pull, and the other way round. */

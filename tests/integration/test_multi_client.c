@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "support/psd_launch.h"
+#include "support/require.h"
 #include "support/wire_client.h"
 
 #define F32      PSCOPE__V1__DTYPE__DT_FLOAT
@@ -243,8 +244,8 @@ static void setup_low_fd_limit(void)
     struct rlimit saved, low;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
     if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < MANY_CONNECTIONS + 200)
-        cr_skip_test("hard open-file limit %llu is too low for this test",
-                     (unsigned long long) saved.rlim_max);
+        PS_SKIP_OR_FAIL("hard open-file limit %llu is too low for this test",
+                        (unsigned long long) saved.rlim_max);
     low = saved;
     low.rlim_cur = 256;
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);

@@ -120,11 +120,19 @@ Test(persist_api, transfer_learning_initialises_a_new_model_from_a_checkpoint)
                               "Variable name or other graph key that is missing from the "
                               "checkpoint.") == err.msg,
               "%s", err.msg);
-    cr_assert(strstr(err.msg, "Key old_scope/v2 not found in checkpoint") != NULL, "%s", err.msg);
+    /* The message keeps TensorFlow's newlines from psd to the caller. */
+    cr_assert(strstr(err.msg, "Original error:\n\nKey old_scope/v2 not found in checkpoint") !=
+                  NULL,
+              "%s", err.msg);
 
-    /* A file that is not there. */
+    /* A file that is not there: Saver style is TensorFlow's ValueError (Saver.restore), while
+     * init_from_checkpoint keeps the reader's NotFoundError. */
     cr_assert_eq(ps_checkpoint_restore(c, "/nonexistent/ckpt", NULL, NULL, NULL, &err),
-                 PS_ERR_NOT_FOUND);
+                 PS_ERR_INVALID_ARGUMENT);
+    cr_assert_str_eq(err.msg, "The passed save_path is not a valid checkpoint: /nonexistent/ckpt");
+    cr_assert_eq(ps_init_from_checkpoint(c, "/nonexistent/ckpt", layer, 2, &err), PS_ERR_NOT_FOUND);
+    cr_assert_str_eq(err.msg, "Unsuccessful TensorSliceReader constructor: Failed to find any "
+                              "matching files for /nonexistent/ckpt");
     ps_graph_free(g2);
     ps_graph_free(g1);
     ps_client_free(c);

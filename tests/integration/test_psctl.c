@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdint.h>
@@ -21,6 +22,7 @@
 #include <criterion/criterion.h>
 
 #include "support/psd_launch.h"
+#include "support/require.h"
 #include "support/wire_client.h"
 
 #define RUN_TIMEOUT_MS 30000
@@ -192,9 +194,13 @@ static void run_psctl(run_t *r, const char *const *env, const char *input, const
 
 /*
  * Run psctl on a pseudo-terminal (stdin, stdout and stderr all the terminal). When answer is not
- * NULL it is typed once the prompt "[y/N] " appears. r->out gets everything psctl wrote.
+ * NULL it is typed once prompt appears in the output. r->out gets everything psctl wrote.
  */
-static void run_pty(run_t *r, const char *const *env, const char *answer, const char *const *argv)
+static void run_pty_prompt(run_t *r,
+                           const char *const *env,
+                           const char *prompt,
+                           const char *answer,
+                           const char *const *argv)
 {
     memset(r, 0, sizeof *r);
     append(&r->out, &r->outlen, "", 0);
@@ -227,7 +233,7 @@ static void run_pty(run_t *r, const char *const *env, const char *answer, const 
         if (n <= 0)
             break; /* EIO once the child has exited and closed the terminal */
         append(&r->out, &r->outlen, buf, (size_t) n);
-        if (answer && !answered && strstr(r->out, "[y/N] ")) {
+        if (answer && !answered && strstr(r->out, prompt)) {
             ssize_t w = write(master, answer, strlen(answer));
             cr_assert_eq(w, (ssize_t) strlen(answer));
             answered = 1;
@@ -238,12 +244,18 @@ static void run_pty(run_t *r, const char *const *env, const char *answer, const 
     check_clean(r);
 }
 
+/* run_pty_prompt answering rm's "[y/N] " question. */
+static void run_pty(run_t *r, const char *const *env, const char *answer, const char *const *argv)
+{
+    run_pty_prompt(r, env, "[y/N] ", answer, argv);
+}
+
 static int starts_with(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* The numbers after the word that starts a line of a table ("STATS   1   0   0"). */
+/* The first n numbers after the word that starts a line of a table ("STATS   1   0   0 ..."). */
 static int table_row(const char *text, const char *first, unsigned long long *v, int n)
 {
     char key[64];
@@ -262,7 +274,7 @@ static int table_row(const char *text, const char *first, unsigned long long *v,
             break;
         p = end;
     }
-    return got == n && *p == '\n';
+    return got == n && (*p == '\n' || *p == ' '); /* more columns may follow */
 }
 
 /* ---- a minimal JSON validator (RFC 8259 grammar, no semantics) ---- */
@@ -1054,7 +1066,7 @@ Test(psctl, numpy_round_trip)
 {
     const char *python = numpy_python();
     if (!python)
-        cr_skip_test("no python3 with numpy (Debian package python3-numpy)");
+        PS_SKIP_OR_FAIL("no python3 with numpy (Debian package python3-numpy)");
     static const char *const names[] = {"f4", "f8", "i4", "i8", "scalar", "v2"};
     cr_assert_eq(run_python(python, "save.py",
                             "import os, sys\n"
@@ -1296,12 +1308,19 @@ Test(psctl, stats_in_text_and_json)
     PSCTL(&r, "stats");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     char want[128];
-    snprintf(want, sizeof want, "server       psd 0.1.0 at %s\n", addr);
+    snprintf(want, sizeof want, "server           psd 0.1.0 at %s\n", addr);
     cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
-    cr_assert(strstr(r.out, "\nconnections  "));
-    cr_assert(strstr(r.out, "\nbytes        in "));
-    cr_assert(strstr(r.out, "\nvariables    0 (0 B)\n"), "%s", r.out);
-    cr_assert(strstr(r.out, "\nmemory       "));
+    cr_assert(strstr(r.out, "\nstate            ready (recovery took "), "%s", r.out);
+    cr_assert(strstr(r.out, "\nconnections      "));
+    cr_assert(strstr(r.out, "\nbytes            in "));
+    cr_assert(strstr(r.out, "\nvariables        0 (0 B)\n"), "%s", r.out);
+    cr_assert(strstr(r.out, "\nmemory           "));
+    cr_assert(strstr(r.out, "\npayload budget   0 B in flight of 2.0 GiB, 0 refused\n"), "%s",
+              r.out);
+    cr_assert(strstr(r.out, "\nwrite-ahead log  0 records, 0 B, 0 writes; fsync 0, p50 -, p99 -\n"),
+              "%s", r.out);
+    cr_assert(strstr(r.out, "\ncheckpoints      0 written, 0 failed; none since start\n"), "%s",
+              r.out);
     cr_assert(strstr(r.out, "\nMETHOD "), "%s", r.out);
     unsigned long long v[3];
     cr_assert(table_row(r.out, "STATS", v, 3), "%s", r.out);
@@ -1311,12 +1330,19 @@ Test(psctl, stats_in_text_and_json)
     run_free(&r);
     PSCTL(&r, "show", "nope"); /* one DESCRIBE error */
     run_free(&r);
+    PSCTL(&r, "stats");
+    cr_assert(strstr(r.out, "  NOT_FOUND=1\n"), "error replies by code: %s", r.out);
+    run_free(&r);
     PSCTL(&r, "--json", "stats");
     cr_assert_eq(r.status, 0);
     cr_assert(json_doc_valid(r.out), "not JSON: %s", r.out);
     cr_assert(strstr(r.out, "\"variables\":0,\"variable_bytes\":0,"), "%s", r.out);
-    cr_assert(strstr(r.out, "\"DESCRIBE\":{\"calls\":1,\"errors\":1,\"rejected\":0}"), "%s", r.out);
-    cr_assert(strstr(r.out, "\"STATS\":{\"calls\":2,"), "%s", r.out);
+    cr_assert(strstr(r.out, "\"DESCRIBE\":{\"calls\":1,\"errors\":1,\"rejected\":0,"
+                            "\"replies\":{\"NOT_FOUND\":1},\"latency\":{\"count\":1,"),
+              "%s", r.out);
+    cr_assert(strstr(r.out, "\"state\":\"ready\","), "%s", r.out);
+    cr_assert(strstr(r.out, "\"payload_budget_bytes\":2147483648,"), "%s", r.out);
+    cr_assert(strstr(r.out, "\"STATS\":{\"calls\":3,"), "%s", r.out);
     run_free(&r);
 }
 
@@ -1405,5 +1431,79 @@ Test(psctl, control_characters_in_messages_are_escaped)
     cr_assert_eq(r.status, 1);
     cr_assert(json_doc_valid(r.out), "not JSON: %s", r.out);
     cr_assert(strstr(r.out, "a\\u001b[2Jb"), "%s", r.out);
-    run_free(&r);
-}
+
+    /* ---- top ---- */
+
+    typedef struct puller {
+        uint16_t port;
+        volatile int stop;
+        int pulls;
+    } puller_t;
+
+    /* Pull conv1/weights over its own connection until told to stop (at most 20 s). */
+    static void *pull_loop(void *arg)
+    {
+        puller_t *p = arg;
+        ps_wc_t c;
+        if (ps_wc_connect(&c, p->port, 5000) != 0)
+            return NULL;
+        const char *names[] = {"conv1/weights"};
+        int64_t end = now_ms() + 20000;
+        while (!p->stop && now_ms() < end) {
+            ps_wc_reply_t r;
+            if (ps_wc_pull(&c, names, 1, &r) != PS_WC_OK)
+                break;
+            ps_wc_reply_free(&r);
+            p->pulls++;
+            struct timespec ts = {0, 2 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        ps_wc_close(&c);
+        return NULL;
+    }
+
+    Test(psctl, top_prints_plain_reports_when_not_a_terminal)
+    {
+        create_model();
+        puller_t pl = {.port = psd.port};
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, pull_loop, &pl), 0);
+        run_t r;
+        PSCTL(&r, "top", "--count", "2", "--interval", "0.5", "--rows", "3");
+        pl.stop = 1;
+        pthread_join(th, NULL);
+        cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+        cr_assert_null(strchr(r.out, '\033'), "no escape sequences off a terminal: %s", r.out);
+        /* Two reports, each a header, a method table and the busiest variables. */
+        char head[128];
+        snprintf(head, sizeof head, "psd 0.1.0 at %s  state ready  uptime ", addr);
+        const char *first = strstr(r.out, head);
+        cr_assert_not_null(first, "%s", r.out);
+        cr_assert_not_null(strstr(first + 1, head), "a second report: %s", r.out);
+        cr_assert(strstr(r.out, "\nMETHOD  REQ/S  ERR/S"), "%s", r.out);
+        const char *pull = strstr(r.out, "\nPULL ");
+        cr_assert_not_null(pull, "PULL has a rate: %s", r.out);
+        cr_assert_gt(strtod(pull + 5, NULL), 0.0, "%s", r.out);
+        const char *busy = strstr(r.out, "BUSIEST VARIABLES");
+        cr_assert_not_null(busy, "%s", r.out);
+        const char *row = strstr(busy, "\nconv1/weights ");
+        cr_assert_not_null(row, "the pulled variable is the busiest: %s", r.out);
+        cr_assert_gt(strtod(row + 14, NULL), 0.0, "its reads per second: %s", r.out);
+        run_free(&r);
+        PSCTL(&r, "top", "--interval", "0");
+        cr_assert_eq(r.status, 2, "a bad interval is a usage error");
+        run_free(&r);
+        PSCTL(&r, "--json", "top");
+        cr_assert_eq(r.status, 2, "top has no JSON output");
+        run_free(&r);
+    }
+
+    Test(psctl, top_redraws_a_terminal_screen_until_q)
+    {
+        run_t r;
+        run_pty_prompt(&r, NULL, "BUSIEST VARIABLES", "q", ARGV("top", "--interval", "0.3"));
+        cr_assert_eq(r.status, 0, "output: %s", r.out);
+        cr_assert(strstr(r.out, "\033[H\033[2J"), "the screen is cleared and redrawn: %s", r.out);
+        cr_assert(strstr(r.out, "(q to quit)"), "%s", r.out);
+        run_free(&r);
+    }

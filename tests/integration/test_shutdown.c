@@ -1,6 +1,6 @@
 /* psd's shutdown on SIGTERM and SIGINT: replies already due are flushed whole before the
- * connection closes, idle and half-sent connections are closed, and psd exits 0 with a clean log.
- */
+ * connection closes, idle and half-sent connections are closed, no connection is accepted between
+ * the signal and the exit, and psd exits 0 with a clean log. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,9 +25,15 @@ static void setup(void)
 {
     /* A high-water mark above everything queued here, so psd takes every request before the
      * signal; a generous flush time. */
-    static const char *const extra[] = {
-        "--out-high-water", "512M", "--out-low-water", "128M", "--max-pending-requests",
-        "100000",           NULL};
+    static const char *const extra[] = {"--out-high-water",
+                                        "512M",
+                                        "--out-low-water",
+                                        "128M",
+                                        "--max-pending-requests",
+                                        "100000",
+                                        "--shutdown-timeout-ms",
+                                        "60000",
+                                        NULL};
     cr_assert_eq(ps_psd_start(&psd, NULL, "notice", extra), 0, "psd did not start");
     cr_assert_eq(ps_wc_connect(&wc, psd.port, 30000), 0, "connect: %s", strerror(errno));
     cr_assert_eq(ps_wc_connect(&ctl, psd.port, 30000), 0, "connect: %s", strerror(errno));
@@ -133,14 +139,54 @@ Test(shutdown, idle_and_half_sent_connections_are_closed)
     cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
 }
 
-Test(shutdown, no_new_connections_after_the_signal)
+Test(shutdown, no_new_connections_between_the_signal_and_the_exit)
 {
-    /* An open connection keeps psd's listener busy for nothing: after SIGTERM and psd's exit,
-     * connecting fails. */
+    /* psd owes 24 MiB of replies that this client does not read yet, so after the signal it stays
+     * up flushing (the shutdown timeout is 60 s). In that window it must refuse new connections:
+     * checked while psd is provably still running, before and after the attempt. */
+    int64_t d[1] = {ELEMS};
+    cr_assert_eq(ps_wc_create_const(&ctl, "sd/w", F32, 1, d, 5.0), 0);
+    const char *names[1] = {"sd/w"};
+    ps_wc_buf_t b = {0};
+    for (uint64_t i = 1; i <= NPULL; i++)
+        cr_assert_eq(ps_wc_add_pull(&b, i, names, 1), 0);
+    cr_assert_eq(ps_wc_send_buf(&wc, &b), 0);
+    ps_wc_buf_free(&b);
+    uint64_t calls = 0;
+    for (int i = 0; i < 2000 && calls < NPULL; i++) {
+        calls = method_calls("PULL");
+        if (calls < NPULL) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_assert_eq(calls, NPULL, "psd took %llu of %d pulls", (unsigned long long) calls, NPULL);
     cr_assert_eq(ps_psd_signal(&psd, SIGTERM), 0);
+    /* Bounded wait until psd has handled the signal (it logs "shutting down"). */
+    for (int i = 0; i < 2000 && !ps_psd_log_contains(&psd, "shutting down"); i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(ps_psd_log_contains(&psd, "shutting down"), "psd did not log the signal");
+    cr_assert(ps_psd_alive(&psd), "psd exited before the test could connect: no window tested");
+    ps_wc_t late;
+    int late_rc = ps_wc_connect(&late, psd.port, 2000);
+    int late_errno = errno;
+    if (late_rc == 0)
+        ps_wc_close(&late);
+    cr_assert(ps_psd_alive(&psd), "psd exited during the connection attempt: no window tested");
+    cr_assert_neq(late_rc, 0, "psd accepted a connection after the signal");
+    cr_assert_eq(late_errno, ECONNREFUSED, "connect failed with %s, not refused",
+                 strerror(late_errno));
+    /* Then the owed replies still arrive whole and psd exits 0. */
+    for (uint64_t i = 1; i <= NPULL; i++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_recv(&wc, &r), PS_WC_OK, "reply %llu lost", (unsigned long long) i);
+        cr_assert_eq(r.h->id, i);
+        cr_assert_eq(r.payload_len, (uint64_t) ELEMS * 4);
+        ps_wc_reply_free(&r);
+    }
+    cr_assert_eq(ps_wc_wait_eof(&wc, 20000), PS_WC_EOF, "psd did not close after flushing");
     int rc = ps_psd_finish(&psd, 0, 20000);
     cr_assert_eq(rc, 0, "psd did not exit cleanly (status %d)", rc);
-    ps_wc_t late;
-    uint16_t port = psd.port;
-    cr_assert_neq(ps_wc_connect(&late, port, 2000), 0, "psd still accepts after exiting");
 }

@@ -1,6 +1,7 @@
 /* A pull reply is a consistent snapshot: while another connection keeps updating a 4 MiB tensor,
  * every pulled copy (several pipelined, so replies are in flight while updates land) has all its
- * elements equal to the value of the version the reply names. */
+ * elements equal to the value of the version the reply names; and the pulls provably overlapped the
+ * updates (they saw versions from the middle of the run). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -88,7 +89,8 @@ static void pull_while_updating(int op)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, run_updates, &st), 0);
     const char *names[1] = {"snap/v"};
-    uint64_t seen_versions = 0, last_version = 0;
+    uint64_t seen_versions = 0, last_version = 0, mid_versions = 0;
+    const uint64_t final_version = (uint64_t) st.rounds + 1;
     int pulls = 0;
     /* Until the updater finishes (bounded): 3 pulls pipelined, then read them. */
     for (int round = 0; round < 200 && !atomic_load(&st.done); round++) {
@@ -110,8 +112,13 @@ static void pull_while_updating(int op)
                     cr_assert_fail("torn pull: element %zu is %g but version %llu means %g", i,
                                    f[i], (unsigned long long) version, want);
             cr_assert_geq(version, last_version, "versions went backwards");
-            if (version != last_version)
+            if (version != last_version) {
                 seen_versions++;
+                /* A version strictly between the first and the last: this pull was served while
+                 * the updates were under way. */
+                if (version > 1 && version < final_version)
+                    mid_versions++;
+            }
             last_version = version;
             pulls++;
             ps_wc_reply_free(&r);
@@ -120,7 +127,13 @@ static void pull_while_updating(int op)
     pthread_join(th, NULL);
     cr_assert_eq(st.failed, 0, "%s", st.msg);
     cr_assert(atomic_load(&st.done), "the updater did not finish");
-    cr_log_info("%d pulls saw %llu distinct versions", pulls, (unsigned long long) seen_versions);
+    cr_log_info("%d pulls saw %llu distinct versions (%llu mid-update)", pulls,
+                (unsigned long long) seen_versions, (unsigned long long) mid_versions);
+    /* Else the pulls did not overlap the updates and the test proved nothing. */
+    cr_assert_geq(
+        mid_versions, 2,
+        "pulls did not overlap the updates: %d pulls saw %llu versions between 1 and %llu", pulls,
+        (unsigned long long) mid_versions, (unsigned long long) final_version);
     ps_wc_close(&puller);
     ps_wc_close(&updater);
     PS_ASSERT_PSD_STOPS_CLEAN(&psd);

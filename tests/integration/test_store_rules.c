@@ -340,11 +340,19 @@ Test(store, initializers_are_deterministic_across_servers)
     /* glorot_uniform default for floats: within +-sqrt(6 / (fan_in + fan_out)). */
     size_t n;
     uint8_t *a = create_and_pull(&wc, "init/default", NULL, F32, 2, d, &n);
+    cr_assert_eq(n, 16 * 8 * 4, "the default-initialized [16, 8] came back with %zu bytes", n);
     float limit = sqrtf(6.0f / (16 + 8));
+    float lo = limit, hi = -limit;
     for (size_t i = 0; i < n / 4; i++) {
         float x = ((const float *) (const void *) a)[i];
         cr_assert(x >= -limit && x <= limit, "glorot_uniform value %g outside +-%g", x, limit);
+        lo = x < lo ? x : lo;
+        hi = x > hi ? x : hi;
     }
+    /* 128 uniform draws over [-limit, limit] reach both outer quarters (a zero or constant
+     * tensor would pass the bounds alone); the chance that they do not is below 1e-15. */
+    cr_assert(lo < -limit / 2 && hi > limit / 2, "glorot_uniform values span only [%g, %g] of +-%g",
+              lo, hi, limit);
     free(a);
 
     ps_wc_close(&wc2);

@@ -19,6 +19,7 @@
 #include <ps/dtype.h>
 
 #include "support/psd_launch.h"
+#include "support/require.h"
 
 #define DATA_DIR "/usr/share/datasets/fashion-mnist"
 #define STEPS    8
@@ -176,7 +177,7 @@ static void parse_done(const char *out, const char *who, done_line_t *d)
 Test(train, two_workers_share_the_model_and_count_every_step)
 {
     if (access(DATA_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
-        cr_skip_test("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
+        PS_SKIP_OR_FAIL("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
     char steps[16];
     snprintf(steps, sizeof steps, "%d", STEPS);
     const char *w0args[] = {

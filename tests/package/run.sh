@@ -1,24 +1,16 @@
 #!/usr/bin/env bash
 # Packaging test: install the build tree into a temporary prefix, check what was installed, build
 # tests/package out of tree with find_package(pscope) (shared and static) and with pkg-config, and
-# run each program against the installed psd.
-#   run.sh BUILD_DIR SOURCE_DIR [SANITIZE]
+# run each program against the installed psd (started and stopped by ps_psd_run, which requires a
+# clean stop).
+#   run.sh BUILD_DIR SOURCE_DIR PS_PSD_RUN [SANITIZE]
 set -euo pipefail
 build=$1
 src=$2
-san=${3:-}
+runner=$3
+san=${4:-}
 tmp=$(mktemp -d)
-pid=
-cleanup() {
-  if [ -n "$pid" ]; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
 
@@ -84,21 +76,20 @@ for prog in "$tmp/consumer/consumer_ops_shared" "$tmp/consumer/consumer_ops_stat
 done
 
 echo "== run against the installed psd"
-"$prefix/bin/psd" --listen 127.0.0.1:0 --port-file "$tmp/port" --log-level warning 2>"$tmp/psd.log" &
-pid=$!
-for _ in $(seq 1 400); do
-  [ -s "$tmp/port" ] && break
-  sleep 0.05
-done
-[ -s "$tmp/port" ] || { echo "psd did not start"; cat "$tmp/psd.log"; exit 1; }
-addr=127.0.0.1:$(cat "$tmp/port")
+# Each program against a fresh installed psd through ps_psd_run, which then stops psd with SIGTERM
+# and fails unless psd exits 0 with a log free of sanitizer reports.
 want="<ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> = [3.0, 3.0] (libpsclient 0.1.0)"
 for prog in "$tmp/consumer/consumer_shared" "$tmp/consumer/consumer_static" "$tmp/consumer_pc"; do
-  out=$(LD_LIBRARY_PATH=$libdir timeout 60 "$prog" "$addr")
+  rc=0
+  out=$(LD_LIBRARY_PATH=$libdir "$runner" --timeout 60 "$prefix/bin/psd" -- "$prog" @ADDR@) || rc=$?
   if [ "$out" != "$want" ]; then
     echo "$(basename "$prog") printed: $out"
     echo "expected:          $want"
     exit 1
   fi
-  echo "ok: $(basename "$prog"): $out"
+  if [ "$rc" != 0 ]; then
+    echo "$(basename "$prog") against the installed psd: exit status $rc (3: psd did not stop clean)"
+    exit 1
+  fi
+  echo "ok: $(basename "$prog"): $out; psd stopped clean"
 done

@@ -97,7 +97,7 @@ Test(names, full_invalid_messages)
         B("_v", "'_v' is not a valid scope name (invalid character '_' at offset 0)"),
         B("a>b", "'a>b' is not a valid scope name (invalid character '>' at offset 1)"),
         B("a\tb", "'a\tb' is not a valid scope name (invalid byte 0x09 at offset 1)"),
-        B("a\nb", "'a b' is not a valid scope name (invalid byte 0x0a at offset 1)"),
+        B("a\nb", "'a\nb' is not a valid scope name (invalid byte 0x0a at offset 1)"),
         B("caf\xc3\xa9", "'caf\xc3\xa9' is not a valid scope name (invalid byte 0xc3 at offset 3)"),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -66,6 +66,7 @@ static int env_open_opts(env_t *e, const char *fsync, uint64_t ckpt_bytes, ps_er
         cr_assert_eq(uv_loop_close(&e->loop), 0);
         return rc;
     }
+    psd_persist_start(e->p);
     e->open = 1;
     return 0;
 }
@@ -648,7 +649,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_NOT_FOUND,
          "Restoring from checkpoint failed. This is most likely due to a Variable name or other "
          "graph key that is missing from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  Key old_scope/nope not "
+         "the graph expected based on the checkpoint. Original error:\n\nKey old_scope/nope not "
          "found in checkpoint (restore target new_scope/w)"},
         {{{"old_scope/w", "other/w"}},
          1,
@@ -657,7 +658,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_INVALID_ARGUMENT,
          "Restoring from checkpoint failed. This is most likely due to a mismatch between the "
          "current graph and the graph from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  Assign requires shapes of "
+         "the graph expected based on the checkpoint. Original error:\n\nAssign requires shapes of "
          "both tensors to match. lhs shape= [3,3] rhs shape= [2,3] (variable other/w, checkpoint "
          "tensor old_scope/w)"},
         {{{"top", "wrong_dtype"}},
@@ -667,7 +668,8 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
          PS_ERR_INVALID_ARGUMENT,
          "Restoring from checkpoint failed. This is most likely due to a mismatch between the "
          "current graph and the graph from the checkpoint. Please ensure that you have not altered "
-         "the graph expected based on the checkpoint. Original error:  tensor_name = top; expected "
+         "the graph expected based on the checkpoint. Original error:\n\ntensor_name = top; "
+         "expected "
          "dtype double does not equal original dtype float (variable wrong_dtype, checkpoint "
          "tensor top)"},
         {{{"old_scope/w", "new_scope/w"}, {"top", "new_scope/w"}},

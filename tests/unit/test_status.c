@@ -21,11 +21,23 @@ Test(status, error_set_null_err_returns_code)
     cr_assert_eq(ps_error_set(NULL, PS_ERR_INTERNAL, "x"), PS_ERR_INTERNAL);
 }
 
-Test(status, error_set_maps_cr_lf_to_spaces)
+/* Messages keep their bytes: TensorFlow's restore errors carry "Original error:\n\n" (SPEC §1). */
+Test(status, error_set_keeps_newlines)
 {
     ps_error_t e;
     ps_error_set(&e, PS_ERR_INVALID_ARGUMENT, "a\nb\r\nc%s", "\n");
-    cr_assert_str_eq(e.msg, "a b  c ");
+    cr_assert_str_eq(e.msg, "a\nb\r\nc\n");
+}
+
+/* Room for TensorFlow's long messages: a 10,000-byte message is kept whole. */
+Test(status, error_set_holds_long_messages)
+{
+    static char big[10001];
+    memset(big, 'y', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ps_error_t e;
+    ps_error_set(&e, PS_ERR_INVALID_ARGUMENT, "%s", big);
+    cr_assert_eq(strlen(e.msg), sizeof big - 1);
 }
 
 Test(status, error_set_truncates_safely)

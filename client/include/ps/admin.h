@@ -53,13 +53,35 @@ typedef struct ps_admin_var_list {
     size_t n;
 } ps_admin_var_list_t;
 
+/** A latency histogram as psd exports it (Prometheus buckets). */
+typedef struct ps_admin_histogram {
+    size_t nbounds;    /* buckets has nbounds + 1 entries; the last is +Inf */
+    double *bounds;    /* upper bounds, seconds */
+    uint64_t *buckets; /* per bucket, not cumulative */
+    uint64_t count;
+    double sum_seconds;
+} ps_admin_histogram_t;
+
+/** The q-quantile (0 < q <= 1) of h in seconds, estimated as Prometheus's histogram_quantile
+ * (linear within a bucket; the highest finite bound for the +Inf bucket); 0 when empty. */
+PS_EXTERN double ps_admin_histogram_quantile(const ps_admin_histogram_t *h, double q);
+
 /** One RPC method's counters at psd. */
 typedef struct ps_admin_method_stats {
     char *method; /* "PULL" */
     uint64_t calls;
     uint64_t errors;
     uint64_t rejected;
+    uint64_t replies_by_code[PS_CODE_MAX + 1]; /* every reply, by status code */
+    ps_admin_histogram_t latency;              /* header arrival to reply queued */
 } ps_admin_method_stats_t;
+
+/** One variable's accesses since psd started serving. */
+typedef struct ps_admin_var_stats {
+    char *name;
+    uint64_t reads;  /* pulls */
+    uint64_t writes; /* updates and optimizer steps */
+} ps_admin_var_stats_t;
 
 /** psd's counters (the wire's StatsReply). */
 typedef struct ps_admin_stats {
@@ -85,6 +107,25 @@ typedef struct ps_admin_stats {
     uint64_t everysec_delay_ms;
     ps_admin_method_stats_t *methods;
     size_t nmethods;
+    /* Operations figures (the same as psd's /metrics). */
+    char *state; /* "recovering", "ready" or "stopping" */
+    double recovery_seconds;
+    uint64_t payload_inflight_bytes;
+    uint64_t payload_budget_bytes;
+    uint64_t payload_budget_rejections;
+    uint64_t memory_limit_bytes; /* 0 = none */
+    uint64_t wal_records;
+    uint64_t wal_bytes;
+    uint64_t wal_writes;
+    ps_admin_histogram_t wal_fsync;
+    uint64_t checkpoints;
+    uint64_t checkpoint_failures;
+    ps_admin_histogram_t checkpoint_duration;
+    int64_t last_checkpoint_unix_ms; /* 0 = none since psd started */
+    uint64_t metrics_http_requests;
+    uint64_t metrics_http_refused;
+    ps_admin_var_stats_t *top_variables; /* busiest first (ps_admin_stats_top) */
+    size_t ntop_variables;
 } ps_admin_stats_t;
 
 /** A variable's value as psd stores it: little-endian, row-major bytes. */
@@ -171,6 +212,10 @@ PS_EXTERN int ps_admin_delete(ps_admin_t *a,
 
 /** psd's counters. Returns 0 with a new struct in *out (free with ps_admin_stats_free). */
 PS_EXTERN int ps_admin_stats(ps_admin_t *a, ps_admin_stats_t **out, ps_error_t *err);
+
+/** ps_admin_stats, plus the top_n busiest variables (reads + writes; at most 1000). */
+PS_EXTERN int
+ps_admin_stats_top(ps_admin_t *a, size_t top_n, ps_admin_stats_t **out, ps_error_t *err);
 
 /** Free stats. NULL is a no-op. */
 PS_EXTERN void ps_admin_stats_free(ps_admin_stats_t *s);

@@ -52,7 +52,9 @@ PS_EXTERN int ps_checkpoint_save(
  * Restore from path (as written by ps_checkpoint_save) as opts says (NULL: everything, existing
  * variables only). Every name, dtype and shape is checked before anything changes: a failed restore
  * changes nothing. *restored and *created (may be NULL) count the variables assigned and created.
- * Errors: NOT_FOUND (no such file; a key missing from the checkpoint in SAVER style),
+ * Errors: INVALID_ARGUMENT "The passed save_path is not a valid checkpoint: PATH" (SAVER style,
+ * no such file), NOT_FOUND (INIT_FROM_CHECKPOINT style, no such file: "Unsuccessful
+ * TensorSliceReader constructor: ..."; a key missing from the checkpoint in SAVER style),
  * INVALID_ARGUMENT (shape or dtype mismatch naming both sides; init_from_checkpoint's ValueErrors),
  * DATA_LOSS (a corrupt file), UNIMPLEMENTED (a map with several shards: a mapping may cross
  * shards).

@@ -127,7 +127,8 @@ PS_EXTERN const ps_initializer_t *ps_variable_scope_initializer(const ps_variabl
 
 /**
  * scope.get_collection(key): the members of collection key whose name starts with scope.name + "/"
- * (as a regular expression, as TensorFlow does). Same output contract as ps_graph_get_collection.
+ * (as a regular expression, as TensorFlow does); at the root scope (name "") every member, as
+ * TensorFlow's filter is empty there. Same output contract as ps_graph_get_collection.
  */
 PS_EXTERN int ps_variable_scope_get_collection(const ps_graph_t *g,
                                                const ps_variable_scope_t *scope,

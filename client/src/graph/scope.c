@@ -371,6 +371,10 @@ int ps_variable_scope_get_collection(const ps_graph_t *g,
                                      size_t *n,
                                      ps_error_t *err)
 {
+    /* TensorFlow: scope = self._name + "/" if self._name else "": the root scope (name "") filters
+     * nothing and returns every member. */
+    if (scope->name[0] == '\0')
+        return ps_graph_get_collection(g, key, NULL, out, cap, n, err);
     char *prefix = psc_strfmt("%s/", scope->name);
     if (!prefix)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");

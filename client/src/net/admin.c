@@ -435,15 +435,74 @@ int ps_admin_delete(ps_admin_t *a,
 
 /* ---- stats ---- */
 
+static void hist_free(ps_admin_histogram_t *h)
+{
+    ps_free(h->bounds);
+    ps_free(h->buckets);
+    memset(h, 0, sizeof *h);
+}
+
 void ps_admin_stats_free(ps_admin_stats_t *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->nmethods; i++)
+    for (size_t i = 0; i < s->nmethods; i++) {
         ps_free(s->methods[i].method);
+        hist_free(&s->methods[i].latency);
+    }
     ps_free(s->methods);
+    for (size_t i = 0; i < s->ntop_variables; i++)
+        ps_free(s->top_variables[i].name);
+    ps_free(s->top_variables);
+    hist_free(&s->wal_fsync);
+    hist_free(&s->checkpoint_duration);
+    ps_free(s->state);
     ps_free(s->version);
     ps_free(s);
+}
+
+double ps_admin_histogram_quantile(const ps_admin_histogram_t *h, double q)
+{
+    if (!h->count || q <= 0 || !h->nbounds)
+        return 0;
+    double rank = q * (double) h->count;
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= h->nbounds; i++) {
+        uint64_t before = cum;
+        cum += h->buckets[i];
+        if ((double) cum >= rank && h->buckets[i]) {
+            if (i == h->nbounds)
+                return h->bounds[h->nbounds - 1];
+            double lo = i ? h->bounds[i - 1] : 0, hi = h->bounds[i];
+            return lo + (hi - lo) * (rank - (double) before) / (double) h->buckets[i];
+        }
+    }
+    return h->bounds[h->nbounds - 1];
+}
+
+/* A histogram from the wire: buckets must be bounds + 1 entries, bounds increasing. */
+static int hist_from_pb(const Pscope__V1__Histogram *p, ps_admin_histogram_t *h, ps_error_t *err)
+{
+    if (!p)
+        return 0; /* an older psd: no histogram */
+    if (p->n_buckets != p->n_bounds_seconds + 1 || !p->n_bounds_seconds)
+        return bad_reply("Histogram", err);
+    for (size_t i = 1; i < p->n_bounds_seconds; i++) {
+        if (!(p->bounds_seconds[i] > p->bounds_seconds[i - 1]))
+            return bad_reply("Histogram", err);
+    }
+    h->bounds = ps_malloc(p->n_bounds_seconds * sizeof *h->bounds);
+    h->buckets = ps_malloc(p->n_buckets * sizeof *h->buckets);
+    if (!h->bounds || !h->buckets) {
+        hist_free(h);
+        return oom(err);
+    }
+    memcpy(h->bounds, p->bounds_seconds, p->n_bounds_seconds * sizeof *h->bounds);
+    memcpy(h->buckets, p->buckets, p->n_buckets * sizeof *h->buckets);
+    h->nbounds = p->n_bounds_seconds;
+    h->count = p->count;
+    h->sum_seconds = p->sum_seconds;
+    return 0;
 }
 
 static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, ps_error_t *err)
@@ -464,8 +523,40 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
     s->slow_upload_disconnects = p->slow_upload_disconnects;
     s->everysec_delays = p->everysec_delays;
     s->everysec_delay_ms = p->everysec_delay_ms;
-    if (!(s->version = ps_strdup(p->version ? p->version : "")))
+    s->recovery_seconds = p->recovery_seconds;
+    s->payload_inflight_bytes = p->payload_inflight_bytes;
+    s->payload_budget_bytes = p->payload_budget_bytes;
+    s->payload_budget_rejections = p->payload_budget_rejections;
+    s->memory_limit_bytes = p->memory_limit_bytes;
+    s->wal_records = p->wal_records;
+    s->wal_bytes = p->wal_bytes;
+    s->wal_writes = p->wal_writes;
+    s->checkpoints = p->checkpoints;
+    s->checkpoint_failures = p->checkpoint_failures;
+    s->last_checkpoint_unix_ms = p->last_checkpoint_unix_ms;
+    s->metrics_http_requests = p->metrics_http_requests;
+    s->metrics_http_refused = p->metrics_http_refused;
+    if (!(s->version = ps_strdup(p->version ? p->version : "")) ||
+        !(s->state = ps_strdup(p->state ? p->state : "")))
         return oom(err);
+    int rc;
+    if ((rc = hist_from_pb(p->wal_fsync, &s->wal_fsync, err)) != 0 ||
+        (rc = hist_from_pb(p->checkpoint_duration, &s->checkpoint_duration, err)) != 0)
+        return rc;
+    if (p->n_top_variables) {
+        if (!(s->top_variables = ps_calloc(p->n_top_variables, sizeof *s->top_variables)))
+            return oom(err);
+        for (size_t i = 0; i < p->n_top_variables; i++) {
+            const Pscope__V1__VariableStats *v = p->top_variables[i];
+            if (!v)
+                return bad_reply("VariableStats", err);
+            if (!(s->top_variables[i].name = ps_strndup((const char *) v->name.data, v->name.len)))
+                return oom(err);
+            s->ntop_variables++;
+            s->top_variables[i].reads = v->reads;
+            s->top_variables[i].writes = v->writes;
+        }
+    }
     if (p->n_methods) {
         if (!(s->methods = ps_calloc(p->n_methods, sizeof *s->methods)))
             return oom(err);
@@ -479,6 +570,10 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
             s->methods[i].calls = m->calls;
             s->methods[i].errors = m->errors;
             s->methods[i].rejected = m->rejected;
+            for (size_t c = 0; c < m->n_replies_by_code && c <= PS_CODE_MAX; c++)
+                s->methods[i].replies_by_code[c] = m->replies_by_code[c];
+            if ((rc = hist_from_pb(m->latency, &s->methods[i].latency, err)) != 0)
+                return rc;
         }
     }
     return 0;
@@ -486,10 +581,16 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
 
 int ps_admin_stats(ps_admin_t *a, ps_admin_stats_t **out, ps_error_t *err)
 {
+    return ps_admin_stats_top(a, 0, out, err);
+}
+
+int ps_admin_stats_top(ps_admin_t *a, size_t top_n, ps_admin_stats_t **out, ps_error_t *err)
+{
     a->transport_failed = 0;
     *out = NULL;
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
     Pscope__V1__StatsRequest sr = PSCOPE__V1__STATS_REQUEST__INIT;
+    sr.top_variables = (uint32_t) (top_n > 1000 ? 1000 : top_n);
     h.method = PSCOPE__V1__METHOD__STATS;
     h.body_case = PSCOPE__V1__HEADER__BODY_STATS;
     h.stats = &sr;

@@ -38,8 +38,9 @@ typedef enum {
 /** Highest code value in PS_STATUS_MAP. */
 #define PS_CODE_MAX 16
 
-/** Size of ps_error_t.msg, terminating NUL included. */
-#define PS_ERROR_MSG_MAX 512
+/** Size of ps_error_t.msg, terminating NUL included: room for TensorFlow's long messages
+ * (init_from_checkpoint's listing of every checkpoint tensor, restore errors with their cause). */
+#define PS_ERROR_MSG_MAX 16384
 
 /**
  * A code with its message. Callers allocate it (usually on the stack); it owns no heap memory, so
@@ -51,9 +52,10 @@ typedef struct ps_error {
 } ps_error_t;
 
 /**
- * Format a message into err (if err is not NULL), truncating to fit and turning CR and LF into
- * spaces, and return code. A failure site is one line: `return ps_error_set(err, PS_ERR_X, "...")`.
- * With code 0 the message is cleared.
+ * Format a message into err (if err is not NULL), truncating to fit, and return code. The message
+ * keeps its bytes, newlines included (TensorFlow's "Original error:\n\n..."): only a printer for a
+ * terminal or a log line escapes control characters. A failure site is one line: `return
+ * ps_error_set(err, PS_ERR_X, "...")`. With code 0 the message is cleared.
  */
 PS_EXTERN int ps_error_set(ps_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,0 +1,313 @@
+/* psctl top: a live view of psd from two STATS replies an interval apart: requests per second and
+ * p50/p99 latency per method over the interval (histogram bucket differences), bytes per second,
+ * connections, and the busiest variables by reads and writes per second. On a terminal one screen
+ * is redrawn in place (raw keyboard mode for q, restored on every exit path); otherwise, or with
+ * --count, plain-text reports are printed one per interval. */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ps/internal/alloc.h>
+
+#include "psctl.h"
+
+const psctl_opt_t psctl_opts_top[] = {
+    {"--interval", "-i", "SECONDS", "time between refreshes (default 2; 0.1 to 3600)"},
+    {"--count", "-n", "N", "print N reports and exit (default: until q or Ctrl-C on a terminal)"},
+    {"--rows", "-r", "N", "busiest variables shown (default 10; at most 250)"},
+    {NULL, NULL, NULL, NULL},
+};
+
+enum {
+    OPT_INTERVAL = 0,
+    OPT_COUNT = 1,
+    OPT_ROWS = 2,
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_sigint(int sig)
+{
+    (void) sig;
+    stop_requested = 1;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* The interval's latency quantile: the difference of two cumulative histograms. */
+static double
+delta_quantile(const ps_admin_histogram_t *cur, const ps_admin_histogram_t *prev, double q)
+{
+    if (!cur->nbounds || cur->nbounds != prev->nbounds)
+        return 0;
+    uint64_t buckets[64];
+    if (cur->nbounds + 1 > sizeof buckets / sizeof buckets[0])
+        return 0;
+    ps_admin_histogram_t d = *cur;
+    d.buckets = buckets;
+    d.count = cur->count - prev->count;
+    for (size_t i = 0; i <= cur->nbounds; i++)
+        buckets[i] = cur->buckets[i] - prev->buckets[i];
+    return ps_admin_histogram_quantile(&d, q);
+}
+
+static const ps_admin_method_stats_t *find_method(const ps_admin_stats_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->nmethods; i++) {
+        if (strcmp(s->methods[i].method, name) == 0)
+            return &s->methods[i];
+    }
+    return NULL;
+}
+
+typedef struct busy {
+    const char *name;
+    double reads_ps, writes_ps;
+    uint64_t reads, writes;
+} busy_t;
+
+static int cmp_busy(const void *a, const void *b)
+{
+    const busy_t *x = a, *y = b;
+    double sx = x->reads_ps + x->writes_ps, sy = y->reads_ps + y->writes_ps;
+    if (sx != sy)
+        return sx < sy ? 1 : -1;
+    if (x->reads + x->writes != y->reads + y->writes)
+        return x->reads + x->writes < y->reads + y->writes ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* One report of the interval between prev and cur (dt seconds) to stdout. */
+static void report(psctl_ctx_t *ctx,
+                   const ps_admin_stats_t *prev,
+                   const ps_admin_stats_t *cur,
+                   double dt,
+                   size_t rows,
+                   int screen)
+{
+    char a[32], b[32], c[32], d[32];
+    const char *bold = screen ? psctl_color(ctx, PSCTL_BOLD) : "";
+    const char *reset = screen ? psctl_color(ctx, PSCTL_RESET) : "";
+    if (screen)
+        printf("\033[H\033[2J");
+    printf("%spsd %s at %s%s  state %s  uptime %s  interval %.1fs\n", bold, cur->version,
+           ps_admin_address(ctx->admin), reset, cur->state,
+           psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
+    printf(
+        "connections %llu  in %s/s  out %s/s  variables %llu (%s)  memory %s\n",
+        (unsigned long long) cur->connections_current,
+        psctl_fmt_size((uint64_t) ((double) (cur->bytes_in - prev->bytes_in) / dt), a, sizeof a),
+        psctl_fmt_size((uint64_t) ((double) (cur->bytes_out - prev->bytes_out) / dt), b, sizeof b),
+        (unsigned long long) cur->variables, psctl_fmt_size(cur->variable_bytes, c, sizeof c),
+        psctl_fmt_size(cur->memory_used, d, sizeof d));
+    psctl_table_t *t = psctl_table_new(5);
+    if (t) {
+        psctl_table_row(t, bold[0] ? PSCTL_BOLD : NULL, 0);
+        psctl_table_cell(t, "METHOD");
+        psctl_table_cell(t, "REQ/S");
+        psctl_table_cell(t, "ERR/S");
+        psctl_table_cell(t, "P50");
+        psctl_table_cell(t, "P99");
+        double total = 0;
+        for (size_t i = 0; i < cur->nmethods; i++) {
+            const ps_admin_method_stats_t *m = &cur->methods[i];
+            const ps_admin_method_stats_t *p = find_method(prev, m->method);
+            if (!p || m->latency.count == p->latency.count)
+                continue;
+            uint64_t errs = 0, perrs = 0;
+            for (int k = 1; k <= PS_CODE_MAX; k++) {
+                errs += m->replies_by_code[k];
+                perrs += p->replies_by_code[k];
+            }
+            double rate = (double) (m->latency.count - p->latency.count) / dt;
+            total += rate;
+            psctl_table_row(t, NULL, 0);
+            psctl_table_cell(t, "%s", m->method);
+            psctl_table_cell(t, "%.1f", rate);
+            psctl_table_cell(t, "%.1f", (double) (errs - perrs) / dt);
+            psctl_table_cell(
+                t, "%s",
+                psctl_fmt_seconds(delta_quantile(&m->latency, &p->latency, 0.5), a, sizeof a));
+            psctl_table_cell(
+                t, "%s",
+                psctl_fmt_seconds(delta_quantile(&m->latency, &p->latency, 0.99), a, sizeof a));
+        }
+        psctl_table_row(t, NULL, 0);
+        psctl_table_cell(t, "total");
+        psctl_table_cell(t, "%.1f", total);
+        for (size_t col = 1; col <= 4; col++)
+            psctl_table_align_right(t, col);
+        printf("\n");
+        psctl_table_print(t, ctx, stdout);
+        psctl_table_free(t);
+    }
+    busy_t *bv = cur->ntop_variables ? ps_calloc(cur->ntop_variables, sizeof *bv) : NULL;
+    size_t nb = 0;
+    for (size_t i = 0; bv && i < cur->ntop_variables; i++) {
+        const ps_admin_var_stats_t *v = &cur->top_variables[i];
+        for (size_t k = 0; k < prev->ntop_variables; k++) {
+            const ps_admin_var_stats_t *pv = &prev->top_variables[k];
+            if (strcmp(pv->name, v->name) != 0)
+                continue;
+            /* 32-bit counters at psd: the difference is taken modulo 2^32. */
+            uint32_t dr = (uint32_t) v->reads - (uint32_t) pv->reads;
+            uint32_t dw = (uint32_t) v->writes - (uint32_t) pv->writes;
+            bv[nb++] = (busy_t){.name = v->name,
+                                .reads_ps = dr / dt,
+                                .writes_ps = dw / dt,
+                                .reads = v->reads,
+                                .writes = v->writes};
+            break;
+        }
+    }
+    if (nb)
+        qsort(bv, nb, sizeof *bv, cmp_busy);
+    psctl_table_t *vt = psctl_table_new(5);
+    if (vt) {
+        psctl_table_row(vt, bold[0] ? PSCTL_BOLD : NULL, 0);
+        psctl_table_cell(vt, "BUSIEST VARIABLES");
+        psctl_table_cell(vt, "READS/S");
+        psctl_table_cell(vt, "WRITES/S");
+        psctl_table_cell(vt, "READS");
+        psctl_table_cell(vt, "WRITES");
+        for (size_t i = 0; i < nb && i < rows; i++) {
+            psctl_table_row(vt, NULL, 0);
+            psctl_table_cell(vt, "%s", bv[i].name);
+            psctl_table_cell(vt, "%.1f", bv[i].reads_ps);
+            psctl_table_cell(vt, "%.1f", bv[i].writes_ps);
+            psctl_table_cell(vt, "%llu", (unsigned long long) bv[i].reads);
+            psctl_table_cell(vt, "%llu", (unsigned long long) bv[i].writes);
+        }
+        for (size_t col = 1; col <= 4; col++)
+            psctl_table_align_right(vt, col);
+        printf("\n");
+        psctl_table_print(vt, ctx, stdout);
+        psctl_table_free(vt);
+    }
+    ps_free(bv);
+    if (screen)
+        printf("\n%s(q to quit)%s\n", psctl_color(ctx, PSCTL_DIM), reset);
+    else
+        printf("\n");
+    fflush(stdout);
+}
+
+/* Wait up to seconds for the interval to pass; 1 when the user asked to quit (q, Ctrl-C). */
+static int wait_interval(double seconds, int keys)
+{
+    double end = mono_s() + seconds;
+    for (;;) {
+        if (stop_requested)
+            return 1;
+        double left = end - mono_s();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        int rc = poll(keys ? &pfd : NULL, keys ? 1 : 0, (int) ceil(left * 1000));
+        if (rc > 0 && (pfd.revents & POLLIN)) {
+            char ch;
+            ssize_t n = read(STDIN_FILENO, &ch, 1);
+            if (n == 1 && (ch == 'q' || ch == 'Q' || ch == 3))
+                return 1;
+            if (n == 0)
+                keys = 0; /* stdin closed: only the timer now */
+        }
+    }
+}
+
+static int parse_num(const char *s, double lo, double hi, double *out)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args)
+{
+    double interval = 2, count = 0, rows = 10;
+    if (args->opt[OPT_INTERVAL] && parse_num(args->opt[OPT_INTERVAL], 0.1, 3600, &interval))
+        return psctl_usage_error(ctx, "--interval: '%s' is not a number of seconds in [0.1, 3600]",
+                                 args->opt[OPT_INTERVAL]);
+    if (args->opt[OPT_COUNT] &&
+        (parse_num(args->opt[OPT_COUNT], 1, 1e9, &count) || count != floor(count)))
+        return psctl_usage_error(ctx, "--count: '%s' is not a whole number from 1",
+                                 args->opt[OPT_COUNT]);
+    if (args->opt[OPT_ROWS] &&
+        (parse_num(args->opt[OPT_ROWS], 1, 250, &rows) || rows != floor(rows)))
+        return psctl_usage_error(ctx, "--rows: '%s' is not a whole number from 1 to 250",
+                                 args->opt[OPT_ROWS]);
+    if (ctx->json)
+        return psctl_usage_error(ctx, "top has no --json output (use 'psctl --json stats')");
+    int rc = psctl_connect(ctx);
+    if (rc)
+        return rc;
+    /* The screen view needs a terminal on both ends; otherwise plain reports. */
+    int screen = !args->opt[OPT_COUNT] && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
+    struct termios saved;
+    int raw = 0;
+    if (screen && tcgetattr(STDIN_FILENO, &saved) == 0) {
+        struct termios t = saved;
+        t.c_lflag &= (tcflag_t) ~(ICANON | ECHO);
+        t.c_cc[VMIN] = 0;
+        t.c_cc[VTIME] = 0;
+        raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+    }
+    stop_requested = 0;
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    size_t want = (size_t) rows * 4;
+    ps_admin_stats_t *prev = NULL, *cur = NULL;
+    ps_error_t err;
+    ps_error_clear(&err);
+    int exit_code = PSCTL_EXIT_OK;
+    double t_prev = mono_s();
+    if (ps_admin_stats_top(ctx->admin, want, &prev, &err) != 0) {
+        exit_code = psctl_fail(ctx, &err);
+        goto out;
+    }
+    if (screen) {
+        printf("\033[H\033[2Jpsd at %s: first figures in %.1fs (q to quit)\n",
+               ps_admin_address(ctx->admin), interval);
+        fflush(stdout);
+    }
+    for (uint64_t n = 0; !count || n < (uint64_t) count; n++) {
+        if (wait_interval(interval, raw))
+            break;
+        double t_cur = mono_s();
+        if (ps_admin_stats_top(ctx->admin, want, &cur, &err) != 0) {
+            exit_code = psctl_fail(ctx, &err);
+            goto out;
+        }
+        report(ctx, prev, cur, t_cur - t_prev, (size_t) rows, screen);
+        ps_admin_stats_free(prev);
+        prev = cur;
+        cur = NULL;
+        t_prev = t_cur;
+    }
+out:
+    ps_admin_stats_free(prev);
+    ps_admin_stats_free(cur);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (raw)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    return exit_code;
+}
