@@ -258,7 +258,7 @@ static void *honest_run(void *arg)
             pthread_barrier_wait(&barrier);
             if (ps_variable_assign(v, x, HONEST_BYTES, &err) != 0) {
                 h->failures++;
-                snprintf(h->why, sizeof h->why, "%s: %s", ps_code_name(err.code), err.msg);
+                snprintf(h->why, sizeof h->why, "%s: %.1000s", ps_code_name(err.code), err.msg);
             }
         }
         float first = -1;

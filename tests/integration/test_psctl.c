@@ -1431,79 +1431,81 @@ Test(psctl, control_characters_in_messages_are_escaped)
     cr_assert_eq(r.status, 1);
     cr_assert(json_doc_valid(r.out), "not JSON: %s", r.out);
     cr_assert(strstr(r.out, "a\\u001b[2Jb"), "%s", r.out);
+    run_free(&r);
+}
 
-    /* ---- top ---- */
+/* ---- top ---- */
 
-    typedef struct puller {
-        uint16_t port;
-        volatile int stop;
-        int pulls;
-    } puller_t;
+typedef struct puller {
+    uint16_t port;
+    volatile int stop;
+    int pulls;
+} puller_t;
 
-    /* Pull conv1/weights over its own connection until told to stop (at most 20 s). */
-    static void *pull_loop(void *arg)
-    {
-        puller_t *p = arg;
-        ps_wc_t c;
-        if (ps_wc_connect(&c, p->port, 5000) != 0)
-            return NULL;
-        const char *names[] = {"conv1/weights"};
-        int64_t end = now_ms() + 20000;
-        while (!p->stop && now_ms() < end) {
-            ps_wc_reply_t r;
-            if (ps_wc_pull(&c, names, 1, &r) != PS_WC_OK)
-                break;
-            ps_wc_reply_free(&r);
-            p->pulls++;
-            struct timespec ts = {0, 2 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        ps_wc_close(&c);
+/* Pull conv1/weights over its own connection until told to stop (at most 20 s). */
+static void *pull_loop(void *arg)
+{
+    puller_t *p = arg;
+    ps_wc_t c;
+    if (ps_wc_connect(&c, p->port, 5000) != 0)
         return NULL;
+    const char *names[] = {"conv1/weights"};
+    int64_t end = now_ms() + 20000;
+    while (!p->stop && now_ms() < end) {
+        ps_wc_reply_t r;
+        if (ps_wc_pull(&c, names, 1, &r) != PS_WC_OK)
+            break;
+        ps_wc_reply_free(&r);
+        p->pulls++;
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
     }
+    ps_wc_close(&c);
+    return NULL;
+}
 
-    Test(psctl, top_prints_plain_reports_when_not_a_terminal)
-    {
-        create_model();
-        puller_t pl = {.port = psd.port};
-        pthread_t th;
-        cr_assert_eq(pthread_create(&th, NULL, pull_loop, &pl), 0);
-        run_t r;
-        PSCTL(&r, "top", "--count", "2", "--interval", "0.5", "--rows", "3");
-        pl.stop = 1;
-        pthread_join(th, NULL);
-        cr_assert_eq(r.status, 0, "stderr: %s", r.err);
-        cr_assert_null(strchr(r.out, '\033'), "no escape sequences off a terminal: %s", r.out);
-        /* Two reports, each a header, a method table and the busiest variables. */
-        char head[128];
-        snprintf(head, sizeof head, "psd 0.1.0 at %s  state ready  uptime ", addr);
-        const char *first = strstr(r.out, head);
-        cr_assert_not_null(first, "%s", r.out);
-        cr_assert_not_null(strstr(first + 1, head), "a second report: %s", r.out);
-        cr_assert(strstr(r.out, "\nMETHOD  REQ/S  ERR/S"), "%s", r.out);
-        const char *pull = strstr(r.out, "\nPULL ");
-        cr_assert_not_null(pull, "PULL has a rate: %s", r.out);
-        cr_assert_gt(strtod(pull + 5, NULL), 0.0, "%s", r.out);
-        const char *busy = strstr(r.out, "BUSIEST VARIABLES");
-        cr_assert_not_null(busy, "%s", r.out);
-        const char *row = strstr(busy, "\nconv1/weights ");
-        cr_assert_not_null(row, "the pulled variable is the busiest: %s", r.out);
-        cr_assert_gt(strtod(row + 14, NULL), 0.0, "its reads per second: %s", r.out);
-        run_free(&r);
-        PSCTL(&r, "top", "--interval", "0");
-        cr_assert_eq(r.status, 2, "a bad interval is a usage error");
-        run_free(&r);
-        PSCTL(&r, "--json", "top");
-        cr_assert_eq(r.status, 2, "top has no JSON output");
-        run_free(&r);
-    }
+Test(psctl, top_prints_plain_reports_when_not_a_terminal)
+{
+    create_model();
+    puller_t pl = {.port = psd.port};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, pull_loop, &pl), 0);
+    run_t r;
+    PSCTL(&r, "top", "--count", "2", "--interval", "0.5", "--rows", "3");
+    pl.stop = 1;
+    pthread_join(th, NULL);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_null(strchr(r.out, '\033'), "no escape sequences off a terminal: %s", r.out);
+    /* Two reports, each a header, a method table and the busiest variables. */
+    char head[128];
+    snprintf(head, sizeof head, "psd 0.1.0 at %s  state ready  uptime ", addr);
+    const char *first = strstr(r.out, head);
+    cr_assert_not_null(first, "%s", r.out);
+    cr_assert_not_null(strstr(first + 1, head), "a second report: %s", r.out);
+    cr_assert(strstr(r.out, "\nMETHOD  REQ/S  ERR/S"), "%s", r.out);
+    const char *pull = strstr(r.out, "\nPULL ");
+    cr_assert_not_null(pull, "PULL has a rate: %s", r.out);
+    cr_assert_gt(strtod(pull + 5, NULL), 0.0, "%s", r.out);
+    const char *busy = strstr(r.out, "BUSIEST VARIABLES");
+    cr_assert_not_null(busy, "%s", r.out);
+    const char *row = strstr(busy, "\nconv1/weights ");
+    cr_assert_not_null(row, "the pulled variable is the busiest: %s", r.out);
+    cr_assert_gt(strtod(row + 14, NULL), 0.0, "its reads per second: %s", r.out);
+    run_free(&r);
+    PSCTL(&r, "top", "--interval", "0");
+    cr_assert_eq(r.status, 2, "a bad interval is a usage error");
+    run_free(&r);
+    PSCTL(&r, "--json", "top");
+    cr_assert_eq(r.status, 2, "top has no JSON output");
+    run_free(&r);
+}
 
-    Test(psctl, top_redraws_a_terminal_screen_until_q)
-    {
-        run_t r;
-        run_pty_prompt(&r, NULL, "BUSIEST VARIABLES", "q", ARGV("top", "--interval", "0.3"));
-        cr_assert_eq(r.status, 0, "output: %s", r.out);
-        cr_assert(strstr(r.out, "\033[H\033[2J"), "the screen is cleared and redrawn: %s", r.out);
-        cr_assert(strstr(r.out, "(q to quit)"), "%s", r.out);
-        run_free(&r);
-    }
+Test(psctl, top_redraws_a_terminal_screen_until_q)
+{
+    run_t r;
+    run_pty_prompt(&r, NULL, "BUSIEST VARIABLES", "q", ARGV("top", "--interval", "0.3"));
+    cr_assert_eq(r.status, 0, "output: %s", r.out);
+    cr_assert(strstr(r.out, "\033[H\033[2J"), "the screen is cleared and redrawn: %s", r.out);
+    cr_assert(strstr(r.out, "(q to quit)"), "%s", r.out);
+    run_free(&r);
+}
