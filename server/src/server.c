@@ -6,6 +6,7 @@
  * closes every handle and closes the loop. */
 #include "server.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,14 +149,37 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->sweep);
     close_if_open((uv_handle_t *) &srv->stop_timer);
     close_if_open((uv_handle_t *) &srv->accept_retry);
+    close_if_open((uv_handle_t *) &srv->trim_timer);
     psd_admit_close(&srv->admit);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
 }
 
+/* Each connection's read buffer and decoder come from the heap; after many connections close,
+ * the allocator keeps their pages (freed chunks below later allocations cannot be returned by
+ * shrinking the heap), and RSS stays at the churn's peak. Once closes stop for TRIM_SETTLE_MS, the
+ * free pages are given back (glibc's malloc_trim releases whole free pages anywhere in its heaps).
+ * docs/architecture.md "Memory after connection churn". */
+#define TRIM_AFTER_CLOSES 64
+#define TRIM_SETTLE_MS    250
+
+static void on_trim(uv_timer_t *t)
+{
+    psd_server_t *srv = t->data;
+    srv->closed_since_trim = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    PS_LOG(PS_LOG_DEBUG, "server", "heap trimmed after connection churn");
+}
+
 void psd_server_conn_gone(psd_server_t *srv)
 {
-    if (srv->stopping && psd_link_empty(&srv->conns))
+    if (srv->stopping && psd_link_empty(&srv->conns)) {
         finish(srv);
+        return;
+    }
+    if (!srv->stopping && ++srv->closed_since_trim >= TRIM_AFTER_CLOSES)
+        uv_timer_start(&srv->trim_timer, on_trim, TRIM_SETTLE_MS, 0);
 }
 
 static void on_stop_timeout(uv_timer_t *t)
@@ -314,6 +338,8 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
+    uv_timer_init(&srv->loop, &srv->trim_timer);
+    srv->trim_timer.data = srv;
     psd_admit_init(&srv->admit, srv);
     srv->handles_ready = 1;
     srv->sigint.data = srv->sigterm.data = srv;

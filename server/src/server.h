@@ -34,10 +34,12 @@ typedef struct psd_server {
     uv_timer_t sweep;         /* read timeouts of partial frames */
     uv_timer_t stop_timer;    /* bounds how long shutdown waits for writes to drain */
     uv_timer_t accept_retry;  /* out of memory accepting: retry later (libuv waits for uv_accept) */
-    psd_link_t conns;         /* every connection */
-    psd_link_t flush_list;    /* connections with queued replies and no write in flight */
-    psd_link_t input_list;    /* connections with buffered frames to process */
-    int port;                 /* bound port */
+    uv_timer_t trim_timer;    /* after connection churn settles: give freed heap back (server.c) */
+    uint64_t closed_since_trim;
+    psd_link_t conns;      /* every connection */
+    psd_link_t flush_list; /* connections with queued replies and no write in flight */
+    psd_link_t input_list; /* connections with buffered frames to process */
+    int port;              /* bound port */
     int stopping;
     int finished;      /* server handles closed */
     int handles_ready; /* the handles above were initialised (for cleanup on a failed start) */
