@@ -14,8 +14,12 @@ target_include_directories(psd_plain PRIVATE ${CMAKE_SOURCE_DIR}/server/src
                                              ${CMAKE_SOURCE_DIR}/common/include
                                              ${CMAKE_SOURCE_DIR}/common/src
                                              ${CMAKE_BINARY_DIR}/proto ${HTTP_PARSER_INCLUDE_DIR})
-target_link_libraries(psd_plain PRIVATE PkgConfig::LIBUV PkgConfig::OPENBLAS PkgConfig::ZLIB
-                                        PkgConfig::PROTOBUF_C ${HTTP_PARSER_LIBRARY} m)
+# What psd_core and pscommon link, minus themselves and the warning flags.
+get_target_property(PS_PLAIN_LIBS psd_core LINK_LIBRARIES)
+get_target_property(PS_PLAIN_COMMON_LIBS pscommon LINK_LIBRARIES)
+list(APPEND PS_PLAIN_LIBS ${PS_PLAIN_COMMON_LIBS})
+list(REMOVE_ITEM PS_PLAIN_LIBS pscommon pscope_warnings ps_common ps_proto)
+target_link_libraries(psd_plain PRIVATE ${PS_PLAIN_LIBS})
 
 ps_add_criterion_test(test_churn_rss SOURCES integration/test_churn_rss.c
                       LABELS integration TIMEOUT 300)

@@ -13,8 +13,10 @@
 #include <ps/internal/frame.h>
 
 #include "admit.h"
+#include "auth.h"
 #include "rpc.h"
 #include "server.h"
+#include "tls.h"
 
 #define PSD_IOV_MAX           128
 #define PSD_RBUF_SIZE         (64u << 10)
@@ -59,6 +61,9 @@ typedef struct psd_conn {
     psd_reply_sink_t sink;
     psd_link_t link_all, link_flush, link_input;
     psd_admit_slot_t admit; /* payload admission (admit.c) */
+    psd_session_t session;  /* who is calling (AUTH), for rpc's rights checks */
+    psd_tls_t *tls;         /* TLS under the decoder and the write queue (tls.c); NULL = plain */
+    int seen_input;         /* the first bytes were checked (TLS hello on a plaintext port) */
 } psd_conn_t;
 
 /** Accept a pending connection from the listener and start serving it. */
@@ -88,6 +93,19 @@ void psd_conn_admitted(psd_conn_t *c, int code, const char *msg, uint32_t retry_
 /** admit.c found c's admitted upload too slow: free the request, answer DEADLINE_EXCEEDED, close.
  */
 void psd_conn_upload_stalled(psd_conn_t *c, const char *msg);
+/* For the TLS layer (tls.c), which feeds the same input places and drains the same queue. */
+
+/** Where the next input bytes go (payload window or read buffer), at most the returned length. */
+size_t psd_conn_input_space(psd_conn_t *c, uint8_t **p);
+
+/** n input bytes landed where psd_conn_input_space said. */
+void psd_conn_input_landed(psd_conn_t *c, size_t n);
+
+/** A queue chunk was fully sent (unlinked by the caller): free it and count a finished reply. */
+void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k);
+
+/** Output was written: close a closing connection or resume reading. 0, or -1 when closed. */
+int psd_conn_after_written(psd_conn_t *c);
 
 /** psd_rpc_t.sink_defer for connections: hold (on) or resume the connection of sink. */
 void psd_conn_defer(const psd_reply_sink_t *sink, int on);

@@ -56,7 +56,7 @@ static int lock_dir(psd_persist_t *p, ps_error_t *err)
     snprintf(path, sizeof path, "%s/LOCK", p->dir);
     p->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (p->lock_fd < 0)
-        return ps_error_set(err, psd_errno_code(errno), "data directory %s: %s: %s", p->dir, path,
+        return ps_error_set(err, ps_errno_code(errno), "data directory %s: %s: %s", p->dir, path,
                             strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fcntl(p->lock_fd, F_SETLK, &fl) != 0)
@@ -102,7 +102,7 @@ int psd_persist_open(psd_persist_t **out,
         } else if (dl + 64 > PATH_CAP) {
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--data-dir: path too long");
         } else if (mkdir(p->dir, 0755) != 0 && errno != EEXIST) {
-            rc = ps_error_set(err, psd_errno_code(errno), "data directory %s: %s", p->dir,
+            rc = ps_error_set(err, ps_errno_code(errno), "data directory %s: %s", p->dir,
                               strerror(errno));
         }
         if (!rc)

@@ -255,7 +255,7 @@ static int list_segments(psd_persist_t *p, uint64_t **out, size_t *n, ps_error_t
     *n = 0;
     DIR *d = opendir(p->dir);
     if (!d)
-        return ps_error_set(err, psd_errno_code(errno), "data directory %s: %s", p->dir,
+        return ps_error_set(err, ps_errno_code(errno), "data directory %s: %s", p->dir,
                             strerror(errno));
     uint64_t *gens = NULL;
     size_t cnt = 0, cap = 0;
@@ -338,7 +338,7 @@ int psd_recovery_run(psd_persist_t *p, ps_error_t *err)
         c.path = path;
         c.fd = open(path, O_RDONLY | O_CLOEXEC);
         if (c.fd < 0) {
-            rc = ps_error_set(err, psd_errno_code(errno), "write-ahead log %s: %s", path,
+            rc = ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: %s", path,
                               strerror(errno));
             break;
         }
@@ -383,7 +383,7 @@ int psd_recovery_run(psd_persist_t *p, ps_error_t *err)
         if (fd < 0 ||
             (res.torn && (ftruncate(fd, (off_t) res.valid_end) != 0 || fdatasync(fd) != 0)) ||
             lseek(fd, (off_t) res.valid_end, SEEK_SET) < 0) {
-            rc = ps_error_set(err, psd_errno_code(errno), "write-ahead log %s: %s", path,
+            rc = ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: %s", path,
                               strerror(errno));
             if (fd >= 0)
                 close(fd);

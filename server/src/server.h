@@ -29,12 +29,15 @@ typedef struct psd_server {
     psd_admit_t admit;      /* payload admission: the wait queue and peers' shares (admit.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
-    uv_prepare_t flush_point; /* before each poll: drain buffered input, then flush writes */
-    uv_idle_t spin;           /* keeps poll from blocking while buffered input waits */
-    uv_timer_t sweep;         /* read timeouts of partial frames */
-    uv_timer_t stop_timer;    /* bounds how long shutdown waits for writes to drain */
-    uv_timer_t accept_retry;  /* out of memory accepting: retry later (libuv waits for uv_accept) */
-    uv_timer_t trim_timer;    /* after connection churn settles: give freed heap back (server.c) */
+    uv_signal_t sighup;            /* re-read the users file and the TLS certificate */
+    struct psd_tls_ctx *tls;       /* TLS on the listener (tls.c); NULL = plaintext */
+    struct psd_auth *auth_pending; /* the users table until recovery is over (then rpc.auth) */
+    uv_prepare_t flush_point;      /* before each poll: drain buffered input, then flush writes */
+    uv_idle_t spin;                /* keeps poll from blocking while buffered input waits */
+    uv_timer_t sweep;              /* read timeouts of partial frames */
+    uv_timer_t stop_timer;         /* bounds how long shutdown waits for writes to drain */
+    uv_timer_t accept_retry; /* out of memory accepting: retry later (libuv waits for uv_accept) */
+    uv_timer_t trim_timer;   /* after connection churn settles: give freed heap back (server.c) */
     uint64_t closed_since_trim;
     psd_link_t conns;      /* every connection */
     psd_link_t flush_list; /* connections with queued replies and no write in flight */

@@ -499,7 +499,7 @@ int psd_wal_create_segment(psd_persist_t *p, uint64_t gen, ps_error_t *err)
     psd_wal_seg_path(p, gen, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return ps_error_set(err, psd_errno_code(errno), "write-ahead log %s: open: %s", path,
+        return ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: open: %s", path,
                             strerror(errno));
     uint8_t hdr[PSD_WAL_FILE_HEADER];
     psd_wal_file_header(hdr, gen);
@@ -507,7 +507,7 @@ int psd_wal_create_segment(psd_persist_t *p, uint64_t gen, ps_error_t *err)
         psd_persist_fsync_dir(p->dir) != 0) {
         int e = errno;
         close(fd);
-        return ps_error_set(err, psd_errno_code(e), "write-ahead log %s: %s", path, strerror(e));
+        return ps_error_set(err, ps_errno_code(e), "write-ahead log %s: %s", path, strerror(e));
     }
     p->fd = fd;
     p->gen = gen;

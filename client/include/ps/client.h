@@ -10,6 +10,8 @@
 #include <ps/dtype.h>
 #include <ps/export.h>
 #include <ps/graph.h>
+#include <ps/partition.h>
+#include <ps/saver.h>
 #include <ps/scope.h>
 #include <ps/status.h>
 #include <ps/tensor.h>
