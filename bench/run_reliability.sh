@@ -7,6 +7,8 @@
 # Usage: bench/run_reliability.sh [power-losses] [tricklers] [updater-seconds]
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/provenance.sh"
+ps_bench_begin bench/run_reliability.sh "$@"
 build="$root/build/bench-rel"
 losses=${1:-50}
 tricklers=${2:-200}
@@ -33,11 +35,10 @@ out="$root/bench/results/reliability.md"
 {
     echo "# Reliability: memory after churn, an updater under trickling uploads, everysec's loss"
     echo
-    echo "Written by \`bench/run_reliability.sh $losses $tricklers $secs\` at commit" \
-        "$(git -C "$root" rev-parse --short HEAD) on $(date -u '+%Y-%m-%d %H:%M UTC') (Release, no" \
-        "sanitizers). Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
-        "$(nproc) cores, shared with other work; load average (1/5/15 min) before each part is" \
-        "given with it."
+    ps_bench_provenance
+    echo
+    echo "Release build without sanitizers ($losses power losses, $tricklers tricklers, $secs s of"
+    echo "updates). The load average (1/5/15 min) before each part is given with it."
     echo
     echo "## RSS across connection churn (bench_churn 1000 20; load $l0)"
     echo
