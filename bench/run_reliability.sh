@@ -7,6 +7,7 @@
 # Usage: bench/run_reliability.sh [power-losses] [tricklers] [updater-seconds]
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/provenance.sh
 . "$root/bench/provenance.sh"
 ps_bench_begin bench/run_reliability.sh "$@"
 build="$root/build/bench-rel"
@@ -17,6 +18,8 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPS_SANITIZE= -DBUILD_T
     -DPS_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" --target psd bench_churn bench_admission bench_everysec \
     bench_powerloss_shim -j2 >/dev/null
+# bench_churn and bench_admission open 1,000+ connections (dash and bash both have ulimit -n).
+# shellcheck disable=SC3045
 ulimit -n 8192 2>/dev/null || true
 export PSD_BIN="$build/server/psd"
 export PS_POWERLOSS_SHIM="$build/bench/libbench_powerloss_shim.so"
