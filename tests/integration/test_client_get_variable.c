@@ -122,8 +122,14 @@ Test(get_variable, shape_and_dtype_checks_on_reuse)
     /* Omitted shape and partly known shapes are compatible. */
     ps_get_variable_args_t omit = {.name = "v"};
     cr_expect_eq(ps_get_variable(tc_g, &omit, &x, &tc_err), 0, "%s", tc_err.msg);
-    int64_t dq3[] = {-1, 3};
+    int64_t dq3[] = {PS_DIM_UNKNOWN, 3};
     cr_expect_eq(tc_get("m", 2, dq3, NULL, &x), 0, "%s", tc_err.msg);
+    /* A literal -1 is not the unknown marker: TensorFlow's Dimension error (TF_SEMANTICS §1.2). */
+    int64_t neg[] = {-1, 3};
+    cr_expect_eq(tc_get("m", 2, neg, NULL, &x), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Dimension -1 must be >= 0");
+    cr_expect_eq(tc_get("fresh", 2, neg, NULL, &x), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Dimension -1 must be >= 0");
     /* dtype: explicit mismatch, and the omitted-dtype surprise on an int32 variable. */
     ps_get_variable_args_t dt = {.name = "v", .dtype = PS_DTYPE_INT32};
     cr_expect_eq(ps_get_variable(tc_g, &dt, &x, &tc_err), PS_ERR_INVALID_ARGUMENT);
@@ -191,7 +197,7 @@ Test(get_variable, creation_needs_a_fully_defined_shape)
     ps_get_variable_args_t a = {.name = "u"};
     cr_expect_eq(ps_get_variable(tc_g, &a, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(tc_err.msg, msg);
-    int64_t dq[] = {-1, 64};
+    int64_t dq[] = {PS_DIM_UNKNOWN, 64};
     cr_expect_eq(tc_get("u", 2, dq, NULL, &v), PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(tc_err.msg, msg);
     cr_expect_eq(ps_graph_store_count(tc_g), 0);

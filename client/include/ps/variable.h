@@ -96,7 +96,8 @@ PS_EXTERN ps_initializer_t ps_init_value(const ps_tensor_t *value);
 typedef struct ps_get_variable_args {
     /** Required. Relative to the current variable scope; in a custom getter, the full name. */
     const char *name;
-    /** NULL: shape omitted (unknown rank). A partly known shape is allowed (-1 dims). */
+    /** NULL: shape omitted (unknown rank). A partly known shape is allowed (PS_DIM_UNKNOWN dims);
+     * a negative dimension is TensorFlow's "Dimension -1 must be >= 0". */
     const ps_shape_t *shape;
     /** PS_DTYPE_*; 0: the scope's dtype (float32 by default). */
     int dtype;

@@ -157,7 +157,7 @@ static int check_shape_arg(const ps_shape_t *s, ps_error_t *err)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "rank %u exceeds maximum %d", s->rank,
                             PS_SHAPE_MAX_RANK);
     for (unsigned i = 0; i < s->rank; i++) {
-        if (s->dims[i] < PS_DIM_UNKNOWN)
+        if (s->dims[i] < 0 && s->dims[i] != PS_DIM_UNKNOWN)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "Dimension %lld must be >= 0",
                                 (long long) s->dims[i]);
     }
