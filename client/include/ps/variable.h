@@ -30,6 +30,10 @@ typedef enum {
     PS_INITIALIZER_GLOROT_NORMAL = 8,
     PS_INITIALIZER_VARIANCE_SCALING = 9,
     PS_INITIALIZER_VALUE = 10, /* initializer=<a value>: shape and dtype come from the tensor */
+    /* tf.constant_initializer(<list or array>, verify_shape): value_tensor holds the values (its
+     * shape is the array's); the variable's shape and dtype are get_variable's. Client side only:
+     * the library builds the initial value and sends it with the create request. */
+    PS_INITIALIZER_CONSTANT_LIST = 11,
 } ps_initializer_kind_t;
 
 typedef enum {
@@ -60,13 +64,30 @@ typedef struct ps_initializer {
     int mode;         /* VARIANCE_SCALING: PS_MODE_FAN_* */
     int distribution; /* VARIANCE_SCALING: PS_DISTRIBUTION_* */
     int64_t seed;
-    const ps_tensor_t *value_tensor; /* VALUE */
+    const ps_tensor_t *value_tensor; /* VALUE, CONSTANT_LIST */
+    int verify_shape;                /* CONSTANT_LIST */
+    /* ZEROS, ONES, CONSTANT, CONSTANT_LIST: the initializer's own dtype (0: float32). As in
+     * TensorFlow, get_variable calls the initializer with the variable's dtype, so this one is only
+     * validated ("Cannot convert value 7 to a TensorFlow DType."). */
+    int dtype;
 } ps_initializer_t;
 
 PS_EXTERN ps_initializer_t ps_init_zeros(void);
 PS_EXTERN ps_initializer_t ps_init_ones(void);
+/** tf.zeros_initializer(dtype) / tf.ones_initializer(dtype). */
+PS_EXTERN ps_initializer_t ps_init_zeros_dtype(int dtype);
+PS_EXTERN ps_initializer_t ps_init_ones_dtype(int dtype);
 /** tf.constant_initializer(value). */
 PS_EXTERN ps_initializer_t ps_init_constant(double value);
+/**
+ * tf.constant_initializer(values, verify_shape=...) with a list or array (values borrowed; its
+ * dims are the array's shape, a flat list is rank 1). At creation, TensorFlow 1.15's rules
+ * (make_tensor_proto without broadcast): with verify_shape the array's shape must equal the
+ * variable's ("Expected Tensor's shape: (3, 4), got (8,)."); more elements than the variable has is
+ * "Too many elements provided. Needed at most 6, but received 8"; fewer are padded with the last
+ * value (zeros for an empty list). The values are converted to the variable's dtype.
+ */
+PS_EXTERN ps_initializer_t ps_init_constant_list(const ps_tensor_t *values, int verify_shape);
 /** tf.random_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */
 PS_EXTERN ps_initializer_t ps_init_random_normal(double mean, double stddev, int64_t seed);
 /** tf.truncated_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */

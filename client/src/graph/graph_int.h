@@ -281,6 +281,14 @@ typedef struct psc_single {
     psc_varinfo_t vi;
 } psc_single_t;
 
+/* constant_initializer(list) for a variable of shape and dtype: TensorFlow 1.15's checks, then
+ * the initial value (a new tensor, *out, caller frees). */
+int psc_constant_list_value(const ps_initializer_t *init,
+                            const ps_shape_t *shape,
+                            int dtype,
+                            ps_tensor_t **out,
+                            ps_error_t *err);
+
 /** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
