@@ -720,3 +720,37 @@ Test(get_variable, zeros_and_ones_initializers_with_a_dtype)
     cr_expect_eq(tc_get("bad", 1, (int64_t[]){2}, &bad, &v), PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(tc_err.msg, "Cannot convert value 7 to a TensorFlow DType.");
 }
+
+/* synchronization / aggregation (TF 1.15 validate_synchronization_aggregation_trainable and the
+ * variable creator's _get_trainable_value): ON_READ makes trainable default False; an explicit
+ * trainable with ON_READ fails at creation; bad values get TensorFlow's messages. */
+Test(get_variable, synchronization_and_aggregation)
+{
+    ps_shape_t s1 = ps_shape_make(1, (int64_t[]){1});
+    ps_variable_t *v = NULL, *got[4];
+    ps_get_variable_args_t r = {
+        .name = "r", .shape = &s1, .synchronization = PS_SYNC_ON_READ, .aggregation = PS_AGG_MEAN};
+    cr_assert_eq(ps_get_variable(tc_g, &r, &v, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect_eq(ps_variable_trainable(v), 0);
+    cr_expect_eq(ps_variable_synchronization(v), PS_SYNC_ON_READ);
+    cr_expect_eq(ps_variable_aggregation(v), PS_AGG_MEAN);
+    cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, NULL, got, 4), 0);
+    cr_expect_eq(tc_collection(PS_GLOBAL_VARIABLES, NULL, got, 4), 1);
+    ps_get_variable_args_t t = {.name = "t",
+                                .shape = &s1,
+                                .trainable = PS_TRAINABLE_YES,
+                                .synchronization = PS_SYNC_ON_READ};
+    cr_expect_eq(ps_get_variable(tc_g, &t, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg,
+                     "Synchronization value can be set to VariableSynchronization.ON_READ only "
+                     "for non-trainable variables. You have specified trainable=True and "
+                     "synchronization=VariableSynchronization.ON_READ.");
+    ps_variable_scope_t *s = tc_vs("sc", PS_REUSE_INHERIT);
+    ps_get_variable_args_t bs = {.name = "b", .shape = &s1, .synchronization = 7};
+    cr_expect_eq(ps_get_variable(tc_g, &bs, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Invalid variable synchronization mode: 7 for variable: sc/b");
+    ps_get_variable_args_t ba = {.name = "b", .shape = &s1, .aggregation = -1};
+    cr_expect_eq(ps_get_variable(tc_g, &ba, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Invalid variable aggregation mode: -1 for variable: sc/b");
+    tc_pop(s);
+}

@@ -105,6 +105,22 @@ PS_EXTERN ps_initializer_t ps_init_variance_scaling(double scale,
 /** initializer=<value>: the variable takes value's dtype and shape (value borrowed). */
 PS_EXTERN ps_initializer_t ps_init_value(const ps_tensor_t *value);
 
+/** tf.VariableSynchronization (values as TensorFlow's enum). */
+typedef enum {
+    PS_SYNC_AUTO = 0,
+    PS_SYNC_NONE = 1,
+    PS_SYNC_ON_WRITE = 2,
+    PS_SYNC_ON_READ = 3,
+} ps_synchronization_t;
+
+/** tf.VariableAggregation (values as TensorFlow's enum). */
+typedef enum {
+    PS_AGG_NONE = 0,
+    PS_AGG_SUM = 1,
+    PS_AGG_MEAN = 2,
+    PS_AGG_ONLY_FIRST_REPLICA = 3,
+} ps_aggregation_t;
+
 /** trainable argument values. */
 #define PS_TRAINABLE_DEFAULT 0 /* True for get_variable and Variable */
 #define PS_TRAINABLE_YES     1
@@ -136,6 +152,13 @@ typedef struct ps_get_variable_args {
     /** NULL: the scope's partitioner, if any (ps/partition.h). With a partitioner in effect and a
      * shape that is not a scalar, get_variable returns the handle of a partitioned whole. */
     const struct ps_partitioner *partitioner;
+    /** PS_SYNC_* (0: AUTO) and PS_AGG_* (0: NONE), validated with TensorFlow's messages ("Invalid
+     * variable synchronization mode: 7 for variable: foo/v"). ON_READ makes trainable default to
+     * False, and an explicit trainable True with ON_READ fails at creation with TensorFlow's
+     * "Synchronization value can be set to VariableSynchronization.ON_READ only for non-trainable
+     * variables. ..." Both are kept on the handle (ps_variable_synchronization / _aggregation). */
+    int synchronization;
+    int aggregation;
 } ps_get_variable_args_t;
 
 /** The `getter` a custom getter receives: call it through ps_getter_call. */
@@ -224,6 +247,10 @@ PS_EXTERN ps_shape_t ps_variable_shape(const ps_variable_t *v);
 PS_EXTERN uint64_t ps_variable_nelems(const ps_variable_t *v);
 PS_EXTERN size_t ps_variable_nbytes(const ps_variable_t *v);
 PS_EXTERN int ps_variable_trainable(const ps_variable_t *v);
+/** The synchronization and aggregation given when this graph created or first got it (PS_SYNC_*,
+ * PS_AGG_*). */
+PS_EXTERN int ps_variable_synchronization(const ps_variable_t *v);
+PS_EXTERN int ps_variable_aggregation(const ps_variable_t *v);
 /** 1 when this graph's lookup created it at psd, 0 when it attached to an existing one. */
 PS_EXTERN int ps_variable_created(const ps_variable_t *v);
 /** 1 for a tf.Variable, 0 for get_variable. */

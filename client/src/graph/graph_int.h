@@ -65,6 +65,8 @@ struct ps_variable {
     uint64_t nelems;
     size_t nbytes;
     int trainable;
+    int synchronization; /* PS_SYNC_* */
+    int aggregation;     /* PS_AGG_* */
     int created;
     int plain; /* tf.Variable */
     uint64_t version;

@@ -449,6 +449,13 @@ int psc_single_lookup(ps_graph_t *g,
     if (!g->client)
         return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
                             "graph has no client: cannot look up variable %s in psd", name);
+    /* The variable creator's _get_trainable_value, at creation only. */
+    if (a->synchronization == PS_SYNC_ON_READ && a->trainable == PS_TRAINABLE_YES &&
+        mode != PSC_LOOKUP_MUST_EXIST)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Synchronization value can be set to VariableSynchronization.ON_READ "
+                            "only for non-trainable variables. You have specified trainable=True "
+                            "and synchronization=VariableSynchronization.ON_READ.");
     st->mode = mode;
     st->trainable = a->trainable != PS_TRAINABLE_NO;
     if ((rc = build_collections(a->collections, a->ncollections, a->has_collections, st->trainable,
@@ -534,6 +541,8 @@ int psc_single_commit(ps_graph_t *g,
             e->ptr = v;
     }
     if (rc == 0) {
+        v->synchronization = a->synchronization;
+        v->aggregation = a->aggregation;
         if (st->mode == PSC_LOOKUP_MUST_EXIST) {
             /* Attached to what another graph declared: take psd's record. */
             rc = add_to_collections(g, v, (const char *const *) st->vi.collections,
@@ -654,6 +663,23 @@ int ps_get_variable(ps_graph_t *g,
     if (!a.partitioner && s->has_partitioner)
         a.partitioner = &s->partitioner;
     a.reuse = s->reuse;
+    /* validate_synchronization_aggregation_trainable, before any custom getter runs. */
+    if (a.aggregation < PS_AGG_NONE || a.aggregation > PS_AGG_ONLY_FIRST_REPLICA) {
+        int rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "Invalid variable aggregation mode: %d for variable: %s",
+                              a.aggregation, full);
+        ps_free(full);
+        return rc;
+    }
+    if (a.synchronization < PS_SYNC_AUTO || a.synchronization > PS_SYNC_ON_READ) {
+        int rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "Invalid variable synchronization mode: %d for variable: %s",
+                              a.synchronization, full);
+        ps_free(full);
+        return rc;
+    }
+    if (a.trainable == PS_TRAINABLE_DEFAULT && a.synchronization == PS_SYNC_ON_READ)
+        a.trainable = PS_TRAINABLE_NO;
 
     /* The lookup runs inside name_scope(None): getters see the root name scope. */
     char *saved_stack = g->name_stack;
@@ -814,6 +840,16 @@ uint64_t ps_variable_nelems(const ps_variable_t *v)
 size_t ps_variable_nbytes(const ps_variable_t *v)
 {
     return v->nbytes;
+}
+
+int ps_variable_synchronization(const ps_variable_t *v)
+{
+    return v->synchronization;
+}
+
+int ps_variable_aggregation(const ps_variable_t *v)
+{
+    return v->aggregation;
 }
 
 int ps_variable_trainable(const ps_variable_t *v)
