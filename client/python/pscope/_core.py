@@ -20,6 +20,7 @@ from . import _lib
 from . import dtypes as _dtypes
 from . import errors
 from . import initializers as _init
+from . import enums as _enums
 from . import partitioners as _partitioners
 from .tensor_shape import TensorShape, as_shape
 
@@ -130,7 +131,7 @@ def _c_shape(shape):
     cs = _lib.Shape()
     cs.rank = s.ndims
     for i, d in enumerate(s.dims):
-        cs.dims[i] = -1 if d is None else d
+        cs.dims[i] = _lib.DIM_UNKNOWN if d is None else d
     return cs
 
 
@@ -165,17 +166,9 @@ def _initializer_spec(init, keep, shape=None, dtype=None):
     if isinstance(init, type) and issubclass(init, _init.Initializer):
         init = init()
     if isinstance(init, _init.Constant) and not init.is_scalar:
-        # A list or array value: TensorFlow fills the shape with it; it travels as the value.
-        s = as_shape(shape) if shape is not None else None
-        if s is not None and s.is_fully_defined():
-            d = dtype or init.dtype or _dtypes.float32
-            spec = _lib.Initializer()
-            spec.kind = _init.VALUE
-            spec.value_tensor = keep.tensor(init(s.as_list(), d))
-            keep.refs.append(spec)
-            return ctypes.pointer(spec), None
-        spec = _lib.Initializer()
-        spec.kind = _init.CONSTANT
+        # A list or array: libpsclient fills the variable's shape with it as TensorFlow does.
+        spec = init._spec()
+        spec.value_tensor = keep.tensor(to_numpy(init.value))
         keep.refs.append(spec)
         return ctypes.pointer(spec), shape
     if isinstance(init, _init.Initializer):
@@ -590,7 +583,7 @@ class Graph:
         return v
 
     # -- variables
-    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None, partitioner=None):
+    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None, partitioner=None, synchronization=None, aggregation=None):
         """The C getter: ps_get_variable / ps_get_local_variable, or ps_getter_call inside a
         custom getter (getter_handle) with the full name and the given reuse."""
         with self._lock:
@@ -616,6 +609,8 @@ class Graph:
                 pp = _partitioners.spec_of(partitioner, keep)
                 if pp is not None:
                     a.partitioner = pp
+                a.synchronization = _enums.enum_value(synchronization, "synchronization")
+                a.aggregation = _enums.enum_value(aggregation, "aggregation")
                 out = ctypes.c_void_p()
                 err = _lib.Error()
                 if getter_handle is not None:
@@ -848,6 +843,8 @@ def _kwargs_of_c_args(a):
     if _lib.HAS_PARTITIONS and a.partitioner:
         part = _partitioners.from_spec(a.partitioner.contents)
     return {
+        "synchronization": _enums.VariableSynchronization(a.synchronization) if a.synchronization in (0, 1, 2, 3) else a.synchronization,
+        "aggregation": _enums.VariableAggregation(a.aggregation) if a.aggregation in (0, 1, 2, 3) else a.aggregation,
         "shape": shape,
         "dtype": _dtypes.from_enum(a.dtype) if a.dtype else _dtypes.float32,
         "initializer": init,
@@ -860,8 +857,6 @@ def _kwargs_of_c_args(a):
         "validate_shape": True,
         "use_resource": None,
         "constraint": None,
-        "synchronization": None,
-        "aggregation": None,
     }
 
 
@@ -886,6 +881,8 @@ def _trampoline(getter_handle, args_p, data, out_p, err_p):
                 reuse=kw.get("reuse"),
                 getter_handle=getter_handle,
                 partitioner=kw.get("partitioner"),
+                synchronization=kw.get("synchronization"),
+                aggregation=kw.get("aggregation"),
             )
 
         result = fn(getter, name, **kwargs)

@@ -48,6 +48,7 @@ lib, LIBRARY_PATH = _load()
 
 PS_ERROR_MSG_MAX = 16384  # common/include/ps/status.h; tests/test_abi.py checks it
 MAX_RANK = 8
+DIM_UNKNOWN = -(2**63)  # PS_DIM_UNKNOWN (INT64_MIN): an unknown dimension; -1 is an error
 
 DTYPE_FLOAT32, DTYPE_FLOAT64, DTYPE_INT32, DTYPE_INT64 = 1, 2, 3, 9
 
@@ -89,6 +90,8 @@ class Initializer(ctypes.Structure):
         ("distribution", ctypes.c_int),
         ("seed", ctypes.c_int64),
         ("value_tensor", ctypes.c_void_p),
+        ("verify_shape", ctypes.c_int),
+        ("dtype", ctypes.c_int),
     ]
 
 
@@ -155,7 +158,7 @@ class GetVariableArgs(ctypes.Structure):
         ("ncollections", ctypes.c_size_t),
         ("has_collections", ctypes.c_int),
         ("reuse", ctypes.c_int),
-    ] + _PARTITIONER_FIELD + [("_spare", ctypes.c_char * _SPARE)]
+    ] + _PARTITIONER_FIELD + [("synchronization", ctypes.c_int), ("aggregation", ctypes.c_int), ("_spare", ctypes.c_char * _SPARE)]
 
 
 # int (*ps_custom_getter_cb)(const ps_getter_t *, const ps_get_variable_args_t *, void *data,
@@ -405,6 +408,14 @@ def check(rc, err):
         raise_op_error(rc, err.text())
 
 
+# libpsclient's INVALID_ARGUMENT texts that are TypeErrors in TensorFlow.
+TYPE_ERROR_PREFIXES = (
+    "VariableScope: name_or_scope must be a string or VariableScope.",
+    "Expected Tensor's shape:",
+    "Cannot convert value",
+)
+
+
 def check_value(rc, err, type_errors=()):
     """For TensorFlow's graph-building calls: scope misuse is a ValueError (TypeError for the
     messages in type_errors), with the canonical code in its error_code attribute; transport and
@@ -413,7 +424,7 @@ def check_value(rc, err, type_errors=()):
         return
     msg = err.text()
     if rc in (errors.INVALID_ARGUMENT, errors.ALREADY_EXISTS, errors.NOT_FOUND):
-        cls = TypeError if msg in type_errors else ValueError
+        cls = TypeError if msg in type_errors or msg.startswith(TYPE_ERROR_PREFIXES) else ValueError
         e = cls(msg)
         e.error_code = rc
         raise e

@@ -9,7 +9,7 @@ from . import dtypes as _dtypes
 
 ZEROS, ONES, CONSTANT = 1, 2, 3
 RANDOM_NORMAL, TRUNCATED_NORMAL, RANDOM_UNIFORM = 4, 5, 6
-GLOROT_UNIFORM, GLOROT_NORMAL, VARIANCE_SCALING, VALUE = 7, 8, 9, 10
+GLOROT_UNIFORM, GLOROT_NORMAL, VARIANCE_SCALING, VALUE, CONSTANT_LIST = 7, 8, 9, 10, 11
 
 _MODES = {"fan_in": 0, "fan_out": 1, "fan_avg": 2}
 _DISTRIBUTIONS = {"truncated_normal": 0, "normal": 0, "untruncated_normal": 1, "uniform": 2}
@@ -46,7 +46,17 @@ def _seed(seed):
     return 0 if seed is None else int(seed)
 
 
-class Zeros(Initializer):
+class _Typed(Initializer):
+    """An initializer with its own dtype (validated; get_variable uses the variable's)."""
+
+    def _spec(self):
+        s = super()._spec()
+        if self.dtype is not None and self.dtype.base_dtype.stored:
+            s.dtype = self.dtype.base_dtype.as_datatype_enum
+        return s
+
+
+class Zeros(_Typed):
     _kind = ZEROS
 
     def __init__(self, dtype=_dtypes.float32):
@@ -57,7 +67,7 @@ class Zeros(Initializer):
         return np.zeros(list(shape), d.as_numpy_dtype)
 
 
-class Ones(Initializer):
+class Ones(_Typed):
     _kind = ONES
 
     def __init__(self, dtype=_dtypes.float32):
@@ -68,9 +78,10 @@ class Ones(Initializer):
         return np.ones(list(shape), d.as_numpy_dtype)
 
 
-class Constant(Initializer):
+class Constant(_Typed):
     """tf.constant_initializer(value): a scalar fills every element (psd does it); a list or array
-    is sent as the initial value, filled as TensorFlow fills it (the last element repeats)."""
+    travels with the create request, and libpsclient fills the variable with it as TensorFlow
+    does (the last element repeats; verify_shape requires the exact shape)."""
 
     _kind = CONSTANT
 
@@ -90,7 +101,11 @@ class Constant(Initializer):
 
     def _spec(self):
         s = super()._spec()
-        s.value = float(self.value)
+        if self.is_scalar:
+            s.value = float(self.value)
+        else:
+            s.kind = CONSTANT_LIST  # the caller attaches the values as value_tensor
+            s.verify_shape = 1 if self._verify_shape else 0
         return s
 
     def get_config(self):
@@ -250,4 +265,6 @@ def _from_spec(spec, to_numpy):
         return VarianceScaling(spec.scale, modes[spec.mode], dists[spec.distribution], spec.seed or None)
     if k == VALUE:
         return to_numpy(spec.value_tensor)
+    if k == CONSTANT_LIST:
+        return Constant(to_numpy(spec.value_tensor), verify_shape=bool(spec.verify_shape))
     return None

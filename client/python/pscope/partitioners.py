@@ -34,7 +34,7 @@ class Partitioner:
         else:
             cs.rank = shape.ndims
             for i, d in enumerate(shape.dims):
-                cs.dims[i] = -1 if d is None else d
+                cs.dims[i] = _lib.DIM_UNKNOWN if d is None else d
         out = (ctypes.c_int64 * _lib.MAX_RANK)()
         err = _lib.Error()
         rc = lib.ps_partitioner_partitions(ctypes.byref(self._spec), ctypes.byref(cs), _dtypes.enum_of(dtype), out, ctypes.byref(err))

@@ -306,3 +306,23 @@ def test_custom_getter_may_return_anything_and_raise(tf):
     v = tf.get_variable("percall", [1], custom_getter=lambda getter, name, **kw: getter(name + "_x", **kw))
     assert v.name == "percall_x:0"
     assert tf.get_variable_scope().name == ""
+
+
+def test_synchronization_aggregation_and_constant_lists(tf):
+    r = tf.get_variable("r", [1], synchronization=tf.VariableSynchronization.ON_READ, aggregation=tf.VariableAggregation.MEAN)
+    assert not r.trainable and r not in tf.trainable_variables()
+    with pytest.raises(ValueError, match=r"^Invalid variable synchronization mode: 7 for variable: bad$"):
+        tf.get_variable("bad", [1], synchronization=7)
+    with pytest.raises(ValueError, match=r"^Too many elements provided\. Needed at most 2, but received 3$"):
+        tf.get_variable("many", [2], initializer=tf.constant_initializer([1, 2, 3]))
+    with pytest.raises(TypeError, match=r"^Expected Tensor's shape: \(3,\), got \(2,\)\.$"):
+        tf.get_variable("vs", [3], initializer=tf.constant_initializer([1, 2], verify_shape=True))
+    seen = []
+
+    def getter(next_getter, name, *args, **kwargs):
+        seen.append((kwargs["synchronization"], kwargs["aggregation"]))
+        return next_getter(name, *args, **kwargs)
+
+    with tf.variable_scope("g", custom_getter=getter):
+        tf.get_variable("s", [1], synchronization=tf.VariableSynchronization.ON_WRITE, aggregation=tf.VariableAggregation.SUM)
+    assert seen == [(tf.VariableSynchronization.ON_WRITE, tf.VariableAggregation.SUM)]

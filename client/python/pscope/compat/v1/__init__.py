@@ -10,6 +10,7 @@ from ... import dtypes as _dtypes
 from ... import errors
 from ... import initializers as _init
 from ..._core import AUTO_REUSE, Graph, Operation, PartitionedVariable, Tensor, Variable, VariableScope
+from ...enums import VariableAggregation, VariableSynchronization  # noqa: F401
 from ...partitioners import fixed_size_partitioner, min_max_variable_partitioner, variable_axis_size_partitioner  # noqa: F401
 from ..._core import get_default_graph, reset_default_graph
 from ...dtypes import (  # noqa: F401 (TensorFlow's names)
@@ -236,10 +237,10 @@ def _check_get_variable_args(name, partitioner, regularizer, constraint, custom_
         _core._unsupported("constraint")
 
 
-def _get(local, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint):
+def _get(local, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization=None, aggregation=None):
     _check_get_variable_args(name, partitioner, regularizer, constraint, custom_getter)
     g = _core.get_default_graph()
-    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local, partitioner=partitioner)
+    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local, partitioner=partitioner, synchronization=synchronization, aggregation=aggregation)
     if custom_getter is None:
         return g._get_variable(name, **kw)
     # A getter for this call only: TensorFlow uses it instead of the scope's.
@@ -274,7 +275,7 @@ def get_variable(
 ):
     """tf.get_variable: the variable of the current scope's full name, created in psd or shared,
     with TensorFlow 1.15's reuse rules and messages."""
-    return _get(False, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint)
+    return _get(False, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation)
 
 
 def get_local_variable(
@@ -295,7 +296,7 @@ def get_local_variable(
     aggregation=None,
 ):
     """tf.get_local_variable: get_variable with trainable False and LOCAL_VARIABLES added."""
-    return _get(True, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint)
+    return _get(True, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation)
 
 
 def get_collection(key, scope=None):
