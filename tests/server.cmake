@@ -9,3 +9,6 @@ ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budge
 ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
 ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 300)
+# A real Prometheus (Debian's package) scraping psd under load.
+ps_add_criterion_test(test_prometheus SOURCES integration/test_prometheus.c
+                      LABELS integration TIMEOUT 240)
