@@ -66,7 +66,8 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: pstrain [mode] [options]\n"
             "modes: (default) worker | --evaluator | --local\n"
-            "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
+            "  --server HOST:PORT[,HOST:PORT...]  psd, or psd shards in order (default\n"
+            "                          $PS_SERVER, else 127.0.0.1:7070)\n"
             "  --data DIR              Fashion-MNIST directory (default %s)\n"
             "  --worker-index I        this worker's shard (0-based)\n"
             "  --num-workers N         number of shards\n"
@@ -590,9 +591,28 @@ int main(int argc, char **argv)
         snprintf(creator, sizeof creator, "pstrain %s pid %ld", who, (long) getpid());
         copts.creator = creator;
         copts.connect_timeout_ms = 10000;
+        /* A comma-separated list is the shards, in order: every worker must list them alike. */
+        char addrs[1024];
+        const char *shard[16];
+        size_t nshards = 0;
+        snprintf(addrs, sizeof addrs, "%s", o.server);
+        for (char *save = NULL, *a = strtok_r(addrs, ",", &save); a;
+             a = strtok_r(NULL, ",", &save)) {
+            if (nshards == sizeof shard / sizeof shard[0]) {
+                nshards = 0; /* too many: refused below */
+                break;
+            }
+            shard[nshards++] = a;
+        }
+        if (nshards == 0) {
+            fprintf(stderr, "pstrain: --server '%s': expected 1 to 16 comma-separated HOST:PORT\n",
+                    o.server);
+            rc = 2;
+            goto out;
+        }
         /* psd may still be starting (compose, launcher): retry the first connection a while. */
         for (int attempt = 0;; attempt++) {
-            if (ps_client_connect(o.server, &copts, &client, &err) == 0)
+            if (ps_client_connect_list(shard, nshards, &copts, &client, &err) == 0)
                 break;
             if (attempt >= 50) {
                 rc = fail("connecting to psd", &err);
