@@ -9,6 +9,9 @@ target_link_libraries(psclient_core PUBLIC pscommon Threads::Threads m)
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
 ps_add_criterion_test(test_scope_oom SOURCES unit/test_scope_oom.c LIBS psclient_core)
+# Partitioners, slice geometry and placement strategies (pure; placement.h is client-private).
+ps_add_criterion_test(test_partition SOURCES unit/test_partition.c LIBS psclient_core)
+target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src/graph)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
 foreach(t get_variable variable io multiworker)
@@ -16,6 +19,11 @@ foreach(t get_variable variable io multiworker)
                         LABELS integration TIMEOUT 180)
   add_dependencies(test_client_${t} psd)
 endforeach()
+
+# Partitioned variables and placement against 1, 2 and 3 real psd processes.
+ps_add_criterion_test(test_partitioned SOURCES integration/test_partitioned.c LIBS psclient_core
+                      LABELS integration TIMEOUT 300)
+add_dependencies(test_partitioned psd)
 
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package

@@ -10,6 +10,7 @@
 #include <ps/dtype.h>
 #include <ps/export.h>
 #include <ps/graph.h>
+#include <ps/partition.h>
 #include <ps/scope.h>
 #include <ps/status.h>
 #include <ps/tensor.h>

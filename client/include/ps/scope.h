@@ -50,6 +50,9 @@ typedef struct ps_variable_scope_opts {
     void *custom_getter_data;
     /** Nonzero: open no name scope (auxiliary_name_scope=False). */
     int no_auxiliary_name_scope;
+    /** Default partitioner for get_variable in the scope (copied; ps/partition.h); NULL inherits.
+     */
+    const struct ps_partitioner *partitioner;
 } ps_variable_scope_opts_t;
 
 /**
@@ -119,6 +122,19 @@ PS_EXTERN int ps_variable_scope_set_custom_getter(ps_variable_scope_t *scope,
                                                   ps_custom_getter_cb cb,
                                                   void *data,
                                                   ps_error_t *err);
+
+/**
+ * scope.set_partitioner(p): p is copied; NULL clears it (a callback's data stays borrowed). Applies
+ * to get_variable calls made afterwards in the scope and in scopes opened inside it later.
+ * Returns 0 or INVALID_ARGUMENT for an unknown kind.
+ */
+PS_EXTERN int ps_variable_scope_set_partitioner(ps_variable_scope_t *scope,
+                                                const struct ps_partitioner *p,
+                                                ps_error_t *err);
+
+/** scope.partitioner: borrowed (valid until it changes), or NULL when none is set. */
+PS_EXTERN const struct ps_partitioner *
+ps_variable_scope_partitioner(const ps_variable_scope_t *scope);
 
 /**
  * The scope's initializer (borrowed, valid until it changes), or NULL when none is set.

@@ -111,6 +111,9 @@ typedef struct ps_get_variable_args {
     /** Set by the library when it calls a custom getter (the scope's effective reuse); ignored by
      * ps_get_variable. */
     int reuse;
+    /** NULL: the scope's partitioner, if any (ps/partition.h). With a partitioner in effect and a
+     * shape that is not a scalar, get_variable returns the handle of a partitioned whole. */
+    const struct ps_partitioner *partitioner;
 } ps_get_variable_args_t;
 
 /** The `getter` a custom getter receives: call it through ps_getter_call. */

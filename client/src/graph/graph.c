@@ -27,6 +27,8 @@ int ps_graph_new(ps_client_t *client, ps_graph_t **out, ps_error_t *err)
     psc_vec_init(&g->vars);
     psc_vec_init(&g->store_keys);
     psc_vec_init(&g->collection_keys);
+    psc_strmap_init(&g->partitioned);
+    psc_vec_init(&g->pvs);
     g->name_stack = ps_strdup("");
     g->root = psc_scope_new_root();
     if (!g->name_stack || !g->root || psc_vec_push(&g->scopes, g->root) != 0) {
@@ -80,6 +82,11 @@ void ps_graph_free(ps_graph_t *g)
             ps_free(v);
         }
     }
+    for (size_t i = 0; i < g->pvs.len; i++)
+        psc_partitioned_free(g->pvs.items[i]);
+    psc_vec_deinit(&g->pvs);
+    psc_strmap_deinit(&g->partitioned);
+    psc_placer_deinit(&g->placer);
     psc_vec_deinit(&g->scopes);
     psc_vec_deinit(&g->getters);
     psc_vec_deinit(&g->vars);

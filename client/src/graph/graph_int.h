@@ -8,6 +8,7 @@
 
 #include <ps/client.h>
 
+#include "placement.h"
 #include "strmap.h"
 
 /* One composed custom getter: cb wraps outer (the enclosing scope's composition), TensorFlow's
@@ -32,6 +33,8 @@ struct ps_variable_scope {
     ps_initializer_t init;
     ps_tensor_t *init_value; /* owned copy behind init.value_tensor */
     const psc_getter_node_t *getter;
+    int has_partitioner;
+    ps_partitioner_t partitioner;
     psc_vec_t own_getters; /* nodes made by ps_variable_scope_set_custom_getter (owned) */
 };
 
@@ -65,6 +68,22 @@ struct ps_variable {
     int created;
     int plain; /* tf.Variable */
     uint64_t version;
+    long task;                     /* shard index; -1 for a partitioned whole */
+    ps_partitioned_variable_t *pv; /* set on the handle standing for a partitioned whole */
+};
+
+/* TensorFlow's PartitionedVariable: parts along one axis, each a variable of the graph. */
+struct ps_partitioned_variable {
+    ps_graph_t *g;
+    char *name; /* full name, no ":0" */
+    int dtype;
+    ps_shape_t shape;
+    int64_t partitions[PS_SHAPE_MAX_RANK];
+    int axis;
+    size_t nparts;
+    ps_variable_t **parts;
+    int64_t *offsets; /* along axis */
+    ps_variable_t *whole;
 };
 
 struct ps_graph {
@@ -83,6 +102,9 @@ struct ps_graph {
     psc_vec_t store_keys;
     psc_strmap_t collections; /* key -> psc_vec_t* */
     psc_vec_t collection_keys;
+    psc_strmap_t partitioned; /* full name -> ps_partitioned_variable_t* (_partitioned_vars) */
+    psc_vec_t pvs;            /* every partitioned variable (owned) */
+    psc_placer_t placer;      /* replica_device_setter; ntasks 0: hash placement */
 };
 
 /* graph.c */
@@ -119,6 +141,56 @@ void psc_scope_free(ps_variable_scope_t *s);
 
 /** Deep copy of an initializer spec into the scope (value bytes too). */
 int psc_scope_copy_init(ps_variable_scope_t *s, const ps_initializer_t *init, ps_error_t *err);
+
+/* partitioned.c */
+
+/**
+ * The partitioned path of get_variable (TF's _get_partitioned_variable) for full name a->name with
+ * partitioner p (NULL: reuse without partitioner). *out is the handle standing for the whole.
+ */
+int psc_get_partitioned(ps_graph_t *g,
+                        const ps_get_variable_args_t *a,
+                        const ps_partitioner_t *p,
+                        ps_variable_t **out,
+                        ps_error_t *err);
+
+/** Free a partitioned variable record (not its parts or whole: the graph owns those). */
+void psc_partitioned_free(ps_partitioned_variable_t *pv);
+
+/*
+ * Batched pulls, updates and optimizer steps on partitioned wholes: each whole becomes its parts.
+ * Parts along axis 0 point into the caller's buffer; along another axis they go through a
+ * temporary buffer (gathered now when gather is set, scattered back by psc_expand_scatter).
+ */
+typedef struct psc_expand_copy {
+    const ps_partitioned_variable_t *pv;
+    size_t part;
+    void *tmp;
+    void *full;
+} psc_expand_copy_t;
+
+typedef struct psc_expand {
+    ps_variable_t **vars;
+    void **bufs;
+    size_t *lens;
+    size_t *origin; /* index of the caller's item each expanded item came from */
+    size_t n;
+    psc_expand_copy_t *copies;
+    size_t ncopies;
+} psc_expand_t;
+
+int psc_expand(ps_variable_t *const *vars,
+               void *const *bufs,
+               const size_t *lens,
+               size_t n,
+               int gather,
+               psc_expand_t *x,
+               ps_error_t *err);
+void psc_expand_scatter(const psc_expand_t *x);
+void psc_expand_free(psc_expand_t *x);
+
+/** After a batch: each whole's version becomes the highest of its parts'. */
+void psc_partitioned_sync_versions(ps_variable_t *const *vars, size_t n);
 
 /* client.c: the calls that go to psd. */
 
@@ -175,5 +247,52 @@ typedef struct psc_item {
 
 int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
 int psc_client_update(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
+
+/**
+ * Record that name lives on shard (a device setter's choice), so that every request for it goes
+ * there. 0, INVALID_ARGUMENT when the name is already placed elsewhere, or RESOURCE_EXHAUSTED.
+ */
+int psc_client_place(ps_client_t *c, const char *name, size_t shard, ps_error_t *err);
+/** Forget a placement made by psc_client_place (a lookup that failed). */
+void psc_client_unplace(ps_client_t *c, const char *name);
+
+/**
+ * Whether psd holds a get_variable variable called name (on its shard), whatever its dtype and
+ * shape: 1, 0, or minus the error code (err filled).
+ */
+int psc_client_exists(ps_client_t *c, const char *name, ps_error_t *err);
+
+/** Delete names[0..n) at their shards (undoing parts a failed create made). 0 or the error. */
+int psc_client_delete(ps_client_t *c, const char *const *names, size_t n, ps_error_t *err);
+
+/* variable.c: the single-variable path in two phases, so that a partitioned variable does every
+ * part's psd lookup before any is recorded in the graph (a failed create then leaves nothing). */
+
+typedef struct psc_single {
+    ps_variable_t *found; /* already in this graph: nothing was asked of psd */
+    char *psd_name;       /* else what psd answered for, and the op name to mark (heap) */
+    int mode;             /* PSC_LOOKUP_* */
+    int trainable;
+    const char *cols[64];
+    size_t ncols;
+    long task;            /* the device setter's choice, or -1 (hash) */
+    uint64_t place_bytes; /* what the greedy placer was charged */
+    size_t place_next;    /* the round-robin counter before this lookup */
+    psc_varinfo_t vi;
+} psc_single_t;
+
+/** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
+int psc_single_lookup(ps_graph_t *g,
+                      const ps_get_variable_args_t *a,
+                      psc_single_t *s,
+                      ps_error_t *err);
+/** Phase 2: record the looked-up variable in the graph (store key, collections). */
+int psc_single_commit(ps_graph_t *g,
+                      const ps_get_variable_args_t *a,
+                      psc_single_t *s,
+                      ps_variable_t **out,
+                      ps_error_t *err);
+/** Release phase 1's result without recording it (placement undone; psd is not asked). */
+void psc_single_release(ps_graph_t *g, psc_single_t *s);
 
 #endif /* PSC_GRAPH_INT_H */

@@ -76,6 +76,8 @@ static ps_variable_scope_t *scope_clone(const ps_variable_scope_t *from,
     s->reuse = reuse;
     s->dtype = from->dtype;
     s->getter = from->getter;
+    s->has_partitioner = from->has_partitioner;
+    s->partitioner = from->partitioner;
     if (from->has_init && psc_scope_copy_init(s, &from->init, err) != 0) {
         psc_scope_free(s);
         return NULL;
@@ -156,6 +158,11 @@ int ps_variable_scope_push(ps_graph_t *g,
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "dtype %d is not one psd stores (float32, float64, int32, int64)",
                             o->dtype);
+    if (o->partitioner && (o->partitioner->kind < PS_PARTITIONER_NONE ||
+                           o->partitioner->kind > PS_PARTITIONER_CALLBACK))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Partitioner must be callable, but received: kind %d",
+                            o->partitioner->kind);
     if (o->initializer && o->initializer->kind == PS_INITIALIZER_VALUE &&
         !o->initializer->value_tensor)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -223,6 +230,10 @@ int ps_variable_scope_push(ps_graph_t *g,
         goto fail_frame;
     if (o->dtype)
         s->dtype = o->dtype;
+    if (o->partitioner) {
+        s->has_partitioner = 1;
+        s->partitioner = *o->partitioner;
+    }
     if (o->custom_getter) {
         node = ps_calloc(1, sizeof *node);
         if (!node || psc_vec_push(&g->getters, node) != 0) {
@@ -403,4 +414,22 @@ int ps_variable_scope_set_custom_getter(ps_variable_scope_t *scope,
     node->data = data;
     scope->getter = node;
     return 0;
+}
+
+int ps_variable_scope_set_partitioner(ps_variable_scope_t *scope,
+                                      const ps_partitioner_t *p,
+                                      ps_error_t *err)
+{
+    if (p && (p->kind < PS_PARTITIONER_NONE || p->kind > PS_PARTITIONER_CALLBACK))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Partitioner must be callable, but received: kind %d", p->kind);
+    scope->has_partitioner = p != NULL && p->kind != PS_PARTITIONER_NONE;
+    if (scope->has_partitioner)
+        scope->partitioner = *p;
+    return 0;
+}
+
+const ps_partitioner_t *ps_variable_scope_partitioner(const ps_variable_scope_t *scope)
+{
+    return scope->has_partitioner ? &scope->partitioner : NULL;
 }

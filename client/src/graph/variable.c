@@ -203,6 +203,7 @@ static int make_var(ps_graph_t *g,
     v->created = vi->created;
     v->plain = plain;
     v->version = vi->version;
+    v->task = g->client ? (long) ps_client_shard_of(g->client, store_name) : 0;
     if (!v->name || !v->store_name || psc_graph_adopt_var(g, v) != 0) {
         psc_variable_free(v);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
@@ -221,15 +222,72 @@ static int add_to_collections(
     return 0;
 }
 
-/* The true getter: _VariableStore.get_variable's single-variable path (TF_SEMANTICS §1.2) with the
+/* The placement of a new variable handle: the device setter's next task (charged with the
+ * variable's bytes for greedy), recorded at the client so every request for it goes there. */
+static int place_new(ps_graph_t *g,
+                     const char *psd_name,
+                     const ps_shape_t *shape,
+                     int dtype,
+                     psc_single_t *s,
+                     ps_error_t *err)
+{
+    s->task = -1;
+    if (!g->placer.ntasks)
+        return 0;
+    uint64_t bytes = ps_dtype_size(dtype);
+    if (g->placer.kind == PS_PLACEMENT_GREEDY_BYTES) {
+        if (!shape || !ps_shape_is_fully_defined(shape))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "greedy placement needs the shape of %s to weigh it (pass its "
+                                "shape)",
+                                psd_name);
+        for (unsigned i = 0; i < shape->rank; i++)
+            bytes *= (uint64_t) shape->dims[i];
+    }
+    s->place_next = g->placer.next;
+    s->place_bytes = bytes;
+    size_t task = psc_placer_next(&g->placer, bytes);
+    int rc = psc_client_place(g->client, psd_name, task, err);
+    if (rc) {
+        psc_placer_undo(&g->placer, task, bytes, s->place_next);
+        return rc;
+    }
+    s->task = (long) task;
+    return 0;
+}
+
+static void unplace(ps_graph_t *g, psc_single_t *s)
+{
+    if (s->task < 0)
+        return;
+    psc_placer_undo(&g->placer, (size_t) s->task, s->place_bytes, s->place_next);
+    psc_client_unplace(g->client, s->psd_name);
+    s->task = -1;
+}
+
+void psc_single_release(ps_graph_t *g, psc_single_t *s)
+{
+    if (!s->found && s->psd_name) {
+        unplace(g, s);
+        psc_varinfo_deinit(&s->vi);
+    }
+    ps_free(s->psd_name);
+    s->psd_name = NULL;
+}
+
+/* Phase 1 of _VariableStore.get_variable's single-variable path (TF_SEMANTICS §1.2), with the
  * store split between this graph and psd (SPEC §3). args->name is the full name. */
-static int
-true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
+int psc_single_lookup(ps_graph_t *g,
+                      const ps_get_variable_args_t *a,
+                      psc_single_t *st,
+                      ps_error_t *err)
 {
     const char *name = a->name;
     const ps_initializer_t *init = a->initializer;
     int from_value = init && init->kind == PS_INITIALIZER_VALUE;
     int rc;
+    memset(st, 0, sizeof *st);
+    st->task = -1;
     if (!name || !*name)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "get_variable needs a name");
     if (a->shape && from_value)
@@ -272,7 +330,7 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
                                 "Trying to share variable %s, but specified dtype %s and found "
                                 "dtype %s.",
                                 name, ps_dtype_name(dtype), ps_dtype_ref_name(found->dtype));
-        *out = found;
+        st->found = found;
         return 0;
     }
 
@@ -284,11 +342,10 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
     if (!g->client)
         return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
                             "graph has no client: cannot look up variable %s in psd", name);
-    int trainable = a->trainable != PS_TRAINABLE_NO;
-    const char *cols[PSC_MAX_COLLECTIONS];
-    size_t ncols;
-    if ((rc = build_collections(a->collections, a->ncollections, a->has_collections, trainable,
-                                cols, &ncols, err)) != 0)
+    st->mode = mode;
+    st->trainable = a->trainable != PS_TRAINABLE_NO;
+    if ((rc = build_collections(a->collections, a->ncollections, a->has_collections, st->trainable,
+                                st->cols, &st->ncols, err)) != 0)
         return rc;
 
     /* The op name comes from the graph's table and normally equals the store key. When it does
@@ -298,18 +355,21 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
     char *op_name = psc_graph_unique_name_in(g, "", name, 0);
     if (!op_name)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    const char *psd_name = mode == PSC_LOOKUP_MUST_EXIST ? name : op_name;
+    st->psd_name = mode == PSC_LOOKUP_MUST_EXIST ? ps_strdup(name) : ps_strdup(op_name);
+    ps_free(op_name);
+    if (!st->psd_name)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     ps_shape_t vshape;
     psc_lookup_t req = {
-        .name = psd_name,
+        .name = st->psd_name,
         .mode = mode,
         .kind = 0,
         .dtype = dtype,
         .shape = a->shape,
         .init = init,
-        .trainable = trainable,
-        .collections = cols,
-        .ncollections = ncols,
+        .trainable = st->trainable,
+        .collections = st->cols,
+        .ncollections = st->ncols,
     };
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
         /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
@@ -317,19 +377,35 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
         vshape = ps_tensor_shape(init->value_tensor);
         req.shape = &vshape;
     }
-    psc_varinfo_t vi;
-    if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0) {
-        ps_free(op_name);
-        return rc;
+    if ((rc = place_new(g, st->psd_name, req.shape, req.dtype, st, err)) == 0 &&
+        (rc = psc_client_get_variable(g->client, &req, &st->vi, err)) != 0)
+        unplace(g, st);
+    if (rc) {
+        ps_free(st->psd_name);
+        st->psd_name = NULL;
     }
-    /* Now mark it used (same result: nothing touched the table in between). */
+    return rc;
+}
+
+int psc_single_commit(ps_graph_t *g,
+                      const ps_get_variable_args_t *a,
+                      psc_single_t *st,
+                      ps_variable_t **out,
+                      ps_error_t *err)
+{
+    if (st->found) {
+        *out = st->found;
+        return 0;
+    }
+    const char *name = a->name;
+    /* Mark the op name used (same result as phase 1: nothing touched the table in between). */
     char *marked = psc_graph_unique_name_in(g, "", name, 1);
     ps_variable_t *v = NULL;
+    int rc;
     if (!marked)
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     else
-        rc = make_var(g, psd_name, marked, &vi, 0, &v, err);
-    ps_free(op_name);
+        rc = make_var(g, st->psd_name, marked, &st->vi, 0, &v, err);
     if (rc == 0) {
         psc_strmap_entry_t *e = psc_strmap_upsert(&g->store, name);
         if (!e || psc_vec_push(&g->store_keys, e->key) != 0)
@@ -338,19 +414,70 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
             e->ptr = v;
     }
     if (rc == 0) {
-        if (mode == PSC_LOOKUP_MUST_EXIST) {
+        if (st->mode == PSC_LOOKUP_MUST_EXIST) {
             /* Attached to what another graph declared: take psd's record. */
-            rc = add_to_collections(g, v, (const char *const *) vi.collections, vi.ncollections,
-                                    err);
+            rc = add_to_collections(g, v, (const char *const *) st->vi.collections,
+                                    st->vi.ncollections, err);
         } else {
-            v->trainable = trainable;
-            rc = add_to_collections(g, v, cols, ncols, err);
+            v->trainable = st->trainable;
+            rc = add_to_collections(g, v, st->cols, st->ncols, err);
         }
     }
-    psc_varinfo_deinit(&vi);
+    psc_varinfo_deinit(&st->vi);
+    ps_free(st->psd_name);
+    st->psd_name = NULL;
     if (rc == 0)
         *out = v;
     return rc;
+}
+
+static int
+single_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
+{
+    psc_single_t st;
+    int rc = psc_single_lookup(g, a, &st, err);
+    if (rc)
+        return rc;
+    return psc_single_commit(g, a, &st, out, err);
+}
+
+/* The true getter: _true_getter's branch between the partitioned and the single-variable paths
+ * (TF_SEMANTICS §1.1 step 7). */
+static int
+true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
+{
+    const char *name = a->name;
+    if (!name || !*name)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "get_variable needs a name");
+    const ps_partitioner_t *p = a->partitioner;
+    if (p && p->kind == PS_PARTITIONER_NONE)
+        p = NULL;
+    int is_scalar = a->shape && !a->shape->unknown_rank && a->shape->rank == 0;
+    if (p && !is_scalar)
+        return psc_get_partitioned(g, a, p, out, err);
+    if (a->reuse == PS_REUSE_TRUE && !p && ps_graph_partitioned_lookup(g, name))
+        return psc_get_partitioned(g, a, NULL, out, err);
+    char *part0 = psc_strfmt("%s/part_0", name);
+    if (!part0)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = 0;
+    if (ps_graph_store_lookup(g, part0))
+        rc = 1;
+    else if (g->client && !ps_graph_store_lookup(g, name) && a->reuse != PS_REUSE_TRUE &&
+             ps_name_check_scope(name, 1, NULL) == 0)
+        rc = psc_client_exists(g->client, part0, err); /* parts another worker made */
+    if (rc == 1)
+        rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                          "No partitioner was provided, but a partitioned version of the "
+                          "variable was found: %s. Perhaps a variable of the same name was "
+                          "already created with partitioning?",
+                          part0);
+    else if (rc < 0)
+        rc = -rc;
+    ps_free(part0);
+    if (rc)
+        return rc;
+    return single_getter(g, a, out, err);
 }
 
 int ps_getter_call(const ps_getter_t *getter,
@@ -404,6 +531,8 @@ int ps_get_variable(ps_graph_t *g,
         a.initializer = &s->init;
     if (!a.dtype)
         a.dtype = s->dtype;
+    if (!a.partitioner && s->has_partitioner)
+        a.partitioner = &s->partitioner;
     a.reuse = s->reuse;
 
     /* The lookup runs inside name_scope(None): getters see the root name scope. */
@@ -489,6 +618,13 @@ int ps_variable_new(ps_graph_t *g,
         return rc;
     ps_shape_t shape = ps_tensor_shape(val);
     ps_initializer_t init = ps_init_value(val);
+    psc_single_t place;
+    memset(&place, 0, sizeof place);
+    place.psd_name = op_name;
+    if ((rc = place_new(g, op_name, &shape, ps_tensor_dtype(val), &place, err)) != 0) {
+        ps_free(op_name);
+        return rc;
+    }
     psc_lookup_t req = {
         .name = op_name,
         .mode = PSC_LOOKUP_CREATE_OR_ATTACH,
@@ -502,6 +638,7 @@ int ps_variable_new(ps_graph_t *g,
     };
     psc_varinfo_t vi;
     if ((rc = psc_client_get_variable(g->client, &req, &vi, err)) != 0) {
+        unplace(g, &place);
         ps_free(op_name);
         return rc;
     }
@@ -588,6 +725,13 @@ char *ps_variable_repr(const ps_variable_t *v, char *out, size_t cap)
 {
     char shape[160];
     ps_shape_t s = ps_variable_shape(v);
+    if (cap && v->pv) {
+        char parts[160];
+        snprintf(out, cap, "<ps.PartitionedVariable '%s' shape=%s dtype=%s partitions=%s>", v->name,
+                 ps_shape_str(&s, shape, sizeof shape), ps_dtype_name(v->dtype),
+                 ps_partitions_str(v->pv->partitions, v->rank, parts, sizeof parts));
+        return out;
+    }
     if (cap)
         snprintf(out, cap, "<ps.Variable '%s' shape=%s dtype=%s>", v->name,
                  ps_shape_str(&s, shape, sizeof shape), ps_dtype_ref_name(v->dtype));
@@ -626,34 +770,50 @@ static int need_client(const ps_variable_t *v, ps_error_t *err)
     return 0;
 }
 
+/* The checks every item of a batch gets before anything is sent. */
+static int check_batch_item(const ps_variable_t *v, ps_client_t *c, size_t len, ps_error_t *err)
+{
+    if (v->g->client != c)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "a batch must use variables of graphs sharing one client");
+    int rc = need_client(v, err);
+    return rc ? rc : check_len(v, len, err);
+}
+
 int ps_variables_pull(
     ps_variable_t *const *vars, size_t n, void *const *bufs, const size_t *lens, ps_error_t *err)
 {
     if (n == 0)
         return 0;
-    psc_item_t *items = ps_calloc(n, sizeof *items);
-    if (!items)
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
     ps_client_t *c = vars[0]->g->client;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (vars[i]->g->client != c)
-            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                              "a batch must use variables of graphs sharing one client");
-        else if ((rc = need_client(vars[i], err)) == 0 &&
-                 (rc = check_len(vars[i], lens[i], err)) == 0) {
-            items[i] = item_of(vars[i]);
-            items[i].buf = bufs[i];
-            items[i].len = lens[i];
-        }
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = check_batch_item(vars[i], c, lens[i], err);
+    if (rc)
+        return rc;
+    /* A partitioned whole becomes its parts, landing in the caller's buffer. */
+    psc_expand_t x;
+    if ((rc = psc_expand(vars, bufs, lens, n, 0, &x, err)) != 0)
+        return rc;
+    psc_item_t *items = ps_calloc(x.n, sizeof *items);
+    if (!items) {
+        psc_expand_free(&x);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
-    if (rc == 0)
-        rc = psc_client_pull(c, items, n, err);
+    for (size_t i = 0; i < x.n; i++) {
+        items[i] = item_of(x.vars[i]);
+        items[i].buf = x.bufs[i];
+        items[i].len = x.lens[i];
+    }
+    rc = psc_client_pull(c, items, x.n, err);
     if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            vars[i]->version = items[i].version;
+        for (size_t i = 0; i < x.n; i++)
+            x.vars[i]->version = items[i].version;
+        psc_expand_scatter(&x);
+        psc_partitioned_sync_versions(vars, n);
     }
     ps_free(items);
+    psc_expand_free(&x);
     return rc;
 }
 
@@ -666,33 +826,54 @@ int ps_variables_update(const ps_update_t *upd, size_t n, ps_error_t *err)
 {
     if (n == 0)
         return 0;
-    psc_item_t *items = ps_calloc(n, sizeof *items);
-    if (!items)
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
     ps_client_t *c = upd[0].var->g->client;
+    int rc = 0;
+    ps_variable_t **vars = ps_calloc(n, sizeof *vars);
+    void **bufs = ps_calloc(n, sizeof *bufs);
+    size_t *lens = ps_calloc(n, sizeof *lens);
+    psc_item_t *items = NULL;
+    psc_expand_t x;
+    memset(&x, 0, sizeof x);
+    if (!vars || !bufs || !lens) {
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < n && rc == 0; i++) {
-        ps_variable_t *v = upd[i].var;
-        if (v->g->client != c)
-            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                              "a batch must use variables of graphs sharing one client");
-        else if (upd[i].op < PS_UPDATE_ASSIGN || upd[i].op > PS_UPDATE_SCALED_ADD)
+        if (upd[i].op < PS_UPDATE_ASSIGN || upd[i].op > PS_UPDATE_SCALED_ADD)
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown update op %d", upd[i].op);
-        else if ((rc = need_client(v, err)) == 0 && (rc = check_len(v, upd[i].len, err)) == 0) {
-            items[i] = item_of(v);
-            items[i].x = upd[i].x;
-            items[i].len = upd[i].len;
-            items[i].op = upd[i].op;
-            items[i].alpha = upd[i].alpha;
-        }
+        else
+            rc = check_batch_item(upd[i].var, c, upd[i].len, err);
+        vars[i] = upd[i].var;
+        bufs[i] = (void *) upd[i].x;
+        lens[i] = upd[i].len;
     }
-    if (rc == 0)
-        rc = psc_client_update(c, items, n, err);
+    /* A partitioned whole becomes one update per part, each reading its slice of x. */
+    if (rc || (rc = psc_expand(vars, bufs, lens, n, 1, &x, err)) != 0)
+        goto out;
+    if (!(items = ps_calloc(x.n, sizeof *items))) {
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < x.n; i++) {
+        const ps_update_t *u = &upd[x.origin[i]];
+        items[i] = item_of(x.vars[i]);
+        items[i].x = x.bufs[i];
+        items[i].len = x.lens[i];
+        items[i].op = u->op;
+        items[i].alpha = u->alpha;
+    }
+    rc = psc_client_update(c, items, x.n, err);
     if (rc == 0) {
-        for (size_t i = 0; i < n; i++)
-            upd[i].var->version = items[i].version;
+        for (size_t i = 0; i < x.n; i++)
+            x.vars[i]->version = items[i].version;
+        psc_partitioned_sync_versions(vars, n);
     }
+out:
+    psc_expand_free(&x);
     ps_free(items);
+    ps_free(vars);
+    ps_free(bufs);
+    ps_free(lens);
     return rc;
 }
 
@@ -722,4 +903,27 @@ int ps_variable_scaled_add(
     ps_variable_t *v, double alpha, const void *x, size_t len, ps_error_t *err)
 {
     return update_one(v, PS_UPDATE_SCALED_ADD, alpha, x, len, err);
+}
+
+long ps_variable_task(const ps_variable_t *v)
+{
+    return v->task;
+}
+
+char *ps_variable_device(const ps_variable_t *v, char *out, size_t cap)
+{
+    if (cap) {
+        if (v->task < 0)
+            out[0] = '\0';
+        else
+            snprintf(out, cap, "/job:ps/task:%ld", v->task);
+    }
+    return out;
+}
+
+const char *ps_variable_shard_address(const ps_variable_t *v)
+{
+    if (v->task < 0 || !v->g->client)
+        return NULL;
+    return ps_client_shard_address(v->g->client, (size_t) v->task);
 }

@@ -17,6 +17,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "graph_int.h"
+#include "placement.h"
 
 /* Most variables in one request; a bigger batch is split into pipelined requests. */
 #define PSC_MAX_BATCH 1024
@@ -31,6 +32,7 @@ struct ps_client {
     char *creator;
     uint64_t client_id;
     uint64_t seq;
+    psc_strmap_t placed; /* name -> shard + 1, for names a device setter placed */
 };
 
 static void logf_(const ps_client_t *c, int level, const char *fmt, ...)
@@ -61,6 +63,7 @@ int ps_client_connect_list(const char *const *addresses,
     ps_client_t *c = ps_calloc(1, sizeof *c);
     if (!c)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    psc_strmap_init(&c->placed);
     c->shards = ps_calloc(n, sizeof *c->shards);
     c->creator = o->creator ? ps_strdup(o->creator) : psc_strfmt("pid %ld", (long) getpid());
     if (!c->shards || !c->creator) {
@@ -110,6 +113,7 @@ void ps_client_free(ps_client_t *c)
         psc_conn_deinit(&c->shards[i]);
     ps_free(c->shards);
     ps_free(c->creator);
+    psc_strmap_deinit(&c->placed);
     ps_free(c);
 }
 
@@ -136,7 +140,33 @@ const char *ps_client_shard_address(const ps_client_t *c, size_t i)
 
 size_t ps_client_shard_of(const ps_client_t *c, const char *name)
 {
-    return c->nshards <= 1 ? 0 : (size_t) (psc_fnv1a(name, strlen(name)) % c->nshards);
+    if (c->placed.len) {
+        psc_strmap_entry_t *e = psc_strmap_find(&c->placed, name);
+        if (e && e->num > 0)
+            return (size_t) (e->num - 1);
+    }
+    return psc_placement_hash(name, c->nshards);
+}
+
+int psc_client_place(ps_client_t *c, const char *name, size_t shard, ps_error_t *err)
+{
+    psc_strmap_entry_t *e = psc_strmap_upsert(&c->placed, name);
+    if (!e)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    if (e->num > 0 && (size_t) (e->num - 1) != shard)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "variable %s is already placed on /job:ps/task:%lld by another graph "
+                            "of this client; cannot place it on /job:ps/task:%zu",
+                            name, (long long) (e->num - 1), shard);
+    e->num = (int64_t) shard + 1;
+    return 0;
+}
+
+void psc_client_unplace(ps_client_t *c, const char *name)
+{
+    psc_strmap_entry_t *e = psc_strmap_find(&c->placed, name);
+    if (e)
+        e->num = 0;
 }
 
 uint64_t ps_client_connects(const ps_client_t *c)
@@ -326,4 +356,50 @@ int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err
 int psc_client_update(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err)
 {
     return run_batch(c, items, n, 1, err);
+}
+
+int psc_client_delete(ps_client_t *c, const char *const *names, size_t n, ps_error_t *err)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+        Pscope__V1__DeleteRequest d = PSCOPE__V1__DELETE_REQUEST__INIT;
+        ProtobufCBinaryData nb = ps_pb_bytes(names[i]);
+        d.n_names = 1;
+        d.names = &nb;
+        h.method = PSCOPE__V1__METHOD__DELETE;
+        h.body_case = PSCOPE__V1__HEADER__BODY_DELETE;
+        h.delete_ = &d;
+        psc_call_t call;
+        memset(&call, 0, sizeof call);
+        call.req = &h;
+        psc_call_t *cp = &call;
+        int r = run_calls(c, ps_client_shard_of(c, names[i]), &cp, 1, err);
+        if (r == 0 && call.err.code)
+            r = ps_error_set(err, call.err.code, "%s", call.err.msg);
+        psc_call_reset(&call);
+        if (r && !rc)
+            rc = r;
+    }
+    return rc;
+}
+
+int psc_client_exists(ps_client_t *c, const char *name, ps_error_t *err)
+{
+    /* A must-exist lookup with no shape: it attaches nothing; a dtype other than float32 answers
+     * with TF's dtype mismatch, which also means the name exists. */
+    psc_lookup_t req = {.name = name, .mode = PSC_LOOKUP_MUST_EXIST, .dtype = PS_DTYPE_FLOAT32};
+    psc_varinfo_t vi;
+    ps_error_t e;
+    int rc = psc_client_get_variable(c, &req, &vi, &e);
+    if (rc == 0) {
+        psc_varinfo_deinit(&vi);
+        return 1;
+    }
+    if (rc == PS_ERR_NOT_FOUND)
+        return 0;
+    if (rc == PS_ERR_INVALID_ARGUMENT && strncmp(e.msg, "Trying to share variable ", 25) == 0)
+        return 1;
+    ps_error_set(err, rc, "%s", e.msg);
+    return -rc;
 }

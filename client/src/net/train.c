@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,13 @@ struct ps_optimizer {
     uint64_t id;
     uint64_t seq;
     uint64_t steps;
+    /* A step that failed part-way: its variables and the seq each shard was sent, so that calling
+     * again with the same variables resends under the same (id, seq) and psd applies each shard's
+     * part exactly once. */
+    int pending;
+    ps_variable_t **pending_vars;
+    size_t pending_n;
+    uint64_t *shard_seq; /* per shard; 0: not sent yet */
 };
 
 ps_optimizer_config_t ps_optimizer_sgd(double learning_rate)
@@ -90,6 +98,8 @@ void ps_optimizer_free(ps_optimizer_t *o)
         psc_conn_deinit(&o->conns[i]);
     ps_free(o->conns);
     ps_free(o->global_step);
+    ps_free(o->pending_vars);
+    ps_free(o->shard_seq);
     ps_free(o);
 }
 
@@ -110,9 +120,10 @@ int ps_optimizer_new(ps_client_t *client,
     size_t n = ps_client_shard_count(client);
     if (o) {
         o->conns = ps_calloc(n, sizeof *o->conns);
+        o->shard_seq = ps_calloc(n, sizeof *o->shard_seq);
         o->global_step = ps_strdup(config->global_step ? config->global_step : PS_GLOBAL_STEP);
     }
-    if (!o || !o->conns || !o->global_step) {
+    if (!o || !o->conns || !o->shard_seq || !o->global_step) {
         ps_optimizer_free(o);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
@@ -165,6 +176,7 @@ static int apply_shard(ps_optimizer_t *o,
                        const size_t *idx,
                        size_t m,
                        int count_step,
+                       uint64_t seq,
                        int64_t *global_step,
                        ps_error_t *err)
 {
@@ -198,7 +210,7 @@ static int apply_shard(ps_optimizer_t *o,
     if (count_step)
         a.global_step = ps_pb_bytes(o->global_step);
     a.client_id = o->id;
-    a.seq = ++o->seq;
+    a.seq = seq;
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
     h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
@@ -258,25 +270,72 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "gradient %zu: NULL variable or gradient", i);
     }
-    size_t *idx = ps_calloc(n, sizeof *idx);
-    if (!idx)
+    /* The same variables as a step that failed part-way: this call completes that step. */
+    int retry =
+        o->pending && o->pending_n == n && memcmp(o->pending_vars, vars, n * sizeof *vars) == 0;
+    if (!retry) {
+        o->pending = 0;
+        memset(o->shard_seq, 0, o->nconns * sizeof *o->shard_seq);
+    }
+    /* A partitioned whole's gradient is split into its parts' slices. */
+    psc_expand_t x;
+    int rc = psc_expand(vars, (void *const *) grads, NULL, n, 1, &x, err);
+    if (rc)
+        return rc;
+    size_t *idx = ps_calloc(x.n, sizeof *idx);
+    if (!idx) {
+        psc_expand_free(&x);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
     int counted = o->global_step[0] == '\0';
     size_t step_shard = counted ? 0 : ps_client_shard_of(o->client, o->global_step);
     int64_t gs = 0;
-    int rc = 0;
+    size_t applied = 0;
+    char applied_list[256] = "";
     for (size_t s = 0; s < o->nconns && rc == 0; s++) {
         size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (ps_client_shard_of(o->client, vars[i]->store_name) == s)
+        for (size_t i = 0; i < x.n; i++) {
+            if (ps_client_shard_of(o->client, x.vars[i]->store_name) == s)
                 idx[m++] = i;
         }
         if (m == 0)
             continue;
+        if (!o->shard_seq[s])
+            o->shard_seq[s] = ++o->seq;
         int count_here = !counted && s == step_shard;
-        rc = apply_shard(o, s, vars, grads, idx, m, count_here, &gs, err);
-        if (rc == 0 && count_here)
-            counted = 1;
+        ps_error_t e;
+        rc = apply_shard(o, s, x.vars, (const void *const *) x.bufs, idx, m, count_here,
+                         o->shard_seq[s], &gs, &e);
+        if (rc == 0) {
+            applied++;
+            size_t len = strlen(applied_list);
+            snprintf(applied_list + len, sizeof applied_list - len, "%s%zu", len ? ", " : "", s);
+            if (count_here)
+                counted = 1;
+            continue;
+        }
+        /* Remember the step so that a call with the same variables completes it once. */
+        ps_variable_t **keep = ps_malloc(n * sizeof *keep);
+        if (keep) {
+            memcpy(keep, vars, n * sizeof *keep);
+            ps_free(o->pending_vars);
+            o->pending_vars = keep;
+            o->pending_n = n;
+            o->pending = 1;
+        }
+        if (applied)
+            rc = ps_error_set(err, rc,
+                              "shard %zu (%s) failed in the middle of a step over several "
+                              "shards: %s. Shards %s applied their part of the step (each "
+                              "shard's part is atomic); calling ps_optimizer_apply_gradients "
+                              "again with the same variables and gradients completes the step "
+                              "exactly once",
+                              s, ps_client_shard_address(o->client, s), e.msg, applied_list);
+        else if (o->nconns > 1 && (rc == PS_ERR_UNAVAILABLE || rc == PS_ERR_DEADLINE_EXCEEDED))
+            rc = ps_error_set(err, rc, "shard %zu (%s): %s", s,
+                              ps_client_shard_address(o->client, s), e.msg);
+        else
+            rc = ps_error_set(err, rc, "%s", e.msg);
     }
     if (rc == 0 && !counted)
         rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -284,9 +343,12 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
                           o->global_step, step_shard);
     ps_free(idx);
     if (rc == 0) {
+        o->pending = 0;
         o->steps++;
+        psc_partitioned_sync_versions(vars, n);
         if (global_step)
             *global_step = gs;
     }
+    psc_expand_free(&x);
     return rc;
 }
