@@ -30,6 +30,7 @@ target_compile_definitions(psd_ack_before_log PRIVATE PS_PERSIST_ACK_BEFORE_LOG)
 target_include_directories(psd_ack_before_log PRIVATE ${CMAKE_SOURCE_DIR}/server/src)
 target_link_libraries(psd_ack_before_log PRIVATE pscommon PkgConfig::LIBUV PkgConfig::OPENBLAS
                                                  PkgConfig::ZLIB m ${HTTP_PARSER_LIBRARY}
+                                                 PkgConfig::SODIUM PkgConfig::OPENSSL
                                                  pscope_warnings)
 set(PS_ABL_ENV ${PS_TEST_ENV})
 list(FILTER PS_ABL_ENV EXCLUDE REGEX "^(PSD_BIN|ASAN_OPTIONS)=")

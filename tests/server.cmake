@@ -6,6 +6,8 @@ ps_add_criterion_test(test_rpc SOURCES unit/test_rpc.c LIBS psd_core)
 ps_add_criterion_test(test_server SOURCES unit/test_server.c LIBS psd_core)
 ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budget.c
                       LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_auth SOURCES integration/test_auth.c LIBS psd_core LABELS integration
+                      TIMEOUT 180)
 ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
 ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 300)

@@ -83,6 +83,17 @@ static const cfg_desc_t descs[] = {
      "SECONDS", "write a checkpoint and truncate the log this often (0 = not on a timer)"},
     {"checkpoint-log-bytes", CFG_SIZE, OFF(checkpoint_log_bytes), 0, UINT64_MAX, "256M", 0, "BYTES",
      "write a checkpoint once the log grows past this (0 = not on size)"},
+    {"users", CFG_STRING, OFF(users), 0, 0, "", CFG_MUTABLE, "FILE",
+     "users file (NAME ROLE HASH [PATTERN...] per line): every connection must AUTH first; "
+     "re-read on SIGHUP or when set at run time (\"\" = open to anyone who can connect)"},
+    {"tls-cert", CFG_STRING, OFF(tls_cert), 0, 0, "", 0, "FILE",
+     "PEM certificate (chain) of psd: the listener speaks TLS 1.2+ only (with --tls-key)"},
+    {"tls-key", CFG_STRING, OFF(tls_key), 0, 0, "", 0, "FILE", "PEM private key of --tls-cert"},
+    {"tls-ca", CFG_STRING, OFF(tls_ca), 0, 0, "", 0, "FILE",
+     "PEM CA certificates that client certificates must chain to"},
+    {"tls-client-auth", CFG_STRING, OFF(tls_client_auth), 0, 0, "", 0, "MODE",
+     "client certificates: none, optional (checked when sent) or required; \"\" = required when "
+     "--tls-ca is given, else none"},
 };
 
 #define NDESCS (sizeof descs / sizeof descs[0])
@@ -266,6 +277,23 @@ int psd_config_check(const psd_config_t *c, ps_error_t *err)
                             c->max_inflight_payload, c->max_payload_bytes);
     if (!c->listen[0])
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--listen: empty address");
+    if (!c->tls_cert[0] != !c->tls_key[0])
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--tls-cert and --tls-key go together: give both or neither");
+    if ((c->tls_ca[0] || c->tls_client_auth[0]) && !c->tls_cert[0])
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--tls-ca and --tls-client-auth need --tls-cert and --tls-key");
+    if (c->tls_client_auth[0] && strcmp(c->tls_client_auth, "none") != 0 &&
+        strcmp(c->tls_client_auth, "optional") != 0 && strcmp(c->tls_client_auth, "required") != 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--tls-client-auth: '%s' is not one of none, optional, required",
+                            c->tls_client_auth);
+    if ((strcmp(c->tls_client_auth, "optional") == 0 ||
+         strcmp(c->tls_client_auth, "required") == 0) &&
+        !c->tls_ca[0])
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--tls-client-auth %s needs --tls-ca to check client certificates",
+                            c->tls_client_auth);
     if (strcmp(c->fsync, "always") != 0 && strcmp(c->fsync, "everysec") != 0 &&
         strcmp(c->fsync, "no") != 0)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,

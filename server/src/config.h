@@ -35,6 +35,12 @@ typedef struct psd_config {
     char fsync[PSD_CONFIG_STR_MAX];    /* always, everysec or no */
     uint64_t checkpoint_interval_s;    /* 0 = no timed checkpoints */
     uint64_t checkpoint_log_bytes;     /* checkpoint when the log passes this; 0 = never */
+    /* Security (auth.c, tls.c; docs/security.md). "" = off. */
+    char users[PSD_CONFIG_STR_MAX];           /* users file: AUTH required on every connection */
+    char tls_cert[PSD_CONFIG_STR_MAX];        /* PEM certificate chain: TLS on the listener */
+    char tls_key[PSD_CONFIG_STR_MAX];         /* PEM private key */
+    char tls_ca[PSD_CONFIG_STR_MAX];          /* PEM CA bundle that client certificates chain to */
+    char tls_client_auth[PSD_CONFIG_STR_MAX]; /* none, optional or required */
 } psd_config_t;
 
 /* psd_config_parse_argv() result when --help was given (usage should be printed, exit 0). */

@@ -31,6 +31,17 @@ static void free_chunk(psd_conn_t *c, psd_chunk_t *k)
     ps_free(k);
 }
 
+void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k)
+{
+    free_chunk(c, k);
+}
+
+/* Nothing queued, being written, or (TLS) waiting as ciphertext. */
+static int out_idle(const psd_conn_t *c)
+{
+    return !c->qhead && !c->inflight_nchunks && (!c->tls || psd_tls_out_idle(c->tls));
+}
+
 static void queue_chunk(psd_conn_t *c, psd_chunk_t *k)
 {
     k->next = NULL;
@@ -129,10 +140,10 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
 
 /* Some replies were written: close if that was the last of a closing connection, resume reading
  * if backpressure has eased. Returns 0, or -1 when the connection was closed. */
-static int after_written(psd_conn_t *c)
+int psd_conn_after_written(psd_conn_t *c)
 {
     psd_server_t *srv = c->srv;
-    if (!c->qhead && (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH)) {
+    if (out_idle(c) && (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH)) {
         psd_conn_close(c, "flushed");
         return -1;
     }
@@ -171,7 +182,7 @@ static void on_write_done(uv_write_t *req, int status)
         psd_conn_close(c, "write error");
         return;
     }
-    if (after_written(c) == 0 && c->qhead)
+    if (psd_conn_after_written(c) == 0 && c->qhead)
         psd_conn_flush(c);
 }
 
@@ -185,12 +196,16 @@ static void fill_iov(uv_buf_t *b, const psd_chunk_t *k)
 
 void psd_conn_flush(psd_conn_t *c)
 {
-    if (c->inflight_nchunks || !c->qhead || (c->flags & PSD_CONN_CLOSING))
+    if (c->inflight_nchunks || (!c->qhead && !c->tls) || (c->flags & PSD_CONN_CLOSING))
         return;
     if (psd_persist_must_hold(c->srv->persist)) {
         /* Mutations await the log: the flush point writes them, then flushes this connection. */
         if (!c->link_flush.prev)
             psd_link_push(&c->srv->flush_list, &c->link_flush);
+        return;
+    }
+    if (c->tls) {
+        psd_tls_flush(c);
         return;
     }
     unsigned n = 0;
@@ -225,7 +240,7 @@ void psd_conn_flush(psd_conn_t *c)
             c->qhead->base += done;
             c->qhead->len -= done;
         }
-        if (after_written(c) != 0 || !c->qhead)
+        if (psd_conn_after_written(c) != 0 || !c->qhead)
             return;
         n = 0;
         bytes = 0;
@@ -251,34 +266,53 @@ void psd_conn_flush(psd_conn_t *c)
 
 /* ---- read side ---- */
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+size_t psd_conn_input_space(psd_conn_t *c, uint8_t **p)
 {
-    psd_conn_t *c = (psd_conn_t *) h;
-    (void) suggested;
     c->in_window = 0;
     if (c->rstart == c->rend) {
         c->rstart = c->rend = 0;
-        uint8_t *p = NULL;
-        size_t n = ps_frame_decoder_payload_window(&c->dec, &p);
+        size_t n = ps_frame_decoder_payload_window(&c->dec, p);
         if (n > 0) {
             /* Tensor bytes go straight into their destination blob. */
             if (n > (1u << 30))
                 n = 1u << 30;
             c->in_window = 1;
-            *buf = uv_buf_init((char *) p, (unsigned) n);
-            return;
+            return n;
         }
     } else if (PSD_RBUF_SIZE - c->rend < 4096) {
         memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
         c->rend -= c->rstart;
         c->rstart = 0;
     }
-    *buf = uv_buf_init((char *) c->rbuf + c->rend, (unsigned) (PSD_RBUF_SIZE - c->rend));
+    *p = c->rbuf + c->rend;
+    return PSD_RBUF_SIZE - c->rend;
+}
+
+void psd_conn_input_landed(psd_conn_t *c, size_t n)
+{
+    if (c->in_window)
+        ps_frame_decoder_payload_advance(&c->dec, n);
+    else
+        c->rend += n;
+    c->in_window = 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    psd_conn_t *c = (psd_conn_t *) h;
+    (void) suggested;
+    if (c->tls) {
+        psd_tls_alloc(c, buf);
+        return;
+    }
+    uint8_t *p = NULL;
+    size_t n = psd_conn_input_space(c, &p);
+    *buf = uv_buf_init((char *) p, (unsigned) n);
 }
 
 static int mid_frame(const psd_conn_t *c)
 {
-    return c->rend > c->rstart ||
+    return c->rend > c->rstart || (c->tls && !psd_tls_handshake_done(c->tls)) ||
            (c->dec.state != PS_FRAME_ST_PREFIX && c->dec.state != PS_FRAME_ST_READY) ||
            c->dec.pgot > 0;
 }
@@ -321,7 +355,7 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
      * The decoder is not fed again, so its sinks into those blobs are never used. */
     psd_req_free(c->req);
     c->req = NULL;
-    if (!c->qhead && !c->inflight_nchunks && !c->deferred)
+    if (out_idle(c) && !c->deferred)
         psd_conn_close(c, why);
 }
 
@@ -329,6 +363,30 @@ static void reply_error_and_close(psd_conn_t *c, int code, const char *msg, cons
 {
     psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, code, msg);
     psd_conn_close_after_flush(c, why);
+}
+
+/* A TLS ClientHello on a plaintext port: answer with a TLS protocol_version alert, which any TLS
+ * client reports at once (instead of waiting for a handshake that never comes), and close. */
+static void tls_client_on_plain_port(psd_conn_t *c)
+{
+    PS_LOG(PS_LOG_WARNING, "conn",
+           "TLS client on a plaintext port conn=%llu peer=%s: answered with an alert, closing "
+           "(start psd with --tls-cert/--tls-key, or connect without TLS)",
+           (unsigned long long) c->id, c->peer);
+    c->srv->rpc.stats.rejected_frames++;
+    psd_chunk_t *k = ps_malloc(sizeof *k + sizeof psd_tls_alert_not_tls);
+    if (k) {
+        memcpy(k + 1, psd_tls_alert_not_tls, sizeof psd_tls_alert_not_tls);
+        k->base = (const uint8_t *) (k + 1);
+        k->len = sizeof psd_tls_alert_not_tls;
+        k->blob = NULL;
+        k->ends_reply = 1;
+        queue_chunk(c, k);
+        c->pending_replies++;
+        if (!c->link_flush.prev)
+            psd_link_push(&c->srv->flush_list, &c->link_flush);
+    }
+    psd_conn_close_after_flush(c, "TLS client on a plaintext port");
 }
 
 void psd_conn_process(psd_conn_t *c)
@@ -343,6 +401,14 @@ void psd_conn_process(psd_conn_t *c)
         c->rstart += used;
         if (ev == PS_FRAME_NEED_MORE) {
             c->rstart = c->rend = 0;
+            if (c->tls) {
+                /* Plaintext the TLS layer already holds comes before more socket reads. */
+                int got = psd_tls_pull(c);
+                if (got > 0)
+                    continue;
+                if (got < 0)
+                    return;
+            }
             start_reading(c);
             return;
         }
@@ -425,10 +491,22 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     c->srv->rpc.stats.bytes_in += (uint64_t) nread;
     c->last_read_ms = uv_now(&c->srv->loop);
+    if (c->tls) {
+        if (psd_tls_on_read(c, (size_t) nread) == 0)
+            psd_conn_process(c);
+        return;
+    }
     if (window)
         ps_frame_decoder_payload_advance(&c->dec, (size_t) nread);
     else
         c->rend += (size_t) nread;
+    if (!c->seen_input) {
+        c->seen_input = 1;
+        if (!window && psd_tls_looks_like_hello(c->rbuf, c->rend)) {
+            tls_client_on_plain_port(c);
+            return;
+        }
+    }
     psd_conn_process(c);
 }
 
@@ -440,6 +518,13 @@ void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)
     if (now_ms - c->last_read_ms < limit)
         return;
     c->srv->rpc.stats.limit_disconnects++;
+    if (c->tls && !psd_tls_handshake_done(c->tls)) {
+        /* No frame can be sent before the handshake: close. */
+        PS_LOG(PS_LOG_WARNING, "conn", "TLS handshake not done after %llu ms conn=%llu peer=%s",
+               (unsigned long long) limit, (unsigned long long) c->id, c->peer);
+        psd_conn_close(c, "TLS handshake timeout");
+        return;
+    }
     PS_LOG(PS_LOG_WARNING, "conn", "read timeout on a partial frame conn=%llu peer=%s ms=%llu",
            (unsigned long long) c->id, c->peer, (unsigned long long) limit);
     char msg[128];
@@ -476,7 +561,7 @@ void psd_conn_defer(const psd_reply_sink_t *sink, int on)
     /* The deferred reply is queued: go on with buffered frames, then reading. */
     if (c->flags & PSD_CONN_CLOSING)
         return;
-    if ((c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) && !c->qhead && !c->inflight_nchunks) {
+    if ((c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) && out_idle(c)) {
         psd_conn_close(c, "flushed");
         return;
     }
@@ -497,6 +582,7 @@ static void on_close(uv_handle_t *h)
         free_chunk(c, k);
     }
     psd_req_free(c->req);
+    psd_tls_free(c->tls);
     ps_frame_decoder_deinit(&c->dec);
     ps_free(c->rbuf);
     psd_link_remove(&c->link_all);
@@ -552,6 +638,9 @@ void psd_conn_accept(psd_server_t *srv)
     c->id = ++srv->next_conn_id;
     c->sink.emit = conn_emit;
     c->sink.ctx = c;
+    c->sink.session = &c->session;
+    c->session.peer = c->peer;
+    c->session.conn_id = c->id;
     ps_frame_limits_t lim = {.max_header = (uint32_t) srv->cfg.max_header_bytes,
                              .max_payload = srv->cfg.max_payload_bytes};
     ps_frame_decoder_init(&c->dec, &lim);
@@ -576,7 +665,13 @@ void psd_conn_accept(psd_server_t *srv)
         reply_error_and_close(c, PS_ERR_RESOURCE_EXHAUSTED, msg, "connection limit");
         return;
     }
-    PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s", (unsigned long long) c->id,
-           c->peer);
+    if (srv->tls && !(c->tls = psd_tls_new(srv->tls))) {
+        PS_LOG(PS_LOG_WARNING, "conn", "out of memory for a TLS session conn=%llu peer=%s",
+               (unsigned long long) c->id, c->peer);
+        psd_conn_close(c, "out of memory");
+        return;
+    }
+    PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s%s", (unsigned long long) c->id,
+           c->peer, c->tls ? " tls" : "");
     start_reading(c);
 }

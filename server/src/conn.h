@@ -11,8 +11,10 @@
 
 #include <ps/internal/frame.h>
 
+#include "auth.h"
 #include "rpc.h"
 #include "server.h"
+#include "tls.h"
 
 #define PSD_IOV_MAX           128
 #define PSD_RBUF_SIZE         (64u << 10)
@@ -56,6 +58,9 @@ typedef struct psd_conn {
     uv_buf_t iov[PSD_IOV_MAX];
     psd_reply_sink_t sink;
     psd_link_t link_all, link_flush, link_input;
+    psd_session_t session; /* who is calling (AUTH), for rpc's rights checks */
+    psd_tls_t *tls;        /* TLS under the decoder and the write queue (tls.c); NULL = plain */
+    int seen_input;        /* the first bytes were checked (TLS hello on a plaintext port) */
 } psd_conn_t;
 
 /** Accept a pending connection from the listener and start serving it. */
@@ -75,6 +80,20 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why);
 
 /** Read-timeout check, called periodically by the server with the loop's time. */
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms);
+
+/* For the TLS layer (tls.c), which feeds the same input places and drains the same queue. */
+
+/** Where the next input bytes go (payload window or read buffer), at most the returned length. */
+size_t psd_conn_input_space(psd_conn_t *c, uint8_t **p);
+
+/** n input bytes landed where psd_conn_input_space said. */
+void psd_conn_input_landed(psd_conn_t *c, size_t n);
+
+/** A queue chunk was fully sent (unlinked by the caller): free it and count a finished reply. */
+void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k);
+
+/** Output was written: close a closing connection or resume reading. 0, or -1 when closed. */
+int psd_conn_after_written(psd_conn_t *c);
 
 /** psd_rpc_t.sink_defer for connections: hold (on) or resume the connection of sink. */
 void psd_conn_defer(const psd_reply_sink_t *sink, int on);

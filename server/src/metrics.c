@@ -250,6 +250,12 @@ static void render_rpc(psd_expo_t *w, const psd_rpc_t *rpc)
             st->connections_total);
     counter(w, "psd_limit_disconnects_total", "Data connections closed by a limit.",
             st->limit_disconnects);
+    psd_expo_family(w, "psd_auth_refusals_total", "counter",
+                    "Requests refused by --users: UNAUTHENTICATED (no or failed AUTH) or "
+                    "PERMISSION_DENIED (role or name pattern).");
+    psd_expo_u64(w, "psd_auth_refusals_total", "reason=\"unauthenticated\"", st->unauthenticated);
+    psd_expo_u64(w, "psd_auth_refusals_total", "reason=\"permission_denied\"",
+                 st->permission_denied);
     gauge(w, "psd_variables", "Variables stored.", (double) psd_store_count(rpc->store));
     gauge(w, "psd_variable_bytes", "Bytes of tensor data stored.",
           (double) psd_store_data_bytes(rpc->store));

@@ -34,6 +34,7 @@ typedef struct scratch {
 struct psd_req {
     Pscope__V1__Header *hdr;
     const struct psd_method *m;
+    psd_session_t *session; /* the caller's identity (the sink's), NULL when none */
     uint64_t payload_len;
     uint64_t t0_ns;     /* uv_hrtime when the header arrived (request latency) */
     uint64_t *inflight; /* the counter that reserved counts in (rpc->stats.payload_inflight) */
@@ -67,7 +68,8 @@ typedef int (*handler_fn)(psd_rpc_t *rpc,
 typedef struct psd_method {
     uint32_t method;
     const char *name;
-    int body_case; /* request body expected (absent = an empty message) */
+    int body_case;     /* request body expected (absent = an empty message) */
+    int takes_tensors; /* Header.tensors allowed (else INVALID_ARGUMENT before any work) */
     prepare_fn prepare;
     handler_fn handler;
 } psd_method_t;
@@ -786,6 +788,8 @@ static int handle_stats(psd_rpc_t *rpc,
     rep->limit_disconnects = st->limit_disconnects;
     rep->payload_inflight_bytes = st->payload_inflight;
     rep->payload_budget_rejections = st->payload_budget_rejections;
+    rep->unauthenticated = st->unauthenticated;
+    rep->permission_denied = st->permission_denied;
     rep->version = (char *) PS_VERSION_STRING;
     rep->state = (char *) psd_state_name(rpc->ops.state);
     rep->recovery_seconds = rpc->ops.recovery_seconds;
@@ -954,6 +958,25 @@ static int config_option(
     return 0;
 }
 
+/* CONFIG set users FILE: re-read the users file (the same or another one) before the option
+ * changes; a bad file changes nothing. Authentication cannot be switched on or off at run time. */
+static int reload_users(psd_rpc_t *rpc, const char *path, ps_error_t *err)
+{
+    if (!rpc->auth)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                            "psd runs without --users; restart it with --users FILE to require "
+                            "authentication");
+    if (!path[0])
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "users: authentication cannot be switched off at run time");
+    int rc = psd_auth_reload(rpc->auth, path, err);
+    if (rc)
+        return rc;
+    PS_LOG(PS_LOG_NOTICE, "auth", "users file %s reloaded by CONFIG: %zu users", path,
+           psd_auth_count(rpc->auth));
+    return 0;
+}
+
 static int handle_config(psd_rpc_t *rpc,
                          psd_req_t *r,
                          Pscope__V1__Header *out,
@@ -976,6 +999,8 @@ static int handle_config(psd_rpc_t *rpc,
     int rc = 0;
     if (c->set_name && c->set_name[0]) {
         const char *value = c->set_value ? c->set_value : "";
+        if (strcmp(c->set_name, "users") == 0 && (rc = reload_users(rpc, value, err)) != 0)
+            return rc;
         if ((rc = psd_config_set(rpc->cfg, c->set_name, value, 1, err)) != 0)
             return rc;
         PS_LOG(PS_LOG_NOTICE, "rpc", "config set %s=%s", c->set_name, value);
@@ -1003,26 +1028,30 @@ static int handle_config(psd_rpc_t *rpc,
 
 /* The method table, indexed by nothing: looked up by method value (a dozen rows). */
 static const psd_method_t methods[] = {
-    {PSCOPE__V1__METHOD__PING, "PING", PSCOPE__V1__HEADER__BODY_PING, prepare_none, handle_ping},
-    {PSCOPE__V1__METHOD__GET_VARIABLE, "GET_VARIABLE", PSCOPE__V1__HEADER__BODY_GET_VARIABLE,
+    {PSCOPE__V1__METHOD__PING, "PING", PSCOPE__V1__HEADER__BODY_PING, 0, prepare_none, handle_ping},
+    {PSCOPE__V1__METHOD__GET_VARIABLE, "GET_VARIABLE", PSCOPE__V1__HEADER__BODY_GET_VARIABLE, 1,
      prepare_getvar, handle_getvar},
-    {PSCOPE__V1__METHOD__PULL, "PULL", PSCOPE__V1__HEADER__BODY_PULL, prepare_pull, handle_pull},
-    {PSCOPE__V1__METHOD__UPDATE, "UPDATE", PSCOPE__V1__HEADER__BODY_UPDATE, prepare_update,
+    {PSCOPE__V1__METHOD__PULL, "PULL", PSCOPE__V1__HEADER__BODY_PULL, 0, prepare_pull, handle_pull},
+    {PSCOPE__V1__METHOD__UPDATE, "UPDATE", PSCOPE__V1__HEADER__BODY_UPDATE, 1, prepare_update,
      handle_update},
-    {PSCOPE__V1__METHOD__LIST, "LIST", PSCOPE__V1__HEADER__BODY_LIST, prepare_list, handle_list},
-    {PSCOPE__V1__METHOD__DESCRIBE, "DESCRIBE", PSCOPE__V1__HEADER__BODY_DESCRIBE, prepare_describe,
-     handle_describe},
-    {PSCOPE__V1__METHOD__DELETE, "DELETE", PSCOPE__V1__HEADER__BODY_DELETE, prepare_delete,
+    {PSCOPE__V1__METHOD__LIST, "LIST", PSCOPE__V1__HEADER__BODY_LIST, 0, prepare_list, handle_list},
+    {PSCOPE__V1__METHOD__DESCRIBE, "DESCRIBE", PSCOPE__V1__HEADER__BODY_DESCRIBE, 0,
+     prepare_describe, handle_describe},
+    {PSCOPE__V1__METHOD__DELETE, "DELETE", PSCOPE__V1__HEADER__BODY_DELETE, 0, prepare_delete,
      handle_delete},
-    {PSCOPE__V1__METHOD__STATS, "STATS", PSCOPE__V1__HEADER__BODY_STATS, prepare_none,
+    {PSCOPE__V1__METHOD__STATS, "STATS", PSCOPE__V1__HEADER__BODY_STATS, 0, prepare_none,
      handle_stats},
     {PSCOPE__V1__METHOD__APPLY_GRADIENTS, "APPLY_GRADIENTS",
-     PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, prepare_apply, handle_apply},
-    {PSCOPE__V1__METHOD__SAVE, "SAVE", PSCOPE__V1__HEADER__BODY_SAVE, prepare_none, handle_persist},
-    {PSCOPE__V1__METHOD__RESTORE, "RESTORE", PSCOPE__V1__HEADER__BODY_RESTORE, prepare_none,
+     PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, 1, prepare_apply, handle_apply},
+    {PSCOPE__V1__METHOD__SAVE, "SAVE", PSCOPE__V1__HEADER__BODY_SAVE, 0, prepare_none,
      handle_persist},
-    {PSCOPE__V1__METHOD__CONFIG, "CONFIG", PSCOPE__V1__HEADER__BODY_CONFIG, prepare_config,
+    {PSCOPE__V1__METHOD__RESTORE, "RESTORE", PSCOPE__V1__HEADER__BODY_RESTORE, 0, prepare_none,
+     handle_persist},
+    {PSCOPE__V1__METHOD__CONFIG, "CONFIG", PSCOPE__V1__HEADER__BODY_CONFIG, 0, prepare_config,
      handle_config},
+    /* AUTH is answered in psd_rpc_begin (begin_auth): it has no payload and decides whether the
+     * connection goes on. The row gives it a name, counters and its body. */
+    {PSCOPE__V1__METHOD__AUTH, "AUTH", PSCOPE__V1__HEADER__BODY_AUTH, 0, prepare_none, NULL},
 };
 
 static const size_t nmethods = sizeof methods / sizeof methods[0];
@@ -1131,6 +1160,150 @@ static psd_rpc_action_t reject(psd_rpc_t *rpc,
     psd_rpc_reply_error(rpc, sink, id, method, err->code, err->msg);
     if (method <= PSD_METHOD_MAX && psd_method_name(method))
         psd_rpc_count_reply(rpc, method, err->code, r ? r->t0_ns : uv_hrtime());
+    psd_req_free(r);
+    return PSD_RPC_SKIP_PAYLOAD;
+}
+
+/* ---- identities and rights (auth.c decides; this applies it to a request) ---- */
+
+static const char *session_peer(const psd_req_t *r)
+{
+    return r->session && r->session->peer ? r->session->peer : "?";
+}
+
+static unsigned long long session_conn(const psd_req_t *r)
+{
+    return r->session ? (unsigned long long) r->session->conn_id : 0;
+}
+
+/* No identity (no AUTH yet, or the user left the users file): refuse and close the connection. */
+static psd_rpc_action_t
+refuse_unauthenticated(psd_rpc_t *rpc, const psd_reply_sink_t *sink, psd_req_t *r)
+{
+    ps_error_t err;
+    rpc->stats.unauthenticated++;
+    if (r->session && r->session->authed)
+        ps_error_set(&err, PS_ERR_UNAUTHENTICATED,
+                     "user '%s' is no longer in the users file; the connection is closed",
+                     r->session->user);
+    else
+        ps_error_set(&err, PS_ERR_UNAUTHENTICATED,
+                     "authentication required: send AUTH with a user and password first (psd "
+                     "runs with --users); the connection is closed");
+    PS_LOG(PS_LOG_WARNING, "auth", "unauthenticated conn=%llu peer=%s method=%s user=%s",
+           session_conn(r), session_peer(r), r->m->name,
+           r->session && r->session->authed ? r->session->user : "-");
+    psd_rpc_reply_error(rpc, sink, r->hdr->id, r->hdr->method, err.code, err.msg);
+    psd_req_free(r);
+    return PSD_RPC_CLOSE;
+}
+
+static psd_rpc_action_t
+refuse_denied(psd_rpc_t *rpc, const psd_reply_sink_t *sink, psd_req_t *r, const ps_error_t *err)
+{
+    rpc->stats.permission_denied++;
+    rpc->counters[r->m->method].rejected++;
+    PS_LOG(PS_LOG_WARNING, "auth", "permission denied conn=%llu peer=%s user=%s method=%s: %s",
+           session_conn(r), session_peer(r), r->session ? r->session->user : "-", r->m->name,
+           err->msg);
+    return reject(rpc, sink, r, r->hdr->id, r->hdr->method, err);
+}
+
+/* A user limited to name patterns: every name the request carries must match one, and a list or
+ * delete prefix must lie inside one. */
+static int check_names(psd_req_t *r, const psd_user_t *u, ps_error_t *err)
+{
+    const char *user = r->session->user;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < r->ntensors; i++)
+        rc = psd_auth_check_name(u, user, r->tnames[i], err);
+    for (size_t i = 0; !rc && i < r->nnames; i++)
+        rc = psd_auth_check_name(u, user, r->names[i], err);
+    if (rc)
+        return rc;
+    if (r->m->method == PSCOPE__V1__METHOD__LIST)
+        return psd_auth_check_prefix(u, user, r->str1 ? r->str1 : "", "list under", err);
+    if (r->m->method == PSCOPE__V1__METHOD__DELETE && r->str1 && r->str1[0])
+        return psd_auth_check_prefix(u, user, r->str1, "delete under", err);
+    return 0;
+}
+
+/* AUTH: check the password (argon2id), bind the session, answer. Answered here, at the header: it
+ * carries no payload. A failure closes the connection. */
+static psd_rpc_action_t begin_auth(psd_rpc_t *rpc, const psd_reply_sink_t *sink, psd_req_t *r)
+{
+    ps_error_t err;
+    ps_error_clear(&err);
+    uint64_t id = r->hdr->id;
+    uint32_t method = r->hdr->method;
+    psd_method_counters_t *c = &rpc->counters[PSCOPE__V1__METHOD__AUTH];
+    static const Pscope__V1__AuthRequest auth_empty = PSCOPE__V1__AUTH_REQUEST__INIT;
+    const Pscope__V1__AuthRequest *a =
+        r->hdr->body_case == PSCOPE__V1__HEADER__BODY_AUTH ? r->hdr->auth : &auth_empty;
+    const char *user = a->user ? a->user : "";
+    size_t ulen = strlen(user);
+    if (r->hdr->n_tensors || r->payload_len) {
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "AUTH takes no tensors and no payload");
+    } else if (ulen == 0 || ulen > PSD_AUTH_USER_MAX) {
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "AUTH: the user name is 1 to %d bytes, not %zu",
+                     PSD_AUTH_USER_MAX, ulen);
+    } else if (a->password.len == 0 || a->password.len > PSD_AUTH_PASSWORD_MAX) {
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "AUTH: the password is 1 to %d bytes, not %zu",
+                     PSD_AUTH_PASSWORD_MAX, a->password.len);
+    } else if (r->session && r->session->authed) {
+        ps_error_set(&err, PS_ERR_FAILED_PRECONDITION,
+                     "this connection is already authenticated as '%s'; open a new connection to "
+                     "change user",
+                     r->session->user);
+    }
+    if (err.code) {
+        c->rejected++;
+        PS_LOG(PS_LOG_WARNING, "auth", "bad AUTH conn=%llu peer=%s: %s", session_conn(r),
+               session_peer(r), err.msg);
+        int keep = err.code == PS_ERR_FAILED_PRECONDITION;
+        psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
+        psd_req_free(r);
+        /* A malformed AUTH from an unidentified peer ends the connection; a second AUTH on an
+         * identified one is only refused. */
+        return keep ? PSD_RPC_SKIP_PAYLOAD : PSD_RPC_CLOSE;
+    }
+    c->calls++;
+    Pscope__V1__AuthReply rep = PSCOPE__V1__AUTH_REPLY__INIT;
+    Pscope__V1__Header out = PSCOPE__V1__HEADER__INIT;
+    out.id = id;
+    out.method = method;
+    out.body_case = PSCOPE__V1__HEADER__BODY_AUTH_REPLY;
+    out.auth_reply = &rep;
+    rep.user = (char *) user;
+    if (!rpc->auth) {
+        rep.role = (char *) "admin";
+        rep.open = 1;
+        emit_reply(rpc, sink, &out, NULL, 0);
+        psd_req_free(r);
+        return PSD_RPC_SKIP_PAYLOAD;
+    }
+    psd_session_t none;
+    memset(&none, 0, sizeof none);
+    psd_session_t *s = r->session ? r->session : &none;
+    const char *why = NULL;
+    if (psd_auth_login(rpc->auth, s, user, a->password.data, a->password.len, &why, &err) != 0) {
+        c->errors++;
+        rpc->stats.unauthenticated++;
+        PS_LOG(PS_LOG_WARNING, "auth", "authentication failed conn=%llu peer=%s user=%s: %s",
+               session_conn(r), session_peer(r), user, why);
+        psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
+        psd_req_free(r);
+        return PSD_RPC_CLOSE;
+    }
+    const psd_user_t *u = psd_auth_user(rpc->auth, s);
+    size_t np = 0;
+    const char *const *pats = psd_auth_user_patterns(u, &np);
+    rep.role = (char *) psd_role_name(psd_auth_user_role(u));
+    rep.n_prefixes = np;
+    rep.prefixes = (char **) pats;
+    PS_LOG(PS_LOG_VERBOSE, "auth", "authenticated conn=%llu peer=%s user=%s role=%s",
+           session_conn(r), session_peer(r), user, rep.role);
+    emit_reply(rpc, sink, &out, NULL, 0);
     psd_req_free(r);
     return PSD_RPC_SKIP_PAYLOAD;
 }
@@ -1271,10 +1444,35 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
                      m->name);
         return reject(rpc, sink, r, id, method, &err);
     }
+    r->session = sink->session;
+    if (m->method == PSCOPE__V1__METHOD__AUTH)
+        return begin_auth(rpc, sink, r);
+    /* Who is calling, and may they call this method: before anything is allocated or read. */
+    const psd_user_t *u = NULL;
+    if (rpc->auth) {
+        u = psd_auth_user(rpc->auth, r->session);
+        if (!u) {
+            c->rejected++;
+            return refuse_unauthenticated(rpc, sink, r);
+        }
+        const Pscope__V1__GetVariableRequest *g = body_getvar(r);
+        if (psd_auth_check_method(u, r->session->user, m->method, m->name, (int) g->mode, &err))
+            return refuse_denied(rpc, sink, r, &err);
+    }
+    if (!m->takes_tensors && r->hdr->n_tensors) {
+        c->rejected++;
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT,
+                     "method %s takes no tensors, but the request lists %zu (and %llu payload "
+                     "bytes)",
+                     m->name, r->hdr->n_tensors, (unsigned long long) payload_len);
+        return reject(rpc, sink, r, id, method, &err);
+    }
     if (take_tensors(rpc, r, &err) != 0 || m->prepare(rpc, r, &err) != 0) {
         c->rejected++;
         return reject(rpc, sink, r, id, method, &err);
     }
+    if (u && psd_auth_user_restricted(u) && check_names(r, u, &err) != 0)
+        return refuse_denied(rpc, sink, r, &err);
     *req = r;
     return PSD_RPC_READ_PAYLOAD;
 }

@@ -12,13 +12,14 @@
 #include <ps/internal/frame.h>
 #include <ps/status.h>
 
+#include "auth.h"
 #include "blob.h"
 #include "config.h"
 #include "metrics.h"
 #include "optim.h"
 #include "store.h"
 
-#define PSD_METHOD_MAX 12 /* highest pscope.v1.Method value */
+#define PSD_METHOD_MAX 13 /* highest pscope.v1.Method value */
 
 /* Payloads up to this size are admitted even when lim.max_inflight_payload is used up (they still
  * count in stats.payload_inflight): a connection receives one frame at a time and already holds a
@@ -43,6 +44,8 @@ typedef struct psd_stats {
     uint64_t limit_disconnects; /* connections closed by a limit */
     uint64_t payload_inflight;  /* announced payload bytes of requests not yet finished or freed */
     uint64_t payload_budget_rejections; /* requests refused by max_inflight_payload */
+    uint64_t unauthenticated;           /* refused UNAUTHENTICATED: no AUTH first, failed AUTH */
+    uint64_t permission_denied;         /* refused PERMISSION_DENIED: role or name patterns */
 } psd_stats_t;
 
 typedef struct psd_rpc_limits {
@@ -101,6 +104,8 @@ typedef struct psd_rpc {
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
     void *on_config_ctx;
+    /* Identities and rights (auth.c); NULL = psd runs open (no --users): everyone may do all. */
+    psd_auth_t *auth;
     psd_store_t *store;
     psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
     psd_rpc_limits_t lim;
@@ -120,6 +125,9 @@ typedef struct psd_reply_sink {
     void (*emit)(
         void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs);
     void *ctx;
+    /* The identity of the connection the requests come from; NULL = none (only valid while
+     * rpc->auth is NULL: with --users, a request without a session is UNAUTHENTICATED). */
+    psd_session_t *session;
 } psd_reply_sink_t;
 
 typedef struct psd_req psd_req_t;
@@ -127,7 +135,8 @@ typedef struct psd_req psd_req_t;
 typedef enum {
     PSD_RPC_READ_PAYLOAD = 0, /* accepted: direct the payload into psd_req_segs(), then finish */
     PSD_RPC_SKIP_PAYLOAD = 1, /* rejected with an error reply: skip the payload */
-    PSD_RPC_CLOSE = 2,        /* error reply sent; the connection cannot continue */
+    PSD_RPC_CLOSE = 2,        /* error reply sent; the connection cannot continue (bad framing,
+                               * or UNAUTHENTICATED: close it once the reply is written) */
 } psd_rpc_action_t;
 
 /** Set up rpc with a new store. Returns 0 or RESOURCE_EXHAUSTED. */

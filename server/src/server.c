@@ -17,7 +17,9 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/log.h>
 
+#include "auth.h"
 #include "conn.h"
+#include "tls.h"
 
 #define CONN_FROM(node, member) \
     ((psd_conn_t *) (void *) ((char *) (node) -offsetof(psd_conn_t, member)))
@@ -140,6 +142,7 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->listener);
     close_if_open((uv_handle_t *) &srv->sigint);
     close_if_open((uv_handle_t *) &srv->sigterm);
+    close_if_open((uv_handle_t *) &srv->sighup);
     close_if_open((uv_handle_t *) &srv->flush_point);
     close_if_open((uv_handle_t *) &srv->spin);
     close_if_open((uv_handle_t *) &srv->sweep);
@@ -192,6 +195,76 @@ static void on_signal(uv_signal_t *h, int signum)
     psd_server_stop(srv);
 }
 
+/* SIGHUP: re-read the users file and the TLS certificate, key and CA. What fails to load leaves
+ * the old one in force (and is logged); open connections keep their sessions. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    psd_server_t *srv = h->data;
+    (void) signum;
+    ps_error_t err;
+    ps_error_clear(&err);
+    if (srv->rpc.auth) {
+        if (psd_auth_reload(srv->rpc.auth, NULL, &err) != 0)
+            PS_LOG(PS_LOG_WARNING, "auth", "SIGHUP: users file not reloaded, the old one stays: %s",
+                   err.msg);
+        else
+            PS_LOG(PS_LOG_NOTICE, "auth", "SIGHUP: users file %s reloaded: %zu users",
+                   psd_auth_path(srv->rpc.auth), psd_auth_count(srv->rpc.auth));
+    }
+    if (srv->tls) {
+        if (psd_tls_ctx_reload(srv->tls, &srv->cfg, &err) != 0)
+            PS_LOG(PS_LOG_WARNING, "tls", "SIGHUP: TLS files not reloaded, the old ones stay: %s",
+                   err.msg);
+        else
+            PS_LOG(PS_LOG_NOTICE, "tls", "SIGHUP: certificate %s reloaded for new connections",
+                   srv->cfg.tls_cert);
+    }
+    if (!srv->rpc.auth && !srv->tls)
+        PS_LOG(PS_LOG_NOTICE, "server", "SIGHUP: no users file and no TLS: nothing to reload");
+}
+
+/* --users and --tls-*: read and check them (the users table goes to *auth: the caller installs it
+ * once the log replay is done). */
+static int
+security_start(psd_server_t *srv, const psd_config_t *cfg, psd_auth_t **auth, ps_error_t *err)
+{
+    int rc = 0;
+    if (cfg->users[0]) {
+        if ((rc = psd_auth_load(cfg->users, auth, err)) != 0)
+            return rc;
+        PS_LOG(PS_LOG_NOTICE, "auth", "users file %s: %zu users; every connection must AUTH",
+               cfg->users, psd_auth_count(*auth));
+    }
+    if (cfg->tls_cert[0]) {
+        if ((rc = psd_tls_ctx_new(cfg, &srv->tls, err)) != 0)
+            return rc;
+        PS_LOG(PS_LOG_NOTICE, "tls", "TLS 1.2+ on the listener: cert %s, client certificates %s",
+               cfg->tls_cert,
+               cfg->tls_client_auth[0] ? cfg->tls_client_auth
+                                       : (cfg->tls_ca[0] ? "required" : "none"));
+    }
+    if (!cfg->users[0])
+        PS_LOG(PS_LOG_WARNING, "auth",
+               "no --users: psd is OPEN, anyone who can reach %s may read, change or delete every "
+               "variable%s (docs/security.md)",
+               cfg->listen, cfg->tls_cert[0] ? "" : ", and traffic is plaintext");
+    else if (!cfg->tls_cert[0])
+        PS_LOG(PS_LOG_WARNING, "tls",
+               "no --tls-cert: passwords and tensors cross the network in plaintext "
+               "(docs/security.md)");
+    return 0;
+}
+
+static void security_stop(psd_server_t *srv)
+{
+    psd_auth_free(srv->auth_pending);
+    srv->auth_pending = NULL;
+    psd_auth_free(srv->rpc.auth);
+    srv->rpc.auth = NULL;
+    psd_tls_ctx_free(srv->tls);
+    srv->tls = NULL;
+}
+
 static void walk_close(uv_handle_t *h, void *arg)
 {
     (void) arg;
@@ -226,6 +299,8 @@ static int become_ready(psd_server_t *srv, psd_persist_t *p, ps_error_t *err)
     psd_rpc_reset_metrics(&srv->rpc);
     psd_store_reset_access_counts(srv->rpc.store);
     psd_persist_start(p);
+    srv->rpc.auth = srv->auth_pending; /* from now on every request needs an identity */
+    srv->auth_pending = NULL;
     int rc = psd_net_listen(srv, err);
     if (!rc)
         rc = psd_net_write_port_file("port-file", srv->cfg.port_file, srv->port, err);
@@ -299,17 +374,27 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     srv->rpc.cfg = &srv->cfg;
     srv->rpc.on_config = on_config_change;
     srv->rpc.on_config_ctx = srv;
+    /* The users file and the TLS files are read now (a bad one stops psd before any recovery
+     * work); the users table is installed when recovery is over: the replay carries no identity. */
+    rc = security_start(srv, cfg, &srv->auth_pending, err);
+    if (rc) {
+        security_stop(srv);
+        psd_rpc_deinit(&srv->rpc);
+        uv_loop_close(&srv->loop);
+        return rc;
+    }
     srv->rpc.ops.state = PSD_STATE_RECOVERING;
     uv_tcp_init(&srv->loop, &srv->listener);
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
+    uv_signal_init(&srv->loop, &srv->sighup);
     uv_prepare_init(&srv->loop, &srv->flush_point);
     uv_idle_init(&srv->loop, &srv->spin);
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
     srv->handles_ready = 1;
-    srv->sigint.data = srv->sigterm.data = srv;
+    srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->flush_point.data = srv;
     srv->sweep.data = srv->stop_timer.data = srv->accept_retry.data = srv;
     srv->recovery.data = srv;
@@ -340,11 +425,13 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
         uv_loop_close(&srv->loop);
         psd_mhttp_free(srv->mhttp);
         psd_persist_free(srv->persist);
+        security_stop(srv);
         psd_rpc_deinit(&srv->rpc);
         return rc;
     }
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     return 0;
 }
 
@@ -360,6 +447,7 @@ int psd_server_loop(psd_server_t *srv)
     }
     psd_persist_free(srv->persist);
     srv->persist = NULL;
+    security_stop(srv);
     psd_mhttp_free(srv->mhttp);
     srv->mhttp = NULL;
     psd_rpc_deinit(&srv->rpc);

@@ -27,15 +27,18 @@ typedef struct psd_server {
     psd_persist_t *persist; /* write-ahead log, checkpoints, SAVE/RESTORE (persist.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
-    uv_prepare_t flush_point; /* before each poll: drain buffered input, then flush writes */
-    uv_idle_t spin;           /* keeps poll from blocking while buffered input waits */
-    uv_timer_t sweep;         /* read timeouts of partial frames */
-    uv_timer_t stop_timer;    /* bounds how long shutdown waits for writes to drain */
-    uv_timer_t accept_retry;  /* out of memory accepting: retry later (libuv waits for uv_accept) */
-    psd_link_t conns;         /* every connection */
-    psd_link_t flush_list;    /* connections with queued replies and no write in flight */
-    psd_link_t input_list;    /* connections with buffered frames to process */
-    int port;                 /* bound port */
+    uv_signal_t sighup;            /* re-read the users file and the TLS certificate */
+    struct psd_tls_ctx *tls;       /* TLS on the listener (tls.c); NULL = plaintext */
+    struct psd_auth *auth_pending; /* the users table until recovery is over (then rpc.auth) */
+    uv_prepare_t flush_point;      /* before each poll: drain buffered input, then flush writes */
+    uv_idle_t spin;                /* keeps poll from blocking while buffered input waits */
+    uv_timer_t sweep;              /* read timeouts of partial frames */
+    uv_timer_t stop_timer;         /* bounds how long shutdown waits for writes to drain */
+    uv_timer_t accept_retry; /* out of memory accepting: retry later (libuv waits for uv_accept) */
+    psd_link_t conns;        /* every connection */
+    psd_link_t flush_list;   /* connections with queued replies and no write in flight */
+    psd_link_t input_list;   /* connections with buffered frames to process */
+    int port;                /* bound port */
     int stopping;
     int finished;      /* server handles closed */
     int handles_ready; /* the handles above were initialised (for cleanup on a failed start) */

@@ -5,11 +5,18 @@
  * against a private option table). Every reply
  * must be a well-formed frame that echoes the request id. Nothing may crash, hang or leak.
  *
+ * With bit 7 of byte 1 set, psd runs with a users file (admin "a", worker "w" limited to names
+ * under b/, reader "r"; every password is "p", hashed with argon2id's minimum cost so that AUTH is
+ * cheap here): the stream must AUTH first, and every request goes through the rights checks.
+ *
  * Input: byte 0 = chunk size - 1 for feeding the stream (0 = everything at once), byte 1 = small
- * limits flag (bit 0) and max vars (bits 1-7 + 1), then the stream. */
+ * limits flag (bit 0), max vars (bits 1-6 + 1) and users (bit 7), then the stream. */
+#include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ps/dtype.h>
 #include <ps/internal/alloc.h>
@@ -89,13 +96,37 @@ static void seed(psd_rpc_t *rpc)
     }
 }
 
+/* The users table, read once from a file written at the first input. */
+static psd_auth_t *users(void)
+{
+    static psd_auth_t *a;
+    if (a)
+        return a;
+    CHECK(sodium_init() >= 0);
+    char h[crypto_pwhash_STRBYTES];
+    CHECK(crypto_pwhash_str(h, "p", 1, crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN) ==
+          0);
+    char path[] = "/tmp/fuzz_rpc_users_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    CHECK(f);
+    fprintf(f, "a admin %s\nw worker %s b/*\nr reader %s\n", h, h, h);
+    fclose(f);
+    ps_error_t err;
+    CHECK(psd_auth_load(path, &a, &err) == 0);
+    unlink(path);
+    return a;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
     size_t chunk = data[0] ? data[0] : SIZE_MAX;
     int small = data[1] & 1;
-    size_t max_vars = (size_t) (data[1] >> 1) + 1;
+    size_t max_vars = (size_t) ((data[1] >> 1) & 0x3f) + 1;
+    int with_users = (data[1] & 0x80) != 0;
     data += 2;
     size -= 2;
 
@@ -110,8 +141,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     psd_config_t cfg; /* CONFIG reads and sets a private copy of the option table */
     psd_config_defaults(&cfg);
     rpc.cfg = &cfg;
+    if (with_users)
+        rpc.auth = users();
+    psd_session_t session;
+    memset(&session, 0, sizeof session);
+    session.peer = "fuzz";
     sink_state_t st = {0};
-    psd_reply_sink_t sink = {emit, &st};
+    psd_reply_sink_t sink = {.emit = emit, .ctx = &st, .session = &session};
     ps_frame_limits_t fl = {.max_header = lim.max_header, .max_payload = lim.max_payload};
     ps_frame_decoder_t dec;
     ps_frame_decoder_init(&dec, &fl);
@@ -170,6 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     psd_req_free(req);
     ps_frame_decoder_deinit(&dec);
+    rpc.auth = NULL; /* shared by every input */
     psd_rpc_deinit(&rpc);
     return 0;
 }

@@ -860,3 +860,145 @@ Test(bad_input, garbage_stream_after_a_good_request)
     check_control("garbage");
     finish();
 }
+
+/* ---- tensors on methods that take none (PROTOCOL.md §5) ---- */
+
+/* Send method (body already set in h) with one tensor, ctl/v's name and shape, and its 16 bytes:
+ * INVALID_ARGUMENT before any work, the payload skipped, the connection open, nothing changed. */
+static void tensors_refused(Pscope__V1__Header *h, const char *what, void (*also)(void))
+{
+    Pscope__V1__TensorDesc t = PSCOPE__V1__TENSOR_DESC__INIT, *tp = &t;
+    int64_t d[1] = {4};
+    float x[4] = {-1, -1, -1, -1};
+    t.name.data = (uint8_t *) "ctl/v";
+    t.name.len = 5;
+    t.dtype = F32;
+    t.n_dims = 1;
+    t.dims = d;
+    h->id = 77;
+    h->n_tensors = 1;
+    h->tensors = &tp;
+    ps_wc_buf_t b = {0};
+    cr_assert_eq(ps_wc_add_frame(&b, h, x, sizeof x), 0);
+    cr_assert_eq(ps_wc_send_buf(&bad, &b), 0);
+    ps_wc_buf_free(&b);
+    const char *const words[] = {"takes no tensors", NULL};
+    expect_reply(what, INVALID_ARGUMENT, 77, 0, words);
+    expect_open(what);
+    check_control(what);
+    ps_wc_reply_t r;
+    stats(&r);
+    int found = 0;
+    for (size_t i = 0; i < r.h->stats_reply->n_methods; i++) {
+        const Pscope__V1__MethodStats *m = r.h->stats_reply->methods[i];
+        if (strcmp(m->method, what) == 0) {
+            found = 1;
+            cr_assert_eq(m->rejected, 1, "%s: counted as rejected", what);
+        }
+    }
+    cr_assert(found, "%s in STATS", what);
+    ps_wc_reply_free(&r);
+    if (also)
+        also();
+    finish();
+}
+
+Test(bad_input, tensors_on_ping)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__PingRequest p = PSCOPE__V1__PING_REQUEST__INIT;
+    h.method = PSCOPE__V1__METHOD__PING;
+    h.body_case = PSCOPE__V1__HEADER__BODY_PING;
+    h.ping = &p;
+    tensors_refused(&h, "PING", NULL);
+}
+
+Test(bad_input, tensors_on_pull)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__PullRequest p = PSCOPE__V1__PULL_REQUEST__INIT;
+    ProtobufCBinaryData n = {5, (uint8_t *) "ctl/v"};
+    p.n_names = 1;
+    p.names = &n;
+    h.method = PSCOPE__V1__METHOD__PULL;
+    h.body_case = PSCOPE__V1__HEADER__BODY_PULL;
+    h.pull = &p;
+    tensors_refused(&h, "PULL", NULL);
+}
+
+Test(bad_input, tensors_on_list)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ListRequest l = PSCOPE__V1__LIST_REQUEST__INIT;
+    h.method = PSCOPE__V1__METHOD__LIST;
+    h.body_case = PSCOPE__V1__HEADER__BODY_LIST;
+    h.list = &l;
+    tensors_refused(&h, "LIST", NULL);
+}
+
+Test(bad_input, tensors_on_describe)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__DescribeRequest d = PSCOPE__V1__DESCRIBE_REQUEST__INIT;
+    d.name.data = (uint8_t *) "ctl/v";
+    d.name.len = 5;
+    h.method = PSCOPE__V1__METHOD__DESCRIBE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_DESCRIBE;
+    h.describe = &d;
+    tensors_refused(&h, "DESCRIBE", NULL);
+}
+
+Test(bad_input, tensors_on_stats)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__StatsRequest s = PSCOPE__V1__STATS_REQUEST__INIT;
+    h.method = PSCOPE__V1__METHOD__STATS;
+    h.body_case = PSCOPE__V1__HEADER__BODY_STATS;
+    h.stats = &s;
+    tensors_refused(&h, "STATS", NULL);
+}
+
+/* The CONFIG option a refused set would have changed still has its value. */
+static void max_vars_unchanged(void)
+{
+    ps_wc_reply_t r;
+    Pscope__V1__Header g = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ConfigRequest gc = PSCOPE__V1__CONFIG_REQUEST__INIT;
+    char *name = (char *) "max-vars-per-request";
+    gc.n_names = 1;
+    gc.names = &name;
+    g.method = PSCOPE__V1__METHOD__CONFIG;
+    g.body_case = PSCOPE__V1__HEADER__BODY_CONFIG;
+    g.config = &gc;
+    cr_assert_eq(ps_wc_request(&ctl, &g, NULL, 0, &r), PS_WC_OK);
+    cr_assert_eq(r.h->code, 0);
+    cr_assert_str_eq(r.h->config_reply->options[0]->value, "16");
+    ps_wc_reply_free(&r);
+}
+
+Test(bad_input, tensors_on_config)
+{
+    /* A set that would be applied if the request went through. */
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ConfigRequest c = PSCOPE__V1__CONFIG_REQUEST__INIT;
+    c.set_name = (char *) "max-vars-per-request";
+    c.set_value = (char *) "1";
+    h.method = PSCOPE__V1__METHOD__CONFIG;
+    h.body_case = PSCOPE__V1__HEADER__BODY_CONFIG;
+    h.config = &c;
+    tensors_refused(&h, "CONFIG", max_vars_unchanged);
+}
+
+Test(bad_input, tensors_on_delete)
+{
+    /* Names ctl/v: a delete that went through would remove the control variable. */
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__DeleteRequest d = PSCOPE__V1__DELETE_REQUEST__INIT;
+    ProtobufCBinaryData n = {5, (uint8_t *) "ctl/v"};
+    d.n_names = 1;
+    d.names = &n;
+    h.method = PSCOPE__V1__METHOD__DELETE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_DELETE;
+    h.delete_ = &d;
+    tensors_refused(&h, "DELETE", NULL);
+}

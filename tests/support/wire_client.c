@@ -447,6 +447,19 @@ int ps_wc_add_ping(ps_wc_buf_t *b, uint64_t id)
     return ps_wc_add_frame(b, &h, NULL, 0);
 }
 
+int ps_wc_add_auth(ps_wc_buf_t *b, uint64_t id, const char *user, const void *pw, size_t pw_len)
+{
+    Pscope__V1__Header h = header_for(id, PSCOPE__V1__METHOD__AUTH);
+    Pscope__V1__AuthRequest body = PSCOPE__V1__AUTH_REQUEST__INIT;
+    if (user)
+        body.user = (char *) user;
+    body.password.data = (uint8_t *) pw;
+    body.password.len = pw_len;
+    h.body_case = PSCOPE__V1__HEADER__BODY_AUTH;
+    h.auth = &body;
+    return ps_wc_add_frame(b, &h, NULL, 0);
+}
+
 int ps_wc_add_stats(ps_wc_buf_t *b, uint64_t id)
 {
     Pscope__V1__Header h = header_for(id, PSCOPE__V1__METHOD__STATS);
@@ -682,6 +695,21 @@ int ps_wc_ping(ps_wc_t *c, ps_wc_reply_t *r)
     ps_wc_buf_t b = {0};
     uint64_t id = ps_wc_id(c);
     return roundtrip(c, &b, ps_wc_add_ping(&b, id), id, r);
+}
+
+int ps_wc_auth(ps_wc_t *c, const char *user, const char *password, ps_wc_reply_t *r)
+{
+    ps_wc_buf_t b = {0};
+    uint64_t id = ps_wc_id(c);
+    return roundtrip(c, &b, ps_wc_add_auth(&b, id, user, password, strlen(password)), id, r);
+}
+
+int ps_wc_request(
+    ps_wc_t *c, Pscope__V1__Header *h, const void *payload, size_t payload_len, ps_wc_reply_t *r)
+{
+    ps_wc_buf_t b = {0};
+    h->id = ps_wc_id(c);
+    return roundtrip(c, &b, ps_wc_add_frame(&b, h, payload, payload_len), h->id, r);
 }
 
 int ps_wc_stats(ps_wc_t *c, ps_wc_reply_t *r)

@@ -136,6 +136,8 @@ typedef struct ps_wc_update {
 } ps_wc_update_t;
 
 int ps_wc_add_ping(ps_wc_buf_t *b, uint64_t id);
+/** AUTH with user and the password's pw_len bytes (user NULL = no user field). */
+int ps_wc_add_auth(ps_wc_buf_t *b, uint64_t id, const char *user, const void *pw, size_t pw_len);
 int ps_wc_add_stats(ps_wc_buf_t *b, uint64_t id);
 int ps_wc_add_get_variable(ps_wc_buf_t *b, uint64_t id, const ps_wc_getvar_t *g);
 int ps_wc_add_pull(ps_wc_buf_t *b, uint64_t id, const char *const *names, size_t n);
@@ -171,6 +173,11 @@ int ps_wc_add_delete(
  * transport failure.
  */
 int ps_wc_ping(ps_wc_t *c, ps_wc_reply_t *r);
+/** AUTH with a NUL-terminated password. */
+int ps_wc_auth(ps_wc_t *c, const char *user, const char *password, ps_wc_reply_t *r);
+/** Any request: h (its id is set here) and payload_len bytes of payload. */
+int ps_wc_request(
+    ps_wc_t *c, Pscope__V1__Header *h, const void *payload, size_t payload_len, ps_wc_reply_t *r);
 int ps_wc_stats(ps_wc_t *c, ps_wc_reply_t *r);
 int ps_wc_get_variable(ps_wc_t *c, const ps_wc_getvar_t *g, ps_wc_reply_t *r);
 int ps_wc_pull(ps_wc_t *c, const char *const *names, size_t n, ps_wc_reply_t *r);

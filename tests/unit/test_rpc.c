@@ -55,7 +55,7 @@ static void emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *b
         psd_blob_unref(blobs[i]);
 }
 
-static psd_reply_sink_t sink = {emit, &got};
+static psd_reply_sink_t sink = {.emit = emit, .ctx = &got};
 
 static void clear_replies(void)
 {
