@@ -9,7 +9,7 @@ parses everything before it); psd's --listen and --metrics-listen ports are the 
 containerPorts, which the Service targets and the probes use; the probe paths are answered by a
 real psd started with --metrics-listen (200 from /healthz and /readyz); --data-dir is the
 mount path of the volume claim template; the uid the pods run as is the image's; the workers'
-and the evaluator's --server lists psd-0..psd-(replicas-1) of the headless Service, in ordinal
+and the evaluator's --shards lists psd-0..psd-(replicas-1) of the headless Service, in ordinal
 order (the client places variables by hash modulo the shard count, so the order and count
 matter); the PodDisruptionBudget and the Service select the StatefulSet's pods; every container
 requests cpu and memory.
@@ -163,8 +163,8 @@ for d, spec in pod_specs():
         argv = argv_of(c)
         check(argv[0] in installed, "%s: %s is not a binary the image installs" % (where, argv[0]))
         if argv[0] == "pstrain":
-            check(flag(argv, "--server") == shard_list,
-                  "%s: --server %s is not the shards in ordinal order (%s)" % (where, flag(argv, "--server"), shard_list))
+            check(flag(argv, "--shards") == shard_list,
+                  "%s: --shards %s is not the shards in ordinal order (%s)" % (where, flag(argv, "--shards"), shard_list))
             if "--evaluator" not in argv:
                 nw = flag(argv, "--num-workers")
                 check(d["kind"] == "Job" and d["spec"].get("completionMode") == "Indexed"
