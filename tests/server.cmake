@@ -14,3 +14,9 @@ ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
 # A real Prometheus (Debian's package) scraping psd under load.
 ps_add_criterion_test(test_prometheus SOURCES integration/test_prometheus.c
                       LABELS integration TIMEOUT 240)
+
+# Payload admission (issue 19): tricklers vs a legitimate updater through libpsclient, six
+# concurrent large honest updates.
+ps_add_criterion_test(test_admission SOURCES integration/test_admission.c
+                      LIBS psclient_static Threads::Threads LABELS integration TIMEOUT 300)
+add_dependencies(test_admission psd)

@@ -169,6 +169,17 @@ int psc_conn_ensure(psc_conn_t *c, ps_error_t *err)
     return 0;
 }
 
+uint32_t psc_call_retry_after(const psc_call_t *call)
+{
+    return call->done && call->reply && call->reply->code != 0 ? call->reply->retry_after_ms : 0;
+}
+
+uint32_t psc_busy_backoff_ms(uint32_t wait_ms, int busy)
+{
+    uint64_t w = (uint64_t) wait_ms * (uint64_t) (busy > 0 ? busy : 1);
+    return w > PSC_BUSY_MAX_WAIT_MS ? PSC_BUSY_MAX_WAIT_MS : (uint32_t) w;
+}
+
 void psc_call_reset(psc_call_t *call)
 {
     ps_pb_header_free(call->reply);
