@@ -31,6 +31,13 @@ trap 'rm -f "$tmp"' EXIT
     echo '```'
     cat "$tmp"
     echo '```'
+    echo
+    echo "Reading: the rates of one run to the next vary with whatever else the shared machine runs;"
+    echo "the medians' difference is the A/B figure, and it resolves 1% only when the spread of each"
+    echo "column is well under 1% (compare the per-run lines). The last line does not depend on the"
+    echo "load: the fastest complete scrape (TCP connect, psd rendering every family, the response"
+    echo "read back) bounds the loop time psd gives one scrape, so at one scrape a second the loop"
+    echo "spends at most that fraction of its time on metrics."
 } >"$out"
 cat "$tmp"
 echo "wrote $out"
