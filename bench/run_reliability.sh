@@ -72,14 +72,14 @@ out="$root/bench/results/reliability.md"
     echo "the bound (--everysec-max-lag-ms 2000) promises it never exceeds 2 s."
     echo
     echo '```'
-    echo "$ev" | tail -1
+    echo "$ev" | grep -v '^csv,' | tail -1
     echo '```'
     echo
     echo "The same with every sync of the log slowed to 1.5 s (a slow disk; bench_everysec 10 1500;"
     echo "load $l3): replies are held while a record is 2 s unsynced."
     echo
     echo '```'
-    echo "$evslow" | tail -1
+    echo "$evslow" | grep -v '^csv,' | tail -1
     echo '```'
     echo
     echo "Load after: $l4."
