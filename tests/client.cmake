@@ -14,11 +14,14 @@ ps_add_criterion_test(test_partition SOURCES unit/test_partition.c LIBS psclient
 target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src/graph)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
-foreach(t get_variable variable io multiworker)
+foreach(t get_variable variable io multiworker saver)
   ps_add_criterion_test(test_client_${t} SOURCES integration/test_client_${t}.c LIBS psclient_core
                         LABELS integration TIMEOUT 180)
   add_dependencies(test_client_${t} psd)
 endforeach()
+# psctl inspect reads the Saver's files.
+add_dependencies(test_client_saver psctl)
+set_property(TEST test_client_saver APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")
 
 # Partitioned variables and placement against 1, 2 and 3 real psd processes.
 ps_add_criterion_test(test_partitioned SOURCES integration/test_partitioned.c LIBS psclient_core

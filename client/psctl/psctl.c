@@ -67,6 +67,11 @@ static const psctl_cmd_t commands[] = {
      "CKPT=TARGET: names, or scopes ending in '/' with --init-from-checkpoint\n"
      "('old_scope/=new_scope/'). Every name, dtype and shape is checked first: a failed restore\n"
      "changes nothing."},
+    {"inspect", "FILE [NAME]", "list a checkpoint file's tensors on this machine, or print one", 1,
+     2, psctl_cmd_inspect, NULL,
+     "Read the checkpoint FILE on this machine (a directory means its latest checkpoint, from\n"
+     "its `checkpoint` state file) and print each tensor as TensorFlow's inspect_checkpoint does,\n"
+     "NAME (DT_FLOAT) [2,3], in name order; with NAME, print that tensor's values. Needs no psd."},
     {"reload-users", "[FILE]", "make psd re-read its users file (or switch to FILE)", 0, 1,
      psctl_cmd_reload_users, NULL,
      "Ask psd to re-read the users file it was started with (--users), or to read FILE\n"

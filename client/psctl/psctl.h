@@ -81,6 +81,7 @@ int psctl_cmd_rm(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_save(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_restore(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_inspect(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args);
 
 /* Option tables of the commands that take options (indexes are used by the bodies). */

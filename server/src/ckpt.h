@@ -9,51 +9,31 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ps/internal/ckptfile.h>
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
 #include <ps/status.h>
 
 #include "blob.h"
 
-#define PSD_CKPT_MAGIC       "PSCKPT\0\0"
-#define PSD_CKPT_VERSION     1u
-#define PSD_CKPT_HEADER_SIZE 64u
+#define PSD_CKPT_MAGIC       PS_CKPT_MAGIC
+#define PSD_CKPT_VERSION     PS_CKPT_VERSION
+#define PSD_CKPT_HEADER_SIZE PS_CKPT_HEADER_SIZE
 
 /** CRC-32 (zlib's, polynomial 0xEDB88320) of n bytes, continuing from crc (0 to start). */
 uint32_t psd_crc32(uint32_t crc, const void *p, size_t n);
 
 /*
- * One variable in a checkpoint. The writer reads it (data is a borrowed blob whose bytes must not
- * change while the write runs: psd's copy-on-write guarantees that for a referenced blob); the
- * reader fills every field except data (see psd_ckpt_read_data).
+ * One variable in a psd checkpoint: the shared format's entry, whose data is a borrowed blob
+ * (psd_blob_t *) whose bytes must not change while the write runs (psd's copy-on-write guarantees
+ * that for a referenced blob). The reader fills every field except data (see psd_ckpt_read_data).
  */
-typedef struct psd_ckpt_var {
-    char *name;        /* NUL-terminated */
-    char *creator;     /* NUL-terminated, may be "" */
-    char *collections; /* ncollections NUL-terminated names back to back; NULL when none */
-    size_t collections_len;
-    uint32_t ncollections;
-    int dtype; /* PS_DTYPE_* (TensorFlow DataType values) */
-    unsigned rank;
-    int64_t dims[PS_MAX_RANK];
-    uint64_t version;
-    int64_t created_ms;
-    int kind;
-    int trainable;
-    ps_init_spec_t init;
-    psd_blob_t *data;
-    /* Filled by the reader. */
-    uint64_t data_offset;
-    uint64_t data_len;
-    uint32_t data_crc;
-} psd_ckpt_var_t;
+typedef ps_ckpt_var_t psd_ckpt_var_t;
+typedef ps_ckpt_reader_t psd_ckpt_reader_t;
 
 /**
- * Write n variables (and an optional opaque state section, psd's own: NULL/0 for user files) to
- * path atomically: path.tmp is written, fsynced, renamed over path, and the directory fsynced.
- * Returns 0 with *file_bytes set (may be NULL), or INTERNAL/UNAVAILABLE with err naming the file
- * and the system error ("checkpoint /x/c.tmp: write: No space left on device"); the temporary file
- * is removed and path is untouched then. Thread-safe (no shared state).
+ * Write n variables (data: blobs) and an optional opaque state section (psd's own: NULL/0 for user
+ * files) to path atomically, as ps_ckpt_write does. Thread-safe (no shared state).
  */
 int psd_ckpt_write(const char *path,
                    const psd_ckpt_var_t *vars,
@@ -63,30 +43,14 @@ int psd_ckpt_write(const char *path,
                    uint64_t *file_bytes,
                    ps_error_t *err);
 
-typedef struct psd_ckpt_reader psd_ckpt_reader_t;
-
-/**
- * Open and validate a checkpoint: header (magic, version, checksum), index (checksum, every entry:
- * valid name, dtype, rank, data length equal to the shape's bytes, data inside the file, no
- * duplicate name) and state section. Tensor data is checked when read. Returns 0 with *out,
- * NOT_FOUND when the file does not exist, or DATA_LOSS with err naming the file, the offset and
- * what is wrong.
- */
-int psd_ckpt_open(const char *path, psd_ckpt_reader_t **out, ps_error_t *err);
-
-/** Close; NULL is a no-op. */
-void psd_ckpt_close(psd_ckpt_reader_t *r);
-
-size_t psd_ckpt_count(const psd_ckpt_reader_t *r);
-
-/** Entry i in name order (borrowed from the reader; data is NULL). */
-const psd_ckpt_var_t *psd_ckpt_entry(const psd_ckpt_reader_t *r, size_t i);
-
-/** Index of the entry called name, or -1. */
-long psd_ckpt_find(const psd_ckpt_reader_t *r, const char *name);
-
-/** The state section (NULL, 0 when absent). Borrowed. */
-const void *psd_ckpt_state(const psd_ckpt_reader_t *r, size_t *len);
+/* The reader is the shared one. */
+#define psd_ckpt_open      ps_ckpt_open
+#define psd_ckpt_close     ps_ckpt_close
+#define psd_ckpt_count     ps_ckpt_count
+#define psd_ckpt_entry     ps_ckpt_entry
+#define psd_ckpt_find      ps_ckpt_find
+#define psd_ckpt_state     ps_ckpt_state
+#define psd_ckpt_shape_map ps_ckpt_shape_map
 
 /**
  * Read entry i's bytes into a new blob (one reference, caller owns) and verify its CRC. Returns 0,
@@ -94,9 +58,6 @@ const void *psd_ckpt_state(const psd_ckpt_reader_t *r, size_t *len);
  * RESOURCE_EXHAUSTED.
  */
 int psd_ckpt_read_data(psd_ckpt_reader_t *r, size_t i, psd_blob_t **out, ps_error_t *err);
-
-/** "{'a': [2, 3], 'b': []}" (TensorFlow's variable_to_shape_map repr), truncated to cap. */
-char *psd_ckpt_shape_map(const psd_ckpt_reader_t *r, char *out, size_t cap);
 
 /* ---- write-ahead log framing ---- */
 

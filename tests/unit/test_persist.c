@@ -451,7 +451,7 @@ static void write_ckpt(const char *path, int with_bad_name)
         v[i].data = psd_blob_new(n * 4);
         for (uint64_t k = 0; k < n; k++) {
             float f = (float) (i * 100 + (int) k);
-            memcpy(v[i].data->data + k * 4, &f, 4);
+            memcpy(((psd_blob_t *) v[i].data)->data + k * 4, &f, 4);
         }
     }
     static const char colls[] = "variables\0trainable_variables";

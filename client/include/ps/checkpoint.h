@@ -1,6 +1,8 @@
 /* Checkpoints from the client: ask psd to save its variables to a file on the server's filesystem,
  * or to restore them from one, with TensorFlow's name mapping (tf.train.Saver var_list dicts and
- * tf.train.init_from_checkpoint assignment maps; docs/CHECKPOINT.md for the file format). */
+ * tf.train.init_from_checkpoint assignment maps; docs/CHECKPOINT.md for the file format); and read
+ * a checkpoint file of this machine (tf.train.load_checkpoint, list_variables, load_variable). The
+ * Saver object is in <ps/saver.h>. */
 #ifndef PS_CHECKPOINT_H
 #define PS_CHECKPOINT_H
 
@@ -9,6 +11,7 @@
 
 #include <ps/export.h>
 #include <ps/status.h>
+#include <ps/tensor.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -75,6 +78,55 @@ PS_EXTERN int ps_init_from_checkpoint(ps_client_t *c,
                                       const ps_checkpoint_map_entry_t *map,
                                       size_t n,
                                       ps_error_t *err);
+
+/* ---- reading a checkpoint file (tf.train.load_checkpoint / list_variables / load_variable) ----
+ */
+
+typedef struct ps_checkpoint_reader ps_checkpoint_reader_t;
+
+/** One tensor of a checkpoint (name borrowed from the reader). */
+typedef struct ps_checkpoint_entry {
+    const char *name;
+    int dtype; /* PS_DTYPE_* */
+    ps_shape_t shape;
+    size_t nbytes;
+} ps_checkpoint_entry_t;
+
+/**
+ * tf.train.load_checkpoint(ckpt_dir_or_file): a directory means its latest checkpoint (the
+ * `checkpoint` state file). Every index entry is validated. Errors: INVALID_ARGUMENT "Couldn't find
+ * 'checkpoint' file or checkpoints in given directory DIR"; NOT_FOUND "Unsuccessful
+ * TensorSliceReader constructor: Failed to find any matching files for PATH"; DATA_LOSS for a
+ * corrupt file. *out is freed with ps_checkpoint_reader_free.
+ */
+PS_EXTERN int ps_checkpoint_reader_open(const char *ckpt_dir_or_file,
+                                        ps_checkpoint_reader_t **out,
+                                        ps_error_t *err);
+PS_EXTERN void ps_checkpoint_reader_free(ps_checkpoint_reader_t *r);
+
+/** The file read (a directory resolved to its latest checkpoint). Borrowed. */
+PS_EXTERN const char *ps_checkpoint_reader_path(const ps_checkpoint_reader_t *r);
+
+/** tf.train.list_variables: the number of tensors and the i-th in sorted name order. */
+PS_EXTERN size_t ps_checkpoint_reader_count(const ps_checkpoint_reader_t *r);
+PS_EXTERN int ps_checkpoint_reader_entry(const ps_checkpoint_reader_t *r,
+                                         size_t i,
+                                         ps_checkpoint_entry_t *out,
+                                         ps_error_t *err);
+
+/**
+ * tf.train.load_variable(ckpt, name): the tensor's bytes into buf (len must equal its nbytes). A
+ * trailing ":0" is dropped from name, as TensorFlow does. NOT_FOUND "Key NAME not found in
+ * checkpoint"; INVALID_ARGUMENT for a wrong len; DATA_LOSS on a checksum mismatch.
+ */
+PS_EXTERN int ps_checkpoint_load_variable(
+    ps_checkpoint_reader_t *r, const char *name, void *buf, size_t len, ps_error_t *err);
+
+/** The entry called name (":0" dropped), or NOT_FOUND "Key NAME not found in checkpoint". */
+PS_EXTERN int ps_checkpoint_reader_find(const ps_checkpoint_reader_t *r,
+                                        const char *name,
+                                        ps_checkpoint_entry_t *out,
+                                        ps_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 #include <ps/export.h>
 #include <ps/graph.h>
 #include <ps/partition.h>
+#include <ps/saver.h>
 #include <ps/scope.h>
 #include <ps/status.h>
 #include <ps/tensor.h>
