@@ -22,6 +22,8 @@
 
 typedef struct opts {
     const char *server;
+    const char *shards; /* comma-separated psd addresses; NULL: --server alone */
+    int partitions;     /* fc1's weights in this many parts (fixed_size_partitioner); 0: none */
     const char *data;
     int worker_index;
     int num_workers;
@@ -67,6 +69,10 @@ static void usage(FILE *f)
             "usage: pstrain [mode] [options]\n"
             "modes: (default) worker | --evaluator | --local\n"
             "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
+            "  --shards A,B,...        several psd shards instead of --server (the variables and\n"
+            "                          parts placed by a stable hash of their names)\n"
+            "  --partitions N          fc1's weights as N parts (fixed_size_partitioner(N)), each\n"
+            "                          placed on its own; every process of a run must agree\n"
             "  --data DIR              Fashion-MNIST directory (default %s)\n"
             "  --worker-index I        this worker's shard (0-based)\n"
             "  --num-workers N         number of shards\n"
@@ -118,6 +124,8 @@ static int parse(int argc, char **argv, opts_t *o)
         O_CSV,
         O_PNG,
         O_EAE,
+        O_SHARDS,
+        O_PARTS,
         O_HELP
     };
     static const struct option lo[] = {{"server", 1, 0, O_SERVER},
@@ -144,6 +152,8 @@ static int parse(int argc, char **argv, opts_t *o)
                                        {"csv", 1, 0, O_CSV},
                                        {"png", 1, 0, O_PNG},
                                        {"eval-at-end", 0, 0, O_EAE},
+                                       {"shards", 1, 0, O_SHARDS},
+                                       {"partitions", 1, 0, O_PARTS},
                                        {"help", 0, 0, O_HELP},
                                        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -236,6 +246,16 @@ static int parse(int argc, char **argv, opts_t *o)
             break;
         case O_EAE:
             o->eval_at_end = 1;
+            break;
+        case O_SHARDS:
+            o->shards = optarg;
+            break;
+        case O_PARTS:
+            o->partitions = atoi(optarg);
+            if (o->partitions < 1 || o->partitions > 1024) {
+                fprintf(stderr, "pstrain: --partitions must be in [1, 1024]\n");
+                return -1;
+            }
             break;
         case O_HELP:
             usage(stdout);
@@ -590,9 +610,21 @@ int main(int argc, char **argv)
         snprintf(creator, sizeof creator, "pstrain %s pid %ld", who, (long) getpid());
         copts.creator = creator;
         copts.connect_timeout_ms = 10000;
+        /* --shards: split the list (at most 64 addresses) for ps_client_connect_list. */
+        char shardbuf[2048];
+        const char *addrs[64];
+        size_t naddrs = 0;
+        if (o.shards) {
+            snprintf(shardbuf, sizeof shardbuf, "%s", o.shards);
+            for (char *save = NULL, *t = strtok_r(shardbuf, ",", &save); t && naddrs < 64;
+                 t = strtok_r(NULL, ",", &save))
+                addrs[naddrs++] = t;
+        }
+        if (!naddrs)
+            addrs[naddrs++] = o.server;
         /* psd may still be starting (compose, launcher): retry the first connection a while. */
         for (int attempt = 0;; attempt++) {
-            if (ps_client_connect(o.server, &copts, &client, &err) == 0)
+            if (ps_client_connect_list(addrs, naddrs, &copts, &client, &err) == 0)
                 break;
             if (attempt >= 50) {
                 rc = fail("connecting to psd", &err);
@@ -608,7 +640,7 @@ int main(int argc, char **argv)
     /* The evaluator's forward passes go 200 images at a time (its buffers: about 80 MB). */
     size_t eval_batch = o.batch > 200 ? o.batch : 200;
     if (model_init(&m, g, o.evaluator ? NULL : client, &cfg, o.seed,
-                   o.evaluator ? eval_batch : o.batch, &err) != 0) {
+                   o.evaluator ? eval_batch : o.batch, o.partitions, &err) != 0) {
         rc = fail("building the model", &err);
         goto out;
     }

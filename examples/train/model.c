@@ -101,10 +101,14 @@ static int get_var(model_t *m,
     return 0;
 }
 
-/* with tf.variable_scope(name): ... */
-static int scope_push(model_t *m, const char *name, ps_variable_scope_t **s, ps_error_t *err)
+/* with tf.variable_scope(name[, partitioner=fixed_size_partitioner(n)]): ... */
+static int
+scope_push(model_t *m, const char *name, int partitioned, ps_variable_scope_t **s, ps_error_t *err)
 {
-    return ps_variable_scope_push(m->g, name, NULL, s, err);
+    ps_partitioner_t p = ps_fixed_size_partitioner(m->partitions, 0);
+    ps_variable_scope_opts_t o = {.partitioner = &p};
+    int use = partitioned && m->partitions > 1 && !m->local;
+    return ps_variable_scope_push(m->g, name, use ? &o : NULL, s, err);
 }
 
 /* The seed's conv_relu: weights and biases in the current scope (the conv itself runs later). */
@@ -150,7 +154,7 @@ static int build(model_t *m, ps_error_t *err)
 
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
         ps_variable_scope_t *s = NULL;
-        int rc = scope_push(m, layers[i].scope, &s, err);
+        int rc = scope_push(m, layers[i].scope, strcmp(layers[i].scope, "fc1") == 0, &s, err);
         if (rc)
             return rc;
         rc = layers[i].kind == 0 ? conv_relu(m, layers[i].kernel, layers[i].a, err)
@@ -192,9 +196,11 @@ int model_init(model_t *m,
                const ps_optimizer_config_t *optcfg,
                int64_t seed,
                size_t batch,
+               int partitions,
                ps_error_t *err)
 {
     memset(m, 0, sizeof *m);
+    m->partitions = partitions;
     m->client = client;
     m->optcfg = *optcfg;
     m->seed = seed;

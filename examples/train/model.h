@@ -43,7 +43,8 @@ typedef struct model {
     struct psd_blob *dwblob[MODEL_NVARS]; /* local: gradients as store blobs */
     ps_variable_t *global_step;
     struct psd_var *lglobal_step;
-    int created; /* variables this process created (the others it attached to) */
+    int partitions; /* fc1's weights in this many parts (0 or 1: one variable) */
+    int created;    /* variables this process created (the others it attached to) */
     int declared;
     /* Activations and their gradients for up to batch examples. */
     size_t batch;
@@ -53,8 +54,10 @@ typedef struct model {
 
 /**
  * Declare the model's variables (create-or-attach at psd through g, or in a new local store when
- * g is NULL) with initializers seeded by seed, and allocate buffers for batch examples. client is
- * g's client (NULL for local); optcfg is the optimizer the steps use. Returns 0 or an error.
+ * g is NULL) with initializers seeded by seed, and allocate buffers for batch examples. With
+ * partitions > 1 the fc1 scope has fixed_size_partitioner(partitions): its weights are a
+ * partitioned variable whose parts are placed on their own (psd only; --local ignores it). client
+ * is g's client (NULL for local); optcfg is the optimizer the steps use. Returns 0 or an error.
  */
 int model_init(model_t *m,
                ps_graph_t *g,
@@ -62,6 +65,7 @@ int model_init(model_t *m,
                const ps_optimizer_config_t *optcfg,
                int64_t seed,
                size_t batch,
+               int partitions,
                ps_error_t *err);
 
 /** Free buffers, the optimizer and (local) the store. */

@@ -292,3 +292,99 @@ Test(train, two_workers_share_the_model_and_count_every_step)
 
     cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not shut down clean");
 }
+
+/* The demo against two psd shards (--shards) with fc1 partitioned (--partitions 3): two workers,
+ * one creates and one attaches; the loss goes down, every step is counted once, and each part of
+ * fc1's weights and biases lives on exactly one of the two shards. */
+Test(train, two_shards_with_a_partitioned_dense_layer)
+{
+    if (access(DATA_DIR "/train-images-idx3-ubyte.gz", R_OK) != 0)
+        PS_SKIP_OR_FAIL("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)");
+    ps_psd_t psd2;
+    memset(&psd2, 0, sizeof psd2);
+    cr_assert_eq(ps_psd_start(&psd2, NULL, "warning", NULL), 0, "second psd did not start");
+    char shards[96];
+    snprintf(shards, sizeof shards, "127.0.0.1:%u,127.0.0.1:%u", (unsigned) psd.port,
+             (unsigned) psd2.port);
+    const char *w0args[] = {"--shards",
+                            shards,
+                            "--partitions",
+                            "3",
+                            "--worker-index",
+                            "0",
+                            "--num-workers",
+                            "2",
+                            "--steps",
+                            "4",
+                            "--batch",
+                            "32",
+                            "--train-limit",
+                            "512",
+                            NULL};
+    const char *w1args[] = {"--shards",
+                            shards,
+                            "--partitions",
+                            "3",
+                            "--worker-index",
+                            "1",
+                            "--num-workers",
+                            "2",
+                            "--steps",
+                            "4",
+                            "--batch",
+                            "32",
+                            "--train-limit",
+                            "512",
+                            NULL};
+    proc_t w0, w1;
+    spawn(&w0, "pworker0", w0args);
+    cr_assert(wait_text(&w0, "model declared", WAIT_MS), "worker 0 never declared its model");
+    spawn(&w1, "pworker1", w1args);
+    int s0 = wait_proc(&w0, WAIT_MS);
+    int s1 = wait_proc(&w1, WAIT_MS);
+    static char o0[OUT_MAX], o1[OUT_MAX];
+    read_out(&w0, o0, sizeof o0);
+    read_out(&w1, o1, sizeof o1);
+    cr_assert_eq(s0, 0, "worker 0 exit %d:\n%s", s0, o0);
+    cr_assert_eq(s1, 0, "worker 1 exit %d:\n%s", s1, o1);
+    cr_assert(!has_sanitizer_report(o0) && !has_sanitizer_report(o1), "%s\n%s", o0, o1);
+    cr_assert(strstr(o1, "worker 1: model declared: 9 variables, 0 created here, 9 attached"), "%s",
+              o1);
+    done_line_t d0, d1;
+    parse_done(o0, "worker 0", &d0);
+    parse_done(o1, "worker 1", &d1);
+    cr_assert_lt(d0.last_loss, d0.first_loss, "worker 0 loss %f -> %f", d0.first_loss,
+                 d0.last_loss);
+    cr_assert_eq(d0.gs > d1.gs ? d0.gs : d1.gs, 8);
+
+    ps_psd_t *both[2] = {&psd, &psd2};
+    ps_error_t err;
+    const char *parts[] = {"fc1/weights/part_0", "fc1/weights/part_1", "fc1/weights/part_2",
+                           "fc1/biases/part_0",  "fc1/biases/part_1",  "fc1/biases/part_2"};
+    int64_t rows[] = {1046, 1045, 1045, 342, 341, 341};
+    int used[2] = {0, 0};
+    for (size_t i = 0; i < 6; i++) {
+        int holders = 0;
+        for (int s = 0; s < 2; s++) {
+            char addr[64];
+            snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned) both[s]->port);
+            ps_admin_t *a = NULL;
+            cr_assert_eq(ps_admin_connect(addr, NULL, &a, &err), 0, "%s", err.msg);
+            ps_admin_var_t *v = NULL;
+            if (ps_admin_describe(a, parts[i], &v, &err) == 0) {
+                holders++;
+                used[s] = 1;
+                cr_expect_eq(v->dims[0], rows[i], "%s rows %lld", parts[i], (long long) v->dims[0]);
+                ps_admin_var_free(v);
+            }
+            /* The whole is never stored under its own name. */
+            ps_admin_var_t *w = NULL;
+            cr_expect_eq(ps_admin_describe(a, "fc1/weights", &w, &err), PS_ERR_NOT_FOUND);
+            ps_admin_free(a);
+        }
+        cr_expect_eq(holders, 1, "%s on %d shards", parts[i], holders);
+    }
+    cr_expect(used[0] && used[1], "the parts use both shards");
+    cr_assert_eq(ps_psd_finish(&psd2, SIGTERM, 10000), 0, "second psd did not shut down clean");
+    cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not shut down clean");
+}
