@@ -635,10 +635,15 @@ static void section_tensor(FILE *md, FILE *goals, FILE *summary)
                     rs[R_PUSH_SET][s][ci].max);
             if (s >= 3) {
                 bc_stats_t *a = &rs[R_PULL_CEIL][s][ci], *b = &rs[R_PULL_GET][s][ci];
+                /* From 16 MiB the ceiling bounds psd's pull: a repetition where the pull beat it
+                 * had a disturbed ceiling, and the goal is not judged on such a run. */
                 fprintf(goals,
                         "pull >= 0.9x loopback ceiling,%s %u client(s),%.2f [%.2f-%.2f],0.9,%s\n",
                         sl, tensor_clients[ci], a->median, a->min, a->max,
-                        pl->n && a->median >= 0.9 ? "yes" : "no");
+                        !pl->n             ? "no"
+                        : a->max > 1.0     ? "unreliable"
+                        : a->median >= 0.9 ? "yes"
+                                           : "no");
                 fprintf(goals, "pull ahead of Redis GET,%s %u client(s),%.2f [%.2f-%.2f],1.0,%s\n",
                         sl, tensor_clients[ci], b->median, b->min, b->max,
                         pl->n && b->median > 1.0 ? "yes" : "no");

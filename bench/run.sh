@@ -5,17 +5,24 @@
 # connections) -- each starts its own psd and redis-server on free 127.0.0.1 ports in temporary
 # directories and stops them -- then the other areas' benches (wire, ops, train, persist), and
 # writes bench/results/RESULTS.md (machine, date, commit, every ratio, the design goals) plus CSVs.
+# Every results file ends with its provenance (bench/provenance.sh: command, commit, whether the
+# tree was clean, date, load). A sub-benchmark that fails fails this script: no earlier section is
+# folded in in its place.
 #
 #   bench/run.sh [--quick] [--reuse-others] [--reps N]
 #     --quick         fewer and shorter reps, 200,000 variables instead of 1 million, and the
-#                     other areas' results reused when present (a few minutes)
-#     --reuse-others  do not re-run the wire/ops/train/persist benches; fold in their last results
+#                     other areas' benches in their short forms (wire --quick, fewer reps, shorter
+#                     cells, 20 training steps per run)
+#     --reuse-others  do not re-run the wire/ops/train/persist benches; fold in their last results,
+#                     each with its own provenance line (RESULTS.md names the reused sections)
 #     --reps N        repetitions of every psd/Redis figure (default 5; --quick 3)
 #     --out DIR       write this suite's files and RESULTS.md to DIR instead of bench/results
 #                     (the other areas' scripts always write bench/results; their results are read
 #                     from there)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/provenance.sh"
+ps_bench_begin bench/run.sh "$@"
 build="$root/build/bench"
 out="$root/bench/results"
 others="$root/bench/results"
@@ -45,7 +52,6 @@ if [ "$quick" = 1 ]; then
     reps=${reps:-3}
     secs=0.25
     nvars=200000
-    reuse=1
 else
     reps=${reps:-5}
     secs=0.5
@@ -53,7 +59,7 @@ else
 fi
 
 t_begin=$(date +%s)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+load_before=$PS_BENCH_LOAD0
 mkdir -p "$out"
 log() { echo "[run.sh $(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -69,61 +75,65 @@ log "bench_redis: tensor throughput, small operations, many variables ($reps rep
 log "bench_scale: $nvars variables, 1000 connections"
 "$build/bench/bench_scale" --psd "$psd" --out "$out" --reps "$reps" --secs "$secs" \
     --vars "$nvars" --conns 1000
+for f in suite_redis.md suite_scale.md; do
+    { echo; ps_bench_provenance; echo; } >>"$out/$f"
+done
 
 # ---- the other areas' benches (their scripts, their outputs) ----
+reused=""
 run_other() { # name script args...
     local name=$1
     shift
     if [ "$reuse" = 1 ]; then
-        if [ -f "$others/$name.md" ]; then
-            log "$name: reusing bench/results/$name.md from an earlier run"
-        else
-            log "$name: no earlier results (run without --reuse-others to produce them)"
+        if ! grep -q '^\*\*Provenance:\*\*' "$others/$name.md" 2>/dev/null; then
+            log "$name: no earlier results with a provenance line in $others/$name.md: run without --reuse-others"
+            exit 1
         fi
+        log "$name: reusing bench/results/$name.md from an earlier run"
+        reused="$reused $name"
         return 0
     fi
     log "$name: $*"
     mkdir -p "$build/logs"
     if ! "$@" >"$build/logs/$name.log" 2>&1; then
-        log "$name FAILED (log: $build/logs/$name.log); its last results, if any, are kept"
+        log "$name FAILED (log: $build/logs/$name.log); no RESULTS.md is written"
         tail -5 "$build/logs/$name.log" >&2 || true
+        exit 1
     fi
 }
-[ -x "$root/bench/run_wire.sh" ] && run_other wire "$root/bench/run_wire.sh" 5
-[ -x "$root/bench/run_ops.sh" ] && run_other ops "$root/bench/run_ops.sh" 7
-[ -x "$root/bench/run_persist.sh" ] && run_other persist "$root/bench/run_persist.sh" 2 128 128
-[ -x "$root/bench/run_train.sh" ] && run_other train "$root/bench/run_train.sh" 40 3
+if [ "$quick" = 1 ]; then
+    run_other wire "$root/bench/run_wire.sh" 3 --quick
+    run_other ops "$root/bench/run_ops.sh" 5
+    run_other persist "$root/bench/run_persist.sh" 1 64 64
+    run_other train "$root/bench/run_train.sh" 20 3
+else
+    run_other wire "$root/bench/run_wire.sh" 5
+    run_other ops "$root/bench/run_ops.sh" 7
+    run_other persist "$root/bench/run_persist.sh" 2 128 128
+    run_other train "$root/bench/run_train.sh" 40 3
+fi
 
 # ---- RESULTS.md ----
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 t_end=$(date +%s)
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | head -1)" ]; then
-    commit="$commit (working tree had uncommitted changes by other engineers)"
-fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 mem=$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 res="$out/RESULTS.md"
 
-# A few headline ratios (for the README), from this suite's CSVs.
+# The headline table (the README's, from the same files: bench/headlines.sh).
 headlines() {
-    awk -F, 'FNR == 1 { f++ } f == 1 && FNR > 1 { t[$1 "," $2 "," $3] = $5 }
-        f == 2 && FNR > 1 { o[$1 "," $2 "," $3] = $5 }
-        f == 3 && FNR > 1 { m[$1] = $2 }
-        END {
-            printf "- 64 MiB pull: %.2fx the loopback TCP ceiling and %.1fx redis-server GET (1 client); 16 MiB: %.2fx and %.1fx.\n", t["psd_pull_ceiling,67108864,1"], t["psd_pull_redis_get,67108864,1"], t["psd_pull_ceiling,16777216,1"], t["psd_pull_redis_get,16777216,1"]
-            printf "- Small ops vs Redis GET (64-byte value): 16-float pull %.2fx unpipelined, %.2fx at pipeline depth 16 (16 connections); get_variable %.2fx / %.2fx.\n", o["psd_pull16,16,1"] / o["redis_get64,16,1"], o["psd_pull16,16,16"] / o["redis_get64,16,16"], o["psd_get_variable,16,1"] / o["redis_get64,16,1"], o["psd_get_variable,16,16"] / o["redis_get64,16,16"]
-            printf "- %d variables: %.0f bytes of psd memory per float32[4] variable (%.0f beyond its data; Redis: %.0f per 16-byte value); 1,000 concurrent connections %s.\n", m["variables"], m["psd_rss_per_var"], m["psd_rss_per_var_beyond_data"], m["redis_rss_per_key"], (m["psd_1000conns_ok"] == 1 ? "served" : "NOT all served")
-        }' "$out/tensor_ratios.csv" "$out/smallops.csv" "$out/scale.csv"
+    bash "$root/bench/headlines.sh" "$out" "$others"
 }
 
-# "batch psd_median local_median" per batch size of run_train.sh's one-worker runs.
-train_medians() {
-    awk -F, 'NR > 1 && $3 == 1 && ($1 == "local" || $1 == "psd") { n[$1 "," $2]++; a[$1 "," $2, n[$1 "," $2]] = $5 }
-        function med(k,   i, j, t, m) { m = n[k]; for (i = 1; i <= m; i++) b[i] = a[k, i]
-            for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
-            return m % 2 ? b[(m + 1) / 2] : (b[m / 2] + b[m / 2 + 1]) / 2 }
-        END { for (bt = 64; bt <= 128; bt *= 2) if (n["psd," bt] && n["local," bt]) print bt, med("psd," bt), med("local," bt) }' "$others/train.csv"
+# "batch median min max" of the paired per-rep overhead (1 - psd / local examples/s, the two runs
+# of a rep made back to back) for every batch size of run_train.sh's one-worker runs.
+train_paired() {
+    awk -F, 'NR > 1 && $3 == 1 && $1 == "local" { l[$2, $4] = $5; b[$2] = 1 }
+        NR > 1 && $3 == 1 && $1 == "psd" { p[$2, $4] = $5 }
+        END { for (bt in b) { n = 0
+                for (k in l) { split(k, q, SUBSEP); if (q[1] == bt && (k in p) && l[k] > 0) v[++n] = 1 - p[k] / l[k] }
+                for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+                if (n) print bt, (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2), v[1], v[n] } }' "$others/train.csv" | sort -n
 }
 
 # One row of the summary: area, figure, psd, reference, ratio.
@@ -144,9 +154,9 @@ summary_rows() {
             printf "| compute | %s %s vs sgemm (1 thread) | %.1f GFLOP/s | %.1f GFLOP/s | %.2fx%s |\n", $c["layer"], $c["op"], $c["op_gflops"], $c["sgemm_sq_gflops"], $c["ratio_vs_sgemm_sq"], cpu
         }' "$others/ops.csv"
     fi
-    # Training (run_train.sh): one worker through psd vs --local.
+    # Training (run_train.sh): one worker through psd vs --local, paired per rep.
     if [ -f "$others/train.csv" ]; then
-        train_medians | awk '{ printf "| training | batch %d, 1 worker through psd vs in-process (examples/s) | %.1f | %.1f | %.2fx |\n", $1, $2, $3, $2 / $3 }'
+        train_paired | awk '{ printf "| training | batch %d, 1 worker through psd vs in-process (examples/s) | | | %.2fx [%.2f-%.2f] |\n", $1, 1 - $2, 1 - $4, 1 - $3 }'
     fi
     # Persistence (run_persist.sh): acknowledged updates/s vs Redis AOF, same fsync policy.
     if [ -f "$others/persist.md" ]; then
@@ -158,7 +168,7 @@ summary_rows() {
 
 goal_rows() {
     cat "$out/goals_redis.csv" "$out/goals_scale.csv" 2>/dev/null |
-        awk -F, '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, ($5 == "yes" ? "yes" : "**no**") }'
+        awk -F, '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, ($5 == "yes" ? "yes" : $5 == "unreliable" ? "unreliable run (the reference did not bound psd)" : "**no**") }'
     if [ -f "$others/ops.csv" ]; then
         # The thread-CPU-time ratio when bench_ops reports it (robust to preemption on a shared
         # machine), else the wall-clock one.
@@ -169,24 +179,34 @@ goal_rows() {
     fi
     if [ -f "$others/wire.md" ]; then
         awk -F' [|] ' '/^## Design goals/ { g = 1; next } /^## / { g = 0 }
-            g && /^[|] / && !/^[|] goal/ && !/^[|]--/ { sub(/^[|] /, "", $1); sub(/ [|]$/, "", $3)
-                printf "| %s (issue 2) | bench_wire, 1 client | %s | | %s |\n", $1, $2, $3 }' "$others/wire.md"
+            g && /^[|] / && !/^[|] goal/ && !/^[|]--/ { sub(/^[|] /, "", $1); sub(/ [|]$/, "", $4)
+                printf "| %s (issue 2) | bench_wire, 1 client; reference check: %s | %s | | %s |\n", $1, $3, $2, $4 }' "$others/wire.md"
     fi
     if [ -f "$others/train.csv" ]; then
-        train_medians | awk '{ printf "| parameter-server overhead <= 5%% (issue 5) | batch %d, 1 worker | %.1f%% | 5%% | %s |\n", $1, 100 * (1 - $2 / $3), (1 - $2 / $3 <= 0.05 ? "yes" : "**no**") }'
+        # psd does strictly more work than the local loop: a rep where psd was faster (a negative
+        # overhead) was disturbed, and the goal is not judged on that batch size.
+        train_paired | awk '{ printf "| parameter-server overhead <= 5%% (issue 5) | batch %d, 1 worker, paired per rep | %.1f%% [%.1f%% to %.1f%%] | 5%% | %s |\n", $1, 100 * $2, 100 * $3, 100 * $4, ($3 < 0 ? "unreliable run (a rep where psd beat the local loop)" : $2 <= 0.05 ? "yes" : "**no**") }'
     fi
 }
 
 {
     echo "# pscope benchmark results"
     echo
-    echo "Generated by \`bench/run.sh$([ "$quick" = 1 ] && echo ' --quick')\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit;"
-    echo "suite wall time $(((t_end - t_begin) / 60)) min $(((t_end - t_begin) % 60)) s. Methodology: [docs/benchmarks.md](../../docs/benchmarks.md)."
+    echo "Generated by \`$PS_BENCH_TOP\` at commit $PS_BENCH_COMMIT ($PS_BENCH_TREE), finished $(date -u '+%Y-%m-%d %H:%M UTC');"
+    echo "suite wall time $(((t_end - t_begin) / 60)) min $(((t_end - t_begin) % 60)) s$([ "$quick" = 1 ] && echo ', in its quick mode (fewer and shorter repetitions: wider error than a full run)')."
+    if [ -n "$reused" ]; then
+        echo "Sections reused from earlier runs (see each one's provenance line):$reused."
+    else
+        echo "Every section below was measured by this run."
+    fi
+    echo "Methodology: [docs/benchmarks.md](../../docs/benchmarks.md)."
     echo
     echo "**Machine:** $cpu, $(nproc) cores, $mem RAM, kernel $(uname -r), redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), hiredis $(pkg-config --modversion hiredis)."
     echo "**Noise:** this machine is shared: other engineers were building and testing while this ran (load average"
-    echo "$load_before before, $load_after after, on $(nproc) cores). Figures are medians of $reps alternating psd/Redis"
-    echo "reps with [min-max]; wide ranges mean the machine was busy, and single runs can differ by 2x or more."
+    echo "$load_before before, $load_after after, on $(nproc) cores). psd/Redis figures are medians of $reps alternating"
+    echo "reps with [min-max]; every ratio is the median [min-max] of per-rep ratios (psd and its reference measured"
+    echo "back to back). Wide ranges mean the machine was busy; a goal whose reference did not bound psd in this run"
+    echo "says *unreliable run* instead of met."
     echo
     echo "## Headlines"
     echo
@@ -201,9 +221,10 @@ goal_rows() {
     echo "## Every ratio in one table"
     echo
     echo "Ratio = psd / reference for rates (higher is better for psd); for times, bytes and CPU it is psd's"
-    echo "figure over the reference's as labelled (lower is better for psd). This suite's ratios are the median"
-    echo "[min-max] of per-rep ratios (psd and its reference measured back to back). Sources: this suite's CSVs (tensor, smallops, manyvars, scale) and"
-    echo "the other areas' results in this directory (wire, ops, train, persist) as last produced."
+    echo "figure over the reference's as labelled (lower is better for psd). Every ratio is the median"
+    echo "[min-max] of per-rep ratios (psd and its reference measured back to back), or a single cell's ratio"
+    echo "where the bench runs one (persistence). Sources: this suite's CSVs (tensor, smallops, manyvars, scale)"
+    echo "and the other areas' results in this directory (wire, ops, train, persist)."
     echo
     echo "| area | figure | psd | reference | ratio |"
     echo "|---|---|---:|---:|---:|"
@@ -211,12 +232,10 @@ goal_rows() {
     echo
     cat "$out/suite_redis.md" "$out/suite_scale.md"
     for a in wire ops train persist; do
-        if [ -f "$others/$a.md" ]; then
-            echo "## From the $a benchmark (bench/results/$a.md, $(date -u -r "$others/$a.md" '+%Y-%m-%d %H:%M UTC'))"
-            echo
-            sed -e '1{/^# /d}' -e 's/^## /### /' "$others/$a.md"
-            echo
-        fi
+        echo "## From the $a benchmark (bench/results/$a.md)"
+        echo
+        sed -e '1{/^# /d}' -e 's/^## /### /' "$others/$a.md"
+        echo
     done
 } >"$res"
 log "wrote $res ($(((t_end - t_begin) / 60)) min $(((t_end - t_begin) % 60)) s)"
