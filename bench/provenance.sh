@@ -1,3 +1,5 @@
+# shellcheck shell=sh
+# shellcheck disable=SC2154 # root is the sourcing script's checkout
 # Sourced by the benchmark scripts: where a results file came from. The first script of a run
 # records the commit, whether the tree was clean (changes under bench/results, the outputs, do not
 # count), the command and the load average at its start, and exports them, so a script that
@@ -24,9 +26,9 @@ ps_bench_begin() {
 }
 
 ps_bench_provenance() {
-    local via=""
-    [ "${PS_BENCH_TOP:-}" != "${PS_BENCH_CMD:-}" ] && via=" (run by \`$PS_BENCH_TOP\`)"
-    echo "**Provenance:** \`$PS_BENCH_CMD\`$via at commit $PS_BENCH_COMMIT ($PS_BENCH_TREE)," \
+    ps_bench_via=""
+    [ "${PS_BENCH_TOP:-}" != "${PS_BENCH_CMD:-}" ] && ps_bench_via=" (run by \`$PS_BENCH_TOP\`)"
+    echo "**Provenance:** \`$PS_BENCH_CMD\`$ps_bench_via at commit $PS_BENCH_COMMIT ($PS_BENCH_TREE)," \
         "finished $(date -u '+%Y-%m-%d %H:%M UTC'); $(grep -m1 'model name' /proc/cpuinfo |
             cut -d: -f2 | sed 's/^ //'), $(nproc) cores shared with other work (load average" \
         "$PS_BENCH_LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end)."

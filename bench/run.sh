@@ -239,3 +239,6 @@ goal_rows() {
     done
 } >"$res"
 log "wrote $res ($(((t_end - t_begin) / 60)) min $(((t_end - t_begin) % 60)) s)"
+if [ "$out" = "$root/bench/results" ] && ! bash "$root/bench/headlines.sh" --check "$root/README.md" >/dev/null 2>&1; then
+    log "README.md's benchmark table no longer matches bench/results: bench/headlines.sh --write README.md"
+fi

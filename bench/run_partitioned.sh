@@ -6,6 +6,8 @@
 # Usage: bench/run_partitioned.sh [MiB, default 256] [reps, default 5] [parts, default 4]
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/provenance.sh"
+ps_bench_begin bench/run_partitioned.sh "$@"
 build="$root/build/bench-partitioned"
 mib=${1:-256}
 reps=${2:-5}
@@ -38,6 +40,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
         "shared with other work while measuring: load average $load_before before and" \
         "$load_after after; kernel $(uname -r)."
+    echo
+    ps_bench_provenance
     echo
     echo "Raw:"
     echo
