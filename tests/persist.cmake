@@ -50,3 +50,11 @@ ps_add_criterion_test(test_persist_api SOURCES integration/test_persist_api.c LI
                       LABELS integration TIMEOUT 180)
 add_dependencies(test_persist_api psd psctl)
 set_property(TEST test_persist_api APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")
+
+# The edges of the durability promises: a complete last record with a bad checksum refused, the
+# everysec bound under power loss, the offline repair tool (psd --check-log / --repair-log).
+ps_add_criterion_test(test_persist_edges SOURCES integration/test_persist_edges.c
+                      LABELS integration TIMEOUT 300)
+add_dependencies(test_persist_edges ps_powerloss_shim)
+set_property(TEST test_persist_edges APPEND PROPERTY ENVIRONMENT
+             "PS_POWERLOSS_SHIM=$<TARGET_FILE:ps_powerloss_shim>")

@@ -11,3 +11,9 @@ ps_add_criterion_test(test_auth SOURCES integration/test_auth.c LIBS psd_core LA
 ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
 ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 300)
+
+# Payload admission (issue 19): tricklers vs a legitimate updater through libpsclient, six
+# concurrent large honest updates.
+ps_add_criterion_test(test_admission SOURCES integration/test_admission.c
+                      LIBS psclient_static Threads::Threads LABELS integration TIMEOUT 300)
+add_dependencies(test_admission psd)

@@ -1,8 +1,9 @@
 /* psctl stats: psd's counters and operations figures, the same ones psd's /metrics exports:
  * state and recovery time, connections, bytes in and out, variables and their bytes, memory and
  * its limit, the payload budget, the write-ahead log (records, bytes, group commits, fsync
- * latency), checkpoints (count, failures, duration, age), the metrics port, and per method calls,
- * errors, rejections, replies by status code and latency quantiles. */
+ * latency), checkpoints (count, failures, duration, age), payload admission, everysec's held
+ * replies, the metrics port, and per method calls, errors, rejections, replies by status code and
+ * latency quantiles. */
 #include <time.h>
 
 #include "psctl.h"
@@ -69,7 +70,13 @@ static void print_json(psctl_ctx_t *ctx, const ps_admin_stats_t *s)
                                  "checkpoints",
                                  "checkpoint_failures",
                                  "metrics_http_requests",
-                                 "metrics_http_refused"};
+                                 "metrics_http_refused",
+                                 "admission_waits",
+                                 "admission_timeouts",
+                                 "admission_queue",
+                                 "slow_upload_disconnects",
+                                 "everysec_delays",
+                                 "everysec_delay_ms"};
     const uint64_t vals[] = {s->uptime_ms,
                              s->connections_current,
                              s->connections_total,
@@ -90,7 +97,13 @@ static void print_json(psctl_ctx_t *ctx, const ps_admin_stats_t *s)
                              s->checkpoints,
                              s->checkpoint_failures,
                              s->metrics_http_requests,
-                             s->metrics_http_refused};
+                             s->metrics_http_refused,
+                             s->admission_waits,
+                             s->admission_timeouts,
+                             s->admission_queue,
+                             s->slow_upload_disconnects,
+                             s->everysec_delays,
+                             s->everysec_delay_ms};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         psctl_json_key(&j, keys[i]);
         psctl_json_u64(&j, vals[i]);
@@ -167,6 +180,15 @@ print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_
                      psctl_fmt_size(s->payload_budget_bytes, b, sizeof b),
                      (unsigned long long) s->payload_budget_rejections);
     psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "admission");
+    psctl_table_cell(t,
+                     "%llu waited for payload budget (%llu now), %llu timed out, %llu slow "
+                     "uploads closed",
+                     (unsigned long long) s->admission_waits,
+                     (unsigned long long) s->admission_queue,
+                     (unsigned long long) s->admission_timeouts,
+                     (unsigned long long) s->slow_upload_disconnects);
+    psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "rejected");
     psctl_table_cell(t, "%llu frames, %llu limit disconnects",
                      (unsigned long long) s->rejected_frames,
@@ -179,6 +201,11 @@ print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_
         (unsigned long long) s->wal_writes, (unsigned long long) s->wal_fsync.count,
         psctl_fmt_seconds(ps_admin_histogram_quantile(&s->wal_fsync, 0.5), b, sizeof b),
         psctl_fmt_seconds(ps_admin_histogram_quantile(&s->wal_fsync, 0.99), c, sizeof c));
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "everysec");
+    psctl_table_cell(t, "replies held for an overdue sync %llu times, %s in all",
+                     (unsigned long long) s->everysec_delays,
+                     psctl_fmt_duration(s->everysec_delay_ms, a, sizeof a));
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "checkpoints");
     if (s->last_checkpoint_unix_ms) {

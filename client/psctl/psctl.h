@@ -97,6 +97,12 @@ extern const psctl_opt_t psctl_opts_top[];
 /** Print the usage of cmd (or psctl's, when cmd is NULL) to f. */
 void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd);
 
+/**
+ * Write text with what a terminal would act on escaped: control characters as \n, \r, \t or \xHH,
+ * a backslash as \\, bytes that are not valid UTF-8 and C1 controls as \xHH; printable UTF-8 as is.
+ */
+void psctl_fputs_escaped(FILE *f, const char *text);
+
 /** Print "psctl: <message>" and the command's usage line to stderr; returns PSCTL_EXIT_USAGE. */
 int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

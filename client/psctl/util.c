@@ -57,6 +57,57 @@ void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
     }
 }
 
+/* UTF-8 sequence length at s (at most n bytes), 0 when it is not a valid one or is a C1 control. */
+static size_t printable_utf8(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || len > n || s[0] > 0xF4)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    if (len == 2 && s[0] == 0xC2 && s[1] < 0xA0)
+        return 0; /* U+0080..U+009F: C1 controls (CSI and the like) */
+    if ((len == 3 && s[0] == 0xE0 && s[1] < 0xA0) || (len == 4 && s[0] == 0xF0 && s[1] < 0x90) ||
+        (len == 4 && s[0] == 0xF4 && s[1] > 0x8F) || (len == 3 && s[0] == 0xED && s[1] > 0x9F))
+        return 0; /* overlong, past U+10FFFF, or a surrogate */
+    return len;
+}
+
+void psctl_fputs_escaped(FILE *f, const char *text)
+{
+    const unsigned char *s = (const unsigned char *) text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c >= 0x80) {
+            size_t len = printable_utf8(s + i, n - i);
+            if (len) {
+                fwrite(s + i, 1, len, f);
+                i += len;
+            } else {
+                fprintf(f, "\\x%02x", c);
+                i++;
+            }
+            continue;
+        }
+        if (c == '\\')
+            fputs("\\\\", f);
+        else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7f)
+            fprintf(f, "\\x%02x", c);
+        else
+            fputc(c, f);
+        i++;
+    }
+}
+
 int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...)
 {
     char msg[512];
@@ -64,7 +115,9 @@ int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "psctl: %s\n", msg);
+    fputs("psctl: ", stderr);
+    psctl_fputs_escaped(stderr, msg);
+    fputc('\n', stderr);
     if (ctx && ctx->cmd)
         fprintf(stderr,
                 "usage: psctl [--server HOST:PORT] [--json] %s%s%s\n"
@@ -75,8 +128,12 @@ int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...)
 
 static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
 {
-    fprintf(stderr, "%serror:%s %s: %s\n", psctl_color_err(ctx, PSCTL_RED),
-            psctl_color_err(ctx, PSCTL_RESET), ps_code_name(err->code), err->msg);
+    /* The message may carry the caller's own bytes back (a name, a path): escape what a
+     * terminal would act on, as redis-cli does. */
+    fprintf(stderr, "%serror:%s %s: ", psctl_color_err(ctx, PSCTL_RED),
+            psctl_color_err(ctx, PSCTL_RESET), ps_code_name(err->code));
+    psctl_fputs_escaped(stderr, err->msg);
+    fputc('\n', stderr);
     if (ctx->json) {
         psctl_json_t j;
         psctl_json_init(&j, stdout);

@@ -138,10 +138,34 @@ static void bb_bytes(bbuf_t *b, const void *d, size_t n)
 
 /* ---- writing ---- */
 
+int ps_errno_code(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return PS_ERR_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return PS_ERR_PERMISSION_DENIED;
+    case EISDIR:
+    case ENAMETOOLONG:
+    case ELOOP:
+    case EINVAL:
+    case EXDEV:
+    case EEXIST:
+    case ESPIPE: /* a FIFO or socket where a file belongs */
+        return PS_ERR_INVALID_ARGUMENT;
+    case ENOMEM:
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    default:
+        return PS_ERR_UNAVAILABLE; /* ENOSPC, EDQUOT, EIO, ...: the machine, not the caller */
+    }
+}
+
 static int sys_err(ps_error_t *err, const char *path, const char *op, int e)
 {
-    return ps_error_set(err, e == ENOSPC || e == EDQUOT ? PS_ERR_UNAVAILABLE : PS_ERR_INTERNAL,
-                        "checkpoint %s: %s: %s", path, op, strerror(e));
+    return ps_error_set(err, ps_errno_code(e), "checkpoint %s: %s: %s", path, op, strerror(e));
 }
 
 static int write_all(int fd, const void *p, size_t n)
@@ -258,8 +282,12 @@ int ps_ckpt_write(const char *path,
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int) sizeof tmp)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "checkpoint path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sys_err(err, tmp, "open", errno);
+    if (fd < 0) {
+        int e = errno;
+        return ps_error_set(err, ps_errno_code(e),
+                            "cannot create checkpoint %s (its temporary file %s): %s", path, tmp,
+                            strerror(e));
+    }
     bbuf_t idx = {0};
     static const uint8_t zeros[DATA_ALIGN];
     uint8_t hdr[PS_CKPT_HEADER_SIZE];
@@ -560,8 +588,7 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        return ps_error_set(err, e == ENOENT ? PS_ERR_NOT_FOUND : PS_ERR_INTERNAL,
-                            "checkpoint %s: %s", path, strerror(e));
+        return ps_error_set(err, ps_errno_code(e), "checkpoint %s: %s", path, strerror(e));
     }
     ps_ckpt_reader_t *r = ps_calloc(1, sizeof *r);
     if (!r || !(r->path = ps_strdup(path))) {
@@ -574,7 +601,7 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
     int rc = 0;
     uint8_t *index = NULL;
     if (fstat(fd, &st) != 0) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "checkpoint %s: %s", path, strerror(errno));
+        rc = ps_error_set(err, ps_errno_code(errno), "checkpoint %s: %s", path, strerror(errno));
         goto fail;
     }
     r->size = (uint64_t) st.st_size;

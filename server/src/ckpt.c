@@ -144,12 +144,13 @@ int psd_wal_scan(const char *path,
     memset(res, 0, sizeof *res);
     scan_t s = {.fd = open(path, O_RDONLY | O_CLOEXEC)};
     if (s.fd < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: open: %s", path,
+        return ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: open: %s", path,
                             strerror(errno));
     struct stat st;
     int rc = 0;
     if (fstat(s.fd, &st) != 0) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: %s", path, strerror(errno));
+        rc = ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: %s", path,
+                          strerror(errno));
         goto out;
     }
     s.size = res->file_size = (uint64_t) st.st_size;
@@ -166,7 +167,7 @@ int psd_wal_scan(const char *path,
     }
     const uint8_t *h = scan_get(&s, 0, PSD_WAL_FILE_HEADER);
     if (!h) {
-        rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+        rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                           strerror(errno));
         goto out;
     }
@@ -198,7 +199,7 @@ int psd_wal_scan(const char *path,
         }
         const uint8_t *rh = scan_get(&s, pos, PSD_WAL_REC_HEAD);
         if (!rh) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+            rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                               strerror(errno));
             goto out;
         }
@@ -237,7 +238,7 @@ int psd_wal_scan(const char *path,
             size_t k = body_len - done > SCAN_BUF ? SCAN_BUF : (size_t) (body_len - done);
             const uint8_t *p = scan_get(&s, boff + done, k);
             if (!p) {
-                rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read: %s", path,
+                rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read: %s", path,
                                   strerror(errno));
                 goto out;
             }
@@ -246,21 +247,19 @@ int psd_wal_scan(const char *path,
         }
         uint64_t end = boff + body_len;
         if (crc != body_crc) {
-            if (end == s.size) {
-                res->torn = 1;
-                snprintf(res->torn_why, sizeof res->torn_why, "last record %llu fails its checksum",
-                         (unsigned long long) number);
-                break;
-            }
+            /* A complete record that fails its checksum is corruption even when it is the last:
+             * a torn write leaves a record cut short (or zeros), while this one may have been
+             * synced and acknowledged (bit rot, a bad disk). */
             rc = ps_error_set(err, PS_ERR_DATA_LOSS,
                               "write-ahead log %s is corrupt: record %llu at offset %llu fails its "
-                              "checksum",
-                              path, (unsigned long long) number, (unsigned long long) pos);
+                              "checksum%s",
+                              path, (unsigned long long) number, (unsigned long long) pos,
+                              end == s.size ? " (the last record, complete)" : "");
             goto out;
         }
         const uint8_t *fx = scan_get(&s, boff, PSD_WAL_BODY_FIXED);
         if (!fx) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read failed", path);
+            rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read failed", path);
             goto out;
         }
         psd_wal_rec_t rec = {.offset = pos,

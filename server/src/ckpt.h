@@ -112,9 +112,10 @@ typedef struct psd_wal_scan_result {
  * Scan the segment at path: check its header and every record's head and body checksums, calling
  * cb for each valid record in order (cb may be NULL; a nonzero return stops the scan and is
  * returned). A defect at the end of the file (a partial head, a body cut short, a zero-filled
- * region, or a bad checksum on a record that ends exactly at the end of the file) is a torn tail:
- * res->torn is set and the scan succeeds. Any other defect is corruption: DATA_LOSS with err
- * naming the file, the record number and the offset. max_body bounds a record's length.
+ * region from a record head on) is a torn tail: res->torn is set and the scan succeeds. Any other
+ * defect, a complete last record that fails its checksum included, is corruption: DATA_LOSS with
+ * err naming the file, the record number and the offset (res->valid_end and res->records then
+ * describe the intact records before it). max_body bounds a record's length.
  */
 int psd_wal_scan(const char *path,
                  uint64_t max_body,

@@ -66,8 +66,21 @@ static const cfg_desc_t descs[] = {
      "refuse requests that would take psd's allocated bytes past this (0 = off)"},
     {"max-inflight-payload", CFG_SIZE, OFF(max_inflight_payload), 1, UINT64_MAX, "2G", CFG_MUTABLE,
      "BYTES",
-     "announced payload bytes psd receives at once over all connections; a request past it gets "
-     "RESOURCE_EXHAUSTED (at least --max-payload-bytes)"},
+     "announced payload bytes psd receives at once over all connections; a request past it waits "
+     "(its connection is not read) until it fits (at least --max-payload-bytes)"},
+    {"max-inflight-payload-per-peer", CFG_SIZE, OFF(max_inflight_payload_per_peer), 0, UINT64_MAX,
+     "0", CFG_MUTABLE, "BYTES",
+     "the most of that budget one IP address may hold; 0 = half of it, at least "
+     "--max-payload-bytes"},
+    {"admission-timeout-ms", CFG_U64, OFF(admission_timeout_ms), 0, (uint64_t) 1 << 40, "10000",
+     CFG_MUTABLE, "MS",
+     "a request waiting this long for payload budget gets UNAVAILABLE with a retry hint (0 = "
+     "waits as long as it takes)"},
+    {"min-upload-rate", CFG_SIZE, OFF(min_upload_rate), 0, UINT64_MAX, "64K", CFG_MUTABLE, "BYTES",
+     "bytes per second an admitted payload must arrive at, or it loses its reservation "
+     "and its connection (DEADLINE_EXCEEDED; 0 = off)"},
+    {"upload-rate-window-ms", CFG_U64, OFF(upload_rate_window_ms), 100, (uint64_t) 1 << 40, "10000",
+     CFG_MUTABLE, "MS", "the window --min-upload-rate is measured over"},
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
     {"metrics-listen", CFG_STRING, OFF(metrics_listen), 0, 0, "", 0, "HOST:PORT",
@@ -83,6 +96,10 @@ static const cfg_desc_t descs[] = {
      "SECONDS", "write a checkpoint and truncate the log this often (0 = not on a timer)"},
     {"checkpoint-log-bytes", CFG_SIZE, OFF(checkpoint_log_bytes), 0, UINT64_MAX, "256M", 0, "BYTES",
      "write a checkpoint once the log grows past this (0 = not on size)"},
+    {"everysec-max-lag-ms", CFG_U64, OFF(everysec_max_lag_ms), 1000, (uint64_t) 1 << 32, "2000",
+     CFG_MUTABLE, "MS",
+     "--fsync everysec: once the oldest unsynced record is this old, replies wait for the sync "
+     "(Redis's delayed write), so a power loss loses at most this much"},
     {"users", CFG_STRING, OFF(users), 0, 0, "", CFG_MUTABLE, "FILE",
      "users file (NAME ROLE HASH [PATTERN...] per line): every connection must AUTH first; "
      "re-read on SIGHUP or when set at run time (\"\" = open to anyone who can connect)"},
@@ -275,6 +292,11 @@ int psd_config_check(const psd_config_t *c, ps_error_t *err)
                             ") must be at least --max-payload-bytes (%" PRIu64
                             "): a request of the largest payload could never be received",
                             c->max_inflight_payload, c->max_payload_bytes);
+    if (c->max_inflight_payload_per_peer && c->max_inflight_payload_per_peer < c->max_payload_bytes)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "--max-inflight-payload-per-peer (%" PRIu64
+                            ") must be 0 or at least --max-payload-bytes (%" PRIu64 ")",
+                            c->max_inflight_payload_per_peer, c->max_payload_bytes);
     if (!c->listen[0])
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--listen: empty address");
     if (!c->tls_cert[0] != !c->tls_key[0])

@@ -26,6 +26,11 @@ typedef struct psd_config {
     uint64_t read_timeout_ms;      /* 0 = off */
     uint64_t max_memory;           /* 0 = off */
     uint64_t max_inflight_payload; /* announced payload bytes being received, all connections */
+    /* Payload admission (admit.c). */
+    uint64_t max_inflight_payload_per_peer; /* one IP address's share; 0 = half the budget */
+    uint64_t admission_timeout_ms;          /* longest wait for budget; 0 = no deadline */
+    uint64_t min_upload_rate;               /* bytes/s an admitted upload must keep; 0 = off */
+    uint64_t upload_rate_window_ms;         /* ... measured over this window */
     uint64_t shutdown_timeout_ms;
     /* Operations (metrics_http.c). */
     char metrics_listen[PSD_CONFIG_STR_MAX];    /* "" = no metrics port */
@@ -35,6 +40,7 @@ typedef struct psd_config {
     char fsync[PSD_CONFIG_STR_MAX];    /* always, everysec or no */
     uint64_t checkpoint_interval_s;    /* 0 = no timed checkpoints */
     uint64_t checkpoint_log_bytes;     /* checkpoint when the log passes this; 0 = never */
+    uint64_t everysec_max_lag_ms;      /* everysec: replies wait once the log is this unsynced */
     /* Security (auth.c, tls.c; docs/security.md). "" = off. */
     char users[PSD_CONFIG_STR_MAX];           /* users file: AUTH required on every connection */
     char tls_cert[PSD_CONFIG_STR_MAX];        /* PEM certificate chain: TLS on the listener */

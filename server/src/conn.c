@@ -321,8 +321,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(psd_conn_t *c)
 {
-    if (c->deferred || (c->flags & (PSD_CONN_READING | PSD_CONN_PAUSED |
-                                    PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING)))
+    if (c->deferred || c->admit.state == PSD_ADMIT_WAITING ||
+        (c->flags &
+         (PSD_CONN_READING | PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING)))
         return;
     int rc = uv_read_start((uv_stream_t *) &c->tcp, on_alloc, on_read);
     if (rc < 0) {
@@ -353,6 +354,7 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
     /* No more input will be read: a request still receiving its payload can never finish, so its
      * blobs and its share of the in-flight payload budget go now, not when the replies are out.
      * The decoder is not fed again, so its sinks into those blobs are never used. */
+    psd_admit_done(&c->srv->admit, c);
     psd_req_free(c->req);
     c->req = NULL;
     if (out_idle(c) && !c->deferred)
@@ -363,6 +365,43 @@ static void reply_error_and_close(psd_conn_t *c, int code, const char *msg, cons
 {
     psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, code, msg);
     psd_conn_close_after_flush(c, why);
+}
+
+/* Point the decoder at c->req's payload destinations. */
+static void direct_payload(psd_conn_t *c)
+{
+    size_t nsegs = 0;
+    const ps_frame_seg_t *segs = psd_req_segs(c->req, &nsegs);
+    ps_error_t err;
+    if (ps_frame_decoder_set_sinks(&c->dec, segs, nsegs, &err) != 0) {
+        /* Cannot happen after rpc validation; answer and keep the stream in sync. */
+        psd_admit_done(&c->srv->admit, c);
+        psd_req_free(c->req);
+        c->req = NULL;
+        psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, err.code, err.msg);
+        ps_frame_decoder_skip_payload(&c->dec);
+    }
+}
+
+void psd_conn_admitted(psd_conn_t *c, int code, const char *msg, uint32_t retry_after_ms)
+{
+    if (code == 0) {
+        direct_payload(c);
+    } else {
+        psd_rpc_refuse(&c->srv->rpc, c->req, &c->sink, code, msg, retry_after_ms);
+        c->req = NULL;
+        ps_frame_decoder_skip_payload(&c->dec);
+    }
+    /* Go on with what is buffered, then reading. */
+    if (!c->link_input.prev && !(c->flags & (PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING)))
+        psd_link_push(&c->srv->input_list, &c->link_input);
+}
+
+void psd_conn_upload_stalled(psd_conn_t *c, const char *msg)
+{
+    psd_req_free(c->req); /* its reservation goes now */
+    c->req = NULL;
+    reply_error_and_close(c, PS_ERR_DEADLINE_EXCEEDED, msg, "upload too slow");
 }
 
 /* A TLS ClientHello on a plaintext port: answer with a TLS protocol_version alert, which any TLS
@@ -393,7 +432,7 @@ void psd_conn_process(psd_conn_t *c)
 {
     psd_server_t *srv = c->srv;
     unsigned frames = 0;
-    while (!c->deferred &&
+    while (!c->deferred && c->admit.state != PSD_ADMIT_WAITING &&
            !(c->flags & (PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING))) {
         size_t used = 0;
         ps_frame_event_t ev =
@@ -417,17 +456,24 @@ void psd_conn_process(psd_conn_t *c)
             const uint8_t *hdr = ps_frame_decoder_header(&c->dec, &hlen);
             uint64_t plen = ps_frame_decoder_payload_len(&c->dec);
             psd_rpc_action_t act = psd_rpc_begin(&srv->rpc, hdr, hlen, plen, &c->sink, &c->req);
-            if (act == PSD_RPC_READ_PAYLOAD) {
-                size_t nsegs = 0;
-                const ps_frame_seg_t *segs = psd_req_segs(c->req, &nsegs);
+            if (act == PSD_RPC_ADMIT) {
                 ps_error_t err;
-                if (ps_frame_decoder_set_sinks(&c->dec, segs, nsegs, &err) != 0) {
-                    /* Cannot happen after rpc validation; answer and keep the stream in sync. */
-                    psd_req_free(c->req);
-                    c->req = NULL;
-                    psd_rpc_reply_error(&srv->rpc, &c->sink, 0, 0, err.code, err.msg);
-                    ps_frame_decoder_skip_payload(&c->dec);
+                ps_error_clear(&err);
+                int adm = psd_admit_request(&srv->admit, c, plen, &err);
+                if (adm == 0) {
+                    stop_reading(c); /* queued: psd_conn_admitted goes on */
+                    return;
                 }
+                if (adm < 0) {
+                    psd_rpc_refuse(&srv->rpc, c->req, &c->sink, err.code, err.msg, 0);
+                    c->req = NULL;
+                    ps_frame_decoder_skip_payload(&c->dec);
+                    continue;
+                }
+                act = PSD_RPC_READ_PAYLOAD;
+            }
+            if (act == PSD_RPC_READ_PAYLOAD) {
+                direct_payload(c);
             } else if (act == PSD_RPC_SKIP_PAYLOAD) {
                 ps_frame_decoder_skip_payload(&c->dec);
             } else {
@@ -437,6 +483,8 @@ void psd_conn_process(psd_conn_t *c)
             continue;
         }
         if (ev == PS_FRAME_READY) {
+            if (c->admit.state == PSD_ADMIT_HOLDING)
+                psd_admit_done(&srv->admit, c);
             if (c->req) {
                 psd_req_t *r = c->req;
                 c->req = NULL;
@@ -530,6 +578,7 @@ void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)
     char msg[128];
     snprintf(msg, sizeof msg, "read timeout: partial frame, then no data for %llu ms",
              (unsigned long long) limit);
+    psd_admit_done(&c->srv->admit, c);
     psd_req_free(c->req);
     c->req = NULL;
     reply_error_and_close(c, PS_ERR_DEADLINE_EXCEEDED, msg, "read timeout");
@@ -582,6 +631,7 @@ static void on_close(uv_handle_t *h)
         free_chunk(c, k);
     }
     psd_req_free(c->req);
+    psd_admit_conn_gone(&srv->admit, c); /* after the request: its peer's share is given back */
     psd_tls_free(c->tls);
     ps_frame_decoder_deinit(&c->dec);
     ps_free(c->rbuf);
@@ -655,6 +705,10 @@ void psd_conn_accept(psd_server_t *srv)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
+    if (psd_admit_conn_open(&srv->admit, c) != 0) {
+        psd_conn_close(c, "out of memory for a peer");
+        return;
+    }
     if (srv->rpc.stats.connections_current > srv->cfg.max_connections) {
         srv->rpc.stats.limit_disconnects++;
         PS_LOG(PS_LOG_WARNING, "conn", "refusing connection conn=%llu peer=%s: limit %llu reached",

@@ -1,6 +1,7 @@
 /* One client connection of psd (STYLE §2.8): read buffer and frame decoder, payload received
  * straight into request blobs, the write queue of owned header chunks and blob references, the
- * single in-flight uv_write, backpressure, read timeouts and close-after-flush. */
+ * single in-flight uv_write, backpressure, read timeouts and close-after-flush; a request whose
+ * payload waits for admission (admit.c) stops the reading of its connection. */
 #ifndef PSD_CONN_H
 #define PSD_CONN_H
 
@@ -11,6 +12,7 @@
 
 #include <ps/internal/frame.h>
 
+#include "admit.h"
 #include "auth.h"
 #include "rpc.h"
 #include "server.h"
@@ -58,9 +60,10 @@ typedef struct psd_conn {
     uv_buf_t iov[PSD_IOV_MAX];
     psd_reply_sink_t sink;
     psd_link_t link_all, link_flush, link_input;
-    psd_session_t session; /* who is calling (AUTH), for rpc's rights checks */
-    psd_tls_t *tls;        /* TLS under the decoder and the write queue (tls.c); NULL = plain */
-    int seen_input;        /* the first bytes were checked (TLS hello on a plaintext port) */
+    psd_admit_slot_t admit; /* payload admission (admit.c) */
+    psd_session_t session;  /* who is calling (AUTH), for rpc's rights checks */
+    psd_tls_t *tls;         /* TLS under the decoder and the write queue (tls.c); NULL = plain */
+    int seen_input;         /* the first bytes were checked (TLS hello on a plaintext port) */
 } psd_conn_t;
 
 /** Accept a pending connection from the listener and start serving it. */
@@ -81,6 +84,15 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why);
 /** Read-timeout check, called periodically by the server with the loop's time. */
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms);
 
+/**
+ * admit.c's answer for c's queued request: code 0 = admitted (its payload is read now), else the
+ * request is refused with code and msg (and retry_after_ms) and its payload skipped.
+ */
+void psd_conn_admitted(psd_conn_t *c, int code, const char *msg, uint32_t retry_after_ms);
+
+/** admit.c found c's admitted upload too slow: free the request, answer DEADLINE_EXCEEDED, close.
+ */
+void psd_conn_upload_stalled(psd_conn_t *c, const char *msg);
 /* For the TLS layer (tls.c), which feeds the same input places and drains the same queue. */
 
 /** Where the next input bytes go (payload window or read buffer), at most the returned length. */

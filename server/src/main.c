@@ -1,6 +1,7 @@
-/* psd's entry point: argv and the option table into a configuration, then psd_server_run; and
- * `psd hash-password`, which turns a password read from stdin into a users-file hash. Nothing else
- * happens here; everything is in psd_core. */
+/* psd's entry point: argv and the option table into a configuration, then psd_server_run; `psd
+ * hash-password`, which turns a password read from stdin into a users-file hash; and --check-log /
+ * --repair-log, the offline log tool (logcheck.c). Nothing else happens here; everything is in
+ * psd_core. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "logcheck.h"
 #include "server.h"
 
 /* psd hash-password: one password on stdin (a trailing newline is dropped), its argon2id hash on
@@ -42,6 +44,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "hash-password") == 0)
         return hash_password();
+    if (argc >= 2 && (strcmp(argv[1], "--check-log") == 0 || strcmp(argv[1], "--repair-log") == 0))
+        return psd_logcheck_main(argc, argv, stdin, stdout);
     psd_config_t cfg;
     ps_error_t err;
     ps_error_clear(&err);

@@ -270,6 +270,22 @@ static void render_rpc(psd_expo_t *w, const psd_rpc_t *rpc)
     counter(w, "psd_payload_budget_rejections_total",
             "Requests refused because the in-flight payload budget was used up.",
             st->payload_budget_rejections);
+    counter(w, "psd_admission_waits_total",
+            "Requests whose payload waited for in-flight budget (payload admission).",
+            st->admission_waits);
+    counter(w, "psd_admission_timeouts_total",
+            "Waiting requests refused at --admission-timeout-ms (UNAVAILABLE, retryable).",
+            st->admission_timeouts);
+    gauge(w, "psd_admission_queue", "Requests waiting for payload budget now.",
+          (double) st->admission_queue);
+    counter(w, "psd_slow_upload_disconnects_total",
+            "Uploads closed for arriving below --min-upload-rate.", st->slow_upload_disconnects);
+    counter(w, "psd_everysec_delays_total",
+            "Times replies were held because an everysec sync was overdue.", st->everysec_delays);
+    psd_expo_family(w, "psd_everysec_delay_seconds_total", "counter",
+                    "Time replies were held for overdue everysec syncs.");
+    psd_expo_f64(w, "psd_everysec_delay_seconds_total", NULL,
+                 (double) st->everysec_delay_ms / 1000.0);
     const psd_persist_metrics_t *pm = &rpc->pm;
     counter(w, "psd_wal_records_total", "Mutations appended to the write-ahead log.",
             pm->wal_records);

@@ -56,7 +56,7 @@ static int lock_dir(psd_persist_t *p, ps_error_t *err)
     snprintf(path, sizeof path, "%s/LOCK", p->dir);
     p->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (p->lock_fd < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "data directory %s: %s: %s", p->dir, path,
+        return ps_error_set(err, ps_errno_code(errno), "data directory %s: %s: %s", p->dir, path,
                             strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
     if (fcntl(p->lock_fd, F_SETLK, &fl) != 0)
@@ -89,6 +89,7 @@ int psd_persist_open(psd_persist_t **out,
                                                     : PSD_FSYNC_EVERYSEC;
         p->ckpt_interval_s = o->checkpoint_interval_s;
         p->ckpt_log_bytes = o->checkpoint_log_bytes;
+        p->max_lag_ms = o->everysec_max_lag_ms ? o->everysec_max_lag_ms : 2 * EVERYSEC_MS;
         p->max_body = PSD_WAL_BODY_FIXED + (o->max_record ? o->max_record : UINT32_MAX);
         if (p->max_body > UINT32_MAX)
             p->max_body = UINT32_MAX;
@@ -101,7 +102,7 @@ int psd_persist_open(psd_persist_t **out,
         } else if (dl + 64 > PATH_CAP) {
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--data-dir: path too long");
         } else if (mkdir(p->dir, 0755) != 0 && errno != EEXIST) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL, "data directory %s: %s", p->dir,
+            rc = ps_error_set(err, ps_errno_code(errno), "data directory %s: %s", p->dir,
                               strerror(errno));
         }
         if (!rc)
@@ -178,6 +179,8 @@ void psd_persist_close(psd_persist_t *p)
     p->unsynced = 1;
     if (psd_wal_sync_now(p) != 0)
         psd_wal_fatal_io(p, "fdatasync", errno);
+    p->inflight_since_ms = 0; /* everything written is durable */
+    p->holding = 0;
     if (p->timers_started) {
         close_timer(&p->sync_timer);
         close_timer(&p->ckpt_timer);

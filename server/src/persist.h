@@ -30,6 +30,7 @@ typedef struct psd_persist_opts {
     uint64_t checkpoint_interval_s; /* 0 = no timer */
     uint64_t checkpoint_log_bytes;  /* 0 = no size trigger */
     uint64_t max_record;            /* largest request header + payload (replay bound) */
+    uint64_t everysec_max_lag_ms;   /* everysec: hold replies once a record is this unsynced */
 } psd_persist_opts_t;
 
 typedef struct psd_persist psd_persist_t;

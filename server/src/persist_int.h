@@ -55,6 +55,14 @@ struct psd_persist {
     uv_timer_t sync_timer, ckpt_timer, abl_timer;
     int timers_started;
     int sync_running;
+    /* everysec's bound (docs/persistence.md): write times (monotonic ms, 0 = none) of the oldest
+     * record no sync has started on, and of the oldest one the running sync covers; while the
+     * oldest unsynced record is max_lag_ms old, replies are held (holding) until a sync ends. */
+    uint64_t dirty_since_ms;
+    uint64_t inflight_since_ms;
+    uint64_t max_lag_ms;
+    int holding;
+    uint64_t hold_start_ms;
     int ckpt_running;
     int spare_fd; /* segment gen + 1, created and made durable off the loop, or -1 */
     uint64_t spare_gen;

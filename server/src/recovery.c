@@ -89,7 +89,8 @@ static int replay_record(void *vctx, const psd_wal_rec_t *rec, ps_error_t *err)
             c->hcap = rec->header_len;
         }
         if (pread_full(c->fd, c->hbuf, rec->header_len, hoff) != 0)
-            return ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read failed", c->path);
+            return ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read failed",
+                                c->path);
         hdr = c->hbuf;
     }
     psd_reply_sink_t sink = {.emit = replay_emit, .ctx = p};
@@ -99,6 +100,16 @@ static int replay_record(void *vctx, const psd_wal_rec_t *rec, ps_error_t *err)
     psd_req_t *req = NULL;
     psd_rpc_action_t act =
         psd_rpc_begin(p->rpc, hdr, rec->header_len, rec->payload_len, &sink, &req);
+    if (act == PSD_RPC_ADMIT) {
+        /* A replayed record is not an upload to budget: take it now. */
+        if (psd_rpc_admit(p->rpc, req, NULL, err) != 0) {
+            psd_req_free(req);
+            p->rpc->now_ms_override = 0;
+            return ps_error_set(err, err->code, "write-ahead log %s: record %llu: %s", c->path,
+                                (unsigned long long) rec->number, err->msg);
+        }
+        act = PSD_RPC_READ_PAYLOAD;
+    }
     int rc = 0;
     if (act == PSD_RPC_READ_PAYLOAD) {
         size_t nsegs = 0;
@@ -109,7 +120,8 @@ static int replay_record(void *vctx, const psd_wal_rec_t *rec, ps_error_t *err)
                 memcpy(segs[i].data, rec->body + PSD_WAL_BODY_FIXED + rec->header_len + at,
                        segs[i].len);
             else if (pread_full(c->fd, segs[i].data, segs[i].len, hoff + rec->header_len + at))
-                rc = ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: read failed", c->path);
+                rc = ps_error_set(err, PS_ERR_UNAVAILABLE, "write-ahead log %s: read failed",
+                                  c->path);
             at += segs[i].len;
         }
         if (rc)
@@ -243,7 +255,8 @@ static int list_segments(psd_persist_t *p, uint64_t **out, size_t *n, ps_error_t
     *n = 0;
     DIR *d = opendir(p->dir);
     if (!d)
-        return ps_error_set(err, PS_ERR_INTERNAL, "data directory %s: %s", p->dir, strerror(errno));
+        return ps_error_set(err, ps_errno_code(errno), "data directory %s: %s", p->dir,
+                            strerror(errno));
     uint64_t *gens = NULL;
     size_t cnt = 0, cap = 0;
     struct dirent *e;
@@ -325,8 +338,8 @@ int psd_recovery_run(psd_persist_t *p, ps_error_t *err)
         c.path = path;
         c.fd = open(path, O_RDONLY | O_CLOEXEC);
         if (c.fd < 0) {
-            rc =
-                ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: %s", path, strerror(errno));
+            rc = ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: %s", path,
+                              strerror(errno));
             break;
         }
         psd_wal_scan_result_t res;
@@ -370,8 +383,8 @@ int psd_recovery_run(psd_persist_t *p, ps_error_t *err)
         if (fd < 0 ||
             (res.torn && (ftruncate(fd, (off_t) res.valid_end) != 0 || fdatasync(fd) != 0)) ||
             lseek(fd, (off_t) res.valid_end, SEEK_SET) < 0) {
-            rc =
-                ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: %s", path, strerror(errno));
+            rc = ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: %s", path,
+                              strerror(errno));
             if (fd >= 0)
                 close(fd);
             break;

@@ -36,9 +36,13 @@ struct psd_req {
     const struct psd_method *m;
     psd_session_t *session; /* the caller's identity (the sink's), NULL when none */
     uint64_t payload_len;
-    uint64_t t0_ns;     /* uv_hrtime when the header arrived (request latency) */
-    uint64_t *inflight; /* the counter that reserved counts in (rpc->stats.payload_inflight) */
-    uint64_t reserved;  /* payload bytes this request holds against lim.max_inflight_payload */
+    uint64_t t0_ns;      /* uv_hrtime when the header arrived (request latency) */
+    uint64_t *inflight;  /* the counter that reserved counts in (rpc->stats.payload_inflight) */
+    uint64_t reserved;   /* payload bytes this request holds against lim.max_inflight_payload */
+    uint64_t *peer_held; /* its peer's share of the budget (admit.c), or NULL */
+    uint64_t *sizes;     /* byte size of each request tensor (validated) */
+    uint64_t total;      /* their sum */
+    int admit;           /* the payload waits for psd_rpc_admit */
     /* Validated request tensors: NUL-terminated names and one blob each for their bytes. */
     size_t ntensors;
     char **tnames;
@@ -126,8 +130,11 @@ void psd_req_free(psd_req_t *r)
 {
     if (!r)
         return;
-    if (r->reserved)
+    if (r->reserved) {
         *r->inflight -= r->reserved;
+        if (r->peer_held)
+            *r->peer_held -= r->reserved;
+    }
     if (r->blobs) {
         for (size_t i = 0; i < r->ntensors; i++)
             psd_blob_unref(r->blobs[i]);
@@ -788,6 +795,12 @@ static int handle_stats(psd_rpc_t *rpc,
     rep->limit_disconnects = st->limit_disconnects;
     rep->payload_inflight_bytes = st->payload_inflight;
     rep->payload_budget_rejections = st->payload_budget_rejections;
+    rep->admission_waits = st->admission_waits;
+    rep->admission_timeouts = st->admission_timeouts;
+    rep->admission_queue = st->admission_queue;
+    rep->slow_upload_disconnects = st->slow_upload_disconnects;
+    rep->everysec_delays = st->everysec_delays;
+    rep->everysec_delay_ms = st->everysec_delay_ms;
     rep->unauthenticated = st->unauthenticated;
     rep->permission_denied = st->permission_denied;
     rep->version = (char *) PS_VERSION_STRING;
@@ -1099,12 +1112,31 @@ static void sanitize_utf8(char *s)
     }
 }
 
+static void reply_error_hint(psd_rpc_t *rpc,
+                             const psd_reply_sink_t *sink,
+                             uint64_t id,
+                             uint32_t method,
+                             int code,
+                             const char *msg,
+                             uint32_t retry_after_ms);
+
 void psd_rpc_reply_error(psd_rpc_t *rpc,
                          const psd_reply_sink_t *sink,
                          uint64_t id,
                          uint32_t method,
                          int code,
                          const char *msg)
+{
+    reply_error_hint(rpc, sink, id, method, code, msg, 0);
+}
+
+static void reply_error_hint(psd_rpc_t *rpc,
+                             const psd_reply_sink_t *sink,
+                             uint64_t id,
+                             uint32_t method,
+                             int code,
+                             const char *msg,
+                             uint32_t retry_after_ms)
 {
     char buf[PS_ERROR_MSG_MAX];
     snprintf(buf, sizeof buf, "%s", msg ? msg : "");
@@ -1114,6 +1146,7 @@ void psd_rpc_reply_error(psd_rpc_t *rpc,
     h.method = method;
     h.code = (uint32_t) code;
     h.message = buf;
+    h.retry_after_ms = retry_after_ms;
     size_t len = 0;
     ps_error_t perr;
     uint8_t *head = ps_pb_frame_pack(&h, 0, UINT32_MAX, &len, &perr);
@@ -1308,7 +1341,10 @@ static psd_rpc_action_t begin_auth(psd_rpc_t *rpc, const psd_reply_sink_t *sink,
     return PSD_RPC_SKIP_PAYLOAD;
 }
 
-/* Check every request tensor and allocate a blob for each; their total must equal the payload. */
+static int alloc_payload(psd_rpc_t *rpc, psd_req_t *r, uint64_t *peer_held, ps_error_t *err);
+
+/* Check every request tensor (their total must equal the payload) and, unless the payload waits
+ * for admission, reserve it and allocate a blob for each. */
 static int take_tensors(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
 {
     Pscope__V1__Header *h = r->hdr;
@@ -1348,17 +1384,17 @@ static int take_tensors(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "payload length %llu differs from the %llu bytes of its %zu tensors",
                             (unsigned long long) r->payload_len, (unsigned long long) total, n);
-    if (rpc->lim.max_memory) {
-        uint64_t used = ps_alloc_used();
-        if (used > rpc->lim.max_memory || total > rpc->lim.max_memory - used)
-            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
-                                "payload of %llu bytes would exceed the memory limit of %llu bytes",
-                                (unsigned long long) total,
-                                (unsigned long long) rpc->lim.max_memory);
-    }
-    /* The server-wide budget: blobs are allocated now, before the bytes arrive, so peers that
-     * announce payloads and send nothing must not make psd allocate more than this (rpc.h). */
+    r->sizes = sizes;
+    r->total = total;
+    r->ntensors = n; /* counted by prepare; the blobs come with the reservation */
     uint64_t budget = rpc->lim.max_inflight_payload;
+    if (budget && total > PSD_RPC_UNBUDGETED_PAYLOAD && rpc->admission) {
+        r->admit = 1; /* the server admits it when it fits (admit.c) */
+        return 0;
+    }
+    /* Without an admission queue (in-process callers): the server-wide budget refuses. Blobs are
+     * allocated before the bytes arrive, so peers that announce payloads and send nothing must
+     * not make psd allocate more than this (rpc.h). */
     uint64_t inflight = rpc->stats.payload_inflight;
     if (budget && total > PSD_RPC_UNBUDGETED_PAYLOAD &&
         (inflight > budget || total > budget - inflight)) {
@@ -1369,9 +1405,29 @@ static int take_tensors(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
                             (unsigned long long) total, (unsigned long long) inflight,
                             (unsigned long long) budget);
     }
+    return alloc_payload(rpc, r, NULL, err);
+}
+
+/* Reserve r's payload (server-wide and in *peer_held) and allocate a blob for each tensor. */
+static int alloc_payload(psd_rpc_t *rpc, psd_req_t *r, uint64_t *peer_held, ps_error_t *err)
+{
+    size_t n = r->hdr->n_tensors;
+    uint64_t total = r->total;
+    const uint64_t *sizes = r->sizes;
+    if (rpc->lim.max_memory) {
+        uint64_t used = ps_alloc_used();
+        if (used > rpc->lim.max_memory || total > rpc->lim.max_memory - used)
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                                "payload of %llu bytes would exceed the memory limit of %llu bytes",
+                                (unsigned long long) total,
+                                (unsigned long long) rpc->lim.max_memory);
+    }
     r->inflight = &rpc->stats.payload_inflight;
     r->reserved = total;
+    r->peer_held = peer_held;
     rpc->stats.payload_inflight += total;
+    if (peer_held)
+        *peer_held += total;
     r->blobs = scratch_alloc(r, n * sizeof *r->blobs);
     r->segs = scratch_alloc(r, n * sizeof *r->segs);
     if (!r->blobs || !r->segs)
@@ -1474,7 +1530,35 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     if (u && psd_auth_user_restricted(u) && check_names(r, u, &err) != 0)
         return refuse_denied(rpc, sink, r, &err);
     *req = r;
-    return PSD_RPC_READ_PAYLOAD;
+    return r->admit ? PSD_RPC_ADMIT : PSD_RPC_READ_PAYLOAD;
+}
+
+int psd_rpc_admit(psd_rpc_t *rpc, psd_req_t *r, uint64_t *peer_held, ps_error_t *err)
+{
+    if (!r->admit)
+        return 0;
+    int rc = alloc_payload(rpc, r, peer_held, err);
+    if (rc)
+        return rc;
+    r->admit = 0;
+    return 0;
+}
+
+uint64_t psd_req_payload_len(const psd_req_t *r)
+{
+    return r->payload_len;
+}
+
+void psd_rpc_refuse(psd_rpc_t *rpc,
+                    psd_req_t *r,
+                    const psd_reply_sink_t *sink,
+                    int code,
+                    const char *msg,
+                    uint32_t retry_after_ms)
+{
+    rpc->counters[r->m->method].rejected++;
+    reply_error_hint(rpc, sink, r->hdr->id, r->hdr->method, code, msg, retry_after_ms);
+    psd_req_free(r);
 }
 
 void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)

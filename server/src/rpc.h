@@ -46,6 +46,14 @@ typedef struct psd_stats {
     uint64_t payload_budget_rejections; /* requests refused by max_inflight_payload */
     uint64_t unauthenticated;           /* refused UNAUTHENTICATED: no AUTH first, failed AUTH */
     uint64_t permission_denied;         /* refused PERMISSION_DENIED: role or name patterns */
+    /* Payload admission (admit.c). */
+    uint64_t admission_waits;         /* requests that waited for payload budget */
+    uint64_t admission_timeouts;      /* of those, refused at --admission-timeout-ms */
+    uint64_t admission_queue;         /* requests waiting now */
+    uint64_t slow_upload_disconnects; /* uploads below --min-upload-rate: connection closed */
+    /* everysec (wal.c): replies held because a sync was overdue past the bound. */
+    uint64_t everysec_delays;   /* flush points that held replies for an overdue sync */
+    uint64_t everysec_delay_ms; /* total time replies were held */
 } psd_stats_t;
 
 typedef struct psd_rpc_limits {
@@ -109,6 +117,9 @@ typedef struct psd_rpc {
     psd_store_t *store;
     psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
     psd_rpc_limits_t lim;
+    /* Nonzero: a payload over PSD_RPC_UNBUDGETED_PAYLOAD is not refused when the budget is taken
+     * but returned as PSD_RPC_ADMIT, to wait for admission (the server's admit.c). */
+    int admission;
     psd_stats_t stats;
     uint64_t server_id;
     psd_method_counters_t counters[PSD_METHOD_MAX + 1];
@@ -137,6 +148,7 @@ typedef enum {
     PSD_RPC_SKIP_PAYLOAD = 1, /* rejected with an error reply: skip the payload */
     PSD_RPC_CLOSE = 2,        /* error reply sent; the connection cannot continue (bad framing,
                                * or UNAUTHENTICATED: close it once the reply is written) */
+    PSD_RPC_ADMIT = 3,        /* valid, but its payload waits for admission: psd_rpc_admit */
 } psd_rpc_action_t;
 
 /** Set up rpc with a new store. Returns 0 or RESOURCE_EXHAUSTED. */
@@ -151,7 +163,9 @@ void psd_rpc_deinit(psd_rpc_t *rpc);
  * psd_req_segs(); its payload counts in stats.payload_inflight until then. Otherwise an error reply
  * was emitted to sink and *req is NULL (RESOURCE_EXHAUSTED when a payload over
  * PSD_RPC_UNBUDGETED_PAYLOAD would take payload_inflight past lim.max_inflight_payload: nothing is
- * allocated, the payload is skipped).
+ * allocated, the payload is skipped). With rpc->admission set, such a request is not refused:
+ * PSD_RPC_ADMIT returns it (*req, nothing allocated or reserved) for psd_rpc_admit or
+ * psd_rpc_refuse.
  */
 psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
                                const uint8_t *hdr,
@@ -159,6 +173,28 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
                                uint64_t payload_len,
                                const psd_reply_sink_t *sink,
                                psd_req_t **req);
+
+/**
+ * Admit req (from PSD_RPC_ADMIT): check --max-memory, reserve its payload in
+ * stats.payload_inflight and in *peer_held (may be NULL), allocate its blobs. Returns 0 (then
+ * psd_req_segs), or RESOURCE_EXHAUSTED with err (req is unchanged; refuse it).
+ */
+int psd_rpc_admit(psd_rpc_t *rpc, psd_req_t *req, uint64_t *peer_held, ps_error_t *err);
+
+/** The payload bytes req announced. */
+uint64_t psd_req_payload_len(const psd_req_t *req);
+
+/**
+ * Refuse req without running it: an error reply with its id and method (and, when
+ * retry_after_ms > 0, Header.retry_after_ms: the client may retry after that long), counted as
+ * rejected; req is freed.
+ */
+void psd_rpc_refuse(psd_rpc_t *rpc,
+                    psd_req_t *req,
+                    const psd_reply_sink_t *sink,
+                    int code,
+                    const char *msg,
+                    uint32_t retry_after_ms);
 
 /** The payload destinations of req (tensor blobs; zero-length tensors are left out). */
 const ps_frame_seg_t *psd_req_segs(const psd_req_t *req, size_t *nsegs);

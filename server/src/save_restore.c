@@ -73,7 +73,8 @@ static void on_save_done(uv_work_t *req, int status)
     }
     psd_ckpt_sched_snap_free(j->vars, j->n);
     if (status != 0 && !j->rc)
-        j->rc = ps_error_set(&j->err, PS_ERR_INTERNAL, "SAVE: %s", uv_strerror(status));
+        j->rc = ps_error_set(&j->err, PS_ERR_UNAVAILABLE, "SAVE: %s (psd is shutting down)",
+                             uv_strerror(status));
     if (!j->rc)
         PS_LOG(PS_LOG_NOTICE, "persist", "saved %s: vars=%zu bytes=%llu ms=%llu", j->path, j->n,
                (unsigned long long) j->bytes,

@@ -6,6 +6,7 @@
  * closes every handle and closes the loop. */
 #include "server.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,8 @@ static void on_spin(uv_idle_t *h)
 static void on_flush_point(uv_prepare_t *p)
 {
     psd_server_t *srv = p->data;
+    /* Budget freed since the last pass goes to waiting requests first, in arrival order. */
+    psd_admit_pump(&srv->admit);
     /* Connections with buffered frames (fairness cap hit, or resumed after backpressure). Take the
      * current members only: a connection that hits the cap again re-queues itself for next time. */
     psd_link_t batch;
@@ -76,7 +79,8 @@ static void on_flush_point(uv_prepare_t *p)
     }
     /* Group commit: log (and under `always` fsync) every mutation of this iteration first. */
     psd_persist_before_flush(srv->persist);
-    while (!psd_link_empty(&srv->flush_list)) {
+    /* everysec's bound may hold replies until a sync ends (wal.c): they stay on the list. */
+    while (!psd_persist_must_hold(srv->persist) && !psd_link_empty(&srv->flush_list)) {
         psd_link_t *n = srv->flush_list.next;
         psd_link_remove(n);
         psd_conn_flush(CONN_FROM(n, link_flush));
@@ -148,13 +152,37 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->sweep);
     close_if_open((uv_handle_t *) &srv->stop_timer);
     close_if_open((uv_handle_t *) &srv->accept_retry);
+    close_if_open((uv_handle_t *) &srv->trim_timer);
+    psd_admit_close(&srv->admit);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
+}
+
+/* Each connection's read buffer and decoder come from the heap; after many connections close,
+ * the allocator keeps their pages (freed chunks below later allocations cannot be returned by
+ * shrinking the heap), and RSS stays at the churn's peak. Once closes stop for TRIM_SETTLE_MS, the
+ * free pages are given back (glibc's malloc_trim releases whole free pages anywhere in its heaps).
+ * docs/architecture.md "Memory after connection churn". */
+#define TRIM_AFTER_CLOSES 64
+#define TRIM_SETTLE_MS    250
+
+static void on_trim(uv_timer_t *t)
+{
+    psd_server_t *srv = t->data;
+    srv->closed_since_trim = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    PS_LOG(PS_LOG_DEBUG, "server", "heap trimmed after connection churn");
 }
 
 void psd_server_conn_gone(psd_server_t *srv)
 {
-    if (srv->stopping && psd_link_empty(&srv->conns))
+    if (srv->stopping && psd_link_empty(&srv->conns)) {
         finish(srv);
+        return;
+    }
+    if (!srv->stopping && ++srv->closed_since_trim >= TRIM_AFTER_CLOSES)
+        uv_timer_start(&srv->trim_timer, on_trim, TRIM_SETTLE_MS, 0);
 }
 
 static void on_stop_timeout(uv_timer_t *t)
@@ -284,7 +312,8 @@ static int open_persist(psd_server_t *srv, psd_persist_t **out, double *seconds,
                              .fsync = cfg->fsync,
                              .checkpoint_interval_s = cfg->checkpoint_interval_s,
                              .checkpoint_log_bytes = cfg->checkpoint_log_bytes,
-                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes};
+                             .max_record = cfg->max_header_bytes + cfg->max_payload_bytes,
+                             .everysec_max_lag_ms = cfg->everysec_max_lag_ms};
     uint64_t t0 = uv_hrtime();
     int rc = psd_persist_open(out, &srv->loop, &srv->rpc, &po, err);
     *seconds = (double) (uv_hrtime() - t0) / 1e9;
@@ -299,6 +328,7 @@ static int become_ready(psd_server_t *srv, psd_persist_t *p, ps_error_t *err)
     psd_rpc_reset_metrics(&srv->rpc);
     psd_store_reset_access_counts(srv->rpc.store);
     psd_persist_start(p);
+    srv->rpc.admission = 1; /* served payloads wait for admission (admit.c); the replay did not */
     srv->rpc.auth = srv->auth_pending; /* from now on every request needs an identity */
     srv->auth_pending = NULL;
     int rc = psd_net_listen(srv, err);
@@ -357,7 +387,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     openblas_set_num_threads(1);
     int rc = uv_loop_init(&srv->loop);
     if (rc < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "uv_loop_init: %s", uv_strerror(rc));
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "uv_loop_init: %s", uv_strerror(rc));
     uint64_t sid = ((uint64_t) getpid() << 32) ^ uv_hrtime();
     psd_rpc_limits_t lim = {.max_header = (uint32_t) cfg->max_header_bytes,
                             .max_payload = cfg->max_payload_bytes,
@@ -393,6 +423,9 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_timer_init(&srv->loop, &srv->sweep);
     uv_timer_init(&srv->loop, &srv->stop_timer);
     uv_timer_init(&srv->loop, &srv->accept_retry);
+    uv_timer_init(&srv->loop, &srv->trim_timer);
+    srv->trim_timer.data = srv;
+    psd_admit_init(&srv->admit, srv);
     srv->handles_ready = 1;
     srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->flush_point.data = srv;

@@ -9,6 +9,7 @@
 
 #include <ps/status.h>
 
+#include "admit.h"
 #include "config.h"
 #include "metrics.h"
 #include "metrics_http.h"
@@ -25,6 +26,7 @@ typedef struct psd_server {
     psd_config_t cfg;
     psd_rpc_t rpc;
     psd_persist_t *persist; /* write-ahead log, checkpoints, SAVE/RESTORE (persist.c) */
+    psd_admit_t admit;      /* payload admission: the wait queue and peers' shares (admit.c) */
     uv_tcp_t listener;
     uv_signal_t sigint, sigterm;
     uv_signal_t sighup;            /* re-read the users file and the TLS certificate */
@@ -35,10 +37,12 @@ typedef struct psd_server {
     uv_timer_t sweep;              /* read timeouts of partial frames */
     uv_timer_t stop_timer;         /* bounds how long shutdown waits for writes to drain */
     uv_timer_t accept_retry; /* out of memory accepting: retry later (libuv waits for uv_accept) */
-    psd_link_t conns;        /* every connection */
-    psd_link_t flush_list;   /* connections with queued replies and no write in flight */
-    psd_link_t input_list;   /* connections with buffered frames to process */
-    int port;                /* bound port */
+    uv_timer_t trim_timer;   /* after connection churn settles: give freed heap back (server.c) */
+    uint64_t closed_since_trim;
+    psd_link_t conns;      /* every connection */
+    psd_link_t flush_list; /* connections with queued replies and no write in flight */
+    psd_link_t input_list; /* connections with buffered frames to process */
+    int port;              /* bound port */
     int stopping;
     int finished;      /* server handles closed */
     int handles_ready; /* the handles above were initialised (for cleanup on a failed start) */

@@ -213,6 +213,8 @@ int psd_wal_write_pending(psd_persist_t *p)
     }
     if (p->npend) {
         p->unsynced = 1;
+        if (!p->dirty_since_ms)
+            p->dirty_since_ms = psd_persist_mono_ms();
         p->rpc->pm.wal_writes++;
     }
     psd_wal_pend_release(p);
@@ -228,8 +230,11 @@ int psd_wal_sync_now(psd_persist_t *p)
         return -1;
     psd_hist_observe(&p->rpc->pm.fsync, uv_hrtime() - t0);
     p->unsynced = 0;
+    p->dirty_since_ms = 0;
     return 0;
 }
+
+static void everysec_check(psd_persist_t *p);
 
 void psd_persist_before_flush(psd_persist_t *p)
 {
@@ -245,6 +250,8 @@ void psd_persist_before_flush(psd_persist_t *p)
         if (p->policy == PSD_FSYNC_ALWAYS && psd_wal_sync_now(p) != 0)
             psd_wal_fatal_io(p, "fdatasync", errno);
     }
+    if (p->policy == PSD_FSYNC_EVERYSEC)
+        everysec_check(p);
     psd_ckpt_sched_maybe_start(p);
 }
 
@@ -254,7 +261,7 @@ int psd_persist_must_hold(const psd_persist_t *p)
     (void) p;
     return 0;
 #else
-    return p && p->npend > 0;
+    return p && (p->npend > 0 || p->holding);
 #endif
 }
 
@@ -348,6 +355,9 @@ int psd_wal_rotate(psd_persist_t *p, ps_error_t *err)
     if ((p->unsynced || p->sync_running) && fdatasync(p->fd) != 0)
         psd_wal_fatal_io(p, "rotate", errno);
     p->unsynced = 0;
+    p->dirty_since_ms = p->inflight_since_ms = 0; /* everything written is durable now */
+    if (p->policy == PSD_FSYNC_EVERYSEC)
+        everysec_check(p);
     uint64_t ng = p->gen + 1;
     if (p->spare_fd >= 0 && p->spare_gen == ng) {
         close(p->fd);
@@ -391,16 +401,53 @@ static void on_sync_work(uv_work_t *req)
     close(j->fd);
 }
 
+static void start_sync(psd_persist_t *p);
+
 static void on_sync_done(uv_work_t *req, int status)
 {
     sync_job_t *j = req->data;
     psd_persist_t *p = j->p;
     p->sync_running = 0;
+    p->inflight_since_ms = 0;
     if (status == 0 && j->rc != 0)
         psd_wal_fatal_io(p, "fdatasync", j->err_no);
     if (status == 0)
         psd_hist_observe(&p->rpc->pm.fsync, j->ns);
     ps_free(j);
+    everysec_check(p);
+}
+
+/* The oldest record written and not yet durable, by write time; 0 when there is none. */
+static uint64_t oldest_unsynced(const psd_persist_t *p)
+{
+    return p->inflight_since_ms ? p->inflight_since_ms : p->dirty_since_ms;
+}
+
+/* everysec's bound, Redis's delayed write: once the oldest unsynced record is max_lag_ms old, the
+ * flush point holds every reply (psd_persist_must_hold) and a sync starts at once if none runs;
+ * replies go again when a finished sync leaves nothing that old. Then the acknowledged records a
+ * power loss can take were all acknowledged within max_lag_ms of the oldest of them. */
+static void everysec_check(psd_persist_t *p)
+{
+    if (p->closing)
+        return;
+    uint64_t oldest = oldest_unsynced(p), now = psd_persist_mono_ms();
+    int overdue = oldest && now - oldest >= p->max_lag_ms;
+    if (overdue && !p->holding) {
+        p->holding = 1;
+        p->hold_start_ms = now;
+        p->rpc->stats.everysec_delays++;
+        PS_LOG(PS_LOG_VERBOSE, "persist",
+               "everysec: the oldest unsynced record is %llu ms old; holding replies until a sync "
+               "completes",
+               (unsigned long long) (now - oldest));
+    } else if (!overdue && p->holding) {
+        p->holding = 0;
+        p->rpc->stats.everysec_delay_ms += now - p->hold_start_ms;
+    }
+    /* Overdue, or a sync ended with records already waiting a while: sync now, not at the tick. */
+    if (!p->sync_running && p->unsynced && oldest && (overdue || now - oldest >= EVERYSEC_MS))
+        start_sync(p);
 }
 
 void psd_wal_on_sync_timer(uv_timer_t *t)
@@ -408,23 +455,31 @@ void psd_wal_on_sync_timer(uv_timer_t *t)
     psd_persist_t *p = t->data;
     if (!p->unsynced || p->sync_running)
         return;
+    start_sync(p);
+    everysec_check(p);
+}
+
+/* Sync on a worker thread; if that cannot start (no memory, no descriptor), sync here. */
+static void start_sync(psd_persist_t *p)
+{
     sync_job_t *j = ps_calloc(1, sizeof *j);
-    if (!j)
-        return;
-    j->fd = dup(p->fd); /* the job's own fd: rotation may close the log's meanwhile */
-    if (j->fd < 0) {
-        ps_free(j);
-        return;
-    }
-    j->p = p;
-    j->req.data = j;
-    if (uv_queue_work(p->loop, &j->req, on_sync_work, on_sync_done) != 0) {
+    if (j)
+        j->fd = dup(p->fd); /* the job's own fd: rotation may close the log's meanwhile */
+    if (j && j->fd >= 0) {
+        j->p = p;
+        j->req.data = j;
+        if (uv_queue_work(p->loop, &j->req, on_sync_work, on_sync_done) == 0) {
+            p->unsynced = 0;
+            p->sync_running = 1;
+            p->inflight_since_ms = p->dirty_since_ms;
+            p->dirty_since_ms = 0;
+            return;
+        }
         close(j->fd);
-        ps_free(j);
-        return;
     }
-    p->unsynced = 0;
-    p->sync_running = 1;
+    ps_free(j);
+    if (psd_wal_sync_now(p) != 0)
+        psd_wal_fatal_io(p, "fdatasync", errno);
 }
 
 #ifdef PS_PERSIST_ACK_BEFORE_LOG
@@ -444,7 +499,7 @@ int psd_wal_create_segment(psd_persist_t *p, uint64_t gen, ps_error_t *err)
     psd_wal_seg_path(p, gen, path, sizeof path);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: open: %s", path,
+        return ps_error_set(err, ps_errno_code(errno), "write-ahead log %s: open: %s", path,
                             strerror(errno));
     uint8_t hdr[PSD_WAL_FILE_HEADER];
     psd_wal_file_header(hdr, gen);
@@ -452,7 +507,7 @@ int psd_wal_create_segment(psd_persist_t *p, uint64_t gen, ps_error_t *err)
         psd_persist_fsync_dir(p->dir) != 0) {
         int e = errno;
         close(fd);
-        return ps_error_set(err, PS_ERR_INTERNAL, "write-ahead log %s: %s", path, strerror(e));
+        return ps_error_set(err, ps_errno_code(e), "write-ahead log %s: %s", path, strerror(e));
     }
     p->fd = fd;
     p->gen = gen;

@@ -1377,6 +1377,65 @@ Test(psctl, colour_only_on_a_terminal_and_never_with_no_color)
     run_free(&r);
 }
 
+/* A checkpoint path the caller got wrong is the caller's error (NOT_FOUND, INVALID_ARGUMENT), never
+ * INTERNAL, which PROTOCOL.md keeps for psd's own bugs; psctl exits 1 either way. */
+Test(psctl, save_and_restore_paths_the_caller_got_wrong_are_not_internal)
+{
+    create_model();
+    run_t r;
+    PSCTL(&r, "save", "/nonexistent/x.ckpt");
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert(starts_with(r.err, "error: NOT_FOUND: cannot create checkpoint /nonexistent/x.ckpt "),
+              "%s", r.err);
+    run_free(&r);
+    PSCTL(&r, "save", dir); /* a directory: the file cannot be renamed over it */
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert(starts_with(r.err, "error: INVALID_ARGUMENT: checkpoint "), "%s", r.err);
+    cr_assert(strstr(r.err, "Is a directory"), "%s", r.err);
+    run_free(&r);
+    char p[128];
+    PSCTL(&r, "save", path_in_dir(p, sizeof p, "no/such/dir/x.ckpt"));
+    cr_assert_eq(r.status, 1);
+    cr_assert(starts_with(r.err, "error: NOT_FOUND: "), "%s", r.err);
+    run_free(&r);
+    PSCTL(&r, "restore", "/nonexistent/x.ckpt"); /* TensorFlow's ValueError text */
+    cr_assert_eq(r.status, 1);
+    cr_assert(starts_with(r.err, "error: INVALID_ARGUMENT: ") &&
+                  strstr(r.err, "/nonexistent/x.ckpt"),
+              "%s", r.err);
+    run_free(&r);
+    PSCTL(&r, "--json", "save", "/nonexistent/x.ckpt");
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.out, "{\"error\":{\"code\":\"NOT_FOUND\","), "%s", r.out);
+    run_free(&r);
+}
+
+/* psd's messages carry the caller's bytes back (here a name): what a terminal would act on is
+ * escaped (as redis-cli does), printable UTF-8 is kept; JSON output escapes as JSON. */
+Test(psctl, control_characters_in_messages_are_escaped)
+{
+    run_t r;
+    PSCTL(&r, "show",
+          "a\x1b[2Jb\tc\\d\xc2\x9b"
+          "e\xc3\xa9");
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert(strchr(r.err, 0x1b) == NULL, "no raw ESC reaches the terminal: %s", r.err);
+    cr_assert(strchr(r.err, '\t') == NULL, "no raw TAB: %s", r.err);
+    cr_assert(strstr(r.err, "'a\\x1b[2Jb\\tc\\\\d\\xc2\\x9be\xc3\xa9'"), "escaped: %s", r.err);
+    cr_assert_eq(strchr(r.err, '\n'), r.err + strlen(r.err) - 1, "one line: %s", r.err);
+    run_free(&r);
+    PSCTL(&r, "save", "/nonexistent/\x1b]0;title\x07x.ckpt");
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "/nonexistent/\\x1b]0;title\\x07x.ckpt"), "%s", r.err);
+    cr_assert(strchr(r.err, 0x07) == NULL && strchr(r.err, 0x1b) == NULL, "%s", r.err);
+    run_free(&r);
+    PSCTL(&r, "--json", "show", "a\x1b[2Jb");
+    cr_assert_eq(r.status, 1);
+    cr_assert(json_doc_valid(r.out), "not JSON: %s", r.out);
+    cr_assert(strstr(r.out, "a\\u001b[2Jb"), "%s", r.out);
+    run_free(&r);
+}
+
 /* ---- top ---- */
 
 typedef struct puller {

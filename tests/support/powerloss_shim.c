@@ -1,7 +1,8 @@
 /* An LD_PRELOAD shim for persistence tests. For files whose path contains $PS_SHIM_MATCH it
- * records, after every successful fsync/fdatasync, the file's size in "<path>.synced", so that a
- * test can simulate a power loss after kill -9 by truncating the file to what was last made
- * durable. With $PS_SHIM_ENOSPC_AFTER=N, writes and fallocate calls that would take such a file
+ * records, after every successful fsync/fdatasync, the file's size when that sync started in
+ * "<path>.synced", so that a test can simulate a power loss after kill -9 by truncating the file
+ * to what was last made durable. With $PS_SHIM_SYNC_DELAY_MS=N each such sync takes N ms more (a
+ * slow disk). With $PS_SHIM_ENOSPC_AFTER=N, writes and fallocate calls that would take such a file
  * past N bytes fail with ENOSPC (a full disk). Built without sanitizers; talks to the kernel
  * through syscall(). */
 #define _GNU_SOURCE
@@ -16,6 +17,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_FD 4096
@@ -49,17 +51,36 @@ static long long enospc_limit(void)
     return s && *s ? atoll(s) : -1;
 }
 
-/* Record the durable size in "<path>.synced" atomically (temporary file, then rename): psd may be
- * killed at any instant, and a half-written record would read as "nothing was durable". */
-static void record_synced(int fd)
+/* The file's size now: what a sync that starts now makes durable (bytes written while it runs
+ * may or may not be). */
+static long long size_now(int fd)
 {
     struct stat st;
-    if (syscall(SYS_fstat, fd, &st) != 0)
+    return syscall(SYS_fstat, fd, &st) == 0 ? (long long) st.st_size : -1;
+}
+
+/* With $PS_SHIM_SYNC_DELAY_MS=N, every sync of a tracked file takes N ms longer (a slow disk). */
+static void sync_delay(void)
+{
+    const char *s = getenv("PS_SHIM_SYNC_DELAY_MS");
+    long ms = s && *s ? atol(s) : 0;
+    if (ms > 0) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        syscall(SYS_nanosleep, &ts, NULL);
+    }
+}
+
+/* Record the durable size in "<path>.synced" atomically (temporary file, then rename): psd may be
+ * killed at any instant, and a half-written record would read as "nothing was durable". size is
+ * the file's size when the sync started. */
+static void record_synced(int fd, long long size)
+{
+    if (size < 0)
         return;
     char path[300], tmp[310], line[32];
     snprintf(path, sizeof path, "%s.synced", tracked[fd]);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int n = snprintf(line, sizeof line, "%lld\n", (long long) st.st_size);
+    int n = snprintf(line, sizeof line, "%lld\n", size);
     int out =
         (int) syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0)
@@ -124,17 +145,23 @@ int dup(int fd)
 
 int fsync(int fd)
 {
+    long long size = is_tracked(fd) ? size_now(fd) : -1;
+    if (size >= 0)
+        sync_delay();
     int rc = (int) syscall(SYS_fsync, fd);
-    if (rc == 0 && is_tracked(fd))
-        record_synced(fd);
+    if (rc == 0 && size >= 0)
+        record_synced(fd, size);
     return rc;
 }
 
 int fdatasync(int fd)
 {
+    long long size = is_tracked(fd) ? size_now(fd) : -1;
+    if (size >= 0)
+        sync_delay();
     int rc = (int) syscall(SYS_fdatasync, fd);
-    if (rc == 0 && is_tracked(fd))
-        record_synced(fd);
+    if (rc == 0 && size >= 0)
+        record_synced(fd, size);
     return rc;
 }
 

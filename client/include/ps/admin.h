@@ -96,6 +96,15 @@ typedef struct ps_admin_stats {
     uint64_t memory_used;
     uint64_t rejected_frames;
     uint64_t limit_disconnects;
+    /* Payload admission: requests that waited for payload budget, were refused at the admission
+     * deadline, wait now; uploads closed for making no progress. */
+    uint64_t admission_waits;
+    uint64_t admission_timeouts;
+    uint64_t admission_queue;
+    uint64_t slow_upload_disconnects;
+    /* --fsync everysec: times replies were held for an overdue sync, and the total ms held. */
+    uint64_t everysec_delays;
+    uint64_t everysec_delay_ms;
     ps_admin_method_stats_t *methods;
     size_t nmethods;
     /* Operations figures (the same as psd's /metrics). */

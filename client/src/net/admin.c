@@ -575,6 +575,12 @@ static int stats_from_pb(const Pscope__V1__StatsReply *p, ps_admin_stats_t *s, p
     s->memory_used = p->memory_used;
     s->rejected_frames = p->rejected_frames;
     s->limit_disconnects = p->limit_disconnects;
+    s->admission_waits = p->admission_waits;
+    s->admission_timeouts = p->admission_timeouts;
+    s->admission_queue = p->admission_queue;
+    s->slow_upload_disconnects = p->slow_upload_disconnects;
+    s->everysec_delays = p->everysec_delays;
+    s->everysec_delay_ms = p->everysec_delay_ms;
     s->recovery_seconds = p->recovery_seconds;
     s->payload_inflight_bytes = p->payload_inflight_bytes;
     s->payload_budget_bytes = p->payload_budget_bytes;

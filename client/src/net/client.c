@@ -207,8 +207,9 @@ static void sleep_ms(int ms)
 
 /*
  * Run calls on one shard, reconnecting and resending the unfinished ones after a transport failure
- * (bounded by max_retries). An update keeps its (client_id, seq) across resends, so psd applies it
- * once. Returns 0 when every call has a reply, else the transport error.
+ * (bounded by max_retries), and the calls psd answered with a retry hint (Header.retry_after_ms,
+ * bounded by PSC_BUSY_RETRIES). An update keeps its (client_id, seq) across resends, so psd applies
+ * it once. Returns 0 when every call has a reply, else the transport error.
  */
 static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n, ps_error_t *err)
 {
@@ -218,7 +219,8 @@ static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n,
     if (!pending)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     int rc = 0;
-    for (int attempt = 0;; attempt++) {
+    int busy = 0; /* resends psd asked for (Header.retry_after_ms) */
+    for (int attempt = 0;;) {
         size_t np = 0;
         for (size_t i = 0; i < n; i++) {
             if (!calls[i]->done) {
@@ -235,15 +237,34 @@ static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n,
             ps_free(pending[i]->frame);
             pending[i]->frame = NULL;
         }
-        if (rc == 0)
-            break;
-        if (rc != PS_ERR_UNAVAILABLE || attempt >= c->max_retries) {
+        if (rc == 0) {
+            /* psd could not take a call now and said when to try again (payload admission):
+             * resend those calls, a bounded number of times. */
+            uint32_t wait = 0;
+            for (size_t i = 0; i < np; i++) {
+                uint32_t w = psc_call_retry_after(pending[i]);
+                wait = w > wait ? w : wait;
+            }
+            if (!wait || busy >= PSC_BUSY_RETRIES)
+                break;
+            for (size_t i = 0; i < np; i++) {
+                if (psc_call_retry_after(pending[i]))
+                    pending[i]->done = 0;
+            }
+            busy++;
+            logf_(c, PS_CLIENT_LOG_WARNING, "psd is busy (%s); retrying in %u ms (%d of %d)",
+                  pending[0]->err.msg, (unsigned) psc_busy_backoff_ms(wait, busy), busy,
+                  PSC_BUSY_RETRIES);
+            sleep_ms(psc_busy_backoff_ms(wait, busy));
+            continue;
+        }
+        if (rc != PS_ERR_UNAVAILABLE || attempt++ >= c->max_retries) {
             logf_(c, PS_CLIENT_LOG_WARNING, "%s", err ? err->msg : "request failed");
             break;
         }
         logf_(c, PS_CLIENT_LOG_WARNING, "%s; retrying (attempt %d of %d)",
-              err ? err->msg : "transport error", attempt + 1, c->max_retries);
-        sleep_ms(c->backoff_ms * (attempt + 1));
+              err ? err->msg : "transport error", attempt, c->max_retries);
+        sleep_ms(c->backoff_ms * attempt);
     }
     if (pending != pending_inline)
         ps_free(pending);

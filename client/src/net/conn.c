@@ -348,6 +348,17 @@ static ssize_t io_recv(psc_conn_t *c, void *buf, size_t cap, char *tls_err, size
     return -1;
 }
 
+uint32_t psc_call_retry_after(const psc_call_t *call)
+{
+    return call->done && call->reply && call->reply->code != 0 ? call->reply->retry_after_ms : 0;
+}
+
+uint32_t psc_busy_backoff_ms(uint32_t wait_ms, int busy)
+{
+    uint64_t w = (uint64_t) wait_ms * (uint64_t) (busy > 0 ? busy : 1);
+    return w > PSC_BUSY_MAX_WAIT_MS ? PSC_BUSY_MAX_WAIT_MS : (uint32_t) w;
+}
+
 void psc_call_reset(psc_call_t *call)
 {
     ps_pb_header_free(call->reply);

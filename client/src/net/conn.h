@@ -24,6 +24,11 @@ typedef int (*psc_on_reply_cb)(psc_call_t *call,
                                size_t *nsegs,
                                ps_error_t *err);
 
+/* How often a call psd answered with a retry hint (Header.retry_after_ms) is resent, and the
+ * longest wait between two such resends. */
+#define PSC_BUSY_RETRIES     8
+#define PSC_BUSY_MAX_WAIT_MS 2000
+
 struct psc_call {
     /* Request: header (id is set by the connection) and payload segments (borrowed). */
     Pscope__V1__Header *req;
@@ -91,6 +96,12 @@ void psc_conn_close(psc_conn_t *c);
  * transport set.
  */
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
+
+/** The retry hint of call's error reply (Header.retry_after_ms), 0 when psd gave none. */
+uint32_t psc_call_retry_after(const psc_call_t *call);
+
+/** The wait before the busy-th resend of a call hinted at wait_ms: grows, capped. */
+uint32_t psc_busy_backoff_ms(uint32_t wait_ms, int busy);
 
 /** Release what a call holds after psc_conn_run (reply header, frame buffer). */
 void psc_call_reset(psc_call_t *call);

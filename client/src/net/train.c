@@ -224,12 +224,19 @@ static int apply_shard(ps_optimizer_t *o,
     call.payload = segs;
     call.npayload = m;
     psc_call_t *cp = &call;
-    for (int attempt = 0;; attempt++) {
+    for (int attempt = 0, busy = 0;;) {
         psc_call_reset(&call);
         rc = psc_conn_run(&o->conns[shard], &cp, 1, err);
+        uint32_t wait = rc == 0 ? psc_call_retry_after(&call) : 0;
+        if (wait && busy < PSC_BUSY_RETRIES) {
+            busy++; /* psd asked for a resend (payload admission) */
+            sleep_ms(psc_busy_backoff_ms(wait, busy));
+            continue;
+        }
         if (rc != PS_ERR_UNAVAILABLE || attempt >= TRAIN_MAX_RETRIES)
             break;
-        sleep_ms(TRAIN_BACKOFF_MS * (attempt + 1));
+        attempt++;
+        sleep_ms(TRAIN_BACKOFF_MS * attempt);
     }
     if (rc == 0 && call.err.code)
         rc = ps_error_set(err, call.err.code, "%s", call.err.msg);

@@ -18,6 +18,14 @@
 /** CRC-32 (zlib's, polynomial 0xEDB88320) of n bytes, continuing from crc (0 to start). */
 uint32_t ps_crc32(uint32_t crc, const void *p, size_t n);
 
+/**
+ * The status code for a system call that failed with errno e on a caller's path: NOT_FOUND
+ * (ENOENT, ENOTDIR), PERMISSION_DENIED (EACCES, EPERM, EROFS), INVALID_ARGUMENT (EISDIR,
+ * ENAMETOOLONG, ESPIPE, ...), RESOURCE_EXHAUSTED (ENOMEM), else UNAVAILABLE (a full disk, an I/O
+ * error). Never INTERNAL, which PROTOCOL.md keeps for psd's own bugs.
+ */
+int ps_errno_code(int e);
+
 /* Little-endian stores and loads, and a pread of exactly n bytes (-1 with errno, 0 at EOF). */
 void ps_le_put_u32(uint8_t *p, uint32_t v);
 void ps_le_put_u64(uint8_t *p, uint64_t v);
