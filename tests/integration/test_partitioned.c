@@ -648,3 +648,139 @@ Test(partitioned2, shard_killed_mid_step_then_retry_exactly_once)
         cr_expect_eq(all[i], -2.0f);
     ps_optimizer_free(opt);
 }
+
+static ps_variable_t *get_in(ps_graph_t *gr,
+                             const char *name,
+                             unsigned rank,
+                             const int64_t *dims,
+                             int64_t parts,
+                             const ps_initializer_t *init)
+{
+    ps_shape_t s = ps_shape_make(rank, dims);
+    ps_partitioner_t p = ps_fixed_size_partitioner(parts, 0);
+    ps_get_variable_args_t a = {
+        .name = name, .shape = &s, .initializer = init, .partitioner = parts ? &p : NULL};
+    ps_variable_t *v = NULL;
+    cr_assert_eq(ps_get_variable(gr, &a, &v, &err), 0, "get_variable(%s): %s", name, err.msg);
+    return v;
+}
+
+/* Checkpoints of a partitioned variable (TF_SEMANTICS §7.5): the Saver keys it by its full name and
+ * saves one tensor of the full shape, so a deployment with another number of shards and parts
+ * restores it, by the same name or through a name map (a target on several shards). */
+Test(partitioned3, saver_restores_into_other_shard_and_partition_counts)
+{
+    char dir[] = "/tmp/ps-part-ckpt-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/model", dir);
+    float val[10 * 3];
+    iota(val, 30);
+    ps_tensor_t *t = NULL;
+    cr_assert_eq(
+        ps_tensor_from_data(PS_DTYPE_FLOAT32, (int64_t[]){10, 3}, 2, val, sizeof val, &t, &err), 0);
+    ps_initializer_t vi = ps_init_value(t);
+    ps_initializer_t seven = ps_init_constant(7.0);
+
+    /* Deployment A: shards 0 and 1, p in 3 parts round-robin. */
+    const char *two[] = {addr[0], addr[1]};
+    ps_client_t *ca = NULL;
+    cr_assert_eq(ps_client_connect_list(two, 2, NULL, &ca, &err), 0, "%s", err.msg);
+    ps_graph_t *ga = NULL;
+    cr_assert_eq(ps_graph_new(ca, &ga, &err), 0);
+    ps_device_setter_t ds = {.ps_tasks = 2, .strategy = PS_PLACEMENT_ROUND_ROBIN};
+    cr_assert_eq(ps_graph_set_device_setter(ga, &ds, &err), 0);
+    ps_shape_t s = ps_shape_make(2, (int64_t[]){10, 3});
+    ps_partitioner_t p3 = ps_fixed_size_partitioner(3, 0);
+    ps_get_variable_args_t pa = {.name = "p", .initializer = &vi, .partitioner = &p3};
+    ps_variable_t *pA = NULL;
+    cr_assert_eq(ps_get_variable(ga, &pa, &pA, &err), 0, "%s", err.msg);
+    get_in(ga, "b", 1, (int64_t[]){4}, 0, &seven);
+    ps_saver_t *sv = NULL;
+    cr_assert_eq(ps_saver_new(ga, NULL, &sv, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_saver_count(sv), 2, "the 3 parts are one entry");
+    cr_expect_str_eq(ps_saver_key(sv, 0), "b");
+    cr_expect_str_eq(ps_saver_key(sv, 1), "p");
+    cr_assert_eq(ps_saver_save(sv, path, PS_NO_GLOBAL_STEP, NULL, 0, &err), 0, "%s", err.msg);
+    ps_saver_free(sv);
+    /* A list of some parts is the same single entry; a Variable named like the whole is TF's
+     * mixing error. */
+    ps_partitioned_variable_t *pvA = ps_variable_partitioned(pA);
+    ps_variable_t *some[] = {ps_partitioned_variable_part(pvA, 2),
+                             ps_partitioned_variable_part(pvA, 0)};
+    ps_saver_opts_t lo = {.var_list_kind = PS_VAR_LIST_LIST, .list = some, .nlist = 2};
+    cr_assert_eq(ps_saver_new(ga, &lo, &sv, &err), 0, "%s", err.msg);
+    cr_expect_eq(ps_saver_count(sv), 1);
+    ps_saver_free(sv);
+    ps_variable_t *plain = NULL;
+    ps_variable_args_t va = {.initial_value = t, .name = "p"};
+    cr_assert_eq(ps_variable_new(ga, &va, &plain, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(ps_variable_op_name(plain), "p");
+    ps_variable_t *mixed[] = {ps_partitioned_variable_part(pvA, 1), plain};
+    ps_saver_opts_t mx = {.var_list_kind = PS_VAR_LIST_LIST, .list = mixed, .nlist = 2};
+    cr_expect_eq(ps_saver_new(ga, &mx, &sv, &err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(err.msg, "Mixing slices and non-slices with the same name: p");
+    ps_graph_free(ga);
+    ps_client_free(ca);
+
+    /* Deployment B: all three shards (fresh names: A's parts still live on shards 0 and 1), the
+     * same tensors restored through a map: p into q in 2 parts, p into an unpartitioned r, b into
+     * c; hash placement spreads q's parts. */
+    ps_graph_t *gb = g;
+    ps_initializer_t zero = ps_init_zeros();
+    ps_variable_t *q = get_in(gb, "q", 2, (int64_t[]){10, 3}, 2, &zero);
+    ps_variable_t *r = get_in(gb, "r", 2, (int64_t[]){10, 3}, 0, &zero);
+    ps_variable_t *c = get_in(gb, "c", 1, (int64_t[]){4}, 0, &zero);
+    ps_saver_entry_t map[] = {
+        {"p", ps_saveable_variable(q)},
+        {"b", ps_saveable_variable(c)},
+    };
+    ps_saver_opts_t mo = {.var_list_kind = PS_VAR_LIST_MAP, .map = map, .nmap = 2};
+    cr_assert_eq(ps_saver_new(gb, &mo, &sv, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_saver_restore(sv, path, &err), 0, "%s", err.msg);
+    ps_saver_free(sv);
+    map[0].value = ps_saveable_variable(r);
+    mo.nmap = 1;
+    cr_assert_eq(ps_saver_new(gb, &mo, &sv, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_saver_restore(sv, path, &err), 0, "%s", err.msg);
+    ps_saver_free(sv);
+    float got[30], gotc[4];
+    cr_assert_eq(ps_variable_pull(q, got, sizeof got, &err), 0, "%s", err.msg);
+    cr_expect_arr_eq(got, val, sizeof val);
+    cr_assert_eq(ps_variable_pull(r, got, sizeof got, &err), 0, "%s", err.msg);
+    cr_expect_arr_eq(got, val, sizeof val);
+    cr_assert_eq(ps_variable_pull(c, gotc, sizeof gotc, &err), 0);
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(gotc[i], 7.0f);
+    /* Shapes still have to match the full shape: p into a [5, 3] target is TF's Assign error. */
+    ps_variable_t *small = get_in(gb, "small", 2, (int64_t[]){5, 3}, 2, &zero);
+    map[0].value = ps_saveable_variable(small);
+    cr_assert_eq(ps_saver_new(gb, &mo, &sv, &err), 0, "%s", err.msg);
+    cr_expect_eq(ps_saver_restore(sv, path, &err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_not_null(strstr(err.msg, "lhs shape= [5,3] rhs shape= [10,3]"), "%s", err.msg);
+    ps_saver_free(sv);
+
+    /* The same name in a deployment of 3 shards and 5 parts, after A's parts are gone. */
+    for (size_t i = 0; i < 2; i++) {
+        ps_admin_t *ad = NULL;
+        cr_assert_eq(ps_admin_connect(addr[i], NULL, &ad, &err), 0);
+        uint64_t del = 0;
+        ps_admin_delete(ad, NULL, 0, "p/", &del, &err);
+        ps_admin_free(ad);
+    }
+    ps_graph_t *gc = NULL;
+    cr_assert_eq(ps_graph_new(client, &gc, &err), 0);
+    ps_variable_t *p5 = get_in(gc, "p", 2, (int64_t[]){10, 3}, 5, &zero);
+    ps_saver_opts_t l5 = {.var_list_kind = PS_VAR_LIST_LIST, .list = &p5, .nlist = 1};
+    cr_assert_eq(ps_saver_new(gc, &l5, &sv, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_saver_restore(sv, path, &err), 0, "%s", err.msg);
+    ps_saver_free(sv);
+    cr_assert_eq(ps_variable_pull(p5, got, sizeof got, &err), 0, "%s", err.msg);
+    cr_expect_arr_eq(got, val, sizeof val);
+    ps_graph_free(gc);
+    ps_tensor_free(t);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+    (void) s;
+}

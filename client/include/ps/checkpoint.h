@@ -60,7 +60,7 @@ PS_EXTERN int ps_checkpoint_save(
  * TensorSliceReader constructor: ..."; a key missing from the checkpoint in SAVER style),
  * INVALID_ARGUMENT (shape or dtype mismatch naming both sides; init_from_checkpoint's ValueErrors),
  * DATA_LOSS (a corrupt file), UNIMPLEMENTED (a map with several shards: a mapping may cross
- * shards).
+ * shards; ps_saver_restore in <ps/saver.h> does that from the client).
  */
 PS_EXTERN int ps_checkpoint_restore(ps_client_t *c,
                                     const char *path,

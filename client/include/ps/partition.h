@@ -181,6 +181,12 @@ typedef struct ps_partitioned_variable ps_partitioned_variable_t;
 /** The partitioned variable behind v, or NULL when v is a single variable (or a part). */
 PS_EXTERN ps_partitioned_variable_t *ps_variable_partitioned(const ps_variable_t *v);
 
+/**
+ * The partitioned variable v is a part of (TensorFlow's SaveSliceInfo.full_name), or NULL. A Saver
+ * keys a part by its whole's full name and saves the whole as one tensor of the full shape.
+ */
+PS_EXTERN ps_partitioned_variable_t *ps_variable_partition_parent(const ps_variable_t *v);
+
 /** The handle standing for the whole (what get_variable returned). */
 PS_EXTERN ps_variable_t *ps_partitioned_variable_whole(const ps_partitioned_variable_t *pv);
 

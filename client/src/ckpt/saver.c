@@ -1,5 +1,6 @@
 /* ps_saver_t: tf.train.Saver over a pscope graph. Owns the var_list rules (default
- * GLOBAL_VARIABLES, list keyed by op name, map keyed by checkpoint key; TensorFlow's construction
+ * GLOBAL_VARIABLES, list keyed by op name, the parts of a partitioned variable keyed by its full
+ * name and saved as one full tensor, map keyed by checkpoint key; TensorFlow's construction
  * errors; sorted key order), saving (one batched pull, then a checkpoint file written through the
  * shared format code), TensorFlow's file naming and bookkeeping (path-STEP, max_to_keep,
  * keep_checkpoint_every_n_hours, the `checkpoint` state file, latest_checkpoint) and restoring with
@@ -15,6 +16,7 @@
 #include <ps/dtype.h>
 #include <ps/internal/alloc.h>
 #include <ps/internal/ckptfile.h>
+#include <ps/partition.h>
 #include <ps/saver.h>
 
 #include "ckpt_int.h"
@@ -93,7 +95,16 @@ static int add_entry(ps_saver_t *s, const char *key, ps_saveable_t value, ps_err
     return 0;
 }
 
-/* var_list=None or a list: op_list_to_dict keys every variable by its op name. */
+/* The saveable a variable stands for: a part of a partitioned variable is saved through its whole,
+ * keyed by the full name (op_list_to_dict groups slices by SaveSliceInfo.full_name). */
+static ps_variable_t *saveable_of(ps_variable_t *v)
+{
+    ps_partitioned_variable_t *pv = ps_variable_partition_parent(v);
+    return pv ? ps_partitioned_variable_whole(pv) : v;
+}
+
+/* var_list=None or a list: op_list_to_dict keys every variable by its op name, and the parts of a
+ * partitioned variable by its full name (one entry, the whole saved as one full tensor). */
 static int build_from_list(ps_saver_t *s, ps_variable_t *const *vars, size_t n, ps_error_t *err)
 {
     s->e = ps_calloc(n ? n : 1, sizeof *s->e);
@@ -104,13 +115,25 @@ static int build_from_list(ps_saver_t *s, ps_variable_t *const *vars, size_t n, 
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "names_to_saveables must be a dict mapping string names to "
                                 "Tensors/Variables. Not a variable: None");
-        const char *name = ps_variable_op_name(vars[i]);
-        for (size_t j = 0; j < s->n; j++) {
-            if (strcmp(s->e[j].key, name) == 0)
+        ps_variable_t *v = saveable_of(vars[i]);
+        int sliced = ps_variable_partitioned(v) != NULL;
+        const char *name = ps_variable_op_name(v);
+        int dup = 0;
+        for (size_t j = 0; j < s->n && !dup; j++) {
+            if (strcmp(s->e[j].key, name) != 0)
+                continue;
+            int other_sliced = ps_variable_partitioned(s->e[j].value.variable) != NULL;
+            if (sliced != other_sliced)
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                    "Mixing slices and non-slices with the same name: %s", name);
+            if (!sliced)
                 return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                     "At least two variables have the same name: %s", name);
+            dup = 1; /* another slice of the same partitioned variable */
         }
-        int rc = add_entry(s, name, ps_saveable_variable(vars[i]), err);
+        if (dup)
+            continue;
+        int rc = add_entry(s, name, ps_saveable_variable(v), err);
         if (rc)
             return rc;
     }
@@ -136,10 +159,13 @@ static int build_from_map(ps_saver_t *s, const ps_saver_entry_t *map, size_t n, 
              * dict literal does. */
             if (strcmp(s->e[j].key, map[i].key) == 0) {
                 s->e[j].value = map[i].value;
+                s->e[j].value.variable = saveable_of(map[i].value.variable);
                 goto next;
             }
         }
-        int rc = add_entry(s, map[i].key, map[i].value, err);
+        ps_saveable_t value = map[i].value;
+        value.variable = saveable_of(value.variable);
+        int rc = add_entry(s, map[i].key, value, err);
         if (rc)
             return rc;
     next:;

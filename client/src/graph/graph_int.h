@@ -68,8 +68,9 @@ struct ps_variable {
     int created;
     int plain; /* tf.Variable */
     uint64_t version;
-    long task;                     /* shard index; -1 for a partitioned whole */
-    ps_partitioned_variable_t *pv; /* set on the handle standing for a partitioned whole */
+    long task;                         /* shard index; -1 for a partitioned whole */
+    ps_partitioned_variable_t *pv;     /* set on the handle standing for a partitioned whole */
+    ps_partitioned_variable_t *parent; /* set on a part: its SaveSliceInfo's full variable */
 };
 
 /* TensorFlow's PartitionedVariable: parts along one axis, each a variable of the graph. */

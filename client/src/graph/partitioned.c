@@ -250,6 +250,7 @@ static int record(ps_graph_t *g,
     int64_t off = 0;
     for (size_t i = 0; i < nparts; i++) {
         pv->parts[i] = parts[i];
+        parts[i]->parent = pv;
         pv->offsets[i] = off;
         off += parts[i]->dims[axis];
     }
@@ -653,6 +654,11 @@ int ps_graph_set_device_setter(ps_graph_t *g, const ps_device_setter_t *setter, 
 ps_partitioned_variable_t *ps_variable_partitioned(const ps_variable_t *v)
 {
     return v->pv;
+}
+
+ps_partitioned_variable_t *ps_variable_partition_parent(const ps_variable_t *v)
+{
+    return v->parent;
 }
 
 ps_variable_t *ps_partitioned_variable_whole(const ps_partitioned_variable_t *pv)

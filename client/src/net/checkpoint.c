@@ -104,8 +104,10 @@ int ps_checkpoint_restore(ps_client_t *c,
     size_t n = ps_client_shard_count(c);
     if (opts->nmap && n > 1)
         return ps_error_set(err, PS_ERR_UNIMPLEMENTED,
-                            "restore with a name map over %zu shards is not supported (a mapping "
-                            "may cross shards); use one psd",
+                            "psd-side restore with a name map over %zu shards is not supported (a "
+                            "mapping may cross shards, and each psd reads only its own file); "
+                            "the client-side Saver (ps_saver_restore) restores a name map across "
+                            "any number of shards",
                             n);
     Pscope__V1__RestoreMapEntry *ents = NULL, **ep = NULL;
     if (opts->nmap) {
