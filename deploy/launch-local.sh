@@ -6,11 +6,13 @@
 #
 #   deploy/launch-local.sh                     # the full run (target: test accuracy >= 0.90)
 #   MAX_GLOBAL_STEP=300 deploy/launch-local.sh # a short run
+#   SHARDS=2 PARTITIONS=4 deploy/launch-local.sh   # two psd shards, fc1 partitioned in 4 parts
 #
 # Environment (defaults in brackets): BUILD [build/release], OUT [run], PORT [7070],
 # WORKERS [3], BATCH [64], MAX_GLOBAL_STEP [3000], EVAL_EVERY [250], OPTIMIZER [adam], LR [0.001],
 # LR_DECAY_RATE [0.5] every LR_DECAY_STEPS [1000] global steps, SEED [42],
-# DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1].
+# DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1], SHARDS [1] psd processes on
+# PORT, PORT+1, ... (pstrain --shards), PARTITIONS [0: none] parts of fc1 (pstrain --partitions).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +30,8 @@ LR_DECAY_STEPS=${LR_DECAY_STEPS:-1000}
 SEED=${SEED:-42}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 THREADS=${THREADS:-1}
+SHARDS=${SHARDS:-1}
+PARTITIONS=${PARTITIONS:-0}
 
 psd=$BUILD/server/psd
 pstrain=$BUILD/examples/train/pstrain
@@ -45,7 +49,7 @@ if [ ! -r "$DATA/train-images-idx3-ubyte.gz" ]; then
 fi
 
 mkdir -p "$OUT"
-rm -f "$OUT"/*.log "$OUT/psd.port" "$OUT/curve.csv" "$OUT/curve.png"
+rm -f "$OUT"/*.log "$OUT"/psd*.port "$OUT/curve.csv" "$OUT/curve.png"
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do
@@ -57,25 +61,37 @@ trap cleanup EXIT INT TERM
 
 # One BLAS thread per process: three workers, the evaluator and psd share the cores.
 export OPENBLAS_NUM_THREADS=$THREADS
-common=(--server "127.0.0.1:$PORT" --data "$DATA" --batch "$BATCH" --optimizer "$OPTIMIZER"
+servers=""
+for i in $(seq 0 $((SHARDS - 1))); do
+    servers="$servers${servers:+,}127.0.0.1:$((PORT + i))"
+done
+common=(--shards "$servers" --data "$DATA" --batch "$BATCH" --optimizer "$OPTIMIZER"
         --lr "$LR" --lr-decay-rate "$LR_DECAY_RATE" --lr-decay-steps "$LR_DECAY_STEPS"
         --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP")
+if [ "$PARTITIONS" -gt 0 ]; then
+    common+=(--partitions "$PARTITIONS")
+fi
 
 start=$(date +%s.%N)
-"$psd" --listen "127.0.0.1:$PORT" --port-file "$OUT/psd.port" --log-level notice \
-    2> "$OUT/psd.log" &
-psd_pid=$!
-pids+=("$psd_pid")
-for _ in $(seq 100); do
-    [ -s "$OUT/psd.port" ] && break
-    sleep 0.1
+# Shard i: psd on PORT+i; shard 0 keeps the single-shard names psd.log and psd.port.
+psd_pids=()
+for i in $(seq 0 $((SHARDS - 1))); do
+    sfx=$([ "$i" = 0 ] && echo "" || echo "-$i")
+    "$psd" --listen "127.0.0.1:$((PORT + i))" --port-file "$OUT/psd$sfx.port" \
+        --log-level notice 2> "$OUT/psd$sfx.log" &
+    psd_pids+=("$!")
+    pids+=("$!")
+    for _ in $(seq 100); do
+        [ -s "$OUT/psd$sfx.port" ] && break
+        sleep 0.1
+    done
+    if [ ! -s "$OUT/psd$sfx.port" ]; then
+        echo "launch-local: psd $i did not start; its log:" >&2
+        cat "$OUT/psd$sfx.log" >&2
+        exit 1
+    fi
+    echo "launch-local: psd shard $i on 127.0.0.1:$((PORT + i)) (pid ${psd_pids[$i]}); logs in $OUT"
 done
-if [ ! -s "$OUT/psd.port" ]; then
-    echo "launch-local: psd did not start; its log:" >&2
-    cat "$OUT/psd.log" >&2
-    exit 1
-fi
-echo "launch-local: psd on 127.0.0.1:$PORT (pid $psd_pid); logs in $OUT"
 
 # Worker 0 first: it creates and initializes the variables at psd; the others attach (identical
 # model code everywhere: whoever arrives first would do the same).
@@ -117,15 +133,21 @@ end=$(date +%s.%N)
 
 # psctl as a one-shot inspection (the compose file's psctl service).
 if [ -x "$psctl" ]; then
-    "$psctl" --server "127.0.0.1:$PORT" ls > "$OUT/psctl-ls.log" 2>&1 || true
+    : > "$OUT/psctl-ls.log"
+    for i in $(seq 0 $((SHARDS - 1))); do
+        echo "== shard $i (127.0.0.1:$((PORT + i)))" >> "$OUT/psctl-ls.log"
+        "$psctl" --server "127.0.0.1:$((PORT + i))" ls >> "$OUT/psctl-ls.log" 2>&1 || true
+    done
     echo "launch-local: psctl ls:"
     cat "$OUT/psctl-ls.log"
 else
     echo "launch-local: psctl not built; skipping the inspection"
 fi
 
-kill -TERM "$psd_pid" 2>/dev/null || true
-wait "$psd_pid" 2>/dev/null || true
+for p in "${psd_pids[@]}"; do
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+done
 
 echo "launch-local: workers:"
 grep -h " done: " "$OUT"/worker-*.log || true
