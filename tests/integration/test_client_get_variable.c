@@ -122,8 +122,14 @@ Test(get_variable, shape_and_dtype_checks_on_reuse)
     /* Omitted shape and partly known shapes are compatible. */
     ps_get_variable_args_t omit = {.name = "v"};
     cr_expect_eq(ps_get_variable(tc_g, &omit, &x, &tc_err), 0, "%s", tc_err.msg);
-    int64_t dq3[] = {-1, 3};
+    int64_t dq3[] = {PS_DIM_UNKNOWN, 3};
     cr_expect_eq(tc_get("m", 2, dq3, NULL, &x), 0, "%s", tc_err.msg);
+    /* A literal -1 is not the unknown marker: TensorFlow's Dimension error (TF_SEMANTICS §1.2). */
+    int64_t neg[] = {-1, 3};
+    cr_expect_eq(tc_get("m", 2, neg, NULL, &x), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Dimension -1 must be >= 0");
+    cr_expect_eq(tc_get("fresh", 2, neg, NULL, &x), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Dimension -1 must be >= 0");
     /* dtype: explicit mismatch, and the omitted-dtype surprise on an int32 variable. */
     ps_get_variable_args_t dt = {.name = "v", .dtype = PS_DTYPE_INT32};
     cr_expect_eq(ps_get_variable(tc_g, &dt, &x, &tc_err), PS_ERR_INVALID_ARGUMENT);
@@ -191,7 +197,7 @@ Test(get_variable, creation_needs_a_fully_defined_shape)
     ps_get_variable_args_t a = {.name = "u"};
     cr_expect_eq(ps_get_variable(tc_g, &a, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(tc_err.msg, msg);
-    int64_t dq[] = {-1, 64};
+    int64_t dq[] = {PS_DIM_UNKNOWN, 64};
     cr_expect_eq(tc_get("u", 2, dq, NULL, &v), PS_ERR_INVALID_ARGUMENT);
     cr_expect_str_eq(tc_err.msg, msg);
     cr_expect_eq(ps_graph_store_count(tc_g), 0);
@@ -626,5 +632,125 @@ Test(get_variable, getter_leaving_a_scope_open_fails)
     cr_expect_eq(tc_get("v", 1, D1, NULL, &v), PS_ERR_FAILED_PRECONDITION);
     cr_expect_str_eq(tc_err.msg, "a custom getter left a scope open while getting leak/v");
     cr_expect_str_eq(ps_graph_name_scope(tc_g), "leak");
+    tc_pop(s);
+}
+
+/* tf.constant_initializer with a list (TF 1.15 make_tensor_proto, allow_broadcast=False): fitting,
+ * padded with the last value, too many elements, verify_shape; converted to the variable's dtype;
+ * inherited through a scope. */
+Test(get_variable, constant_initializer_with_a_list)
+{
+    const float vals[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    ps_tensor_t *list = NULL;
+    cr_assert_eq(
+        ps_tensor_from_data(PS_DTYPE_FLOAT32, (int64_t[]){8}, 1, vals, sizeof vals, &list, &tc_err),
+        0);
+    ps_initializer_t init = ps_init_constant_list(list, 0);
+    float got[12];
+    ps_variable_t *v = NULL;
+    /* Fitting shape [2, 4]. */
+    cr_assert_eq(tc_get("fit", 2, (int64_t[]){2, 4}, &init, &v), 0, "%s", tc_err.msg);
+    cr_assert_eq(ps_variable_pull(v, got, 8 * sizeof(float), &tc_err), 0, "%s", tc_err.msg);
+    cr_expect_eq(memcmp(got, vals, sizeof vals), 0);
+    /* Larger shape [3, 4]: the last row repeats 7. */
+    cr_assert_eq(tc_get("larger", 2, (int64_t[]){3, 4}, &init, &v), 0, "%s", tc_err.msg);
+    cr_assert_eq(ps_variable_pull(v, got, sizeof got, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect(got[7] == 7 && got[8] == 7 && got[11] == 7, "%g %g %g", got[7], got[8], got[11]);
+    /* Smaller shape [2, 3]. */
+    cr_expect_eq(tc_get("smaller", 2, (int64_t[]){2, 3}, &init, &v), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Too many elements provided. Needed at most 6, but received 8");
+    /* verify_shape: a flat list of 8 against [2, 4] is a mismatch even though the count fits. */
+    ps_initializer_t verify = ps_init_constant_list(list, 1);
+    cr_expect_eq(tc_get("verified", 2, (int64_t[]){2, 4}, &verify, &v), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Expected Tensor's shape: (2, 4), got (8,).");
+    cr_expect_eq(tc_get("verified", 1, (int64_t[]){8}, &verify, &v), 0, "%s", tc_err.msg);
+    /* Shape omitted: the initializer takes a shape, so TF's "not valid" message. */
+    ps_get_variable_args_t noshape = {.name = "noshape", .initializer = &init};
+    cr_expect_eq(ps_get_variable(tc_g, &noshape, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect(strstr(tc_err.msg, "The initializer passed is not valid.") == tc_err.msg, "%s",
+              tc_err.msg);
+    /* An empty list gives zeros; int32 variables get converted values. */
+    ps_tensor_t *empty = NULL, *two = NULL;
+    cr_assert_eq(ps_tensor_new(PS_DTYPE_FLOAT32, (int64_t[]){0}, 1, &empty, &tc_err), 0);
+    const float tv[2] = {3, 9};
+    cr_assert_eq(
+        ps_tensor_from_data(PS_DTYPE_FLOAT32, (int64_t[]){2}, 1, tv, sizeof tv, &two, &tc_err), 0);
+    ps_initializer_t ei = ps_init_constant_list(empty, 0), ti = ps_init_constant_list(two, 0);
+    cr_assert_eq(tc_get("empty", 1, (int64_t[]){3}, &ei, &v), 0, "%s", tc_err.msg);
+    cr_assert_eq(ps_variable_pull(v, got, 3 * sizeof(float), &tc_err), 0);
+    cr_expect(got[0] == 0 && got[2] == 0);
+    ps_shape_t s4 = ps_shape_make(1, (int64_t[]){4});
+    ps_get_variable_args_t ia = {
+        .name = "ints", .shape = &s4, .dtype = PS_DTYPE_INT32, .initializer = &ti};
+    cr_assert_eq(ps_get_variable(tc_g, &ia, &v, &tc_err), 0, "%s", tc_err.msg);
+    int32_t iv[4];
+    cr_assert_eq(ps_variable_pull(v, iv, sizeof iv, &tc_err), 0);
+    cr_expect(iv[0] == 3 && iv[1] == 9 && iv[3] == 9, "%d %d %d", iv[0], iv[1], iv[3]);
+    /* Inherited from a scope (the scope keeps its own copy of the list). */
+    ps_variable_scope_opts_t so = {.initializer = &ti};
+    ps_variable_scope_t *s = NULL;
+    cr_assert_eq(ps_variable_scope_push(tc_g, "withlist", &so, &s, &tc_err), 0, "%s", tc_err.msg);
+    ps_tensor_free(two);
+    cr_assert_eq(tc_get("x", 1, (int64_t[]){3}, NULL, &v), 0, "%s", tc_err.msg);
+    cr_assert_eq(ps_variable_pull(v, got, 3 * sizeof(float), &tc_err), 0);
+    cr_expect(got[0] == 3 && got[1] == 9 && got[2] == 9);
+    tc_pop(s);
+    ps_tensor_free(empty);
+    ps_tensor_free(list);
+}
+
+/* tf.zeros_initializer(dtype) / ones_initializer(dtype): get_variable calls the initializer with
+ * the variable's dtype, so the initializer's own dtype only has to be a valid one. */
+Test(get_variable, zeros_and_ones_initializers_with_a_dtype)
+{
+    ps_initializer_t z = ps_init_zeros_dtype(PS_DTYPE_INT32),
+                     o = ps_init_ones_dtype(PS_DTYPE_INT64);
+    ps_variable_t *v = NULL;
+    cr_assert_eq(tc_get("z", 1, (int64_t[]){2}, &z, &v), 0, "%s", tc_err.msg);
+    cr_expect_eq(ps_variable_dtype(v), PS_DTYPE_FLOAT32);
+    cr_expect(tc_pull_f32(v, 1) == 0.0f);
+    ps_shape_t s2 = ps_shape_make(1, (int64_t[]){2});
+    ps_get_variable_args_t od = {
+        .name = "o", .shape = &s2, .dtype = PS_DTYPE_FLOAT64, .initializer = &o};
+    cr_assert_eq(ps_get_variable(tc_g, &od, &v, &tc_err), 0, "%s", tc_err.msg);
+    double d[2];
+    cr_assert_eq(ps_variable_pull(v, d, sizeof d, &tc_err), 0);
+    cr_expect(d[0] == 1.0 && d[1] == 1.0);
+    ps_initializer_t bad = ps_init_zeros_dtype(7);
+    cr_expect_eq(tc_get("bad", 1, (int64_t[]){2}, &bad, &v), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Cannot convert value 7 to a TensorFlow DType.");
+}
+
+/* synchronization / aggregation (TF 1.15 validate_synchronization_aggregation_trainable and the
+ * variable creator's _get_trainable_value): ON_READ makes trainable default False; an explicit
+ * trainable with ON_READ fails at creation; bad values get TensorFlow's messages. */
+Test(get_variable, synchronization_and_aggregation)
+{
+    ps_shape_t s1 = ps_shape_make(1, (int64_t[]){1});
+    ps_variable_t *v = NULL, *got[4];
+    ps_get_variable_args_t r = {
+        .name = "r", .shape = &s1, .synchronization = PS_SYNC_ON_READ, .aggregation = PS_AGG_MEAN};
+    cr_assert_eq(ps_get_variable(tc_g, &r, &v, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect_eq(ps_variable_trainable(v), 0);
+    cr_expect_eq(ps_variable_synchronization(v), PS_SYNC_ON_READ);
+    cr_expect_eq(ps_variable_aggregation(v), PS_AGG_MEAN);
+    cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, NULL, got, 4), 0);
+    cr_expect_eq(tc_collection(PS_GLOBAL_VARIABLES, NULL, got, 4), 1);
+    ps_get_variable_args_t t = {.name = "t",
+                                .shape = &s1,
+                                .trainable = PS_TRAINABLE_YES,
+                                .synchronization = PS_SYNC_ON_READ};
+    cr_expect_eq(ps_get_variable(tc_g, &t, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg,
+                     "Synchronization value can be set to VariableSynchronization.ON_READ only "
+                     "for non-trainable variables. You have specified trainable=True and "
+                     "synchronization=VariableSynchronization.ON_READ.");
+    ps_variable_scope_t *s = tc_vs("sc", PS_REUSE_INHERIT);
+    ps_get_variable_args_t bs = {.name = "b", .shape = &s1, .synchronization = 7};
+    cr_expect_eq(ps_get_variable(tc_g, &bs, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Invalid variable synchronization mode: 7 for variable: sc/b");
+    ps_get_variable_args_t ba = {.name = "b", .shape = &s1, .aggregation = -1};
+    cr_expect_eq(ps_get_variable(tc_g, &ba, &v, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "Invalid variable aggregation mode: -1 for variable: sc/b");
     tc_pop(s);
 }

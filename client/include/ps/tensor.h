@@ -18,8 +18,11 @@ extern "C" {
 /** Highest rank psd stores (SPEC §1). */
 #define PS_SHAPE_MAX_RANK 8
 
-/** An unknown dimension in a ps_shape_t (TensorFlow's None, printed "?"). */
-#define PS_DIM_UNKNOWN (-1)
+/**
+ * An unknown dimension in a ps_shape_t (TensorFlow's None, printed "?"). It is not -1: a literal
+ * negative dimension such as [-1, 3] gets TensorFlow's "Dimension -1 must be >= 0".
+ */
+#define PS_DIM_UNKNOWN INT64_MIN
 
 /**
  * A shape as TensorFlow's TensorShape: unknown rank (unknown_rank = 1), or rank dims each >= 0 or

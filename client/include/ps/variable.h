@@ -30,6 +30,10 @@ typedef enum {
     PS_INITIALIZER_GLOROT_NORMAL = 8,
     PS_INITIALIZER_VARIANCE_SCALING = 9,
     PS_INITIALIZER_VALUE = 10, /* initializer=<a value>: shape and dtype come from the tensor */
+    /* tf.constant_initializer(<list or array>, verify_shape): value_tensor holds the values (its
+     * shape is the array's); the variable's shape and dtype are get_variable's. Client side only:
+     * the library builds the initial value and sends it with the create request. */
+    PS_INITIALIZER_CONSTANT_LIST = 11,
 } ps_initializer_kind_t;
 
 typedef enum {
@@ -60,13 +64,30 @@ typedef struct ps_initializer {
     int mode;         /* VARIANCE_SCALING: PS_MODE_FAN_* */
     int distribution; /* VARIANCE_SCALING: PS_DISTRIBUTION_* */
     int64_t seed;
-    const ps_tensor_t *value_tensor; /* VALUE */
+    const ps_tensor_t *value_tensor; /* VALUE, CONSTANT_LIST */
+    int verify_shape;                /* CONSTANT_LIST */
+    /* ZEROS, ONES, CONSTANT, CONSTANT_LIST: the initializer's own dtype (0: float32). As in
+     * TensorFlow, get_variable calls the initializer with the variable's dtype, so this one is only
+     * validated ("Cannot convert value 7 to a TensorFlow DType."). */
+    int dtype;
 } ps_initializer_t;
 
 PS_EXTERN ps_initializer_t ps_init_zeros(void);
 PS_EXTERN ps_initializer_t ps_init_ones(void);
+/** tf.zeros_initializer(dtype) / tf.ones_initializer(dtype). */
+PS_EXTERN ps_initializer_t ps_init_zeros_dtype(int dtype);
+PS_EXTERN ps_initializer_t ps_init_ones_dtype(int dtype);
 /** tf.constant_initializer(value). */
 PS_EXTERN ps_initializer_t ps_init_constant(double value);
+/**
+ * tf.constant_initializer(values, verify_shape=...) with a list or array (values borrowed; its
+ * dims are the array's shape, a flat list is rank 1). At creation, TensorFlow 1.15's rules
+ * (make_tensor_proto without broadcast): with verify_shape the array's shape must equal the
+ * variable's ("Expected Tensor's shape: (3, 4), got (8,)."); more elements than the variable has is
+ * "Too many elements provided. Needed at most 6, but received 8"; fewer are padded with the last
+ * value (zeros for an empty list). The values are converted to the variable's dtype.
+ */
+PS_EXTERN ps_initializer_t ps_init_constant_list(const ps_tensor_t *values, int verify_shape);
 /** tf.random_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */
 PS_EXTERN ps_initializer_t ps_init_random_normal(double mean, double stddev, int64_t seed);
 /** tf.truncated_normal_initializer(mean, stddev, seed); TF defaults 0.0, 1.0. */
@@ -84,6 +105,22 @@ PS_EXTERN ps_initializer_t ps_init_variance_scaling(double scale,
 /** initializer=<value>: the variable takes value's dtype and shape (value borrowed). */
 PS_EXTERN ps_initializer_t ps_init_value(const ps_tensor_t *value);
 
+/** tf.VariableSynchronization (values as TensorFlow's enum). */
+typedef enum {
+    PS_SYNC_AUTO = 0,
+    PS_SYNC_NONE = 1,
+    PS_SYNC_ON_WRITE = 2,
+    PS_SYNC_ON_READ = 3,
+} ps_synchronization_t;
+
+/** tf.VariableAggregation (values as TensorFlow's enum). */
+typedef enum {
+    PS_AGG_NONE = 0,
+    PS_AGG_SUM = 1,
+    PS_AGG_MEAN = 2,
+    PS_AGG_ONLY_FIRST_REPLICA = 3,
+} ps_aggregation_t;
+
 /** trainable argument values. */
 #define PS_TRAINABLE_DEFAULT 0 /* True for get_variable and Variable */
 #define PS_TRAINABLE_YES     1
@@ -96,7 +133,8 @@ PS_EXTERN ps_initializer_t ps_init_value(const ps_tensor_t *value);
 typedef struct ps_get_variable_args {
     /** Required. Relative to the current variable scope; in a custom getter, the full name. */
     const char *name;
-    /** NULL: shape omitted (unknown rank). A partly known shape is allowed (-1 dims). */
+    /** NULL: shape omitted (unknown rank). A partly known shape is allowed (PS_DIM_UNKNOWN dims);
+     * a negative dimension is TensorFlow's "Dimension -1 must be >= 0". */
     const ps_shape_t *shape;
     /** PS_DTYPE_*; 0: the scope's dtype (float32 by default). */
     int dtype;
@@ -114,6 +152,13 @@ typedef struct ps_get_variable_args {
     /** NULL: the scope's partitioner, if any (ps/partition.h). With a partitioner in effect and a
      * shape that is not a scalar, get_variable returns the handle of a partitioned whole. */
     const struct ps_partitioner *partitioner;
+    /** PS_SYNC_* (0: AUTO) and PS_AGG_* (0: NONE), validated with TensorFlow's messages ("Invalid
+     * variable synchronization mode: 7 for variable: foo/v"). ON_READ makes trainable default to
+     * False, and an explicit trainable True with ON_READ fails at creation with TensorFlow's
+     * "Synchronization value can be set to VariableSynchronization.ON_READ only for non-trainable
+     * variables. ..." Both are kept on the handle (ps_variable_synchronization / _aggregation). */
+    int synchronization;
+    int aggregation;
 } ps_get_variable_args_t;
 
 /** The `getter` a custom getter receives: call it through ps_getter_call. */
@@ -202,6 +247,10 @@ PS_EXTERN ps_shape_t ps_variable_shape(const ps_variable_t *v);
 PS_EXTERN uint64_t ps_variable_nelems(const ps_variable_t *v);
 PS_EXTERN size_t ps_variable_nbytes(const ps_variable_t *v);
 PS_EXTERN int ps_variable_trainable(const ps_variable_t *v);
+/** The synchronization and aggregation given when this graph created or first got it (PS_SYNC_*,
+ * PS_AGG_*). */
+PS_EXTERN int ps_variable_synchronization(const ps_variable_t *v);
+PS_EXTERN int ps_variable_aggregation(const ps_variable_t *v);
 /** 1 when this graph's lookup created it at psd, 0 when it attached to an existing one. */
 PS_EXTERN int ps_variable_created(const ps_variable_t *v);
 /** 1 for a tf.Variable, 0 for get_variable. */

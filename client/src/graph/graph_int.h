@@ -65,6 +65,8 @@ struct ps_variable {
     uint64_t nelems;
     size_t nbytes;
     int trainable;
+    int synchronization; /* PS_SYNC_* */
+    int aggregation;     /* PS_AGG_* */
     int created;
     int plain; /* tf.Variable */
     uint64_t version;
@@ -281,6 +283,14 @@ typedef struct psc_single {
     size_t place_next;    /* the round-robin counter before this lookup */
     psc_varinfo_t vi;
 } psc_single_t;
+
+/* constant_initializer(list) for a variable of shape and dtype: TensorFlow 1.15's checks, then
+ * the initial value (a new tensor, *out, caller frees). */
+int psc_constant_list_value(const ps_initializer_t *init,
+                            const ps_shape_t *shape,
+                            int dtype,
+                            ps_tensor_t **out,
+                            ps_error_t *err);
 
 /** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,

@@ -323,7 +323,7 @@ int psc_get_partitioned(ps_graph_t *g,
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "rank %u exceeds maximum %d",
                                 shape.rank, PS_SHAPE_MAX_RANK);
         for (unsigned i = 0; i < shape.rank; i++) {
-            if (shape.dims[i] < PS_DIM_UNKNOWN)
+            if (shape.dims[i] < 0 && shape.dims[i] != PS_DIM_UNKNOWN)
                 return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "Dimension %lld must be >= 0",
                                     (long long) shape.dims[i]);
         }

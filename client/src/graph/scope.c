@@ -40,7 +40,8 @@ void psc_scope_free(ps_variable_scope_t *s)
 int psc_scope_copy_init(ps_variable_scope_t *s, const ps_initializer_t *init, ps_error_t *err)
 {
     ps_tensor_t *copy = NULL;
-    if (init && init->kind == PS_INITIALIZER_VALUE) {
+    if (init &&
+        (init->kind == PS_INITIALIZER_VALUE || init->kind == PS_INITIALIZER_CONSTANT_LIST)) {
         const ps_tensor_t *v = init->value_tensor;
         if (!v)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -163,7 +164,9 @@ int ps_variable_scope_push(ps_graph_t *g,
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "Partitioner must be callable, but received: kind %d",
                             o->partitioner->kind);
-    if (o->initializer && o->initializer->kind == PS_INITIALIZER_VALUE &&
+    if (o->initializer &&
+        (o->initializer->kind == PS_INITIALIZER_VALUE ||
+         o->initializer->kind == PS_INITIALIZER_CONSTANT_LIST) &&
         !o->initializer->value_tensor)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "a value initializer needs a value tensor");

@@ -33,6 +33,28 @@ ps_initializer_t ps_init_ones(void)
     return init_of(PS_INITIALIZER_ONES);
 }
 
+ps_initializer_t ps_init_zeros_dtype(int dtype)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_ZEROS);
+    i.dtype = dtype;
+    return i;
+}
+
+ps_initializer_t ps_init_ones_dtype(int dtype)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_ONES);
+    i.dtype = dtype;
+    return i;
+}
+
+ps_initializer_t ps_init_constant_list(const ps_tensor_t *values, int verify_shape)
+{
+    ps_initializer_t i = init_of(PS_INITIALIZER_CONSTANT_LIST);
+    i.value_tensor = values;
+    i.verify_shape = verify_shape;
+    return i;
+}
+
 ps_initializer_t ps_init_constant(double value)
 {
     ps_initializer_t i = init_of(PS_INITIALIZER_CONSTANT);
@@ -157,10 +179,88 @@ static int check_shape_arg(const ps_shape_t *s, ps_error_t *err)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "rank %u exceeds maximum %d", s->rank,
                             PS_SHAPE_MAX_RANK);
     for (unsigned i = 0; i < s->rank; i++) {
-        if (s->dims[i] < PS_DIM_UNKNOWN)
+        if (s->dims[i] < 0 && s->dims[i] != PS_DIM_UNKNOWN)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "Dimension %lld must be >= 0",
                                 (long long) s->dims[i]);
     }
+    return 0;
+}
+
+/* One element of a tensor of dtype as a double. */
+static double elem_at(const void *p, int dtype, uint64_t i)
+{
+    switch (dtype) {
+    case PS_DTYPE_FLOAT32:
+        return ((const float *) p)[i];
+    case PS_DTYPE_FLOAT64:
+        return ((const double *) p)[i];
+    case PS_DTYPE_INT32:
+        return ((const int32_t *) p)[i];
+    default:
+        return (double) ((const int64_t *) p)[i];
+    }
+}
+
+static void elem_put(void *p, int dtype, uint64_t i, double v)
+{
+    switch (dtype) {
+    case PS_DTYPE_FLOAT32:
+        ((float *) p)[i] = (float) v;
+        break;
+    case PS_DTYPE_FLOAT64:
+        ((double *) p)[i] = v;
+        break;
+    case PS_DTYPE_INT32:
+        ((int32_t *) p)[i] = (int32_t) v;
+        break;
+    default:
+        ((int64_t *) p)[i] = (int64_t) v;
+    }
+}
+
+int psc_constant_list_value(const ps_initializer_t *init,
+                            const ps_shape_t *shape,
+                            int dtype,
+                            ps_tensor_t **out,
+                            ps_error_t *err)
+{
+    *out = NULL;
+    if (!shape || !ps_shape_is_fully_defined(shape))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "The initializer passed is not valid. It should be a callable with no "
+                            "arguments and the shape should not be provided or an instance of "
+                            "`tf.keras.initializers.*' and `shape` should be fully defined.");
+    const ps_tensor_t *v = init->value_tensor;
+    ps_shape_t vs = ps_tensor_shape(v);
+    uint64_t have = ps_tensor_nelems(v), want = 1;
+    for (unsigned i = 0; i < shape->rank; i++)
+        want *= (uint64_t) shape->dims[i];
+    int same = vs.rank == shape->rank;
+    for (unsigned i = 0; same && i < vs.rank; i++)
+        same = vs.dims[i] == shape->dims[i];
+    /* make_tensor_proto(value, dtype, shape, verify_shape, allow_broadcast=False). */
+    if (init->verify_shape && !same) {
+        char a[160], b[160];
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "Expected Tensor's shape: %s, got %s.",
+                            ps_shape_str(shape, a, sizeof a), ps_shape_str(&vs, b, sizeof b));
+    }
+    if (have > want)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Too many elements provided. Needed at most %llu, but received %llu",
+                            (unsigned long long) want, (unsigned long long) have);
+    ps_tensor_t *t = NULL;
+    int rc = ps_tensor_new(dtype, shape->dims, shape->rank, &t, err);
+    if (rc)
+        return rc;
+    /* Fewer values than elements: the rest repeat the last value (zeros when there is none), as
+     * the runtime fills a TensorProto's short value list. */
+    const void *src = ps_tensor_data(v);
+    void *dst = ps_tensor_data(t);
+    int sdt = ps_tensor_dtype(v);
+    double last = have ? elem_at(src, sdt, have - 1) : 0.0;
+    for (uint64_t i = 0; i < want; i++)
+        elem_put(dst, dtype, i, i < have ? elem_at(src, sdt, i) : last);
+    *out = t;
     return 0;
 }
 
@@ -301,9 +401,16 @@ int psc_single_lookup(ps_graph_t *g,
     if (from_value && !init->value_tensor)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "a value initializer needs a value tensor");
-    if (init && (init->kind < PS_INITIALIZER_DEFAULT || init->kind > PS_INITIALIZER_VALUE))
+    if (init && (init->kind < PS_INITIALIZER_DEFAULT || init->kind > PS_INITIALIZER_CONSTANT_LIST))
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown initializer kind %d",
                             init->kind);
+    if (init && init->kind == PS_INITIALIZER_CONSTANT_LIST && !init->value_tensor)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Invalid type for initial value: NoneType (expected Python scalar, "
+                            "list or tuple of values, or numpy.ndarray).");
+    if (init && init->dtype && !ps_dtype_valid(init->dtype))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Cannot convert value %d to a TensorFlow DType.", init->dtype);
     if (a->reuse != PS_REUSE_FALSE && a->reuse != PS_REUSE_TRUE && a->reuse != PS_REUSE_AUTO)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "The reuse parameter must be True or False or None.");
@@ -342,6 +449,13 @@ int psc_single_lookup(ps_graph_t *g,
     if (!g->client)
         return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
                             "graph has no client: cannot look up variable %s in psd", name);
+    /* The variable creator's _get_trainable_value, at creation only. */
+    if (a->synchronization == PS_SYNC_ON_READ && a->trainable == PS_TRAINABLE_YES &&
+        mode != PSC_LOOKUP_MUST_EXIST)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Synchronization value can be set to VariableSynchronization.ON_READ "
+                            "only for non-trainable variables. You have specified trainable=True "
+                            "and synchronization=VariableSynchronization.ON_READ.");
     st->mode = mode;
     st->trainable = a->trainable != PS_TRAINABLE_NO;
     if ((rc = build_collections(a->collections, a->ncollections, a->has_collections, st->trainable,
@@ -377,9 +491,22 @@ int psc_single_lookup(ps_graph_t *g,
         vshape = ps_tensor_shape(init->value_tensor);
         req.shape = &vshape;
     }
+    /* constant_initializer(list): the initial value is built here and travels as a value. */
+    ps_tensor_t *built = NULL;
+    ps_initializer_t built_init;
+    if (init && init->kind == PS_INITIALIZER_CONSTANT_LIST && mode != PSC_LOOKUP_MUST_EXIST) {
+        if ((rc = psc_constant_list_value(init, a->shape, dtype, &built, err)) != 0) {
+            ps_free(st->psd_name);
+            st->psd_name = NULL;
+            return rc;
+        }
+        built_init = ps_init_value(built);
+        req.init = &built_init;
+    }
     if ((rc = place_new(g, st->psd_name, req.shape, req.dtype, st, err)) == 0 &&
         (rc = psc_client_get_variable(g->client, &req, &st->vi, err)) != 0)
         unplace(g, st);
+    ps_tensor_free(built);
     if (rc) {
         ps_free(st->psd_name);
         st->psd_name = NULL;
@@ -414,6 +541,8 @@ int psc_single_commit(ps_graph_t *g,
             e->ptr = v;
     }
     if (rc == 0) {
+        v->synchronization = a->synchronization;
+        v->aggregation = a->aggregation;
         if (st->mode == PSC_LOOKUP_MUST_EXIST) {
             /* Attached to what another graph declared: take psd's record. */
             rc = add_to_collections(g, v, (const char *const *) st->vi.collections,
@@ -534,6 +663,23 @@ int ps_get_variable(ps_graph_t *g,
     if (!a.partitioner && s->has_partitioner)
         a.partitioner = &s->partitioner;
     a.reuse = s->reuse;
+    /* validate_synchronization_aggregation_trainable, before any custom getter runs. */
+    if (a.aggregation < PS_AGG_NONE || a.aggregation > PS_AGG_ONLY_FIRST_REPLICA) {
+        int rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "Invalid variable aggregation mode: %d for variable: %s",
+                              a.aggregation, full);
+        ps_free(full);
+        return rc;
+    }
+    if (a.synchronization < PS_SYNC_AUTO || a.synchronization > PS_SYNC_ON_READ) {
+        int rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "Invalid variable synchronization mode: %d for variable: %s",
+                              a.synchronization, full);
+        ps_free(full);
+        return rc;
+    }
+    if (a.trainable == PS_TRAINABLE_DEFAULT && a.synchronization == PS_SYNC_ON_READ)
+        a.trainable = PS_TRAINABLE_NO;
 
     /* The lookup runs inside name_scope(None): getters see the root name scope. */
     char *saved_stack = g->name_stack;
@@ -694,6 +840,16 @@ uint64_t ps_variable_nelems(const ps_variable_t *v)
 size_t ps_variable_nbytes(const ps_variable_t *v)
 {
     return v->nbytes;
+}
+
+int ps_variable_synchronization(const ps_variable_t *v)
+{
+    return v->synchronization;
+}
+
+int ps_variable_aggregation(const ps_variable_t *v)
+{
+    return v->aggregation;
 }
 
 int ps_variable_trainable(const ps_variable_t *v)

@@ -29,8 +29,9 @@ int psc_codec_getvar(psc_getvar_msg_t *m,
     if (!req->shape || req->shape->unknown_rank) {
         m->shape.unknown_rank = 1;
     } else {
+        /* The wire spells an unknown dimension -1 (pscope.proto ShapeSpec). */
         for (unsigned i = 0; i < req->shape->rank; i++)
-            m->dims[i] = req->shape->dims[i];
+            m->dims[i] = req->shape->dims[i] == PS_DIM_UNKNOWN ? -1 : req->shape->dims[i];
         m->shape.n_dims = req->shape->rank;
         m->shape.dims = m->dims;
     }
