@@ -11,6 +11,9 @@ ps_add_criterion_test(test_auth SOURCES integration/test_auth.c LIBS psd_core LA
 ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
 ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 300)
+# A real Prometheus (Debian's package) scraping psd under load.
+ps_add_criterion_test(test_prometheus SOURCES integration/test_prometheus.c
+                      LABELS integration TIMEOUT 240)
 
 # Payload admission (issue 19): tricklers vs a legitimate updater through libpsclient, six
 # concurrent large honest updates.

@@ -3,7 +3,8 @@
  * other methods, malformed requests, huge headers and URLs, silent and slow clients, more
  * connections than allowed) answered with the right status and bounded, while the data port keeps
  * answering; and readiness: /readyz is 503 "recovering" while a large write-ahead log is replayed
- * (the data port not yet open) and 200 only after. */
+ * (the data port not yet open) and 200 only after, and SIGTERM during the replay exits 0 without
+ * ever opening the data port. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -469,6 +471,38 @@ Test(metrics_http, readyz_turns_ready_only_after_a_large_log_is_recovered, .time
     free(r);
     cr_assert_eq(ps_psd_finish(&b, SIGTERM, 20000), 0);
     ps_psd_cleanup(&b);
+
+    /* SIGTERM while recovering: psd answers 503 until then, exits 0 once the replay is done, and
+     * never opens the data port. Started by hand: the launcher waits for the data port. */
+    char pfile[300];
+    snprintf(pfile, sizeof pfile, "%s/port", ddir);
+    unlink(mfile);
+    const char *bin = getenv("PSD_BIN");
+    cr_assert(bin && *bin);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        execl(bin, "psd", "--listen", "127.0.0.1:0", "--port-file", pfile, "--data-dir", data,
+              "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", mfile, "--log-level",
+              "warning", (char *) NULL);
+        _exit(127);
+    }
+    long long end = mono_ms() + 20000;
+    while ((port = read_port_file(mfile)) < 0 && mono_ms() < end)
+        sleep_ms(2);
+    cr_assert_gt(port, 0);
+    r = get(port, "/readyz");
+    cr_assert_eq(status_of(r), 503, "recovering: %s", r);
+    free(r);
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int st = 0;
+    end = mono_ms() + 60000;
+    while (waitpid(pid, &st, WNOHANG) == 0 && mono_ms() < end)
+        sleep_ms(10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "psd stopped while recovering exits 0 (%d)",
+              st);
+    cr_assert_neq(access(pfile, F_OK), 0, "the data port was never opened");
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", ddir);
     cr_assert_eq(system(cmd), 0);
