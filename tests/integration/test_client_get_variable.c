@@ -754,3 +754,97 @@ Test(get_variable, synchronization_and_aggregation)
     cr_expect_str_eq(tc_err.msg, "Invalid variable aggregation mode: -1 for variable: sc/b");
     tc_pop(s);
 }
+
+/* A custom getter that returns a transformed tensor (TF: `return getter(name + "/a", ...) +
+ * getter(name + "/b", ...)`): both variables are created and registered by the getter it was given,
+ * the call returns a tensor handle named by the graph's table at the root ("add:0", then
+ * "add_1:0"), whose value is computed on pull and which cannot be updated or saved. */
+typedef struct sum_of {
+    ps_variable_t *a, *b;
+} sum_of_t;
+
+static int sum_value(void *data, void *out, size_t len, ps_error_t *e)
+{
+    sum_of_t *s = data;
+    float a[2], b[2];
+    int rc = ps_variable_pull(s->a, a, sizeof a, e);
+    if (!rc)
+        rc = ps_variable_pull(s->b, b, sizeof b, e);
+    if (rc)
+        return rc;
+    float *o = out;
+    for (size_t i = 0; i < len / sizeof(float); i++)
+        o[i] = a[i] + b[i];
+    return 0;
+}
+
+static int summing_getter(const ps_getter_t *getter,
+                          const ps_get_variable_args_t *args,
+                          void *data,
+                          ps_variable_t **out,
+                          ps_error_t *e)
+{
+    sum_of_t *s = data;
+    char name[256];
+    ps_get_variable_args_t a = *args;
+    snprintf(name, sizeof name, "%s/a", args->name);
+    a.name = name;
+    int rc = ps_getter_call(getter, &a, &s->a, e);
+    snprintf(name, sizeof name, "%s/b", args->name);
+    if (!rc)
+        rc = ps_getter_call(getter, &a, &s->b, e);
+    if (rc)
+        return rc;
+    return ps_tensor_handle_new(ps_getter_graph(getter), "add", PS_DTYPE_FLOAT32, args->shape,
+                                sum_value, s, out, e);
+}
+
+Test(get_variable, custom_getter_returning_a_tensor)
+{
+    sum_of_t sum = {0};
+    ps_variable_scope_opts_t o = {.custom_getter = summing_getter, .custom_getter_data = &sum};
+    ps_variable_scope_t *s = NULL;
+    cr_assert_eq(ps_variable_scope_push(tc_g, "sc", &o, &s, &tc_err), 0);
+    ps_initializer_t one = ps_init_constant(1.5);
+    ps_variable_t *t = tc_get_ok("v", 1, D2, &one);
+    cr_expect_eq(ps_variable_is_stored(t), 0);
+    cr_expect_str_eq(ps_variable_name(t), "add:0");
+    cr_expect_eq(ps_variable_is_stored(sum.a), 1);
+    cr_expect_str_eq(ps_variable_name(sum.a), "sc/v/a:0");
+    cr_expect_str_eq(ps_variable_name(sum.b), "sc/v/b:0");
+    /* Collections hold the two variables, registered by the true getter; not the tensor. */
+    ps_variable_t *got[4];
+    cr_assert_eq(tc_collection(PS_GLOBAL_VARIABLES, NULL, got, 4), 2);
+    cr_expect_eq(got[0], sum.a);
+    cr_expect_eq(got[1], sum.b);
+    cr_expect_eq(tc_collection(PS_TRAINABLE_VARIABLES, NULL, got, 4), 2);
+    float x[2];
+    cr_assert_eq(ps_variable_pull(t, x, sizeof x, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect(x[0] == 3.0f && x[1] == 3.0f, "%g %g", x[0], x[1]);
+    /* A batch mixing it with a stored variable. */
+    float y[2];
+    ps_variable_t *vars[] = {t, sum.a};
+    void *bufs[] = {x, y};
+    size_t lens[] = {sizeof x, sizeof y};
+    cr_assert_eq(ps_variables_pull(vars, 2, bufs, lens, &tc_err), 0, "%s", tc_err.msg);
+    cr_expect(x[1] == 3.0f && y[1] == 1.5f);
+    cr_expect_eq(ps_variable_assign(t, x, sizeof x, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "add:0 is a tensor, not a variable: it cannot be updated");
+    ps_variable_t *only[] = {t};
+    ps_saver_opts_t so = {.var_list_kind = PS_VAR_LIST_LIST, .list = only, .nlist = 1};
+    ps_saver_t *saver = NULL;
+    cr_expect_eq(ps_saver_new(tc_g, &so, &saver, &tc_err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(tc_err.msg, "names_to_saveables must be a dict mapping string names to "
+                                 "Tensors/Variables. Not a variable: add:0");
+    tc_pop(s);
+    /* Reuse through the getter: the same variables, a new tensor op. */
+    ps_variable_scope_opts_t o2 = {.scope = s, .reuse = PS_REUSE_TRUE};
+    ps_variable_scope_t *j = NULL;
+    cr_assert_eq(ps_variable_scope_push(tc_g, NULL, &o2, &j, &tc_err), 0);
+    ps_variable_t *a0 = sum.a;
+    ps_variable_t *t2 = tc_get_ok("v", 1, D2, NULL);
+    cr_expect_str_eq(ps_variable_name(t2), "add_1:0");
+    cr_expect_eq(sum.a, a0);
+    tc_pop(j);
+    cr_expect_eq(tc_collection(PS_GLOBAL_VARIABLES, NULL, got, 4), 2);
+}

@@ -161,14 +161,39 @@ typedef struct ps_get_variable_args {
     int aggregation;
 } ps_get_variable_args_t;
 
+/** Computes a tensor handle's current value into out (len bytes). 0 or a code with err. */
+typedef int (*ps_value_fn)(void *data, void *out, size_t len, ps_error_t *err);
+
+/**
+ * A handle that is not a stored variable, for what TensorFlow's custom getters return when they
+ * transform the variable (tf.identity(var), a sum of two variables): the getter calls the getter it
+ * was given (which creates or finds the variables and registers their collections, as TensorFlow's
+ * true getter does) and returns this handle instead. name is an op name made unique in the graph
+ * under the current name scope ("add" gives "add:0", then "add_1:0"; getters run at the root);
+ * shape must be fully defined. Pulling it calls fn; it cannot be updated (INVALID_ARGUMENT) nor
+ * saved, and it is in no collection. *out is owned by the graph.
+ */
+PS_EXTERN int ps_tensor_handle_new(ps_graph_t *g,
+                                   const char *name,
+                                   int dtype,
+                                   const ps_shape_t *shape,
+                                   ps_value_fn fn,
+                                   void *data,
+                                   ps_variable_t **out,
+                                   ps_error_t *err);
+
+/** 1 for a stored variable, 0 for a tensor handle (ps_tensor_handle_new). */
+PS_EXTERN int ps_variable_is_stored(const ps_variable_t *v);
+
 /** The `getter` a custom getter receives: call it through ps_getter_call. */
 typedef struct ps_getter ps_getter_t;
 
 /**
  * A custom getter: called as TensorFlow's custom_getter(getter, name, **kwargs), with the full name
  * and every argument in args (reuse included). It may call ps_getter_call(getter, ...) any number
- * of times, with the same or changed args, and must store the variable it returns in *out (a
- * variable of the same graph) and return 0, or return a nonzero code with err filled. Nested scopes
+ * of times, with the same or changed args, and must store what it returns in *out (a variable of
+ * the same graph, or a tensor handle from ps_tensor_handle_new) and return 0, or return a nonzero
+ * code with err filled. Nested scopes
  * compose getters: the innermost runs first and its getter calls the enclosing one.
  */
 typedef int (*ps_custom_getter_cb)(const ps_getter_t *getter,

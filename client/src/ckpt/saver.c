@@ -115,6 +115,11 @@ static int build_from_list(ps_saver_t *s, ps_variable_t *const *vars, size_t n, 
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "names_to_saveables must be a dict mapping string names to "
                                 "Tensors/Variables. Not a variable: None");
+        if (!ps_variable_is_stored(vars[i]))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "names_to_saveables must be a dict mapping string names to "
+                                "Tensors/Variables. Not a variable: %s",
+                                ps_variable_name(vars[i]));
         ps_variable_t *v = saveable_of(vars[i]);
         int sliced = ps_variable_partitioned(v) != NULL;
         const char *name = ps_variable_op_name(v);
@@ -150,7 +155,8 @@ static int build_from_map(ps_saver_t *s, const ps_saver_entry_t *map, size_t n, 
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "names_to_saveables must be a dict mapping string names to "
                                 "trackable operations. Name is not a string: None");
-        if (map[i].value.kind != PS_SAVEABLE_VARIABLE || !map[i].value.variable)
+        if (map[i].value.kind != PS_SAVEABLE_VARIABLE || !map[i].value.variable ||
+            !ps_variable_is_stored(map[i].value.variable))
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "names_to_saveables must be a dict mapping string names to "
                                 "Tensors/Variables. Not a variable: None");

@@ -73,6 +73,8 @@ struct ps_variable {
     long task;                         /* shard index; -1 for a partitioned whole */
     ps_partitioned_variable_t *pv;     /* set on the handle standing for a partitioned whole */
     ps_partitioned_variable_t *parent; /* set on a part: its SaveSliceInfo's full variable */
+    ps_value_fn value_fn;              /* set on a tensor handle (not a stored variable) */
+    void *value_data;
 };
 
 /* TensorFlow's PartitionedVariable: parts along one axis, each a variable of the graph. */

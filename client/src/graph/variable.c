@@ -312,6 +312,54 @@ static int make_var(ps_graph_t *g,
     return 0;
 }
 
+int ps_tensor_handle_new(ps_graph_t *g,
+                         const char *name,
+                         int dtype,
+                         const ps_shape_t *shape,
+                         ps_value_fn fn,
+                         void *data,
+                         ps_variable_t **out,
+                         ps_error_t *err)
+{
+    *out = NULL;
+    if (!name || !fn)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "a tensor handle needs a name and a value function");
+    if (!ps_dtype_valid(dtype))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "dtype %d is not one psd stores (float32, float64, int32, int64)",
+                            dtype);
+    if (!shape || !ps_shape_is_fully_defined(shape) || shape->rank > PS_SHAPE_MAX_RANK)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "a tensor handle needs a fully defined shape of rank <= %d",
+                            PS_SHAPE_MAX_RANK);
+    char op[1024];
+    int rc = ps_graph_unique_name(g, name, 1, op, sizeof op, err);
+    if (rc)
+        return rc;
+    psc_varinfo_t vi;
+    memset(&vi, 0, sizeof vi);
+    vi.dtype = dtype;
+    vi.rank = shape->rank;
+    for (unsigned i = 0; i < shape->rank; i++)
+        vi.dims[i] = shape->dims[i];
+    char *op_name = ps_strdup(op);
+    if (!op_name)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    ps_variable_t *v = NULL;
+    if ((rc = make_var(g, op, op_name, &vi, 0, &v, err)) != 0)
+        return rc;
+    v->value_fn = fn;
+    v->value_data = data;
+    *out = v;
+    return 0;
+}
+
+int ps_variable_is_stored(const ps_variable_t *v)
+{
+    return v->value_fn == NULL;
+}
+
 static int add_to_collections(
     ps_graph_t *g, ps_variable_t *v, const char *const *keys, size_t n, ps_error_t *err)
 {
@@ -936,11 +984,43 @@ static int check_batch_item(const ps_variable_t *v, ps_client_t *c, size_t len, 
     return rc ? rc : check_len(v, len, err);
 }
 
+static int pull_with_tensors(
+    ps_variable_t *const *vars, size_t n, void *const *bufs, const size_t *lens, ps_error_t *err)
+{
+    ps_variable_t **sv = ps_calloc(n, sizeof *sv);
+    void **sb = ps_calloc(n, sizeof *sb);
+    size_t *sl = ps_calloc(n, sizeof *sl);
+    int rc = 0;
+    size_t ns = 0;
+    if (!sv || !sb || !sl)
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!vars[i]->value_fn) {
+            sv[ns] = vars[i];
+            sb[ns] = bufs[i];
+            sl[ns++] = lens[i];
+        } else if ((rc = check_len(vars[i], lens[i], err)) == 0) {
+            rc = vars[i]->value_fn(vars[i]->value_data, bufs[i], lens[i], err);
+        }
+    }
+    if (!rc && ns)
+        rc = ps_variables_pull(sv, ns, sb, sl, err);
+    ps_free(sv);
+    ps_free(sb);
+    ps_free(sl);
+    return rc;
+}
+
 int ps_variables_pull(
     ps_variable_t *const *vars, size_t n, void *const *bufs, const size_t *lens, ps_error_t *err)
 {
     if (n == 0)
         return 0;
+    /* Tensor handles compute their value; the stored variables go to psd in one batch. */
+    for (size_t i = 0; i < n; i++) {
+        if (vars[i]->value_fn)
+            return pull_with_tensors(vars, n, bufs, lens, err);
+    }
     ps_client_t *c = vars[0]->g->client;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
@@ -997,6 +1077,10 @@ int ps_variables_update(const ps_update_t *upd, size_t n, ps_error_t *err)
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (upd[i].op < PS_UPDATE_ASSIGN || upd[i].op > PS_UPDATE_SCALED_ADD)
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown update op %d", upd[i].op);
+        else if (upd[i].var->value_fn)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "%s is a tensor, not a variable: it cannot be updated",
+                              upd[i].var->name);
         else
             rc = check_batch_item(upd[i].var, c, upd[i].len, err);
         vars[i] = upd[i].var;
