@@ -76,7 +76,14 @@ PS_EXTERN void ps_optimizer_free(ps_optimizer_t *o);
  * once). On one psd the whole step is one request, applied atomically: either every variable, its
  * slots, Adam's beta powers and the step counter are updated, or nothing is. With several shards,
  * each shard's part is atomic and the step counter lives on its own shard, which must receive at
- * least one gradient of the step. On success each variable's version is updated and, when
+ * least one gradient of the step. A partitioned whole (ps/partition.h) takes the gradient of its
+ * full shape, split into its parts' slices. Shards are asked one after another; when one fails
+ * (UNAVAILABLE naming it, for example a killed psd), the shards before it have applied their part,
+ * as TensorFlow leaves each PS task's update applied, and the error says which. Calling again with
+ * the same variables (and the same gradients) completes that step: each shard is resent its part
+ * under the sequence number it was first sent with, so a shard that applied it answers from its
+ * retry table and one that did not applies it: every part exactly once. A call with other
+ * variables starts a new step. On success each variable's version is updated and, when
  * global_step is not NULL, *global_step is the counter after this step (0 without a counter).
  * Errors: INVALID_ARGUMENT (n == 0, mismatched dtype or shape, a variable twice), NOT_FOUND,
  * RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED, with psd's message.
