@@ -9,6 +9,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build/bench"
 reps=${1:-8}
 seconds=${2:-4}
+. "$root/bench/provenance.sh"
+ps_bench_begin bench/run_metrics.sh "$@"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPS_SANITIZE= -DBUILD_TESTING=OFF \
     -DPS_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build "$build" --target psd bench_metrics -j2 >/dev/null
@@ -17,16 +19,11 @@ mkdir -p "$root/bench/results"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 "$build/bench/bench_metrics" --psd "$build/server/psd" --reps "$reps" --seconds "$seconds" >"$tmp"
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
 {
     echo "# Cost of metrics: small-request rate with and without a 1 s scraper"
     echo
-    echo "- commit: $commit$dirty"
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-    echo "- command: \`bench/run_metrics.sh $reps $seconds\` (Release, no sanitizers)"
-    echo "- machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
-        "kernel $(uname -r); shared with other work while measuring (load averages below)"
+    ps_bench_provenance
+    echo
     echo "- load: one client pulling a 64-float variable, 32 requests in flight, ${seconds} s per run;" \
         "runs alternate (no scraper / a thread GETting /metrics once a second), ${reps} of each"
     echo "- design goal: under 1% difference"
@@ -34,6 +31,13 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | gre
     echo '```'
     cat "$tmp"
     echo '```'
+    echo
+    echo "Reading: the rates of one run to the next vary with whatever else the shared machine runs;"
+    echo "the medians' difference is the A/B figure, and it resolves 1% only when the spread of each"
+    echo "column is well under 1% (compare the per-run lines). The last line does not depend on the"
+    echo "load: the fastest complete scrape (TCP connect, psd rendering every family, the response"
+    echo "read back) bounds the loop time psd gives one scrape, so at one scrape a second the loop"
+    echo "spends at most that fraction of its time on metrics."
 } >"$out"
 cat "$tmp"
 echo "wrote $out"
