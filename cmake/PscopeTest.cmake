@@ -6,7 +6,8 @@ set(PS_TEST_ENV
   "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1"
   "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
   "LSAN_OPTIONS=suppressions=${CMAKE_SOURCE_DIR}/tests/lsan.supp"
-  "PSD_BIN=$<TARGET_FILE:psd>")
+  "PSD_BIN=$<TARGET_FILE:psd>"
+  "PS_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 
 function(ps_add_criterion_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})

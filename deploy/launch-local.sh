@@ -12,7 +12,9 @@
 # WORKERS [3], BATCH [64], MAX_GLOBAL_STEP [3000], EVAL_EVERY [250], OPTIMIZER [adam], LR [0.001],
 # LR_DECAY_RATE [0.5] every LR_DECAY_STEPS [1000] global steps, SEED [42],
 # DATA [/usr/share/datasets/fashion-mnist], THREADS per worker [1], SHARDS [1] psd processes on
-# PORT, PORT+1, ... (pstrain --shards), PARTITIONS [0: none] parts of fc1 (pstrain --partitions).
+# PORT, PORT+1, ... (pstrain --shards), PARTITIONS [0: none] parts of fc1 (pstrain --partitions),
+# SECURE [1]: psd with --users and TLS (certificates from scripts/make-certs.sh, a users file with a
+# worker "trainer" and an admin "admin", passwords in files under OUT/secrets); 0 = open plaintext.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +34,7 @@ DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 THREADS=${THREADS:-1}
 SHARDS=${SHARDS:-1}
 PARTITIONS=${PARTITIONS:-0}
+SECURE=${SECURE:-1}
 
 psd=$BUILD/server/psd
 pstrain=$BUILD/examples/train/pstrain
@@ -59,6 +62,28 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# Security (docs/security.md): certificates, passwords and the users file, made fresh per run.
+# libpsclient (pstrain) and psctl read PS_USER, PS_PASSWORD_FILE and PS_TLS_CA.
+secure_args=()
+if [ "$SECURE" = 1 ]; then
+    sec=$OUT/secrets
+    rm -rf "$sec"
+    mkdir -p "$sec"
+    chmod 700 "$sec"
+    "$root/scripts/make-certs.sh" "$sec/certs" > /dev/null
+    (umask 077
+     for u in trainer admin; do
+         head -c 18 /dev/urandom | base64 > "$sec/$u.password"
+     done
+     printf 'trainer worker %s\nadmin admin %s\n' \
+         "$(tr -d '\n' < "$sec/trainer.password" | "$psd" hash-password)" \
+         "$(tr -d '\n' < "$sec/admin.password" | "$psd" hash-password)" > "$sec/users")
+    secure_args=(--users "$sec/users" --tls-cert "$sec/certs/server.pem"
+                 --tls-key "$sec/certs/server.key")
+    export PS_USER=trainer PS_PASSWORD_FILE=$sec/trainer.password PS_TLS_CA=$sec/certs/ca.pem
+    echo "launch-local: auth and TLS on (users and certificates in $sec)"
+fi
+
 # One BLAS thread per process: three workers, the evaluator and psd share the cores.
 export OPENBLAS_NUM_THREADS=$THREADS
 servers=""
@@ -78,7 +103,7 @@ psd_pids=()
 for i in $(seq 0 $((SHARDS - 1))); do
     sfx=$([ "$i" = 0 ] && echo "" || echo "-$i")
     "$psd" --listen "127.0.0.1:$((PORT + i))" --port-file "$OUT/psd$sfx.port" \
-        --log-level notice 2> "$OUT/psd$sfx.log" &
+        --log-level notice "${secure_args[@]}" 2> "$OUT/psd$sfx.log" &
     psd_pids+=("$!")
     pids+=("$!")
     for _ in $(seq 100); do
@@ -136,7 +161,12 @@ if [ -x "$psctl" ]; then
     : > "$OUT/psctl-ls.log"
     for i in $(seq 0 $((SHARDS - 1))); do
         echo "== shard $i (127.0.0.1:$((PORT + i)))" >> "$OUT/psctl-ls.log"
-        "$psctl" --server "127.0.0.1:$((PORT + i))" ls >> "$OUT/psctl-ls.log" 2>&1 || true
+        if [ "$SECURE" = 1 ]; then
+            PS_USER=admin PS_PASSWORD_FILE=$sec/admin.password \
+                "$psctl" --server "127.0.0.1:$((PORT + i))" ls >> "$OUT/psctl-ls.log" 2>&1 || true
+        else
+            "$psctl" --server "127.0.0.1:$((PORT + i))" ls >> "$OUT/psctl-ls.log" 2>&1 || true
+        fi
     done
     echo "launch-local: psctl ls:"
     cat "$OUT/psctl-ls.log"

@@ -4,7 +4,7 @@
 add_library(psclient_core STATIC $<TARGET_OBJECTS:psclient_obj>)
 target_include_directories(psclient_core PUBLIC ${CMAKE_SOURCE_DIR}/client/include
                                                 ${CMAKE_SOURCE_DIR}/common/include)
-target_link_libraries(psclient_core PUBLIC pscommon Threads::Threads m)
+target_link_libraries(psclient_core PUBLIC pscommon PkgConfig::OPENSSL Threads::Threads m)
 
 ps_add_criterion_test(test_graph SOURCES unit/test_graph.c LIBS psclient_core)
 ps_add_criterion_test(test_scope SOURCES unit/test_scope.c LIBS psclient_core)
@@ -34,3 +34,7 @@ add_test(NAME test_client_package
           ${CMAKE_SOURCE_DIR}/tests/package $<TARGET_FILE:ps_psd_run> "${PS_SANITIZE}")
 set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
   ENVIRONMENT "${PS_TEST_ENV}" FAIL_REGULAR_EXPRESSION "${PS_SANITIZER_FAIL_REGEX}")
+# TLS and AUTH end to end through libpsclient, certificates from scripts/make-certs.sh.
+ps_add_criterion_test(test_tls SOURCES integration/test_tls.c LIBS psclient_core psd_core
+                      PkgConfig::OPENSSL LABELS integration TIMEOUT 240)
+add_dependencies(test_tls psd)

@@ -4,6 +4,7 @@
 #include "psctl.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,12 @@ static const psctl_cmd_t commands[] = {
      "Read the checkpoint FILE on this machine (a directory means its latest checkpoint, from\n"
      "its `checkpoint` state file) and print each tensor as TensorFlow's inspect_checkpoint does,\n"
      "NAME (DT_FLOAT) [2,3], in name order; with NAME, print that tensor's values. Needs no psd."},
+    {"reload-users", "[FILE]", "make psd re-read its users file (or switch to FILE)", 0, 1,
+     psctl_cmd_reload_users, NULL,
+     "Ask psd to re-read the users file it was started with (--users), or to read FILE\n"
+     "instead, through CONFIG (admin role only). A file that does not parse changes nothing\n"
+     "and its error is printed. Open connections keep their user: a changed role applies at\n"
+     "their next request, a removed user is disconnected. SIGHUP to psd does the same."},
     {"help", "[COMMAND]", "show psctl's help or a command's", 0, 1, psctl_cmd_help, NULL,
      "Print psctl's usage and command list, or COMMAND's usage, options and description."},
 };
@@ -113,6 +120,35 @@ static int global_opt(psctl_ctx_t *ctx, int argc, char **argv, int *i, int *help
     }
     if (strncmp(a, "--server=", 9) == 0) {
         ctx->server = a + 9;
+        return 1;
+    }
+
+    /* Security options: --NAME VALUE or --NAME=VALUE. */
+    static const struct {
+        const char *name;
+        size_t off;
+    } sec[] = {
+        {"--user", offsetof(psctl_ctx_t, user)},
+        {"--password-file", offsetof(psctl_ctx_t, password_file)},
+        {"--tls-ca", offsetof(psctl_ctx_t, tls_ca)},
+        {"--tls-cert", offsetof(psctl_ctx_t, tls_cert)},
+        {"--tls-key", offsetof(psctl_ctx_t, tls_key)},
+    };
+
+    for (size_t k = 0; k < sizeof sec / sizeof sec[0]; k++) {
+        size_t n = strlen(sec[k].name);
+        if (strncmp(a, sec[k].name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+            continue;
+        const char **dst = (const char **) (void *) ((char *) ctx + sec[k].off);
+        if (a[n] == '=') {
+            *dst = a + n + 1;
+            return 1;
+        }
+        if (*i + 1 >= argc) {
+            *rc = psctl_usage_error(ctx, "%s needs a value", a);
+            return -1;
+        }
+        *dst = argv[++*i];
         return 1;
     }
     return 0;

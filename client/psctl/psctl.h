@@ -55,9 +55,12 @@ typedef struct psctl_cmd {
 
 struct psctl_ctx {
     const char *server; /* --server, else $PS_SERVER, else PSCTL_DEFAULT_SERVER */
-    int json;           /* --json */
-    int color;          /* colour on stdout: a terminal and NO_COLOR unset */
-    int color_err;      /* the same for stderr */
+    /* --user, --password-file, --tls-ca, --tls-cert, --tls-key (NULL: the PS_* environment
+     * variables libpsclient reads; the password itself only from a file or $PS_PASSWORD). */
+    const char *user, *password_file, *tls_ca, *tls_cert, *tls_key;
+    int json;      /* --json */
+    int color;     /* colour on stdout: a terminal and NO_COLOR unset */
+    int color_err; /* the same for stderr */
     const psctl_cmd_t *cmd;
     ps_admin_t *admin; /* after psctl_connect */
 };
@@ -68,6 +71,7 @@ const psctl_cmd_t *psctl_cmd_table(size_t *n);
 
 /* Command bodies, one file each. */
 int psctl_cmd_help(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_reload_users(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_ls(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_show(psctl_ctx_t *ctx, const psctl_args_t *args);

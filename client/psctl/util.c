@@ -21,6 +21,13 @@ void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
                 "The admin CLI of psd, pscope's parameter server.\n\n"
                 "Options:\n"
                 "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s)\n"
+                "  --user NAME             AUTH as NAME (default: $PS_USER; none: no AUTH)\n"
+                "  --password-file FILE    its password, first line of FILE (default:\n"
+                "                          $PS_PASSWORD_FILE, else $PS_PASSWORD)\n"
+                "  --tls-ca FILE           use TLS; psd's certificate must chain to FILE\n"
+                "                          (default: $PS_TLS_CA; none: plaintext)\n"
+                "  --tls-cert FILE, --tls-key FILE  client certificate for psd --tls-client-auth\n"
+                "                          (default: $PS_TLS_CERT, $PS_TLS_KEY)\n"
                 "  --json                  machine-readable output (one JSON document)\n"
                 "  -h, --help              this text; with a command, the command's help\n"
                 "  --version               print psctl's version\n\n"
@@ -149,6 +156,11 @@ int psctl_connect(psctl_ctx_t *ctx)
     memset(&o, 0, sizeof o);
     o.creator = "psctl";
     o.max_retries = -1; /* a CLI reports the failure instead of waiting */
+    o.user = ctx->user;
+    o.password_file = ctx->password_file;
+    o.tls_ca = ctx->tls_ca;
+    o.tls_cert = ctx->tls_cert;
+    o.tls_key = ctx->tls_key;
     ps_error_t err;
     ps_error_clear(&err);
     int rc = ps_admin_connect(ctx->server, &o, &ctx->admin, &err);

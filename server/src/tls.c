@@ -218,7 +218,7 @@ int psd_tls_on_read(psd_conn_t *c, size_t n)
             c->srv->rpc.stats.rejected_frames++;
             c->tls = NULL;
             psd_tls_free(t);
-            psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, PS_ERR_UNAVAILABLE,
+            psd_rpc_reply_error(&c->srv->rpc, &c->sink, 0, 0, PS_ERR_FAILED_PRECONDITION,
                                 "this psd port speaks TLS only: connect with TLS (psctl --tls-ca "
                                 "FILE, PS_TLS_CA, or ps_client_options_t.tls_ca)");
             psd_conn_close_after_flush(c, "plaintext client on a TLS port");

@@ -149,8 +149,10 @@ typedef struct ps_admin_ping_info {
  * Connect to the psd at address ("host:port", "[::1]:port"). opts may be NULL; of ps_client_opts_t
  * it uses the timeouts, max_retries and retry_backoff_ms (read-only calls are resent after a
  * reconnect; delete and create-or-assign are not), and creator (recorded with variables that
- * ps_admin_create_or_assign creates). Returns 0 with the session in *out, INVALID_ARGUMENT for a
- * malformed address, or UNAVAILABLE naming the address.
+ * ps_admin_create_or_assign creates), and the security fields (user, password, TLS; see
+ * ps_client_opts_t). Returns 0 with the session in *out, INVALID_ARGUMENT for a malformed address
+ * or unusable security settings, UNAVAILABLE naming the address (TLS failures say why), or
+ * UNAUTHENTICATED when psd refused the user.
  */
 PS_EXTERN int ps_admin_connect(const char *address,
                                const ps_client_opts_t *opts,
@@ -171,6 +173,18 @@ PS_EXTERN int ps_admin_transport_failed(const ps_admin_t *a);
 
 /** Round-trip a PING. Returns 0 with psd's version and id in *info, or the error. */
 PS_EXTERN int ps_admin_ping(ps_admin_t *a, ps_admin_ping_info_t *info, ps_error_t *err);
+
+/** CONFIG: read psd's option name (as the flag, without "--") into value (cap bytes). */
+PS_EXTERN int
+ps_admin_config_get(ps_admin_t *a, const char *name, char *value, size_t cap, ps_error_t *err);
+
+/**
+ * CONFIG: set psd's option name to value (the flag's syntax) and put the value now in force in now
+ * (cap bytes; may be NULL). Setting "users" re-reads the users file (admin role only). Not retried.
+ * Returns 0 or psd's error (INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED, ...).
+ */
+PS_EXTERN int ps_admin_config_set(
+    ps_admin_t *a, const char *name, const char *value, char *now, size_t cap, ps_error_t *err);
 
 /**
  * Every variable whose name starts with prefix (NULL or "": all) and, when collection is neither

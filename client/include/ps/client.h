@@ -47,6 +47,15 @@ typedef struct ps_client_opts {
     void *log_data;
     const char *creator; /* free text recorded by psd with variables this client creates (copied);
                             NULL: "pid <pid>" */
+    /* Security (docs/security.md). A NULL field falls back to the environment variable named. */
+    const char *user;          /* AUTH as this user on each connection; NULL: $PS_USER, else none */
+    const char *password;      /* NULL: password_file, $PS_PASSWORD_FILE, then $PS_PASSWORD */
+    const char *password_file; /* a file whose first line is the password */
+    const char *tls_ca;        /* PEM CA file: use TLS, verify psd against it; NULL: $PS_TLS_CA */
+    const char *tls_cert;      /* PEM client certificate (mTLS); NULL: $PS_TLS_CERT */
+    const char *tls_key;       /* its private key; NULL: $PS_TLS_KEY, else inside tls_cert */
+    const char *tls_server_name; /* name psd's certificate must carry; NULL: the address's host */
+    int tls;                     /* 1: TLS even without tls_ca, verified by the system CA store */
 } ps_client_opts_t;
 
 /**

@@ -48,11 +48,16 @@ int ps_admin_connect(const char *address,
     int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     int rto = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
     int rc = psc_conn_init(&a->conn, address, cto, rto, err);
+    psc_secure_t *sec = NULL;
+    if (!rc)
+        rc = psc_secure_new(o, &sec, err);
     if (rc) {
         psc_conn_deinit(&a->conn);
         ps_free(a);
         return rc;
     }
+    psc_conn_set_secure(&a->conn, sec);
+    psc_secure_unref(sec);
     a->max_retries = o->max_retries == 0 ? 3 : o->max_retries < 0 ? 0 : o->max_retries;
     a->backoff_ms = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : 50;
     if (o->creator) {
@@ -262,6 +267,59 @@ int ps_admin_ping(ps_admin_t *a, ps_admin_ping_info_t *info, ps_error_t *err)
                      r->ping_reply->version ? r->ping_reply->version : "");
             info->server_id = r->ping_reply->server_id;
         }
+    }
+    psc_call_reset(&call);
+    return rc;
+}
+
+int ps_admin_config_get(ps_admin_t *a, const char *name, char *value, size_t cap, ps_error_t *err)
+{
+    a->transport_failed = 0;
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ConfigRequest c = PSCOPE__V1__CONFIG_REQUEST__INIT;
+    char *names[1] = {(char *) name};
+    c.n_names = 1;
+    c.names = names;
+    h.method = PSCOPE__V1__METHOD__CONFIG;
+    h.body_case = PSCOPE__V1__HEADER__BODY_CONFIG;
+    h.config = &c;
+    psc_call_t call;
+    call_init(&call, &h);
+    int rc = run_call(a, &call, 1, err);
+    if (rc == 0) {
+        const Pscope__V1__Header *r = call.reply;
+        if (r->body_case != PSCOPE__V1__HEADER__BODY_CONFIG_REPLY || !r->config_reply ||
+            r->config_reply->n_options != 1 || !r->config_reply->options[0]->value)
+            rc = bad_reply("ConfigReply", err);
+        else
+            snprintf(value, cap, "%s", r->config_reply->options[0]->value);
+    }
+    psc_call_reset(&call);
+    return rc;
+}
+
+int ps_admin_config_set(
+    ps_admin_t *a, const char *name, const char *value, char *now, size_t cap, ps_error_t *err)
+{
+    a->transport_failed = 0;
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__ConfigRequest c = PSCOPE__V1__CONFIG_REQUEST__INIT;
+    c.set_name = (char *) name;
+    c.set_value = (char *) value;
+    h.method = PSCOPE__V1__METHOD__CONFIG;
+    h.body_case = PSCOPE__V1__HEADER__BODY_CONFIG;
+    h.config = &c;
+    psc_call_t call;
+    call_init(&call, &h);
+    /* Not retried: a set that reached psd before the connection failed must not run twice. */
+    int rc = run_call(a, &call, 0, err);
+    if (rc == 0) {
+        const Pscope__V1__Header *r = call.reply;
+        if (r->body_case != PSCOPE__V1__HEADER__BODY_CONFIG_REPLY || !r->config_reply ||
+            r->config_reply->n_options != 1 || !r->config_reply->options[0]->value)
+            rc = bad_reply("ConfigReply", err);
+        else if (now && cap)
+            snprintf(now, cap, "%s", r->config_reply->options[0]->value);
     }
     psc_call_reset(&call);
     return rc;

@@ -31,6 +31,7 @@ static int call_shard(
     int rc = psc_conn_init(&conn, ps_client_shard_address(c, i), 10000, CKPT_TIMEOUT_MS, err);
     if (rc)
         return rc;
+    psc_conn_set_secure(&conn, psc_client_secure(c));
     psc_call_t call;
     memset(&call, 0, sizeof call);
     call.req = req;

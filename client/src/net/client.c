@@ -33,6 +33,7 @@ struct ps_client {
     uint64_t client_id;
     uint64_t seq;
     psc_strmap_t placed; /* name -> shard + 1, for names a device setter placed */
+    psc_secure_t *sec;   /* user, password, TLS: every connection of this client uses them */
 };
 
 static void logf_(const ps_client_t *c, int level, const char *fmt, ...)
@@ -77,16 +78,22 @@ int ps_client_connect_list(const char *const *addresses,
     c->client_id = psc_random_id();
     int cto = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     int rto = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    int rc = psc_secure_new(o, &c->sec, err);
+    if (rc) {
+        ps_client_free(c);
+        return rc;
+    }
     for (size_t i = 0; i < n; i++) {
-        int rc = psc_conn_init(&c->shards[i], addresses[i], cto, rto, err);
+        rc = psc_conn_init(&c->shards[i], addresses[i], cto, rto, err);
         if (rc) {
             ps_client_free(c);
             return rc;
         }
+        psc_conn_set_secure(&c->shards[i], c->sec);
         c->nshards++;
     }
     for (size_t i = 0; i < n; i++) {
-        int rc = psc_conn_ensure(&c->shards[i], err);
+        rc = psc_conn_ensure(&c->shards[i], err);
         if (rc) {
             ps_client_free(c);
             return rc;
@@ -114,7 +121,13 @@ void ps_client_free(ps_client_t *c)
     ps_free(c->shards);
     ps_free(c->creator);
     psc_strmap_deinit(&c->placed);
+    psc_secure_unref(c->sec);
     ps_free(c);
+}
+
+psc_secure_t *psc_client_secure(const ps_client_t *c)
+{
+    return c->sec;
 }
 
 void ps_client_set_log_cb(ps_client_t *c, ps_log_cb cb, void *data)

@@ -9,6 +9,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +84,10 @@ int psc_conn_init(psc_conn_t *c,
 
 void psc_conn_close(psc_conn_t *c)
 {
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -99,6 +106,7 @@ void psc_conn_deinit(psc_conn_t *c)
     ps_free(c->host);
     ps_free(c->port);
     ps_free(c->rbuf);
+    psc_secure_unref(c->sec);
     memset(c, 0, sizeof *c);
     c->fd = -1;
 }
@@ -141,6 +149,108 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms, int *err_no)
     return fd;
 }
 
+void psc_conn_set_secure(psc_conn_t *c, psc_secure_t *sec)
+{
+    psc_secure_t *old = c->sec;
+    c->sec = psc_secure_ref(sec);
+    psc_secure_unref(old);
+}
+
+/* Why a TLS handshake failed, with what to check. */
+static int tls_failed(psc_conn_t *c, SSL *ssl, const char *what, ps_error_t *err)
+{
+    char eb[256] = "";
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, eb, sizeof eb);
+    ERR_clear_error();
+    long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+    const char *hint = "";
+    if (vr != X509_V_OK)
+        hint = " (psd's certificate: check the CA given with tls_ca / PS_TLS_CA and the name)";
+    else if (ERR_GET_REASON(e) == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION)
+        hint = " (does psd run with --tls-cert? a psd without TLS answers a TLS hello this way)";
+    else if (ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER ||
+             ERR_GET_REASON(e) == SSL_R_PACKET_LENGTH_TOO_LONG)
+        hint = " (the peer does not speak TLS)";
+    else if (strstr(eb, "certificate required") || strstr(eb, "alert certificate") ||
+             strstr(eb, "unknown ca") || strstr(eb, "expired"))
+        hint = " (psd refused the client certificate: check tls_cert / PS_TLS_CERT)";
+    psc_conn_close(c);
+    return ps_error_set(err, PS_ERR_UNAVAILABLE, "TLS %s with %s failed: %s%s%s%s", what,
+                        c->address, eb[0] ? eb : "connection closed",
+                        vr != X509_V_OK ? "; certificate: " : "",
+                        vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "", hint);
+}
+
+/* The TLS handshake on the connected socket, bounded by the connect timeout. */
+static int tls_handshake(psc_conn_t *c, ps_error_t *err)
+{
+    SSL *ssl = SSL_new(psc_secure_tls(c->sec));
+    if (!ssl)
+        return tls_failed(c, NULL, "setup", err);
+    c->ssl = ssl;
+    const char *name = psc_secure_server_name(c->sec);
+    if (!name)
+        name = c->host;
+    X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, name) != 1) {
+        /* Not an IP address: a DNS name, also sent as SNI. */
+        SSL_set_tlsext_host_name(ssl, name);
+        SSL_set1_host(ssl, name);
+    }
+    SSL_set_fd(ssl, c->fd);
+    SSL_set_connect_state(ssl);
+    int64_t deadline = now_ms() + (c->connect_timeout_ms > 0 ? c->connect_timeout_ms : 5000);
+    for (;;) {
+        int r = SSL_do_handshake(ssl);
+        if (r == 1)
+            return 0;
+        int e = SSL_get_error(ssl, r);
+        short ev = e == SSL_ERROR_WANT_READ ? POLLIN : e == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+        if (!ev)
+            return tls_failed(c, ssl, "handshake", err);
+        int64_t left = deadline - now_ms();
+        struct pollfd p = {.fd = c->fd, .events = ev};
+        int pr = left > 0 ? poll(&p, 1, (int) left) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0) {
+            psc_conn_close(c);
+            return ps_error_set(err, PS_ERR_UNAVAILABLE,
+                                "TLS handshake with %s timed out after %d ms", c->address,
+                                c->connect_timeout_ms);
+        }
+    }
+}
+
+/* AUTH as the configured user; a refusal closes the connection and is returned as it came. */
+static int authenticate(psc_conn_t *c, ps_error_t *err)
+{
+    size_t pwlen = 0;
+    const char *pw = psc_secure_password(c->sec, &pwlen);
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__AuthRequest a = PSCOPE__V1__AUTH_REQUEST__INIT;
+    a.user = (char *) psc_secure_user(c->sec);
+    a.password.data = (uint8_t *) pw;
+    a.password.len = pwlen;
+    h.method = PSCOPE__V1__METHOD__AUTH;
+    h.body_case = PSCOPE__V1__HEADER__BODY_AUTH;
+    h.auth = &a;
+    psc_call_t call;
+    memset(&call, 0, sizeof call);
+    call.req = &h;
+    psc_call_t *cp = &call;
+    int rc = psc_conn_run(c, &cp, 1, err);
+    if (!rc && call.err.code) {
+        rc = ps_error_set(err, call.err.code, "AUTH as %s on %s: %s", a.user, c->address,
+                          call.err.msg);
+        psc_conn_close(c);
+    }
+    psc_call_reset(&call);
+    return rc;
+}
+
 int psc_conn_ensure(psc_conn_t *c, ps_error_t *err)
 {
     if (c->fd >= 0)
@@ -165,8 +275,77 @@ int psc_conn_ensure(psc_conn_t *c, ps_error_t *err)
     if (c->fd < 0)
         return ps_error_set(err, PS_ERR_UNAVAILABLE, "failed to connect to %s: %s", c->address,
                             strerror(e));
+    int rc = 0;
+    if (psc_secure_tls(c->sec) && (rc = tls_handshake(c, err)) != 0)
+        return rc;
+    if (psc_secure_user(c->sec) && (rc = authenticate(c, err)) != 0)
+        return rc;
     c->connects++;
     return 0;
+}
+
+/* Socket I/O, through TLS when the connection has it: bytes moved, 0 for EOF, or -1 with errno
+ * (EAGAIN when it would block, EPROTO for a TLS failure described in tls_err). */
+static ssize_t io_send(psc_conn_t *c, const struct iovec *iov, int niov, char *tls_err, size_t cap)
+{
+    if (!c->ssl) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = (struct iovec *) iov;
+        mh.msg_iovlen = (size_t) niov;
+        return sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    }
+    size_t total = 0;
+    for (int i = 0; i < niov; i++) {
+        size_t len = iov[i].iov_len > INT32_MAX ? INT32_MAX : iov[i].iov_len;
+        int w = SSL_write(c->ssl, iov[i].iov_base, (int) len);
+        if (w > 0) {
+            total += (size_t) w;
+            if ((size_t) w < iov[i].iov_len)
+                break;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, w);
+        if (total > 0 || e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+            break;
+        unsigned long le = ERR_get_error();
+        ERR_error_string_n(le, tls_err, cap);
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+    if (total == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t) total;
+}
+
+static ssize_t io_recv(psc_conn_t *c, void *buf, size_t cap, char *tls_err, size_t ecap)
+{
+    if (!c->ssl)
+        return recv(c->fd, buf, cap, 0);
+    int r = SSL_read(c->ssl, buf, cap > INT32_MAX ? INT32_MAX : (int) cap);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        ERR_clear_error();
+        if (r == 0 || errno == 0)
+            return 0; /* the peer closed without close_notify */
+        return -1;
+    }
+    unsigned long le = ERR_get_error();
+    ERR_error_string_n(le, tls_err, ecap);
+    ERR_clear_error();
+    errno = EPROTO;
+    return -1;
 }
 
 uint32_t psc_call_retry_after(const psc_call_t *call)
@@ -234,6 +413,13 @@ on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_erro
         return -1;
     }
     psc_call_t *call = find_call(calls, n, h->id);
+    if (!call && h->id == 0 && h->code != 0) {
+        /* An error about the connection itself (psd could not read a request id): say it. */
+        ps_error_set(perr, ps_pb_code_from_wire(h->code), "psd refused the connection: %s",
+                     h->message ? h->message : "");
+        ps_pb_header_free(h);
+        return -1;
+    }
     if (!call) {
         ps_error_set(perr, PS_ERR_INTERNAL, "reply for unknown request id %llu",
                      (unsigned long long) h->id);
@@ -334,6 +520,7 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
     psc_call_t *cur = NULL;
     int64_t deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
     ps_error_t perr;
+    char tls_err[256] = "";
     while (ndone < n) {
         int want_write = wcall < n;
         struct pollfd p = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
@@ -341,7 +528,13 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
         if (left <= 0)
             return fail_transport(c, calls, n, err, PS_ERR_DEADLINE_EXCEEDED,
                                   "request to %s timed out%s", "");
-        int r = poll(&p, 1, (int) left);
+        /* Plaintext TLS already decrypted does not make the socket readable. */
+        int buffered = c->ssl && SSL_pending(c->ssl) > 0;
+        int r = poll(&p, 1, buffered ? 0 : (int) left);
+        if (buffered) {
+            p.revents |= POLLIN;
+            r = 1;
+        }
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -375,14 +568,11 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
                     ci++;
                 }
             }
-            struct msghdr mh;
-            memset(&mh, 0, sizeof mh);
-            mh.msg_iov = iov;
-            mh.msg_iovlen = (size_t) niov;
-            ssize_t w = niov ? sendmsg(c->fd, &mh, MSG_NOSIGNAL) : 0;
+            ssize_t w = niov ? io_send(c, iov, niov, tls_err, sizeof tls_err) : 0;
             if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost while sending: %s", strerror(errno));
+                                      "connection to %s lost while sending: %s",
+                                      errno == EPROTO ? tls_err : strerror(errno));
             size_t adv = w > 0 ? (size_t) w : 0;
             while (wcall < n) {
                 psc_call_t *call = calls[wcall];
@@ -405,7 +595,7 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
             ssize_t got;
             if (wl > 0) {
                 /* Tensor bytes straight into the caller's buffer. */
-                got = recv(c->fd, win, wl, 0);
+                got = io_recv(c, win, wl, tls_err, sizeof tls_err);
                 if (got > 0)
                     ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
             } else {
@@ -414,7 +604,7 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
                     c->rend -= c->rstart;
                     c->rstart = 0;
                 }
-                got = recv(c->fd, c->rbuf + c->rend, c->rcap - c->rend, 0);
+                got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, sizeof tls_err);
                 if (got > 0)
                     c->rend += (size_t) got;
             }
@@ -423,7 +613,8 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
                                       "connection to %s closed by psd%s", "");
             if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost: %s", strerror(errno));
+                                      "connection to %s lost: %s",
+                                      errno == EPROTO ? tls_err : strerror(errno));
             if (got > 0 && drain(c, calls, n, &cur, &ndone, &perr) != 0)
                 return fail_transport(c, calls, n, err, perr.code, "protocol error from %s: %s",
                                       perr.msg);

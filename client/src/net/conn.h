@@ -9,6 +9,7 @@
 #include <ps/status.h>
 
 #include "pb.h"
+#include "secure.h"
 
 typedef struct psc_call psc_call_t;
 
@@ -51,6 +52,8 @@ typedef struct psc_conn {
     char *host;
     char *port;
     int fd;
+    psc_secure_t *sec; /* user, password, TLS context (NULL: plaintext, no AUTH) */
+    void *ssl;         /* the connection's SSL * while connected over TLS */
     uint64_t next_id;
     ps_frame_decoder_t dec;
     uint8_t *rbuf;
@@ -68,7 +71,18 @@ int psc_conn_init(psc_conn_t *c,
                   ps_error_t *err);
 void psc_conn_deinit(psc_conn_t *c);
 
-/** Connect if not connected. 0 or UNAVAILABLE naming the address. */
+struct ps_client;
+/** The security settings of a client, for connections made beside its shards (borrowed). */
+psc_secure_t *psc_client_secure(const struct ps_client *c);
+
+/** Use sec (a reference is taken; NULL: plaintext, no AUTH) from the next connect on. */
+void psc_conn_set_secure(psc_conn_t *c, psc_secure_t *sec);
+
+/**
+ * Connect if not connected: TCP, then (with TLS) the handshake verifying psd's certificate, then
+ * (with a user) AUTH. 0, UNAVAILABLE naming the address (TLS failures say why and what to check),
+ * or the AUTH error (UNAUTHENTICATED, not retried).
+ */
 int psc_conn_ensure(psc_conn_t *c, ps_error_t *err);
 
 /** Drop the connection (the next call reconnects). */

@@ -138,6 +138,7 @@ int ps_optimizer_new(ps_client_t *client,
             ps_optimizer_free(o);
             return rc;
         }
+        psc_conn_set_secure(&o->conns[i], psc_client_secure(client));
         o->nconns++;
         if ((rc = psc_conn_ensure(&o->conns[i], err)) != 0) {
             ps_optimizer_free(o);
