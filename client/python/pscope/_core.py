@@ -242,6 +242,7 @@ class Connection:
         request_timeout=None,
         max_retries=None,
         creator=None,
+        password_file=None,
     ):
         self._ptr = None
         self._addresses = _addresses(addresses)
@@ -260,7 +261,7 @@ class Connection:
             opts.max_retries = -1 if max_retries == 0 else int(max_retries)
         self._creator = _b(creator) if creator is not None else None
         opts.creator = self._creator
-        _apply_auth(opts, user, password, tls, self)
+        _apply_auth(opts, user, password, tls, self, password_file)
         arr = (ctypes.c_char_p * len(self._addresses))(*[_b(a) for a in self._addresses])
         out = ctypes.c_void_p()
         err = _lib.Error()
@@ -342,15 +343,49 @@ class Connection:
         return "<pscope.Connection %s %s>" % (",".join(self._addresses), state)
 
 
-def _apply_auth(opts, user, password, tls, conn):
-    """User and TLS options: libpsclient's, where the loaded library has them."""
-    if user is None and password is None and not tls:
+def _apply_auth(opts, user, password, tls, conn, password_file=None):
+    """User, password and TLS options for libpsclient (a None field falls back to libpsclient's
+    environment variables: PS_USER, PS_PASSWORD_FILE, PS_PASSWORD, PS_TLS_CA, ...). tls: True
+    (TLS verified by the system's CAs), a CA file path, or a dict with ca, cert, key and
+    server_name."""
+    given = user is not None or password is not None or password_file is not None or tls
+    if not _lib.HAS_SECURITY:
+        if given:
+            raise errors.UnimplementedError(
+                None, None, "pscope: this libpsclient (%s) has no user or TLS options" % _lib.LIBRARY_PATH
+            )
         return
-    raise errors.UnimplementedError(
-        None,
-        None,
-        "pscope: this libpsclient (%s) has no user or TLS options" % _lib.LIBRARY_PATH,
-    )
+    keep = conn._security = []
+
+    def s(x, what):
+        if not isinstance(x, str):
+            raise TypeError("%s must be a string; got %r" % (what, x))
+        b = _b(x)
+        keep.append(b)
+        return b
+
+    if user is not None:
+        opts.user = s(user, "user")
+    if password is not None:
+        opts.password = s(password, "password")
+    if password_file is not None:
+        opts.password_file = s(password_file, "password_file")
+    if tls is None or tls is False:
+        return
+    if tls is True:
+        opts.tls = 1
+    elif isinstance(tls, str):
+        opts.tls_ca = s(tls, "tls")
+    elif isinstance(tls, dict):
+        unknown = set(tls) - {"ca", "cert", "key", "server_name"}
+        if unknown:
+            raise ValueError("tls takes ca, cert, key and server_name; got %s" % ", ".join(sorted(unknown)))
+        opts.tls = 1
+        for k, field in (("ca", "tls_ca"), ("cert", "tls_cert"), ("key", "tls_key"), ("server_name", "tls_server_name")):
+            if tls.get(k) is not None:
+                setattr(opts, field, s(tls[k], "tls['%s']" % k))
+    else:
+        raise TypeError("tls must be True, a CA file path or a dict (ca, cert, key, server_name); got %r" % (tls,))
 
 
 _default_lock = threading.RLock()

@@ -107,9 +107,21 @@ class ClientOpts(ctypes.Structure):
         ("log_cb", LOG_CB),
         ("log_data", ctypes.c_void_p),
         ("creator", ctypes.c_char_p),
+        ("user", ctypes.c_char_p),
+        ("password", ctypes.c_char_p),
+        ("password_file", ctypes.c_char_p),
+        ("tls_ca", ctypes.c_char_p),
+        ("tls_cert", ctypes.c_char_p),
+        ("tls_key", ctypes.c_char_p),
+        ("tls_server_name", ctypes.c_char_p),
+        ("tls", ctypes.c_int),
         ("_spare", ctypes.c_char * _SPARE),
     ]
 
+
+# User, password and TLS options in ps_client_opts_t (docs/security.md); ps_admin_config_get came
+# with them.
+HAS_SECURITY = getattr(lib, "ps_admin_config_get", None) is not None
 
 # Partitioned variables (client/include/ps/partition.h), where the loaded library has them.
 HAS_PARTITIONS = getattr(lib, "ps_fixed_size_partitioner", None) is not None
