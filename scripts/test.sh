@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set up and run every pscope test on Debian 12: install the Debian packages (scripts/deps.txt), build
 # with AddressSanitizer + UndefinedBehaviorSanitizer and -Werror, run ctest (unit, integration,
-# examples, packaging), run the libFuzzer harnesses briefly, and check formatting and header hygiene.
+# examples, packaging, Python), run the libFuzzer harnesses briefly, check formatting and header
+# hygiene, then run the Docker Compose deployment for real (scripts/test-deploy.sh).
 #   scripts/test.sh            everything
 #   PS_SKIP_INSTALL=1          skip apt-get (packages already present)
 #   PS_FUZZ_SECONDS=N          seconds per fuzz harness (default 20; 0 skips fuzzing)
+#   PS_SKIP_DEPLOY=1           skip the deployment test
 # Every test must run: PS_REQUIRE_ALL=1 makes a test whose dependency is missing (the dataset, NumPy,
 # the open-file limit; tests/support/require.h) fail instead of skipping.
 set -euo pipefail
@@ -39,5 +41,9 @@ fuzz_seconds=${PS_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ]; then
   echo "== fuzz (${fuzz_seconds}s per harness)"
   scripts/fuzz.sh --seconds "$fuzz_seconds"
+fi
+if [ "${PS_SKIP_DEPLOY:-0}" != 1 ]; then
+  echo "== deploy (Docker Compose)"
+  scripts/test-deploy.sh
 fi
 echo "== all tests passed"
