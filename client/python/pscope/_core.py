@@ -1119,7 +1119,36 @@ def _check_update_value(var, value, what):
     return np.require(arr, requirements="C")
 
 
-class Variable:
+class _Arithmetic:
+    """Eager arithmetic shared by Variable and Tensor: the results are Tensors named as TensorFlow
+    names the ops."""
+
+    def __add__(self, o):
+        return _binary("add", np.add, self, o)
+
+    def __radd__(self, o):
+        return _binary("add", np.add, o, self)
+
+    def __sub__(self, o):
+        return _binary("sub", np.subtract, self, o)
+
+    def __rsub__(self, o):
+        return _binary("sub", np.subtract, o, self)
+
+    def __mul__(self, o):
+        return _binary("mul", np.multiply, self, o)
+
+    def __rmul__(self, o):
+        return _binary("mul", np.multiply, o, self)
+
+    def __neg__(self):
+        return _unary("Neg", np.negative, self)
+
+    def __matmul__(self, o):
+        return _binary("MatMul", np.matmul, self, o)
+
+
+class Variable(_Arithmetic):
     """A variable stored in psd (TensorFlow 1's tf.Variable / RefVariable). Calling
     Variable(initial_value, name=...) creates a new one in the default graph, named by the current
     name scope and made graph-unique; get_variable returns the same class."""
@@ -1314,31 +1343,6 @@ class Variable:
         """v += alpha * x, atomically at psd (a gradient step: alpha = -learning_rate)."""
         return self._update(_lib.UPDATE_SCALED_ADD, x, alpha=float(alpha), what="scaled_add")
 
-    # -- arithmetic: eager Tensors named as TensorFlow names the ops
-    def __add__(self, o):
-        return _binary("add", np.add, self, o)
-
-    def __radd__(self, o):
-        return _binary("add", np.add, o, self)
-
-    def __sub__(self, o):
-        return _binary("sub", np.subtract, self, o)
-
-    def __rsub__(self, o):
-        return _binary("sub", np.subtract, o, self)
-
-    def __mul__(self, o):
-        return _binary("mul", np.multiply, self, o)
-
-    def __rmul__(self, o):
-        return _binary("mul", np.multiply, o, self)
-
-    def __neg__(self):
-        return _unary("Neg", np.negative, self)
-
-    def __matmul__(self, o):
-        return _binary("MatMul", np.matmul, self, o)
-
 
 class PartitionedVariable(Variable):
     """TensorFlow's PartitionedVariable: a variable cut into parts along one axis ("p/part_0",
@@ -1467,7 +1471,7 @@ def scaled_add(variables, values, alpha):
 # ---- eager tensors ---------------------------------------------------------------------------------
 
 
-class Tensor:
+class Tensor(_Arithmetic):
     """The result of a compute op: computed at once with NumPy or libpsops, and named through the
     graph's unique-name table as TensorFlow names the op ("foo/add", "conv1_1/Relu")."""
 
@@ -1526,29 +1530,6 @@ class Tensor:
     def __repr__(self):
         return "<ps.Tensor '%s' shape=%s dtype=%s>" % (self.name, self._shape, self._dtype.name)
 
-    def __add__(self, o):
-        return _binary("add", np.add, self, o)
-
-    def __radd__(self, o):
-        return _binary("add", np.add, o, self)
-
-    def __sub__(self, o):
-        return _binary("sub", np.subtract, self, o)
-
-    def __rsub__(self, o):
-        return _binary("sub", np.subtract, o, self)
-
-    def __mul__(self, o):
-        return _binary("mul", np.multiply, self, o)
-
-    def __rmul__(self, o):
-        return _binary("mul", np.multiply, o, self)
-
-    def __neg__(self):
-        return _unary("Neg", np.negative, self)
-
-    def __matmul__(self, o):
-        return _binary("MatMul", np.matmul, self, o)
 
 
 def _graph_of(*xs):
