@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,6 +194,39 @@ Test(metrics_http, endpoints_answer_with_their_content)
     cr_assert_eq(status_of(r), 200);
     cr_assert_str_eq(body_of(r), "", "HEAD has no body");
     free(r);
+}
+
+/* While psd drains its connections after SIGTERM, /readyz answers 503 "stopping" and /healthz
+ * stays 200. A client that does not read a 64 MiB pull reply keeps the drain open (psd waits for
+ * it up to --shutdown-timeout-ms, 5 s) until the test closes it. */
+Test(metrics_http, readyz_says_stopping_while_psd_drains)
+{
+    ps_wc_t ctl, slow;
+    cr_assert_eq(ps_wc_connect(&ctl, psd.port, 20000), 0);
+    int64_t d[1] = {16 << 20};
+    cr_assert_eq(ps_wc_create_const(&ctl, "drain/big", PSCOPE__V1__DTYPE__DT_FLOAT, 1, d, 0.0), 0);
+    cr_assert_eq(ps_wc_connect(&slow, psd.port, 20000), 0);
+    const char *names[1] = {"drain/big"};
+    ps_wc_buf_t b = {0};
+    cr_assert_eq(ps_wc_add_pull(&b, 1, names, 1), 0);
+    cr_assert_eq(ps_wc_send_buf(&slow, &b), 0);
+    ps_wc_buf_free(&b);
+    sleep_ms(200); /* the reply is queued behind the unread socket */
+    cr_assert_eq(ps_psd_signal(&psd, SIGTERM), 0);
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        char *r = get(mport, "/readyz");
+        seen = status_of(r) == 503 && strcmp(body_of(r), "stopping\n") == 0;
+        free(r);
+        if (!seen)
+            sleep_ms(20);
+    }
+    cr_assert(seen, "/readyz never answered 503 stopping during the drain");
+    char *h = get(mport, "/healthz");
+    cr_assert_eq(status_of(h), 200, "the loop is alive while it drains");
+    free(h);
+    ps_wc_close(&slow); /* the drain ends and psd exits; .fini checks that it exits clean */
+    ps_wc_close(&ctl);
 }
 
 Test(metrics_http, counters_follow_data_port_traffic)
