@@ -38,12 +38,6 @@ static uint64_t now_ms(void)
     return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static ps_client_t *client(void)
 {
     char addr[64];
@@ -105,7 +99,7 @@ static void *trickle(void *arg)
     while (!atomic_load(&t->stop)) {
         ps_wc_t w;
         if (ps_wc_connect(&w, psd.port, 5000) != 0) {
-            sleep_ms(50);
+            ps_sleep_ms(50);
             continue;
         }
         w.timeout_ms = 100;
@@ -135,7 +129,7 @@ static void *trickle(void *arg)
                 break;
             if (ps_wc_send_raw(&w, &byte, 1) != 0)
                 break;
-            sleep_ms(100);
+            ps_sleep_ms(100);
         }
         ps_wc_close(&w);
     }
@@ -175,7 +169,7 @@ Test(admission, trickling_uploads_do_not_starve_a_legitimate_updater)
         cr_assert_eq(pthread_create(&t[i].th, NULL, trickle, &t[i]), 0);
     /* Wait until both hold the budget. */
     for (int i = 0; i < 200 && stats().inflight < 8 * MiB; i++)
-        sleep_ms(10);
+        ps_sleep_ms(10);
     cr_assert_geq(stats().inflight, 8 * MiB, "the tricklers hold the whole budget");
 
     /* The legitimate 1 MiB updater: every update succeeds, each within its deadline. */

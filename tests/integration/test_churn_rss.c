@@ -47,12 +47,6 @@ static long rss_kib(void)
     return v;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void one_round(void)
 {
     for (int i = 0; i < CONNS; i++) {
@@ -96,7 +90,7 @@ Test(churn, rss_returns_near_its_start_after_connection_churn)
     cr_assert_not_null(bin, "PSD_PLAIN_BIN names psd built without sanitizers");
     const char *extra[] = {"--max-connections", "2000", NULL};
     cr_assert_eq(ps_psd_start(&psd, bin, "warning", extra), 0);
-    sleep_ms(200);
+    ps_sleep_ms(200);
     long start = rss_kib(), peak = start;
     for (int k = 0; k < ROUNDS; k++) {
         one_round();
@@ -104,11 +98,11 @@ Test(churn, rss_returns_near_its_start_after_connection_churn)
         peak = now > peak ? now : peak;
     }
     for (int i = 0; i < 500 && open_connections() > 1; i++)
-        sleep_ms(10);
+        ps_sleep_ms(10);
     /* psd gives the heap back once the closes have settled (a quarter of a second). */
     long end = rss_kib();
     for (int i = 0; i < 40 && end > start + SLACK_KIB; i++) {
-        sleep_ms(100);
+        ps_sleep_ms(100);
         end = rss_kib();
     }
     fprintf(stderr,

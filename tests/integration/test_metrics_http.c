@@ -25,20 +25,6 @@
 #include "support/psd_launch.h"
 #include "support/wire_client.h"
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int read_port_file(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -70,9 +56,9 @@ static char *read_all(int fd, int timeout_ms, size_t *len)
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     cr_assert_not_null(buf);
-    long long end = mono_ms() + timeout_ms;
+    long long end = ps_mono_ms() + timeout_ms;
     for (;;) {
-        int left = (int) (end - mono_ms());
+        int left = (int) (end - ps_mono_ms());
         if (left <= 0)
             break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -211,7 +197,7 @@ Test(metrics_http, readyz_says_stopping_while_psd_drains)
     cr_assert_eq(ps_wc_add_pull(&b, 1, names, 1), 0);
     cr_assert_eq(ps_wc_send_buf(&slow, &b), 0);
     ps_wc_buf_free(&b);
-    sleep_ms(200); /* the reply is queued behind the unread socket */
+    ps_sleep_ms(200); /* the reply is queued behind the unread socket */
     cr_assert_eq(ps_psd_signal(&psd, SIGTERM), 0);
     int seen = 0;
     for (int i = 0; i < 100 && !seen; i++) {
@@ -219,7 +205,7 @@ Test(metrics_http, readyz_says_stopping_while_psd_drains)
         seen = status_of(r) == 503 && strcmp(body_of(r), "stopping\n") == 0;
         free(r);
         if (!seen)
-            sleep_ms(20);
+            ps_sleep_ms(20);
     }
     cr_assert(seen, "/readyz never answered 503 stopping during the drain");
     char *h = get(mport, "/healthz");
@@ -303,13 +289,13 @@ Test(metrics_http, bad_requests_get_their_status)
 static void assert_data_port_answers(int ms)
 {
     ps_wc_t c;
-    long long t0 = mono_ms();
+    long long t0 = ps_mono_ms();
     cr_assert_eq(ps_wc_connect(&c, psd.port, ms), 0);
     ps_wc_reply_t rep;
     cr_assert_eq(ps_wc_ping(&c, &rep), PS_WC_OK);
     ps_wc_reply_free(&rep);
     ps_wc_close(&c);
-    cr_assert_lt(mono_ms() - t0, ms, "the data port answered in %lld ms", mono_ms() - t0);
+    cr_assert_lt(ps_mono_ms() - t0, ms, "the data port answered in %lld ms", ps_mono_ms() - t0);
 }
 
 Test(metrics_http, silent_and_slow_clients_are_timed_out_without_delaying_the_data_port)
@@ -319,15 +305,15 @@ Test(metrics_http, silent_and_slow_clients_are_timed_out_without_delaying_the_da
     cr_assert_geq(silent, 0);
     cr_assert_geq(slow, 0);
     cr_assert_eq(send(slow, "GET /metr", 9, 0), 9);
-    long long t0 = mono_ms();
+    long long t0 = ps_mono_ms();
     for (int i = 0; i < 5; i++) {
         assert_data_port_answers(2000);
         cr_assert_eq(send(slow, "i", 1, MSG_NOSIGNAL), 1, "a byte at a time, slowly");
-        sleep_ms(200);
+        ps_sleep_ms(200);
     }
     char *a = read_all(silent, 15000, NULL);
     char *b = read_all(slow, 15000, NULL);
-    long long took = mono_ms() - t0;
+    long long took = ps_mono_ms() - t0;
     cr_assert_eq(status_of(a), 408, "silent: %s", a);
     cr_assert_eq(status_of(b), 408, "slow: %s", b);
     cr_assert_lt(took, 12000, "the 5 s deadline closed both (%lld ms)", took);
@@ -348,7 +334,7 @@ Test(metrics_http, connections_beyond_the_limit_get_503)
         fds[i] = tcp_connect(mport);
         cr_assert_geq(fds[i], 0);
     }
-    sleep_ms(300);
+    ps_sleep_ms(300);
     int busy = 0;
     for (int i = 0; i < N; i++) {
         struct pollfd p = {.fd = fds[i], .events = POLLIN};
@@ -364,14 +350,14 @@ Test(metrics_http, connections_beyond_the_limit_get_503)
     for (int i = 0; i < N; i++)
         close(fds[i]);
     /* Once they are gone, /metrics answers again. */
-    long long end = mono_ms() + 5000;
+    long long end = ps_mono_ms() + 5000;
     int ok = 0;
-    while (!ok && mono_ms() < end) {
+    while (!ok && ps_mono_ms() < end) {
         char *r = get(mport, "/healthz");
         ok = status_of(r) == 200;
         free(r);
         if (!ok)
-            sleep_ms(50);
+            ps_sleep_ms(50);
     }
     cr_assert(ok);
 }
@@ -393,12 +379,12 @@ static void *probe(void *arg)
 {
     prober_t *p = arg;
     int port = -1;
-    long long end = mono_ms() + 60000;
-    while (!p->stop && mono_ms() < end) {
+    long long end = ps_mono_ms() + 60000;
+    while (!p->stop && ps_mono_ms() < end) {
         if (port < 0) {
             port = read_port_file(p->mport_file);
             if (port < 0) {
-                sleep_ms(2);
+                ps_sleep_ms(2);
                 continue;
             }
         }
@@ -419,7 +405,7 @@ static void *probe(void *arg)
             break;
         }
         free(r);
-        sleep_ms(2);
+        ps_sleep_ms(2);
     }
     return NULL;
 }
@@ -522,18 +508,18 @@ Test(metrics_http, readyz_turns_ready_only_after_a_large_log_is_recovered, .time
               "warning", (char *) NULL);
         _exit(127);
     }
-    long long end = mono_ms() + 20000;
-    while ((port = read_port_file(mfile)) < 0 && mono_ms() < end)
-        sleep_ms(2);
+    long long end = ps_mono_ms() + 20000;
+    while ((port = read_port_file(mfile)) < 0 && ps_mono_ms() < end)
+        ps_sleep_ms(2);
     cr_assert_gt(port, 0);
     r = get(port, "/readyz");
     cr_assert_eq(status_of(r), 503, "recovering: %s", r);
     free(r);
     cr_assert_eq(kill(pid, SIGTERM), 0);
     int st = 0;
-    end = mono_ms() + 60000;
-    while (waitpid(pid, &st, WNOHANG) == 0 && mono_ms() < end)
-        sleep_ms(10);
+    end = ps_mono_ms() + 60000;
+    while (waitpid(pid, &st, WNOHANG) == 0 && ps_mono_ms() < end)
+        ps_sleep_ms(10);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "psd stopped while recovering exits 0 (%d)",
               st);
     cr_assert_neq(access(pfile, F_OK), 0, "the data port was never opened");

@@ -26,20 +26,6 @@
 
 #define PROMETHEUS_BIN "/usr/bin/prometheus"
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* A loopback port that was free a moment ago (Prometheus has no port file). */
 static int free_port(void)
 {
@@ -74,8 +60,8 @@ static char *http_get(int port, const char *path)
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     cr_assert_not_null(buf);
-    long long end = mono_ms() + 10000;
-    while (mono_ms() < end) {
+    long long end = ps_mono_ms() + 10000;
+    while (ps_mono_ms() < end) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 1000) <= 0)
             continue;
@@ -134,14 +120,14 @@ static double query(const char *promql)
 /* Poll the query until it equals want (bounded); the last value. */
 static double query_until(const char *promql, double want, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
+    long long end = ps_mono_ms() + timeout_ms;
     double v;
     do {
         v = query(promql);
         if (v == want)
             return v;
-        sleep_ms(250);
-    } while (mono_ms() < end);
+        ps_sleep_ms(250);
+    } while (ps_mono_ms() < end);
     return v;
 }
 
@@ -208,9 +194,9 @@ static void stop_both(void)
     if (prom_pid > 0) {
         kill(prom_pid, SIGTERM);
         int st;
-        long long end = mono_ms() + 20000;
-        while (waitpid(prom_pid, &st, WNOHANG) == 0 && mono_ms() < end)
-            sleep_ms(50);
+        long long end = ps_mono_ms() + 20000;
+        while (waitpid(prom_pid, &st, WNOHANG) == 0 && ps_mono_ms() < end)
+            ps_sleep_ms(50);
         if (waitpid(prom_pid, &st, WNOHANG) == 0) {
             kill(prom_pid, SIGKILL);
             waitpid(prom_pid, &st, 0);

@@ -18,14 +18,14 @@
 #define START_TIMEOUT_MS 20000
 #define MAX_ARGS         64
 
-static void sleep_ms(int ms)
+void ps_sleep_ms(long ms)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
-static long long mono_ms(void)
+long long ps_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -125,8 +125,8 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
     close(logfd);
     p->pid = pid;
 
-    long long deadline = mono_ms() + START_TIMEOUT_MS;
-    while (mono_ms() < deadline) {
+    long long deadline = ps_mono_ms() + START_TIMEOUT_MS;
+    while (ps_mono_ms() < deadline) {
         if (read_port(p->port_file, &p->port) == 0)
             return 0;
         int st;
@@ -139,7 +139,7 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
             ps_psd_cleanup(p);
             return -1;
         }
-        sleep_ms(5);
+        ps_sleep_ms(5);
     }
     fprintf(stderr, "psd_launch: no port file after %d ms\n", START_TIMEOUT_MS);
     ps_psd_dump_log(p, "psd log (startup timeout)");
@@ -175,7 +175,7 @@ int ps_psd_wait(ps_psd_t *p, int timeout_ms)
 {
     if (p->pid <= 0)
         return -1;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = ps_mono_ms() + timeout_ms;
     for (;;) {
         int st;
         pid_t r = waitpid(p->pid, &st, WNOHANG);
@@ -187,9 +187,9 @@ int ps_psd_wait(ps_psd_t *p, int timeout_ms)
             p->pid = 0;
             return -1;
         }
-        if (mono_ms() >= deadline)
+        if (ps_mono_ms() >= deadline)
             break;
-        sleep_ms(5);
+        ps_sleep_ms(5);
     }
     fprintf(stderr, "psd_launch: psd did not exit within %d ms; sending SIGKILL\n", timeout_ms);
     kill(p->pid, SIGKILL);

@@ -31,6 +31,10 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
 /** Send sig to psd. 0 or -1. */
 int ps_psd_signal(ps_psd_t *p, int sig);
 
+/** Sleep ms milliseconds (resumed after signals); the monotonic clock in milliseconds. */
+void ps_sleep_ms(long ms);
+long long ps_mono_ms(void);
+
 /**
  * Wait up to timeout_ms for psd to exit; SIGKILL it after that. Returns its exit status (0..255),
  * PS_PSD_SIGNALLED + signal, or PS_PSD_HUNG. p->pid is 0 afterwards.
