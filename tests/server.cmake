@@ -20,3 +20,7 @@ ps_add_criterion_test(test_prometheus SOURCES integration/test_prometheus.c
 ps_add_criterion_test(test_admission SOURCES integration/test_admission.c
                       LIBS psclient_static Threads::Threads LABELS integration TIMEOUT 300)
 add_dependencies(test_admission psd)
+
+# Sparse rows and sparse optimizer steps (issue 12).
+ps_add_criterion_test(test_rows SOURCES unit/test_rows.c LIBS psd_core)
+ps_add_criterion_test(test_sparse_optim SOURCES unit/test_sparse_optim.c LIBS psd_core)

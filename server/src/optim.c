@@ -14,6 +14,8 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
+#include "sparse_optim.h"
+
 #define SLOT_CREATOR "psd optimizer"
 
 struct psd_optim {
@@ -96,8 +98,13 @@ DEFINE_ADAM(double, f64, sqrt)
 
 static int check_config(const psd_optim_config_t *c, ps_error_t *err)
 {
-    if (c->kind < PSD_OPTIM_SGD || c->kind > PSD_OPTIM_ADAM)
+    if ((c->kind < PSD_OPTIM_SGD || c->kind > PSD_OPTIM_ADAM) && c->kind != PSD_OPTIM_ADAGRAD)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", c->kind);
+    if (c->kind == PSD_OPTIM_ADAGRAD &&
+        !(isfinite(c->initial_accumulator_value) && c->initial_accumulator_value > 0.0))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "initial_accumulator_value must be positive: %g",
+                            c->initial_accumulator_value);
     if (!isfinite(c->learning_rate))
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "learning_rate %g is not finite",
                             c->learning_rate);
@@ -128,6 +135,35 @@ static int same_dims(const int64_t *a, size_t ra, const int64_t *b, size_t rb)
     return 1;
 }
 
+/* An IndexedSlices gradient: indices in range, values of shape [n] + the variable's dims[1:]. */
+static int check_sparse(const psd_grad_t *gr, psd_var_t *v, psd_var_t **out, ps_error_t *err)
+{
+    char s1[PS_SHAPE_STR_MAX], s2[PS_SHAPE_STR_MAX];
+    uint64_t n = 0;
+    int rc = psd_rows_check_index(v, gr->indices, &n, err);
+    if (rc)
+        return rc;
+    int ok = gr->rank == v->rank && gr->dims[0] == (int64_t) n;
+    for (size_t i = 1; ok && i < v->rank; i++)
+        ok = gr->dims[i] == v->dims[i];
+    if (!ok)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Cannot apply gradients to variable %s: IndexedSlices values shape %s "
+                            "does not match indices shape %s + the variable's shape %s [1:]",
+                            gr->name, psd_rows_shape_str(gr->dims, gr->rank, s1, sizeof s1),
+                            psd_rows_shape_str(gr->indices->dims, gr->indices->rank, s2, sizeof s2),
+                            ps_shape_format(v->dims, v->rank, s1, sizeof s1));
+    if (!gr->g || gr->g->len != n * psd_rows_row_bytes(v))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Cannot apply gradients to variable %s: IndexedSlices values have "
+                            "%llu bytes, %llu rows need %llu",
+                            gr->name, (unsigned long long) (gr->g ? gr->g->len : 0),
+                            (unsigned long long) n,
+                            (unsigned long long) (n * psd_rows_row_bytes(v)));
+    *out = v;
+    return 0;
+}
+
 static int check_grad(psd_store_t *s, const psd_grad_t *gr, psd_var_t **out, ps_error_t *err)
 {
     char s1[PS_SHAPE_STR_MAX], s2[PS_SHAPE_STR_MAX];
@@ -144,6 +180,8 @@ static int check_grad(psd_store_t *s, const psd_grad_t *gr, psd_var_t **out, ps_
                             "Cannot apply gradients to variable %s: gradient dtype %s does not "
                             "match variable dtype %s",
                             gr->name, ps_dtype_name(gr->dtype), ps_dtype_name(v->dtype));
+    if (gr->indices)
+        return check_sparse(gr, v, out, err);
     if (!same_dims(gr->dims, gr->rank, v->dims, v->rank))
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "Cannot apply gradients to variable %s: gradient shape %s does not "
@@ -194,13 +232,34 @@ static int get_or_create(psd_store_t *s,
     return psd_store_get_variable(s, &a, out, &created, err);
 }
 
-/* The slot <var>/<suffix>: zeros of the variable's dtype and shape. */
+/* The slot <var>/<suffix>: zeros (or init) of the variable's dtype and shape. */
+static int slot_init(psd_store_t *s,
+                     const psd_var_t *v,
+                     const char *suffix,
+                     const ps_init_spec_t *init,
+                     int64_t now_ms,
+                     psd_var_t **out,
+                     ps_error_t *err);
+
 static int slot_for(psd_store_t *s,
                     const psd_var_t *v,
                     const char *suffix,
                     int64_t now_ms,
                     psd_var_t **out,
                     ps_error_t *err)
+{
+    ps_init_spec_t zeros;
+    ps_init_spec_default(&zeros, PS_INIT_ZEROS);
+    return slot_init(s, v, suffix, &zeros, now_ms, out, err);
+}
+
+static int slot_init(psd_store_t *s,
+                     const psd_var_t *v,
+                     const char *suffix,
+                     const ps_init_spec_t *init,
+                     int64_t now_ms,
+                     psd_var_t **out,
+                     ps_error_t *err)
 {
     static const char *const colls[] = {"variables"};
     char name[PS_NAME_MAX + 1];
@@ -212,9 +271,7 @@ static int slot_for(psd_store_t *s,
     memcpy(name, psd_var_name(v), v->name_len);
     name[v->name_len] = '/';
     strcpy(name + v->name_len + 1, suffix);
-    ps_init_spec_t zeros;
-    ps_init_spec_default(&zeros, PS_INIT_ZEROS);
-    return get_or_create(s, name, v->dtype, v->dims, v->rank, &zeros, colls, 1, now_ms, out, err);
+    return get_or_create(s, name, v->dtype, v->dims, v->rank, init, colls, 1, now_ms, out, err);
 }
 
 static int cmp_ptr(const void *a, const void *b)
@@ -233,7 +290,8 @@ typedef struct step {
     psd_var_t *b1p, *b2p, *gs;
     psd_var_t **targets; /* every variable the step writes, each once */
     size_t ntargets;
-    psd_blob_t **fresh; /* ntargets: copy-on-write copies, installed in phase 2 */
+    psd_blob_t **fresh;       /* ntargets: copy-on-write copies, installed in phase 2 */
+    psd_sparse_rows_t *dedup; /* n: a sparse gradient's unique rows with summed values */
 } step_t;
 
 static void step_deinit(step_t *st)
@@ -243,6 +301,11 @@ static void step_deinit(step_t *st)
             psd_blob_unref(st->fresh[i]);
     }
     ps_free(st->fresh);
+    if (st->dedup) {
+        for (size_t i = 0; i < st->n; i++)
+            psd_sparse_rows_free(&st->dedup[i]);
+    }
+    ps_free(st->dedup);
     ps_free(st->targets);
     ps_free(st->vars);
     ps_free(st->s1);
@@ -264,11 +327,22 @@ static int step_prepare(step_t *st,
     st->s2 = ps_calloc(n, sizeof *st->s2);
     st->targets = ps_calloc(3 * n + 3, sizeof *st->targets);
     st->fresh = ps_calloc(3 * n + 3, sizeof *st->fresh);
-    if (!st->vars || !st->s1 || !st->s2 || !st->targets || !st->fresh)
+    st->dedup = ps_calloc(n, sizeof *st->dedup);
+    if (!st->vars || !st->s1 || !st->s2 || !st->targets || !st->fresh || !st->dedup)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
                             "out of memory for a step of %zu gradients", n);
     for (size_t i = 0; i < n; i++) {
         if ((rc = check_grad(s, &grads[i], &st->vars[i], err)) != 0)
+            return rc;
+    }
+    /* TensorFlow sums the rows of duplicate indices first (_deduplicate_indexed_slices), except
+     * for GradientDescent, whose scatter_sub applies each. */
+    for (size_t i = 0; i < n; i++) {
+        if (grads[i].indices && cfg->kind != PSD_OPTIM_SGD &&
+            (rc = psd_sparse_dedup(grads[i].indices, grads[i].g->data, st->vars[i]->dtype,
+                                   psd_rows_row_bytes(st->vars[i]) /
+                                       ps_dtype_size(st->vars[i]->dtype),
+                                   &st->dedup[i], err)) != 0)
             return rc;
     }
     /* The global step: checked before any slot is created, so a bad one creates nothing. */
@@ -289,6 +363,14 @@ static int step_prepare(step_t *st,
             rc = slot_for(s, st->vars[i], PSD_OPTIM_ADAM_M_SLOT, now_ms, &st->s1[i], err);
             if (!rc)
                 rc = slot_for(s, st->vars[i], PSD_OPTIM_ADAM_V_SLOT, now_ms, &st->s2[i], err);
+        } else if (cfg->kind == PSD_OPTIM_ADAGRAD) {
+            /* constant_initializer(initial_accumulator_value, dtype=var.dtype). */
+            ps_init_spec_t acc;
+            ps_init_spec_default(&acc, PS_INIT_CONSTANT);
+            acc.value = st->vars[i]->dtype == PS_DTYPE_FLOAT32
+                            ? (double) (float) cfg->initial_accumulator_value
+                            : cfg->initial_accumulator_value;
+            rc = slot_init(s, st->vars[i], PSD_OPTIM_ADAGRAD_SLOT, &acc, now_ms, &st->s1[i], err);
         } else {
             rc = 0;
         }
@@ -379,6 +461,42 @@ static int step_copies(step_t *st, uint64_t max_memory, ps_error_t *err)
     return 0;
 }
 
+/* A sparse gradient (any optimizer) or a dense Adagrad one (sparse_optim.c's rules). */
+static void apply_sparse_or_adagrad(const psd_optim_config_t *cfg,
+                                    psd_var_t *v,
+                                    const psd_grad_t *gr,
+                                    const psd_sparse_rows_t *rows,
+                                    void *a,
+                                    void *b,
+                                    float b1p,
+                                    float b2p)
+{
+    int dt = v->dtype;
+    void *x = v->data->data;
+    uint64_t k = psd_rows_row_bytes(v) / ps_dtype_size(dt);
+    uint64_t ne = v->data->len / ps_dtype_size(dt);
+    if (!gr->indices) {
+        psd_adagrad_dense(dt, x, a, ne, cfg->learning_rate, gr->g->data);
+        return;
+    }
+    switch (cfg->kind) {
+    case PSD_OPTIM_SGD:
+        psd_sparse_sgd(dt, x, cfg->learning_rate, gr->indices, gr->g->data, k);
+        break;
+    case PSD_OPTIM_MOMENTUM:
+        psd_sparse_momentum(dt, x, a, cfg->learning_rate, cfg->momentum, cfg->use_nesterov, rows,
+                            k);
+        break;
+    case PSD_OPTIM_ADAM:
+        psd_sparse_adam(dt, x, a, b, ne, cfg->learning_rate, b1p, b2p, cfg->beta1, cfg->beta2,
+                        cfg->epsilon, rows, k);
+        break;
+    default:
+        psd_sparse_adagrad(dt, x, a, cfg->learning_rate, rows, k);
+        break;
+    }
+}
+
 /* Phase 2: nothing here can fail. */
 static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad_t *grads)
 {
@@ -398,6 +516,10 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
         void *a = st->s1[i] ? st->s1[i]->data->data : NULL;
         void *b = st->s2[i] ? st->s2[i]->data->data : NULL;
         uint64_t ne = v->data->len / ps_dtype_size(v->dtype);
+        if (grads[i].indices || cfg->kind == PSD_OPTIM_ADAGRAD) {
+            apply_sparse_or_adagrad(cfg, v, &grads[i], &st->dedup[i], a, b, b1p, b2p);
+            continue;
+        }
         if (v->dtype == PS_DTYPE_FLOAT32) {
             /* TensorFlow casts every hyperparameter to the variable's dtype. */
             float lr = (float) cfg->learning_rate;

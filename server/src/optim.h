@@ -11,6 +11,7 @@
 #include <ps/status.h>
 
 #include "blob.h"
+#include "rows.h"
 #include "store.h"
 
 /* Wire values of pscope.v1.OptimizerKind. */
@@ -18,12 +19,14 @@ enum {
     PSD_OPTIM_SGD = 1,
     PSD_OPTIM_MOMENTUM = 2,
     PSD_OPTIM_ADAM = 3,
+    PSD_OPTIM_ADAGRAD = 20,
 };
 
 /* Slot and non-slot variable names, as TensorFlow 1.15's optimizers name them. */
 #define PSD_OPTIM_MOMENTUM_SLOT "Momentum" /* <var>/Momentum */
 #define PSD_OPTIM_ADAM_M_SLOT   "Adam"     /* <var>/Adam   (first moment, "m") */
 #define PSD_OPTIM_ADAM_V_SLOT   "Adam_1"   /* <var>/Adam_1 (second moment, "v") */
+#define PSD_OPTIM_ADAGRAD_SLOT  "Adagrad"  /* <var>/Adagrad (the accumulator) */
 #define PSD_OPTIM_BETA1_POWER   "beta1_power"
 #define PSD_OPTIM_BETA2_POWER   "beta2_power"
 
@@ -31,10 +34,11 @@ enum {
 typedef struct psd_optim_config {
     int kind; /* PSD_OPTIM_* */
     double learning_rate;
-    double momentum;              /* MOMENTUM */
-    int use_nesterov;             /* MOMENTUM */
-    double beta1, beta2, epsilon; /* ADAM */
-    const char *global_step;      /* name of the step counter; NULL or "" = none */
+    double momentum;                  /* MOMENTUM */
+    int use_nesterov;                 /* MOMENTUM */
+    double beta1, beta2, epsilon;     /* ADAM */
+    double initial_accumulator_value; /* ADAGRAD: the accumulator slot's initial value (> 0) */
+    const char *global_step;          /* name of the step counter; NULL or "" = none */
 } psd_optim_config_t;
 
 /* One gradient: for the variable called name, with the dtype and dims the request described. */
@@ -44,6 +48,9 @@ typedef struct psd_grad {
     const int64_t *dims;
     size_t rank;
     const psd_blob_t *g; /* borrowed */
+    /* IndexedSlices (NULL = dense): g holds the rows at these indices, dims [n] + the variable's
+     * dims[1:]; applied with TensorFlow's sparse rules (sparse_optim.c). Borrowed. */
+    const psd_rows_index_t *indices;
 } psd_grad_t;
 
 typedef struct psd_optim psd_optim_t;
@@ -62,7 +69,8 @@ typedef struct psd_optim_result {
 
 /**
  * Apply one training step to store s atomically: check the config and every gradient (the variable
- * exists, float32 or float64, dtype, shape and byte length equal, no variable twice), look up or
+ * exists, float32 or float64, dtype, shape and byte length equal, no variable twice; a sparse one's
+ * indices in range and rows of the variable's row shape), look up or
  * create the slot variables (zeros, non-trainable, collection "variables"), Adam's beta1_power and
  * beta2_power (float32 scalars initialised to beta1 and beta2) and the global step (int64 scalar,
  * zeros, collections "variables" and "global_step"), then update every variable, its slots, the

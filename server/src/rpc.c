@@ -22,6 +22,7 @@
 #include <ps/version.h>
 
 #include "pb.h"
+#include "rows.h"
 
 #define LIST_DEFAULT_LIMIT 1000
 #define CREATOR_MAX        1024
@@ -857,11 +858,42 @@ static int prepare_apply(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
     (void) rpc;
     const Pscope__V1__ApplyGradientsRequest *a = body_apply(r);
     int kind = (int) a->optimizer;
-    if (kind < PSD_OPTIM_SGD || kind > PSD_OPTIM_ADAM)
+    if ((kind < PSD_OPTIM_SGD || kind > PSD_OPTIM_ADAM) && kind != PSD_OPTIM_ADAGRAD)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", kind);
     if (r->ntensors == 0)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "No gradients provided for any variable.");
+    if (a->n_sparse) {
+        /* IndexedSlices: a sparse gradient is two tensors of one variable (indices, rows). */
+        size_t t = 0;
+        for (size_t i = 0; i < a->n_sparse; i++) {
+            if (t >= r->ntensors)
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                    "%zu gradients (sparse flags) need more than the %zu tensors "
+                                    "sent",
+                                    a->n_sparse, r->ntensors);
+            if (a->sparse[i]) {
+                if (t + 1 >= r->ntensors)
+                    return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                        "sparse gradient %zu for %s has indices but no values "
+                                        "tensor",
+                                        i, r->tnames[t]);
+                if (strcmp(r->tnames[t], r->tnames[t + 1]) != 0)
+                    return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                        "sparse gradient %zu: indices for %s but values for %s, a "
+                                        "variable not in that gradient",
+                                        i, r->tnames[t], r->tnames[t + 1]);
+                t += 2;
+            } else {
+                t++;
+            }
+        }
+        if (t != r->ntensors)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "%zu gradients (sparse flags) take %zu tensors, the request sends "
+                                "%zu",
+                                a->n_sparse, t, r->ntensors);
+    }
     if (a->global_step.len) {
         int rc = take_names(r, &a->global_step, 1, &r->names, err);
         if (rc)
@@ -881,19 +913,30 @@ static int handle_apply(psd_rpc_t *rpc,
     (void) blobs;
     (void) nblobs;
     const Pscope__V1__ApplyGradientsRequest *a = body_apply(r);
-    size_t n = r->ntensors;
+    size_t n = a->n_sparse ? a->n_sparse : r->ntensors;
     psd_grad_t *grads = scratch_alloc(r, n * sizeof *grads);
+    psd_rows_index_t *ixs = scratch_alloc(r, n * sizeof *ixs);
     uint64_t *versions = scratch_alloc(r, n * sizeof *versions);
     Pscope__V1__ApplyGradientsReply *rep = scratch_alloc(r, sizeof *rep);
-    if (!grads || !versions || !rep)
+    if (!grads || !ixs || !versions || !rep)
         return oom(err);
-    for (size_t i = 0; i < n; i++) {
-        const Pscope__V1__TensorDesc *t = r->hdr->tensors[i];
-        grads[i].name = r->tnames[i];
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (a->n_sparse && a->sparse[i]) {
+            const Pscope__V1__TensorDesc *it = r->hdr->tensors[k];
+            ixs[i].dtype = it->dtype;
+            ixs[i].dims = it->dims;
+            ixs[i].rank = it->n_dims;
+            ixs[i].data = r->blobs[k];
+            grads[i].indices = &ixs[i];
+            k++;
+        }
+        const Pscope__V1__TensorDesc *t = r->hdr->tensors[k];
+        grads[i].name = r->tnames[k];
         grads[i].dtype = t->dtype;
         grads[i].dims = t->dims;
         grads[i].rank = t->n_dims;
-        grads[i].g = r->blobs[i];
+        grads[i].g = r->blobs[k];
+        k++;
     }
     psd_optim_config_t cfg = {.kind = (int) a->optimizer,
                               .learning_rate = a->learning_rate,
@@ -902,6 +945,7 @@ static int handle_apply(psd_rpc_t *rpc,
                               .beta1 = a->beta1,
                               .beta2 = a->beta2,
                               .epsilon = a->epsilon,
+                              .initial_accumulator_value = a->initial_accumulator_value,
                               .global_step = r->nnames ? r->names[0] : NULL};
     psd_optim_result_t res;
     int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
@@ -915,6 +959,143 @@ static int handle_apply(psd_rpc_t *rpc,
     rep->duplicate = res.duplicate;
     out->body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY;
     out->apply_gradients_reply = rep;
+    return 0;
+}
+
+/* ---- GATHER and SCATTER: sparse rows (rows.c) ---- */
+
+static int prepare_gather(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    (void) rpc;
+    (void) r;
+    (void) err;
+    return 0; /* every tensor is an index vector; rows.c checks them against their variables */
+}
+
+static psd_rows_index_t index_of(const psd_req_t *r, size_t i)
+{
+    const Pscope__V1__TensorDesc *t = r->hdr->tensors[i];
+    psd_rows_index_t ix = {
+        .dtype = t->dtype, .dims = t->dims, .rank = t->n_dims, .data = r->blobs[i]};
+    return ix;
+}
+
+static int handle_gather(psd_rpc_t *rpc,
+                         psd_req_t *r,
+                         Pscope__V1__Header *out,
+                         psd_blob_t ***blobs,
+                         size_t *nblobs,
+                         ps_error_t *err)
+{
+    size_t n = r->ntensors;
+    if (n == 0)
+        return 0;
+    Pscope__V1__TensorDesc **tds = scratch_alloc(r, n * sizeof *tds);
+    Pscope__V1__TensorDesc *td = scratch_alloc(r, n * sizeof *td);
+    int64_t *dims = scratch_alloc(r, n * PS_MAX_RANK * sizeof *dims);
+    psd_blob_t **bl = scratch_alloc(r, n * sizeof *bl);
+    if (!tds || !td || !dims || !bl)
+        return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        psd_rows_index_t ix = index_of(r, i);
+        psd_var_t *v = NULL;
+        int rc =
+            psd_rows_gather(rpc->store, r->tnames[i], &ix, rpc->lim.max_payload, &v, &bl[i], err);
+        if (rc) {
+            for (size_t k = 0; k < i; k++)
+                psd_blob_unref(bl[k]);
+            return rc;
+        }
+        int64_t *d = dims + i * PS_MAX_RANK;
+        d[0] = ix.dims[0];
+        for (size_t k = 1; k < v->rank; k++)
+            d[k] = v->dims[k];
+        pscope__v1__tensor_desc__init(&td[i]);
+        td[i].name.data = (uint8_t *) psd_var_name(v);
+        td[i].name.len = v->name_len;
+        td[i].dtype = (Pscope__V1__DType) v->dtype;
+        td[i].n_dims = v->rank;
+        td[i].dims = d;
+        td[i].version = v->version;
+        tds[i] = &td[i];
+    }
+    out->n_tensors = n;
+    out->tensors = tds;
+    *blobs = bl;
+    *nblobs = n;
+    return 0;
+}
+
+static const Pscope__V1__ScatterRequest scatter_empty = PSCOPE__V1__SCATTER_REQUEST__INIT;
+
+static const Pscope__V1__ScatterRequest *body_scatter(const psd_req_t *r)
+{
+    return r->hdr->body_case == PSCOPE__V1__HEADER__BODY_SCATTER ? r->hdr->scatter : &scatter_empty;
+}
+
+static int prepare_scatter(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
+{
+    const Pscope__V1__ScatterRequest *q = body_scatter(r);
+    int rc = check_count(rpc, q->n_items, "items", err);
+    if (rc)
+        return rc;
+    if (q->n_items == 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "scatter with no items");
+    if (r->ntensors != 2 * q->n_items)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "scatter has %zu items but %zu tensors; each item takes two (indices, "
+                            "updates)",
+                            q->n_items, r->ntensors);
+    for (size_t i = 0; i < q->n_items; i++) {
+        int op = q->items[i]->op;
+        if (op < PSD_SCATTER_UPDATE || op > PSD_SCATTER_SUB)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown scatter op %d for %s", op,
+                                r->tnames[2 * i]);
+        if (strcmp(r->tnames[2 * i], r->tnames[2 * i + 1]) != 0)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "scatter item %zu: indices for %s but updates for %s", i,
+                                r->tnames[2 * i], r->tnames[2 * i + 1]);
+    }
+    return 0;
+}
+
+static int handle_scatter(psd_rpc_t *rpc,
+                          psd_req_t *r,
+                          Pscope__V1__Header *out,
+                          psd_blob_t ***blobs,
+                          size_t *nblobs,
+                          ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    const Pscope__V1__ScatterRequest *q = body_scatter(r);
+    size_t n = q->n_items;
+    psd_scatter_item_t *items = scratch_alloc(r, n * sizeof *items);
+    uint64_t *versions = scratch_alloc(r, n * sizeof *versions);
+    Pscope__V1__ScatterReply *rep = scratch_alloc(r, sizeof *rep);
+    if (!items || !versions || !rep)
+        return oom(err);
+    for (size_t i = 0; i < n; i++) {
+        const Pscope__V1__TensorDesc *t = r->hdr->tensors[2 * i + 1];
+        items[i].name = r->tnames[2 * i];
+        items[i].op = q->items[i]->op;
+        items[i].ix = index_of(r, 2 * i);
+        items[i].dtype = t->dtype;
+        items[i].dims = t->dims;
+        items[i].rank = t->n_dims;
+        items[i].x = r->blobs[2 * i + 1];
+    }
+    int dup = 0;
+    int rc = psd_rows_scatter(rpc->store, items, n, q->client_id, q->seq, rpc->lim.max_memory,
+                              versions, &dup, err);
+    if (rc)
+        return rc;
+    pscope__v1__scatter_reply__init(rep);
+    rep->n_versions = n;
+    rep->versions = versions;
+    rep->duplicate = dup;
+    out->body_case = PSCOPE__V1__HEADER__BODY_SCATTER_REPLY;
+    out->scatter_reply = rep;
     return 0;
 }
 
@@ -1065,6 +1246,10 @@ static const psd_method_t methods[] = {
     /* AUTH is answered in psd_rpc_begin (begin_auth): it has no payload and decides whether the
      * connection goes on. The row gives it a name, counters and its body. */
     {PSCOPE__V1__METHOD__AUTH, "AUTH", PSCOPE__V1__HEADER__BODY_AUTH, 0, prepare_none, NULL},
+    {PSCOPE__V1__METHOD__GATHER, "GATHER", PSCOPE__V1__HEADER__BODY_GATHER, 1, prepare_gather,
+     handle_gather},
+    {PSCOPE__V1__METHOD__SCATTER, "SCATTER", PSCOPE__V1__HEADER__BODY_SCATTER, 1, prepare_scatter,
+     handle_scatter},
 };
 
 static const size_t nmethods = sizeof methods / sizeof methods[0];

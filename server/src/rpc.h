@@ -19,7 +19,7 @@
 #include "optim.h"
 #include "store.h"
 
-#define PSD_METHOD_MAX 13 /* highest pscope.v1.Method value */
+#define PSD_METHOD_MAX 59 /* highest pscope.v1.Method value (20-59 are allotted to new methods) */
 
 /* Payloads up to this size are admitted even when lim.max_inflight_payload is used up (they still
  * count in stats.payload_inflight): a connection receives one frame at a time and already holds a

@@ -110,7 +110,8 @@ int psd_wal_reserve(psd_persist_t *p, uint64_t bytes, size_t pieces, ps_error_t 
 static int is_logged_method(uint32_t m)
 {
     return m == PSCOPE__V1__METHOD__GET_VARIABLE || m == PSCOPE__V1__METHOD__UPDATE ||
-           m == PSCOPE__V1__METHOD__DELETE || m == PSCOPE__V1__METHOD__APPLY_GRADIENTS;
+           m == PSCOPE__V1__METHOD__DELETE || m == PSCOPE__V1__METHOD__APPLY_GRADIENTS ||
+           m == PSCOPE__V1__METHOD__SCATTER;
 }
 
 uint64_t psd_wal_record_size(size_t hlen, uint64_t payload_len)
@@ -311,6 +312,14 @@ void psd_wal_hook_after(void *ctx,
         if (req->body_case == PSCOPE__V1__HEADER__BODY_UPDATE) {
             client_id = req->update->client_id;
             seq = req->update->seq;
+        }
+        break;
+    case PSCOPE__V1__METHOD__SCATTER:
+        changed = !(reply->body_case == PSCOPE__V1__HEADER__BODY_SCATTER_REPLY &&
+                    reply->scatter_reply->duplicate);
+        if (req->body_case == PSCOPE__V1__HEADER__BODY_SCATTER) {
+            client_id = req->scatter->client_id;
+            seq = req->scatter->seq;
         }
         break;
     case PSCOPE__V1__METHOD__DELETE:

@@ -244,9 +244,9 @@ Test(optim, adam_updates_the_beta_powers_once_per_step_for_many_variables)
     make_var("b", PS_DTYPE_FLOAT32, dims2, 1, (double[]){0, 0});
     make_var("c", PS_DTYPE_FLOAT32, dims2, 1, (double[]){0, 0});
     psd_blob_t *g = f32_blob((float[]){1, 1}, 2);
-    psd_grad_t grads[3] = {{"c", PS_DTYPE_FLOAT32, dims2, 1, g},
-                           {"a", PS_DTYPE_FLOAT32, dims2, 1, g},
-                           {"b", PS_DTYPE_FLOAT32, dims2, 1, g}};
+    psd_grad_t grads[3] = {{"c", PS_DTYPE_FLOAT32, dims2, 1, g, NULL},
+                           {"a", PS_DTYPE_FLOAT32, dims2, 1, g, NULL},
+                           {"b", PS_DTYPE_FLOAT32, dims2, 1, g, NULL}};
     psd_optim_config_t cfg = {
         .kind = PSD_OPTIM_ADAM, .learning_rate = 0.01, .beta1 = 0.5, .beta2 = 0.75, .epsilon = 0};
     uint64_t versions[3];
@@ -274,8 +274,8 @@ Test(optim, a_bad_gradient_applies_nothing)
     psd_blob_t *g2 = f32_blob((float[]){1, 1}, 2);
     psd_blob_t *g = f32_blob((float[]){1, 1, 1}, 3);
     int64_t dims3[] = {3};
-    psd_grad_t grads[2] = {{"a", PS_DTYPE_FLOAT32, dims2, 1, g2},
-                           {"b", PS_DTYPE_FLOAT32, dims3, 1, g}};
+    psd_grad_t grads[2] = {{"a", PS_DTYPE_FLOAT32, dims2, 1, g2, NULL},
+                           {"b", PS_DTYPE_FLOAT32, dims3, 1, g, NULL}};
     psd_optim_config_t cfg = {.kind = PSD_OPTIM_MOMENTUM,
                               .learning_rate = 0.1,
                               .momentum = 0.9,
@@ -323,8 +323,8 @@ Test(optim, rejects_what_tensorflow_would_not_apply)
     psd_optim_config_t mom = {.kind = PSD_OPTIM_MOMENTUM, .learning_rate = 0.1, .momentum = 0.5};
     cr_assert_eq(step1(&mom, "w", (float[]){1, 1}, 2, 0, &res, &err), 0, "%s", err.msg);
     psd_blob_t *g = f32_blob((float[]){1, 1}, 2);
-    psd_grad_t grads[2] = {{"w", PS_DTYPE_FLOAT32, dims2, 1, g},
-                           {"w/Momentum", PS_DTYPE_FLOAT32, dims2, 1, g}};
+    psd_grad_t grads[2] = {{"w", PS_DTYPE_FLOAT32, dims2, 1, g, NULL},
+                           {"w/Momentum", PS_DTYPE_FLOAT32, dims2, 1, g, NULL}};
     uint64_t vs[2];
     cr_assert_eq(psd_optim_apply(optim, store, &mom, grads, 2, 0, 0, 0, 0, vs, &res, &err),
                  PS_ERR_INVALID_ARGUMENT);
@@ -382,7 +382,7 @@ Test(optim, out_of_memory_during_a_step_leaves_values_unchanged)
     ps_error_t err;
     /* A memory limit below what is in use: the copy-on-write copy is refused. */
     psd_blob_t *g = f32_blob((float[]){1, 1}, 2);
-    psd_grad_t gr = {"w", PS_DTYPE_FLOAT32, dims2, 1, g};
+    psd_grad_t gr = {"w", PS_DTYPE_FLOAT32, dims2, 1, g, NULL};
     uint64_t v;
     cr_assert_eq(psd_optim_apply(optim, store, &cfg, &gr, 1, 0, 0, 1, 0, &v, &res, &err),
                  PS_ERR_RESOURCE_EXHAUSTED);
