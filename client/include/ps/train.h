@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ps/embedding.h>
 #include <ps/export.h>
 #include <ps/graph.h>
 #include <ps/status.h>
@@ -20,6 +21,7 @@ typedef enum {
     PS_OPTIMIZER_SGD = 1,      /* tf.train.GradientDescentOptimizer */
     PS_OPTIMIZER_MOMENTUM = 2, /* tf.train.MomentumOptimizer (slot <var>/Momentum) */
     PS_OPTIMIZER_ADAM = 3,     /* tf.train.AdamOptimizer (slots <var>/Adam, <var>/Adam_1) */
+    PS_OPTIMIZER_ADAGRAD = 20, /* tf.train.AdagradOptimizer (slot <var>/Adagrad) */
 } ps_optimizer_kind_t;
 
 /** The default step counter's name, as tf.train.get_or_create_global_step names it. */
@@ -40,6 +42,7 @@ typedef struct ps_optimizer_config {
     /** Name of the int64 step counter psd increments with each step (created at 0 on first use);
      * NULL: PS_GLOBAL_STEP; "": no counter. Borrowed: copied by ps_optimizer_new. */
     const char *global_step;
+    double initial_accumulator_value; /* ADAGRAD; TF default 0.1, must be > 0 */
 } ps_optimizer_config_t;
 
 /** tf.train.GradientDescentOptimizer(learning_rate). */
@@ -52,6 +55,10 @@ PS_EXTERN ps_optimizer_config_t ps_optimizer_momentum(double learning_rate,
 
 /** tf.train.AdamOptimizer(learning_rate) with beta1 0.9, beta2 0.999, epsilon 1e-8. */
 PS_EXTERN ps_optimizer_config_t ps_optimizer_adam(double learning_rate);
+
+/** tf.train.AdagradOptimizer(learning_rate, initial_accumulator_value) (TF default 0.1). */
+PS_EXTERN ps_optimizer_config_t ps_optimizer_adagrad(double learning_rate,
+                                                     double initial_accumulator_value);
 
 typedef struct ps_optimizer ps_optimizer_t;
 
@@ -94,6 +101,25 @@ PS_EXTERN int ps_optimizer_apply_gradients(ps_optimizer_t *o,
                                            size_t n,
                                            int64_t *global_step,
                                            ps_error_t *err);
+
+/**
+ * One training step with dense gradients (vars, grads, n, as ps_optimizer_apply_gradients) and
+ * IndexedSlices (slices, ns: a single variable or a part each, for instance from
+ * ps_embedding_lookup_grad), applied together: each shard's part in one atomic request with
+ * TensorFlow 1.15's sparse rules (duplicate indices summed first; GradientDescent's scatter_sub;
+ * Momentum and Adagrad touch only the rows named; Adam decays every row's moments and moves every
+ * row as TF's _apply_sparse_shared does). A variable may appear once in the whole step. Errors as
+ * ps_optimizer_apply_gradients, plus INVALID_ARGUMENT for an index out of range ("indices[3] = 12
+ * is not in [0, 10)") or a partitioned whole given as a slice's variable.
+ */
+PS_EXTERN int ps_optimizer_apply_sparse(ps_optimizer_t *o,
+                                        ps_variable_t *const *vars,
+                                        const void *const *grads,
+                                        size_t n,
+                                        const ps_indexed_slices_t *slices,
+                                        size_t ns,
+                                        int64_t *global_step,
+                                        ps_error_t *err);
 
 /**
  * Change the learning rate used by later steps (a schedule such as tf.train.exponential_decay is

@@ -251,6 +251,55 @@ typedef struct psc_item {
 } psc_item_t;
 
 int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
+
+struct psc_call;
+/**
+ * Run calls[i] on shard shards[i]: the calls of one shard pipelined on its connection, the shards
+ * all in flight at once (a thread for each shard after the first), each with run_calls' reconnects
+ * and resends. Returns 0 when every call has its reply (each call's own error is in call->err), or
+ * the first transport error.
+ */
+int psc_client_run_parallel(
+    ps_client_t *c, const size_t *shards, struct psc_call **calls, size_t n, ps_error_t *err);
+
+/** The next request sequence number of the client (updates, scatters: applied once). */
+uint64_t psc_client_next_seq(ps_client_t *c);
+
+/* net/rows.c: GATHER and SCATTER requests (sparse rows). */
+
+/** Bytes of one row (axis 0) of v: the dtype size times dims[1:]. */
+size_t psc_row_bytes(const ps_variable_t *v);
+
+/* One variable's rows to gather: the rows at idx land in dst (n contiguous rows) or, when dst is
+ * NULL, row i at row_dst[i]. version is filled from the reply. */
+typedef struct psc_gather_item {
+    const ps_variable_t *var;
+    int idx_dtype; /* PS_DTYPE_INT32 or PS_DTYPE_INT64 */
+    const void *idx;
+    size_t n;
+    uint8_t *dst;
+    uint8_t *const *row_dst;
+    uint64_t version;
+} psc_gather_item_t;
+
+/** One GATHER request per shard touched, all shards in flight at once. 0 or the first error. */
+int psc_rows_gather(ps_client_t *c, psc_gather_item_t *items, size_t n, ps_error_t *err);
+
+/* One variable's scatter: op (PS_SCATTER_*) of x (n rows, or one element when scalar). */
+typedef struct psc_scatter_item {
+    const ps_variable_t *var;
+    int op;
+    int idx_dtype;
+    const void *idx;
+    size_t n;
+    const void *x;
+    int scalar;
+    uint64_t version;
+} psc_scatter_item_t;
+
+/** One SCATTER request per shard (applied once under the client's id and a new seq), shards in
+ * flight at once; each shard's part atomic. 0 or the first error. */
+int psc_rows_scatter(ps_client_t *c, psc_scatter_item_t *items, size_t n, ps_error_t *err);
 int psc_client_update(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
 
 /**

@@ -4,6 +4,7 @@
  * optional log callback (libpsclient never writes to stderr). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -269,6 +270,74 @@ static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n,
     if (pending != pending_inline)
         ps_free(pending);
     return rc;
+}
+
+/* One shard's calls of psc_client_run_parallel, run on a thread of its own. */
+typedef struct shard_job {
+    ps_client_t *c;
+    size_t shard;
+    psc_call_t **calls;
+    size_t n;
+    int rc;
+    ps_error_t err;
+    pthread_t tid;
+    int started;
+} shard_job_t;
+
+static void *shard_job_run(void *arg)
+{
+    shard_job_t *j = arg;
+    j->rc = run_calls(j->c, j->shard, j->calls, j->n, &j->err);
+    return NULL;
+}
+
+int psc_client_run_parallel(
+    ps_client_t *c, const size_t *shards, psc_call_t **calls, size_t n, ps_error_t *err)
+{
+    /* Group the calls by shard (each shard's connection is used by one thread only). */
+    shard_job_t *jobs = ps_calloc(c->nshards, sizeof *jobs);
+    psc_call_t **byshard = ps_calloc(n ? n : 1, sizeof *byshard);
+    if (!jobs || !byshard) {
+        ps_free(jobs);
+        ps_free(byshard);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    size_t k = 0, njobs = 0;
+    for (size_t s = 0; s < c->nshards; s++) {
+        size_t start = k;
+        for (size_t i = 0; i < n; i++) {
+            if (shards[i] == s)
+                byshard[k++] = calls[i];
+        }
+        if (k > start) {
+            jobs[njobs] =
+                (shard_job_t){.c = c, .shard = s, .calls = byshard + start, .n = k - start};
+            ps_error_clear(&jobs[njobs].err);
+            njobs++;
+        }
+    }
+    /* Every shard but the first on a thread of its own; the first on this one. */
+    for (size_t j = 1; j < njobs; j++)
+        jobs[j].started = pthread_create(&jobs[j].tid, NULL, shard_job_run, &jobs[j]) == 0;
+    for (size_t j = 0; j < njobs; j++) {
+        if (j == 0 || !jobs[j].started)
+            shard_job_run(&jobs[j]);
+    }
+    int rc = 0;
+    for (size_t j = 0; j < njobs; j++) {
+        if (j > 0 && jobs[j].started)
+            pthread_join(jobs[j].tid, NULL);
+        if (jobs[j].rc && !rc)
+            rc = ps_error_set(err, jobs[j].rc, "%s", jobs[j].err.msg);
+    }
+    ps_free(jobs);
+    ps_free(byshard);
+    return rc;
+}
+
+uint64_t psc_client_next_seq(ps_client_t *c)
+{
+    return ++c->seq;
 }
 
 int ps_client_ping(ps_client_t *c, ps_error_t *err)

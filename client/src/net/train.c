@@ -59,6 +59,14 @@ ps_optimizer_config_t ps_optimizer_momentum(double learning_rate, double momentu
     return c;
 }
 
+ps_optimizer_config_t ps_optimizer_adagrad(double learning_rate, double initial_accumulator_value)
+{
+    ps_optimizer_config_t c = ps_optimizer_sgd(learning_rate);
+    c.kind = PS_OPTIMIZER_ADAGRAD;
+    c.initial_accumulator_value = initial_accumulator_value;
+    return c;
+}
+
 ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
 {
     ps_optimizer_config_t c = ps_optimizer_sgd(learning_rate);
@@ -71,8 +79,14 @@ ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
 
 static int check_config(const ps_optimizer_config_t *c, ps_error_t *err)
 {
-    if (c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM)
+    if ((c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM) &&
+        c->kind != PS_OPTIMIZER_ADAGRAD)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", c->kind);
+    if (c->kind == PS_OPTIMIZER_ADAGRAD &&
+        !(isfinite(c->initial_accumulator_value) && c->initial_accumulator_value > 0.0))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "initial_accumulator_value must be positive: %g",
+                            c->initial_accumulator_value);
     if (!isfinite(c->learning_rate))
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "learning_rate %g is not finite",
                             c->learning_rate);
@@ -169,11 +183,13 @@ static void sleep_ms(int ms)
     }
 }
 
-/* One shard's part of a step: vars[idx[k]] for k < m. */
+/* One shard's part of a step: vars[idx[k]] for k < m; slices[k] (when slices is not NULL and
+ * slices[idx[k]].var is set) makes gradient k IndexedSlices. */
 static int apply_shard(ps_optimizer_t *o,
                        size_t shard,
                        ps_variable_t *const *vars,
                        const void *const *grads,
+                       const ps_indexed_slices_t *slices,
                        const size_t *idx,
                        size_t m,
                        int count_step,
@@ -181,24 +197,59 @@ static int apply_shard(ps_optimizer_t *o,
                        int64_t *global_step,
                        ps_error_t *err)
 {
-    Pscope__V1__TensorDesc *td = ps_calloc(m, sizeof *td);
-    Pscope__V1__TensorDesc **tds = ps_calloc(m, sizeof *tds);
-    ps_frame_seg_t *segs = ps_calloc(m, sizeof *segs);
+    Pscope__V1__TensorDesc *td = ps_calloc(2 * m, sizeof *td);
+    Pscope__V1__TensorDesc **tds = ps_calloc(2 * m, sizeof *tds);
+    ps_frame_seg_t *segs = ps_calloc(2 * m, sizeof *segs);
+    protobuf_c_boolean *sparse = ps_calloc(m, sizeof *sparse);
+    int64_t *sdims = ps_calloc(2 * m * PS_SHAPE_MAX_RANK, sizeof *sdims);
     int rc = 0;
-    if (!td || !tds || !segs) {
+    size_t nt = 0, nsparse = 0;
+    if (!td || !tds || !segs || !sparse || !sdims) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a step of %zu", m);
         goto out;
     }
     for (size_t k = 0; k < m; k++) {
         const ps_variable_t *v = vars[idx[k]];
-        pscope__v1__tensor_desc__init(&td[k]);
-        td[k].name = ps_pb_bytes(v->store_name);
-        td[k].dtype = (Pscope__V1__DType) v->dtype;
-        td[k].n_dims = v->rank;
-        td[k].dims = (int64_t *) v->dims;
-        tds[k] = &td[k];
-        segs[k].data = (uint8_t *) grads[idx[k]];
-        segs[k].len = v->nbytes;
+        const ps_indexed_slices_t *sl = slices && slices[idx[k]].var ? &slices[idx[k]] : NULL;
+        if (sl) {
+            /* IndexedSlices: the int64 indices, then the rows, both named by the variable. */
+            int64_t *d = sdims + 2 * k * PS_SHAPE_MAX_RANK;
+            pscope__v1__tensor_desc__init(&td[nt]);
+            td[nt].name = ps_pb_bytes(v->store_name);
+            td[nt].dtype = PSCOPE__V1__DTYPE__DT_INT64;
+            d[0] = (int64_t) sl->n;
+            td[nt].n_dims = 1;
+            td[nt].dims = d;
+            segs[nt].data = (uint8_t *) sl->indices;
+            segs[nt].len = sl->n * sizeof(int64_t);
+            tds[nt] = &td[nt];
+            nt++;
+            d += PS_SHAPE_MAX_RANK;
+            d[0] = (int64_t) sl->n;
+            for (unsigned r = 1; r < v->rank; r++)
+                d[r] = v->dims[r];
+            pscope__v1__tensor_desc__init(&td[nt]);
+            td[nt].name = ps_pb_bytes(v->store_name);
+            td[nt].dtype = (Pscope__V1__DType) v->dtype;
+            td[nt].n_dims = v->rank;
+            td[nt].dims = d;
+            segs[nt].data = (uint8_t *) sl->values;
+            segs[nt].len = sl->n * psc_row_bytes(v);
+            tds[nt] = &td[nt];
+            nt++;
+            sparse[k] = 1;
+            nsparse++;
+            continue;
+        }
+        pscope__v1__tensor_desc__init(&td[nt]);
+        td[nt].name = ps_pb_bytes(v->store_name);
+        td[nt].dtype = (Pscope__V1__DType) v->dtype;
+        td[nt].n_dims = v->rank;
+        td[nt].dims = (int64_t *) v->dims;
+        tds[nt] = &td[nt];
+        segs[nt].data = (uint8_t *) grads[idx[k]];
+        segs[nt].len = v->nbytes;
+        nt++;
     }
     Pscope__V1__ApplyGradientsRequest a = PSCOPE__V1__APPLY_GRADIENTS_REQUEST__INIT;
     a.optimizer = (Pscope__V1__OptimizerKind) o->cfg.kind;
@@ -208,6 +259,11 @@ static int apply_shard(ps_optimizer_t *o,
     a.beta1 = o->cfg.beta1;
     a.beta2 = o->cfg.beta2;
     a.epsilon = o->cfg.epsilon;
+    a.initial_accumulator_value = o->cfg.initial_accumulator_value;
+    if (nsparse) {
+        a.n_sparse = m;
+        a.sparse = sparse;
+    }
     if (count_step)
         a.global_step = ps_pb_bytes(o->global_step);
     a.client_id = o->id;
@@ -216,13 +272,13 @@ static int apply_shard(ps_optimizer_t *o,
     h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
     h.apply_gradients = &a;
-    h.n_tensors = m;
+    h.n_tensors = nt;
     h.tensors = tds;
     psc_call_t call;
     memset(&call, 0, sizeof call);
     call.req = &h;
     call.payload = segs;
-    call.npayload = m;
+    call.npayload = nt;
     psc_call_t *cp = &call;
     for (int attempt = 0, busy = 0;;) {
         psc_call_reset(&call);
@@ -258,19 +314,25 @@ out:
     ps_free(td);
     ps_free(tds);
     ps_free(segs);
+    ps_free(sparse);
+    ps_free(sdims);
     return rc;
 }
 
-int ps_optimizer_apply_gradients(ps_optimizer_t *o,
-                                 ps_variable_t *const *vars,
-                                 const void *const *grads,
-                                 size_t n,
-                                 int64_t *global_step,
-                                 ps_error_t *err)
+/* A step of n dense gradients (partitioned wholes expanded to their parts) and ns IndexedSlices.
+ */
+static int apply_step(ps_optimizer_t *o,
+                      ps_variable_t *const *vars,
+                      const void *const *grads,
+                      size_t n,
+                      const ps_indexed_slices_t *slices,
+                      size_t ns,
+                      int64_t *global_step,
+                      ps_error_t *err)
 {
     if (global_step)
         *global_step = 0;
-    if (n == 0)
+    if (n + ns == 0)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "No gradients provided for any variable.");
     for (size_t i = 0; i < n; i++) {
@@ -278,22 +340,59 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "gradient %zu: NULL variable or gradient", i);
     }
-    /* The same variables as a step that failed part-way: this call completes that step. */
+    for (size_t i = 0; i < ns; i++) {
+        const ps_indexed_slices_t *sl = &slices[i];
+        if (!sl->var || (sl->n && (!sl->indices || !sl->values)))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "IndexedSlices %zu: NULL variable, indices or values", i);
+        if (sl->var->pv || sl->var->value_fn || sl->var->rank < 1)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "IndexedSlices %zu: %s must be a stored variable of rank >= 1 (a "
+                                "partitioned whole's slices go to its parts: "
+                                "ps_embedding_lookup_grad)",
+                                i, sl->var->name);
+    }
+    /* The key of this step (dense variables, then the slices' variables): the same key as a step
+     * that failed part-way makes this call complete that step. */
+    size_t nkey = n + ns;
+    ps_variable_t **key = ps_malloc(nkey * sizeof *key);
+    if (!key)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    if (n)
+        memcpy(key, vars, n * sizeof *key);
+    for (size_t i = 0; i < ns; i++)
+        key[n + i] = slices[i].var;
     int retry =
-        o->pending && o->pending_n == n && memcmp(o->pending_vars, vars, n * sizeof *vars) == 0;
+        o->pending && o->pending_n == nkey && memcmp(o->pending_vars, key, nkey * sizeof *key) == 0;
     if (!retry) {
         o->pending = 0;
         memset(o->shard_seq, 0, o->nconns * sizeof *o->shard_seq);
     }
     /* A partitioned whole's gradient is split into its parts' slices. */
     psc_expand_t x;
-    int rc = psc_expand(vars, (void *const *) grads, NULL, n, 1, &x, err);
-    if (rc)
+    int rc = n ? psc_expand(vars, (void *const *) grads, NULL, n, 1, &x, err) : 0;
+    if (!n)
+        memset(&x, 0, sizeof x);
+    if (rc) {
+        ps_free(key);
         return rc;
-    size_t *idx = ps_calloc(x.n, sizeof *idx);
-    if (!idx) {
-        psc_expand_free(&x);
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    size_t total = x.n + ns;
+    size_t *idx = ps_calloc(total, sizeof *idx);
+    ps_variable_t **all = ps_calloc(total, sizeof *all);
+    const void **bufs = ps_calloc(total, sizeof *bufs);
+    ps_indexed_slices_t *sls = ps_calloc(total, sizeof *sls);
+    if (!idx || !all || !bufs || !sls) {
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < x.n; i++) {
+        all[i] = x.vars[i];
+        bufs[i] = x.bufs[i];
+    }
+    for (size_t i = 0; i < ns; i++) {
+        all[x.n + i] = slices[i].var;
+        sls[x.n + i] = slices[i];
     }
     int counted = o->global_step[0] == '\0';
     size_t step_shard = counted ? 0 : ps_client_shard_of(o->client, o->global_step);
@@ -302,8 +401,8 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
     char applied_list[256] = "";
     for (size_t s = 0; s < o->nconns && rc == 0; s++) {
         size_t m = 0;
-        for (size_t i = 0; i < x.n; i++) {
-            if (ps_client_shard_of(o->client, x.vars[i]->store_name) == s)
+        for (size_t i = 0; i < total; i++) {
+            if (ps_client_shard_of(o->client, all[i]->store_name) == s)
                 idx[m++] = i;
         }
         if (m == 0)
@@ -312,8 +411,8 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
             o->shard_seq[s] = ++o->seq;
         int count_here = !counted && s == step_shard;
         ps_error_t e;
-        rc = apply_shard(o, s, x.vars, (const void *const *) x.bufs, idx, m, count_here,
-                         o->shard_seq[s], &gs, &e);
+        rc = apply_shard(o, s, all, bufs, ns ? sls : NULL, idx, m, count_here, o->shard_seq[s], &gs,
+                         &e);
         if (rc == 0) {
             applied++;
             size_t len = strlen(applied_list);
@@ -323,14 +422,11 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
             continue;
         }
         /* Remember the step so that a call with the same variables completes it once. */
-        ps_variable_t **keep = ps_malloc(n * sizeof *keep);
-        if (keep) {
-            memcpy(keep, vars, n * sizeof *keep);
-            ps_free(o->pending_vars);
-            o->pending_vars = keep;
-            o->pending_n = n;
-            o->pending = 1;
-        }
+        ps_free(o->pending_vars);
+        o->pending_vars = key;
+        key = NULL;
+        o->pending_n = nkey;
+        o->pending = 1;
         if (applied)
             rc = ps_error_set(err, rc,
                               "shard %zu (%s) failed in the middle of a step over several "
@@ -349,14 +445,43 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
         rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                           "step counter %s lives on shard %zu, which got no gradient of this step",
                           o->global_step, step_shard);
-    ps_free(idx);
     if (rc == 0) {
         o->pending = 0;
         o->steps++;
-        psc_partitioned_sync_versions(vars, n);
+        if (n)
+            psc_partitioned_sync_versions(vars, n);
         if (global_step)
             *global_step = gs;
     }
-    psc_expand_free(&x);
+out:
+    ps_free(idx);
+    ps_free(all);
+    ps_free(bufs);
+    ps_free(sls);
+    ps_free(key);
+    if (n)
+        psc_expand_free(&x);
     return rc;
+}
+
+int ps_optimizer_apply_gradients(ps_optimizer_t *o,
+                                 ps_variable_t *const *vars,
+                                 const void *const *grads,
+                                 size_t n,
+                                 int64_t *global_step,
+                                 ps_error_t *err)
+{
+    return apply_step(o, vars, grads, n, NULL, 0, global_step, err);
+}
+
+int ps_optimizer_apply_sparse(ps_optimizer_t *o,
+                              ps_variable_t *const *vars,
+                              const void *const *grads,
+                              size_t n,
+                              const ps_indexed_slices_t *slices,
+                              size_t ns,
+                              int64_t *global_step,
+                              ps_error_t *err)
+{
+    return apply_step(o, vars, grads, n, slices, ns, global_step, err);
 }
