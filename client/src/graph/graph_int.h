@@ -255,8 +255,8 @@ int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err
 struct psc_call;
 /**
  * Run calls[i] on shard shards[i]: the calls of one shard pipelined on its connection, the shards
- * all in flight at once (a thread for each shard after the first), each with run_calls' reconnects
- * and resends. Returns 0 when every call has its reply (each call's own error is in call->err), or
+ * all in flight at once (fanout.c), each with its resend rules.
+ * Returns 0 when every call has its reply (each call's own error is in call->err), or
  * the first transport error.
  */
 int psc_client_run_parallel(

@@ -4,7 +4,6 @@
  * optional log callback (libpsclient never writes to stderr). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "codec.h"
 #include "conn.h"
+#include "fanout.h"
 #include "graph_int.h"
 #include "placement.h"
 
@@ -199,11 +199,12 @@ const char *ps_client_address_from_args(int argc, char **argv)
     return e && *e ? e : NULL;
 }
 
-static void sleep_ms(int ms)
+static psc_retry_t retry_policy(const ps_client_t *c)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    return (psc_retry_t){.max_retries = c->max_retries,
+                         .backoff_ms = c->backoff_ms,
+                         .log_cb = c->log_cb,
+                         .log_data = c->log_data};
 }
 
 /*
@@ -214,124 +215,11 @@ static void sleep_ms(int ms)
  */
 static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n, ps_error_t *err)
 {
-    psc_conn_t *conn = &c->shards[shard];
-    psc_call_t *pending_inline[8];
-    psc_call_t **pending = n <= 8 ? pending_inline : ps_calloc(n, sizeof *pending);
-    if (!pending)
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
-    int busy = 0; /* resends psd asked for (Header.retry_after_ms) */
-    for (int attempt = 0;;) {
-        size_t np = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!calls[i]->done) {
-                psc_call_reset(calls[i]);
-                pending[np++] = calls[i];
-            }
-        }
-        if (np == 0) {
-            rc = 0;
-            break;
-        }
-        rc = psc_conn_run(conn, pending, np, err);
-        for (size_t i = 0; i < np; i++) {
-            ps_free(pending[i]->frame);
-            pending[i]->frame = NULL;
-        }
-        if (rc == 0) {
-            /* psd could not take a call now and said when to try again (payload admission):
-             * resend those calls, a bounded number of times. */
-            uint32_t wait = 0;
-            for (size_t i = 0; i < np; i++) {
-                uint32_t w = psc_call_retry_after(pending[i]);
-                wait = w > wait ? w : wait;
-            }
-            if (!wait || busy >= PSC_BUSY_RETRIES)
-                break;
-            for (size_t i = 0; i < np; i++) {
-                if (psc_call_retry_after(pending[i]))
-                    pending[i]->done = 0;
-            }
-            busy++;
-            logf_(c, PS_CLIENT_LOG_WARNING, "psd is busy (%s); retrying in %u ms (%d of %d)",
-                  pending[0]->err.msg, (unsigned) psc_busy_backoff_ms(wait, busy), busy,
-                  PSC_BUSY_RETRIES);
-            sleep_ms(psc_busy_backoff_ms(wait, busy));
-            continue;
-        }
-        if (rc != PS_ERR_UNAVAILABLE || attempt++ >= c->max_retries) {
-            logf_(c, PS_CLIENT_LOG_WARNING, "%s", err ? err->msg : "request failed");
-            break;
-        }
-        logf_(c, PS_CLIENT_LOG_WARNING, "%s; retrying (attempt %d of %d)",
-              err ? err->msg : "transport error", attempt, c->max_retries);
-        sleep_ms(c->backoff_ms * attempt);
-    }
-    if (pending != pending_inline)
-        ps_free(pending);
-    return rc;
-}
-
-/* One shard's calls of psc_client_run_parallel, run on a thread of its own. */
-typedef struct shard_job {
-    ps_client_t *c;
-    size_t shard;
-    psc_call_t **calls;
-    size_t n;
-    int rc;
-    ps_error_t err;
-    pthread_t tid;
-    int started;
-} shard_job_t;
-
-static void *shard_job_run(void *arg)
-{
-    shard_job_t *j = arg;
-    j->rc = run_calls(j->c, j->shard, j->calls, j->n, &j->err);
-    return NULL;
-}
-
-int psc_client_run_parallel(
-    ps_client_t *c, const size_t *shards, psc_call_t **calls, size_t n, ps_error_t *err)
-{
-    /* Group the calls by shard (each shard's connection is used by one thread only). */
-    shard_job_t *jobs = ps_calloc(c->nshards, sizeof *jobs);
-    psc_call_t **byshard = ps_calloc(n ? n : 1, sizeof *byshard);
-    if (!jobs || !byshard) {
-        ps_free(jobs);
-        ps_free(byshard);
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    size_t k = 0, njobs = 0;
-    for (size_t s = 0; s < c->nshards; s++) {
-        size_t start = k;
-        for (size_t i = 0; i < n; i++) {
-            if (shards[i] == s)
-                byshard[k++] = calls[i];
-        }
-        if (k > start) {
-            jobs[njobs] =
-                (shard_job_t){.c = c, .shard = s, .calls = byshard + start, .n = k - start};
-            ps_error_clear(&jobs[njobs].err);
-            njobs++;
-        }
-    }
-    /* Every shard but the first on a thread of its own; the first on this one. */
-    for (size_t j = 1; j < njobs; j++)
-        jobs[j].started = pthread_create(&jobs[j].tid, NULL, shard_job_run, &jobs[j]) == 0;
-    for (size_t j = 0; j < njobs; j++) {
-        if (j == 0 || !jobs[j].started)
-            shard_job_run(&jobs[j]);
-    }
-    int rc = 0;
-    for (size_t j = 0; j < njobs; j++) {
-        if (j > 0 && jobs[j].started)
-            pthread_join(jobs[j].tid, NULL);
-        if (jobs[j].rc && !rc)
-            rc = ps_error_set(err, jobs[j].rc, "%s", jobs[j].err.msg);
-    }
-    ps_free(jobs);
-    ps_free(byshard);
+    psc_fan_t f = {.conn = &c->shards[shard], .calls = calls, .n = n};
+    psc_retry_t pol = retry_policy(c);
+    int rc = psc_fan_run(&f, 1, &pol);
+    if (rc && err)
+        *err = f.err;
     return rc;
 }
 
@@ -386,8 +274,52 @@ int psc_client_get_variable(ps_client_t *c,
     return rc;
 }
 
-/* Split items by shard and into requests of at most PSC_MAX_BATCH, run them pipelined per shard,
- * and report the first error. update selects UPDATE (else PULL). */
+/* Run fans, putting the first failing shard's transport error (in shard order) in err. */
+static int run_fans(ps_client_t *c, psc_fan_t *fans, size_t k, ps_error_t *err)
+{
+    psc_retry_t pol = retry_policy(c);
+    int rc = psc_fan_run(fans, k, &pol);
+    for (size_t i = 0; rc && i < k; i++) {
+        if (fans[i].rc) {
+            if (err)
+                *err = fans[i].err;
+            break;
+        }
+    }
+    return rc;
+}
+
+int psc_client_run_parallel(
+    ps_client_t *c, const size_t *shards, psc_call_t **calls, size_t n, ps_error_t *err)
+{
+    /* Group the calls by shard: one fan per shard, all sent before any reply is awaited. */
+    psc_fan_t *fans = ps_calloc(c->nshards, sizeof *fans);
+    psc_call_t **byshard = ps_calloc(n ? n : 1, sizeof *byshard);
+    if (!fans || !byshard) {
+        ps_free(fans);
+        ps_free(byshard);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    size_t k = 0, nf = 0;
+    for (size_t s = 0; s < c->nshards; s++) {
+        size_t start = k;
+        for (size_t i = 0; i < n; i++) {
+            if (shards[i] == s)
+                byshard[k++] = calls[i];
+        }
+        if (k > start)
+            fans[nf++] =
+                (psc_fan_t){.conn = &c->shards[s], .calls = byshard + start, .n = k - start};
+    }
+    int rc = run_fans(c, fans, nf, err);
+    ps_free(fans);
+    ps_free(byshard);
+    return rc;
+}
+
+/* Split items by shard and into requests of at most PSC_MAX_BATCH, send every shard's requests
+ * before waiting on any (one round trip to the slowest shard), and report the first error. update
+ * selects UPDATE (else PULL). */
 static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps_error_t *err)
 {
     int rc = 0;
@@ -397,14 +329,16 @@ static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps
     psc_batch_msg_t *msgs = ps_calloc(maxcalls, sizeof *msgs);
     psc_call_t *calls = ps_calloc(maxcalls, sizeof *calls);
     psc_call_t **cps = ps_calloc(maxcalls, sizeof *cps);
-    size_t ncalls = 0;
-    if (!sorted || !origin || !msgs || !calls || !cps) {
+    psc_fan_t *fans = ps_calloc(c->nshards, sizeof *fans);
+    size_t *first = ps_calloc(c->nshards + 1, sizeof *first);
+    size_t ncalls = 0, most = 0;
+    if (!sorted || !origin || !msgs || !calls || !cps || !fans || !first) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a batch of %zu", n);
         goto out;
     }
     size_t k = 0;
     for (size_t s = 0; s < c->nshards && rc == 0; s++) {
-        size_t first_call = ncalls;
+        first[s] = ncalls;
         size_t start = k;
         for (size_t i = 0; i < n; i++) {
             if (ps_client_shard_of(c, items[i].name) == s) {
@@ -421,12 +355,26 @@ static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps
             if (rc == 0)
                 cps[ncalls++] = call;
         }
-        /* Pulls are pipelined. Updates go one request at a time: psd remembers only the last
-         * seq per client, so a retry must never concern an older request than the last sent. */
-        if (rc == 0 && ncalls > first_call && !update)
-            rc = run_calls(c, s, &cps[first_call], ncalls - first_call, err);
-        for (size_t i = first_call; update && rc == 0 && i < ncalls; i++)
-            rc = run_calls(c, s, &cps[i], 1, err);
+        most = ncalls - first[s] > most ? ncalls - first[s] : most;
+    }
+    first[c->nshards] = ncalls;
+    if (rc == 0 && !update) {
+        /* Pulls: every shard's requests pipelined on its connection, all shards at once. */
+        for (size_t s = 0; s < c->nshards; s++)
+            fans[s] = (psc_fan_t){
+                .conn = &c->shards[s], .calls = &cps[first[s]], .n = first[s + 1] - first[s]};
+        rc = run_fans(c, fans, c->nshards, err);
+    }
+    /* Updates: one request at a time per shard (psd remembers only the last seq per client, so a
+     * retry must never concern an older request than the last sent), the shards at once. */
+    for (size_t r = 0; update && rc == 0 && r < most; r++) {
+        for (size_t s = 0; s < c->nshards; s++) {
+            size_t have = first[s + 1] - first[s];
+            fans[s] = (psc_fan_t){.conn = &c->shards[s],
+                                  .calls = r < have ? &cps[first[s] + r] : NULL,
+                                  .n = r < have ? 1 : 0};
+        }
+        rc = run_fans(c, fans, c->nshards, err);
     }
     for (size_t i = 0; i < ncalls && rc == 0; i++) {
         if (calls[i].err.code)
@@ -448,6 +396,8 @@ out:
     ps_free(msgs);
     ps_free(calls);
     ps_free(cps);
+    ps_free(fans);
+    ps_free(first);
     return rc;
 }
 

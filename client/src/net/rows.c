@@ -1,7 +1,7 @@
 /* libpsclient's sparse-row transport (issue 12): the pscope.v1 translation of GATHER and SCATTER
  * (indices and updates travel in the payload; gathered rows land straight in the caller's memory,
  * contiguous or one destination per row) and their routing: one request per psd shard touched,
- * all shards in flight at once (psc_client_run_parallel). */
+ * all shards in flight at once (psc_client_run_parallel over fanout.c). */
 #include <string.h>
 
 #include <ps/dtype.h>
