@@ -371,38 +371,39 @@ void psc_call_reset(psc_call_t *call)
     ps_error_clear(&call->err);
 }
 
-static psc_call_t *find_call(psc_call_t **calls, size_t n, uint64_t id)
+static psc_call_t *find_call(psc_pipe_t *p, uint64_t id)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (calls[i]->id == id && !calls[i]->done)
-            return calls[i];
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->calls[i]->id == id && !p->calls[i]->done)
+            return p->calls[i];
     }
     return NULL;
 }
 
-static int fail_transport(psc_conn_t *c,
-                          psc_call_t **calls,
-                          size_t n,
-                          ps_error_t *err,
-                          int code,
-                          const char *fmt,
-                          const char *detail)
+void psc_pipe_fail(psc_conn_t *c, psc_pipe_t *p, const ps_error_t *e)
 {
-    char msg[PS_ERROR_MSG_MAX];
-    snprintf(msg, sizeof msg, fmt, c->address, detail);
     psc_conn_close(c);
-    for (size_t i = 0; i < n; i++) {
-        if (!calls[i]->done) {
-            calls[i]->transport = 1;
-            ps_error_set(&calls[i]->err, code, "%s", msg);
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->calls[i]->done) {
+            p->calls[i]->transport = 1;
+            ps_error_set(&p->calls[i]->err, e->code, "%s", e->msg);
         }
     }
-    return ps_error_set(err, code, "%s", msg);
+    p->cur = NULL;
+}
+
+/* The transport error of c: code and message naming the address. Returns -1. */
+static int conn_error(psc_conn_t *c, ps_error_t *err, int code, const char *fmt, const char *detail)
+{
+    char msg[PS_ERROR_MSG_MAX];
+    if (snprintf(msg, sizeof msg, fmt, c->address, detail) < 0)
+        msg[0] = '\0';
+    ps_error_set(err, code, "%s", msg);
+    return -1;
 }
 
 /* A complete reply header arrived: route it to its call. Returns 0, or -1 for a protocol error. */
-static int
-on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_error_t *perr)
+static int on_header(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
 {
     size_t hl;
     const uint8_t *hb = ps_frame_decoder_header(&c->dec, &hl);
@@ -412,7 +413,7 @@ on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_erro
         ps_error_set(perr, PS_ERR_INTERNAL, "undecodable reply header: %s", e.msg);
         return -1;
     }
-    psc_call_t *call = find_call(calls, n, h->id);
+    psc_call_t *call = find_call(p, h->id);
     if (!call && h->id == 0 && h->code != 0) {
         /* An error about the connection itself (psd could not read a request id): say it. */
         ps_error_set(perr, ps_pb_code_from_wire(h->code), "psd refused the connection: %s",
@@ -427,7 +428,7 @@ on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_erro
         return -1;
     }
     call->reply = h;
-    *cur = call;
+    p->cur = call;
     ps_frame_seg_t *segs = NULL;
     size_t nsegs = 0;
     int rc = 0;
@@ -452,8 +453,7 @@ on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_erro
 }
 
 /* Feed buffered bytes to the decoder. Returns 0, or -1 with a protocol error in perr. */
-static int drain(
-    psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, size_t *ndone, ps_error_t *perr)
+static int drain(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
 {
     for (;;) {
         size_t used = 0;
@@ -466,15 +466,15 @@ static int drain(
             return -1;
         }
         if (ev == PS_FRAME_HEADER) {
-            if (on_header(c, calls, n, cur, perr) != 0)
+            if (on_header(c, p, perr) != 0)
                 return -1;
             continue;
         }
         if (ev == PS_FRAME_READY) {
-            if (*cur) {
-                (*cur)->done = 1;
-                (*ndone)++;
-                *cur = NULL;
+            if (p->cur) {
+                p->cur->done = 1;
+                p->ndone++;
+                p->cur = NULL;
             }
             continue;
         }
@@ -482,6 +482,108 @@ static int drain(
             c->rstart = c->rend = 0;
         return 0;
     }
+}
+
+int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err)
+{
+    uint64_t plen = 0;
+    for (size_t k = 0; k < call->npayload; k++)
+        plen += call->payload[k].len;
+    call->id = c->next_id++;
+    call->req->id = call->id;
+    ps_error_t pe;
+    call->frame =
+        ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
+    if (!call->frame)
+        return ps_error_set(err, pe.code, "%s", pe.msg);
+    return 0;
+}
+
+int psc_conn_buffered(const psc_conn_t *c)
+{
+    return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    struct iovec iov[16];
+    int niov = 0;
+    size_t ci = p->wcall, si = p->wseg, off = p->woff;
+    while (ci < p->n && niov < 16) {
+        psc_call_t *call = p->calls[ci];
+        const uint8_t *base;
+        size_t len;
+        if (si == 0) {
+            base = call->frame;
+            len = call->frame_len;
+        } else {
+            base = call->payload[si - 1].data;
+            len = call->payload[si - 1].len;
+        }
+        if (off < len) {
+            iov[niov].iov_base = (void *) (base + off);
+            iov[niov].iov_len = len - off;
+            niov++;
+        }
+        off = 0;
+        if (++si > call->npayload) {
+            si = 0;
+            ci++;
+        }
+    }
+    ssize_t w = niov ? io_send(c, iov, niov, tls_err, sizeof tls_err) : 0;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s lost while sending: %s",
+                          errno == EPROTO ? tls_err : strerror(errno));
+    size_t adv = w > 0 ? (size_t) w : 0;
+    while (p->wcall < p->n) {
+        psc_call_t *call = p->calls[p->wcall];
+        size_t len = p->wseg == 0 ? call->frame_len : call->payload[p->wseg - 1].len;
+        size_t take = len - p->woff < adv ? len - p->woff : adv;
+        p->woff += take;
+        adv -= take;
+        if (p->woff < len)
+            break;
+        p->woff = 0;
+        if (++p->wseg > call->npayload) {
+            p->wseg = 0;
+            p->wcall++;
+        }
+    }
+    return 0;
+}
+
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    uint8_t *win = NULL;
+    size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
+    ssize_t got;
+    if (wl > 0) {
+        /* Tensor bytes straight into the caller's buffer. */
+        got = io_recv(c, win, wl, tls_err, sizeof tls_err);
+        if (got > 0)
+            ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
+    } else {
+        if (c->rend == c->rcap) {
+            memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+            c->rend -= c->rstart;
+            c->rstart = 0;
+        }
+        got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, sizeof tls_err);
+        if (got > 0)
+            c->rend += (size_t) got;
+    }
+    if (got == 0)
+        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s closed by psd%s", "");
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s lost: %s",
+                          errno == EPROTO ? tls_err : strerror(errno));
+    ps_error_t perr;
+    if (got > 0 && drain(c, p, &perr) != 0)
+        return conn_error(c, err, perr.code, "protocol error from %s: %s", perr.msg);
+    return 0;
 }
 
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
@@ -498,129 +600,53 @@ int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
     }
     /* Pack every frame (ids assigned now). */
     for (size_t i = 0; i < n; i++) {
-        psc_call_t *call = calls[i];
-        uint64_t plen = 0;
-        for (size_t k = 0; k < call->npayload; k++)
-            plen += call->payload[k].len;
-        call->id = c->next_id++;
-        call->req->id = call->id;
-        ps_error_t pe;
-        call->frame =
-            ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
-        if (!call->frame) {
+        if ((rc = psc_conn_pack(c, calls[i], err)) != 0) {
             for (size_t k = 0; k < i; k++) {
                 ps_free(calls[k]->frame);
                 calls[k]->frame = NULL;
             }
-            return ps_error_set(err, pe.code, "%s", pe.msg);
+            return rc;
         }
     }
-    size_t wcall = 0, wseg = 0, woff = 0; /* write position: call, segment (0 = frame) and offset */
-    size_t ndone = 0;
-    psc_call_t *cur = NULL;
+    psc_pipe_t p;
+    memset(&p, 0, sizeof p);
+    p.calls = calls;
+    p.n = n;
     int64_t deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
-    ps_error_t perr;
-    char tls_err[256] = "";
-    while (ndone < n) {
-        int want_write = wcall < n;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
+    ps_error_t e;
+    while (p.ndone < n) {
+        int want_write = p.wcall < n;
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
         int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return fail_transport(c, calls, n, err, PS_ERR_DEADLINE_EXCEEDED,
-                                  "request to %s timed out%s", "");
+        if (left <= 0) {
+            conn_error(c, &e, PS_ERR_DEADLINE_EXCEEDED, "request to %s timed out%s", "");
+            break;
+        }
         /* Plaintext TLS already decrypted does not make the socket readable. */
-        int buffered = c->ssl && SSL_pending(c->ssl) > 0;
-        int r = poll(&p, 1, buffered ? 0 : (int) left);
+        int buffered = psc_conn_buffered(c);
+        int r = poll(&pf, 1, buffered ? 0 : (int) left);
         if (buffered) {
-            p.revents |= POLLIN;
+            pf.revents |= POLLIN;
             r = 1;
         }
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0)
-            return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE, "poll on %s failed: %s",
-                                  strerror(errno));
+        if (r < 0) {
+            conn_error(c, &e, PS_ERR_UNAVAILABLE, "poll on %s failed: %s", strerror(errno));
+            break;
+        }
         if (r == 0)
             continue;
-        if (want_write && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
-            struct iovec iov[16];
-            int niov = 0;
-            size_t ci = wcall, si = wseg, off = woff;
-            while (ci < n && niov < 16) {
-                psc_call_t *call = calls[ci];
-                const uint8_t *base;
-                size_t len;
-                if (si == 0) {
-                    base = call->frame;
-                    len = call->frame_len;
-                } else {
-                    base = call->payload[si - 1].data;
-                    len = call->payload[si - 1].len;
-                }
-                if (off < len) {
-                    iov[niov].iov_base = (void *) (base + off);
-                    iov[niov].iov_len = len - off;
-                    niov++;
-                }
-                off = 0;
-                if (++si > call->npayload) {
-                    si = 0;
-                    ci++;
-                }
-            }
-            ssize_t w = niov ? io_send(c, iov, niov, tls_err, sizeof tls_err) : 0;
-            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost while sending: %s",
-                                      errno == EPROTO ? tls_err : strerror(errno));
-            size_t adv = w > 0 ? (size_t) w : 0;
-            while (wcall < n) {
-                psc_call_t *call = calls[wcall];
-                size_t len = wseg == 0 ? call->frame_len : call->payload[wseg - 1].len;
-                size_t take = len - woff < adv ? len - woff : adv;
-                woff += take;
-                adv -= take;
-                if (woff < len)
-                    break;
-                woff = 0;
-                if (++wseg > call->npayload) {
-                    wseg = 0;
-                    wcall++;
-                }
-            }
-        }
-        if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
-            uint8_t *win = NULL;
-            size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
-            ssize_t got;
-            if (wl > 0) {
-                /* Tensor bytes straight into the caller's buffer. */
-                got = io_recv(c, win, wl, tls_err, sizeof tls_err);
-                if (got > 0)
-                    ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
-            } else {
-                if (c->rend == c->rcap) {
-                    memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
-                    c->rend -= c->rstart;
-                    c->rstart = 0;
-                }
-                got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, sizeof tls_err);
-                if (got > 0)
-                    c->rend += (size_t) got;
-            }
-            if (got == 0)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s closed by psd%s", "");
-            if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost: %s",
-                                      errno == EPROTO ? tls_err : strerror(errno));
-            if (got > 0 && drain(c, calls, n, &cur, &ndone, &perr) != 0)
-                return fail_transport(c, calls, n, err, perr.code, "protocol error from %s: %s",
-                                      perr.msg);
-        }
+        if (want_write && (pf.revents & (POLLOUT | POLLERR | POLLHUP)) &&
+            psc_conn_write_some(c, &p, &e) != 0)
+            break;
+        if ((pf.revents & (POLLIN | POLLERR | POLLHUP)) && psc_conn_read_some(c, &p, &e) != 0)
+            break;
     }
-    return 0;
+    if (p.ndone == n)
+        return 0;
+    psc_pipe_fail(c, &p, &e);
+    return ps_error_set(err, e.code, "%s", e.msg);
 }
 
 /* 64 random bits from the kernel, or, failing that, time, pid and an address mixed by splitmix64;

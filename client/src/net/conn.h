@@ -97,6 +97,36 @@ void psc_conn_close(psc_conn_t *c);
  */
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
 
+/*
+ * The pipelining engine under psc_conn_run, for callers that drive several connections themselves
+ * (the asynchronous engine, async.c): a pipe is the calls sent or being sent on one connection, in
+ * send order, with the write position and the call whose reply payload is arriving.
+ */
+typedef struct psc_pipe {
+    psc_call_t **calls; /* in send order */
+    size_t n;
+    size_t wcall, wseg, woff; /* write position: call, segment (0 = frame), offset */
+    psc_call_t *cur;          /* the call whose reply payload is being read */
+    size_t ndone;
+} psc_pipe_t;
+
+/** Assign call the connection's next id and pack its frame (call->frame). 0 or the error. */
+int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err);
+
+/** Write what the socket takes of the pipe's unsent bytes (never blocks). 0, or -1 with the
+ * transport error (naming the address) in err; the caller then calls psc_pipe_fail. */
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err);
+
+/** Read what is there (never blocks), landing replies in their calls (done set). 0, or -1 with
+ * the transport or protocol error in err. */
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err);
+
+/** 1 when TLS holds decrypted bytes the socket's readiness does not show. */
+int psc_conn_buffered(const psc_conn_t *c);
+
+/** Close c and give every unfinished call of p the error e, with transport set. */
+void psc_pipe_fail(psc_conn_t *c, psc_pipe_t *p, const ps_error_t *e);
+
 /** The retry hint of call's error reply (Header.retry_after_ms), 0 when psd gave none. */
 uint32_t psc_call_retry_after(const psc_call_t *call);
 
