@@ -371,39 +371,38 @@ void psc_call_reset(psc_call_t *call)
     ps_error_clear(&call->err);
 }
 
-static psc_call_t *find_call(psc_pipe_t *p, uint64_t id)
+static psc_call_t *find_call(psc_call_t **calls, size_t n, uint64_t id)
 {
-    for (size_t i = 0; i < p->n; i++) {
-        if (p->calls[i]->id == id && !p->calls[i]->done)
-            return p->calls[i];
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i]->id == id && !calls[i]->done)
+            return calls[i];
     }
     return NULL;
 }
 
-void psc_pipe_fail(psc_conn_t *c, psc_pipe_t *p, const ps_error_t *e)
-{
-    psc_conn_close(c);
-    for (size_t i = 0; i < p->n; i++) {
-        if (!p->calls[i]->done) {
-            p->calls[i]->transport = 1;
-            ps_error_set(&p->calls[i]->err, e->code, "%s", e->msg);
-        }
-    }
-    p->cur = NULL;
-}
-
-/* The transport error of c: code and message naming the address. Returns -1. */
-static int conn_error(psc_conn_t *c, ps_error_t *err, int code, const char *fmt, const char *detail)
+static int fail_transport(psc_conn_t *c,
+                          psc_call_t **calls,
+                          size_t n,
+                          ps_error_t *err,
+                          int code,
+                          const char *fmt,
+                          const char *detail)
 {
     char msg[PS_ERROR_MSG_MAX];
-    if (snprintf(msg, sizeof msg, fmt, c->address, detail) < 0)
-        msg[0] = '\0';
-    ps_error_set(err, code, "%s", msg);
-    return -1;
+    snprintf(msg, sizeof msg, fmt, c->address, detail);
+    psc_conn_close(c);
+    for (size_t i = 0; i < n; i++) {
+        if (!calls[i]->done) {
+            calls[i]->transport = 1;
+            ps_error_set(&calls[i]->err, code, "%s", msg);
+        }
+    }
+    return ps_error_set(err, code, "%s", msg);
 }
 
 /* A complete reply header arrived: route it to its call. Returns 0, or -1 for a protocol error. */
-static int on_header(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
+static int
+on_header(psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, ps_error_t *perr)
 {
     size_t hl;
     const uint8_t *hb = ps_frame_decoder_header(&c->dec, &hl);
@@ -413,7 +412,7 @@ static int on_header(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
         ps_error_set(perr, PS_ERR_INTERNAL, "undecodable reply header: %s", e.msg);
         return -1;
     }
-    psc_call_t *call = find_call(p, h->id);
+    psc_call_t *call = find_call(calls, n, h->id);
     if (!call && h->id == 0 && h->code != 0) {
         /* An error about the connection itself (psd could not read a request id): say it. */
         ps_error_set(perr, ps_pb_code_from_wire(h->code), "psd refused the connection: %s",
@@ -428,7 +427,7 @@ static int on_header(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
         return -1;
     }
     call->reply = h;
-    p->cur = call;
+    *cur = call;
     ps_frame_seg_t *segs = NULL;
     size_t nsegs = 0;
     int rc = 0;
@@ -453,7 +452,8 @@ static int on_header(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
 }
 
 /* Feed buffered bytes to the decoder. Returns 0, or -1 with a protocol error in perr. */
-static int drain(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
+static int drain(
+    psc_conn_t *c, psc_call_t **calls, size_t n, psc_call_t **cur, size_t *ndone, ps_error_t *perr)
 {
     for (;;) {
         size_t used = 0;
@@ -466,15 +466,15 @@ static int drain(psc_conn_t *c, psc_pipe_t *p, ps_error_t *perr)
             return -1;
         }
         if (ev == PS_FRAME_HEADER) {
-            if (on_header(c, p, perr) != 0)
+            if (on_header(c, calls, n, cur, perr) != 0)
                 return -1;
             continue;
         }
         if (ev == PS_FRAME_READY) {
-            if (p->cur) {
-                p->cur->done = 1;
-                p->ndone++;
-                p->cur = NULL;
+            if (*cur) {
+                (*cur)->done = 1;
+                (*ndone)++;
+                *cur = NULL;
             }
             continue;
         }
@@ -499,19 +499,59 @@ int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err)
     return 0;
 }
 
-int psc_conn_buffered(const psc_conn_t *c)
+/* One connection's share of a run: its calls and where sending and receiving stand. */
+typedef struct xfer {
+    psc_conn_t *c;
+    psc_call_t **calls;
+    size_t n;
+    size_t wcall, wseg, woff; /* write position: call, segment (0 = frame) and offset */
+    size_t ndone;
+    psc_call_t *cur;
+    int64_t deadline;
+    int active;
+    int rc;
+    ps_error_t *err;
+} xfer_t;
+
+/* Connect if needed and pack every frame (ids assigned now). 0, or the error (calls marked). */
+static int xfer_start(xfer_t *x)
 {
-    return c->ssl && SSL_pending(c->ssl) > 0;
+    psc_conn_t *c = x->c;
+    int rc = psc_conn_ensure(c, x->err);
+    if (rc) {
+        for (size_t i = 0; i < x->n; i++) {
+            x->calls[i]->transport = 1;
+            x->calls[i]->err = x->err ? *x->err : x->calls[i]->err;
+            if (!x->err)
+                ps_error_set(&x->calls[i]->err, rc, "failed to connect to %s", c->address);
+        }
+        return rc;
+    }
+    for (size_t i = 0; i < x->n; i++) {
+        if ((rc = psc_conn_pack(c, x->calls[i], x->err)) != 0) {
+            for (size_t k = 0; k < i; k++) {
+                ps_free(x->calls[k]->frame);
+                x->calls[k]->frame = NULL;
+            }
+            return rc;
+        }
+    }
+    x->deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
+    x->active = x->n > 0;
+    return 0;
 }
 
-int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+/* Write what the socket takes of the calls not yet sent. 0, or the transport error. */
+static int xfer_write(xfer_t *x, char *tls_err, size_t cap)
 {
-    char tls_err[256] = "";
+    psc_conn_t *c = x->c;
+    psc_call_t **calls = x->calls;
+    size_t n = x->n;
     struct iovec iov[16];
     int niov = 0;
-    size_t ci = p->wcall, si = p->wseg, off = p->woff;
-    while (ci < p->n && niov < 16) {
-        psc_call_t *call = p->calls[ci];
+    size_t ci = x->wcall, si = x->wseg, off = x->woff;
+    while (ci < n && niov < 16) {
+        psc_call_t *call = calls[ci];
         const uint8_t *base;
         size_t len;
         if (si == 0) {
@@ -532,37 +572,39 @@ int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
             ci++;
         }
     }
-    ssize_t w = niov ? io_send(c, iov, niov, tls_err, sizeof tls_err) : 0;
+    ssize_t w = niov ? io_send(c, iov, niov, tls_err, cap) : 0;
     if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s lost while sending: %s",
-                          errno == EPROTO ? tls_err : strerror(errno));
+        return fail_transport(c, calls, n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s lost while sending: %s",
+                              errno == EPROTO ? tls_err : strerror(errno));
     size_t adv = w > 0 ? (size_t) w : 0;
-    while (p->wcall < p->n) {
-        psc_call_t *call = p->calls[p->wcall];
-        size_t len = p->wseg == 0 ? call->frame_len : call->payload[p->wseg - 1].len;
-        size_t take = len - p->woff < adv ? len - p->woff : adv;
-        p->woff += take;
+    while (x->wcall < n) {
+        psc_call_t *call = calls[x->wcall];
+        size_t len = x->wseg == 0 ? call->frame_len : call->payload[x->wseg - 1].len;
+        size_t take = len - x->woff < adv ? len - x->woff : adv;
+        x->woff += take;
         adv -= take;
-        if (p->woff < len)
+        if (x->woff < len)
             break;
-        p->woff = 0;
-        if (++p->wseg > call->npayload) {
-            p->wseg = 0;
-            p->wcall++;
+        x->woff = 0;
+        if (++x->wseg > call->npayload) {
+            x->wseg = 0;
+            x->wcall++;
         }
     }
     return 0;
 }
 
-int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+/* Read what arrived and route it to the calls. 0, or the transport or protocol error. */
+static int xfer_read(xfer_t *x, char *tls_err, size_t cap)
 {
-    char tls_err[256] = "";
+    psc_conn_t *c = x->c;
     uint8_t *win = NULL;
     size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
     ssize_t got;
     if (wl > 0) {
         /* Tensor bytes straight into the caller's buffer. */
-        got = io_recv(c, win, wl, tls_err, sizeof tls_err);
+        got = io_recv(c, win, wl, tls_err, cap);
         if (got > 0)
             ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
     } else {
@@ -571,82 +613,195 @@ int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
             c->rend -= c->rstart;
             c->rstart = 0;
         }
-        got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, sizeof tls_err);
+        got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, cap);
         if (got > 0)
             c->rend += (size_t) got;
     }
     if (got == 0)
-        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s closed by psd%s", "");
+        return fail_transport(c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s closed by psd%s", "");
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return conn_error(c, err, PS_ERR_UNAVAILABLE, "connection to %s lost: %s",
-                          errno == EPROTO ? tls_err : strerror(errno));
+        return fail_transport(c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s lost: %s",
+                              errno == EPROTO ? tls_err : strerror(errno));
     ps_error_t perr;
-    if (got > 0 && drain(c, p, &perr) != 0)
-        return conn_error(c, err, perr.code, "protocol error from %s: %s", perr.msg);
+    if (got > 0 && drain(c, x->calls, x->n, &x->cur, &x->ndone, &perr) != 0)
+        return fail_transport(c, x->calls, x->n, x->err, perr.code, "protocol error from %s: %s",
+                              perr.msg);
     return 0;
+}
+
+/* Drive every active transfer in one poll() loop until each has all its replies or failed. */
+static void xfer_run(xfer_t *xs, size_t k)
+{
+    struct pollfd inline_fds[8];
+    size_t inline_map[8];
+    struct pollfd *fds = k <= 8 ? inline_fds : ps_calloc(k, sizeof *fds);
+    size_t *map = k <= 8 ? inline_map : ps_calloc(k, sizeof *map);
+    char tls_err[256] = "";
+    if (!fds || !map) {
+        for (size_t i = 0; i < k; i++) {
+            if (xs[i].active) {
+                xs[i].rc =
+                    fail_transport(xs[i].c, xs[i].calls, xs[i].n, xs[i].err,
+                                   PS_ERR_RESOURCE_EXHAUSTED, "out of memory polling %s%s", "");
+                xs[i].active = 0;
+            }
+        }
+        goto out;
+    }
+    for (;;) {
+        size_t nf = 0;
+        int64_t now = now_ms(), wait = -1;
+        int buffered = 0;
+        for (size_t i = 0; i < k; i++) {
+            xfer_t *x = &xs[i];
+            if (x->active && x->ndone >= x->n)
+                x->active = 0;
+            if (!x->active)
+                continue;
+            int64_t left = x->deadline - now;
+            if (left <= 0) {
+                x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_DEADLINE_EXCEEDED,
+                                       "request to %s timed out%s", "");
+                x->active = 0;
+                continue;
+            }
+            wait = wait < 0 || left < wait ? left : wait;
+            /* Plaintext TLS already decrypted does not make the socket readable. */
+            if (x->c->ssl && SSL_pending(x->c->ssl) > 0)
+                buffered = 1;
+            fds[nf] =
+                (struct pollfd){.fd = x->c->fd, .events = POLLIN | (x->wcall < x->n ? POLLOUT : 0)};
+            map[nf++] = i;
+        }
+        if (nf == 0)
+            break;
+        int r = poll(fds, nf, buffered ? 0 : (int) wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            for (size_t f = 0; f < nf; f++) {
+                xfer_t *x = &xs[map[f]];
+                x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                                       "poll on %s failed: %s", strerror(e));
+                x->active = 0;
+            }
+            break;
+        }
+        for (size_t f = 0; f < nf; f++) {
+            xfer_t *x = &xs[map[f]];
+            short rev = fds[f].revents;
+            if (x->c->ssl && SSL_pending(x->c->ssl) > 0)
+                rev |= POLLIN;
+            int rc = 0;
+            if (x->wcall < x->n && (rev & (POLLOUT | POLLERR | POLLHUP)))
+                rc = xfer_write(x, tls_err, sizeof tls_err);
+            if (!rc && (rev & (POLLIN | POLLERR | POLLHUP)))
+                rc = xfer_read(x, tls_err, sizeof tls_err);
+            if (rc) {
+                x->rc = rc;
+                x->active = 0;
+            }
+        }
+    }
+out:
+    if (fds != inline_fds)
+        ps_free(fds);
+    if (map != inline_map)
+        ps_free(map);
+}
+
+/* The pipe engine (conn.h) on one transfer's write and read steps. */
+static xfer_t pipe_xfer(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    xfer_t x = {.c = c,
+                .calls = p->calls,
+                .n = p->n,
+                .wcall = p->wcall,
+                .wseg = p->wseg,
+                .woff = p->woff,
+                .ndone = p->ndone,
+                .cur = p->cur,
+                .active = 1,
+                .err = err};
+    return x;
+}
+
+static void pipe_back(psc_pipe_t *p, const xfer_t *x)
+{
+    p->wcall = x->wcall;
+    p->wseg = x->wseg;
+    p->woff = x->woff;
+    p->ndone = x->ndone;
+    p->cur = x->cur;
+}
+
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_write(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_read(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_buffered(const psc_conn_t *c)
+{
+    return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
+int psc_conn_run_many(psc_conn_t *const *conns,
+                      psc_call_t **const *calls,
+                      const size_t *n,
+                      size_t k,
+                      int *rcs,
+                      ps_error_t *errs)
+{
+    xfer_t inline_xs[8];
+    xfer_t *xs = k <= 8 ? inline_xs : ps_calloc(k, sizeof *xs);
+    if (!xs) {
+        for (size_t i = 0; i < k; i++)
+            rcs[i] = ps_error_set(&errs[i], PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    }
+    memset(xs, 0, k * sizeof *xs);
+    /* Every connection's requests are on their way before any reply is waited for. */
+    for (size_t i = 0; i < k; i++) {
+        xs[i] = (xfer_t){.c = conns[i], .calls = calls[i], .n = n[i], .err = &errs[i]};
+        xs[i].rc = n[i] ? xfer_start(&xs[i]) : 0;
+    }
+    xfer_run(xs, k);
+    int first = 0;
+    for (size_t i = 0; i < k; i++) {
+        rcs[i] = xs[i].rc;
+        if (!first)
+            first = xs[i].rc;
+    }
+    if (xs != inline_xs)
+        ps_free(xs);
+    return first;
 }
 
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
 {
-    int rc = psc_conn_ensure(c, err);
-    if (rc) {
-        for (size_t i = 0; i < n; i++) {
-            calls[i]->transport = 1;
-            calls[i]->err = err ? *err : calls[i]->err;
-            if (!err)
-                ps_error_set(&calls[i]->err, rc, "failed to connect to %s", c->address);
-        }
-        return rc;
-    }
-    /* Pack every frame (ids assigned now). */
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = psc_conn_pack(c, calls[i], err)) != 0) {
-            for (size_t k = 0; k < i; k++) {
-                ps_free(calls[k]->frame);
-                calls[k]->frame = NULL;
-            }
-            return rc;
-        }
-    }
-    psc_pipe_t p;
-    memset(&p, 0, sizeof p);
-    p.calls = calls;
-    p.n = n;
-    int64_t deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
     ps_error_t e;
-    while (p.ndone < n) {
-        int want_write = p.wcall < n;
-        struct pollfd pf = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            conn_error(c, &e, PS_ERR_DEADLINE_EXCEEDED, "request to %s timed out%s", "");
-            break;
-        }
-        /* Plaintext TLS already decrypted does not make the socket readable. */
-        int buffered = psc_conn_buffered(c);
-        int r = poll(&pf, 1, buffered ? 0 : (int) left);
-        if (buffered) {
-            pf.revents |= POLLIN;
-            r = 1;
-        }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            conn_error(c, &e, PS_ERR_UNAVAILABLE, "poll on %s failed: %s", strerror(errno));
-            break;
-        }
-        if (r == 0)
-            continue;
-        if (want_write && (pf.revents & (POLLOUT | POLLERR | POLLHUP)) &&
-            psc_conn_write_some(c, &p, &e) != 0)
-            break;
-        if ((pf.revents & (POLLIN | POLLERR | POLLHUP)) && psc_conn_read_some(c, &p, &e) != 0)
-            break;
-    }
-    if (p.ndone == n)
-        return 0;
-    psc_pipe_fail(c, &p, &e);
-    return ps_error_set(err, e.code, "%s", e.msg);
+    ps_error_clear(&e);
+    int rc = 0;
+    psc_conn_run_many(&c, &calls, &n, 1, &rc, &e);
+    if (rc && err)
+        *err = e;
+    return rc;
 }
 
 /* 64 random bits from the kernel, or, failing that, time, pid and an address mixed by splitmix64;
