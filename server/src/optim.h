@@ -39,6 +39,7 @@ typedef struct psd_optim_config {
     double beta1, beta2, epsilon;     /* ADAM */
     double initial_accumulator_value; /* ADAGRAD: the accumulator slot's initial value (> 0) */
     const char *global_step;          /* name of the step counter; NULL or "" = none */
+    int partial; /* part of a step: no finish (beta powers, step counter) after the update */
 } psd_optim_config_t;
 
 /* One gradient: for the variable called name, with the dtype and dims the request described. */
