@@ -25,10 +25,13 @@ static const psctl_cmd_t commands[] = {
      NULL,
      "Describe NAME and pull its value: min, max, mean, std and L2 norm over the finite\n"
      "elements, the number of NaN and Inf elements, and the first values."},
-    {"get", "NAME -o FILE.npy", "save a variable's value to a NumPy .npy file", 1, 1, psctl_cmd_get,
-     psctl_opts_get,
+    {"get", "NAME [-o FILE.npy] [--rows LIST]", "save a variable's value (or some rows) to .npy",
+     1, 1, psctl_cmd_get, psctl_opts_get,
      "Pull NAME and write it to FILE.npy (format 1.0, little-endian, C order), readable with\n"
-     "numpy.load. The file is written to a temporary name and renamed into place."},
+     "numpy.load. The file is written to a temporary name and renamed into place.\n"
+     "--rows 3,17,200 reads only those rows along axis 0 (a GATHER: the rest of a large table\n"
+     "never travels); with -o they are saved as an [n, ...] array, without it printed one row\n"
+     "per line (--json: rows and values as arrays)."},
     {"set", "NAME -i FILE.npy", "create or assign a variable from a NumPy .npy file", 1, 1,
      psctl_cmd_set, psctl_opts_set,
      "Read FILE.npy ('<f4', '<f8', '<i4' or '<i8', C order, rank 0 to 8). When NAME does not\n"

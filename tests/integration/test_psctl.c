@@ -1169,6 +1169,56 @@ Test(psctl, get_json_and_scalar)
     run_free(&r);
 }
 
+/* get --rows: only those rows, printed (text and JSON) or saved; bad lists are usage errors. */
+Test(psctl, get_rows_prints_or_saves_just_those_rows)
+{
+    float t[12];
+    for (int i = 0; i < 12; i++)
+        t[i] = (float) i + 0.5f;
+    char in[128], out[128];
+    write_npy(path_in_dir(in, sizeof in, "t.npy"),
+              "{'descr': '<f4', 'fortran_order': False, 'shape': (6, 2), }", t, sizeof t);
+    run_t r;
+    PSCTL(&r, "set", "emb", "-i", in);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    PSCTL(&r, "get", "emb", "--rows", "3,0,5");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "emb: 3 rows, (3, 2) float32, version 1\n3: 6.5 7.5\n0: 0.5 1.5\n"
+                            "5: 10.5 11.5\n");
+    run_free(&r);
+    PSCTL(&r, "--json", "get", "emb", "-r", "1");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "{\"name\":\"emb\",\"dtype\":\"float32\",\"shape\":[1,2],"
+                            "\"version\":1,\"rows\":[1],\"values\":[[2.5,3.5]]}\n");
+    run_free(&r);
+    PSCTL(&r, "get", "emb", "--rows", "4,4", "-o", path_in_dir(out, sizeof out, "r.npy"));
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    run_free(&r);
+    size_t len, dl;
+    uint8_t *img = read_file(out, &len);
+    const uint8_t *d = npy_data(img, len, &dl);
+    cr_assert_eq(dl, 16);
+    cr_assert_eq(memcmp(d, &t[8], 8), 0);
+    cr_assert_eq(memcmp(d + 8, &t[8], 8), 0);
+    int has_shape = 0;
+    for (size_t i = 0; i + 15 <= len && !has_shape; i++)
+        has_shape = memcmp(img + i, "'shape': (2, 2)", 15) == 0;
+    free(img);
+    cr_assert(has_shape, "the .npy header names shape (2, 2)");
+    PSCTL(&r, "get", "emb", "--rows", "1,6");
+    cr_assert_eq(r.status, 1);
+    cr_assert_str_eq(r.err, "error: INVALID_ARGUMENT: indices[1] = 6 is not in [0, 6)\n");
+    run_free(&r);
+    PSCTL(&r, "get", "emb", "--rows", "1,x");
+    cr_assert_eq(r.status, 2);
+    cr_assert_not_null(strstr(r.err, "--rows: 'x' is not a row index"), "%s", r.err);
+    run_free(&r);
+    PSCTL(&r, "get", "emb", "--rows", "1,,2");
+    cr_assert_eq(r.status, 2);
+    run_free(&r);
+}
+
 Test(psctl, set_checks_shape_and_dtype_exactly)
 {
     float a[6] = {1, 2, 3, 4, 5, 6};

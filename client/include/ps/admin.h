@@ -241,6 +241,18 @@ PS_EXTERN void ps_admin_stats_free(ps_admin_stats_t *s);
 PS_EXTERN int
 ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, ps_error_t *err);
 
+/**
+ * The n rows (axis 0) of name at rows, as one tensor of shape [n] + the variable's dims[1:] (a
+ * GATHER: only those rows travel). Errors: INVALID_ARGUMENT with TensorFlow's "indices[1] = 12 is
+ * not in [0, 10)" or "params must be at least 1 dimensional" for a scalar, NOT_FOUND, UNAVAILABLE.
+ */
+PS_EXTERN int ps_admin_gather_raw(ps_admin_t *a,
+                                  const char *name,
+                                  const int64_t *rows,
+                                  size_t n,
+                                  ps_admin_tensor_t **out,
+                                  ps_error_t *err);
+
 /** Free a pulled tensor and its bytes. NULL is a no-op. */
 PS_EXTERN void ps_admin_tensor_free(ps_admin_tensor_t *t);
 

@@ -1344,6 +1344,173 @@ class Variable(_Arithmetic):
         return self._update(_lib.UPDATE_SCALED_ADD, x, alpha=float(alpha), what="scaled_add")
 
 
+    # ---- sparse rows (ps/embedding.h): TensorFlow 1.15's RefVariable methods ----
+
+    def _row_shape(self):
+        dims = self._shape.as_list()
+        if not dims:
+            raise ValueError("params must be at least 1 dimensional: %s has shape ()" % self._name)
+        return dims[1:]
+
+    def gather(self, indices):
+        """tf.gather(self, indices) along axis 0: a NumPy array of shape indices.shape +
+        self.shape[1:] (only those rows travel)."""
+        return _gather(self, indices, None)
+
+    def sparse_read(self, indices, name=None):
+        """ResourceVariable.sparse_read: the rows at indices (tf.gather)."""
+        return self.gather(indices)
+
+    def _scatter(self, op, indices, updates, what):
+        _rows_available()
+        ids = _indices_array(indices)
+        npd = np.dtype(self._dtype.base_dtype.as_numpy_dtype)
+        if isinstance(updates, (np.ndarray, np.generic)):
+            upd = np.asarray(updates)  # a NumPy array keeps its dtype: TensorFlow's type check
+        else:
+            upd = np.asarray(_value(updates, self._dtype.base_dtype))
+        if upd.dtype != npd:
+            raise TypeError("Input 'updates' of '%s' Op has type %s that does not match type %s of argument 'ref'." % (what, _dtypes.as_dtype(upd.dtype).name, _dtypes.as_dtype(npd).name))
+        rows = self._row_shape()
+        if upd.ndim != 0 and list(upd.shape) != list(ids.shape) + rows:
+            raise ValueError(
+                "Shapes must be equal rank, or updates must be a scalar: updates.shape %s, indices.shape %s, params.shape %s"
+                % (list(upd.shape), list(ids.shape), self._shape.as_list())
+            )
+        upd = np.ascontiguousarray(upd)
+        flat = np.ascontiguousarray(ids.reshape(-1))
+        code = _lib.DTYPE_INT32 if flat.dtype == np.int32 else _lib.DTYPE_INT64
+        with self._graph._lock:
+            err = _lib.Error()
+            rc = lib.ps_variable_scatter(
+                self._handle(), op, flat.ctypes.data if flat.size else None, code, flat.size,
+                upd.ctypes.data if upd.nbytes else None, upd.nbytes, ctypes.byref(err))
+            _lib.check(rc, err)
+        return self
+
+    def scatter_update(self, sparse_delta, use_locking=False, name=None):
+        """v[sparse_delta.indices] = sparse_delta.values (an IndexedSlices), atomically at psd."""
+        d = _indexed_slices(sparse_delta, "scatter_update")
+        return self._scatter(_lib.SCATTER_UPDATE, d.indices, d.values, "ScatterUpdate")
+
+    def scatter_add(self, sparse_delta, use_locking=False, name=None):
+        """v[sparse_delta.indices] += sparse_delta.values; duplicate indices accumulate."""
+        d = _indexed_slices(sparse_delta, "scatter_add")
+        return self._scatter(_lib.SCATTER_ADD, d.indices, d.values, "ScatterAdd")
+
+    def scatter_sub(self, sparse_delta, use_locking=False, name=None):
+        """v[sparse_delta.indices] -= sparse_delta.values; duplicate indices accumulate."""
+        d = _indexed_slices(sparse_delta, "scatter_sub")
+        return self._scatter(_lib.SCATTER_SUB, d.indices, d.values, "ScatterSub")
+
+
+class IndexedSlices:
+    """TensorFlow's IndexedSlices: rows `values` of a tensor at `indices` (axis 0)."""
+
+    def __init__(self, values, indices, dense_shape=None):
+        self.values = values
+        self.indices = indices
+        self.dense_shape = dense_shape
+
+    def __repr__(self):
+        return "IndexedSlices(indices=%r, values=%r, dense_shape=%r)" % (self.indices, self.values, self.dense_shape)
+
+
+def _rows_available():
+    if not _lib.HAS_ROWS:
+        raise errors.UnimplementedError(None, None, "pscope: this libpsclient (%s) has no sparse rows" % _lib.LIBRARY_PATH)
+
+
+def _indexed_slices(d, what):
+    if not isinstance(d, IndexedSlices):
+        raise TypeError("sparse_delta is not IndexedSlices: %r" % (d,))
+    return d
+
+
+def _indices_array(indices):
+    """Indices as TensorFlow takes them: int32 or int64 (Python ints convert as constants do)."""
+    if isinstance(indices, (Variable, Tensor)):
+        indices = _value(indices)
+    arr = np.asarray(indices) if isinstance(indices, (np.ndarray, np.generic)) else to_numpy(indices)
+    if arr.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        raise TypeError("Value for attr 'Tindices' of %s is not in the list of allowed values: int32, int64" % _dtypes.as_dtype(arr.dtype).name)
+    return arr
+
+
+def _gather(params, ids, strategy):
+    """Rows of params (a Variable, a PartitionedVariable, or the list of a PartitionedVariable's
+    parts) at ids, shaped ids.shape + params.shape[1:]. strategy None: a single variable's own rows
+    (a partitioned one's full-table rows, TensorFlow's "div" over its slices); else "mod"/"div"."""
+    _rows_available()
+    if isinstance(params, (list, tuple)):
+        if len(params) == 1:
+            params = params[0]
+        else:
+            owners = {id(getattr(p, "_partitioned_owner", None)) for p in params}
+            whole = getattr(params[0], "_partitioned_owner", None)
+            if whole is None or len(owners) != 1 or list(params) != list(whole._parts):
+                raise ValueError("embedding_lookup takes one variable, a PartitionedVariable or the list of its parts in order")
+            params = whole
+    if not isinstance(params, Variable):
+        raise TypeError("params must be a pscope Variable; got %s" % type(params).__name__)
+    ids_arr = _indices_array(ids)
+    flat = np.ascontiguousarray(ids_arr.reshape(-1))
+    dims = params._shape.as_list()
+    if not dims:
+        raise errors.InvalidArgumentError(None, None, "params must be at least 1 dimensional: %s has shape ()" % params._name)
+    npd = np.dtype(params._dtype.base_dtype.as_numpy_dtype)
+    out = np.empty([flat.size] + dims[1:], npd)
+    code = _lib.DTYPE_INT32 if flat.dtype == np.int32 else _lib.DTYPE_INT64
+    partitioned = isinstance(params, PartitionedVariable)
+    if strategy is None:
+        strategy = "div" if partitioned else "mod"
+    with params._graph._lock:
+        err = _lib.Error()
+        rc = lib.ps_embedding_lookup(
+            params._handle(), flat.ctypes.data if flat.size else None, code, flat.size,
+            strategy.encode(), out.ctypes.data if out.nbytes else None, out.nbytes, ctypes.byref(err))
+        _lib.check(rc, err)
+    return out.reshape(list(ids_arr.shape) + dims[1:])
+
+
+def gather(params, indices, validate_indices=None, name=None, axis=None, batch_dims=0):
+    """tf.gather along axis 0 of a pscope variable."""
+    if axis not in (None, 0):
+        raise ValueError("pscope's gather reads rows: axis must be 0, not %r" % (axis,))
+    return _gather(params, indices, None)
+
+
+def embedding_lookup(params, ids, partition_strategy="mod", name=None, validate_indices=True, max_norm=None):
+    """tf.nn.embedding_lookup over a variable, a PartitionedVariable or its list of parts, with
+    TensorFlow's "mod" and "div" partition strategies; result shape ids.shape + params.shape[1:]."""
+    if max_norm is not None:
+        raise ValueError("pscope's embedding_lookup has no max_norm")
+    if partition_strategy not in ("mod", "div"):
+        raise ValueError("Unrecognized partition strategy: " + str(partition_strategy))
+    return _gather(params, ids, partition_strategy)
+
+
+def _ref_scatter(op, what, ref, indices, updates):
+    if not isinstance(ref, Variable) or isinstance(ref, PartitionedVariable):
+        raise TypeError("%s needs a pscope Variable (not partitioned); got %s" % (what, type(ref).__name__))
+    return ref._scatter(op, indices, updates, what)
+
+
+def scatter_update(ref, indices, updates, use_locking=True, name=None):
+    """tf.compat.v1.scatter_update: ref[indices] = updates (the last of duplicates wins)."""
+    return _ref_scatter(_lib.SCATTER_UPDATE, "ScatterUpdate", ref, indices, updates)
+
+
+def scatter_add(ref, indices, updates, use_locking=False, name=None):
+    """tf.compat.v1.scatter_add: ref[indices] += updates (duplicates accumulate)."""
+    return _ref_scatter(_lib.SCATTER_ADD, "ScatterAdd", ref, indices, updates)
+
+
+def scatter_sub(ref, indices, updates, use_locking=False, name=None):
+    """tf.compat.v1.scatter_sub: ref[indices] -= updates (duplicates accumulate)."""
+    return _ref_scatter(_lib.SCATTER_SUB, "ScatterSub", ref, indices, updates)
+
+
 class PartitionedVariable(Variable):
     """TensorFlow's PartitionedVariable: a variable cut into parts along one axis ("p/part_0",
     ...), each stored (and placed on a shard) on its own. Its name has no ":0"; iterating gives
@@ -1358,6 +1525,8 @@ class PartitionedVariable(Variable):
         self._partitions = [parts[i] for i in range(self._shape.ndims)]
         n = lib.ps_partitioned_variable_num_parts(self._pv)
         self._parts = [graph._wrap_var(lib.ps_partitioned_variable_part(self._pv, i)) for i in range(n)]
+        for p in self._parts:
+            p._partitioned_owner = self
         self._axis = lib.ps_partitioned_variable_axis(self._pv)
         self._offsets = [lib.ps_partitioned_variable_part_offset(self._pv, i) for i in range(n)]
 

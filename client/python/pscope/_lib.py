@@ -297,6 +297,10 @@ _SIGNATURES = {
     "ps_variable_pull": (_i, [_p, _p, _z, _E]),
     "ps_variables_pull": (_i, [_pp, _z, _pp, ctypes.POINTER(_z), _E]),
     "ps_variables_update": (_i, [ctypes.POINTER(Update), _z, _E]),
+    "ps_variable_row_bytes": (_z, [_p]),
+    "ps_variable_gather": (_i, [_p, _p, _i, _z, _p, _z, _E]),
+    "ps_variable_scatter": (_i, [_p, _i, _p, _i, _z, _p, _z, _E]),
+    "ps_embedding_lookup": (_i, [_p, _p, _i, _z, _s, _p, _z, _E]),
     "ps_tensor_from_data": (_i, [_i, ctypes.POINTER(ctypes.c_int64), ctypes.c_uint, _p, _z, _pp, _E]),
     "ps_tensor_free": (None, [_p]),
     "ps_tensor_data": (_p, [_p]),
@@ -339,6 +343,12 @@ _declare()
 # tf.train.Saver and the checkpoint reader (client/include/ps/saver.h, checkpoint.h), where the
 # loaded library has them.
 HAS_SAVER = getattr(lib, "ps_saver_new", None) is not None
+# Sparse rows (client/include/ps/embedding.h): ps_variable_gather, ps_variable_scatter,
+# ps_embedding_lookup; scatter ops as pscope.v1.ScatterOp.
+HAS_ROWS = getattr(lib, "ps_variable_gather", None) is not None
+SCATTER_UPDATE = 1
+SCATTER_ADD = 2
+SCATTER_SUB = 3
 HAS_READER = getattr(lib, "ps_checkpoint_reader_open", None) is not None
 NO_GLOBAL_STEP = -(2**63)
 

@@ -735,22 +735,24 @@ static int on_pull_reply(psc_call_t *call,
     return 0;
 }
 
-int ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, ps_error_t *err)
+/* Run h (a PULL or GATHER of name, with its payload segments) and take the one tensor of its
+ * reply. */
+static int pull_one(ps_admin_t *a,
+                    Pscope__V1__Header *h,
+                    const ps_frame_seg_t *payload,
+                    size_t npayload,
+                    const char *name,
+                    ps_admin_tensor_t **out,
+                    ps_error_t *err)
 {
     a->transport_failed = 0;
     *out = NULL;
-    ProtobufCBinaryData nb = ps_pb_bytes(name);
-    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
-    Pscope__V1__PullRequest p = PSCOPE__V1__PULL_REQUEST__INIT;
-    p.n_names = 1;
-    p.names = &nb;
-    h.method = PSCOPE__V1__METHOD__PULL;
-    h.body_case = PSCOPE__V1__HEADER__BODY_PULL;
-    h.pull = &p;
     pull_ctx_t pc = {.name = name ? name : ""};
     int rc = 0;
     psc_call_t call;
-    call_init(&call, &h);
+    call_init(&call, h);
+    call.payload = payload;
+    call.npayload = npayload;
     call.on_reply = on_pull_reply;
     call.ctx = &pc;
     /* Not run_call: a resend must drop the buffer of a half-received reply first. */
@@ -779,6 +781,44 @@ int ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, 
     }
     *out = pc.t;
     return 0;
+}
+
+int ps_admin_pull_raw(ps_admin_t *a, const char *name, ps_admin_tensor_t **out, ps_error_t *err)
+{
+    ProtobufCBinaryData nb = ps_pb_bytes(name);
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__PullRequest p = PSCOPE__V1__PULL_REQUEST__INIT;
+    p.n_names = 1;
+    p.names = &nb;
+    h.method = PSCOPE__V1__METHOD__PULL;
+    h.body_case = PSCOPE__V1__HEADER__BODY_PULL;
+    h.pull = &p;
+    return pull_one(a, &h, NULL, 0, name, out, err);
+}
+
+int ps_admin_gather_raw(ps_admin_t *a,
+                        const char *name,
+                        const int64_t *rows,
+                        size_t n,
+                        ps_admin_tensor_t **out,
+                        ps_error_t *err)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__GatherRequest g = PSCOPE__V1__GATHER_REQUEST__INIT;
+    Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT;
+    Pscope__V1__TensorDesc *tds[1] = {&td};
+    int64_t dims[1] = {(int64_t) n};
+    td.name = ps_pb_bytes(name);
+    td.dtype = PSCOPE__V1__DTYPE__DT_INT64;
+    td.n_dims = 1;
+    td.dims = dims;
+    h.method = PSCOPE__V1__METHOD__GATHER;
+    h.body_case = PSCOPE__V1__HEADER__BODY_GATHER;
+    h.gather = &g;
+    h.n_tensors = 1;
+    h.tensors = tds;
+    ps_frame_seg_t seg = {.data = (uint8_t *) rows, .len = n * sizeof(int64_t)};
+    return pull_one(a, &h, &seg, n ? 1 : 0, name, out, err);
 }
 
 /* ---- create or assign ---- */

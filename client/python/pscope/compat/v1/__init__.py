@@ -35,6 +35,7 @@ from ...dtypes import (  # noqa: F401 (TensorFlow's names)
 )
 from ...tensor_shape import TensorShape
 from . import initializers, nn, train  # noqa: F401
+from ..._core import IndexedSlices, gather, scatter_add, scatter_sub, scatter_update  # noqa: F401 (sparse rows)
 
 __all__ = [
     "AUTO_REUSE", "GraphKeys", "Variable", "VariableScope", "Graph", "variable_scope", "name_scope",
@@ -44,7 +45,8 @@ __all__ = [
     "ones_initializer", "random_normal_initializer", "truncated_normal_initializer",
     "random_uniform_initializer", "glorot_uniform_initializer", "glorot_normal_initializer",
     "variance_scaling_initializer", "initializers", "train", "nn", "errors", "constant",
-    "placeholder", "matmul", "add", "Session", "global_variables_initializer",
+    "placeholder", "matmul", "add", "Session", "global_variables_initializer", "IndexedSlices",
+    "gather", "scatter_update", "scatter_add", "scatter_sub",
 ]
 
 constant_initializer = _init.Constant

@@ -52,3 +52,7 @@ def bias_add(value, bias, data_format=None, name=None):
 def relu(features, name=None):
     g = _core._graph_of(features)
     return _core.Tensor(g, "Relu", np.maximum(_core._value(features), 0), name=name)
+
+
+# tf.nn.embedding_lookup: rows of a variable (or a PartitionedVariable / its parts) from psd.
+embedding_lookup = _core.embedding_lookup
