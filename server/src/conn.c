@@ -602,14 +602,18 @@ void psd_conn_close(psd_conn_t *c, const char *why)
 void psd_conn_defer(const psd_reply_sink_t *sink, int on)
 {
     psd_conn_t *c = sink->ctx;
-    c->deferred = on;
-    if (on) {
+    c->deferred = on == PSD_RPC_HOLD;
+    if (on == PSD_RPC_HOLD) {
         stop_reading(c);
         return;
     }
-    /* The deferred reply is queued: go on with buffered frames, then reading. */
+    /* The deferred reply is queued: go on with buffered frames, then reading (or close). */
     if (c->flags & PSD_CONN_CLOSING)
         return;
+    if (on == PSD_RPC_RELEASE_CLOSE) {
+        psd_conn_close_after_flush(c, "request refused");
+        return;
+    }
     if ((c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) && out_idle(c)) {
         psd_conn_close(c, "flushed");
         return;
