@@ -110,7 +110,7 @@ static void *redis_job(void *arg)
     size_t argc = 2 + BATCH * (j->op ? 2 : 1);
     const char **argv = malloc(argc * sizeof *argv);
     size_t *lens = malloc(argc * sizeof *lens);
-    char (*keys)[24] = malloc(BATCH * sizeof *keys);
+    char(*keys)[24] = malloc(BATCH * sizeof *keys);
     char *val = malloc(ROWB);
     memset(val, 7, ROWB);
     uint64_t seed = 0x9e3779b97f4a7c15ULL * (uint64_t) (j->id + 1);
@@ -252,7 +252,7 @@ int main(int argc, char **argv)
     const size_t per = 1000;
     const char **av = malloc((2 + 2 * per) * sizeof *av);
     size_t *al = malloc((2 + 2 * per) * sizeof *al);
-    char (*keys)[24] = malloc(per * sizeof *keys);
+    char(*keys)[24] = malloc(per * sizeof *keys);
     int inflight = 0;
     for (int64_t row = 0; row < ROWS;) {
         size_t k = 2;

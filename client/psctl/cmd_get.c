@@ -100,11 +100,8 @@ static int is_int(int dtype)
 
 /* The gathered rows on stdout: text "ROW: v v v" per row, or JSON {name, dtype, shape, version,
  * rows, values: [[...], ...]} (NaN and infinities as null). */
-static void print_rows(psctl_ctx_t *ctx,
-                       const char *name,
-                       const int64_t *rows,
-                       size_t n,
-                       const ps_admin_tensor_t *t)
+static void print_rows(
+    psctl_ctx_t *ctx, const char *name, const int64_t *rows, size_t n, const ps_admin_tensor_t *t)
 {
     uint64_t per = n ? t->nbytes / ps_dtype_size(t->dtype) / n : 0;
     if (ctx->json) {

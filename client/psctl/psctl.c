@@ -25,8 +25,8 @@ static const psctl_cmd_t commands[] = {
      NULL,
      "Describe NAME and pull its value: min, max, mean, std and L2 norm over the finite\n"
      "elements, the number of NaN and Inf elements, and the first values."},
-    {"get", "NAME [-o FILE.npy] [--rows LIST]", "save a variable's value (or some rows) to .npy",
-     1, 1, psctl_cmd_get, psctl_opts_get,
+    {"get", "NAME [-o FILE.npy] [--rows LIST]", "save a variable's value (or some rows) to .npy", 1,
+     1, psctl_cmd_get, psctl_opts_get,
      "Pull NAME and write it to FILE.npy (format 1.0, little-endian, C order), readable with\n"
      "numpy.load. The file is written to a temporary name and renamed into place.\n"
      "--rows 3,17,200 reads only those rows along axis 0 (a GATHER: the rest of a large table\n"

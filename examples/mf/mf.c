@@ -111,8 +111,8 @@ typedef struct shared {
     pthread_mutex_t mu;
     double t0;
     long long ratings_done;
-    int done;      /* stop: target reached or time up */
-    int reached;   /* the target was reached */
+    int done;    /* stop: target reached or time up */
+    int reached; /* the target was reached */
     double best;
 } shared_t;
 
@@ -321,11 +321,10 @@ static void *run_worker(void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: psmf --servers HOST:PORT,HOST:PORT [--users N] [--items N] [--rank K] "
-            "[--dim D]\n"
-            "            [--ratings R] [--noise S] [--workers W] [--batch B] [--lr LR]\n"
-            "            [--target F] [--max-seconds T] [--seed S] [--eval-every N]\n");
+    fprintf(stderr, "usage: psmf --servers HOST:PORT,HOST:PORT [--users N] [--items N] [--rank K] "
+                    "[--dim D]\n"
+                    "            [--ratings R] [--noise S] [--workers W] [--batch B] [--lr LR]\n"
+                    "            [--target F] [--max-seconds T] [--seed S] [--eval-every N]\n");
 }
 
 int main(int argc, char **argv)
@@ -372,9 +371,9 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!servers || C.users < 2 || C.items < 2 || C.rank < 1 || C.dim < C.rank ||
-        C.dim > MAXDIM || C.ratings < 1 || C.workers < 1 || C.workers > 64 || C.batch < 1 ||
-        !(C.noise > 0) || C.eval_every < 1) {
+    if (!servers || C.users < 2 || C.items < 2 || C.rank < 1 || C.dim < C.rank || C.dim > MAXDIM ||
+        C.ratings < 1 || C.workers < 1 || C.workers > 64 || C.batch < 1 || !(C.noise > 0) ||
+        C.eval_every < 1) {
         usage();
         return 2;
     }
