@@ -200,7 +200,8 @@ int main(int argc, char **argv)
         SECS = atof(argv[3]);
     const char *bin = getenv("PSD_BIN");
     bc_kill_on_signal(&psd, &redis);
-    static const char *const extra[] = {"--max-payload-bytes", "4G", NULL};
+    static const char *const extra[] = {"--max-payload-bytes", "4G", "--max-inflight-payload", "4G",
+                                        NULL};
     if (bc_psd_start(&psd, bin, extra) != 0)
         return 1;
     snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned) psd.port);
