@@ -36,7 +36,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "psd sums duplicates, updates the rows and their <var>/Adagrad accumulator rows, bumps"
     echo "global_step). Redis holds the same rows as fields of one hash (field = row number,"
     echo "value = the 256 bytes): HMGET of the $batch fields, and HSET of $batch fields (a pure"
-    echo "write: Redis computes no optimizer). Each client is a thread with its own connection,"
+    echo "write: Redis computes no optimizer). One Adagrad step before the measurements creates"
+    echo "the accumulator slot (as big as the table; its time is the \"slot\" line below). Each"
+    echo "client is a thread with its own connection,"
     echo "one request at a time, for $secs s per cell; psd and Redis run one after the other."
     echo
     echo "| operation | clients | psd rows/s | Redis rows/s | psd / Redis |"
@@ -52,7 +54,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo
     echo "Memory (rows of 256 bytes of data):"
     echo
-    echo "$raw" | grep '^csv,memory' | cut -d, -f3- | sed 's/^/- /'
+    echo "$raw" | grep -E '^csv,(memory|slot)' | cut -d, -f3- | sed 's/^/- /'
     echo
     echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
         "shared with other work while measuring: load average $load_before before and" \
