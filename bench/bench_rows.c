@@ -234,8 +234,8 @@ int main(int argc, char **argv)
     ps_optimizer_config_t oc = ps_optimizer_adagrad(0.01, 0.1);
     ps_optimizer_t *opt = NULL;
     int64_t one = 0;
-    float row[WIDTH] = {0};
-    ps_indexed_slices_t sl = {.var = v, .indices = &one, .n = 1, .values = row};
+    float zero_row[WIDTH] = {0};
+    ps_indexed_slices_t sl = {.var = v, .indices = &one, .n = 1, .values = zero_row};
     double ts = bc_now();
     if (ps_optimizer_new(c, &oc, &opt, &err) ||
         ps_optimizer_apply_sparse(opt, NULL, NULL, 0, &sl, 1, NULL, &err)) {
