@@ -17,7 +17,7 @@ void psd_sparse_rows_free(psd_sparse_rows_t *r)
     if (!r)
         return;
     ps_free(r->rows);
-    ps_free(r->vals);
+    ps_free(r->owned);
     memset(r, 0, sizeof *r);
 }
 
@@ -42,17 +42,12 @@ int psd_sparse_dedup(const psd_rows_index_t *ix,
     uint64_t cap = 16;
     while (cap < 2 * n)
         cap <<= 1;
-    uint64_t *slot = ps_malloc(cap * sizeof *slot); /* unique position + 1; 0 = empty */
+    uint64_t *slot = ps_calloc(cap, sizeof *slot);            /* unique position + 1; 0 = empty */
+    uint64_t *first = ps_malloc((n ? n : 1) * sizeof *first); /* index i -> its unique position */
     out->rows = ps_malloc((n ? n : 1) * sizeof *out->rows);
-    out->vals = ps_calloc(n ? n * row_elems : 1, es);
-    if (!slot || !out->rows || !out->vals) {
-        ps_free(slot);
-        psd_sparse_rows_free(out);
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
-                            "out of memory de-duplicating %llu gradient rows",
-                            (unsigned long long) n);
-    }
-    memset(slot, 0, cap * sizeof *slot);
+    if (!slot || !first || !out->rows)
+        goto oom;
+    /* Pass 1: the unique rows in first-seen order. */
     uint64_t u = 0;
     for (uint64_t i = 0; i < n; i++) {
         int64_t row = psd_rows_index_at(ix, i);
@@ -63,22 +58,40 @@ int psd_sparse_dedup(const psd_rows_index_t *ix,
             slot[h] = ++u;
             out->rows[u - 1] = row;
         }
-        uint64_t at = slot[h] - 1;
-        if (dtype == PS_DTYPE_FLOAT32) {
-            float *d = (float *) out->vals + at * row_elems;
-            const float *s = (const float *) vals + i * row_elems;
-            for (uint64_t j = 0; j < row_elems; j++)
-                d[j] += s[j];
-        } else {
-            double *d = (double *) out->vals + at * row_elems;
-            const double *s = (const double *) vals + i * row_elems;
-            for (uint64_t j = 0; j < row_elems; j++)
-                d[j] += s[j];
+        first[i] = slot[h] - 1;
+    }
+    out->n = u;
+    if (u == n) {
+        out->vals = vals; /* no duplicates: the rows as sent */
+    } else {
+        /* Pass 2: unsorted_segment_sum of the value rows, in index order. */
+        if (!(out->owned = ps_calloc(u * row_elems, es)))
+            goto oom;
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t at = first[i];
+            if (dtype == PS_DTYPE_FLOAT32) {
+                float *d = (float *) out->owned + at * row_elems;
+                const float *s = (const float *) vals + i * row_elems;
+                for (uint64_t j = 0; j < row_elems; j++)
+                    d[j] += s[j];
+            } else {
+                double *d = (double *) out->owned + at * row_elems;
+                const double *s = (const double *) vals + i * row_elems;
+                for (uint64_t j = 0; j < row_elems; j++)
+                    d[j] += s[j];
+            }
         }
+        out->vals = out->owned;
     }
     ps_free(slot);
-    out->n = u;
+    ps_free(first);
     return 0;
+oom:
+    ps_free(slot);
+    ps_free(first);
+    psd_sparse_rows_free(out);
+    return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                        "out of memory de-duplicating %llu gradient rows", (unsigned long long) n);
 }
 
 /* TF 1.15's optimizers hold hyperparameters as float32 tensors: a float32 variable uses them as

@@ -12,17 +12,20 @@
 
 #include "rows.h"
 
-/* Unique rows and their summed gradient rows (row_elems elements of the dtype each). */
+/* Unique rows and their summed gradient rows (row_elems elements of the dtype each). Without
+ * duplicates vals borrows the caller's rows (nothing to sum); otherwise it is owned. */
 typedef struct psd_sparse_rows {
     uint64_t n;
     int64_t *rows;
-    void *vals;
+    const void *vals;
+    void *owned; /* the summed rows when there were duplicates, else NULL */
 } psd_sparse_rows_t;
 
 /**
  * TensorFlow's _deduplicate_indexed_slices: the unique indices of ix in first-seen order, with the
  * value rows of duplicates summed in index order (unsorted_segment_sum). vals holds ix's count of
- * rows of row_elems elements of dtype (float32 or float64). Returns 0 or RESOURCE_EXHAUSTED.
+ * rows of row_elems elements of dtype (float32 or float64); without duplicates out->vals borrows
+ * vals (which must outlive out). Returns 0 or RESOURCE_EXHAUSTED.
  */
 int psd_sparse_dedup(const psd_rows_index_t *ix,
                      const void *vals,

@@ -398,11 +398,23 @@ Test(sparse_optim, dedup_matches_a_naive_reference)
             }
         }
         cr_assert_eq(r.rows[u], idx[i], "first-seen order");
-        cr_assert_eq(((double *) r.vals)[2 * u], s0);
-        cr_assert_eq(((double *) r.vals)[2 * u + 1], s1);
+        cr_assert_eq(((const double *) r.vals)[2 * u], s0);
+        cr_assert_eq(((const double *) r.vals)[2 * u + 1], s1);
         u++;
     }
     cr_assert_eq(r.n, u);
+    cr_assert_not_null(r.owned, "duplicates were summed into a buffer of their own");
+    psd_sparse_rows_free(&r);
+    /* Without duplicates nothing is summed: the rows are used as sent. */
+    for (size_t i = 0; i < 200; i++)
+        idx[i] = (int64_t) (199 - i);
+    memcpy(ib->data, idx, sizeof idx);
+    cr_assert_eq(psd_sparse_dedup(&ix, vals, PS_DTYPE_FLOAT64, 2, &r, &err), 0);
+    cr_assert_eq(r.n, 200);
+    cr_assert_eq(r.vals, (const void *) vals);
+    cr_assert_null(r.owned);
+    for (size_t i = 0; i < 200; i++)
+        cr_assert_eq(r.rows[i], idx[i]);
     psd_sparse_rows_free(&r);
     psd_blob_unref(ib);
 }
