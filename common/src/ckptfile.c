@@ -267,6 +267,21 @@ static void index_entry(bbuf_t *b, const ps_ckpt_var_t *v, uint64_t off, uint64_
     bb_u64(b, f64_bits(v->init.maxval));
     bb_u64(b, f64_bits(v->init.scale));
     bb_u64(b, (uint64_t) v->init.seed);
+    /* Version 2: the constraint, synchronization and aggregation. */
+    const ps_constraint_spec_t *c = &v->constraint;
+    bb_u8(b, c->kind);
+    bb_u8(b, c->all_axes);
+    bb_u8(b, c->naxes);
+    bb_u8(b, (unsigned) v->synchronization);
+    bb_u8(b, (unsigned) v->aggregation);
+    bb_u8(b, 0);
+    bb_u8(b, 0);
+    bb_u8(b, 0);
+    for (unsigned i = 0; i < PS_MAX_RANK; i++)
+        bb_u32(b, (uint32_t) (i < c->naxes ? c->axes[i] : 0));
+    bb_u64(b, f64_bits(c->max_value));
+    bb_u64(b, f64_bits(c->min_value));
+    bb_u64(b, f64_bits(c->rate));
 }
 
 int ps_ckpt_write(const char *path,
@@ -498,8 +513,13 @@ static int corrupt(ps_error_t *err, const char *path, uint64_t off, const char *
                         (unsigned long long) off, what);
 }
 
-static int parse_entry(
-    cur_t *c, ps_ckpt_var_t *v, const char *path, uint64_t data_end, uint64_t base, ps_error_t *err)
+static int parse_entry(cur_t *c,
+                       ps_ckpt_var_t *v,
+                       const char *path,
+                       uint64_t data_end,
+                       uint64_t base,
+                       uint32_t version,
+                       ps_error_t *err)
 {
     char what[PS_NAME_MAX + PS_ERROR_MSG_MAX + 64];
     uint64_t at = base + c->pos;
@@ -553,6 +573,30 @@ static int parse_entry(
     v->init.maxval = bits_f64(cur_u64(c));
     v->init.scale = bits_f64(cur_u64(c));
     v->init.seed = (int64_t) cur_u64(c);
+    if (version >= 2) {
+        ps_constraint_spec_t *k = &v->constraint;
+        k->kind = cur_u8(c);
+        k->all_axes = cur_u8(c);
+        k->naxes = cur_u8(c);
+        v->synchronization = cur_u8(c);
+        v->aggregation = cur_u8(c);
+        for (int i = 0; i < 3; i++)
+            (void) cur_u8(c);
+        for (unsigned i = 0; i < PS_MAX_RANK; i++)
+            k->axes[i] = (int32_t) cur_u32(c);
+        k->max_value = bits_f64(cur_u64(c));
+        k->min_value = bits_f64(cur_u64(c));
+        k->rate = bits_f64(cur_u64(c));
+        if (!c->bad &&
+            (k->kind > PS_CKIND_MIN_MAX_NORM || k->all_axes > 1 || k->naxes > PS_MAX_RANK ||
+             v->synchronization > PS_SYNCHRONIZATION_MAX || v->aggregation > PS_AGGREGATION_MAX)) {
+            snprintf(what, sizeof what, "entry %s: bad constraint, synchronization or aggregation",
+                     v->name);
+            return corrupt(err, path, at, what);
+        }
+        for (unsigned i = k->naxes; i < PS_MAX_RANK; i++)
+            k->axes[i] = 0;
+    }
     if (c->bad == 2)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     if (c->bad || !v->creator)
@@ -622,10 +666,11 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
         rc = corrupt(err, path, 60, "header checksum mismatch");
         goto fail;
     }
-    if (ps_le_get_u32(hdr + 8) != PS_CKPT_VERSION) {
+    uint32_t version = ps_le_get_u32(hdr + 8);
+    if (version != 1u && version != PS_CKPT_VERSION) {
         rc = ps_error_set(err, PS_ERR_DATA_LOSS,
-                          "checkpoint %s has format version %u; this psd reads version %u", path,
-                          ps_le_get_u32(hdr + 8), PS_CKPT_VERSION);
+                          "checkpoint %s has format version %u; this psd reads versions 1 and %u",
+                          path, version, PS_CKPT_VERSION);
         goto fail;
     }
     uint64_t nvars = ps_le_get_u64(hdr + 16), ioff = ps_le_get_u64(hdr + 24),
@@ -655,7 +700,7 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
     cur_t c = {.p = index, .len = (size_t) ilen};
     for (uint64_t i = 0; i < nvars; i++) {
         r->n = (size_t) i + 1;
-        if ((rc = parse_entry(&c, &r->vars[i], path, ioff, ioff, err)) != 0)
+        if ((rc = parse_entry(&c, &r->vars[i], path, ioff, ioff, version, err)) != 0)
             goto fail;
     }
     if (c.pos != c.len) {

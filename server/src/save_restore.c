@@ -784,6 +784,9 @@ static int handle_restore(psd_persist_t *p,
         a.value_dims = e->dims;
         a.value_rank = e->rank;
         a.now_ms = now;
+        a.constraint = &e->constraint;
+        a.synchronization = e->synchronization;
+        a.aggregation = e->aggregation;
         int made_now = 0;
         psd_var_t *v = NULL;
         rc = psd_store_get_variable(p->rpc->store, &a, &v, &made_now, err);

@@ -12,6 +12,7 @@
 #include <ps/export.h>
 #include <ps/status.h>
 #include <ps/tensor.h>
+#include <ps/variable.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,9 @@ typedef struct ps_admin_var {
     size_t ncollections;
     char *creator; /* free text; "" when none */
     int64_t created_unix_ms;
+    ps_constraint_t constraint; /* kind PS_CONSTRAINT_NONE: none */
+    int synchronization;        /* PS_SYNC_* it was created with */
+    int aggregation;            /* PS_AGG_* it was created with */
 } ps_admin_var_t;
 
 /** A listing: vars[0..n) sorted by name. */

@@ -53,6 +53,9 @@ typedef struct ps_variable_scope_opts {
     /** Default partitioner for get_variable in the scope (copied; ps/partition.h); NULL inherits.
      */
     const struct ps_partitioner *partitioner;
+    /** Constraint for get_variable calls made directly in this scope (copied); as in TensorFlow it
+     * is not inherited by scopes opened inside it. NULL: none. */
+    const ps_constraint_t *constraint;
 } ps_variable_scope_opts_t;
 
 /**

@@ -36,6 +36,8 @@ struct ps_variable_scope {
     int has_partitioner;
     ps_partitioner_t partitioner;
     psc_vec_t own_getters; /* nodes made by ps_variable_scope_set_custom_getter (owned) */
+    int has_constraint;    /* only what was passed to this scope (never inherited) */
+    ps_constraint_t constraint;
 };
 
 typedef enum {
@@ -65,8 +67,9 @@ struct ps_variable {
     uint64_t nelems;
     size_t nbytes;
     int trainable;
-    int synchronization; /* PS_SYNC_* */
-    int aggregation;     /* PS_AGG_* */
+    int synchronization;        /* PS_SYNC_* */
+    int aggregation;            /* PS_AGG_* */
+    ps_constraint_t constraint; /* kind PS_CONSTRAINT_NONE: none (psd's record) */
     int created;
     int plain; /* tf.Variable */
     uint64_t version;
@@ -215,6 +218,9 @@ typedef struct psc_lookup {
     int trainable;
     const char *const *collections;
     size_t ncollections;
+    const ps_constraint_t *constraint; /* NULL: none */
+    int synchronization;
+    int aggregation;
 } psc_lookup_t;
 
 typedef struct psc_varinfo {
@@ -227,6 +233,9 @@ typedef struct psc_varinfo {
     int kind;
     char **collections;
     size_t ncollections;
+    ps_constraint_t constraint;
+    int synchronization;
+    int aggregation;
 } psc_varinfo_t;
 
 void psc_varinfo_deinit(psc_varinfo_t *vi);

@@ -237,6 +237,10 @@ int ps_variable_scope_push(ps_graph_t *g,
         s->has_partitioner = 1;
         s->partitioner = *o->partitioner;
     }
+    if (o->constraint && o->constraint->kind != PS_CONSTRAINT_NONE) {
+        s->has_constraint = 1;
+        s->constraint = *o->constraint;
+    }
     if (o->custom_getter) {
         node = ps_calloc(1, sizeof *node);
         if (!node || psc_vec_push(&g->getters, node) != 0) {

@@ -300,6 +300,9 @@ static int make_var(ps_graph_t *g,
     }
     v->nbytes = (size_t) (v->nelems * ps_dtype_size(vi->dtype));
     v->trainable = vi->trainable;
+    v->synchronization = vi->synchronization;
+    v->aggregation = vi->aggregation;
+    v->constraint = vi->constraint;
     v->created = vi->created;
     v->plain = plain;
     v->version = vi->version;
@@ -532,6 +535,9 @@ int psc_single_lookup(ps_graph_t *g,
         .trainable = st->trainable,
         .collections = st->cols,
         .ncollections = st->ncols,
+        .constraint = a->constraint,
+        .synchronization = a->synchronization,
+        .aggregation = a->aggregation,
     };
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
         /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
@@ -589,8 +595,6 @@ int psc_single_commit(ps_graph_t *g,
             e->ptr = v;
     }
     if (rc == 0) {
-        v->synchronization = a->synchronization;
-        v->aggregation = a->aggregation;
         if (st->mode == PSC_LOOKUP_MUST_EXIST) {
             /* Attached to what another graph declared: take psd's record. */
             rc = add_to_collections(g, v, (const char *const *) st->vi.collections,
@@ -710,6 +714,8 @@ int ps_get_variable(ps_graph_t *g,
         a.dtype = s->dtype;
     if (!a.partitioner && s->has_partitioner)
         a.partitioner = &s->partitioner;
+    if (!a.constraint && s->has_constraint)
+        a.constraint = &s->constraint;
     a.reuse = s->reuse;
     /* validate_synchronization_aggregation_trainable, before any custom getter runs. */
     if (a.aggregation < PS_AGG_NONE || a.aggregation > PS_AGG_ONLY_FIRST_REPLICA) {
@@ -898,6 +904,55 @@ int ps_variable_synchronization(const ps_variable_t *v)
 int ps_variable_aggregation(const ps_variable_t *v)
 {
     return v->aggregation;
+}
+
+int ps_variable_constraint(const ps_variable_t *v, ps_constraint_t *out)
+{
+    if (v->constraint.kind == PS_CONSTRAINT_NONE)
+        return 0;
+    if (out)
+        *out = v->constraint;
+    return 1;
+}
+
+static ps_constraint_t constraint_axis(int kind, int axis)
+{
+    ps_constraint_t c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.naxes = 1;
+    c.axes[0] = axis;
+    return c;
+}
+
+ps_constraint_t ps_constraint_max_norm(double max_value, int axis)
+{
+    ps_constraint_t c = constraint_axis(PS_CONSTRAINT_MAX_NORM, axis);
+    c.max_value = max_value;
+    return c;
+}
+
+ps_constraint_t ps_constraint_non_neg(void)
+{
+    ps_constraint_t c;
+    memset(&c, 0, sizeof c);
+    c.kind = PS_CONSTRAINT_NON_NEG;
+    return c;
+}
+
+ps_constraint_t ps_constraint_unit_norm(int axis)
+{
+    return constraint_axis(PS_CONSTRAINT_UNIT_NORM, axis);
+}
+
+ps_constraint_t
+ps_constraint_min_max_norm(double min_value, double max_value, double rate, int axis)
+{
+    ps_constraint_t c = constraint_axis(PS_CONSTRAINT_MIN_MAX_NORM, axis);
+    c.min_value = min_value;
+    c.max_value = max_value;
+    c.rate = rate;
+    return c;
 }
 
 int ps_variable_trainable(const ps_variable_t *v)
