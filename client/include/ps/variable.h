@@ -205,6 +205,16 @@ typedef struct ps_get_variable_args {
      * at creation ("Invalid reduction dimension 2 for input with 2 dimensions."); ignored when the
      * variable exists (TensorFlow ignores it on reuse). */
     const ps_constraint_t *constraint;
+    /** NULL (or kind PS_REGULARIZER_NONE): the scope's regularizer (ps/regularizer.h). Run once
+     * when this graph creates or first gets the variable (never when reuse finds it in the graph,
+     * nor on a reuse=True attach), per part for a partitioned variable. */
+    const struct ps_regularizer *regularizer;
+    /** NULL: the scope's caching device. A non-empty string makes this graph keep a worker-side
+     * copy of the variable (the string is kept as its .device name): a pull in the same graph step
+     * returns that copy, read from psd once per step (ps_graph_new_step) or on demand
+     * (ps_variable_refresh), as TensorFlow's caching device reads the variable once per
+     * session.run. "" means not cached, overriding the scope's (TensorFlow's caching_device=""). */
+    const char *caching_device;
 } ps_get_variable_args_t;
 
 /** Computes a tensor handle's current value into out (len bytes). 0 or a code with err. */
@@ -322,6 +332,21 @@ PS_EXTERN int ps_variable_trainable(const ps_variable_t *v);
  * stores them. */
 PS_EXTERN int ps_variable_synchronization(const ps_variable_t *v);
 PS_EXTERN int ps_variable_aggregation(const ps_variable_t *v);
+/** Its caching device (ps_get_variable_args_t.caching_device), or NULL when it is not cached. */
+PS_EXTERN const char *ps_variable_caching_device(const ps_variable_t *v);
+
+/**
+ * Read a cached variable (or each part of a cached partitioned one) from psd now into its cache,
+ * for the rest of this graph step. No-op for a variable that is not cached. 0 or the pull's error.
+ */
+PS_EXTERN int ps_variable_refresh(ps_variable_t *v, ps_error_t *err);
+
+/**
+ * Start a new step of this graph (TensorFlow's next session.run): every cached variable is read
+ * from psd again at its next pull. Returns the new step number (the first step is 0).
+ */
+PS_EXTERN uint64_t ps_graph_new_step(ps_graph_t *g);
+
 /** The constraint psd stores with it: 1 and *out filled, or 0 when it has none. */
 PS_EXTERN int ps_variable_constraint(const ps_variable_t *v, ps_constraint_t *out);
 /** 1 when this graph's lookup created it at psd, 0 when it attached to an existing one. */
