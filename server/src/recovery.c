@@ -206,6 +206,9 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
         a.constraint = &e->constraint;
         a.synchronization = e->synchronization;
         a.aggregation = e->aggregation;
+        ps_slice_info_t si;
+        if (psd_ckpt_entry_slice(e, &si))
+            a.slice = &si;
         psd_var_t *v = NULL;
         int created = 0;
         rc = psd_store_get_variable(p->rpc->store, &a, &v, &created, err);

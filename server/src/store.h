@@ -11,6 +11,7 @@
 #include <ps/internal/constraint.h>
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
+#include <ps/internal/slice.h>
 #include <ps/status.h>
 
 #include "blob.h"
@@ -52,6 +53,7 @@ typedef struct psd_var {
     psd_istr_t *collections; /* "a\0b\0": names each NUL-terminated; NULL when none */
     psd_istr_t *init;        /* the initializer spec's bytes, interned: most variables share one */
     psd_istr_t *constraint;  /* a ps_constraint_spec_t's bytes, interned; NULL when none */
+    psd_istr_t *slice;       /* save_slice_info of a part (psd_var_slice); NULL when none */
     uint16_t name_len;
     uint8_t dtype;
     uint8_t rank;
@@ -77,6 +79,8 @@ void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out);
 
 /** The constraint v was created with, or NULL when none. */
 const ps_constraint_spec_t *psd_var_constraint(const psd_var_t *v);
+/** v's save_slice_info into out (full_name points into v): 1, or 0 when v is no part. */
+int psd_var_slice(const psd_var_t *v, ps_slice_info_t *out);
 
 /** The creator text ("" when none). */
 const char *psd_var_creator(const psd_var_t *v);
@@ -137,6 +141,9 @@ typedef struct psd_getvar_args {
     const ps_constraint_spec_t *constraint;
     int synchronization;
     int aggregation;
+    /* Creation of a part of a partitioned variable: its save_slice_info (checked against the
+     * shape, kept with it). NULL: none. Ignored when the variable exists. */
+    const ps_slice_info_t *slice;
 } psd_getvar_args_t;
 
 /**

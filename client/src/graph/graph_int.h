@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <ps/client.h>
+#include <ps/internal/slice.h>
 #include <ps/regularizer.h>
 
 #include "placement.h"
@@ -238,6 +239,7 @@ typedef struct psc_lookup {
     const ps_constraint_t *constraint; /* NULL: none */
     int synchronization;
     int aggregation;
+    const ps_slice_info_t *slice; /* a part of a partitioned variable: its save_slice_info */
 } psc_lookup_t;
 
 typedef struct psc_varinfo {
@@ -333,6 +335,7 @@ int psc_constant_list_value(const ps_initializer_t *init,
 /** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
+                      const ps_slice_info_t *slice,
                       psc_single_t *s,
                       ps_error_t *err);
 /** Phase 2: record the looked-up variable in the graph (store key, collections). */

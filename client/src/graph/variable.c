@@ -430,6 +430,7 @@ void psc_single_release(ps_graph_t *g, psc_single_t *s)
  * store split between this graph and psd (SPEC §3). args->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
+                      const ps_slice_info_t *slice,
                       psc_single_t *st,
                       ps_error_t *err)
 {
@@ -538,6 +539,7 @@ int psc_single_lookup(ps_graph_t *g,
         .constraint = a->constraint,
         .synchronization = a->synchronization,
         .aggregation = a->aggregation,
+        .slice = slice,
     };
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
         /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
@@ -622,7 +624,7 @@ static int
 single_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
 {
     psc_single_t st;
-    int rc = psc_single_lookup(g, a, &st, err);
+    int rc = psc_single_lookup(g, a, NULL, &st, err);
     if (rc)
         return rc;
     return psc_single_commit(g, a, &st, out, err);
