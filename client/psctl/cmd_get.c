@@ -1,6 +1,8 @@
 /* psctl get NAME -o FILE.npy: pull a variable's snapshot and write it as a NumPy .npy file (the
- * bytes psd stores, unchanged, behind numpy.save's header). With --rows 3,17,200 only those rows
- * (axis 0) travel (a GATHER): saved with -o as an [n, ...] array, or printed one row per line. */
+ * bytes psd stores, unchanged, behind numpy.save's header); a partitioned variable's whole,
+ * assembled from its parts on their shards. With --rows 3,17,200 only those rows (axis 0) of one
+ * stored variable travel (a GATHER): saved with -o as an [n, ...] array, or printed one row per
+ * line. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "npy.h"
 #include "psctl.h"
+#include "shards.h"
 
 const psctl_opt_t psctl_opts_get[] = {
     {"--output", "-o", "FILE.npy", "the .npy file to write (required without --rows)"},
@@ -179,8 +182,24 @@ int psctl_cmd_get(psctl_ctx_t *ctx, const psctl_args_t *args)
     ps_admin_tensor_t *t = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    rc = rowlist ? ps_admin_gather_raw(ctx->admin, name, rows, nrows, &t, &err)
-                 : ps_admin_pull_raw(ctx->admin, name, &t, &err);
+    psctl_listing_t l;
+    const psctl_entry_t *e = NULL;
+    if (psctl_find(ctx, name, &l, &e, &err) != 0) {
+        free(rows);
+        return psctl_fail(ctx, &err);
+    }
+    if (rowlist && e->partitioned) {
+        ps_error_set(&err, PS_ERR_INVALID_ARGUMENT,
+                     "--rows reads one stored variable; %s is partitioned into %zu parts: name a "
+                     "part (%s)",
+                     name, e->nparts, e->parts[0].var->name);
+        rc = PS_ERR_INVALID_ARGUMENT;
+    } else if (rowlist) {
+        rc = ps_admin_gather_raw(ctx->shards[e->shard], e->name, rows, nrows, &t, &err);
+    } else {
+        rc = psctl_pull_entry(ctx, e, &t, &err);
+    }
+    psctl_listing_free(&l);
     if (rc != 0) {
         free(rows);
         return psctl_fail(ctx, &err);

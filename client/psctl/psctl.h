@@ -62,7 +62,10 @@ struct psctl_ctx {
     int color;     /* colour on stdout: a terminal and NO_COLOR unset */
     int color_err; /* the same for stderr */
     const psctl_cmd_t *cmd;
-    ps_admin_t *admin; /* after psctl_connect */
+    ps_admin_t *admin; /* after psctl_connect: the first shard's session */
+    /* After psctl_connect: one session per shard of --server A,B,... (task order). */
+    ps_admin_t **shards;
+    size_t nshards;
 };
 
 /* The table (psctl.c). */
@@ -106,8 +109,15 @@ void psctl_fputs_escaped(FILE *f, const char *text);
 /** Print "psctl: <message>" and the command's usage line to stderr; returns PSCTL_EXIT_USAGE. */
 int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/** Connect ctx->admin to ctx->server. PSCTL_EXIT_OK, or the exit code after printing the error. */
+/**
+ * Connect to every shard of ctx->server ("host:port", or a comma-separated list of shards in task
+ * order): ctx->shards[0..nshards), ctx->admin = the first. PSCTL_EXIT_OK, or the exit code after
+ * printing the error.
+ */
 int psctl_connect(psctl_ctx_t *ctx);
+
+/** Close every session psctl_connect opened. */
+void psctl_disconnect(psctl_ctx_t *ctx);
 
 /**
  * Report a failed operation: "error: CODE_NAME: message" on stderr (and, with --json, an error
@@ -185,5 +195,10 @@ void psctl_json_shape(psctl_json_t *j, const int64_t *dims, unsigned rank);
 
 /** The human name of an initializer kind ("glorot_uniform"); "unknown" outside the table. */
 const char *psctl_init_name(int kind);
+/** tf.VariableSynchronization / VariableAggregation member names ("ON_READ", "MEAN"). */
+const char *psctl_sync_name(int s);
+const char *psctl_agg_name(int a);
+/** A constraint as Keras names it ("max_norm(max_value=2, axis=0)"; "-" when none). */
+char *psctl_fmt_constraint(const ps_constraint_t *c, char *buf, size_t cap);
 
 #endif /* PSCTL_H */

@@ -20,7 +20,9 @@ void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
                 "usage: psctl [--server HOST:PORT] [--json] COMMAND [ARGS...]\n\n"
                 "The admin CLI of psd, pscope's parameter server.\n\n"
                 "Options:\n"
-                "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s)\n"
+                "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s); a\n"
+                "                          comma-separated list is the shards in task order\n"
+                "                          (ls, show, get, set, restore span them)\n"
                 "  --user NAME             AUTH as NAME (default: $PS_USER; none: no AUTH)\n"
                 "  --password-file FILE    its password, first line of FILE (default:\n"
                 "                          $PS_PASSWORD_FILE, else $PS_PASSWORD)\n"
@@ -163,7 +165,29 @@ int psctl_connect(psctl_ctx_t *ctx)
     o.tls_key = ctx->tls_key;
     ps_error_t err;
     ps_error_clear(&err);
-    int rc = ps_admin_connect(ctx->server, &o, &ctx->admin, &err);
+    char *list = ps_strdup(ctx->server);
+    size_t n = 1;
+    for (const char *p = ctx->server; *p; p++)
+        n += *p == ',';
+    ctx->shards = ps_calloc(n, sizeof *ctx->shards);
+    if (!list || !ctx->shards) {
+        ps_free(list);
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        fail_print(ctx, &err);
+        return PSCTL_EXIT_ERROR;
+    }
+    int rc = 0;
+    char *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a && !rc; a = strtok_r(NULL, ",", &save)) {
+        rc = ps_admin_connect(a, &o, &ctx->shards[ctx->nshards], &err);
+        if (!rc)
+            ctx->nshards++;
+    }
+    ps_free(list);
+    if (!rc && ctx->nshards == 0)
+        rc = ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "--server: no address in '%s'",
+                          ctx->server);
+    ctx->admin = ctx->nshards ? ctx->shards[0] : NULL;
     if (rc == 0)
         return PSCTL_EXIT_OK;
     if (rc == PS_ERR_INVALID_ARGUMENT)
@@ -172,11 +196,26 @@ int psctl_connect(psctl_ctx_t *ctx)
     return PSCTL_EXIT_CONNECT;
 }
 
+void psctl_disconnect(psctl_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->nshards; i++)
+        ps_admin_free(ctx->shards[i]);
+    ps_free(ctx->shards);
+    ctx->shards = NULL;
+    ctx->nshards = 0;
+    ctx->admin = NULL;
+}
+
 int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err)
 {
     fail_print(ctx, err);
-    if (ctx->admin)
-        return ps_admin_transport_failed(ctx->admin) ? PSCTL_EXIT_CONNECT : PSCTL_EXIT_ERROR;
+    if (ctx->admin) {
+        for (size_t i = 0; i < ctx->nshards; i++) {
+            if (ps_admin_transport_failed(ctx->shards[i]))
+                return PSCTL_EXIT_CONNECT;
+        }
+        return PSCTL_EXIT_ERROR;
+    }
     /* A command on another client (save, restore) cannot tell psd's UNAVAILABLE from the
      * transport's; both mean psd could not be reached. */
     return err->code == PS_ERR_UNAVAILABLE || err->code == PS_ERR_DEADLINE_EXCEEDED
@@ -257,6 +296,52 @@ const char *psctl_init_name(int kind)
                                   "random_uniform",   "glorot_uniform", "glorot_normal",
                                   "variance_scaling", "from_value"};
     return kind >= 0 && (size_t) kind < sizeof names / sizeof names[0] ? names[kind] : "unknown";
+}
+
+const char *psctl_sync_name(int s)
+{
+    static const char *names[] = {"AUTO", "NONE", "ON_WRITE", "ON_READ"};
+    return s >= 0 && s < 4 ? names[s] : "unknown";
+}
+
+const char *psctl_agg_name(int a)
+{
+    static const char *names[] = {"NONE", "SUM", "MEAN", "ONLY_FIRST_REPLICA"};
+    return a >= 0 && a < 4 ? names[a] : "unknown";
+}
+
+char *psctl_fmt_constraint(const ps_constraint_t *c, char *buf, size_t cap)
+{
+    static const char *names[] = {"-", "max_norm", "non_neg", "unit_norm", "min_max_norm"};
+    if (c->kind < 0 || c->kind > PS_CONSTRAINT_MIN_MAX_NORM) {
+        snprintf(buf, cap, "unknown(%d)", c->kind);
+        return buf;
+    }
+    if (c->kind == PS_CONSTRAINT_NONE || c->kind == PS_CONSTRAINT_NON_NEG) {
+        snprintf(buf, cap, "%s", names[c->kind]);
+        return buf;
+    }
+    char axis[96];
+    size_t k = 0;
+    if (c->all_axes) {
+        snprintf(axis, sizeof axis, "None");
+    } else if (c->naxes == 1) {
+        snprintf(axis, sizeof axis, "%d", c->axes[0]);
+    } else {
+        k += (size_t) snprintf(axis, sizeof axis, "[");
+        for (int i = 0; i < c->naxes && k < sizeof axis; i++)
+            k += (size_t) snprintf(axis + k, sizeof axis - k, "%s%d", i ? ", " : "", c->axes[i]);
+        if (k < sizeof axis)
+            snprintf(axis + k, sizeof axis - k, "]");
+    }
+    if (c->kind == PS_CONSTRAINT_MAX_NORM)
+        snprintf(buf, cap, "max_norm(max_value=%g, axis=%s)", c->max_value, axis);
+    else if (c->kind == PS_CONSTRAINT_UNIT_NORM)
+        snprintf(buf, cap, "unit_norm(axis=%s)", axis);
+    else
+        snprintf(buf, cap, "min_max_norm(min_value=%g, max_value=%g, rate=%g, axis=%s)",
+                 c->min_value, c->max_value, c->rate, axis);
+    return buf;
 }
 
 /* ---- tables ---- */

@@ -14,6 +14,7 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
+#include "constraint.h"
 #include "sparse_optim.h"
 
 #define SLOT_CREATOR "psd optimizer"
@@ -518,9 +519,7 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
         uint64_t ne = v->data->len / ps_dtype_size(v->dtype);
         if (grads[i].indices || cfg->kind == PSD_OPTIM_ADAGRAD) {
             apply_sparse_or_adagrad(cfg, v, &grads[i], &st->dedup[i], a, b, b1p, b2p);
-            continue;
-        }
-        if (v->dtype == PS_DTYPE_FLOAT32) {
+        } else if (v->dtype == PS_DTYPE_FLOAT32) {
             /* TensorFlow casts every hyperparameter to the variable's dtype. */
             float lr = (float) cfg->learning_rate;
             if (cfg->kind == PSD_OPTIM_SGD)
@@ -542,6 +541,8 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
                 adam_f64(ne, lr, (double) b1p, (double) b2p, (double) (float) cfg->beta1,
                          (double) (float) cfg->beta2, (double) (float) cfg->epsilon, g, x, a, b);
         }
+        /* TF's optimizers: var.assign(var.constraint(var)) after the update op (constraint.c). */
+        psd_constraint_apply(psd_var_constraint(v), v->dtype, v->dims, v->rank, x);
     }
     /* Adam's _finish: once per step, after every variable used the old powers (a partial request
      * leaves it, and the step counter, to the step's last request). */

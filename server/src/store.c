@@ -16,6 +16,8 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
+#include "constraint.h"
+
 struct psd_istr {
     struct psd_istr *next;
     uint64_t hash;
@@ -124,9 +126,44 @@ static void istr_put(psd_store_t *s, psd_istr_t *e)
     ps_free(e);
 }
 
+/* save_slice_info as interned bytes: rank (8 bytes), full dims, offsets, then the full name. */
+static psd_istr_t *slice_intern(psd_store_t *s, const ps_slice_info_t *si)
+{
+    size_t nl = strlen(si->full_name);
+    size_t len = 8 + 16 * (size_t) si->rank + nl;
+    char buf[8 + 16 * PS_MAX_RANK + PS_NAME_MAX + 1];
+    if (si->rank > PS_MAX_RANK || nl > PS_NAME_MAX)
+        return NULL;
+    uint64_t r = si->rank;
+    memcpy(buf, &r, 8);
+    memcpy(buf + 8, si->full_dims, 8 * (size_t) si->rank);
+    memcpy(buf + 8 + 8 * (size_t) si->rank, si->offset, 8 * (size_t) si->rank);
+    memcpy(buf + 8 + 16 * (size_t) si->rank, si->full_name, nl);
+    return istr_get(s, buf, len);
+}
+
+int psd_var_slice(const psd_var_t *v, ps_slice_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!v->slice)
+        return 0;
+    uint64_t r;
+    memcpy(&r, v->slice->s, 8);
+    out->rank = (unsigned) r;
+    memcpy(out->full_dims, v->slice->s + 8, 8 * (size_t) r);
+    memcpy(out->offset, v->slice->s + 8 + 8 * r, 8 * (size_t) r);
+    out->full_name = v->slice->s + 8 + 16 * r; /* NUL-terminated by istr_get */
+    return 1;
+}
+
 void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out)
 {
     memcpy(out, v->init->s, sizeof *out);
+}
+
+const ps_constraint_spec_t *psd_var_constraint(const psd_var_t *v)
+{
+    return v->constraint ? (const ps_constraint_spec_t *) (const void *) v->constraint->s : NULL;
 }
 
 const char *psd_var_creator(const psd_var_t *v)
@@ -155,9 +192,10 @@ size_t psd_var_meta_bytes(const psd_var_t *v)
 {
     /* The struct with dims and name, the blob header, two allocation headers (16 bytes each in
      * ps_alloc) and one table slot at a load factor of at least 3/8 (cap <= 8/3 count). Interned
-     * strings (creator, collections, initializer) are shared and not counted. */
+     * strings (creator, collections, initializer) are shared and not counted; a part's
+     * save_slice_info is its own. */
     return sizeof(psd_var_t) + v->rank * sizeof(int64_t) + v->name_len + 1u + sizeof(psd_blob_t) +
-           2 * 16 + (8 * 8) / 3;
+           2 * 16 + (8 * 8) / 3 + (v->slice ? sizeof(psd_istr_t) + v->slice->len + 1u + 16 : 0);
 }
 
 /* ---- the table ---- */
@@ -186,6 +224,8 @@ static void var_free(psd_store_t *s, psd_var_t *v)
     istr_put(s, v->creator);
     istr_put(s, v->collections);
     istr_put(s, v->init);
+    istr_put(s, v->constraint);
+    istr_put(s, v->slice);
     ps_free(v);
 }
 
@@ -370,6 +410,32 @@ static int intern_collections(psd_store_t *s,
     return 0;
 }
 
+/* The creation-only extras: TensorFlow's validate_synchronization_aggregation_trainable messages
+ * and the constraint's check (canonical copy in *cons; kind NONE when there is none). */
+static int check_extra(const ps_constraint_spec_t *c,
+                       int synchronization,
+                       int aggregation,
+                       const char *name,
+                       int dtype,
+                       unsigned rank,
+                       ps_constraint_spec_t *cons,
+                       ps_error_t *err)
+{
+    if (aggregation < 0 || aggregation > PS_AGGREGATION_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Invalid variable aggregation mode: %d for variable: %s", aggregation,
+                            name);
+    if (synchronization < 0 || synchronization > PS_SYNCHRONIZATION_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Invalid variable synchronization mode: %d for variable: %s",
+                            synchronization, name);
+    if (!c) {
+        memset(cons, 0, sizeof *cons);
+        return 0;
+    }
+    return psd_constraint_check(c, name, dtype, rank, cons, err);
+}
+
 static int check_existing(const psd_getvar_args_t *a,
                           const psd_var_t *v,
                           const ps_shape_spec_t *spec,
@@ -482,10 +548,16 @@ int psd_store_get_variable(
         return rc;
     if (!from_value && (rc = ps_init_check(&a->init, dtype, err)) != 0)
         return rc;
+    ps_constraint_spec_t cons;
+    if ((rc = check_extra(a->constraint, a->synchronization, a->aggregation, a->name, dtype,
+                          spec.rank, &cons, err)) != 0)
+        return rc;
     if (from_value && a->value->len != nbytes)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "initial value of %s has %llu bytes, its shape needs %llu", a->name,
                             (unsigned long long) a->value->len, (unsigned long long) nbytes);
+    if (a->slice && (rc = ps_slice_check(a->slice, a->name, spec.dims, spec.rank, err)) != 0)
+        return rc;
     size_t name_len = strlen(a->name);
     size_t vsize = sizeof(psd_var_t) + spec.rank * sizeof(int64_t) + name_len + 1;
     if (!from_value && !memory_ok(s, nbytes + vsize))
@@ -522,6 +594,17 @@ int psd_store_get_variable(
     is.seed = a->init.seed;
     v->init = istr_get(s, (const char *) &is, sizeof is);
     if (!v->init) {
+        var_free(s, v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
+    }
+    v->synchronization = (uint8_t) a->synchronization;
+    v->aggregation = (uint8_t) a->aggregation;
+    if (cons.kind != PS_CKIND_NONE &&
+        !(v->constraint = istr_get(s, (const char *) &cons, sizeof cons))) {
+        var_free(s, v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
+    }
+    if (a->slice && !(v->slice = slice_intern(s, a->slice))) {
         var_free(s, v);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
     }

@@ -176,6 +176,7 @@ static void var_deinit(ps_admin_var_t *v)
         ps_free(v->collections[i]);
     ps_free(v->collections);
     ps_free(v->creator);
+    ps_free(v->slice_full_name);
     memset(v, 0, sizeof *v);
 }
 
@@ -199,10 +200,41 @@ static int var_from_pb(const Pscope__V1__VarInfo *pv, ps_admin_var_t *v, ps_erro
     v->kind = pv->kind;
     v->init_kind = pv->initializer ? (int) pv->initializer->kind : PS_INITIALIZER_DEFAULT;
     v->created_unix_ms = pv->created_unix_ms;
+    v->synchronization = pv->synchronization;
+    v->aggregation = pv->aggregation;
+    if (pv->constraint && pv->constraint->n_axis <= PS_CONSTRAINT_MAX_AXES) {
+        const Pscope__V1__Constraint *c = pv->constraint;
+        v->constraint.kind = (int) c->kind;
+        v->constraint.max_value = c->max_value;
+        v->constraint.min_value = c->min_value;
+        v->constraint.rate = c->rate;
+        v->constraint.all_axes = c->all_axes;
+        v->constraint.naxes = (int) c->n_axis;
+        for (size_t i = 0; i < c->n_axis; i++)
+            v->constraint.axes[i] = c->axis[i];
+    }
     v->creator = ps_strdup(pv->creator ? pv->creator : "");
     if (!v->creator) {
         var_deinit(v);
         return oom(err);
+    }
+    const Pscope__V1__SaveSliceInfo *ss = pv->save_slice_info;
+    if (ss) {
+        if (ss->n_full_shape != v->rank || ss->n_var_offset != v->rank) {
+            var_deinit(v);
+            return ps_error_set(err, PS_ERR_INTERNAL,
+                                "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
+                                "of rank %u",
+                                ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
+        }
+        if ((rc = bytes_dup(ss->full_name, "full name", &v->slice_full_name, err)) != 0) {
+            var_deinit(v);
+            return rc;
+        }
+        for (unsigned d = 0; d < v->rank; d++) {
+            v->slice_full_dims[d] = ss->full_shape[d];
+            v->slice_offset[d] = ss->var_offset[d];
+        }
     }
     if (pv->n_collections) {
         v->collections = ps_calloc(pv->n_collections, sizeof *v->collections);

@@ -17,11 +17,15 @@ typedef struct psc_getvar_msg {
     Pscope__V1__GetVariableRequest g;
     Pscope__V1__ShapeSpec shape;
     Pscope__V1__Initializer init;
+    Pscope__V1__Constraint cons;
+    int32_t axes[PS_CONSTRAINT_MAX_AXES];
     ProtobufCBinaryData cols[PSC_CODEC_MAX_COLLECTIONS];
     Pscope__V1__TensorDesc td;
     Pscope__V1__TensorDesc *tds[1];
     int64_t dims[PS_SHAPE_MAX_RANK];
     int64_t vdims[PS_SHAPE_MAX_RANK];
+    Pscope__V1__SaveSliceInfo slice;
+    int64_t slice_nums[2 * PS_SHAPE_MAX_RANK];
     ps_frame_seg_t payload;
 } psc_getvar_msg_t;
 
