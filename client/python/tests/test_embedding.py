@@ -85,3 +85,16 @@ def test_bad_indices_raise_tensorflows_errors_and_change_nothing(tf):
         tf.gather(s, [0])
     np.testing.assert_array_equal(v.numpy(), x)
     np.testing.assert_array_equal(tf.gather(v, [9]), x[[9]])
+
+
+def test_dense_adagrad_through_tf_train(tf):
+    """tf.train.AdagradOptimizer (issue 12's Adagrad, dense): adagrad_test.py's testBasic values."""
+    v0 = tf.get_variable("var0", [2], initializer=tf.constant_initializer([1.0, 2.0]))
+    v1 = tf.get_variable("var1", [2], initializer=tf.constant_initializer([3.0, 4.0]))
+    opt = tf.train.AdagradOptimizer(3.0, initial_accumulator_value=0.1)
+    for _ in range(3):
+        opt.apply_gradients([(np.array([0.1, 0.1], np.float32), v0), (np.array([0.01, 0.01], np.float32), v1)])
+    np.testing.assert_allclose(v0.numpy(), [-1.6026098728179932, -0.6026098728179932], rtol=1e-5)
+    np.testing.assert_allclose(v1.numpy(), [2.715679168701172, 3.715679168701172], rtol=1e-5)
+    with pytest.raises(ValueError, match="initial_accumulator_value must be positive"):
+        tf.train.AdagradOptimizer(1.0, initial_accumulator_value=0.0)
