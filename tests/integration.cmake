@@ -12,3 +12,5 @@ ps_add_criterion_test(test_snapshot SOURCES integration/test_snapshot.c
 ps_add_criterion_test(test_shutdown SOURCES integration/test_shutdown.c LABELS integration TIMEOUT 120)
 ps_add_criterion_test(test_multi_client SOURCES integration/test_multi_client.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 120)
+ps_add_criterion_test(test_io_threads SOURCES integration/test_io_threads.c
+                      LIBS Threads::Threads LABELS integration TIMEOUT 120)
