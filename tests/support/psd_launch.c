@@ -251,7 +251,8 @@ int ps_psd_log_has_sanitizer_report(const ps_psd_t *p)
     return ps_psd_log_contains(p, "ERROR: AddressSanitizer") ||
            ps_psd_log_contains(p, "ERROR: LeakSanitizer") ||
            ps_psd_log_contains(p, "runtime error:") ||
-           ps_psd_log_contains(p, "SUMMARY: UndefinedBehaviorSanitizer");
+           ps_psd_log_contains(p, "SUMMARY: UndefinedBehaviorSanitizer") ||
+           ps_psd_log_contains(p, "WARNING: ThreadSanitizer");
 }
 
 int ps_psd_finish(ps_psd_t *p, int sig, int timeout_ms)
