@@ -27,6 +27,10 @@ set_property(TEST test_client_saver APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TAR
 ps_add_criterion_test(test_partitioned SOURCES integration/test_partitioned.c LIBS psclient_core
                       LABELS integration TIMEOUT 300)
 add_dependencies(test_partitioned psd)
+# Requests over several shards are all in flight before any reply is awaited.
+ps_add_criterion_test(test_fanout SOURCES integration/test_fanout.c LIBS psclient_core
+                      LABELS integration TIMEOUT 120)
+add_dependencies(test_fanout psd)
 
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package

@@ -97,6 +97,19 @@ void psc_conn_close(psc_conn_t *c);
  */
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
 
+/**
+ * psc_conn_run over k connections at once: conns[i] gets the n[i] calls calls[i] (n[i] may be 0),
+ * every connection's requests are sent before any reply is waited for, and one poll() loop serves
+ * them all until each has its replies or failed. rcs[i] and errs[i] are connection i's result as
+ * psc_conn_run would return it. Returns the first nonzero rcs[i], or 0.
+ */
+int psc_conn_run_many(psc_conn_t *const *conns,
+                      psc_call_t **const *calls,
+                      const size_t *n,
+                      size_t k,
+                      int *rcs,
+                      ps_error_t *errs);
+
 /** The retry hint of call's error reply (Header.retry_after_ms), 0 when psd gave none. */
 uint32_t psc_call_retry_after(const psc_call_t *call);
 
