@@ -42,3 +42,7 @@ set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
 ps_add_criterion_test(test_tls SOURCES integration/test_tls.c LIBS psclient_core psd_core
                       PkgConfig::OPENSSL LABELS integration TIMEOUT 240)
 add_dependencies(test_tls psd)
+# Asynchronous pulls, updates, steps in parts and the prefetcher (ps/async.h) against real psd.
+ps_add_criterion_test(test_async SOURCES integration/test_async.c LIBS psclient_core
+                      LABELS integration TIMEOUT 180)
+add_dependencies(test_async psd)

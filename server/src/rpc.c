@@ -902,7 +902,8 @@ static int handle_apply(psd_rpc_t *rpc,
                               .beta1 = a->beta1,
                               .beta2 = a->beta2,
                               .epsilon = a->epsilon,
-                              .global_step = r->nnames ? r->names[0] : NULL};
+                              .global_step = r->nnames ? r->names[0] : NULL,
+                              .partial = a->partial};
     psd_optim_result_t res;
     int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
                              rpc->lim.max_memory, create_ms(rpc), versions, &res, err);

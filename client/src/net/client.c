@@ -183,6 +183,12 @@ void psc_client_unplace(ps_client_t *c, const char *name)
         e->num = 0;
 }
 
+void psc_client_retry_policy(const ps_client_t *c, int *max_retries, int *backoff_ms)
+{
+    *max_retries = c->max_retries;
+    *backoff_ms = c->backoff_ms;
+}
+
 uint64_t ps_client_connects(const ps_client_t *c)
 {
     uint64_t n = 0;

@@ -484,6 +484,21 @@ static int drain(
     }
 }
 
+int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err)
+{
+    uint64_t plen = 0;
+    for (size_t k = 0; k < call->npayload; k++)
+        plen += call->payload[k].len;
+    call->id = c->next_id++;
+    call->req->id = call->id;
+    ps_error_t pe;
+    call->frame =
+        ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
+    if (!call->frame)
+        return ps_error_set(err, pe.code, "%s", pe.msg);
+    return 0;
+}
+
 /* One connection's share of a run: its calls and where sending and receiving stand. */
 typedef struct xfer {
     psc_conn_t *c;
@@ -513,21 +528,12 @@ static int xfer_start(xfer_t *x)
         return rc;
     }
     for (size_t i = 0; i < x->n; i++) {
-        psc_call_t *call = x->calls[i];
-        uint64_t plen = 0;
-        for (size_t k = 0; k < call->npayload; k++)
-            plen += call->payload[k].len;
-        call->id = c->next_id++;
-        call->req->id = call->id;
-        ps_error_t pe;
-        call->frame =
-            ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
-        if (!call->frame) {
+        if ((rc = psc_conn_pack(c, x->calls[i], x->err)) != 0) {
             for (size_t k = 0; k < i; k++) {
                 ps_free(x->calls[k]->frame);
                 x->calls[k]->frame = NULL;
             }
-            return ps_error_set(x->err, pe.code, "%s", pe.msg);
+            return rc;
         }
     }
     x->deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
@@ -705,6 +711,54 @@ out:
         ps_free(fds);
     if (map != inline_map)
         ps_free(map);
+}
+
+/* The pipe engine (conn.h) on one transfer's write and read steps. */
+static xfer_t pipe_xfer(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    xfer_t x = {.c = c,
+                .calls = p->calls,
+                .n = p->n,
+                .wcall = p->wcall,
+                .wseg = p->wseg,
+                .woff = p->woff,
+                .ndone = p->ndone,
+                .cur = p->cur,
+                .active = 1,
+                .err = err};
+    return x;
+}
+
+static void pipe_back(psc_pipe_t *p, const xfer_t *x)
+{
+    p->wcall = x->wcall;
+    p->wseg = x->wseg;
+    p->woff = x->woff;
+    p->ndone = x->ndone;
+    p->cur = x->cur;
+}
+
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_write(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_read(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_buffered(const psc_conn_t *c)
+{
+    return c->ssl && SSL_pending(c->ssl) > 0;
 }
 
 int psc_conn_run_many(psc_conn_t *const *conns,

@@ -70,7 +70,7 @@ ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
     return c;
 }
 
-static int check_config(const ps_optimizer_config_t *c, ps_error_t *err)
+int psc_optimizer_check_config(const ps_optimizer_config_t *c, ps_error_t *err)
 {
     if (c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", c->kind);
@@ -114,7 +114,7 @@ int ps_optimizer_new(ps_client_t *client,
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "ps_optimizer_new needs a client and a "
                             "config");
-    int rc = check_config(config, err);
+    int rc = psc_optimizer_check_config(config, err);
     if (rc)
         return rc;
     ps_optimizer_t *o = ps_calloc(1, sizeof *o);
