@@ -117,7 +117,8 @@ int psd_conn_after_written(psd_conn_t *c);
 /** io.c's callback: a write job of a connection came back (on the loop thread). */
 void psd_conn_io_done(psd_io_job_t *job);
 
-/** psd_rpc_t.sink_defer for connections: hold (on) or resume the connection of sink. */
+/** psd_rpc_t.sink_defer for connections: hold, resume or close (on: PSD_RPC_*) sink's connection.
+ */
 void psd_conn_defer(const psd_reply_sink_t *sink, int on);
 
 #endif /* PSD_CONN_H */
