@@ -159,7 +159,7 @@ PS_EXTERN int ps_async_step_push(ps_async_step_t *s,
 /** 1 when every variable of the step has been pushed. */
 PS_EXTERN int ps_async_step_complete(const ps_async_step_t *s);
 
-/** Free the step (its pushes' operations stay valid). NULL is a no-op. */
+/** Free the step; its pushes stay in flight and their operations valid. NULL is a no-op. */
 PS_EXTERN void ps_async_step_free(ps_async_step_t *s);
 
 /** Never blocks: 1 while op is in flight, 0 once it is complete. */

@@ -59,6 +59,7 @@ struct ps_op {
     size_t *xi; /* items[k] is x's item xi[k] */
     int published;
     int64_t global_step;
+    char *gs_name; /* a step push's counter name (the step may be freed before the push is sent) */
     /* A multi-shard failure's report: shards that applied their part. */
     char applied[128];
 };
@@ -144,6 +145,7 @@ static void op_unref(ps_op_t *op)
     ps_free(op->items);
     ps_free(op->xi);
     ps_free(op->vars);
+    ps_free(op->gs_name);
     psc_expand_free(&op->x);
     pthread_mutex_destroy(&op->mu);
     pthread_cond_destroy(&op->cv);
@@ -1093,8 +1095,11 @@ static int build_apply(ps_async_step_t *s, acall_t *c, int partial, ps_error_t *
     c->ag.beta2 = s->cfg.beta2;
     c->ag.epsilon = s->cfg.epsilon;
     c->ag.partial = partial;
-    if (c->counts_step)
-        c->ag.global_step = ps_pb_bytes(s->global_step);
+    if (c->counts_step) {
+        if (!op->gs_name && !(op->gs_name = ps_strdup(s->global_step)))
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        c->ag.global_step = ps_pb_bytes(op->gs_name);
+    }
     pscope__v1__header__init(&c->h);
     c->h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     c->h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
