@@ -57,6 +57,14 @@ static double now_s(void)
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds: of the calling thread (thread 1) or of the whole process (0). */
+static double cpu_s(int thread)
+{
+    struct timespec ts;
+    clock_gettime(thread ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
 static void sleep_s(double s)
 {
     struct timespec ts = {(time_t) s, (long) ((s - (double) (time_t) s) * 1e9)};
@@ -419,6 +427,9 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
     int64_t gs = 0;
     double loss_sum = 0.0, first_loss = NAN, last_loss = NAN;
     double pull_s = 0.0, grad_s = 0.0, apply_s = 0.0;
+    /* CPU time, which the shared machine's load does not stretch: the forward and backward passes
+     * on this thread, and the whole process (with the I/O thread) per step. */
+    double grad_cpu = 0.0, proc0 = cpu_s(0);
     for (;;) {
         if (o->steps && step >= o->steps)
             break;
@@ -444,10 +455,12 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         /* With asynchronous I/O the waits for psd happen inside the passes: count them as pull
          * (a layer's weights not there yet) and apply (the last step's gradients not sent yet). */
         double wp0 = m->wait_pull_s, wa0 = m->wait_push_s;
+        double c0 = cpu_s(1);
         if (model_grad(m, x, y, o->batch, &loss, &err) != 0) {
             rc = fail("forward/backward", &err);
             break;
         }
+        grad_cpu += cpu_s(1) - c0;
         double tc = now_s();
         if (model_apply(m, &gs, &err) != 0) {
             rc = fail("apply_gradients", &err);
@@ -478,12 +491,16 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
     if (rc == 0 && model_flush(m, &gs, &err) != 0)
         rc = fail("apply_gradients", &err);
     double wall = now_s() - t0;
+    double proc_cpu = cpu_s(0) - proc0;
     if (rc == 0) {
+        double per = step > 0 ? 1000.0 / (double) step : 0.0;
         printf("%s done: steps %ld global_step %lld wall %.1f s examples/s %.1f first_loss %.4f "
-               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%)\n",
+               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%) cpu ms/step: "
+               "compute_thread %.1f process %.1f\n",
                who, step, (long long) gs, wall,
                wall > 0 ? (double) step * (double) o->batch / wall : 0.0, first_loss, last_loss,
-               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall);
+               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall, grad_cpu * per,
+               proc_cpu * per);
         fflush(stdout);
     }
     if (rc == 0 && o->eval_at_end) {

@@ -6,11 +6,12 @@
  * (client id, seq) per client id, so each lane is a client id with at most one mutating request
  * in flight per shard), retries after transport failures and busy replies, timeouts, cancel and
  * close. The step (gradients pushed in parts) and the prefetcher are built on it here too. */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, SCHED_BATCH */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -484,6 +485,11 @@ static void cancel_all(ps_async_t *a)
 static void *io_main(void *arg)
 {
     ps_async_t *a = arg;
+    /* SCHED_BATCH: the thread's many short wakeups (a reply arrives in many reads) do not preempt
+     * the thread computing beside it, which on a busy machine would then wait a whole round of
+     * the run queue to get its core back. Best effort: an error leaves the normal policy. */
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     struct pollfd *pf = a->pf;
     size_t *who = a->who;
     for (;;) {
