@@ -99,6 +99,12 @@ void psc_conn_close(psc_conn_t *c)
 
 void psc_conn_deinit(psc_conn_t *c)
 {
+    if (c->ssl && SSL_is_init_finished(c->ssl) && !(SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN)) {
+        /* An orderly end: tell psd with a close_notify (one non-blocking try; psd's own is not
+         * waited for). A connection that failed was closed already, without one. */
+        if (SSL_shutdown(c->ssl) < 0)
+            ERR_clear_error();
+    }
     if (c->rbuf)
         psc_conn_close(c);
     ps_frame_decoder_deinit(&c->dec);
