@@ -10,6 +10,7 @@
 #include <ps/client.h>
 
 #include "psctl.h"
+#include "shards.h"
 
 const psctl_opt_t psctl_opts_restore[] = {
     {"--map", "-m", "CKPT=TARGET[,...]",
@@ -52,14 +53,10 @@ int psctl_cmd_restore(psctl_ctx_t *ctx, const psctl_args_t *args)
             nmap++;
         }
     }
-    ps_client_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.creator = "psctl";
-    o.max_retries = -1;
     ps_client_t *c = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    int rc = ps_client_connect(ctx->server, &o, &c, &err);
+    int rc = psctl_client_connect(ctx, &c, &err);
     if (rc) {
         free(spec);
         if (rc == PS_ERR_INVALID_ARGUMENT)

@@ -7,17 +7,14 @@
 #include <ps/client.h>
 
 #include "psctl.h"
+#include "shards.h"
 
 int psctl_cmd_save(psctl_ctx_t *ctx, const psctl_args_t *args)
 {
-    ps_client_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.creator = "psctl";
-    o.max_retries = -1;
     ps_client_t *c = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    int rc = ps_client_connect(ctx->server, &o, &c, &err);
+    int rc = psctl_client_connect(ctx, &c, &err);
     if (rc == PS_ERR_INVALID_ARGUMENT)
         return psctl_usage_error(ctx, "%s", err.msg);
     if (rc) {

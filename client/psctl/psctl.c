@@ -69,7 +69,10 @@ static const psctl_cmd_t commands[] = {
      "variable of its name (created when missing, unless --no-create). --map takes pairs\n"
      "CKPT=TARGET: names, or scopes ending in '/' with --init-from-checkpoint\n"
      "('old_scope/=new_scope/'). Every name, dtype and shape is checked first: a failed restore\n"
-     "changes nothing."},
+     "changes nothing. With --server A,B,... the restore spans the shards: a map, or a save made\n"
+     "by another number of shards, has every psd read the whole save (its parts of partitioned\n"
+     "variables merged by their save_slice_info) and restore what it holds, after a dry run on\n"
+     "every shard."},
     {"inspect", "FILE [NAME]", "list a checkpoint file's tensors on this machine, or print one", 1,
      2, psctl_cmd_inspect, NULL,
      "Read the checkpoint FILE on this machine (a directory means its latest checkpoint, from\n"

@@ -374,3 +374,34 @@ char *psctl_part_spec(const ps_admin_var_t *v, char *out, size_t cap)
     memcpy(si.offset, v->slice_offset, sizeof si.offset);
     return ps_slice_spec(&si, v->dims, out, cap);
 }
+
+int psctl_client_connect(psctl_ctx_t *ctx, ps_client_t **out, ps_error_t *err)
+{
+    ps_client_opts_t o;
+    memset(&o, 0, sizeof o);
+    o.creator = "psctl";
+    o.max_retries = -1; /* a CLI reports the failure instead of waiting */
+    o.user = ctx->user;
+    o.password_file = ctx->password_file;
+    o.tls_ca = ctx->tls_ca;
+    o.tls_cert = ctx->tls_cert;
+    o.tls_key = ctx->tls_key;
+    char *list = ps_strdup(ctx->server);
+    size_t cap = 1;
+    for (const char *q = ctx->server; *q; q++)
+        cap += *q == ',';
+    const char **addrs = ps_calloc(cap, sizeof *addrs);
+    if (!list || !addrs) {
+        ps_free(list);
+        ps_free(addrs);
+        return oom(err);
+    }
+    size_t n = 0;
+    char *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save))
+        addrs[n++] = a;
+    int rc = ps_client_connect_list(addrs, n, &o, out, err);
+    ps_free(addrs);
+    ps_free(list);
+    return rc;
+}

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include <ps/admin.h>
+#include <ps/client.h>
 
 #include "psctl.h"
 
@@ -102,6 +103,9 @@ void psctl_json_device(psctl_ctx_t *ctx, psctl_json_t *j, size_t shard);
 
 /** A part's save_slice_info as TensorFlow's spec string ("4 8 0,2:0,8"). Returns out. */
 char *psctl_part_spec(const ps_admin_var_t *v, char *out, size_t cap);
+
+/** A libpsclient client over every shard of --server (save, restore), with psctl's options. */
+int psctl_client_connect(psctl_ctx_t *ctx, ps_client_t **out, ps_error_t *err);
 
 /** "/job:ps/task:N" of shard i into out. Returns out. */
 char *psctl_task_str(size_t shard, char *out, size_t cap);

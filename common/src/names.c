@@ -164,3 +164,15 @@ int ps_name_check_full(const char *name, size_t len, ps_error_t *err)
     }
     return 0;
 }
+
+size_t ps_name_shard(const char *name, size_t nshards)
+{
+    if (nshards <= 1)
+        return 0;
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *) name; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ull;
+    }
+    return (size_t) (h % nshards);
+}

@@ -197,6 +197,7 @@ void psd_persist_free(psd_persist_t *p)
     psd_wal_pend_release(p);
     ps_free(p->pend);
     ps_free(p->staged);
+    psd_restore_shard_release(p);
     if (p->fd >= 0)
         close(p->fd);
     if (p->spare_fd >= 0)

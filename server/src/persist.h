@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include <ps/internal/ckptset.h>
 #include <ps/status.h>
 
 #include "ckpt.h"
@@ -93,28 +94,44 @@ enum {
     PSD_RESTORE_INIT_FROM_CHECKPOINT = 1,
 };
 
-/* One resolved assignment: checkpoint entry ck into the variable target (NULL var = create). */
+/* One resolved assignment: checkpoint entry ck into the variable target (NULL var = create); for a
+ * part of a partitioned target, the box of the entry at the part's offset. */
 typedef struct psd_restore_item {
     size_t ck;
     char *target;
     psd_var_t *var;
+    char *wanted; /* the name the restore asked for (a partitioned target's full name) */
+    int part;
+    int64_t off[PS_MAX_RANK];
 } psd_restore_item_t;
+
+/* A restore on one of several shards: missing targets are created only by their owner (the default
+ * hash placement over count shards) and skipped elsewhere; every target asked for is reported. */
+typedef struct psd_restore_shard {
+    uint32_t index, count;
+    char **wanted; /* out: "target\0tensor" (ps_free each, then the array) */
+    size_t nwanted;
+} psd_restore_shard_t;
 
 /**
  * Resolve a restore of the checkpoint r (opened from path) into store s: with no pairs every
  * checkpoint tensor goes to its own name; otherwise pairs as tf.train.Saver's var_list dict (style
  * SAVER) or tf.train.init_from_checkpoint's assignment_map (INIT_FROM_CHECKPOINT, scopes included),
  * processed in sorted checkpoint-name order. Checks every name, dtype and shape first, with
- * TensorFlow's texts plus both names. Returns 0 with *items (ps_free each target, then the array;
- * or call psd_restore_items_free) and *n, or the code with err; nothing is changed either way.
+ * TensorFlow's texts plus both names. A target that is no variable but whose parts (variables with
+ * its name as save_slice_info full name) are in s gets one item per part. shard (NULL: one psd)
+ * makes a missing target no error (see psd_restore_shard_t). Returns 0 with *items (ps_free each
+ * target, then the array; or call psd_restore_items_free) and *n, or the code with err; nothing is
+ * changed either way.
  */
 int psd_restore_resolve(psd_store_t *s,
-                        psd_ckpt_reader_t *r,
+                        ps_ckpt_set_t *r,
                         const char *path,
                         const psd_restore_pair_t *pairs,
                         size_t npairs,
                         int style,
                         int create_missing,
+                        psd_restore_shard_t *shard,
                         psd_restore_item_t **items,
                         size_t *n,
                         ps_error_t *err);

@@ -71,6 +71,11 @@ struct psd_persist {
     /* Replies of SAVE and RESTORE (valid until the next call; packed right after the handler). */
     Pscope__V1__SaveReply save_reply;
     Pscope__V1__RestoreReply restore_reply;
+    /* A multi-shard restore's reply lists (valid until the next restore or close). */
+    psd_restore_shard_t restore_shard;
+    ProtobufCBinaryData *restore_bins;
+    char **restore_kept; /* the items' wanted names the reply points to */
+    size_t restore_nkept;
     /* Replay. */
     int replay_code;
     char replay_msg[PS_ERROR_MSG_MAX];
@@ -143,6 +148,9 @@ void psd_ckpt_sched_on_timer(uv_timer_t *t);
 int psd_recovery_run(psd_persist_t *p, ps_error_t *err);
 
 /* save_restore.c: the SAVE and RESTORE rpc hooks. */
+/** Free what the last multi-shard restore's reply pointed to (at close). */
+void psd_restore_shard_release(psd_persist_t *p);
+
 int psd_save_restore_handle(void *ctx,
                             const Pscope__V1__Header *req,
                             Pscope__V1__Header *out,

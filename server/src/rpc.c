@@ -588,6 +588,23 @@ static int handle_getvar(psd_rpc_t *rpc,
         a.value_dims = t->dims;
         a.value_rank = t->n_dims;
     }
+    for (size_t i = 0; i < g->n_absent; i++) {
+        const ProtobufCBinaryData *ab = &g->absent[i];
+        ps_error_t ne;
+        char *absent = scratch_alloc(r, ab->len + 1);
+        if (!absent)
+            return oom(err);
+        if (ps_name_check_full((const char *) ab->data, ab->len, &ne) != 0)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "absent name of %s: %s", a.name,
+                                ne.msg);
+        memcpy(absent, ab->data, ab->len);
+        absent[ab->len] = '\0';
+        if (psd_store_find(rpc->store, absent))
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s",
+                                i < g->n_absent_message && *g->absent_message[i]
+                                    ? g->absent_message[i]
+                                    : "a variable that must be absent exists");
+    }
     ps_slice_info_t si;
     if (g->save_slice_info) {
         const Pscope__V1__SaveSliceInfo *ss = g->save_slice_info;

@@ -22,6 +22,23 @@
 
 /* ---- SAVE and RESTORE ---- */
 
+/* What the last multi-shard restore's reply points to. */
+static void restore_shard_free(psd_persist_t *p)
+{
+    psd_restore_shard_t *sh = &p->restore_shard;
+    for (size_t i = 0; i < sh->nwanted; i++)
+        ps_free(sh->wanted[i]);
+    ps_free(sh->wanted);
+    memset(sh, 0, sizeof *sh);
+    ps_free(p->restore_bins);
+    p->restore_bins = NULL;
+    for (size_t i = 0; i < p->restore_nkept; i++)
+        ps_free(p->restore_kept[i]);
+    ps_free(p->restore_kept);
+    p->restore_kept = NULL;
+    p->restore_nkept = 0;
+}
+
 static int take_path(const ProtobufCBinaryData *b, char *out, size_t cap, ps_error_t *err)
 {
     if (b->len == 0)
@@ -250,18 +267,28 @@ void psd_restore_items_free(psd_restore_item_t *items, size_t n)
 {
     if (!items)
         return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         ps_free(items[i].target);
+        ps_free(items[i].wanted);
+    }
     ps_free(items);
 }
 
 typedef struct plan {
     psd_restore_item_t *items;
     size_t n, cap;
+    psd_restore_shard_t *shard; /* several shards: report targets, skip what is not here */
 } plan_t;
 
-/* Add or (same target) replace an assignment: a later one in sorted order wins, as in TF. */
-static int plan_add(plan_t *pl, size_t ck, const char *target, psd_var_t *var, ps_error_t *err)
+/* Add or (same target) replace an assignment: a later one in sorted order wins, as in TF. wanted
+ * is the name asked for; part (with off) makes it a part's box of a partitioned target. */
+static int plan_add_box(plan_t *pl,
+                        size_t ck,
+                        const char *target,
+                        psd_var_t *var,
+                        const char *wanted,
+                        const int64_t *off,
+                        ps_error_t *err)
 {
     for (size_t i = 0; i < pl->n; i++) {
         if (strcmp(pl->items[i].target, target) == 0) {
@@ -278,10 +305,157 @@ static int plan_add(plan_t *pl, size_t ck, const char *target, psd_var_t *var, p
         pl->cap = nc;
     }
     char *t = ps_strdup(target);
-    if (!t)
+    char *w = ps_strdup(wanted);
+    if (!t || !w) {
+        ps_free(t);
+        ps_free(w);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    pl->items[pl->n++] = (psd_restore_item_t){.ck = ck, .target = t, .var = var};
+    }
+    psd_restore_item_t *it = &pl->items[pl->n++];
+    *it = (psd_restore_item_t){.ck = ck, .target = t, .var = var, .wanted = w, .part = off != NULL};
+    if (off)
+        memcpy(it->off, off, sizeof it->off);
     return 0;
+}
+
+static int plan_add(plan_t *pl, size_t ck, const char *target, psd_var_t *var, ps_error_t *err)
+{
+    return plan_add_box(pl, ck, target, var, target, NULL, err);
+}
+
+/* Several shards: record that target (for checkpoint tensor ckpt) was asked for. */
+static int plan_want(plan_t *pl, const char *target, const char *ckpt, ps_error_t *err)
+{
+    psd_restore_shard_t *sh = pl->shard;
+    if (!sh)
+        return 0;
+    for (size_t i = 0; i < sh->nwanted; i++) {
+        if (strcmp(sh->wanted[i], target) == 0)
+            return 0;
+    }
+    size_t tl = strlen(target), cl = strlen(ckpt);
+    char **nw = ps_realloc(sh->wanted, (sh->nwanted + 1) * sizeof *nw);
+    if (!nw)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    sh->wanted = nw;
+    char *e = ps_malloc(tl + cl + 2);
+    if (!e)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(e, target, tl + 1);
+    memcpy(e + tl + 1, ckpt, cl + 1);
+    sh->wanted[sh->nwanted++] = e;
+    return 0;
+}
+
+/* The parts in s of the partitioned variable called full (their save_slice_info says so), kind
+ * get_variable only when gv_only; *out is a new array (ps_free) of *n borrowed variables. */
+static int local_parts(
+    psd_store_t *s, const char *full, int gv_only, psd_var_t ***out, size_t *n, ps_error_t *err)
+{
+    *out = NULL;
+    *n = 0;
+    char prefix[PS_NAME_MAX + 2];
+    snprintf(prefix, sizeof prefix, "%s/", full);
+    psd_var_t **vs = NULL;
+    size_t nv = 0;
+    int truncated = 0;
+    int rc = psd_store_list(s, prefix, NULL, NULL, psd_store_count(s), &vs, &nv, &truncated, err);
+    if (rc)
+        return rc;
+    size_t k = 0;
+    for (size_t i = 0; i < nv; i++) {
+        ps_slice_info_t si;
+        if (psd_var_slice(vs[i], &si) && strcmp(si.full_name, full) == 0 &&
+            (!gv_only || vs[i]->kind == PSD_KIND_GET_VARIABLE))
+            vs[k++] = vs[i];
+    }
+    if (k == 0) {
+        ps_free(vs);
+        vs = NULL;
+    }
+    *out = vs;
+    *n = k;
+    return 0;
+}
+
+/* A part's checks against checkpoint entry e: the dtype, and e's shape against the whole's. */
+static int check_part(const psd_ckpt_var_t *e, const psd_var_t *v, int style, ps_error_t *err)
+{
+    const char *wrap = style == PSD_RESTORE_SAVER ? WRAP_MISMATCH : "";
+    ps_slice_info_t si;
+    psd_var_slice(v, &si);
+    if (e->dtype != v->dtype)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "%stensor_name = %s; expected dtype %s does not equal original dtype "
+                            "%s (partitioned variable %s, checkpoint tensor %s)",
+                            wrap, e->name, tf_cc_dtype(v->dtype), tf_cc_dtype(e->dtype),
+                            si.full_name, e->name);
+    int same = e->rank == si.rank;
+    for (unsigned i = 0; same && i < e->rank; i++)
+        same = e->dims[i] == si.full_dims[i];
+    if (!same) {
+        char l[PS_SHAPE_STR_MAX], r[PS_SHAPE_STR_MAX];
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "%sAssign requires shapes of both tensors to match. lhs shape= %s rhs "
+                            "shape= %s (partitioned variable %s, checkpoint tensor %s)",
+                            wrap, bracket_shape(si.full_dims, si.rank, 0, l, sizeof l),
+                            bracket_shape(e->dims, e->rank, 0, r, sizeof r), si.full_name, e->name);
+    }
+    return 0;
+}
+
+/* Every local part of the partitioned target full gets its box of checkpoint entry ck. */
+static int plan_parts(plan_t *pl,
+                      ps_ckpt_set_t *r,
+                      size_t ck,
+                      const char *full,
+                      psd_var_t **parts,
+                      size_t np,
+                      int style,
+                      ps_error_t *err)
+{
+    int rc = 0;
+    for (size_t k = 0; k < np && !rc; k++) {
+        ps_slice_info_t si;
+        psd_var_slice(parts[k], &si);
+        if ((rc = check_part(ps_ckpt_set_entry(r, ck), parts[k], style, err)) == 0)
+            rc = plan_add_box(pl, ck, psd_var_name(parts[k]), parts[k], full, si.offset, err);
+    }
+    return rc;
+}
+
+/* A Saver-style target that is no variable here: its local parts, or (create_missing) a new
+ * variable, or (several shards) nothing when another shard holds or owns it. */
+static int plan_missing(plan_t *pl,
+                        psd_store_t *s,
+                        ps_ckpt_set_t *r,
+                        size_t ck,
+                        const char *target,
+                        int create_missing,
+                        ps_error_t *err)
+{
+    psd_var_t **parts = NULL;
+    size_t np = 0;
+    int rc = local_parts(s, target, 0, &parts, &np, err);
+    if (rc)
+        return rc;
+    if (np) {
+        rc = plan_parts(pl, r, ck, target, parts, np, PSD_RESTORE_SAVER, err);
+        ps_free(parts);
+        return rc;
+    }
+    const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, ck);
+    if (pl->shard) {
+        if (create_missing && ps_name_shard(target, pl->shard->count) == pl->shard->index)
+            return plan_add(pl, ck, target, NULL, err);
+        return 0;
+    }
+    if (!create_missing)
+        return ps_error_set(err, PS_ERR_NOT_FOUND,
+                            "Variable %s does not exist (the restore target of checkpoint tensor "
+                            "%s); restore with create_missing to create it",
+                            target, e->name);
+    return plan_add(pl, ck, target, NULL, err);
 }
 
 static int cmp_pair(const void *a, const void *b)
@@ -292,7 +466,7 @@ static int cmp_pair(const void *a, const void *b)
 }
 
 static int resolve_saver(psd_store_t *s,
-                         psd_ckpt_reader_t *r,
+                         ps_ckpt_set_t *r,
                          const psd_restore_pair_t *pairs,
                          size_t np,
                          int create_missing,
@@ -309,19 +483,20 @@ static int resolve_saver(psd_store_t *s,
         }
     }
     for (size_t i = 0; i < np && !rc; i++) {
-        long ck = psd_ckpt_find(r, pairs[i].ckpt);
+        long ck = ps_ckpt_set_find(r, pairs[i].ckpt);
         if (ck < 0)
             return ps_error_set(err, PS_ERR_NOT_FOUND,
                                 WRAP_MISSING "Key %s not found in checkpoint (restore target %s)",
                                 pairs[i].ckpt, pairs[i].target);
-        const psd_ckpt_var_t *e = psd_ckpt_entry(r, (size_t) ck);
+        const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, (size_t) ck);
+        if ((rc = plan_want(pl, pairs[i].target, e->name, err)) != 0)
+            return rc;
         psd_var_t *v = psd_store_find(s, pairs[i].target);
-        if (!v && !create_missing)
-            return ps_error_set(err, PS_ERR_NOT_FOUND,
-                                "Variable %s does not exist (the restore target of checkpoint "
-                                "tensor %s); restore with create_missing to create it",
-                                pairs[i].target, e->name);
-        if (v && (rc = check_compat(e, v, PSD_RESTORE_SAVER, err)) != 0)
+        if (!v) {
+            rc = plan_missing(pl, s, r, (size_t) ck, pairs[i].target, create_missing, err);
+            continue;
+        }
+        if ((rc = check_compat(e, v, PSD_RESTORE_SAVER, err)) != 0)
             return rc;
         rc = plan_add(pl, (size_t) ck, pairs[i].target, v, err);
     }
@@ -329,7 +504,7 @@ static int resolve_saver(psd_store_t *s,
 }
 
 static int resolve_init(psd_store_t *s,
-                        psd_ckpt_reader_t *r,
+                        ps_ckpt_set_t *r,
                         const char *path,
                         const psd_restore_pair_t *pairs,
                         size_t np,
@@ -342,15 +517,40 @@ static int resolve_init(psd_store_t *s,
         psd_var_t *var = psd_store_find(s, cur);
         if (var && var->kind != PSD_KIND_GET_VARIABLE)
             var = NULL; /* a string target is looked up only in the get_variable store */
+        size_t ckl = strlen(ckname);
+        int name_map = ckl == 0 || ckname[ckl - 1] != '/';
+        if (name_map && (rc = plan_want(pl, cur, ckname, err)) != 0)
+            return rc;
+        psd_var_t **parts = NULL;
+        size_t nparts = 0;
+        if (!var && name_map && (rc = local_parts(s, cur, 1, &parts, &nparts, err)) != 0)
+            return rc;
+        if (nparts) {
+            /* A partitioned variable by its full name: every part here gets its slice. */
+            long ck = ps_ckpt_set_find(r, ckname);
+            if (ck < 0) {
+                ps_free(parts);
+                char map[PS_ERROR_MSG_MAX];
+                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                    "Tensor %s is not found in %s checkpoint %s", ckname, path,
+                                    ps_ckpt_set_shape_map(r, map, sizeof map));
+            }
+            rc = plan_parts(pl, r, (size_t) ck, cur, parts, nparts,
+                            PSD_RESTORE_INIT_FROM_CHECKPOINT, err);
+            ps_free(parts);
+            continue;
+        }
+        if (!var && name_map && pl->shard)
+            continue; /* another shard holds it (the client checks that one did) */
         if (var) {
-            long ck = psd_ckpt_find(r, ckname);
+            long ck = ps_ckpt_set_find(r, ckname);
             if (ck < 0) {
                 char map[PS_ERROR_MSG_MAX];
                 return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                     "Tensor %s is not found in %s checkpoint %s", ckname, path,
-                                    psd_ckpt_shape_map(r, map, sizeof map));
+                                    ps_ckpt_set_shape_map(r, map, sizeof map));
             }
-            const psd_ckpt_var_t *e = psd_ckpt_entry(r, (size_t) ck);
+            const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, (size_t) ck);
             int same = e->rank == var->rank;
             for (unsigned d = 0; same && d < e->rank; d++)
                 same = e->dims[d] == var->dims[d];
@@ -388,7 +588,11 @@ static int resolve_init(psd_store_t *s,
             psd_var_t *v = vs[k];
             if (v->kind != PSD_KIND_GET_VARIABLE)
                 continue;
-            const char *vn = psd_var_name(v);
+            /* A part of a partitioned variable in the scope maps by the whole's name. */
+            ps_slice_info_t si;
+            int is_part =
+                psd_var_slice(v, &si) && strncmp(si.full_name, prefix, strlen(prefix)) == 0;
+            const char *vn = is_part ? si.full_name : psd_var_name(v);
             /* full_tensor_name = var_name[len(scopes):], minus its first character unless the
              * target is "/", prefixed by the checkpoint scope unless that is "/", minus a trailing
              * '/'. */
@@ -400,7 +604,7 @@ static int resolve_init(psd_store_t *s,
             size_t fl = strlen(full);
             if (fl && full[fl - 1] == '/')
                 full[fl - 1] = '\0';
-            long ck = psd_ckpt_find(r, full);
+            long ck = ps_ckpt_set_find(r, full);
             if (ck < 0) {
                 const char *short_rest = strlen(vn) > slen ? vn + slen + 1 : "";
                 rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -408,7 +612,13 @@ static int resolve_init(psd_store_t *s,
                                   short_rest, ckname, path);
                 break;
             }
-            if ((rc = check_compat(psd_ckpt_entry(r, (size_t) ck), v,
+            if (is_part) {
+                if ((rc = check_part(ps_ckpt_set_entry(r, (size_t) ck), v,
+                                     PSD_RESTORE_INIT_FROM_CHECKPOINT, err)) == 0)
+                    rc = plan_add_box(pl, (size_t) ck, psd_var_name(v), v, vn, si.offset, err);
+                continue;
+            }
+            if ((rc = check_compat(ps_ckpt_set_entry(r, (size_t) ck), v,
                                    PSD_RESTORE_INIT_FROM_CHECKPOINT, err)) != 0)
                 break;
             rc = plan_add(pl, (size_t) ck, vn, v, err);
@@ -419,33 +629,33 @@ static int resolve_init(psd_store_t *s,
 }
 
 int psd_restore_resolve(psd_store_t *s,
-                        psd_ckpt_reader_t *r,
+                        ps_ckpt_set_t *r,
                         const char *path,
                         const psd_restore_pair_t *pairs,
                         size_t npairs,
                         int style,
                         int create_missing,
+                        psd_restore_shard_t *shard,
                         psd_restore_item_t **items,
                         size_t *n,
                         ps_error_t *err)
 {
     *items = NULL;
     *n = 0;
-    plan_t pl = {0};
+    plan_t pl = {.shard = shard};
     int rc = 0;
     psd_restore_pair_t *sorted = NULL;
     if (npairs == 0) {
-        for (size_t i = 0; i < psd_ckpt_count(r) && !rc; i++) {
-            const psd_ckpt_var_t *e = psd_ckpt_entry(r, i);
-            psd_var_t *v = psd_store_find(s, e->name);
-            if (!v && !create_missing) {
-                rc = ps_error_set(err, PS_ERR_NOT_FOUND,
-                                  "Variable %s does not exist (the restore target of checkpoint "
-                                  "tensor %s); restore with create_missing to create it",
-                                  e->name, e->name);
+        for (size_t i = 0; i < ps_ckpt_set_count(r) && !rc; i++) {
+            const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, i);
+            if ((rc = plan_want(&pl, e->name, e->name, err)) != 0)
                 break;
+            psd_var_t *v = psd_store_find(s, e->name);
+            if (!v) {
+                rc = plan_missing(&pl, s, r, i, e->name, create_missing, err);
+                continue;
             }
-            if (v && (rc = check_compat(e, v, PSD_RESTORE_SAVER, err)) != 0)
+            if ((rc = check_compat(e, v, PSD_RESTORE_SAVER, err)) != 0)
                 break;
             rc = plan_add(&pl, i, e->name, v, err);
         }
@@ -519,12 +729,12 @@ static void fill_td(Pscope__V1__TensorDesc *td, const char *name, const psd_ckpt
 }
 
 static int build_restore_log(
-    restore_log_t *L, psd_ckpt_reader_t *r, const psd_restore_item_t *it, size_t n, size_t ncreate)
+    restore_log_t *L, ps_ckpt_set_t *r, const psd_restore_item_t *it, size_t n, size_t ncreate)
 {
     size_t nassign = n - ncreate, ncoll = 0;
     for (size_t i = 0; i < n; i++) {
         if (!it[i].var)
-            ncoll += psd_ckpt_entry(r, it[i].ck)->ncollections;
+            ncoll += ps_ckpt_set_entry(r, it[i].ck)->ncollections;
     }
     memset(L, 0, sizeof *L);
     L->hdrs = ps_calloc(ncreate + 1, sizeof *L->hdrs);
@@ -543,8 +753,12 @@ static int build_restore_log(
         return -1;
     size_t c = 0, a = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
-        const psd_ckpt_var_t *e = psd_ckpt_entry(r, it[i].ck);
+        const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, it[i].ck);
         fill_td(&L->tds[i], it[i].target, e);
+        if (it[i].part) { /* a part's box: the part's own shape */
+            L->tds[i].n_dims = it[i].var->rank;
+            L->tds[i].dims = (int64_t *) it[i].var->dims;
+        }
         L->tdp[i] = &L->tds[i];
         if (it[i].var)
             continue;
@@ -615,6 +829,80 @@ static int build_restore_log(
     return 0;
 }
 
+/* One item's bytes: the checkpoint tensor, or a part's box of it. */
+static int
+read_item(ps_ckpt_set_t *r, const psd_restore_item_t *it, psd_blob_t **out, ps_error_t *err)
+{
+    *out = NULL;
+    const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, it->ck);
+    uint64_t len = it->part ? it->var->data->len : e->data_len;
+    psd_blob_t *b = psd_blob_new(len);
+    if (!b)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                            "out of memory for checkpoint tensor %s (%llu bytes)", e->name,
+                            (unsigned long long) len);
+    int rc = ps_ckpt_set_read_box(r, it->ck, it->part ? it->off : NULL,
+                                  it->part ? it->var->dims : NULL, b->data, err);
+    if (rc) {
+        psd_blob_unref(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+void psd_restore_shard_release(psd_persist_t *p)
+{
+    restore_shard_free(p);
+}
+
+/* The reply: counts and, over several shards, the targets asked for and those restored here. */
+static void restore_reply(psd_persist_t *p,
+                          Pscope__V1__Header *out,
+                          psd_restore_item_t *items,
+                          size_t n,
+                          size_t restored,
+                          size_t created,
+                          int multi)
+{
+    Pscope__V1__RestoreReply *rr = &p->restore_reply;
+    pscope__v1__restore_reply__init(rr);
+    rr->restored = restored;
+    rr->created = created;
+    psd_restore_shard_t *sh = &p->restore_shard;
+    if (multi) {
+        p->restore_bins = ps_calloc(sh->nwanted + n + 1, sizeof *p->restore_bins);
+        p->restore_kept = ps_calloc(n + 1, sizeof *p->restore_kept);
+        if (p->restore_bins && p->restore_kept) {
+            for (size_t i = 0; i < sh->nwanted; i++) {
+                size_t tl = strlen(sh->wanted[i]);
+                p->restore_bins[i].data = (uint8_t *) sh->wanted[i];
+                p->restore_bins[i].len = tl + 1 + strlen(sh->wanted[i] + tl + 1);
+            }
+            rr->wanted = p->restore_bins;
+            rr->n_wanted = sh->nwanted;
+            ProtobufCBinaryData *res = p->restore_bins + sh->nwanted;
+            for (size_t i = 0; i < n; i++) {
+                int dup = 0;
+                for (size_t k = 0; k < rr->n_resolved && !dup; k++)
+                    dup = !items[i].wanted ||
+                          strcmp((const char *) res[k].data, items[i].wanted) == 0;
+                if (!dup) {
+                    /* The name moves to p, where it lives until the next restore. */
+                    p->restore_kept[p->restore_nkept++] = items[i].wanted;
+                    res[rr->n_resolved].data = (uint8_t *) items[i].wanted;
+                    res[rr->n_resolved].len = strlen(items[i].wanted);
+                    items[i].wanted = NULL;
+                    rr->n_resolved++;
+                }
+            }
+            rr->resolved = res;
+        }
+    }
+    out->body_case = PSCOPE__V1__HEADER__BODY_RESTORE_REPLY;
+    out->restore_reply = rr;
+}
+
 static int handle_restore(psd_persist_t *p,
                           const Pscope__V1__Header *req,
                           Pscope__V1__Header *out,
@@ -631,6 +919,11 @@ static int handle_restore(psd_persist_t *p,
         q->style != PSCOPE__V1__RESTORE_STYLE__RESTORE_INIT_FROM_CHECKPOINT)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown restore style %d",
                             (int) q->style);
+    int multi = q->shard_count > 0, dry = q->dry_run;
+    if (multi && q->shard_index >= q->shard_count)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "restore shard_index %u is not below shard_count %u", q->shard_index,
+                            q->shard_count);
     if (q->n_map > p->rpc->lim.max_vars)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "too many map entries in one request: %zu, limit %zu", q->n_map,
@@ -661,8 +954,15 @@ static int handle_restore(psd_persist_t *p,
         pairs[i].ckpt = strs + 2 * i * (PS_NAME_MAX + 1);
         pairs[i].target = strs + (2 * i + 1) * (PS_NAME_MAX + 1);
     }
-    psd_ckpt_reader_t *r = NULL;
+    ps_ckpt_set_t *r = NULL;
+    restore_shard_free(p);
+    p->restore_shard = (psd_restore_shard_t){.index = q->shard_index, .count = q->shard_count};
     psd_restore_item_t *items = NULL;
+    uint8_t **heads = NULL;
+    size_t na = 0;
+    Pscope__V1__TensorDesc **utds = NULL;
+    psd_blob_t **ablobs = NULL;
+    psd_var_t **made = NULL;
     size_t n = 0, ncreate = 0, created = 0;
     psd_blob_t **data = NULL;
     psd_update_item_t *ups = NULL;
@@ -671,7 +971,7 @@ static int handle_restore(psd_persist_t *p,
     memset(&L, 0, sizeof L);
     /* A missing file: Saver.restore checks checkpoint_exists first and raises ValueError
      * (INVALID_ARGUMENT); init_from_checkpoint's reader raises NotFoundError. */
-    if (!rc && (rc = psd_ckpt_open(path, &r, err)) != 0 && rc == PS_ERR_NOT_FOUND)
+    if (!rc && (rc = ps_ckpt_set_open(path, multi, multi, &r, err)) != 0 && rc == PS_ERR_NOT_FOUND)
         rc = q->style == PSCOPE__V1__RESTORE_STYLE__RESTORE_SAVER
                  ? ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "The passed save_path is not a valid checkpoint: %s", path)
@@ -681,7 +981,8 @@ static int handle_restore(psd_persist_t *p,
                                 path);
     if (!rc)
         rc = psd_restore_resolve(p->rpc->store, r, path, pairs, q->n_map, (int) q->style,
-                                 q->create_missing, &items, &n, err);
+                                 q->create_missing, multi ? &p->restore_shard : NULL, &items, &n,
+                                 err);
     /* Read every tensor (checksums verified) before anything changes. */
     if (!rc) {
         data = ps_calloc(n ? n : 1, sizeof *data);
@@ -691,8 +992,12 @@ static int handle_restore(psd_persist_t *p,
             rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
     for (size_t i = 0; i < n && !rc; i++) {
-        rc = psd_ckpt_read_data(r, items[i].ck, &data[i], err);
+        rc = read_item(r, &items[i], &data[i], err);
         ncreate += items[i].var == NULL;
+    }
+    if (!rc && dry) {
+        restore_reply(p, out, items, n, n - ncreate, ncreate, multi);
+        goto done;
     }
     int64_t now = psd_persist_wall_ms();
     uint64_t total = 0;
@@ -709,15 +1014,11 @@ static int handle_restore(psd_persist_t *p,
         }
     }
     /* The update items (existing targets), in plan order. */
-    uint8_t **heads = NULL;
-    size_t na = 0;
-    Pscope__V1__TensorDesc **utds = NULL;
     if (!rc) {
         utds = ps_calloc(n ? n : 1, sizeof *utds);
         if (!utds)
             rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
-    psd_blob_t **ablobs = NULL;
     if (!rc) {
         ablobs = ps_calloc(n ? n : 1, sizeof *ablobs);
         if (!ablobs)
@@ -772,7 +1073,6 @@ static int handle_restore(psd_persist_t *p,
             rc = psd_wal_reserve(p, total, 2 * n + 2, err);
     }
     /* Apply: create the missing variables, then assign the rest in one all-or-nothing update. */
-    psd_var_t **made = NULL;
     if (!rc && ncreate) {
         made = ps_calloc(ncreate, sizeof *made);
         if (!made)
@@ -781,7 +1081,7 @@ static int handle_restore(psd_persist_t *p,
     for (size_t i = 0; i < n && !rc; i++) {
         if (items[i].var)
             continue;
-        const psd_ckpt_var_t *e = psd_ckpt_entry(r, items[i].ck);
+        const psd_ckpt_var_t *e = ps_ckpt_set_entry(r, items[i].ck);
         const char *colls[256];
         const char **cv = colls;
         if (e->ncollections > 256 && !(cv = ps_malloc(e->ncollections * sizeof *cv))) {
@@ -866,12 +1166,9 @@ static int handle_restore(psd_persist_t *p,
     if (!rc) {
         PS_LOG(PS_LOG_NOTICE, "persist", "restored %s: assigned=%zu created=%zu", path, na,
                created);
-        pscope__v1__restore_reply__init(&p->restore_reply);
-        p->restore_reply.restored = na;
-        p->restore_reply.created = created;
-        out->body_case = PSCOPE__V1__HEADER__BODY_RESTORE_REPLY;
-        out->restore_reply = &p->restore_reply;
+        restore_reply(p, out, items, n, na, created, multi);
     }
+done:
     if (data) {
         for (size_t i = 0; i < n; i++)
             psd_blob_unref(data[i]);
@@ -884,7 +1181,7 @@ static int handle_restore(psd_persist_t *p,
     ps_free(ups);
     ps_free(versions);
     psd_restore_items_free(items, n);
-    psd_ckpt_close(r);
+    ps_ckpt_set_close(r);
     ps_free(pairs);
     ps_free(strs);
     return rc;

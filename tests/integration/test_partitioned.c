@@ -475,6 +475,63 @@ Test(partitioned2, greedy_exact_tasks)
     }
 }
 
+/* GET_VARIABLE requests psd has answered. */
+static uint64_t getvar_calls(size_t shard)
+{
+    ps_admin_t *a = NULL;
+    cr_assert_eq(ps_admin_connect(addr[shard], NULL, &a, &err), 0, "%s", err.msg);
+    ps_admin_stats_t *st = NULL;
+    cr_assert_eq(ps_admin_stats(a, &st, &err), 0, "%s", err.msg);
+    uint64_t n = 0;
+    for (size_t k = 0; k < st->nmethods; k++) {
+        if (strcmp(st->methods[k].method, "GET_VARIABLE") == 0)
+            n = st->methods[k].calls;
+    }
+    ps_admin_stats_free(st);
+    ps_admin_free(a);
+    return n;
+}
+
+/* What another worker made (a graph of its own: nothing local to go by): mixing partitioned and
+ * unpartitioned use of a name is refused with TensorFlow's texts, and with one shard each lookup
+ * makes that check in its own request, so a creation costs one GET_VARIABLE per variable. */
+Test(partitioned1, mixing_checks_against_other_workers_in_the_lookup)
+{
+    ps_graph_t *other = NULL;
+    cr_assert_eq(ps_graph_new(client, &other, &err), 0, "%s", err.msg);
+    ps_partitioner_t three = ps_fixed_size_partitioner(3, 0);
+    ps_shape_t s = ps_shape_make(1, (int64_t[]){6});
+    ps_get_variable_args_t pa = {.name = "p", .shape = &s, .partitioner = &three};
+    ps_get_variable_args_t ua = {.name = "u", .shape = &s};
+    ps_variable_t *v = NULL;
+    uint64_t c0 = getvar_calls(0);
+    cr_assert_eq(ps_get_variable(other, &pa, &v, &err), 0, "%s", err.msg);
+    cr_expect_eq(getvar_calls(0) - c0, 3, "one request per part");
+    c0 = getvar_calls(0);
+    cr_assert_eq(ps_get_variable(other, &ua, &v, &err), 0, "%s", err.msg);
+    cr_expect_eq(getvar_calls(0) - c0, 1, "one request");
+
+    ps_get_variable_args_t pu = {.name = "p", .shape = &s};
+    expect_fail(ps_get_variable(g, &pu, &v, &err), PS_ERR_INVALID_ARGUMENT,
+                "No partitioner was provided, but a partitioned version of the variable was "
+                "found: p/part_0. Perhaps a variable of the same name was already created with "
+                "partitioning?");
+    cr_expect_null(ps_graph_store_lookup(g, "p"));
+    ps_get_variable_args_t up = {.name = "u", .shape = &s, .partitioner = &three};
+    expect_fail(ps_get_variable(g, &up, &v, &err), PS_ERR_INVALID_ARGUMENT,
+                "A partitioner was provided, but an unpartitioned version of the variable was "
+                "found: u.  Perhaps a variable of the same name was already created without "
+                "partitioning?");
+    cr_expect_eq(holder("u/part_1"), -1, "no part of u left behind");
+    ps_partitioner_t two = ps_fixed_size_partitioner(2, 0);
+    ps_get_variable_args_t p2 = {.name = "p", .shape = &s, .partitioner = &two};
+    expect_fail(ps_get_variable(g, &p2, &v, &err), PS_ERR_INVALID_ARGUMENT,
+                "Partitioner returned a different partitioning than what was already found.  "
+                "Partitioner returned 2 shards, and shard p/part_0 was found, but so was the "
+                "extra shard p/part_2.");
+    ps_graph_free(other);
+}
+
 /* Pulls and optimizer steps over parts on both shards: one batched pull of a whole and a single
  * variable, SGD steps on the whole, and global_step counted once per step. */
 Test(partitioned2, pulls_and_optimizer_steps_across_shards)

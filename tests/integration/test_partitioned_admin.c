@@ -283,3 +283,114 @@ Test(padmin, slice_info_at_psd_and_psctl_across_shards)
     cr_expect_str_eq(out, "error: FAILED_PRECONDITION: partitioned variable emb: its 1 parts cover "
                           "12 of its 20 elements (a part is missing or two overlap)\n");
 }
+
+/* The whole of partitioned variable v, pulled. */
+static void pull_whole(ps_variable_t *v, float *out, size_t n)
+{
+    cr_assert_eq(ps_variable_pull(v, out, n * sizeof *out, &err), 0, "%s", err.msg);
+}
+
+/* A psd-side save of two shards restored with a name map into another partitioning (4 parts
+ * along the other axis, spread over both shards), through init_from_checkpoint's map, and into a
+ * deployment of one shard (the save's two files read together, the parts merged by their
+ * save_slice_info); a target no shard holds fails before anything changes. */
+Test(padmin, restore_across_shards_and_partitionings)
+{
+    ps_device_setter_t ds = {.ps_tasks = 2, .strategy = PS_PLACEMENT_ROUND_ROBIN};
+    cr_assert_eq(ps_graph_set_device_setter(g, &ds, &err), 0, "%s", err.msg);
+    ps_initializer_t zero = ps_init_zeros();
+    ps_partitioner_t rows = ps_fixed_size_partitioner(2, 0);
+    ps_shape_t s = ps_shape_make(2, (int64_t[]){6, 4});
+    ps_get_variable_args_t a = {
+        .name = "emb", .shape = &s, .partitioner = &rows, .initializer = &zero};
+    ps_variable_t *emb = NULL;
+    cr_assert_eq(ps_get_variable(g, &a, &emb, &err), 0, "%s", err.msg);
+    ps_shape_t bs = ps_shape_make(1, (int64_t[]){4});
+    ps_get_variable_args_t ba = {.name = "bias", .shape = &bs, .initializer = &zero};
+    ps_variable_t *bias = NULL;
+    cr_assert_eq(ps_get_variable(g, &ba, &bias, &err), 0, "%s", err.msg);
+    float x[24], bx[4];
+    for (int i = 0; i < 24; i++)
+        x[i] = (float) i;
+    for (int i = 0; i < 4; i++)
+        bx[i] = 10.0f + (float) i;
+    cr_assert_eq(ps_variable_assign(emb, x, sizeof x, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_variable_assign(bias, bx, sizeof bx, &err), 0, "%s", err.msg);
+    char path[400];
+    snprintf(path, sizeof path, "%s/model", tmpdir);
+    cr_assert_eq(ps_checkpoint_save(client, path, NULL, NULL, &err), 0, "%s", err.msg);
+
+    /* Another partitioning of the same shape: 4 parts along axis 1, tasks 0,1,0,1. */
+    ps_graph_t *g2 = NULL;
+    cr_assert_eq(ps_graph_new(client, &g2, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_graph_set_device_setter(g2, &ds, &err), 0, "%s", err.msg);
+    ps_partitioner_t cols = ps_fixed_size_partitioner(4, 1);
+    ps_get_variable_args_t a2 = {
+        .name = "emb_t", .shape = &s, .partitioner = &cols, .initializer = &zero};
+    ps_variable_t *emb_t = NULL;
+    cr_assert_eq(ps_get_variable(g2, &a2, &emb_t, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_variable_task(ps_partitioned_variable_part(ps_variable_partitioned(emb_t), 1)),
+                 1);
+
+    /* A target no shard holds: psd's error, and nothing changed. */
+    ps_checkpoint_map_entry_t bad[] = {{"emb", "emb_t"}, {"bias", "nope"}};
+    ps_restore_opts_t ro = {.map = bad, .nmap = 2, .style = PS_RESTORE_SAVER};
+    cr_assert_eq(ps_checkpoint_restore(client, path, &ro, NULL, NULL, &err), PS_ERR_NOT_FOUND);
+    cr_expect_str_eq(err.msg, "Variable nope does not exist (the restore target of checkpoint "
+                              "tensor bias); restore with create_missing to create it");
+    float y[24];
+    pull_whole(emb_t, y, 24);
+    for (int i = 0; i < 24; i++)
+        cr_expect_eq(y[i], 0.0f, "emb_t[%d] = %g after a failed restore", i, y[i]);
+
+    /* The map across shards: emb_t's parts get their slices; bias_t is created where the hash
+     * places it. */
+    ps_checkpoint_map_entry_t map[] = {{"emb", "emb_t"}, {"bias", "bias_t"}};
+    ro = (ps_restore_opts_t){.map = map, .nmap = 2, .style = PS_RESTORE_SAVER, .create_missing = 1};
+    uint64_t restored = 0, created = 0;
+    cr_assert_eq(ps_checkpoint_restore(client, path, &ro, &restored, &created, &err), 0, "%s",
+                 err.msg);
+    cr_expect_eq(restored, 4, "the 4 parts of emb_t");
+    cr_expect_eq(created, 1);
+    pull_whole(emb_t, y, 24);
+    for (int i = 0; i < 24; i++)
+        cr_expect_eq(y[i], (float) i, "emb_t[%d] = %g", i, y[i]);
+    size_t home = ps_placement_hash_shard("bias_t", 2);
+    ps_admin_t *adm = NULL;
+    cr_assert_eq(ps_admin_connect(addr[home], NULL, &adm, &err), 0, "%s", err.msg);
+    ps_admin_tensor_t *t = NULL;
+    cr_assert_eq(ps_admin_pull_raw(adm, "bias_t", &t, &err), 0, "%s", err.msg);
+    cr_expect_eq(((float *) t->data)[3], 13.0f);
+    ps_admin_tensor_free(t);
+    ps_admin_free(adm);
+
+    /* init_from_checkpoint's map names the partitioned variable by its full name. */
+    float z[24] = {0};
+    cr_assert_eq(ps_variable_assign(emb_t, z, sizeof z, &err), 0, "%s", err.msg);
+    ps_checkpoint_map_entry_t im[] = {{"emb", "emb_t"}};
+    cr_assert_eq(ps_init_from_checkpoint(client, path, im, 1, &err), 0, "%s", err.msg);
+    pull_whole(emb_t, y, 24);
+    cr_expect_eq(y[23], 23.0f);
+    ps_checkpoint_map_entry_t im_bad[] = {{"emb", "nowhere/emb"}};
+    cr_assert_eq(ps_init_from_checkpoint(client, path, im_bad, 1, &err), PS_ERR_INVALID_ARGUMENT);
+    cr_expect_str_eq(err.msg, "Assignment map with scope only name nowhere should map to scope "
+                              "only emb. Should be 'scope/': 'other_scope/'.");
+
+    /* One shard restores the two-shard save: its part of emb gets its rows back, and bias, which
+     * it does not hold, is created on it. */
+    cr_assert_eq(ps_variable_assign(emb, z, sizeof z, &err), 0, "%s", err.msg);
+    ps_client_t *one = NULL;
+    const char *only[] = {addr[1]};
+    cr_assert_eq(ps_client_connect_list(only, 1, NULL, &one, &err), 0, "%s", err.msg);
+    ro = (ps_restore_opts_t){.style = PS_RESTORE_SAVER, .create_missing = 1};
+    restored = created = 0;
+    cr_assert_eq(ps_checkpoint_restore(one, path, &ro, &restored, &created, &err), 0, "%s",
+                 err.msg);
+    ps_client_free(one);
+    cr_expect_eq(restored, 1, "emb/part_1");
+    cr_expect_eq(created, 1, "bias");
+    pull_whole(emb, y, 24);
+    for (int i = 0; i < 24; i++)
+        cr_expect_eq(y[i], i < 12 ? 0.0f : (float) i, "emb[%d] = %g", i, y[i]);
+    ps_graph_free(g2);
+}

@@ -587,14 +587,15 @@ typedef struct map_case {
 } map_case_t;
 
 static int resolve(psd_store_t *s,
-                   psd_ckpt_reader_t *r,
+                   ps_ckpt_set_t *r,
                    const char *path,
                    const map_case_t *c,
                    psd_restore_item_t **items,
                    size_t *n,
                    ps_error_t *err)
 {
-    return psd_restore_resolve(s, r, path, c->pairs, c->n, c->style, c->create, items, n, err);
+    return psd_restore_resolve(s, r, path, c->pairs, c->n, c->style, c->create, NULL, items, n,
+                               err);
 }
 
 Test(persist, restore_mapping_resolves_like_tensorflow)
@@ -602,9 +603,9 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
     char path[300];
     snprintf(path, sizeof path, "%s/ck", dir);
     write_ckpt(path, 0);
-    psd_ckpt_reader_t *r = NULL;
+    ps_ckpt_set_t *r = NULL;
     ps_error_t err;
-    cr_assert_eq(psd_ckpt_open(path, &r, &err), 0);
+    cr_assert_eq(ps_ckpt_set_open(path, 0, 0, &r, &err), 0);
     psd_store_t *s = map_store();
     psd_restore_item_t *items = NULL;
     size_t n = 0;
@@ -616,7 +617,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
     cr_assert_eq(n, 2);
     for (size_t i = 0; i < n; i++) {
         cr_assert(strncmp(items[i].target, "new_scope/", 10) == 0, "%s", items[i].target);
-        const char *ck = psd_ckpt_entry(r, items[i].ck)->name;
+        const char *ck = ps_ckpt_set_entry(r, items[i].ck)->name;
         cr_assert_str_eq(ck + strlen("old_scope/"), items[i].target + strlen("new_scope/"));
     }
     psd_restore_items_free(items, n);
@@ -626,7 +627,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
     cr_assert_eq(resolve(s, r, path, &one, &items, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(items[0].target, "new_scope_1/w");
-    cr_assert_str_eq(psd_ckpt_entry(r, items[0].ck)->name, "old_scope/w");
+    cr_assert_str_eq(ps_ckpt_set_entry(r, items[0].ck)->name, "old_scope/w");
     psd_restore_items_free(items, n);
 
     /* Restore all into an empty store creates (create_missing) every variable. */
@@ -733,7 +734,7 @@ Test(persist, restore_mapping_resolves_like_tensorflow)
              path);
     cr_assert_str_eq(err.msg, want);
     psd_store_free(s);
-    psd_ckpt_close(r);
+    ps_ckpt_set_close(r);
 }
 
 /* RESTORE through the rpc layer: a failure changes nothing; success is logged and replays. */

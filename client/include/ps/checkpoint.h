@@ -59,8 +59,17 @@ PS_EXTERN int ps_checkpoint_save(
  * no such file), NOT_FOUND (INIT_FROM_CHECKPOINT style, no such file: "Unsuccessful
  * TensorSliceReader constructor: ..."; a key missing from the checkpoint in SAVER style),
  * INVALID_ARGUMENT (shape or dtype mismatch naming both sides; init_from_checkpoint's ValueErrors),
- * DATA_LOSS (a corrupt file), UNIMPLEMENTED (a map with several shards: a mapping may cross
- * shards; ps_saver_restore in <ps/saver.h> does that from the client).
+ * DATA_LOSS (a corrupt file).
+ * Several shards: without a map, shard i restores its own file "path.shard-i-of-n" of a save to as
+ * many shards. With a map, or when that file is not there (a save to another number of shards, or
+ * "path" itself), every shard reads the whole save (path, or all its files path.shard-I-of-M,
+ * which every psd must be able to read, a shared filesystem) with each partitioned variable's
+ * parts merged into one tensor under its full name by their save_slice_info (TF_SEMANTICS §7.5),
+ * and restores the targets it holds: a variable, or a partitioned variable's parts (each its
+ * slice, however the checkpoint cut it); a missing target is created (create_missing) on the
+ * shard the default hash places it on. Every shard first checks everything in a dry run; a target
+ * no shard holds fails with the error one psd gives, and nothing changes. The shards then restore
+ * one after another (each atomically).
  */
 PS_EXTERN int ps_checkpoint_restore(ps_client_t *c,
                                     const char *path,

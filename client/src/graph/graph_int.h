@@ -240,7 +240,19 @@ typedef struct psc_lookup {
     int synchronization;
     int aggregation;
     const ps_slice_info_t *slice; /* a part of a partitioned variable: its save_slice_info */
+    /* psd fails the lookup with absent_msg[i] when absent[i] exists (checked in order). */
+    const char *absent[2];
+    const char *absent_msg[2];
+    size_t nabsent;
 } psc_lookup_t;
+
+/* What a lookup carries besides its arguments (psc_single_lookup). */
+typedef struct psc_lookup_extra {
+    const ps_slice_info_t *slice;
+    const char *absent[2];
+    const char *absent_msg[2];
+    size_t nabsent;
+} psc_lookup_extra_t;
 
 typedef struct psc_varinfo {
     int dtype;
@@ -384,7 +396,7 @@ int psc_constant_list_value(const ps_initializer_t *init,
 /** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
-                      const ps_slice_info_t *slice,
+                      const psc_lookup_extra_t *x,
                       psc_single_t *s,
                       ps_error_t *err);
 /** Phase 2: record the looked-up variable in the graph (store key, collections). */

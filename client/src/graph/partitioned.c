@@ -385,6 +385,7 @@ int psc_get_partitioned(ps_graph_t *g,
     int64_t off, len;
     if ((rc = ps_partition_slice(&shape, parts, 0, &axis, &n, &off, &len, err)) != 0)
         return rc;
+    char *unpart_msg = NULL, *extra_msg = NULL;
     char *part0 = psc_strfmt("%s/part_0", name);
     char *last = psc_strfmt("%s/part_%zu", name, n - 1);
     char *extra = psc_strfmt("%s/part_%zu", name, n);
@@ -392,7 +393,19 @@ int psc_get_partitioned(ps_graph_t *g,
         rc = oom(err);
         goto out_names;
     }
-    int extra_found = 0;
+    int extra_found = 0, checks_in_lookup = 0;
+    unpart_msg = psc_strfmt("A partitioner was provided, but an unpartitioned version of "
+                            "the variable was found: %s.  Perhaps a variable of the same "
+                            "name was already created without partitioning?",
+                            name);
+    extra_msg = psc_strfmt("Partitioner returned a different partitioning than what was "
+                           "already found.  Partitioner returned %zu shards, and shard "
+                           "%s/part_0 was found, but so was the extra shard %s.",
+                           n, name, extra);
+    if (!unpart_msg || !extra_msg) {
+        rc = oom(err);
+        goto out_names;
+    }
     if (ps_graph_store_lookup(g, part0)) {
         if (!ps_graph_store_lookup(g, last)) {
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -403,6 +416,9 @@ int psc_get_partitioned(ps_graph_t *g,
             goto out_names;
         }
         extra_found = ps_graph_store_lookup(g, extra) != NULL;
+    } else if (a->reuse != PS_REUSE_TRUE && ps_client_shard_count(g->client) == 1) {
+        /* One shard: part_0's lookup carries these checks, in this order (below). */
+        checks_in_lookup = 1;
     } else if (a->reuse != PS_REUSE_TRUE) {
         /* What other workers made at psd: an unpartitioned variable of the name, or more parts
          * than this partitioning has. */
@@ -468,8 +484,16 @@ int psc_get_partitioned(ps_graph_t *g,
         ps_slice_info_t si = {.full_name = name, .rank = shape.rank};
         memcpy(si.full_dims, shape.dims, shape.rank * sizeof *si.full_dims);
         si.offset[axis] = off;
+        psc_lookup_extra_t x = {.slice = &si};
+        if (checks_in_lookup && i == 0) {
+            x.absent[0] = name;
+            x.absent_msg[0] = unpart_msg;
+            x.absent[1] = extra;
+            x.absent_msg[1] = extra_msg;
+            x.nabsent = 2;
+        }
         ps_error_t e;
-        int r = psc_single_lookup(g, &pa, &si, &st[i], &e);
+        int r = psc_single_lookup(g, &pa, &x, &st[i], &e);
         ps_tensor_free(slice);
         if (r)
             rc = part_error(g, name, names[i], i, a->reuse, r, &e, err);
@@ -510,6 +534,8 @@ out_parts:
     ps_free(vars);
     ps_free(st);
 out_names:
+    ps_free(unpart_msg);
+    ps_free(extra_msg);
     ps_free(part0);
     ps_free(last);
     ps_free(extra);

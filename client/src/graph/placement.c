@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <ps/internal/alloc.h>
+#include <ps/internal/names.h>
 #include <ps/partition.h>
 
 #include "strmap.h"
@@ -54,7 +55,7 @@ void psc_placer_undo(psc_placer_t *p, size_t task, uint64_t bytes, size_t next)
 
 size_t psc_placement_hash(const char *name, size_t nshards)
 {
-    return nshards <= 1 ? 0 : (size_t) (psc_fnv1a(name, strlen(name)) % nshards);
+    return ps_name_shard(name, nshards);
 }
 
 size_t ps_placement_hash_shard(const char *name, size_t nshards)

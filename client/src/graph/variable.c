@@ -430,7 +430,7 @@ void psc_single_release(ps_graph_t *g, psc_single_t *s)
  * store split between this graph and psd (SPEC §3). args->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
-                      const ps_slice_info_t *slice,
+                      const psc_lookup_extra_t *x,
                       psc_single_t *st,
                       ps_error_t *err)
 {
@@ -539,8 +539,15 @@ int psc_single_lookup(ps_graph_t *g,
         .constraint = a->constraint,
         .synchronization = a->synchronization,
         .aggregation = a->aggregation,
-        .slice = slice,
+        .slice = x ? x->slice : NULL,
     };
+    if (x && mode != PSC_LOOKUP_MUST_EXIST) {
+        for (size_t i = 0; i < x->nabsent && i < 2; i++) {
+            req.absent[i] = x->absent[i];
+            req.absent_msg[i] = x->absent_msg[i];
+        }
+        req.nabsent = x->nabsent < 2 ? x->nabsent : 2;
+    }
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
         /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
         req.dtype = ps_tensor_dtype(init->value_tensor);
@@ -620,11 +627,14 @@ int psc_single_commit(ps_graph_t *g,
     return rc;
 }
 
-static int
-single_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
+static int single_getter(ps_graph_t *g,
+                         const ps_get_variable_args_t *a,
+                         const psc_lookup_extra_t *x,
+                         ps_variable_t **out,
+                         ps_error_t *err)
 {
     psc_single_t st;
-    int rc = psc_single_lookup(g, a, NULL, &st, err);
+    int rc = psc_single_lookup(g, a, x, &st, err);
     if (rc)
         return rc;
     return psc_single_commit(g, a, &st, out, err);
@@ -649,24 +659,38 @@ true_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out,
     char *part0 = psc_strfmt("%s/part_0", name);
     if (!part0)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    char *msg = psc_strfmt("No partitioner was provided, but a partitioned version of the "
+                           "variable was found: %s. Perhaps a variable of the same name was "
+                           "already created with partitioning?",
+                           part0);
+    if (!msg) {
+        ps_free(part0);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
     int rc = 0;
-    if (ps_graph_store_lookup(g, part0))
+    psc_lookup_extra_t x = {0};
+    if (ps_graph_store_lookup(g, part0)) {
         rc = 1;
-    else if (g->client && !ps_graph_store_lookup(g, name) && a->reuse != PS_REUSE_TRUE &&
-             ps_name_check_scope(name, 1, NULL) == 0)
-        rc = psc_client_exists(g->client, part0, err); /* parts another worker made */
+    } else if (g->client && !ps_graph_store_lookup(g, name) && a->reuse != PS_REUSE_TRUE &&
+               ps_name_check_scope(name, 1, NULL) == 0) {
+        /* Parts another worker made: with one shard, psd checks in the lookup itself. */
+        if (ps_client_shard_count(g->client) == 1) {
+            x.absent[0] = part0;
+            x.absent_msg[0] = msg;
+            x.nabsent = 1;
+        } else {
+            rc = psc_client_exists(g->client, part0, err);
+        }
+    }
     if (rc == 1)
-        rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                          "No partitioner was provided, but a partitioned version of the "
-                          "variable was found: %s. Perhaps a variable of the same name was "
-                          "already created with partitioning?",
-                          part0);
+        rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "%s", msg);
     else if (rc < 0)
         rc = -rc;
+    if (!rc)
+        rc = single_getter(g, a, &x, out, err);
     ps_free(part0);
-    if (rc)
-        return rc;
-    return single_getter(g, a, out, err);
+    ps_free(msg);
+    return rc;
 }
 
 int ps_getter_call(const ps_getter_t *getter,

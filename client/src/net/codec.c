@@ -79,6 +79,15 @@ int psc_codec_getvar(psc_getvar_msg_t *m,
         m->g.constraint = &m->cons;
     }
     m->g.creator = (char *) (creator ? creator : "");
+    for (size_t i = 0; i < req->nabsent && i < 2; i++) {
+        m->absent[i] = ps_pb_bytes(req->absent[i]);
+        m->absent_msg[i] = (char *) (req->absent_msg[i] ? req->absent_msg[i] : "");
+    }
+    if (req->nabsent) {
+        m->g.n_absent = m->g.n_absent_message = req->nabsent < 2 ? req->nabsent : 2;
+        m->g.absent = m->absent;
+        m->g.absent_message = m->absent_msg;
+    }
     if (req->slice) {
         const ps_slice_info_t *si = req->slice;
         pscope__v1__save_slice_info__init(&m->slice);

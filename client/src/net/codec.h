@@ -25,6 +25,8 @@ typedef struct psc_getvar_msg {
     int64_t dims[PS_SHAPE_MAX_RANK];
     int64_t vdims[PS_SHAPE_MAX_RANK];
     Pscope__V1__SaveSliceInfo slice;
+    ProtobufCBinaryData absent[2];
+    char *absent_msg[2];
     int64_t slice_nums[2 * PS_SHAPE_MAX_RANK];
     ps_frame_seg_t payload;
 } psc_getvar_msg_t;

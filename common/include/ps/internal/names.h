@@ -36,6 +36,13 @@ int ps_name_check_scope(const char *name, int at_root, ps_error_t *err);
  */
 int ps_name_check_full(const char *name, size_t len, ps_error_t *err);
 
+/**
+ * The shard SPEC §8's default placement puts a full name on among nshards: FNV-1a (64-bit) of the
+ * name's bytes modulo nshards (0 when nshards <= 1). Clients place with it and psd (a restore over
+ * several shards) finds a missing variable's owner with it, so both agree.
+ */
+size_t ps_name_shard(const char *name, size_t nshards);
+
 /** 1 when s[0..len) is valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 int ps_utf8_valid(const char *s, size_t len);
 
