@@ -409,9 +409,9 @@ static double results[NTARGETS][NMEASURES][64]; /* [target][measure][rep] */
 
 static void run_rep(int rep)
 {
-    int n1 = O.quick ? 40 : 150, n16 = O.quick ? 4 : 12;
-    int s1 = O.quick ? 2000 : 6000, s32 = O.quick ? 16000 : 48000;
-    int nc = O.quick ? 40 : 100;
+    int n1 = O.quick ? 40 : 400, n16 = O.quick ? 4 : 30;
+    int s1 = O.quick ? 2000 : 20000, s32 = O.quick ? 16000 : 192000;
+    int nc = O.quick ? 40 : 200;
     /* Alternate the order between repetitions so drift does not favour one target. */
     for (int k = 0; k < NTARGETS; k++) {
         int t = rep % 2 ? NTARGETS - 1 - k : k;
