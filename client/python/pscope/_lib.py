@@ -158,6 +158,47 @@ class Partitioner(ctypes.Structure):
 
 _PARTITIONER_FIELD = [("partitioner", ctypes.POINTER(Partitioner))] if HAS_PARTITIONS else []
 
+# ps_constraint_t (ps/variable.h) and ps_regularizer_t (ps/regularizer.h), where the library has
+# them (issue 17).
+HAS_CONSTRAINTS = getattr(lib, "ps_variable_constraint", None) is not None
+CONSTRAINT_MAX_AXES = 8
+
+
+class Constraint(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("max_value", ctypes.c_double),
+        ("min_value", ctypes.c_double),
+        ("rate", ctypes.c_double),
+        ("all_axes", ctypes.c_int),
+        ("naxes", ctypes.c_int),
+        ("axes", ctypes.c_int * CONSTRAINT_MAX_AXES),
+    ]
+
+
+# int (*ps_regularizer_cb)(ps_graph_t *g, ps_variable_t *var, void *data, ps_variable_t **loss,
+#                          ps_error_t *err)
+REGULARIZER_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(Error)
+)
+
+
+class Regularizer(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("l1", ctypes.c_double),
+        ("l2", ctypes.c_double),
+        ("fn", REGULARIZER_CB),
+        ("data", ctypes.c_void_p),
+    ]
+
+
+_EXTRA_ARGS = (
+    [("constraint", ctypes.POINTER(Constraint)), ("regularizer", ctypes.POINTER(Regularizer)), ("caching_device", ctypes.c_char_p)]
+    if HAS_CONSTRAINTS
+    else []
+)
+
 
 class GetVariableArgs(ctypes.Structure):
     _fields_ = [
@@ -170,7 +211,7 @@ class GetVariableArgs(ctypes.Structure):
         ("ncollections", ctypes.c_size_t),
         ("has_collections", ctypes.c_int),
         ("reuse", ctypes.c_int),
-    ] + _PARTITIONER_FIELD + [("synchronization", ctypes.c_int), ("aggregation", ctypes.c_int), ("_spare", ctypes.c_char * _SPARE)]
+    ] + _PARTITIONER_FIELD + [("synchronization", ctypes.c_int), ("aggregation", ctypes.c_int)] + _EXTRA_ARGS + [("_spare", ctypes.c_char * _SPARE)]
 
 
 # int (*ps_custom_getter_cb)(const ps_getter_t *, const ps_get_variable_args_t *, void *data,
@@ -195,7 +236,7 @@ class VariableScopeOpts(ctypes.Structure):
         ("custom_getter", CUSTOM_GETTER_CB),
         ("custom_getter_data", ctypes.c_void_p),
         ("no_auxiliary_name_scope", ctypes.c_int),
-    ] + _PARTITIONER_FIELD + [("_spare", ctypes.c_char * _SPARE)]
+    ] + _PARTITIONER_FIELD + _EXTRA_ARGS + [("_spare", ctypes.c_char * _SPARE)]
 
 
 class VariableArgs(ctypes.Structure):
@@ -321,6 +362,20 @@ _SIGNATURES = {
     "ps_checkpoint_save": (_i, [_p, _s, ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_checkpoint_restore": (_i, [_p, _s, ctypes.POINTER(RestoreOpts), ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_init_from_checkpoint": (_i, [_p, _s, ctypes.POINTER(CheckpointMapEntry), _z, _E]),
+    # issue 17: constraints, regularizers, caching devices
+    "ps_variable_constraint": (_i, [_p, ctypes.POINTER(Constraint)]),
+    "ps_variable_synchronization": (_i, [_p]),
+    "ps_variable_aggregation": (_i, [_p]),
+    "ps_variable_is_stored": (_i, [_p]),
+    "ps_variable_regularizer": (_i, [_p, ctypes.POINTER(Regularizer)]),
+    "ps_variable_caching_device": (_s, [_p]),
+    "ps_variable_refresh": (_i, [_p, _E]),
+    "ps_graph_new_step": (_u64, [_p]),
+    "ps_graph_regularization_loss": (_i, [_p, _s, ctypes.POINTER(ctypes.c_double), _E]),
+    "ps_variable_scope_set_regularizer": (None, [_p, ctypes.POINTER(Regularizer)]),
+    "ps_variable_scope_regularizer": (ctypes.POINTER(Regularizer), [_p]),
+    "ps_variable_scope_set_caching_device": (_i, [_p, _s, _E]),
+    "ps_variable_scope_caching_device": (_s, [_p]),
 }
 
 
