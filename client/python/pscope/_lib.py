@@ -4,8 +4,10 @@ pscope uses, and turning a failed call's (code, message) into the matching Pytho
 No compiled extension: every C call goes through ctypes, which releases the GIL while C runs.
 """
 import ctypes
-import ctypes.util
 import os
+import signal
+import threading
+import ctypes.util
 
 from . import errors
 
@@ -462,6 +464,43 @@ def has(name):
 
 def decode(b):
     return b.decode("utf-8", "replace") if b is not None else None
+
+
+# ---- Ctrl-C: a blocking C call gives way to KeyboardInterrupt ------------------------------------
+# Python's C-level signal handler writes the signal number to its wakeup fd (signal.set_wakeup_fd)
+# at once, even while a C call holds the thread. pscope points that fd at a pipe whose read end is
+# libpsclient's cancel fd (ps_set_cancel_fd): a call waiting for psd then fails CANCELLED within
+# the poll, closing its connection, and Python runs the signal's handler as soon as the call
+# returns, so the KeyboardInterrupt comes from the call instead of after the request timeout.
+# Installed from the main thread only, and only when no wakeup fd is set (asyncio sets its own).
+
+
+def install_interrupt_fd():
+    if getattr(lib, "ps_set_cancel_fd", None) is None:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        prev = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(r)
+        os.close(w)
+        return False
+    if prev != -1:
+        signal.set_wakeup_fd(prev)
+        os.close(r)
+        os.close(w)
+        return False
+    lib.ps_set_cancel_fd.restype = None
+    lib.ps_set_cancel_fd.argtypes = [ctypes.c_int]
+    lib.ps_set_cancel_fd(r)
+    return True
+
+
+INTERRUPT_FD = install_interrupt_fd()
 
 
 def raise_op_error(code, message):
