@@ -47,12 +47,21 @@ typedef struct opts {
     const char *csv;
     const char *png;
     int eval_at_end; /* worker and local: evaluate on the test set when done */
+    int io;          /* MODEL_IO_*: how a worker talks to psd */
 } opts_t;
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds: of the calling thread (thread 1) or of the whole process (0). */
+static double cpu_s(int thread)
+{
+    struct timespec ts;
+    clock_gettime(thread ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
@@ -65,36 +74,42 @@ static void sleep_s(double s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: pstrain [mode] [options]\n"
-            "modes: (default) worker | --evaluator | --local\n"
-            "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
-            "  --shards A,B,...        several psd shards instead of --server (the variables and\n"
-            "                          parts placed by a stable hash of their names)\n"
-            "  --partitions N          fc1's weights as N parts (fixed_size_partitioner(N)), each\n"
-            "                          placed on its own; every process of a run must agree\n"
-            "  --data DIR              Fashion-MNIST directory (default %s)\n"
-            "  --worker-index I        this worker's shard (0-based)\n"
-            "  --num-workers N         number of shards\n"
-            "  --batch B               examples per step (default 64)\n"
-            "  --steps S               steps of this worker (0: until --max-global-step)\n"
-            "  --max-global-step G     stop when the shared global_step reaches G\n"
-            "  --log-every N           progress line every N steps (default 50)\n"
-            "  --optimizer adam|momentum|sgd   (default adam)\n"
-            "  --lr X                  learning rate (default 0.001)\n"
-            "  --lr-decay-rate R       lr * R^(global_step / --lr-decay-steps) (default 1: none)\n"
-            "  --lr-decay-steps N      (default 1000)\n"
-            "  --seed S                initializer seed (default 42)\n"
-            "  --threads T             OpenBLAS threads (default 1)\n"
-            "  --train-limit N         use the first N training images (default all)\n"
-            "  --test-limit N          use the first N test images (default all 10000)\n"
-            "  --eval-every G          evaluator: evaluate every G global steps (default 200)\n"
-            "  --max-seconds S         stop after S seconds\n"
-            "  --idle-seconds S        evaluator: stop when global_step is idle S s (default 30)\n"
-            "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
-            "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
-            "  --eval-at-end           worker / local: report test accuracy when done\n",
-            DATA_DEFAULT_DIR);
+    fprintf(
+        f,
+        "usage: pstrain [mode] [options]\n"
+        "modes: (default) worker | --evaluator | --local\n"
+        "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
+        "  --shards A,B,...        several psd shards instead of --server (the variables and\n"
+        "                          parts placed by a stable hash of their names)\n"
+        "  --partitions N          fc1's weights as N parts (fixed_size_partitioner(N)), each\n"
+        "                          placed on its own; every process of a run must agree\n"
+        "  --data DIR              Fashion-MNIST directory (default %s)\n"
+        "  --worker-index I        this worker's shard (0-based)\n"
+        "  --num-workers N         number of shards\n"
+        "  --batch B               examples per step (default 64)\n"
+        "  --steps S               steps of this worker (0: until --max-global-step)\n"
+        "  --max-global-step G     stop when the shared global_step reaches G\n"
+        "  --log-every N           progress line every N steps (default 50)\n"
+        "  --optimizer adam|momentum|sgd   (default adam)\n"
+        "  --lr X                  learning rate (default 0.001)\n"
+        "  --lr-decay-rate R       lr * R^(global_step / --lr-decay-steps) (default 1: none)\n"
+        "  --lr-decay-steps N      (default 1000)\n"
+        "  --seed S                initializer seed (default 42)\n"
+        "  --threads T             OpenBLAS threads (default 1)\n"
+        "  --train-limit N         use the first N training images (default all)\n"
+        "  --test-limit N          use the first N test images (default all 10000)\n"
+        "  --eval-every G          evaluator: evaluate every G global steps (default 200)\n"
+        "  --max-seconds S         stop after S seconds\n"
+        "  --idle-seconds S        evaluator: stop when global_step is idle S s (default 30)\n"
+        "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
+        "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
+        "  --eval-at-end           worker / local: report test accuracy when done\n"
+        "  --io sync|overlap|prefetch   worker: blocking pull and step per step (sync);\n"
+        "                          each layer's gradients pushed during the backward pass and\n"
+        "                          its next weights pulled behind them (overlap, the default,\n"
+        "                          same results as sync); or the next step's weights prefetched\n"
+        "                          while the step computes, at most one step stale (prefetch)\n",
+        DATA_DEFAULT_DIR);
 }
 
 static int parse(int argc, char **argv, opts_t *o)
@@ -126,6 +141,7 @@ static int parse(int argc, char **argv, opts_t *o)
         O_EAE,
         O_SHARDS,
         O_PARTS,
+        O_IO,
         O_HELP
     };
     static const struct option lo[] = {{"server", 1, 0, O_SERVER},
@@ -154,6 +170,7 @@ static int parse(int argc, char **argv, opts_t *o)
                                        {"eval-at-end", 0, 0, O_EAE},
                                        {"shards", 1, 0, O_SHARDS},
                                        {"partitions", 1, 0, O_PARTS},
+                                       {"io", 1, 0, O_IO},
                                        {"help", 0, 0, O_HELP},
                                        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -172,6 +189,7 @@ static int parse(int argc, char **argv, opts_t *o)
     o->idle_seconds = 30;
     o->csv = "curve.csv";
     o->png = "curve.png";
+    o->io = MODEL_IO_OVERLAP;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -254,6 +272,18 @@ static int parse(int argc, char **argv, opts_t *o)
             o->partitions = atoi(optarg);
             if (o->partitions < 1 || o->partitions > 1024) {
                 fprintf(stderr, "pstrain: --partitions must be in [1, 1024]\n");
+                return -1;
+            }
+            break;
+        case O_IO:
+            if (strcmp(optarg, "sync") == 0)
+                o->io = MODEL_IO_SYNC;
+            else if (strcmp(optarg, "overlap") == 0)
+                o->io = MODEL_IO_OVERLAP;
+            else if (strcmp(optarg, "prefetch") == 0)
+                o->io = MODEL_IO_PREFETCH;
+            else {
+                fprintf(stderr, "pstrain: --io must be sync, overlap or prefetch\n");
                 return -1;
             }
             break;
@@ -397,6 +427,9 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
     int64_t gs = 0;
     double loss_sum = 0.0, first_loss = NAN, last_loss = NAN;
     double pull_s = 0.0, grad_s = 0.0, apply_s = 0.0;
+    /* CPU time, which the shared machine's load does not stretch: the forward and backward passes
+     * on this thread, and the whole process (with the I/O thread) per step. */
+    double grad_cpu = 0.0, proc0 = cpu_s(0);
     for (;;) {
         if (o->steps && step >= o->steps)
             break;
@@ -419,19 +452,25 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         double tb = now_s();
         float loss = 0.0f;
+        /* With asynchronous I/O the waits for psd happen inside the passes: count them as pull
+         * (a layer's weights not there yet) and apply (the last step's gradients not sent yet). */
+        double wp0 = m->wait_pull_s, wa0 = m->wait_push_s;
+        double c0 = cpu_s(1);
         if (model_grad(m, x, y, o->batch, &loss, &err) != 0) {
             rc = fail("forward/backward", &err);
             break;
         }
+        grad_cpu += cpu_s(1) - c0;
         double tc = now_s();
         if (model_apply(m, &gs, &err) != 0) {
             rc = fail("apply_gradients", &err);
             break;
         }
         double td = now_s();
-        pull_s += tb - ta;
-        grad_s += tc - tb;
-        apply_s += td - tc;
+        double wp = m->wait_pull_s - wp0, wa = m->wait_push_s - wa0;
+        pull_s += tb - ta + wp;
+        grad_s += tc - tb - wp - wa;
+        apply_s += td - tc + wa;
         step++;
         if (step == 1)
             first_loss = loss;
@@ -449,13 +488,19 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
             loss_sum = 0.0;
         }
     }
+    if (rc == 0 && model_flush(m, &gs, &err) != 0)
+        rc = fail("apply_gradients", &err);
     double wall = now_s() - t0;
+    double proc_cpu = cpu_s(0) - proc0;
     if (rc == 0) {
+        double per = step > 0 ? 1000.0 / (double) step : 0.0;
         printf("%s done: steps %ld global_step %lld wall %.1f s examples/s %.1f first_loss %.4f "
-               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%)\n",
+               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%) cpu ms/step: "
+               "compute_thread %.1f process %.1f\n",
                who, step, (long long) gs, wall,
                wall > 0 ? (double) step * (double) o->batch / wall : 0.0, first_loss, last_loss,
-               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall);
+               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall, grad_cpu * per,
+               proc_cpu * per);
         fflush(stdout);
     }
     if (rc == 0 && o->eval_at_end) {
@@ -642,6 +687,12 @@ int main(int argc, char **argv)
     if (model_init(&m, g, o.evaluator ? NULL : client, &cfg, o.seed,
                    o.evaluator ? eval_batch : o.batch, o.partitions, &err) != 0) {
         rc = fail("building the model", &err);
+        goto out;
+    }
+    /* A worker's I/O; the step counter is exact per step when something depends on it. */
+    if (!o.evaluator && !o.local &&
+        model_set_io(&m, o.io, o.max_global_step > 0 || o.lr_decay_rate != 1.0, &err) != 0) {
+        rc = fail("asynchronous I/O", &err);
         goto out;
     }
     printf("%s: model declared: %d variables, %d created here, %d attached\n", who, m.declared,
