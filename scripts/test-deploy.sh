@@ -4,8 +4,10 @@
 # image with debootstrap of bookworm from this machine's apt mirror and `docker import` (reused
 # when it exists); build pscope's image and the Prometheus image (apt inside them uses the same
 # mirror, through the host's network); run a short training with two psd shards (profile
-# shards2) and Prometheus; check the evaluator's accuracy, psctl's listing of both shards, and
-# that Prometheus scraped both psd (through its HTTP API); tear everything down (containers,
+# shards2) and Prometheus, with auth and TLS on (secrets from deploy/make-secrets.sh); check the
+# evaluator's accuracy, psctl's listing of both shards (as a reader, over TLS), that psd refuses
+# a plaintext client, a TLS client without credentials and a wrong password, and that Prometheus
+# scraped both psd (through its HTTP API); tear everything down (containers,
 # networks, volumes; the images stay for the next run) and stop the daemon if this script started
 # it. Called by scripts/test.sh after ctest; PS_SKIP_DEPLOY=1 skips it.
 #
@@ -125,7 +127,13 @@ log "building pscope-prometheus:latest"
 build -t pscope-prometheus:latest deploy/prometheus
 log "images built in $(($(date +%s) - t0)) s"
 
-# ---- 5. a short training run: two shards, three workers, the evaluator, Prometheus ----
+# ---- 5. secrets (auth and TLS): certificates, passwords, the users file, as compose secrets ----
+PSCOPE_IMAGE=pscope:latest deploy/make-secrets.sh "$work/secrets" > "$work/secrets.log" 2>&1 \
+    || { cat "$work/secrets.log" >&2; die "deploy/make-secrets.sh"; }
+export PSCOPE_SECRETS=$work/secrets
+log "secrets made in $PSCOPE_SECRETS"
+
+# ---- 6. a short training run: two shards, three workers, the evaluator, Prometheus ----
 export COMPOSE_PROFILES=shards2 PSD_SERVERS=psd:7070,psd1:7070
 export PSD_METRICS_TARGETS=psd:7071,psd1:7071 SCRAPE_INTERVAL=1s
 export PSD_PUBLISH=127.0.0.1:0 PROMETHEUS_PUBLISH=127.0.0.1:0
@@ -143,7 +151,7 @@ status=$(timeout 600 "$docker" wait "$evaluator") || die "the evaluator did not 
 [ "$status" = 0 ] || die "the evaluator exited with status $status"
 log "training finished in $(($(date +%s) - t0)) s"
 
-# ---- 6. checks ----
+# ---- 7. checks ----
 done_line=$(grep -h "evaluator: done" "$work/compose.log" | tail -n 1)
 [ -n "$done_line" ] || die "the evaluator printed no result"
 acc=$(printf '%s\n' "$done_line" | sed -n 's/.*best test_accuracy \([0-9.]*\).*/\1/p')
@@ -163,6 +171,22 @@ for s in psd:7070 psd1:7070; do
     log "psctl ls $s: $n variables"
 done
 grep -q "global_step" "$work/psctl.log" || die "global_step is missing from the listing"
+
+# The deployed psd lets in only who belongs: a plaintext client, a TLS client without credentials
+# and one with a wrong password are refused (psctl in the image, on the compose network).
+refused() { # what, words expected in psctl's error, shell setup before `psctl ls`
+    local out rc=0
+    out=$("${compose[@]}" run --rm --no-deps --entrypoint sh psctl -c "$3 psctl --server psd:7070 ls" 2>&1) \
+        || rc=$?
+    [ "$rc" != 0 ] || { printf '%s\n' "$out" >&2; die "$1: psctl ls succeeded"; }
+    printf '%s\n' "$out" | grep -qi "$2" || { printf '%s\n' "$out" >&2; die "$1: no '$2' in psctl's error"; }
+    log "refused as it must be: $1"
+}
+refused "a plaintext client" "speaks TLS only" "unset PS_TLS_CA;"
+refused "a TLS client without credentials" "authentication required" "unset PS_USER PS_PASSWORD_FILE;"
+refused "a wrong password" "authentication failed" \
+    "echo not-the-password > /tmp/pw && export PS_PASSWORD_FILE=/tmp/pw;"
+grep -q "no --users" "$work/compose.log" && die "psd ran open (no --users) in the deployment"
 
 # Prometheus: both psd up, and the training's optimizer steps in its series.
 pport=$("${compose[@]}" port prometheus 9090 | sed 's/.*://')

@@ -2,8 +2,9 @@
  * while a slow argon2id check runs; at most --auth-concurrency checks run at once and the rest
  * wait (STATS shows both); requests pipelined behind an AUTH wait for its verdict; a connection
  * that closes while its password is being checked, and a psd stopped meanwhile, leave nothing
- * behind. The "slow" user's hash takes about half a second to check (8 passes over 64 MiB);
- * "fast" and "root" use libsodium's minimum cost. psd must stop clean after each test. */
+ * behind; an unknown user costs what a known one does. The "slow" user's hash takes about half a
+ * second to check (8 passes over 64 MiB); "fast" and "root" use libsodium's minimum cost. psd must
+ * stop clean after each test. */
 #define _DEFAULT_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 
 #include <criterion/criterion.h>
 
+#include "auth.h"
 #include "support/psd_launch.h"
 #include "support/wire_client.h"
 
@@ -314,4 +316,59 @@ Test(auth_checks, connection_closed_by_psd_during_the_check)
     cr_assert(ps_psd_log_contains(&psd, "still unsent"),
               "psd did not close the connection at its shutdown deadline");
     cr_assert_eq(ps_psd_finish(&psd, 0, 20000), 0, "psd did not exit cleanly");
+}
+
+/* An unknown user's password is checked against a dummy hash that costs what a real user's does
+ * (argon2id with the first user's memory and passes), so the time an AUTH takes does not say
+ * whether the name exists; no password matches it. (A property of the hash checked, not a timing
+ * measurement.) */
+Test(auth_checks, unknown_user_costs_what_a_known_one_costs)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/users2", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    put_user(f, "slow worker", "spw", 3, 16u << 20);
+    put_user(f, "fast worker", "fpw", crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN);
+    fclose(f);
+    chmod(path, 0600);
+    psd_auth_t *a = NULL;
+    ps_error_t err;
+    cr_assert_eq(psd_auth_load(path, &a, &err), 0, "%s", err.msg);
+    char known[PSD_AUTH_HASH_MAX], unknown[PSD_AUTH_HASH_MAX], again[PSD_AUTH_HASH_MAX];
+    cr_assert_eq(psd_auth_prepare(a, "slow", known), 1);
+    cr_assert_eq(psd_auth_prepare(a, "nobody", unknown), 0);
+    cr_assert_eq(psd_auth_prepare(a, "someone-else", again), 0);
+    /* Same algorithm and cost parameters ("$argon2id$v=19$m=16384,t=3,p=1$"), another salt. */
+    const char *salt_k = known, *salt_u = unknown;
+    for (int i = 0; i < 3; i++) { /* the '$' before the salt */
+        salt_k = strchr(salt_k + 1, '$');
+        salt_u = strchr(salt_u + 1, '$');
+        cr_assert(salt_k && salt_u);
+    }
+    cr_assert_eq(salt_k - known, salt_u - unknown);
+    cr_assert_eq(strncmp(known, unknown, (size_t) (salt_k - known)), 0,
+                 "the dummy hash's cost differs: %.*s vs %.*s", (int) (salt_k - known), known,
+                 (int) (salt_u - unknown), unknown);
+    cr_assert_str_eq(unknown, again, "every unknown user is checked against the same dummy");
+    cr_assert_str_neq(unknown, known);
+    cr_assert_not(psd_auth_verify(unknown, (const uint8_t *) "spw", 3));
+    cr_assert_not(psd_auth_verify(unknown, (const uint8_t *) "", 0));
+    cr_assert(psd_auth_verify(known, (const uint8_t *) "spw", 3));
+    /* The login answers the same text for both failures. */
+    psd_session_t s;
+    memset(&s, 0, sizeof s);
+    const char *why = NULL;
+    ps_error_t e1, e2;
+    cr_assert_eq(psd_auth_login(a, &s, "slow", (const uint8_t *) "x", 1, &why, &e1),
+                 PS_ERR_UNAUTHENTICATED);
+    cr_assert_str_eq(why, "wrong password");
+    cr_assert_eq(psd_auth_login(a, &s, "slox", (const uint8_t *) "x", 1, &why, &e2),
+                 PS_ERR_UNAUTHENTICATED);
+    cr_assert_str_eq(why, "unknown user");
+    cr_assert(strstr(e1.msg, "unknown user or wrong password") &&
+                  strstr(e2.msg, "unknown user or wrong password"),
+              "%s / %s", e1.msg, e2.msg);
+    cr_assert_not(s.authed);
+    psd_auth_free(a);
 }

@@ -37,6 +37,17 @@ if pkg-config --print-requires-private --static "$libdir/pkgconfig/psclient.pc" 
   exit 1
 fi
 readelf -d "$libdir/libpsops.so" | grep NEEDED | grep -qi blas || { echo "libpsops.so lacks OpenBLAS"; exit 1; }
+# libpsclient's SONAME carries its ABI version (PS_CLIENT_SOVERSION in CMakeLists.txt), and the
+# installed names and libpsops follow it.
+top=$src/../../CMakeLists.txt # the project's, SOURCE_DIR being tests/package
+soversion=$(sed -n 's/^set(PS_CLIENT_SOVERSION \([0-9][0-9]*\))$/\1/p' "$top")
+[ -n "$soversion" ] || { echo "no PS_CLIENT_SOVERSION in $top"; exit 1; }
+soname=$(readelf -d "$libdir/libpsclient.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = "libpsclient.so.$soversion" ] || { echo "libpsclient's SONAME is '$soname', not libpsclient.so.$soversion"; exit 1; }
+[ -e "$libdir/libpsclient.so.$soversion" ] || { echo "missing lib/libpsclient.so.$soversion"; exit 1; }
+readelf -d "$libdir/libpsops.so" | grep NEEDED | grep -q "\[libpsclient.so.$soversion\]" \
+  || { echo "libpsops.so does not need libpsclient.so.$soversion"; exit 1; }
+echo "ok: libpsclient SONAME $soname"
 if [ -e "$prefix/include/ps/internal" ]; then
   echo "internal headers were installed"
   exit 1
@@ -100,7 +111,7 @@ init=$(find "$prefix" -path '*/pscope/__init__.py' | head -1)
 site=$(dirname "$(dirname "$init")")
 preload=
 case "$san" in *address*) preload=$(cc -print-file-name=libasan.so) ;; esac
-want_py="$libdir/libpsclient.so.0 <ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> [3.0, 3.0]"
+want_py="$libdir/libpsclient.so.$soversion <ps.Variable 'pkg/w:0' shape=(2,) dtype=float32_ref> [3.0, 3.0]"
 rc=0
 out=$(cd "$tmp" && "$runner" --timeout 60 "$prefix/bin/psd" -- env -u PSCOPE_LIBPSCLIENT -u PS_SERVER \
   PYTHONPATH="$site" PYTHONDONTWRITEBYTECODE=1 LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 \

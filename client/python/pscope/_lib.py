@@ -28,7 +28,7 @@ def _candidates():
     found = ctypes.util.find_library("psclient")
     if found:
         yield found
-    yield "libpsclient.so.0"
+    yield "libpsclient.so.1"  # PS_CLIENT_SOVERSION (CMakeLists.txt)
 
 
 def _load():
