@@ -12,6 +12,7 @@
 #include <ps/internal/alloc.h>
 #include <ps/variable.h>
 
+#include "admin_int.h"
 #include "conn.h"
 
 struct ps_admin {
@@ -130,6 +131,12 @@ static void call_init(psc_call_t *call, Pscope__V1__Header *h)
 {
     memset(call, 0, sizeof *call);
     call->req = h;
+}
+
+int psc_admin_run(ps_admin_t *a, Pscope__V1__Header *h, psc_call_t *call, ps_error_t *err)
+{
+    call_init(call, h);
+    return run_call(a, call, 1, err);
 }
 
 /* ---- replies into plain structs ---- */
