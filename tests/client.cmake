@@ -27,6 +27,10 @@ set_property(TEST test_client_saver APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TAR
 ps_add_criterion_test(test_partitioned SOURCES integration/test_partitioned.c LIBS psclient_core
                       LABELS integration TIMEOUT 300)
 add_dependencies(test_partitioned psd)
+# Requests over several shards are all in flight before any reply is awaited.
+ps_add_criterion_test(test_fanout SOURCES integration/test_fanout.c LIBS psclient_core
+                      LABELS integration TIMEOUT 120)
+add_dependencies(test_fanout psd)
 
 # Packaging: install into a temporary prefix and build an out-of-tree consumer against it.
 add_test(NAME test_client_package
@@ -38,3 +42,7 @@ set_tests_properties(test_client_package PROPERTIES LABELS "package" TIMEOUT 900
 ps_add_criterion_test(test_tls SOURCES integration/test_tls.c LIBS psclient_core psd_core
                       PkgConfig::OPENSSL LABELS integration TIMEOUT 240)
 add_dependencies(test_tls psd)
+# Asynchronous pulls, updates, steps in parts and the prefetcher (ps/async.h) against real psd.
+ps_add_criterion_test(test_async SOURCES integration/test_async.c LIBS psclient_core
+                      LABELS integration TIMEOUT 180)
+add_dependencies(test_async psd)

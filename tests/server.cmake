@@ -8,6 +8,10 @@ ps_add_criterion_test(test_payload_budget SOURCES integration/test_payload_budge
                       LABELS integration TIMEOUT 120)
 ps_add_criterion_test(test_auth SOURCES integration/test_auth.c LIBS psd_core LABELS integration
                       TIMEOUT 180)
+# AUTH's argon2id checks on worker threads (authq.c): served meanwhile, bounded, close, shutdown.
+ps_add_criterion_test(test_auth_checks SOURCES integration/test_auth_checks.c LIBS PkgConfig::SODIUM
+                      LABELS integration
+                      TIMEOUT 120)
 ps_add_criterion_test(test_metrics SOURCES unit/test_metrics.c LIBS psd_core)
 ps_add_criterion_test(test_metrics_http SOURCES integration/test_metrics_http.c
                       LIBS Threads::Threads LABELS integration TIMEOUT 300)

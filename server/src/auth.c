@@ -323,6 +323,42 @@ static const psd_user_t *find_user(const psd_auth_t *a, const char *name)
     return NULL;
 }
 
+int psd_auth_prepare(const psd_auth_t *a, const char *user, char hash[PSD_AUTH_HASH_MAX])
+{
+    const psd_user_t *u = find_user(a, user);
+    _Static_assert(crypto_pwhash_STRBYTES <= PSD_AUTH_HASH_MAX, "hash buffer");
+    /* An unknown user is checked against the dummy: it costs what a wrong password costs. */
+    memcpy(hash, u ? u->hash : a->dummy, crypto_pwhash_STRBYTES);
+    return u != NULL;
+}
+
+int psd_auth_verify(const char *hash, const uint8_t *password, size_t password_len)
+{
+    return crypto_pwhash_str_verify(hash, (const char *) password, password_len) == 0;
+}
+
+int psd_auth_bind(psd_auth_t *a, psd_session_t *s, const char *user, const char *hash)
+{
+    const psd_user_t *u = find_user(a, user);
+    /* The table may have been reloaded while the hash was checked: the user must still be there
+     * with the same hash (a password changed meanwhile makes the old one fail). */
+    if (!u || strcmp(u->hash, hash) != 0)
+        return -1;
+    s->authed = 1;
+    snprintf(s->user, sizeof s->user, "%s", user);
+    s->u = u;
+    s->gen = a->gen;
+    return 0;
+}
+
+int psd_auth_fail(const char *user, ps_error_t *err)
+{
+    return ps_error_set(err, PS_ERR_UNAUTHENTICATED,
+                        "authentication failed for user '%s' (unknown user or wrong "
+                        "password); the connection is closed",
+                        user);
+}
+
 int psd_auth_login(psd_auth_t *a,
                    psd_session_t *s,
                    const char *user,
@@ -331,21 +367,16 @@ int psd_auth_login(psd_auth_t *a,
                    const char **why,
                    ps_error_t *err)
 {
-    const psd_user_t *u = find_user(a, user);
+    char hash[PSD_AUTH_HASH_MAX];
+    int known = psd_auth_prepare(a, user, hash);
     /* Always one argon2id verification: an unknown user costs what a wrong password costs. */
-    int ok = crypto_pwhash_str_verify(u ? u->hash : a->dummy, (const char *) password,
-                                      password_len) == 0;
-    if (!u || !ok) {
-        *why = u ? "wrong password" : "unknown user";
-        return ps_error_set(err, PS_ERR_UNAUTHENTICATED,
-                            "authentication failed for user '%s' (unknown user or wrong "
-                            "password); the connection is closed",
-                            user);
+    int ok = psd_auth_verify(hash, password, password_len);
+    int rc = known && ok ? psd_auth_bind(a, s, user, hash) : -1;
+    sodium_memzero(hash, sizeof hash);
+    if (rc != 0) {
+        *why = known ? "wrong password" : "unknown user";
+        return psd_auth_fail(user, err);
     }
-    s->authed = 1;
-    snprintf(s->user, sizeof s->user, "%s", user);
-    s->u = u;
-    s->gen = a->gen;
     *why = NULL;
     return 0;
 }

@@ -14,6 +14,7 @@
 #define PSD_AUTH_USER_MAX     256  /* bytes of a user name */
 #define PSD_AUTH_PASSWORD_MAX 1024 /* bytes of a password */
 #define PSD_AUTH_PATTERNS_MAX 64   /* name patterns per user */
+#define PSD_AUTH_HASH_MAX     128  /* bytes of a password hash string, NUL included */
 
 typedef enum {
     PSD_ROLE_READER = 1, /* lookups of existing variables, pulls, list, describe, stats */
@@ -54,10 +55,29 @@ size_t psd_auth_count(const psd_auth_t *a);
 const char *psd_auth_path(const psd_auth_t *a);
 
 /**
- * Check a password and, on success, bind s to the user. A missing user costs the same argon2id
- * verification as a wrong password (against a fixed dummy hash), so timing tells nothing. Returns
- * 0, or UNAUTHENTICATED with a message that does not say which part was wrong; *why (for psd's log
- * only) says "unknown user" or "wrong password".
+ * The first step of a login that verifies elsewhere (authq.c, on a worker thread): copy into hash
+ * the hash user's password is checked against (the user's, or a fixed dummy when there is no such
+ * user, so the check costs the same). Returns 1 when the user exists, 0 when not.
+ */
+int psd_auth_prepare(const psd_auth_t *a, const char *user, char hash[PSD_AUTH_HASH_MAX]);
+
+/** Does password match hash (argon2id, constant time in the password)? 1 or 0. Thread-safe. */
+int psd_auth_verify(const char *hash, const uint8_t *password, size_t password_len);
+
+/**
+ * After a successful verify against hash: bind s to user. -1 (s unchanged) when the users table
+ * changed meanwhile so that user is gone or has another hash.
+ */
+int psd_auth_bind(psd_auth_t *a, psd_session_t *s, const char *user, const char *hash);
+
+/** UNAUTHENTICATED for a failed login of user, with a message that does not say why. */
+int psd_auth_fail(const char *user, ps_error_t *err);
+
+/**
+ * Check a password and, on success, bind s to the user, all on the calling thread. A missing user
+ * costs the same argon2id verification as a wrong password (against a fixed dummy hash), so timing
+ * tells nothing. Returns 0, or UNAUTHENTICATED with a message that does not say which part was
+ * wrong; *why (for psd's log only) says "unknown user" or "wrong password".
  */
 int psd_auth_login(psd_auth_t *a,
                    psd_session_t *s,

@@ -103,6 +103,9 @@ static const cfg_desc_t descs[] = {
     {"users", CFG_STRING, OFF(users), 0, 0, "", CFG_MUTABLE, "FILE",
      "users file (NAME ROLE HASH [PATTERN...] per line): every connection must AUTH first; "
      "re-read on SIGHUP or when set at run time (\"\" = open to anyone who can connect)"},
+    {"auth-concurrency", CFG_U64, OFF(auth_concurrency), 1, 64, "2", CFG_MUTABLE, "N",
+     "AUTH password checks (argon2id: tens of ms and 64 MiB each) run on worker threads, at most "
+     "this many at once; later ones wait, their connections paused"},
     {"tls-cert", CFG_STRING, OFF(tls_cert), 0, 0, "", 0, "FILE",
      "PEM certificate (chain) of psd: the listener speaks TLS 1.2+ only (with --tls-key)"},
     {"tls-key", CFG_STRING, OFF(tls_key), 0, 0, "", 0, "FILE", "PEM private key of --tls-cert"},

@@ -43,6 +43,7 @@ typedef struct psd_config {
     uint64_t everysec_max_lag_ms;      /* everysec: replies wait once the log is this unsynced */
     /* Security (auth.c, tls.c; docs/security.md). "" = off. */
     char users[PSD_CONFIG_STR_MAX];           /* users file: AUTH required on every connection */
+    uint64_t auth_concurrency;                /* password checks running at once (authq.c) */
     char tls_cert[PSD_CONFIG_STR_MAX];        /* PEM certificate chain: TLS on the listener */
     char tls_key[PSD_CONFIG_STR_MAX];         /* PEM private key */
     char tls_ca[PSD_CONFIG_STR_MAX];          /* PEM CA bundle that client certificates chain to */

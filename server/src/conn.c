@@ -138,13 +138,22 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
     check_pause(c);
 }
 
+/* Close a connection whose replies are all written; a TLS one first sends its close_notify (the
+ * flush that writes it comes back here through psd_conn_after_written). */
+static void close_flushed(psd_conn_t *c, const char *why)
+{
+    if (c->tls && psd_tls_close_notify(c))
+        return;
+    psd_conn_close(c, why);
+}
+
 /* Some replies were written: close if that was the last of a closing connection, resume reading
  * if backpressure has eased. Returns 0, or -1 when the connection was closed. */
 int psd_conn_after_written(psd_conn_t *c)
 {
     psd_server_t *srv = c->srv;
     if (out_idle(c) && (c->flags & PSD_CONN_CLOSE_AFTER_FLUSH)) {
-        psd_conn_close(c, "flushed");
+        close_flushed(c, "flushed");
         return -1;
     }
     if ((c->flags & PSD_CONN_PAUSED) && out_bytes(c) <= srv->cfg.out_low_water &&
@@ -358,7 +367,7 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
     psd_req_free(c->req);
     c->req = NULL;
     if (out_idle(c) && !c->deferred)
-        psd_conn_close(c, why);
+        close_flushed(c, why);
 }
 
 static void reply_error_and_close(psd_conn_t *c, int code, const char *msg, const char *why)
@@ -602,16 +611,20 @@ void psd_conn_close(psd_conn_t *c, const char *why)
 void psd_conn_defer(const psd_reply_sink_t *sink, int on)
 {
     psd_conn_t *c = sink->ctx;
-    c->deferred = on;
-    if (on) {
+    c->deferred = on == PSD_RPC_HOLD;
+    if (on == PSD_RPC_HOLD) {
         stop_reading(c);
         return;
     }
-    /* The deferred reply is queued: go on with buffered frames, then reading. */
+    /* The deferred reply is queued: go on with buffered frames, then reading (or close). */
     if (c->flags & PSD_CONN_CLOSING)
         return;
+    if (on == PSD_RPC_RELEASE_CLOSE) {
+        psd_conn_close_after_flush(c, "request refused");
+        return;
+    }
     if ((c->flags & PSD_CONN_CLOSE_AFTER_FLUSH) && out_idle(c)) {
-        psd_conn_close(c, "flushed");
+        close_flushed(c, "flushed");
         return;
     }
     if (!c->link_input.prev && !(c->flags & PSD_CONN_CLOSE_AFTER_FLUSH))

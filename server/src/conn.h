@@ -107,7 +107,8 @@ void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k);
 /** Output was written: close a closing connection or resume reading. 0, or -1 when closed. */
 int psd_conn_after_written(psd_conn_t *c);
 
-/** psd_rpc_t.sink_defer for connections: hold (on) or resume the connection of sink. */
+/** psd_rpc_t.sink_defer for connections: hold, resume or close (on: PSD_RPC_*) sink's connection.
+ */
 void psd_conn_defer(const psd_reply_sink_t *sink, int on);
 
 #endif /* PSD_CONN_H */

@@ -256,6 +256,13 @@ static void render_rpc(psd_expo_t *w, const psd_rpc_t *rpc)
     psd_expo_u64(w, "psd_auth_refusals_total", "reason=\"unauthenticated\"", st->unauthenticated);
     psd_expo_u64(w, "psd_auth_refusals_total", "reason=\"permission_denied\"",
                  st->permission_denied);
+    uint64_t checks_running = 0, checks_waiting = 0;
+    psd_authq_counts(rpc->authq, &checks_running, &checks_waiting);
+    gauge(w, "psd_auth_checks_running",
+          "AUTH password checks running on worker threads (at most --auth-concurrency).",
+          (double) checks_running);
+    gauge(w, "psd_auth_checks_waiting", "AUTHs waiting for a password-check worker.",
+          (double) checks_waiting);
     gauge(w, "psd_variables", "Variables stored.", (double) psd_store_count(rpc->store));
     gauge(w, "psd_variable_bytes", "Bytes of tensor data stored.",
           (double) psd_store_data_bytes(rpc->store));

@@ -330,11 +330,11 @@ static int step_prepare(step_t *st,
         if (st->s2[i])
             st->targets[k++] = st->s2[i];
     }
-    if (st->b1p)
+    if (st->b1p && !cfg->partial)
         st->targets[k++] = st->b1p;
-    if (st->b2p)
+    if (st->b2p && !cfg->partial)
         st->targets[k++] = st->b2p;
-    if (st->gs)
+    if (st->gs && !cfg->partial)
         st->targets[k++] = st->gs;
     st->ntargets = k;
     psd_var_t **sorted = ps_malloc(k * sizeof *sorted);
@@ -421,12 +421,13 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
                          (double) (float) cfg->beta2, (double) (float) cfg->epsilon, g, x, a, b);
         }
     }
-    /* Adam's _finish: once per step, after every variable used the old powers. */
-    if (st->b1p) {
+    /* Adam's _finish: once per step, after every variable used the old powers (a partial request
+     * leaves it, and the step counter, to the step's last request). */
+    if (st->b1p && !cfg->partial) {
         *(float *) st->b1p->data->data = b1p * (float) cfg->beta1;
         *(float *) st->b2p->data->data = b2p * (float) cfg->beta2;
     }
-    if (st->gs) {
+    if (st->gs && !cfg->partial) {
         if (st->gs->dtype == PS_DTYPE_INT64) {
             int64_t *p = (int64_t *) st->gs->data->data;
             *p = (int64_t) ((uint64_t) *p + 1u);

@@ -35,6 +35,7 @@ typedef struct psd_optim_config {
     int use_nesterov;             /* MOMENTUM */
     double beta1, beta2, epsilon; /* ADAM */
     const char *global_step;      /* name of the step counter; NULL or "" = none */
+    int partial; /* part of a step: no finish (beta powers, step counter) after the update */
 } psd_optim_config_t;
 
 /* One gradient: for the variable called name, with the dtype and dims the request described. */

@@ -6,6 +6,7 @@
  * server side. */
 #include "rpc.h"
 
+#include <sodium.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -809,6 +810,7 @@ static int handle_stats(psd_rpc_t *rpc,
     rep->everysec_delay_ms = st->everysec_delay_ms;
     rep->unauthenticated = st->unauthenticated;
     rep->permission_denied = st->permission_denied;
+    psd_authq_counts(rpc->authq, &rep->auth_checks_running, &rep->auth_checks_waiting);
     rep->version = (char *) PS_VERSION_STRING;
     rep->state = (char *) psd_state_name(rpc->ops.state);
     rep->recovery_seconds = rpc->ops.recovery_seconds;
@@ -908,7 +910,8 @@ static int handle_apply(psd_rpc_t *rpc,
                               .beta1 = a->beta1,
                               .beta2 = a->beta2,
                               .epsilon = a->epsilon,
-                              .global_step = r->nnames ? r->names[0] : NULL};
+                              .global_step = r->nnames ? r->names[0] : NULL,
+                              .partial = a->partial};
     if (r->hdr->method == PSCOPE__V1__METHOD__SYNC_APPLY)
         return psd_sync_apply(rpc->sync, r, r->hdr, grads, n, &cfg, out, err);
     int rc0 = psd_sync_check_async_step(rpc->sync, cfg.global_step, err);
@@ -1332,14 +1335,101 @@ static int check_names(psd_req_t *r, const psd_user_t *u, ps_error_t *err)
     return 0;
 }
 
-/* AUTH: check the password (argon2id), bind the session, answer. Answered here, at the header: it
- * carries no payload. A failure closes the connection. */
+/* AUTH's reply once the password was checked: bind the session, answer with the role and
+ * patterns, or refuse. Returns 0 when the session is bound, -1 when refused (UNAUTHENTICATED was
+ * emitted: the connection must close). */
+static int auth_answer(psd_rpc_t *rpc,
+                       const psd_reply_sink_t *sink,
+                       uint64_t id,
+                       uint32_t method,
+                       const char *user,
+                       int known,
+                       int ok,
+                       const char *hash,
+                       uint64_t t0_ns)
+{
+    ps_error_t err;
+    ps_error_clear(&err);
+    psd_session_t *s = sink->session;
+    unsigned long long conn = s ? (unsigned long long) s->conn_id : 0;
+    const char *peer = s && s->peer ? s->peer : "?";
+    if (!known || !ok || !s || psd_auth_bind(rpc->auth, s, user, hash) != 0) {
+        const char *why = !known ? "unknown user"
+                          : !ok  ? "wrong password"
+                                 : "the users file changed during the check";
+        rpc->counters[PSCOPE__V1__METHOD__AUTH].errors++;
+        rpc->stats.unauthenticated++;
+        PS_LOG(PS_LOG_WARNING, "auth", "authentication failed conn=%llu peer=%s user=%s: %s", conn,
+               peer, user, why);
+        psd_auth_fail(user, &err);
+        psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
+        psd_rpc_count_reply(rpc, PSCOPE__V1__METHOD__AUTH, err.code, t0_ns);
+        return -1;
+    }
+    const psd_user_t *u = psd_auth_user(rpc->auth, s);
+    Pscope__V1__AuthReply rep = PSCOPE__V1__AUTH_REPLY__INIT;
+    Pscope__V1__Header out = PSCOPE__V1__HEADER__INIT;
+    out.id = id;
+    out.method = method;
+    out.body_case = PSCOPE__V1__HEADER__BODY_AUTH_REPLY;
+    out.auth_reply = &rep;
+    rep.user = (char *) user;
+    size_t np = 0;
+    const char *const *pats = psd_auth_user_patterns(u, &np);
+    rep.role = (char *) psd_role_name(psd_auth_user_role(u));
+    rep.n_prefixes = np;
+    rep.prefixes = (char **) pats;
+    PS_LOG(PS_LOG_VERBOSE, "auth", "authenticated conn=%llu peer=%s user=%s role=%s", conn, peer,
+           user, rep.role);
+    emit_reply(rpc, sink, &out, NULL, 0);
+    psd_rpc_count_reply(rpc, PSCOPE__V1__METHOD__AUTH, 0, t0_ns);
+    return 0;
+}
+
+/* An AUTH whose password is being checked off the loop (authq.c); its connection is held. */
+typedef struct auth_wait {
+    const psd_reply_sink_t *sink;
+    uint64_t id;
+    uint32_t method;
+    uint64_t t0_ns;
+    int known;
+    char user[PSD_AUTH_USER_MAX + 1];
+} auth_wait_t;
+
+void psd_rpc_auth_checked(void *ctx, void *arg, psd_authq_verdict_t verdict, const char *hash)
+{
+    psd_rpc_t *rpc = ctx;
+    auth_wait_t *w = arg;
+    if (verdict == PSD_AUTHQ_DROPPED) {
+        /* The connection is gone: nobody to answer. */
+        ps_free(w);
+        return;
+    }
+    int held = PSD_RPC_RELEASE_CLOSE;
+    if (verdict == PSD_AUTHQ_STOPPING) {
+        psd_rpc_reply_error(rpc, w->sink, w->id, w->method, PS_ERR_UNAVAILABLE,
+                            "psd is shutting down: AUTH was not checked");
+        psd_rpc_count_reply(rpc, PSCOPE__V1__METHOD__AUTH, PS_ERR_UNAVAILABLE, w->t0_ns);
+    } else if (auth_answer(rpc, w->sink, w->id, w->method, w->user, w->known,
+                           verdict == PSD_AUTHQ_OK, hash, w->t0_ns) == 0) {
+        held = PSD_RPC_RELEASE;
+    }
+    const psd_reply_sink_t *sink = w->sink;
+    ps_free(w);
+    rpc->sink_defer(sink, held);
+}
+
+/* AUTH: check the password (argon2id), bind the session, answer. Answered at the header: it carries
+ * no payload. With a verification queue and a connection that can wait, the check runs on a worker
+ * thread while the connection is held (its later requests wait for the verdict); otherwise here.
+ * A failure closes the connection. */
 static psd_rpc_action_t begin_auth(psd_rpc_t *rpc, const psd_reply_sink_t *sink, psd_req_t *r)
 {
     ps_error_t err;
     ps_error_clear(&err);
     uint64_t id = r->hdr->id;
     uint32_t method = r->hdr->method;
+    uint64_t t0_ns = r->t0_ns;
     psd_method_counters_t *c = &rpc->counters[PSCOPE__V1__METHOD__AUTH];
     static const Pscope__V1__AuthRequest auth_empty = PSCOPE__V1__AUTH_REQUEST__INIT;
     const Pscope__V1__AuthRequest *a =
@@ -1366,50 +1456,65 @@ static psd_rpc_action_t begin_auth(psd_rpc_t *rpc, const psd_reply_sink_t *sink,
                session_peer(r), err.msg);
         int keep = err.code == PS_ERR_FAILED_PRECONDITION;
         psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
+        psd_rpc_count_reply(rpc, method, err.code, t0_ns);
         psd_req_free(r);
         /* A malformed AUTH from an unidentified peer ends the connection; a second AUTH on an
          * identified one is only refused. */
         return keep ? PSD_RPC_SKIP_PAYLOAD : PSD_RPC_CLOSE;
     }
     c->calls++;
-    Pscope__V1__AuthReply rep = PSCOPE__V1__AUTH_REPLY__INIT;
-    Pscope__V1__Header out = PSCOPE__V1__HEADER__INIT;
-    out.id = id;
-    out.method = method;
-    out.body_case = PSCOPE__V1__HEADER__BODY_AUTH_REPLY;
-    out.auth_reply = &rep;
-    rep.user = (char *) user;
     if (!rpc->auth) {
+        Pscope__V1__AuthReply rep = PSCOPE__V1__AUTH_REPLY__INIT;
+        Pscope__V1__Header out = PSCOPE__V1__HEADER__INIT;
+        out.id = id;
+        out.method = method;
+        out.body_case = PSCOPE__V1__HEADER__BODY_AUTH_REPLY;
+        out.auth_reply = &rep;
+        rep.user = (char *) user;
         rep.role = (char *) "admin";
         rep.open = 1;
         emit_reply(rpc, sink, &out, NULL, 0);
+        psd_rpc_count_reply(rpc, method, 0, t0_ns);
         psd_req_free(r);
         return PSD_RPC_SKIP_PAYLOAD;
     }
+    char hash[PSD_AUTH_HASH_MAX];
+    int known = psd_auth_prepare(rpc->auth, user, hash);
+    if (rpc->authq && rpc->sink_defer && sink->session) {
+        auth_wait_t *w = ps_calloc(1, sizeof *w);
+        int rc =
+            w ? psd_authq_submit(rpc->authq, sink, hash, a->password.data, a->password.len, w, &err)
+              : ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        sodium_memzero(hash, sizeof hash);
+        if (rc) {
+            ps_free(w);
+            c->errors++;
+            psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
+            psd_rpc_count_reply(rpc, method, err.code, t0_ns);
+            psd_req_free(r);
+            return PSD_RPC_CLOSE;
+        }
+        w->sink = sink;
+        w->id = id;
+        w->method = method;
+        w->t0_ns = t0_ns;
+        w->known = known;
+        memcpy(w->user, user, ulen + 1);
+        psd_req_free(r);
+        rpc->sink_defer(sink, PSD_RPC_HOLD);
+        return PSD_RPC_SKIP_PAYLOAD;
+    }
+    /* Always one argon2id verification: an unknown user costs what a wrong password costs. */
+    int ok = psd_auth_verify(hash, a->password.data, a->password.len);
     psd_session_t none;
     memset(&none, 0, sizeof none);
-    psd_session_t *s = r->session ? r->session : &none;
-    const char *why = NULL;
-    if (psd_auth_login(rpc->auth, s, user, a->password.data, a->password.len, &why, &err) != 0) {
-        c->errors++;
-        rpc->stats.unauthenticated++;
-        PS_LOG(PS_LOG_WARNING, "auth", "authentication failed conn=%llu peer=%s user=%s: %s",
-               session_conn(r), session_peer(r), user, why);
-        psd_rpc_reply_error(rpc, sink, id, method, err.code, err.msg);
-        psd_req_free(r);
-        return PSD_RPC_CLOSE;
-    }
-    const psd_user_t *u = psd_auth_user(rpc->auth, s);
-    size_t np = 0;
-    const char *const *pats = psd_auth_user_patterns(u, &np);
-    rep.role = (char *) psd_role_name(psd_auth_user_role(u));
-    rep.n_prefixes = np;
-    rep.prefixes = (char **) pats;
-    PS_LOG(PS_LOG_VERBOSE, "auth", "authenticated conn=%llu peer=%s user=%s role=%s",
-           session_conn(r), session_peer(r), user, rep.role);
-    emit_reply(rpc, sink, &out, NULL, 0);
+    psd_reply_sink_t local = *sink;
+    if (!local.session)
+        local.session = &none;
+    int rc = auth_answer(rpc, &local, id, method, user, known, ok, hash, t0_ns);
+    sodium_memzero(hash, sizeof hash);
     psd_req_free(r);
-    return PSD_RPC_SKIP_PAYLOAD;
+    return rc == 0 ? PSD_RPC_SKIP_PAYLOAD : PSD_RPC_CLOSE;
 }
 
 static int alloc_payload(psd_rpc_t *rpc, psd_req_t *r, uint64_t *peer_held, ps_error_t *err);
@@ -1643,6 +1748,7 @@ void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)
 {
     if (rpc->hooks.cancel)
         rpc->hooks.cancel(rpc->hooks.ctx, sink);
+    psd_authq_cancel(rpc->authq, sink);
 }
 
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)

@@ -13,6 +13,7 @@
 #include <ps/status.h>
 
 #include "auth.h"
+#include "authq.h"
 #include "blob.h"
 #include "config.h"
 #include "metrics.h"
@@ -95,14 +96,20 @@ typedef struct psd_rpc_hooks {
     void (*cancel)(void *ctx, const struct psd_reply_sink *sink);
 } psd_rpc_hooks_t;
 
+/* sink_defer's second argument. */
+#define PSD_RPC_RELEASE       0
+#define PSD_RPC_HOLD          1
+#define PSD_RPC_RELEASE_CLOSE 2
+
 /* A handler's return value: the reply will be emitted later to psd_rpc_t.cur_sink (SAVE). */
 #define PSD_RPC_DEFERRED 0x7fff0001
 
 typedef struct psd_rpc {
     psd_rpc_hooks_t hooks;
     /* Deferred replies: the sink of the request being handled, and (set by the server; NULL when
-     * sinks cannot wait) the function that holds (on = 1) or releases a connection's later
-     * requests while its reply is deferred, so replies stay in request order. */
+     * sinks cannot wait) the function that holds (PSD_RPC_HOLD) or releases (PSD_RPC_RELEASE, or
+     * PSD_RPC_RELEASE_CLOSE: close once the replies are written) a connection's later requests
+     * while its reply is deferred, so replies stay in request order. */
     const struct psd_reply_sink *cur_sink;
     void (*sink_defer)(const struct psd_reply_sink *sink, int on);
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
@@ -114,6 +121,9 @@ typedef struct psd_rpc {
     void *on_config_ctx;
     /* Identities and rights (auth.c); NULL = psd runs open (no --users): everyone may do all. */
     psd_auth_t *auth;
+    /* AUTH's password checks off the loop (authq.c, with psd_rpc_auth_checked as its callback and
+     * rpc as its context; needs sink_defer); NULL = checked on the calling thread. */
+    psd_authq_t *authq;
     psd_store_t *store;
     psd_optim_t *optim;    /* server-side optimizers' state (optim.c) */
     struct psd_sync *sync; /* worker groups, barriers, sync steps (sync.c) */
@@ -213,10 +223,13 @@ void psd_rpc_conn_gone(psd_rpc_t *rpc, const psd_reply_sink_t *sink, int deferre
  * stats.payload_inflight. NULL is a no-op. */
 void psd_req_free(psd_req_t *req);
 
-/** Emit an error reply (no body, no payload) for request id of method. */
-/** The connection of sink is closing: a reply deferred to it will not be emitted. */
+/** The connection of sink is closing: a reply deferred to it (SAVE, AUTH) will not be emitted. */
 void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink);
 
+/** authq.c's callback (ctx = the psd_rpc_t): an AUTH's password was checked; answer it. */
+void psd_rpc_auth_checked(void *ctx, void *arg, psd_authq_verdict_t verdict, const char *hash);
+
+/** Emit an error reply (no body, no payload) for request id of method. */
 void psd_rpc_reply_error(psd_rpc_t *rpc,
                          const psd_reply_sink_t *sink,
                          uint64_t id,

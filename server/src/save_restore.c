@@ -100,7 +100,7 @@ static void on_save_done(uv_work_t *req, int status)
                 psd_rpc_reply_error(p->rpc, j->sink, j->id, j->method, PS_ERR_RESOURCE_EXHAUSTED,
                                     "out of memory packing the reply");
         }
-        p->rpc->sink_defer(j->sink, 0);
+        p->rpc->sink_defer(j->sink, PSD_RPC_RELEASE);
     }
     psd_rpc_count_reply(p->rpc, j->method, j->rc, j->t0_ns);
     ps_free(j->path);
@@ -147,7 +147,7 @@ save_async(psd_persist_t *p, const Pscope__V1__Header *req, const char *path, ps
     }
     j->next = p->saves;
     p->saves = j;
-    p->rpc->sink_defer(j->sink, 1);
+    p->rpc->sink_defer(j->sink, PSD_RPC_HOLD);
     return PSD_RPC_DEFERRED;
 }
 

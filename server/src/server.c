@@ -126,6 +126,7 @@ static void on_config_change(void *ctx)
     srv->rpc.lim.max_memory = srv->cfg.max_memory;
     srv->rpc.lim.max_inflight_payload = srv->cfg.max_inflight_payload;
     psd_store_set_max_memory(srv->rpc.store, srv->cfg.max_memory);
+    psd_authq_set_concurrency(srv->rpc.authq, (unsigned) srv->cfg.auth_concurrency);
     if (!srv->stopping)
         sweep_restart(srv);
 }
@@ -204,6 +205,8 @@ void psd_server_stop(psd_server_t *srv)
         return;
     srv->stopping = 1;
     srv->rpc.ops.state = PSD_STATE_STOPPING;
+    /* AUTHs still waiting for a worker are answered UNAVAILABLE now; running ones finish. */
+    psd_authq_stop(srv->rpc.authq);
     PS_LOG(PS_LOG_NOTICE, "server", "shutting down: connections=%llu",
            (unsigned long long) srv->rpc.stats.connections_current);
     close_if_open((uv_handle_t *) &srv->listener);
@@ -288,6 +291,8 @@ security_start(psd_server_t *srv, const psd_config_t *cfg, psd_auth_t **auth, ps
 
 static void security_stop(psd_server_t *srv)
 {
+    psd_authq_free(srv->rpc.authq); /* the loop has ended: no check is running */
+    srv->rpc.authq = NULL;
     psd_auth_free(srv->auth_pending);
     srv->auth_pending = NULL;
     psd_auth_free(srv->rpc.auth);
@@ -410,6 +415,14 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     /* The users file and the TLS files are read now (a bad one stops psd before any recovery
      * work); the users table is installed when recovery is over: the replay carries no identity. */
     rc = security_start(srv, cfg, &srv->auth_pending, err);
+    if (rc) {
+        security_stop(srv);
+        psd_rpc_deinit(&srv->rpc);
+        uv_loop_close(&srv->loop);
+        return rc;
+    }
+    rc = psd_authq_new(&srv->loop, (unsigned) cfg->auth_concurrency, psd_rpc_auth_checked,
+                       &srv->rpc, &srv->rpc.authq, err);
     if (rc) {
         security_stop(srv);
         psd_rpc_deinit(&srv->rpc);

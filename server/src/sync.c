@@ -1140,6 +1140,7 @@ int psd_sync_apply(psd_sync_t *s,
         g->acc_count = 0;
         g->acc_cfg = *cfg;
         g->acc_cfg.global_step = NULL;
+        g->acc_cfg.partial = 0; /* a sync step is always whole */
     }
     for (size_t i = 0; i < n; i++) {
         accum_t *ac = acc_find(g, grads[i].name);

@@ -35,7 +35,9 @@ struct psd_tls {
     size_t ocap, olen, ooff;
     int writing; /* a uv_write of obuf is in flight */
     int seen_first;
-    int done; /* handshake complete */
+    int done;     /* handshake complete */
+    int failed;   /* a fatal error or alert: no close_notify may follow */
+    int notified; /* psd's close_notify is queued or sent */
     uv_write_t wreq;
     struct psd_conn *conn;
 };
@@ -238,6 +240,7 @@ static int handshake_failed(psd_conn_t *c, const char *what)
     psd_tls_t *t = c->tls;
     long vr = SSL_get_verify_result(t->ssl);
     const char *detail = ssl_err_text(eb, sizeof eb);
+    t->failed = 1;
     c->srv->rpc.stats.rejected_frames++;
     PS_LOG(PS_LOG_WARNING, "tls", "%s conn=%llu peer=%s: %s%s%s", what, (unsigned long long) c->id,
            c->peer, detail, vr != X509_V_OK ? "; client certificate: " : "",
@@ -286,6 +289,26 @@ int psd_tls_pull(psd_conn_t *c)
     return handshake_failed(c, t->done ? "TLS record error" : "TLS handshake failed");
 }
 
+int psd_tls_close_notify(psd_conn_t *c)
+{
+    psd_tls_t *t = c->tls;
+    if (!t->done || t->failed || t->notified)
+        return 0;
+    t->notified = 1;
+    /* Writes the close_notify alert into the write BIO (0: ours sent, the peer's not yet seen; 1:
+     * both); the connection closes once it is written, without waiting for the peer's. */
+    if (SSL_shutdown(t->ssl) < 0) {
+        ERR_clear_error();
+        return 0;
+    }
+    if (BIO_ctrl_pending(t->wbio) == 0)
+        return 0;
+    PS_LOG(PS_LOG_DEBUG, "tls", "sending close_notify conn=%llu peer=%s",
+           (unsigned long long) c->id, c->peer);
+    want_flush(c);
+    return 1;
+}
+
 static void on_tls_write(uv_write_t *req, int status);
 
 /* Move the write BIO's ciphertext into obuf. 0, or -1 (out of memory). */
@@ -319,6 +342,7 @@ void psd_tls_flush(psd_conn_t *c)
                 int w = SSL_write(t->ssl, k->base, (int) n);
                 if (w <= 0) {
                     char eb[256];
+                    t->failed = 1;
                     PS_LOG(PS_LOG_WARNING, "tls", "encrypt failed conn=%llu peer=%s: %s",
                            (unsigned long long) c->id, c->peer, ssl_err_text(eb, sizeof eb));
                     psd_conn_close(c, "TLS write error");

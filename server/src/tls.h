@@ -55,6 +55,13 @@ int psd_tls_pull(struct psd_conn *c);
 /** Encrypt queued reply chunks and write ciphertext (the flush of a TLS connection). */
 void psd_tls_flush(struct psd_conn *c);
 
+/**
+ * Orderly close of a connection whose replies are all written: queue psd's close_notify alert
+ * (once; only after a completed handshake without a fatal error). 1 when it was queued (the flush
+ * writes it, then the connection closes), 0 when there is nothing to send.
+ */
+int psd_tls_close_notify(struct psd_conn *c);
+
 /** 1 when no ciphertext waits or is being written. */
 int psd_tls_out_idle(const psd_tls_t *t);
 

@@ -424,3 +424,84 @@ Test(tls, certificate_rotation_with_sighup)
     ps_admin_free(a);
     PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
+
+/* Read until psd ends the TLS session (bounded by the socket's 5 s receive timeout): the
+ * SSL_get_error of the last read (SSL_ERROR_ZERO_RETURN: psd sent close_notify;
+ * SSL_ERROR_SYSCALL: the TCP connection just ended), with the plaintext bytes read before it. */
+static int read_to_end(SSL *ssl, size_t *got)
+{
+    char buf[4096];
+    *got = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n = SSL_read(ssl, buf, sizeof buf);
+        if (n > 0) {
+            *got += (size_t) n;
+            continue;
+        }
+        int e = SSL_get_error(ssl, n);
+        ERR_clear_error();
+        return e;
+    }
+    return -1;
+}
+
+static void raw_free(SSL *ssl, SSL_CTX *ctx, int fd)
+{
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    close(fd);
+}
+
+/* An orderly end of a TLS session is signalled with close_notify by whichever side ends it:
+ * libpsclient when it is freed, psd when it answers a client's close_notify, when it closes after
+ * refusing a request, and when it shuts down. */
+Test(tls, close_notify_both_ways)
+{
+    start_tls("required");
+    /* libpsclient: psd logs the close_notify it received. */
+    ps_admin_t *a = NULL;
+    ps_error_t err;
+    cr_assert_eq(admin_connect(&good, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_admin_ping(a, NULL, &err), 0, "%s", err.msg);
+    ps_admin_free(a);
+    int seen = 0;
+    for (int i = 0; i < 100 && !seen; i++) {
+        seen = ps_psd_log_contains(&psd, "peer sent close_notify");
+        if (!seen)
+            usleep(50000);
+    }
+    cr_assert(seen, "libpsclient closed its TLS session without close_notify");
+
+    /* The client ends the session: psd answers with its own close_notify. */
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl = raw_tls(&fd, &ctx);
+    cr_assert_eq(SSL_shutdown(ssl), 0, "the client's close_notify was not sent");
+    int r = SSL_shutdown(ssl); /* reads until psd's close_notify */
+    int e = r == 1 ? 0 : SSL_get_error(ssl, r);
+    ERR_clear_error();
+    cr_assert_eq(r, 1, "psd did not answer close_notify (SSL_shutdown %d, SSL error %d)", r, e);
+    raw_free(ssl, ctx, fd);
+
+    /* psd ends the session after refusing a request (PING before AUTH): the error frame, then
+     * close_notify. */
+    ssl = raw_tls(&fd, &ctx);
+    ps_wc_buf_t b = {0};
+    cr_assert_eq(ps_wc_add_ping(&b, 1), 0);
+    cr_assert_eq(SSL_write(ssl, b.data, (int) b.len), (int) b.len);
+    ps_wc_buf_free(&b);
+    size_t got = 0;
+    e = read_to_end(ssl, &got);
+    cr_assert_gt(got, 16, "no UNAUTHENTICATED frame came back");
+    cr_assert_eq(e, SSL_ERROR_ZERO_RETURN, "psd closed without close_notify (SSL error %d)", e);
+    raw_free(ssl, ctx, fd);
+
+    /* psd shuts down with an idle session open: close_notify, then psd exits clean. */
+    ssl = raw_tls(&fd, &ctx);
+    cr_assert_eq(ps_psd_signal(&psd, SIGTERM), 0);
+    e = read_to_end(ssl, &got);
+    cr_assert_eq(got, 0);
+    cr_assert_eq(e, SSL_ERROR_ZERO_RETURN, "psd shut down without close_notify (SSL error %d)", e);
+    raw_free(ssl, ctx, fd);
+    cr_assert_eq(ps_psd_finish(&psd, 0, 20000), 0, "psd did not exit cleanly");
+}

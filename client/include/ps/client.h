@@ -24,7 +24,8 @@ extern "C" {
 
 /*
  * Threads: a ps_client_t and the graphs using it are not thread-safe; use one client per thread,
- * or serialize calls. Every call blocks until its replies arrived or its timeout passed.
+ * or serialize calls. Every call here blocks until its replies arrived or its timeout passed;
+ * ps/async.h starts operations that complete on an I/O thread of their own.
  */
 
 /** Log levels passed to a ps_log_cb. */
@@ -112,6 +113,7 @@ PS_EXTERN const char *ps_client_address_from_args(int argc, char **argv);
 
 /* The rest of the umbrella: these headers use ps_client_t, so they come after its declarations. */
 #include <ps/admin.h>
+#include <ps/async.h>
 #include <ps/checkpoint.h>
 #include <ps/train.h>
 

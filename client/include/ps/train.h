@@ -77,9 +77,11 @@ PS_EXTERN void ps_optimizer_free(ps_optimizer_t *o);
  * slots, Adam's beta powers and the step counter are updated, or nothing is. With several shards,
  * each shard's part is atomic and the step counter lives on its own shard, which must receive at
  * least one gradient of the step. A partitioned whole (ps/partition.h) takes the gradient of its
- * full shape, split into its parts' slices. Shards are asked one after another; when one fails
- * (UNAVAILABLE naming it, for example a killed psd), the shards before it have applied their part,
- * as TensorFlow leaves each PS task's update applied, and the error says which. Calling again with
+ * full shape, split into its parts' slices. Every shard's part is sent before any reply is
+ * awaited (one round trip to the slowest shard); when one fails (UNAVAILABLE naming it, for example
+ * a killed psd), the shards that answered have applied their part, as TensorFlow leaves each PS
+ * task's update applied, and the error names the first failing shard and those that applied.
+ * Calling again with
  * the same variables (and the same gradients) completes that step: each shard is resent its part
  * under the sequence number it was first sent with, so a shard that applied it answers from its
  * retry table and one that did not applies it: every part exactly once. A call with other

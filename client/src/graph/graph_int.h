@@ -250,6 +250,16 @@ typedef struct psc_item {
     uint64_t version;
 } psc_item_t;
 
+/** The item of a stored variable (name, dtype, shape; buffers unset). */
+psc_item_t psc_item_of(ps_variable_t *v);
+/** A batch item of client c with len bytes: INVALID_ARGUMENT when not, naming the variable. */
+int psc_check_batch_item(const ps_variable_t *v, ps_client_t *c, size_t len, ps_error_t *err);
+/** train.c: an optimizer config's checks (INVALID_ARGUMENT with TensorFlow's wording). */
+struct ps_optimizer_config;
+int psc_optimizer_check_config(const struct ps_optimizer_config *c, ps_error_t *err);
+/** The client's retry policy: max_retries (0: none) and backoff in ms. */
+void psc_client_retry_policy(const ps_client_t *c, int *max_retries, int *backoff_ms);
+
 int psc_client_pull(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
 int psc_client_update(ps_client_t *c, psc_item_t *items, size_t n, ps_error_t *err);
 

@@ -942,7 +942,7 @@ char *ps_variable_repr(const ps_variable_t *v, char *out, size_t cap)
     return out;
 }
 
-static psc_item_t item_of(ps_variable_t *v)
+psc_item_t psc_item_of(ps_variable_t *v)
 {
     psc_item_t it;
     memset(&it, 0, sizeof it);
@@ -975,7 +975,7 @@ static int need_client(const ps_variable_t *v, ps_error_t *err)
 }
 
 /* The checks every item of a batch gets before anything is sent. */
-static int check_batch_item(const ps_variable_t *v, ps_client_t *c, size_t len, ps_error_t *err)
+int psc_check_batch_item(const ps_variable_t *v, ps_client_t *c, size_t len, ps_error_t *err)
 {
     if (v->g->client != c)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -1024,7 +1024,7 @@ int ps_variables_pull(
     ps_client_t *c = vars[0]->g->client;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = check_batch_item(vars[i], c, lens[i], err);
+        rc = psc_check_batch_item(vars[i], c, lens[i], err);
     if (rc)
         return rc;
     /* A partitioned whole becomes its parts, landing in the caller's buffer. */
@@ -1037,7 +1037,7 @@ int ps_variables_pull(
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
     for (size_t i = 0; i < x.n; i++) {
-        items[i] = item_of(x.vars[i]);
+        items[i] = psc_item_of(x.vars[i]);
         items[i].buf = x.bufs[i];
         items[i].len = x.lens[i];
     }
@@ -1082,7 +1082,7 @@ int ps_variables_update(const ps_update_t *upd, size_t n, ps_error_t *err)
                               "%s is a tensor, not a variable: it cannot be updated",
                               upd[i].var->name);
         else
-            rc = check_batch_item(upd[i].var, c, upd[i].len, err);
+            rc = psc_check_batch_item(upd[i].var, c, upd[i].len, err);
         vars[i] = upd[i].var;
         bufs[i] = (void *) upd[i].x;
         lens[i] = upd[i].len;
@@ -1096,7 +1096,7 @@ int ps_variables_update(const ps_update_t *upd, size_t n, ps_error_t *err)
     }
     for (size_t i = 0; i < x.n; i++) {
         const ps_update_t *u = &upd[x.origin[i]];
-        items[i] = item_of(x.vars[i]);
+        items[i] = psc_item_of(x.vars[i]);
         items[i].x = x.bufs[i];
         items[i].len = x.lens[i];
         items[i].op = u->op;

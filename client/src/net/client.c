@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "conn.h"
+#include "fanout.h"
 #include "graph_int.h"
 #include "placement.h"
 
@@ -182,6 +183,12 @@ void psc_client_unplace(ps_client_t *c, const char *name)
         e->num = 0;
 }
 
+void psc_client_retry_policy(const ps_client_t *c, int *max_retries, int *backoff_ms)
+{
+    *max_retries = c->max_retries;
+    *backoff_ms = c->backoff_ms;
+}
+
 uint64_t ps_client_connects(const ps_client_t *c)
 {
     uint64_t n = 0;
@@ -198,11 +205,12 @@ const char *ps_client_address_from_args(int argc, char **argv)
     return e && *e ? e : NULL;
 }
 
-static void sleep_ms(int ms)
+static psc_retry_t retry_policy(const ps_client_t *c)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    return (psc_retry_t){.max_retries = c->max_retries,
+                         .backoff_ms = c->backoff_ms,
+                         .log_cb = c->log_cb,
+                         .log_data = c->log_data};
 }
 
 /*
@@ -213,61 +221,11 @@ static void sleep_ms(int ms)
  */
 static int run_calls(ps_client_t *c, size_t shard, psc_call_t **calls, size_t n, ps_error_t *err)
 {
-    psc_conn_t *conn = &c->shards[shard];
-    psc_call_t *pending_inline[8];
-    psc_call_t **pending = n <= 8 ? pending_inline : ps_calloc(n, sizeof *pending);
-    if (!pending)
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
-    int busy = 0; /* resends psd asked for (Header.retry_after_ms) */
-    for (int attempt = 0;;) {
-        size_t np = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!calls[i]->done) {
-                psc_call_reset(calls[i]);
-                pending[np++] = calls[i];
-            }
-        }
-        if (np == 0) {
-            rc = 0;
-            break;
-        }
-        rc = psc_conn_run(conn, pending, np, err);
-        for (size_t i = 0; i < np; i++) {
-            ps_free(pending[i]->frame);
-            pending[i]->frame = NULL;
-        }
-        if (rc == 0) {
-            /* psd could not take a call now and said when to try again (payload admission):
-             * resend those calls, a bounded number of times. */
-            uint32_t wait = 0;
-            for (size_t i = 0; i < np; i++) {
-                uint32_t w = psc_call_retry_after(pending[i]);
-                wait = w > wait ? w : wait;
-            }
-            if (!wait || busy >= PSC_BUSY_RETRIES)
-                break;
-            for (size_t i = 0; i < np; i++) {
-                if (psc_call_retry_after(pending[i]))
-                    pending[i]->done = 0;
-            }
-            busy++;
-            logf_(c, PS_CLIENT_LOG_WARNING, "psd is busy (%s); retrying in %u ms (%d of %d)",
-                  pending[0]->err.msg, (unsigned) psc_busy_backoff_ms(wait, busy), busy,
-                  PSC_BUSY_RETRIES);
-            sleep_ms(psc_busy_backoff_ms(wait, busy));
-            continue;
-        }
-        if (rc != PS_ERR_UNAVAILABLE || attempt++ >= c->max_retries) {
-            logf_(c, PS_CLIENT_LOG_WARNING, "%s", err ? err->msg : "request failed");
-            break;
-        }
-        logf_(c, PS_CLIENT_LOG_WARNING, "%s; retrying (attempt %d of %d)",
-              err ? err->msg : "transport error", attempt, c->max_retries);
-        sleep_ms(c->backoff_ms * attempt);
-    }
-    if (pending != pending_inline)
-        ps_free(pending);
+    psc_fan_t f = {.conn = &c->shards[shard], .calls = calls, .n = n};
+    psc_retry_t pol = retry_policy(c);
+    int rc = psc_fan_run(&f, 1, &pol);
+    if (rc && err)
+        *err = f.err;
     return rc;
 }
 
@@ -317,8 +275,24 @@ int psc_client_get_variable(ps_client_t *c,
     return rc;
 }
 
-/* Split items by shard and into requests of at most PSC_MAX_BATCH, run them pipelined per shard,
- * and report the first error. update selects UPDATE (else PULL). */
+/* Run fans, putting the first failing shard's transport error (in shard order) in err. */
+static int run_fans(ps_client_t *c, psc_fan_t *fans, size_t k, ps_error_t *err)
+{
+    psc_retry_t pol = retry_policy(c);
+    int rc = psc_fan_run(fans, k, &pol);
+    for (size_t i = 0; rc && i < k; i++) {
+        if (fans[i].rc) {
+            if (err)
+                *err = fans[i].err;
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Split items by shard and into requests of at most PSC_MAX_BATCH, send every shard's requests
+ * before waiting on any (one round trip to the slowest shard), and report the first error. update
+ * selects UPDATE (else PULL). */
 static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps_error_t *err)
 {
     int rc = 0;
@@ -328,14 +302,16 @@ static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps
     psc_batch_msg_t *msgs = ps_calloc(maxcalls, sizeof *msgs);
     psc_call_t *calls = ps_calloc(maxcalls, sizeof *calls);
     psc_call_t **cps = ps_calloc(maxcalls, sizeof *cps);
-    size_t ncalls = 0;
-    if (!sorted || !origin || !msgs || !calls || !cps) {
+    psc_fan_t *fans = ps_calloc(c->nshards, sizeof *fans);
+    size_t *first = ps_calloc(c->nshards + 1, sizeof *first);
+    size_t ncalls = 0, most = 0;
+    if (!sorted || !origin || !msgs || !calls || !cps || !fans || !first) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a batch of %zu", n);
         goto out;
     }
     size_t k = 0;
     for (size_t s = 0; s < c->nshards && rc == 0; s++) {
-        size_t first_call = ncalls;
+        first[s] = ncalls;
         size_t start = k;
         for (size_t i = 0; i < n; i++) {
             if (ps_client_shard_of(c, items[i].name) == s) {
@@ -352,12 +328,26 @@ static int run_batch(ps_client_t *c, psc_item_t *items, size_t n, int update, ps
             if (rc == 0)
                 cps[ncalls++] = call;
         }
-        /* Pulls are pipelined. Updates go one request at a time: psd remembers only the last
-         * seq per client, so a retry must never concern an older request than the last sent. */
-        if (rc == 0 && ncalls > first_call && !update)
-            rc = run_calls(c, s, &cps[first_call], ncalls - first_call, err);
-        for (size_t i = first_call; update && rc == 0 && i < ncalls; i++)
-            rc = run_calls(c, s, &cps[i], 1, err);
+        most = ncalls - first[s] > most ? ncalls - first[s] : most;
+    }
+    first[c->nshards] = ncalls;
+    if (rc == 0 && !update) {
+        /* Pulls: every shard's requests pipelined on its connection, all shards at once. */
+        for (size_t s = 0; s < c->nshards; s++)
+            fans[s] = (psc_fan_t){
+                .conn = &c->shards[s], .calls = &cps[first[s]], .n = first[s + 1] - first[s]};
+        rc = run_fans(c, fans, c->nshards, err);
+    }
+    /* Updates: one request at a time per shard (psd remembers only the last seq per client, so a
+     * retry must never concern an older request than the last sent), the shards at once. */
+    for (size_t r = 0; update && rc == 0 && r < most; r++) {
+        for (size_t s = 0; s < c->nshards; s++) {
+            size_t have = first[s + 1] - first[s];
+            fans[s] = (psc_fan_t){.conn = &c->shards[s],
+                                  .calls = r < have ? &cps[first[s] + r] : NULL,
+                                  .n = r < have ? 1 : 0};
+        }
+        rc = run_fans(c, fans, c->nshards, err);
     }
     for (size_t i = 0; i < ncalls && rc == 0; i++) {
         if (calls[i].err.code)
@@ -379,6 +369,8 @@ out:
     ps_free(msgs);
     ps_free(calls);
     ps_free(cps);
+    ps_free(fans);
+    ps_free(first);
     return rc;
 }
 

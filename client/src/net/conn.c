@@ -99,6 +99,12 @@ void psc_conn_close(psc_conn_t *c)
 
 void psc_conn_deinit(psc_conn_t *c)
 {
+    if (c->ssl && SSL_is_init_finished(c->ssl) && !(SSL_get_shutdown(c->ssl) & SSL_SENT_SHUTDOWN)) {
+        /* An orderly end: tell psd with a close_notify (one non-blocking try; psd's own is not
+         * waited for). A connection that failed was closed already, without one. */
+        if (SSL_shutdown(c->ssl) < 0)
+            ERR_clear_error();
+    }
     if (c->rbuf)
         psc_conn_close(c);
     ps_frame_decoder_deinit(&c->dec);
@@ -484,143 +490,324 @@ static int drain(
     }
 }
 
-int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
+int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err)
 {
-    int rc = psc_conn_ensure(c, err);
+    uint64_t plen = 0;
+    for (size_t k = 0; k < call->npayload; k++)
+        plen += call->payload[k].len;
+    call->id = c->next_id++;
+    call->req->id = call->id;
+    ps_error_t pe;
+    call->frame =
+        ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
+    if (!call->frame)
+        return ps_error_set(err, pe.code, "%s", pe.msg);
+    return 0;
+}
+
+/* One connection's share of a run: its calls and where sending and receiving stand. */
+typedef struct xfer {
+    psc_conn_t *c;
+    psc_call_t **calls;
+    size_t n;
+    size_t wcall, wseg, woff; /* write position: call, segment (0 = frame) and offset */
+    size_t ndone;
+    psc_call_t *cur;
+    int64_t deadline;
+    int active;
+    int rc;
+    ps_error_t *err;
+} xfer_t;
+
+/* Connect if needed and pack every frame (ids assigned now). 0, or the error (calls marked). */
+static int xfer_start(xfer_t *x)
+{
+    psc_conn_t *c = x->c;
+    int rc = psc_conn_ensure(c, x->err);
     if (rc) {
-        for (size_t i = 0; i < n; i++) {
-            calls[i]->transport = 1;
-            calls[i]->err = err ? *err : calls[i]->err;
-            if (!err)
-                ps_error_set(&calls[i]->err, rc, "failed to connect to %s", c->address);
+        for (size_t i = 0; i < x->n; i++) {
+            x->calls[i]->transport = 1;
+            x->calls[i]->err = x->err ? *x->err : x->calls[i]->err;
+            if (!x->err)
+                ps_error_set(&x->calls[i]->err, rc, "failed to connect to %s", c->address);
         }
         return rc;
     }
-    /* Pack every frame (ids assigned now). */
-    for (size_t i = 0; i < n; i++) {
-        psc_call_t *call = calls[i];
-        uint64_t plen = 0;
-        for (size_t k = 0; k < call->npayload; k++)
-            plen += call->payload[k].len;
-        call->id = c->next_id++;
-        call->req->id = call->id;
-        ps_error_t pe;
-        call->frame =
-            ps_pb_frame_pack(call->req, plen, PS_FRAME_DEFAULT_MAX_HEADER, &call->frame_len, &pe);
-        if (!call->frame) {
+    for (size_t i = 0; i < x->n; i++) {
+        if ((rc = psc_conn_pack(c, x->calls[i], x->err)) != 0) {
             for (size_t k = 0; k < i; k++) {
-                ps_free(calls[k]->frame);
-                calls[k]->frame = NULL;
+                ps_free(x->calls[k]->frame);
+                x->calls[k]->frame = NULL;
             }
-            return ps_error_set(err, pe.code, "%s", pe.msg);
+            return rc;
         }
     }
-    size_t wcall = 0, wseg = 0, woff = 0; /* write position: call, segment (0 = frame) and offset */
-    size_t ndone = 0;
-    psc_call_t *cur = NULL;
-    int64_t deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
-    ps_error_t perr;
-    char tls_err[256] = "";
-    while (ndone < n) {
-        int want_write = wcall < n;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | (want_write ? POLLOUT : 0)};
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return fail_transport(c, calls, n, err, PS_ERR_DEADLINE_EXCEEDED,
-                                  "request to %s timed out%s", "");
-        /* Plaintext TLS already decrypted does not make the socket readable. */
-        int buffered = c->ssl && SSL_pending(c->ssl) > 0;
-        int r = poll(&p, 1, buffered ? 0 : (int) left);
-        if (buffered) {
-            p.revents |= POLLIN;
-            r = 1;
+    x->deadline = now_ms() + (c->request_timeout_ms > 0 ? c->request_timeout_ms : 30000);
+    x->active = x->n > 0;
+    return 0;
+}
+
+/* Write what the socket takes of the calls not yet sent. 0, or the transport error. */
+static int xfer_write(xfer_t *x, char *tls_err, size_t cap)
+{
+    psc_conn_t *c = x->c;
+    psc_call_t **calls = x->calls;
+    size_t n = x->n;
+    struct iovec iov[16];
+    int niov = 0;
+    size_t ci = x->wcall, si = x->wseg, off = x->woff;
+    while (ci < n && niov < 16) {
+        psc_call_t *call = calls[ci];
+        const uint8_t *base;
+        size_t len;
+        if (si == 0) {
+            base = call->frame;
+            len = call->frame_len;
+        } else {
+            base = call->payload[si - 1].data;
+            len = call->payload[si - 1].len;
         }
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE, "poll on %s failed: %s",
-                                  strerror(errno));
-        if (r == 0)
-            continue;
-        if (want_write && (p.revents & (POLLOUT | POLLERR | POLLHUP))) {
-            struct iovec iov[16];
-            int niov = 0;
-            size_t ci = wcall, si = wseg, off = woff;
-            while (ci < n && niov < 16) {
-                psc_call_t *call = calls[ci];
-                const uint8_t *base;
-                size_t len;
-                if (si == 0) {
-                    base = call->frame;
-                    len = call->frame_len;
-                } else {
-                    base = call->payload[si - 1].data;
-                    len = call->payload[si - 1].len;
-                }
-                if (off < len) {
-                    iov[niov].iov_base = (void *) (base + off);
-                    iov[niov].iov_len = len - off;
-                    niov++;
-                }
-                off = 0;
-                if (++si > call->npayload) {
-                    si = 0;
-                    ci++;
-                }
-            }
-            ssize_t w = niov ? io_send(c, iov, niov, tls_err, sizeof tls_err) : 0;
-            if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost while sending: %s",
-                                      errno == EPROTO ? tls_err : strerror(errno));
-            size_t adv = w > 0 ? (size_t) w : 0;
-            while (wcall < n) {
-                psc_call_t *call = calls[wcall];
-                size_t len = wseg == 0 ? call->frame_len : call->payload[wseg - 1].len;
-                size_t take = len - woff < adv ? len - woff : adv;
-                woff += take;
-                adv -= take;
-                if (woff < len)
-                    break;
-                woff = 0;
-                if (++wseg > call->npayload) {
-                    wseg = 0;
-                    wcall++;
-                }
-            }
+        if (off < len) {
+            iov[niov].iov_base = (void *) (base + off);
+            iov[niov].iov_len = len - off;
+            niov++;
         }
-        if (p.revents & (POLLIN | POLLERR | POLLHUP)) {
-            uint8_t *win = NULL;
-            size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
-            ssize_t got;
-            if (wl > 0) {
-                /* Tensor bytes straight into the caller's buffer. */
-                got = io_recv(c, win, wl, tls_err, sizeof tls_err);
-                if (got > 0)
-                    ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
-            } else {
-                if (c->rend == c->rcap) {
-                    memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
-                    c->rend -= c->rstart;
-                    c->rstart = 0;
-                }
-                got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, sizeof tls_err);
-                if (got > 0)
-                    c->rend += (size_t) got;
-            }
-            if (got == 0)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s closed by psd%s", "");
-            if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                return fail_transport(c, calls, n, err, PS_ERR_UNAVAILABLE,
-                                      "connection to %s lost: %s",
-                                      errno == EPROTO ? tls_err : strerror(errno));
-            if (got > 0 && drain(c, calls, n, &cur, &ndone, &perr) != 0)
-                return fail_transport(c, calls, n, err, perr.code, "protocol error from %s: %s",
-                                      perr.msg);
+        off = 0;
+        if (++si > call->npayload) {
+            si = 0;
+            ci++;
+        }
+    }
+    ssize_t w = niov ? io_send(c, iov, niov, tls_err, cap) : 0;
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return fail_transport(c, calls, n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s lost while sending: %s",
+                              errno == EPROTO ? tls_err : strerror(errno));
+    size_t adv = w > 0 ? (size_t) w : 0;
+    while (x->wcall < n) {
+        psc_call_t *call = calls[x->wcall];
+        size_t len = x->wseg == 0 ? call->frame_len : call->payload[x->wseg - 1].len;
+        size_t take = len - x->woff < adv ? len - x->woff : adv;
+        x->woff += take;
+        adv -= take;
+        if (x->woff < len)
+            break;
+        x->woff = 0;
+        if (++x->wseg > call->npayload) {
+            x->wseg = 0;
+            x->wcall++;
         }
     }
     return 0;
+}
+
+/* Read what arrived and route it to the calls. 0, or the transport or protocol error. */
+static int xfer_read(xfer_t *x, char *tls_err, size_t cap)
+{
+    psc_conn_t *c = x->c;
+    uint8_t *win = NULL;
+    size_t wl = c->rstart == c->rend ? ps_frame_decoder_payload_window(&c->dec, &win) : 0;
+    ssize_t got;
+    if (wl > 0) {
+        /* Tensor bytes straight into the caller's buffer. */
+        got = io_recv(c, win, wl, tls_err, cap);
+        if (got > 0)
+            ps_frame_decoder_payload_advance(&c->dec, (size_t) got);
+    } else {
+        if (c->rend == c->rcap) {
+            memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+            c->rend -= c->rstart;
+            c->rstart = 0;
+        }
+        got = io_recv(c, c->rbuf + c->rend, c->rcap - c->rend, tls_err, cap);
+        if (got > 0)
+            c->rend += (size_t) got;
+    }
+    if (got == 0)
+        return fail_transport(c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s closed by psd%s", "");
+    if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return fail_transport(c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                              "connection to %s lost: %s",
+                              errno == EPROTO ? tls_err : strerror(errno));
+    ps_error_t perr;
+    if (got > 0 && drain(c, x->calls, x->n, &x->cur, &x->ndone, &perr) != 0)
+        return fail_transport(c, x->calls, x->n, x->err, perr.code, "protocol error from %s: %s",
+                              perr.msg);
+    return 0;
+}
+
+/* Drive every active transfer in one poll() loop until each has all its replies or failed. */
+static void xfer_run(xfer_t *xs, size_t k)
+{
+    struct pollfd inline_fds[8];
+    size_t inline_map[8];
+    struct pollfd *fds = k <= 8 ? inline_fds : ps_calloc(k, sizeof *fds);
+    size_t *map = k <= 8 ? inline_map : ps_calloc(k, sizeof *map);
+    char tls_err[256] = "";
+    if (!fds || !map) {
+        for (size_t i = 0; i < k; i++) {
+            if (xs[i].active) {
+                xs[i].rc =
+                    fail_transport(xs[i].c, xs[i].calls, xs[i].n, xs[i].err,
+                                   PS_ERR_RESOURCE_EXHAUSTED, "out of memory polling %s%s", "");
+                xs[i].active = 0;
+            }
+        }
+        goto out;
+    }
+    for (;;) {
+        size_t nf = 0;
+        int64_t now = now_ms(), wait = -1;
+        int buffered = 0;
+        for (size_t i = 0; i < k; i++) {
+            xfer_t *x = &xs[i];
+            if (x->active && x->ndone >= x->n)
+                x->active = 0;
+            if (!x->active)
+                continue;
+            int64_t left = x->deadline - now;
+            if (left <= 0) {
+                x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_DEADLINE_EXCEEDED,
+                                       "request to %s timed out%s", "");
+                x->active = 0;
+                continue;
+            }
+            wait = wait < 0 || left < wait ? left : wait;
+            /* Plaintext TLS already decrypted does not make the socket readable. */
+            if (x->c->ssl && SSL_pending(x->c->ssl) > 0)
+                buffered = 1;
+            fds[nf] =
+                (struct pollfd){.fd = x->c->fd, .events = POLLIN | (x->wcall < x->n ? POLLOUT : 0)};
+            map[nf++] = i;
+        }
+        if (nf == 0)
+            break;
+        int r = poll(fds, nf, buffered ? 0 : (int) wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            for (size_t f = 0; f < nf; f++) {
+                xfer_t *x = &xs[map[f]];
+                x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_UNAVAILABLE,
+                                       "poll on %s failed: %s", strerror(e));
+                x->active = 0;
+            }
+            break;
+        }
+        for (size_t f = 0; f < nf; f++) {
+            xfer_t *x = &xs[map[f]];
+            short rev = fds[f].revents;
+            if (x->c->ssl && SSL_pending(x->c->ssl) > 0)
+                rev |= POLLIN;
+            int rc = 0;
+            if (x->wcall < x->n && (rev & (POLLOUT | POLLERR | POLLHUP)))
+                rc = xfer_write(x, tls_err, sizeof tls_err);
+            if (!rc && (rev & (POLLIN | POLLERR | POLLHUP)))
+                rc = xfer_read(x, tls_err, sizeof tls_err);
+            if (rc) {
+                x->rc = rc;
+                x->active = 0;
+            }
+        }
+    }
+out:
+    if (fds != inline_fds)
+        ps_free(fds);
+    if (map != inline_map)
+        ps_free(map);
+}
+
+/* The pipe engine (conn.h) on one transfer's write and read steps. */
+static xfer_t pipe_xfer(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    xfer_t x = {.c = c,
+                .calls = p->calls,
+                .n = p->n,
+                .wcall = p->wcall,
+                .wseg = p->wseg,
+                .woff = p->woff,
+                .ndone = p->ndone,
+                .cur = p->cur,
+                .active = 1,
+                .err = err};
+    return x;
+}
+
+static void pipe_back(psc_pipe_t *p, const xfer_t *x)
+{
+    p->wcall = x->wcall;
+    p->wseg = x->wseg;
+    p->woff = x->woff;
+    p->ndone = x->ndone;
+    p->cur = x->cur;
+}
+
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_write(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err)
+{
+    char tls_err[256] = "";
+    xfer_t x = pipe_xfer(c, p, err);
+    int rc = xfer_read(&x, tls_err, sizeof tls_err);
+    pipe_back(p, &x);
+    return rc;
+}
+
+int psc_conn_buffered(const psc_conn_t *c)
+{
+    return c->ssl && SSL_pending(c->ssl) > 0;
+}
+
+int psc_conn_run_many(psc_conn_t *const *conns,
+                      psc_call_t **const *calls,
+                      const size_t *n,
+                      size_t k,
+                      int *rcs,
+                      ps_error_t *errs)
+{
+    xfer_t inline_xs[8];
+    xfer_t *xs = k <= 8 ? inline_xs : ps_calloc(k, sizeof *xs);
+    if (!xs) {
+        for (size_t i = 0; i < k; i++)
+            rcs[i] = ps_error_set(&errs[i], PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return PS_ERR_RESOURCE_EXHAUSTED;
+    }
+    memset(xs, 0, k * sizeof *xs);
+    /* Every connection's requests are on their way before any reply is waited for. */
+    for (size_t i = 0; i < k; i++) {
+        xs[i] = (xfer_t){.c = conns[i], .calls = calls[i], .n = n[i], .err = &errs[i]};
+        xs[i].rc = n[i] ? xfer_start(&xs[i]) : 0;
+    }
+    xfer_run(xs, k);
+    int first = 0;
+    for (size_t i = 0; i < k; i++) {
+        rcs[i] = xs[i].rc;
+        if (!first)
+            first = xs[i].rc;
+    }
+    if (xs != inline_xs)
+        ps_free(xs);
+    return first;
+}
+
+int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err)
+{
+    ps_error_t e;
+    ps_error_clear(&e);
+    int rc = 0;
+    psc_conn_run_many(&c, &calls, &n, 1, &rc, &e);
+    if (rc && err)
+        *err = e;
+    return rc;
 }
 
 /* 64 random bits from the kernel, or, failing that, time, pid and an address mixed by splitmix64;

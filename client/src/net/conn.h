@@ -97,6 +97,47 @@ void psc_conn_close(psc_conn_t *c);
  */
 int psc_conn_run(psc_conn_t *c, psc_call_t **calls, size_t n, ps_error_t *err);
 
+/**
+ * psc_conn_run over k connections at once: conns[i] gets the n[i] calls calls[i] (n[i] may be 0),
+ * every connection's requests are sent before any reply is waited for, and one poll() loop serves
+ * them all until each has its replies or failed. rcs[i] and errs[i] are connection i's result as
+ * psc_conn_run would return it. Returns the first nonzero rcs[i], or 0.
+ */
+int psc_conn_run_many(psc_conn_t *const *conns,
+                      psc_call_t **const *calls,
+                      const size_t *n,
+                      size_t k,
+                      int *rcs,
+                      ps_error_t *errs);
+
+/*
+ * The pipelining engine under psc_conn_run, for callers that drive several connections themselves
+ * (the asynchronous engine, async.c): a pipe is the calls sent or being sent on one connection, in
+ * send order, with the write position and the call whose reply payload is arriving.
+ */
+typedef struct psc_pipe {
+    psc_call_t **calls; /* in send order */
+    size_t n;
+    size_t wcall, wseg, woff; /* write position: call, segment (0 = frame), offset */
+    psc_call_t *cur;          /* the call whose reply payload is being read */
+    size_t ndone;
+} psc_pipe_t;
+
+/** Assign call the connection's next id and pack its frame (call->frame). 0 or the error. */
+int psc_conn_pack(psc_conn_t *c, psc_call_t *call, ps_error_t *err);
+
+/** Write what the socket takes of the pipe's unsent bytes (never blocks). 0, or the transport
+ * error (naming the address) in err, after which the connection is closed and the pipe's
+ * unfinished calls have transport set and the error. */
+int psc_conn_write_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err);
+
+/** Read what is there (never blocks), landing replies in their calls (done set). 0, or the
+ * transport or protocol error, as psc_conn_write_some. */
+int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err);
+
+/** 1 when TLS holds decrypted bytes the socket's readiness does not show. */
+int psc_conn_buffered(const psc_conn_t *c);
+
 /** The retry hint of call's error reply (Header.retry_after_ms), 0 when psd gave none. */
 uint32_t psc_call_retry_after(const psc_call_t *call);
 

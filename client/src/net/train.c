@@ -16,6 +16,7 @@
 #include <ps/train.h>
 
 #include "conn.h"
+#include "fanout.h"
 #include "graph_int.h"
 
 #define TRAIN_MAX_RETRIES 3
@@ -69,7 +70,7 @@ ps_optimizer_config_t ps_optimizer_adam(double learning_rate)
     return c;
 }
 
-static int check_config(const ps_optimizer_config_t *c, ps_error_t *err)
+int psc_optimizer_check_config(const ps_optimizer_config_t *c, ps_error_t *err)
 {
     if (c->kind < PS_OPTIMIZER_SGD || c->kind > PS_OPTIMIZER_ADAM)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", c->kind);
@@ -113,7 +114,7 @@ int ps_optimizer_new(ps_client_t *client,
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "ps_optimizer_new needs a client and a "
                             "config");
-    int rc = check_config(config, err);
+    int rc = psc_optimizer_check_config(config, err);
     if (rc)
         return rc;
     ps_optimizer_t *o = ps_calloc(1, sizeof *o);
@@ -162,103 +163,98 @@ uint64_t ps_optimizer_steps(const ps_optimizer_t *o)
     return o->steps;
 }
 
-static void sleep_ms(int ms)
+/* One shard's part of a step: its APPLY_GRADIENTS request over vars[idx[k]], k < m. */
+typedef struct shard_step {
+    size_t shard;
+    size_t *idx;
+    size_t m;
+    int count_step;
+    Pscope__V1__TensorDesc *td;
+    Pscope__V1__TensorDesc **tds;
+    ps_frame_seg_t *segs;
+    Pscope__V1__ApplyGradientsRequest a;
+    Pscope__V1__Header h;
+    psc_call_t call;
+    psc_call_t *cp;
+} shard_step_t;
+
+static void shard_step_free(shard_step_t *st)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    psc_call_reset(&st->call);
+    ps_free(st->td);
+    ps_free(st->tds);
+    ps_free(st->segs);
 }
 
-/* One shard's part of a step: vars[idx[k]] for k < m. */
-static int apply_shard(ps_optimizer_t *o,
-                       size_t shard,
-                       ps_variable_t *const *vars,
-                       const void *const *grads,
-                       const size_t *idx,
-                       size_t m,
-                       int count_step,
-                       uint64_t seq,
-                       int64_t *global_step,
-                       ps_error_t *err)
+static int shard_step_build(ps_optimizer_t *o,
+                            shard_step_t *st,
+                            ps_variable_t *const *vars,
+                            const void *const *grads,
+                            uint64_t seq,
+                            ps_error_t *err)
 {
-    Pscope__V1__TensorDesc *td = ps_calloc(m, sizeof *td);
-    Pscope__V1__TensorDesc **tds = ps_calloc(m, sizeof *tds);
-    ps_frame_seg_t *segs = ps_calloc(m, sizeof *segs);
-    int rc = 0;
-    if (!td || !tds || !segs) {
-        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a step of %zu", m);
-        goto out;
-    }
+    size_t m = st->m;
+    st->td = ps_calloc(m, sizeof *st->td);
+    st->tds = ps_calloc(m, sizeof *st->tds);
+    st->segs = ps_calloc(m, sizeof *st->segs);
+    if (!st->td || !st->tds || !st->segs)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a step of %zu", m);
     for (size_t k = 0; k < m; k++) {
-        const ps_variable_t *v = vars[idx[k]];
-        pscope__v1__tensor_desc__init(&td[k]);
-        td[k].name = ps_pb_bytes(v->store_name);
-        td[k].dtype = (Pscope__V1__DType) v->dtype;
-        td[k].n_dims = v->rank;
-        td[k].dims = (int64_t *) v->dims;
-        tds[k] = &td[k];
-        segs[k].data = (uint8_t *) grads[idx[k]];
-        segs[k].len = v->nbytes;
+        const ps_variable_t *v = vars[st->idx[k]];
+        pscope__v1__tensor_desc__init(&st->td[k]);
+        st->td[k].name = ps_pb_bytes(v->store_name);
+        st->td[k].dtype = (Pscope__V1__DType) v->dtype;
+        st->td[k].n_dims = v->rank;
+        st->td[k].dims = (int64_t *) v->dims;
+        st->tds[k] = &st->td[k];
+        st->segs[k].data = (uint8_t *) grads[st->idx[k]];
+        st->segs[k].len = v->nbytes;
     }
-    Pscope__V1__ApplyGradientsRequest a = PSCOPE__V1__APPLY_GRADIENTS_REQUEST__INIT;
-    a.optimizer = (Pscope__V1__OptimizerKind) o->cfg.kind;
-    a.learning_rate = o->cfg.learning_rate;
-    a.momentum = o->cfg.momentum;
-    a.use_nesterov = o->cfg.use_nesterov;
-    a.beta1 = o->cfg.beta1;
-    a.beta2 = o->cfg.beta2;
-    a.epsilon = o->cfg.epsilon;
-    if (count_step)
-        a.global_step = ps_pb_bytes(o->global_step);
-    a.client_id = o->id;
-    a.seq = seq;
-    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
-    h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
-    h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
-    h.apply_gradients = &a;
-    h.n_tensors = m;
-    h.tensors = tds;
-    psc_call_t call;
-    memset(&call, 0, sizeof call);
-    call.req = &h;
-    call.payload = segs;
-    call.npayload = m;
-    psc_call_t *cp = &call;
-    for (int attempt = 0, busy = 0;;) {
-        psc_call_reset(&call);
-        rc = psc_conn_run(&o->conns[shard], &cp, 1, err);
-        uint32_t wait = rc == 0 ? psc_call_retry_after(&call) : 0;
-        if (wait && busy < PSC_BUSY_RETRIES) {
-            busy++; /* psd asked for a resend (payload admission) */
-            sleep_ms(psc_busy_backoff_ms(wait, busy));
-            continue;
-        }
-        if (rc != PS_ERR_UNAVAILABLE || attempt >= TRAIN_MAX_RETRIES)
-            break;
-        attempt++;
-        sleep_ms(TRAIN_BACKOFF_MS * attempt);
-    }
-    if (rc == 0 && call.err.code)
-        rc = ps_error_set(err, call.err.code, "%s", call.err.msg);
-    if (rc == 0) {
-        const Pscope__V1__Header *r = call.reply;
-        if (r->body_case != PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY ||
-            !r->apply_gradients_reply || r->apply_gradients_reply->n_versions != m) {
-            rc = ps_error_set(err, PS_ERR_INTERNAL,
-                              "psd sent no ApplyGradientsReply with %zu versions", m);
-        } else {
-            for (size_t k = 0; k < m; k++)
-                vars[idx[k]]->version = r->apply_gradients_reply->versions[k];
-            if (count_step)
-                *global_step = r->apply_gradients_reply->global_step;
-        }
-    }
-    psc_call_reset(&call);
-out:
-    ps_free(td);
-    ps_free(tds);
-    ps_free(segs);
-    return rc;
+    Pscope__V1__ApplyGradientsRequest *a = &st->a;
+    pscope__v1__apply_gradients_request__init(a);
+    a->optimizer = (Pscope__V1__OptimizerKind) o->cfg.kind;
+    a->learning_rate = o->cfg.learning_rate;
+    a->momentum = o->cfg.momentum;
+    a->use_nesterov = o->cfg.use_nesterov;
+    a->beta1 = o->cfg.beta1;
+    a->beta2 = o->cfg.beta2;
+    a->epsilon = o->cfg.epsilon;
+    if (st->count_step)
+        a->global_step = ps_pb_bytes(o->global_step);
+    a->client_id = o->id;
+    a->seq = seq;
+    pscope__v1__header__init(&st->h);
+    st->h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
+    st->h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
+    st->h.apply_gradients = a;
+    st->h.n_tensors = m;
+    st->h.tensors = st->tds;
+    memset(&st->call, 0, sizeof st->call);
+    st->call.req = &st->h;
+    st->call.payload = st->segs;
+    st->call.npayload = m;
+    st->cp = &st->call;
+    return 0;
+}
+
+/* The reply of one shard's part: the versions of its variables and the step counter. */
+static int shard_step_reply(const shard_step_t *st,
+                            ps_variable_t *const *vars,
+                            int64_t *global_step,
+                            ps_error_t *err)
+{
+    if (st->call.err.code)
+        return ps_error_set(err, st->call.err.code, "%s", st->call.err.msg);
+    const Pscope__V1__Header *r = st->call.reply;
+    if (r->body_case != PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY ||
+        !r->apply_gradients_reply || r->apply_gradients_reply->n_versions != st->m)
+        return ps_error_set(err, PS_ERR_INTERNAL,
+                            "psd sent no ApplyGradientsReply with %zu versions", st->m);
+    for (size_t k = 0; k < st->m; k++)
+        vars[st->idx[k]]->version = r->apply_gradients_reply->versions[k];
+    if (st->count_step)
+        *global_step = r->apply_gradients_reply->global_step;
+    return 0;
 }
 
 int ps_optimizer_apply_gradients(ps_optimizer_t *o,
@@ -290,38 +286,74 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
     int rc = psc_expand(vars, (void *const *) grads, NULL, n, 1, &x, err);
     if (rc)
         return rc;
-    size_t *idx = ps_calloc(x.n, sizeof *idx);
-    if (!idx) {
+    size_t *idx = ps_calloc(x.n ? x.n : 1, sizeof *idx);
+    shard_step_t *sts = ps_calloc(o->nconns, sizeof *sts);
+    psc_fan_t *fans = ps_calloc(o->nconns, sizeof *fans);
+    if (!idx || !sts || !fans) {
+        ps_free(idx);
+        ps_free(sts);
+        ps_free(fans);
         psc_expand_free(&x);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
     int counted = o->global_step[0] == '\0';
     size_t step_shard = counted ? 0 : ps_client_shard_of(o->client, o->global_step);
     int64_t gs = 0;
-    size_t applied = 0;
-    char applied_list[256] = "";
+    /* Every shard's part is built, then all are sent before any reply is awaited. */
+    size_t used = 0, nsts = 0;
     for (size_t s = 0; s < o->nconns && rc == 0; s++) {
-        size_t m = 0;
+        shard_step_t *st = &sts[nsts];
+        st->idx = idx + used;
         for (size_t i = 0; i < x.n; i++) {
             if (ps_client_shard_of(o->client, x.vars[i]->store_name) == s)
-                idx[m++] = i;
+                st->idx[st->m++] = i;
         }
-        if (m == 0)
+        if (st->m == 0)
             continue;
+        used += st->m;
+        st->shard = s;
+        st->count_step = !counted && s == step_shard;
         if (!o->shard_seq[s])
             o->shard_seq[s] = ++o->seq;
-        int count_here = !counted && s == step_shard;
+        rc = shard_step_build(o, st, x.vars, (const void *const *) x.bufs, o->shard_seq[s], err);
+        fans[nsts] = (psc_fan_t){.conn = &o->conns[s], .calls = &st->cp, .n = 1};
+        nsts++;
+    }
+    if (rc == 0) {
+        psc_retry_t pol = {.max_retries = TRAIN_MAX_RETRIES, .backoff_ms = TRAIN_BACKOFF_MS};
+        psc_fan_run(fans, nsts, &pol);
+    }
+    /* The results in shard order: which shards applied their part, the first that did not. */
+    size_t applied = 0, failed = 0;
+    char applied_list[256] = "";
+    ps_error_t first_err;
+    ps_error_clear(&first_err);
+    size_t first_shard = 0;
+    int first_rc = 0;
+    for (size_t q = 0; q < nsts && rc == 0; q++) {
+        shard_step_t *st = &sts[q];
         ps_error_t e;
-        rc = apply_shard(o, s, x.vars, (const void *const *) x.bufs, idx, m, count_here,
-                         o->shard_seq[s], &gs, &e);
-        if (rc == 0) {
+        int r = fans[q].rc;
+        if (r)
+            e = fans[q].err;
+        else
+            r = shard_step_reply(st, x.vars, &gs, &e);
+        if (r == 0) {
             applied++;
             size_t len = strlen(applied_list);
-            snprintf(applied_list + len, sizeof applied_list - len, "%s%zu", len ? ", " : "", s);
-            if (count_here)
+            snprintf(applied_list + len, sizeof applied_list - len, "%s%zu", len ? ", " : "",
+                     st->shard);
+            if (st->count_step)
                 counted = 1;
             continue;
         }
+        if (!failed++) {
+            first_rc = r;
+            first_err = e;
+            first_shard = st->shard;
+        }
+    }
+    if (rc == 0 && failed) {
         /* Remember the step so that a call with the same variables completes it once. */
         ps_variable_t **keep = ps_malloc(n * sizeof *keep);
         if (keep) {
@@ -331,20 +363,27 @@ int ps_optimizer_apply_gradients(ps_optimizer_t *o,
             o->pending_n = n;
             o->pending = 1;
         }
+        size_t s = first_shard;
         if (applied)
-            rc = ps_error_set(err, rc,
-                              "shard %zu (%s) failed in the middle of a step over several "
-                              "shards: %s. Shards %s applied their part of the step (each "
-                              "shard's part is atomic); calling ps_optimizer_apply_gradients "
-                              "again with the same variables and gradients completes the step "
-                              "exactly once",
-                              s, ps_client_shard_address(o->client, s), e.msg, applied_list);
-        else if (o->nconns > 1 && (rc == PS_ERR_UNAVAILABLE || rc == PS_ERR_DEADLINE_EXCEEDED))
-            rc = ps_error_set(err, rc, "shard %zu (%s): %s", s,
-                              ps_client_shard_address(o->client, s), e.msg);
+            rc =
+                ps_error_set(err, first_rc,
+                             "shard %zu (%s) failed in the middle of a step over several "
+                             "shards: %s. Shards %s applied their part of the step (each "
+                             "shard's part is atomic); calling ps_optimizer_apply_gradients "
+                             "again with the same variables and gradients completes the step "
+                             "exactly once",
+                             s, ps_client_shard_address(o->client, s), first_err.msg, applied_list);
+        else if (o->nconns > 1 &&
+                 (first_rc == PS_ERR_UNAVAILABLE || first_rc == PS_ERR_DEADLINE_EXCEEDED))
+            rc = ps_error_set(err, first_rc, "shard %zu (%s): %s", s,
+                              ps_client_shard_address(o->client, s), first_err.msg);
         else
-            rc = ps_error_set(err, rc, "%s", e.msg);
+            rc = ps_error_set(err, first_rc, "%s", first_err.msg);
     }
+    for (size_t q = 0; q < nsts; q++)
+        shard_step_free(&sts[q]);
+    ps_free(sts);
+    ps_free(fans);
     if (rc == 0 && !counted)
         rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                           "step counter %s lives on shard %zu, which got no gradient of this step",
