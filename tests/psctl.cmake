@@ -10,3 +10,10 @@ set_property(TEST test_psctl APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FIL
 ps_add_criterion_test(test_psctl_admin SOURCES integration/test_psctl_admin.c LIBS psclient_core
                       LABELS integration TIMEOUT 180)
 add_dependencies(test_psctl_admin psd)
+
+# A partitioned variable's save_slice_info at psd, and psctl over two shards (ls, show, get, set).
+ps_add_criterion_test(test_partitioned_admin SOURCES integration/test_partitioned_admin.c
+                      LIBS psclient_core LABELS integration TIMEOUT 180)
+add_dependencies(test_partitioned_admin psctl psd)
+set_property(TEST test_partitioned_admin APPEND PROPERTY ENVIRONMENT
+             "PSCTL_BIN=$<TARGET_FILE:psctl>")

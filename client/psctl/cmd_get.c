@@ -1,7 +1,9 @@
 /* psctl get NAME -o FILE.npy: pull a variable's snapshot and write it as a NumPy .npy file (the
- * bytes psd stores, unchanged, behind numpy.save's header). */
+ * bytes psd stores, unchanged, behind numpy.save's header); a partitioned variable's whole,
+ * assembled from its parts on their shards. */
 #include "npy.h"
 #include "psctl.h"
+#include "shards.h"
 
 const psctl_opt_t psctl_opts_get[] = {
     {"--output", "-o", "FILE.npy", "the .npy file to write (required)"},
@@ -24,7 +26,13 @@ int psctl_cmd_get(psctl_ctx_t *ctx, const psctl_args_t *args)
     ps_admin_tensor_t *t = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    if (ps_admin_pull_raw(ctx->admin, name, &t, &err) != 0)
+    psctl_listing_t l;
+    const psctl_entry_t *e = NULL;
+    if (psctl_find(ctx, name, &l, &e, &err) != 0)
+        return psctl_fail(ctx, &err);
+    rc = psctl_pull_entry(ctx, e, &t, &err);
+    psctl_listing_free(&l);
+    if (rc != 0)
         return psctl_fail(ctx, &err);
     if (psctl_npy_write(path, t->dtype, t->rank, t->dims, t->data, t->nbytes, &err) != 0) {
         ps_admin_tensor_free(t);

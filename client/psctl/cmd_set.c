@@ -1,8 +1,10 @@
 /* psctl set NAME -i FILE.npy: read a NumPy .npy file and store it under NAME, creating the
- * variable from the file's dtype and shape when it is absent, assigning it (dtype and shape equal
- * exactly) when present. */
+ * variable from the file's dtype and shape when it is absent (on the shard the default hash
+ * placement gives it), assigning it (dtype and shape equal exactly) when present; a partitioned
+ * variable is assigned whole, each part its slice on its shard. */
 #include "npy.h"
 #include "psctl.h"
+#include "shards.h"
 
 const psctl_opt_t psctl_opts_set[] = {
     {"--input", "-i", "FILE.npy", "the .npy file to read (required)"},
@@ -33,8 +35,21 @@ int psctl_cmd_set(psctl_ctx_t *ctx, const psctl_args_t *args)
     }
     int created = 0;
     uint64_t version = 0;
-    if (ps_admin_create_or_assign(ctx->admin, name, npy.dtype, npy.rank, npy.dims, npy.data,
-                                  npy.nbytes, &created, &version, &err) != 0) {
+    psctl_listing_t l;
+    const psctl_entry_t *e = NULL;
+    rc = psctl_find(ctx, name, &l, &e, &err);
+    if (rc == 0 && e->partitioned) {
+        rc = psctl_assign_whole(ctx, e, npy.dtype, npy.rank, npy.dims, npy.data, npy.nbytes,
+                                &version, &err);
+    } else {
+        /* The variable's shard, or (absent, or a name psd refuses) the one the default hash
+         * placement gives it: psd creates it (create-exclusive) or assigns it, or says why not. */
+        size_t shard = rc == 0 ? e->shard : psctl_shard_for(ctx, name);
+        rc = ps_admin_create_or_assign(ctx->shards[shard], name, npy.dtype, npy.rank, npy.dims,
+                                       npy.data, npy.nbytes, &created, &version, &err);
+    }
+    psctl_listing_free(&l);
+    if (rc != 0) {
         psctl_npy_deinit(&npy);
         return psctl_fail(ctx, &err);
     }

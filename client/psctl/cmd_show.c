@@ -1,6 +1,7 @@
 /* psctl show NAME: a variable's metadata (describe) and value (raw pull) with min, max, mean,
  * population std and L2 norm over its finite elements, the count of NaN and +/-Inf elements shown
- * separately, and its first values. */
+ * separately, and its first values. A partitioned variable is shown whole (its value assembled from
+ * its parts on their shards) with its parts, their slices and their shards. */
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <ps/dtype.h>
 
 #include "psctl.h"
+#include "shards.h"
 
 #define SHOW_FIRST 10
 
@@ -99,15 +101,23 @@ static void fmt_value(const ps_admin_tensor_t *t, uint64_t i, char *out, size_t 
         snprintf(out, cap, "%.6g", x);
 }
 
-static void
-json_out(const ps_admin_var_t *v, const ps_admin_tensor_t *t, uint64_t n, const summary_t *s)
+static void json_out(psctl_ctx_t *ctx,
+                     const psctl_entry_t *e,
+                     const ps_admin_tensor_t *t,
+                     uint64_t n,
+                     const summary_t *s)
 {
+    const ps_admin_var_t *v = e->var;
     psctl_json_t j;
     int isf = ps_dtype_is_float(t->dtype);
     psctl_json_init(&j, stdout);
     psctl_json_obj(&j);
     psctl_json_key(&j, "name");
-    psctl_json_str(&j, v->name);
+    psctl_json_str(&j, e->name);
+    if (e->partitioned) {
+        psctl_json_key(&j, "partitioned");
+        psctl_json_bool(&j, 1);
+    }
     psctl_json_key(&j, "dtype");
     psctl_json_str(&j, ps_dtype_name(t->dtype));
     psctl_json_key(&j, "shape");
@@ -133,6 +143,10 @@ json_out(const ps_admin_var_t *v, const ps_admin_tensor_t *t, uint64_t n, const 
     psctl_json_str(&j, v->creator);
     psctl_json_key(&j, "created_unix_ms");
     psctl_json_i64(&j, v->created_unix_ms);
+    if (e->partitioned)
+        psctl_json_parts(ctx, &j, e);
+    else if (ctx->nshards > 1)
+        psctl_json_device(ctx, &j, e->shard);
     psctl_json_key(&j, "stats");
     psctl_json_obj(&j);
     psctl_json_key(&j, "finite");
@@ -178,11 +192,12 @@ json_out(const ps_admin_var_t *v, const ps_admin_tensor_t *t, uint64_t n, const 
 }
 
 static void human_out(psctl_ctx_t *ctx,
-                      const ps_admin_var_t *v,
+                      const psctl_entry_t *e,
                       const ps_admin_tensor_t *t,
                       uint64_t n,
                       const summary_t *s)
 {
+    const ps_admin_var_t *v = e->var;
     char buf[256], size[32];
     int isf = ps_dtype_is_float(t->dtype);
     psctl_table_t *tb = psctl_table_new(2);
@@ -194,7 +209,7 @@ static void human_out(psctl_ctx_t *ctx,
         psctl_table_cell(tb, "%s", k);     \
         psctl_table_cell(tb, __VA_ARGS__); \
     } while (0)
-    ROW("name", "%s", v->name);
+    ROW("name", "%s", e->name);
     ROW("shape", "%s", psctl_fmt_shape(t->dims, t->rank, buf, sizeof buf));
     ROW("dtype", "%s", ps_dtype_name(t->dtype));
     ROW("size", "%s (%llu element%s)", psctl_fmt_size(t->nbytes, size, sizeof size),
@@ -202,6 +217,22 @@ static void human_out(psctl_ctx_t *ctx,
     ROW("version", "%llu", (unsigned long long) t->version);
     ROW("trainable", "%s", v->trainable ? "yes" : "no");
     ROW("kind", "%s", v->kind == PS_ADMIN_KIND_VARIABLE ? "Variable" : "get_variable");
+    char task[48];
+    if (e->partitioned) {
+        ROW("partitions", "%zu", e->nparts);
+        for (size_t i = 0; i < e->nparts; i++) {
+            const ps_admin_var_t *pv = e->parts[i].var;
+            char spec[PSCTL_SPEC_MAX], ps[160];
+            ROW(pv->name, "%s slice %s on %s (%s)",
+                psctl_fmt_shape(pv->dims, pv->rank, ps, sizeof ps),
+                psctl_part_spec(pv, spec, sizeof spec),
+                psctl_task_str(e->parts[i].shard, task, sizeof task),
+                ps_admin_address(ctx->shards[e->parts[i].shard]));
+        }
+    } else if (ctx->nshards > 1) {
+        ROW("device", "%s (%s)", psctl_task_str(e->shard, task, sizeof task),
+            ps_admin_address(ctx->shards[e->shard]));
+    }
     size_t k = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < v->ncollections && k < sizeof buf; i++)
@@ -264,24 +295,25 @@ int psctl_cmd_show(psctl_ctx_t *ctx, const psctl_args_t *args)
     int rc = psctl_connect(ctx);
     if (rc)
         return rc;
-    ps_admin_var_t *v = NULL;
+    psctl_listing_t l;
+    const psctl_entry_t *e = NULL;
     ps_admin_tensor_t *t = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    if (ps_admin_describe(ctx->admin, name, &v, &err) != 0)
+    if (psctl_find(ctx, name, &l, &e, &err) != 0)
         return psctl_fail(ctx, &err);
-    if (ps_admin_pull_raw(ctx->admin, name, &t, &err) != 0) {
-        ps_admin_var_free(v);
+    if (psctl_pull_entry(ctx, e, &t, &err) != 0) {
+        psctl_listing_free(&l);
         return psctl_fail(ctx, &err);
     }
     uint64_t n = t->nbytes / ps_dtype_size(t->dtype);
     summary_t s;
     summarize(t, n, &s);
     if (ctx->json)
-        json_out(v, t, n, &s);
+        json_out(ctx, e, t, n, &s);
     else
-        human_out(ctx, v, t, n, &s);
-    ps_admin_var_free(v);
+        human_out(ctx, e, t, n, &s);
+    psctl_listing_free(&l);
     ps_admin_tensor_free(t);
     return PSCTL_EXIT_OK;
 }

@@ -263,7 +263,7 @@ static int env_color(int fd)
     return isatty(fd) && !(nc && *nc);
 }
 
-/* Everything but the final output check; ctx.admin is freed by the caller. */
+/* Everything but the final output check; the sessions are closed by the caller. */
 static int run_main(psctl_ctx_t *pctx, int argc, char **argv)
 {
     psctl_ctx_t ctx = *pctx;
@@ -314,7 +314,7 @@ int main(int argc, char **argv)
     psctl_ctx_t ctx;
     memset(&ctx, 0, sizeof ctx);
     int rc = run_main(&ctx, argc, argv);
-    ps_admin_free(ctx.admin);
+    psctl_disconnect(&ctx);
     /* Output that could not be written (a full disk, a closed pipe) is a failure, not success. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "psctl: cannot write the output: %s\n", strerror(errno));

@@ -62,7 +62,10 @@ struct psctl_ctx {
     int color;     /* colour on stdout: a terminal and NO_COLOR unset */
     int color_err; /* the same for stderr */
     const psctl_cmd_t *cmd;
-    ps_admin_t *admin; /* after psctl_connect */
+    ps_admin_t *admin; /* after psctl_connect: the first shard's session */
+    /* After psctl_connect: one session per shard of --server A,B,... (task order). */
+    ps_admin_t **shards;
+    size_t nshards;
 };
 
 /* The table (psctl.c). */
@@ -107,8 +110,15 @@ void psctl_fputs_escaped(FILE *f, const char *text);
 /** Print "psctl: <message>" and the command's usage line to stderr; returns PSCTL_EXIT_USAGE. */
 int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/** Connect ctx->admin to ctx->server. PSCTL_EXIT_OK, or the exit code after printing the error. */
+/**
+ * Connect to every shard of ctx->server ("host:port", or a comma-separated list of shards in task
+ * order): ctx->shards[0..nshards), ctx->admin = the first. PSCTL_EXIT_OK, or the exit code after
+ * printing the error.
+ */
 int psctl_connect(psctl_ctx_t *ctx);
+
+/** Close every session psctl_connect opened. */
+void psctl_disconnect(psctl_ctx_t *ctx);
 
 /**
  * Report a failed operation: "error: CODE_NAME: message" on stderr (and, with --json, an error

@@ -20,7 +20,9 @@ void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
                 "usage: psctl [--server HOST:PORT] [--json] COMMAND [ARGS...]\n\n"
                 "The admin CLI of psd, pscope's parameter server.\n\n"
                 "Options:\n"
-                "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s)\n"
+                "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s); a\n"
+                "                          comma-separated list is the shards in task order\n"
+                "                          (ls, show, get, set, restore span them)\n"
                 "  --user NAME             AUTH as NAME (default: $PS_USER; none: no AUTH)\n"
                 "  --password-file FILE    its password, first line of FILE (default:\n"
                 "                          $PS_PASSWORD_FILE, else $PS_PASSWORD)\n"
@@ -163,7 +165,29 @@ int psctl_connect(psctl_ctx_t *ctx)
     o.tls_key = ctx->tls_key;
     ps_error_t err;
     ps_error_clear(&err);
-    int rc = ps_admin_connect(ctx->server, &o, &ctx->admin, &err);
+    char *list = ps_strdup(ctx->server);
+    size_t n = 1;
+    for (const char *p = ctx->server; *p; p++)
+        n += *p == ',';
+    ctx->shards = ps_calloc(n, sizeof *ctx->shards);
+    if (!list || !ctx->shards) {
+        ps_free(list);
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        fail_print(ctx, &err);
+        return PSCTL_EXIT_ERROR;
+    }
+    int rc = 0;
+    char *save = NULL;
+    for (char *a = strtok_r(list, ",", &save); a && !rc; a = strtok_r(NULL, ",", &save)) {
+        rc = ps_admin_connect(a, &o, &ctx->shards[ctx->nshards], &err);
+        if (!rc)
+            ctx->nshards++;
+    }
+    ps_free(list);
+    if (!rc && ctx->nshards == 0)
+        rc = ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "--server: no address in '%s'",
+                          ctx->server);
+    ctx->admin = ctx->nshards ? ctx->shards[0] : NULL;
     if (rc == 0)
         return PSCTL_EXIT_OK;
     if (rc == PS_ERR_INVALID_ARGUMENT)
@@ -172,11 +196,26 @@ int psctl_connect(psctl_ctx_t *ctx)
     return PSCTL_EXIT_CONNECT;
 }
 
+void psctl_disconnect(psctl_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->nshards; i++)
+        ps_admin_free(ctx->shards[i]);
+    ps_free(ctx->shards);
+    ctx->shards = NULL;
+    ctx->nshards = 0;
+    ctx->admin = NULL;
+}
+
 int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err)
 {
     fail_print(ctx, err);
-    if (ctx->admin)
-        return ps_admin_transport_failed(ctx->admin) ? PSCTL_EXIT_CONNECT : PSCTL_EXIT_ERROR;
+    if (ctx->admin) {
+        for (size_t i = 0; i < ctx->nshards; i++) {
+            if (ps_admin_transport_failed(ctx->shards[i]))
+                return PSCTL_EXIT_CONNECT;
+        }
+        return PSCTL_EXIT_ERROR;
+    }
     /* A command on another client (save, restore) cannot tell psd's UNAVAILABLE from the
      * transport's; both mean psd could not be reached. */
     return err->code == PS_ERR_UNAVAILABLE || err->code == PS_ERR_DEADLINE_EXCEEDED

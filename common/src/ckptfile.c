@@ -18,6 +18,7 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/ckptfile.h>
 #include <ps/internal/names.h>
+#include <ps/internal/slice.h>
 
 #define IO_CHUNK   ((size_t) 8 << 20)
 #define DATA_ALIGN 64u
@@ -267,6 +268,16 @@ static void index_entry(bbuf_t *b, const ps_ckpt_var_t *v, uint64_t off, uint64_
     bb_u64(b, f64_bits(v->init.maxval));
     bb_u64(b, f64_bits(v->init.scale));
     bb_u64(b, (uint64_t) v->init.seed);
+    /* Version 2: save_slice_info. */
+    size_t sl = v->slice_full_name ? strlen(v->slice_full_name) : 0;
+    bb_u32(b, (uint32_t) sl);
+    if (sl) {
+        bb_bytes(b, v->slice_full_name, sl);
+        for (unsigned d = 0; d < v->rank; d++) {
+            bb_u64(b, (uint64_t) v->slice_full_dims[d]);
+            bb_u64(b, (uint64_t) v->slice_offset[d]);
+        }
+    }
 }
 
 int ps_ckpt_write(const char *path,
@@ -407,6 +418,7 @@ void ps_ckpt_close(ps_ckpt_reader_t *r)
         ps_free(r->vars[i].name);
         ps_free(r->vars[i].creator);
         ps_free(r->vars[i].collections);
+        ps_free(r->vars[i].slice_full_name);
     }
     ps_free(r->vars);
     ps_free(r->state);
@@ -498,8 +510,13 @@ static int corrupt(ps_error_t *err, const char *path, uint64_t off, const char *
                         (unsigned long long) off, what);
 }
 
-static int parse_entry(
-    cur_t *c, ps_ckpt_var_t *v, const char *path, uint64_t data_end, uint64_t base, ps_error_t *err)
+static int parse_entry(cur_t *c,
+                       ps_ckpt_var_t *v,
+                       const char *path,
+                       uint64_t data_end,
+                       uint64_t base,
+                       unsigned version,
+                       ps_error_t *err)
 {
     char what[PS_NAME_MAX + PS_ERROR_MSG_MAX + 64];
     uint64_t at = base + c->pos;
@@ -553,10 +570,29 @@ static int parse_entry(
     v->init.maxval = bits_f64(cur_u64(c));
     v->init.scale = bits_f64(cur_u64(c));
     v->init.seed = (int64_t) cur_u64(c);
+    uint32_t sl = version >= 2 ? cur_u32(c) : 0;
+    if (sl > PS_NAME_MAX)
+        return corrupt(err, path, at, "save_slice_info name length out of range");
+    if (sl) {
+        v->slice_full_name = cur_str(c, sl);
+        for (unsigned d = 0; d < v->rank; d++) {
+            v->slice_full_dims[d] = (int64_t) cur_u64(c);
+            v->slice_offset[d] = (int64_t) cur_u64(c);
+        }
+    }
     if (c->bad == 2)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    if (c->bad || !v->creator)
+    if (c->bad || !v->creator || (sl && !v->slice_full_name))
         return corrupt(err, path, at, "index entry cut short");
+    if (sl) {
+        ps_slice_info_t si = {.full_name = v->slice_full_name, .rank = v->rank};
+        memcpy(si.full_dims, v->slice_full_dims, sizeof si.full_dims);
+        memcpy(si.offset, v->slice_offset, sizeof si.offset);
+        if (ps_slice_check(&si, v->name, v->dims, v->rank, &nerr) != 0) {
+            snprintf(what, sizeof what, "entry %s: %s", v->name, nerr.msg);
+            return corrupt(err, path, at, what);
+        }
+    }
     /* Collections: exactly ncollections NUL-terminated names. */
     uint32_t seen = 0;
     for (size_t i = 0; i < v->collections_len; i++)
@@ -622,10 +658,11 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
         rc = corrupt(err, path, 60, "header checksum mismatch");
         goto fail;
     }
-    if (ps_le_get_u32(hdr + 8) != PS_CKPT_VERSION) {
+    unsigned version = ps_le_get_u32(hdr + 8);
+    if (version < 1 || version > PS_CKPT_VERSION) {
         rc = ps_error_set(err, PS_ERR_DATA_LOSS,
-                          "checkpoint %s has format version %u; this psd reads version %u", path,
-                          ps_le_get_u32(hdr + 8), PS_CKPT_VERSION);
+                          "checkpoint %s has format version %u; this psd reads versions 1 to %u",
+                          path, version, PS_CKPT_VERSION);
         goto fail;
     }
     uint64_t nvars = ps_le_get_u64(hdr + 16), ioff = ps_le_get_u64(hdr + 24),
@@ -655,7 +692,7 @@ int ps_ckpt_open(const char *path, ps_ckpt_reader_t **out, ps_error_t *err)
     cur_t c = {.p = index, .len = (size_t) ilen};
     for (uint64_t i = 0; i < nvars; i++) {
         r->n = (size_t) i + 1;
-        if ((rc = parse_entry(&c, &r->vars[i], path, ioff, ioff, err)) != 0)
+        if ((rc = parse_entry(&c, &r->vars[i], path, ioff, ioff, version, err)) != 0)
             goto fail;
     }
     if (c.pos != c.len) {

@@ -8,10 +8,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <ps/internal/ckptfile.h>
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
+#include <ps/internal/slice.h>
 #include <ps/status.h>
 
 #include "blob.h"
@@ -42,6 +44,18 @@ int psd_ckpt_write(const char *path,
                    size_t state_len,
                    uint64_t *file_bytes,
                    ps_error_t *err);
+
+/** e's save_slice_info into out (full_name borrowed from e): 1, or 0 when e is no part. */
+static inline int psd_ckpt_entry_slice(const psd_ckpt_var_t *e, ps_slice_info_t *out)
+{
+    if (!e->slice_full_name)
+        return 0;
+    out->full_name = e->slice_full_name;
+    out->rank = e->rank;
+    memcpy(out->full_dims, e->slice_full_dims, sizeof out->full_dims);
+    memcpy(out->offset, e->slice_offset, sizeof out->offset);
+    return 1;
+}
 
 /* The reader is the shared one. */
 #define psd_ckpt_open      ps_ckpt_open

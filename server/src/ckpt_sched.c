@@ -43,6 +43,7 @@ void psd_ckpt_sched_snap_free(psd_ckpt_var_t *vars, size_t n)
         ps_free(vars[i].name);
         ps_free(vars[i].creator);
         ps_free(vars[i].collections);
+        ps_free(vars[i].slice_full_name);
         psd_blob_unref(vars[i].data);
     }
     ps_free(vars);
@@ -78,7 +79,14 @@ int psd_ckpt_sched_snapshot(psd_store_t *s, psd_ckpt_var_t **out, size_t *nout, 
             if (c->collections)
                 memcpy(c->collections, psd_var_collection(v, 0), clen);
         }
-        if (!c->name || !c->creator || (clen && !c->collections)) {
+        ps_slice_info_t si;
+        if (psd_var_slice(v, &si)) {
+            c->slice_full_name = ps_strdup(si.full_name);
+            memcpy(c->slice_full_dims, si.full_dims, si.rank * sizeof(int64_t));
+            memcpy(c->slice_offset, si.offset, si.rank * sizeof(int64_t));
+        }
+        if (!c->name || !c->creator || (clen && !c->collections) ||
+            (v->slice && !c->slice_full_name)) {
             ps_free(vs);
             psd_ckpt_sched_snap_free(vars, i + 1);
             return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");

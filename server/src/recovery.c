@@ -203,6 +203,9 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
         a.value_dims = e->dims;
         a.value_rank = e->rank;
         a.now_ms = e->created_ms;
+        ps_slice_info_t si;
+        if (psd_ckpt_entry_slice(e, &si))
+            a.slice = &si;
         psd_var_t *v = NULL;
         int created = 0;
         rc = psd_store_get_variable(p->rpc->store, &a, &v, &created, err);

@@ -453,6 +453,24 @@ static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
     vi->creator = (char *) psd_var_creator(v);
     vi->created_unix_ms = v->created_ms;
     vi->nbytes = v->data->len;
+    ps_slice_info_t si;
+    if (psd_var_slice(v, &si)) {
+        Pscope__V1__SaveSliceInfo *ss = scratch_alloc(r, sizeof *ss);
+        int64_t *nums = scratch_alloc(r, 3 * si.rank * sizeof *nums);
+        if (!ss || !nums)
+            return NULL;
+        pscope__v1__save_slice_info__init(ss);
+        ss->full_name.data = (uint8_t *) si.full_name;
+        ss->full_name.len = strlen(si.full_name);
+        memcpy(nums, si.full_dims, si.rank * sizeof *nums);
+        memcpy(nums + si.rank, si.offset, si.rank * sizeof *nums);
+        memcpy(nums + 2 * si.rank, v->dims, si.rank * sizeof *nums);
+        ss->n_full_shape = ss->n_var_offset = ss->n_var_shape = si.rank;
+        ss->full_shape = nums;
+        ss->var_offset = nums + si.rank;
+        ss->var_shape = nums + 2 * si.rank;
+        vi->save_slice_info = ss;
+    }
     return vi;
 }
 
@@ -532,6 +550,31 @@ static int handle_getvar(psd_rpc_t *rpc,
         a.value_dtype = t->dtype;
         a.value_dims = t->dims;
         a.value_rank = t->n_dims;
+    }
+    ps_slice_info_t si;
+    if (g->save_slice_info) {
+        const Pscope__V1__SaveSliceInfo *ss = g->save_slice_info;
+        const ProtobufCBinaryData *fn = &ss->full_name;
+        char *full = scratch_alloc(r, fn->len + 1);
+        if (!full)
+            return oom(err);
+        ps_error_t ne;
+        int rc = ps_name_check_full((const char *) fn->data, fn->len, &ne);
+        if (rc)
+            return ps_error_set(err, rc, "save_slice_info of %s: full name: %s", a.name, ne.msg);
+        if (ss->n_full_shape != ss->n_var_offset || ss->n_full_shape > PS_MAX_RANK)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "save_slice_info of %s: %zu full dims and %zu offsets (equal, at "
+                                "most %d)",
+                                a.name, ss->n_full_shape, ss->n_var_offset, PS_MAX_RANK);
+        memcpy(full, fn->data, fn->len);
+        full[fn->len] = '\0';
+        memset(&si, 0, sizeof si);
+        si.full_name = full;
+        si.rank = (unsigned) ss->n_full_shape;
+        memcpy(si.full_dims, ss->full_shape, si.rank * sizeof(int64_t));
+        memcpy(si.offset, ss->var_offset, si.rank * sizeof(int64_t));
+        a.slice = &si;
     }
     psd_var_t *v = NULL;
     int created = 0;

@@ -481,6 +481,8 @@ typedef struct restore_log {
     Pscope__V1__UpdateItem *uitems;
     Pscope__V1__UpdateItem **uip;
     ProtobufCBinaryData *colls;
+    Pscope__V1__SaveSliceInfo *slices;
+    int64_t *slice_nums;
     Pscope__V1__UpdateRequest upd;
 } restore_log_t;
 
@@ -495,6 +497,15 @@ static void restore_log_free(restore_log_t *L)
     ps_free(L->uitems);
     ps_free(L->uip);
     ps_free(L->colls);
+    ps_free(L->slices);
+    ps_free(L->slice_nums);
+}
+
+/* The save_slice_info a variable created by a restore gets: its checkpoint entry's, when the
+ * entry is restored under its own name. */
+static int restore_slice(const psd_restore_item_t *it, const psd_ckpt_var_t *e, ps_slice_info_t *si)
+{
+    return strcmp(it->target, e->name) == 0 && psd_ckpt_entry_slice(e, si);
 }
 
 static void fill_td(Pscope__V1__TensorDesc *td, const char *name, const psd_ckpt_var_t *e)
@@ -525,8 +536,10 @@ static int build_restore_log(
     L->uitems = ps_calloc(nassign + 1, sizeof *L->uitems);
     L->uip = ps_calloc(nassign + 1, sizeof *L->uip);
     L->colls = ps_calloc(ncoll + 1, sizeof *L->colls);
+    L->slices = ps_calloc(ncreate + 1, sizeof *L->slices);
+    L->slice_nums = ps_calloc(2 * PS_MAX_RANK * (ncreate + 1), sizeof *L->slice_nums);
     if (!L->hdrs || !L->gv || !L->shapes || !L->inits || !L->tds || !L->tdp || !L->uitems ||
-        !L->uip || !L->colls)
+        !L->uip || !L->colls || !L->slices || !L->slice_nums)
         return -1;
     size_t c = 0, a = 0, k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -560,6 +573,20 @@ static int build_restore_log(
             k++;
             g->n_collections++;
             cp += strlen(cp) + 1;
+        }
+        ps_slice_info_t si;
+        if (restore_slice(&it[i], e, &si)) {
+            Pscope__V1__SaveSliceInfo *ss = &L->slices[c];
+            int64_t *nums = L->slice_nums + 2 * PS_MAX_RANK * c;
+            pscope__v1__save_slice_info__init(ss);
+            ss->full_name.data = (uint8_t *) si.full_name;
+            ss->full_name.len = strlen(si.full_name);
+            memcpy(nums, si.full_dims, si.rank * sizeof *nums);
+            memcpy(nums + si.rank, si.offset, si.rank * sizeof *nums);
+            ss->n_full_shape = ss->n_var_offset = si.rank;
+            ss->full_shape = nums;
+            ss->var_offset = nums + si.rank;
+            g->save_slice_info = ss;
         }
         h->method = PSCOPE__V1__METHOD__GET_VARIABLE;
         h->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE;
@@ -784,6 +811,9 @@ static int handle_restore(psd_persist_t *p,
         a.value_dims = e->dims;
         a.value_rank = e->rank;
         a.now_ms = now;
+        ps_slice_info_t si;
+        if (restore_slice(&items[i], e, &si))
+            a.slice = &si;
         int made_now = 0;
         psd_var_t *v = NULL;
         rc = psd_store_get_variable(p->rpc->store, &a, &v, &made_now, err);

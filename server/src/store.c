@@ -124,6 +124,36 @@ static void istr_put(psd_store_t *s, psd_istr_t *e)
     ps_free(e);
 }
 
+/* save_slice_info as interned bytes: rank (8 bytes), full dims, offsets, then the full name. */
+static psd_istr_t *slice_intern(psd_store_t *s, const ps_slice_info_t *si)
+{
+    size_t nl = strlen(si->full_name);
+    size_t len = 8 + 16 * (size_t) si->rank + nl;
+    char buf[8 + 16 * PS_MAX_RANK + PS_NAME_MAX + 1];
+    if (si->rank > PS_MAX_RANK || nl > PS_NAME_MAX)
+        return NULL;
+    uint64_t r = si->rank;
+    memcpy(buf, &r, 8);
+    memcpy(buf + 8, si->full_dims, 8 * (size_t) si->rank);
+    memcpy(buf + 8 + 8 * (size_t) si->rank, si->offset, 8 * (size_t) si->rank);
+    memcpy(buf + 8 + 16 * (size_t) si->rank, si->full_name, nl);
+    return istr_get(s, buf, len);
+}
+
+int psd_var_slice(const psd_var_t *v, ps_slice_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!v->slice)
+        return 0;
+    uint64_t r;
+    memcpy(&r, v->slice->s, 8);
+    out->rank = (unsigned) r;
+    memcpy(out->full_dims, v->slice->s + 8, 8 * (size_t) r);
+    memcpy(out->offset, v->slice->s + 8 + 8 * r, 8 * (size_t) r);
+    out->full_name = v->slice->s + 8 + 16 * r; /* NUL-terminated by istr_get */
+    return 1;
+}
+
 void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out)
 {
     memcpy(out, v->init->s, sizeof *out);
@@ -155,9 +185,10 @@ size_t psd_var_meta_bytes(const psd_var_t *v)
 {
     /* The struct with dims and name, the blob header, two allocation headers (16 bytes each in
      * ps_alloc) and one table slot at a load factor of at least 3/8 (cap <= 8/3 count). Interned
-     * strings (creator, collections, initializer) are shared and not counted. */
+     * strings (creator, collections, initializer) are shared and not counted; a part's
+     * save_slice_info is its own. */
     return sizeof(psd_var_t) + v->rank * sizeof(int64_t) + v->name_len + 1u + sizeof(psd_blob_t) +
-           2 * 16 + (8 * 8) / 3;
+           2 * 16 + (8 * 8) / 3 + (v->slice ? sizeof(psd_istr_t) + v->slice->len + 1u + 16 : 0);
 }
 
 /* ---- the table ---- */
@@ -186,6 +217,7 @@ static void var_free(psd_store_t *s, psd_var_t *v)
     istr_put(s, v->creator);
     istr_put(s, v->collections);
     istr_put(s, v->init);
+    istr_put(s, v->slice);
     ps_free(v);
 }
 
@@ -486,6 +518,8 @@ int psd_store_get_variable(
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "initial value of %s has %llu bytes, its shape needs %llu", a->name,
                             (unsigned long long) a->value->len, (unsigned long long) nbytes);
+    if (a->slice && (rc = ps_slice_check(a->slice, a->name, spec.dims, spec.rank, err)) != 0)
+        return rc;
     size_t name_len = strlen(a->name);
     size_t vsize = sizeof(psd_var_t) + spec.rank * sizeof(int64_t) + name_len + 1;
     if (!from_value && !memory_ok(s, nbytes + vsize))
@@ -522,6 +556,10 @@ int psd_store_get_variable(
     is.seed = a->init.seed;
     v->init = istr_get(s, (const char *) &is, sizeof is);
     if (!v->init) {
+        var_free(s, v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
+    }
+    if (a->slice && !(v->slice = slice_intern(s, a->slice))) {
         var_free(s, v);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
     }

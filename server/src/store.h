@@ -10,6 +10,7 @@
 
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
+#include <ps/internal/slice.h>
 #include <ps/status.h>
 
 #include "blob.h"
@@ -50,6 +51,7 @@ typedef struct psd_var {
     psd_istr_t *creator;     /* may be NULL */
     psd_istr_t *collections; /* "a\0b\0": names each NUL-terminated; NULL when none */
     psd_istr_t *init;        /* the initializer spec's bytes, interned: most variables share one */
+    psd_istr_t *slice;       /* save_slice_info of a part (psd_var_slice); NULL when none */
     uint16_t name_len;
     uint8_t dtype;
     uint8_t rank;
@@ -70,6 +72,9 @@ static inline const char *psd_var_name(const psd_var_t *v)
 
 /** Copy the initializer spec v was created with into out. */
 void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out);
+
+/** v's save_slice_info into out (full_name points into v): 1, or 0 when v is no part. */
+int psd_var_slice(const psd_var_t *v, ps_slice_info_t *out);
 
 /** The creator text ("" when none). */
 const char *psd_var_creator(const psd_var_t *v);
@@ -125,6 +130,9 @@ typedef struct psd_getvar_args {
     const int64_t *value_dims;
     size_t value_rank;
     int64_t now_ms; /* creation time to record */
+    /* Creation of a part of a partitioned variable: its save_slice_info (checked against the
+     * shape, kept with it). NULL: none. Ignored when the variable exists. */
+    const ps_slice_info_t *slice;
 } psd_getvar_args_t;
 
 /**

@@ -45,6 +45,12 @@ typedef struct ps_admin_var {
     size_t ncollections;
     char *creator; /* free text; "" when none */
     int64_t created_unix_ms;
+    /* A part of a partitioned variable: TensorFlow's save_slice_info as psd keeps it, the whole's
+     * full name (NULL when the variable is no part), the whole's shape (rank dims) and where the
+     * part sits in it (var_offset; its var_shape is dims). */
+    char *slice_full_name;
+    int64_t slice_full_dims[PS_SHAPE_MAX_RANK];
+    int64_t slice_offset[PS_SHAPE_MAX_RANK];
 } ps_admin_var_t;
 
 /** A listing: vars[0..n) sorted by name. */

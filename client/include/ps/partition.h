@@ -157,6 +157,12 @@ typedef struct ps_device_setter {
 PS_EXTERN int
 ps_graph_set_device_setter(ps_graph_t *g, const ps_device_setter_t *setter, ps_error_t *err);
 
+/**
+ * The shard the default placement (SPEC §8: a stable hash of the full name) puts name on among
+ * nshards shards, as every client computes it; 0 when nshards <= 1.
+ */
+PS_EXTERN size_t ps_placement_hash_shard(const char *name, size_t nshards);
+
 /** The task (= shard index) a variable or part lives on. A partitioned whole has none: -1. */
 PS_EXTERN long ps_variable_task(const ps_variable_t *v);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <ps/client.h>
+#include <ps/internal/slice.h>
 
 #include "placement.h"
 #include "strmap.h"
@@ -215,6 +216,7 @@ typedef struct psc_lookup {
     int trainable;
     const char *const *collections;
     size_t ncollections;
+    const ps_slice_info_t *slice; /* a part of a partitioned variable: its save_slice_info */
 } psc_lookup_t;
 
 typedef struct psc_varinfo {
@@ -307,6 +309,7 @@ int psc_constant_list_value(const ps_initializer_t *init,
 /** Phase 1 (TF_SEMANTICS §1.2's checks, placement, the psd lookup). a->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
+                      const ps_slice_info_t *slice,
                       psc_single_t *s,
                       ps_error_t *err);
 /** Phase 2: record the looked-up variable in the graph (store key, collections). */

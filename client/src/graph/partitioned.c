@@ -464,8 +464,12 @@ int psc_get_partitioned(ps_graph_t *g,
         pa.dtype = value ? ps_tensor_dtype(value) : dtype;
         pa.initializer = &pinit;
         pa.partitioner = NULL;
+        /* TensorFlow's SaveSliceInfo of the part, kept at psd with it. */
+        ps_slice_info_t si = {.full_name = name, .rank = shape.rank};
+        memcpy(si.full_dims, shape.dims, shape.rank * sizeof *si.full_dims);
+        si.offset[axis] = off;
         ps_error_t e;
-        int r = psc_single_lookup(g, &pa, &st[i], &e);
+        int r = psc_single_lookup(g, &pa, &si, &st[i], &e);
         ps_tensor_free(slice);
         if (r)
             rc = part_error(g, name, names[i], i, a->reuse, r, &e, err);

@@ -56,3 +56,8 @@ size_t psc_placement_hash(const char *name, size_t nshards)
 {
     return nshards <= 1 ? 0 : (size_t) (psc_fnv1a(name, strlen(name)) % nshards);
 }
+
+size_t ps_placement_hash_shard(const char *name, size_t nshards)
+{
+    return psc_placement_hash(name, nshards);
+}

@@ -427,6 +427,7 @@ void psc_single_release(ps_graph_t *g, psc_single_t *s)
  * store split between this graph and psd (SPEC §3). args->name is the full name. */
 int psc_single_lookup(ps_graph_t *g,
                       const ps_get_variable_args_t *a,
+                      const ps_slice_info_t *slice,
                       psc_single_t *st,
                       ps_error_t *err)
 {
@@ -532,6 +533,7 @@ int psc_single_lookup(ps_graph_t *g,
         .trainable = st->trainable,
         .collections = st->cols,
         .ncollections = st->ncols,
+        .slice = slice,
     };
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
         /* Creation takes the value's dtype and shape (TF_SEMANTICS §1.2). */
@@ -612,7 +614,7 @@ static int
 single_getter(ps_graph_t *g, const ps_get_variable_args_t *a, ps_variable_t **out, ps_error_t *err)
 {
     psc_single_t st;
-    int rc = psc_single_lookup(g, a, &st, err);
+    int rc = psc_single_lookup(g, a, NULL, &st, err);
     if (rc)
         return rc;
     return psc_single_commit(g, a, &st, out, err);

@@ -183,6 +183,7 @@ static void var_deinit(ps_admin_var_t *v)
         ps_free(v->collections[i]);
     ps_free(v->collections);
     ps_free(v->creator);
+    ps_free(v->slice_full_name);
     memset(v, 0, sizeof *v);
 }
 
@@ -210,6 +211,24 @@ static int var_from_pb(const Pscope__V1__VarInfo *pv, ps_admin_var_t *v, ps_erro
     if (!v->creator) {
         var_deinit(v);
         return oom(err);
+    }
+    const Pscope__V1__SaveSliceInfo *ss = pv->save_slice_info;
+    if (ss) {
+        if (ss->n_full_shape != v->rank || ss->n_var_offset != v->rank) {
+            var_deinit(v);
+            return ps_error_set(err, PS_ERR_INTERNAL,
+                                "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
+                                "of rank %u",
+                                ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
+        }
+        if ((rc = bytes_dup(ss->full_name, "full name", &v->slice_full_name, err)) != 0) {
+            var_deinit(v);
+            return rc;
+        }
+        for (unsigned d = 0; d < v->rank; d++) {
+            v->slice_full_dims[d] = ss->full_shape[d];
+            v->slice_offset[d] = ss->var_offset[d];
+        }
     }
     if (pv->n_collections) {
         v->collections = ps_calloc(pv->n_collections, sizeof *v->collections);

@@ -59,6 +59,17 @@ int psc_codec_getvar(psc_getvar_msg_t *m,
     m->g.collections = m->cols;
     m->g.kind = (Pscope__V1__VarKind) req->kind;
     m->g.creator = (char *) (creator ? creator : "");
+    if (req->slice) {
+        const ps_slice_info_t *si = req->slice;
+        pscope__v1__save_slice_info__init(&m->slice);
+        m->slice.full_name = ps_pb_bytes(si->full_name);
+        memcpy(m->slice_nums, si->full_dims, si->rank * sizeof *m->slice_nums);
+        memcpy(m->slice_nums + si->rank, si->offset, si->rank * sizeof *m->slice_nums);
+        m->slice.n_full_shape = m->slice.n_var_offset = si->rank;
+        m->slice.full_shape = m->slice_nums;
+        m->slice.var_offset = m->slice_nums + si->rank;
+        m->g.save_slice_info = &m->slice;
+    }
     call->req = &m->h;
     call->payload = NULL;
     call->npayload = 0;

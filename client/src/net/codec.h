@@ -22,6 +22,8 @@ typedef struct psc_getvar_msg {
     Pscope__V1__TensorDesc *tds[1];
     int64_t dims[PS_SHAPE_MAX_RANK];
     int64_t vdims[PS_SHAPE_MAX_RANK];
+    Pscope__V1__SaveSliceInfo slice;
+    int64_t slice_nums[2 * PS_SHAPE_MAX_RANK];
     ps_frame_seg_t payload;
 } psc_getvar_msg_t;
 

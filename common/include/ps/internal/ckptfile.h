@@ -12,7 +12,7 @@
 #include <ps/status.h>
 
 #define PS_CKPT_MAGIC       "PSCKPT\0\0"
-#define PS_CKPT_VERSION     1u
+#define PS_CKPT_VERSION     2u /* writes 2; reads 1 (no save_slice_info) and 2 */
 #define PS_CKPT_HEADER_SIZE 64u
 
 /** CRC-32 (zlib's, polynomial 0xEDB88320) of n bytes, continuing from crc (0 to start). */
@@ -52,6 +52,11 @@ typedef struct ps_ckpt_var {
     int kind;
     int trainable;
     ps_init_spec_t init;
+    /* save_slice_info of a part of a partitioned variable (NULL slice_full_name: none); rank is
+     * the variable's. */
+    char *slice_full_name;
+    int64_t slice_full_dims[PS_MAX_RANK];
+    int64_t slice_offset[PS_MAX_RANK];
     void *data;
     uint64_t data_len; /* writer: bytes at data when no bytes function; reader: from the index */
     /* Filled by the reader. */
