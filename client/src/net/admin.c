@@ -215,11 +215,13 @@ static int var_from_pb(const Pscope__V1__VarInfo *pv, ps_admin_var_t *v, ps_erro
     const Pscope__V1__SaveSliceInfo *ss = pv->save_slice_info;
     if (ss) {
         if (ss->n_full_shape != v->rank || ss->n_var_offset != v->rank) {
+            /* The message names the variable: set it before var_deinit frees the name. */
+            int bad = ps_error_set(err, PS_ERR_INTERNAL,
+                                   "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
+                                   "of rank %u",
+                                   ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
             var_deinit(v);
-            return ps_error_set(err, PS_ERR_INTERNAL,
-                                "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
-                                "of rank %u",
-                                ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
+            return bad;
         }
         if ((rc = bytes_dup(ss->full_name, "full name", &v->slice_full_name, err)) != 0) {
             var_deinit(v);
