@@ -14,7 +14,7 @@ ps_add_criterion_test(test_partition SOURCES unit/test_partition.c LIBS psclient
 target_include_directories(test_partition PRIVATE ${CMAKE_SOURCE_DIR}/client/src/graph)
 
 # Integration tests: a real psd on 127.0.0.1:0 per test.
-foreach(t get_variable variable io multiworker saver)
+foreach(t get_variable variable io multiworker saver regularizer cancel)
   ps_add_criterion_test(test_client_${t} SOURCES integration/test_client_${t}.c LIBS psclient_core
                         LABELS integration TIMEOUT 180)
   add_dependencies(test_client_${t} psd)

@@ -12,3 +12,8 @@ endif()
 ps_add_criterion_test(test_optimizer SOURCES integration/test_optimizer.c LIBS psclient
                       LABELS integration TIMEOUT 120)
 add_dependencies(test_optimizer psd)
+# Constraints, synchronization and aggregation kept by psd (issue 17): applied after optimizer steps,
+# described, kept across a restart and a checkpoint file.
+ps_add_criterion_test(test_constraint_psd SOURCES integration/test_constraint.c LIBS psclient
+                      LABELS integration TIMEOUT 120)
+add_dependencies(test_constraint_psd psd)

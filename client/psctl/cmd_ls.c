@@ -58,6 +58,15 @@ static void json_var(psctl_ctx_t *ctx, psctl_json_t *j, const psctl_entry_t *e)
     psctl_json_arr_end(j);
     psctl_json_key(j, "initializer");
     psctl_json_str(j, psctl_init_name(v->init_kind));
+    psctl_json_key(j, "constraint");
+    {
+        char cb[256];
+        psctl_json_str(j, psctl_fmt_constraint(&v->constraint, cb, sizeof cb));
+    }
+    psctl_json_key(j, "synchronization");
+    psctl_json_str(j, psctl_sync_name(v->synchronization));
+    psctl_json_key(j, "aggregation");
+    psctl_json_str(j, psctl_agg_name(v->aggregation));
     psctl_json_key(j, "creator");
     psctl_json_str(j, v->creator);
     psctl_json_key(j, "created_unix_ms");

@@ -139,6 +139,15 @@ static void json_out(psctl_ctx_t *ctx,
     psctl_json_arr_end(&j);
     psctl_json_key(&j, "initializer");
     psctl_json_str(&j, psctl_init_name(v->init_kind));
+    psctl_json_key(&j, "constraint");
+    {
+        char cb[256];
+        psctl_json_str(&j, psctl_fmt_constraint(&v->constraint, cb, sizeof cb));
+    }
+    psctl_json_key(&j, "synchronization");
+    psctl_json_str(&j, psctl_sync_name(v->synchronization));
+    psctl_json_key(&j, "aggregation");
+    psctl_json_str(&j, psctl_agg_name(v->aggregation));
     psctl_json_key(&j, "creator");
     psctl_json_str(&j, v->creator);
     psctl_json_key(&j, "created_unix_ms");
@@ -239,6 +248,9 @@ static void human_out(psctl_ctx_t *ctx,
         k += (size_t) snprintf(buf + k, sizeof buf - k, "%s%s", i ? ", " : "", v->collections[i]);
     ROW("collections", "%s", v->ncollections ? buf : "-");
     ROW("initializer", "%s", psctl_init_name(v->init_kind));
+    ROW("constraint", "%s", psctl_fmt_constraint(&v->constraint, buf, sizeof buf));
+    ROW("sync", "%s", psctl_sync_name(v->synchronization));
+    ROW("aggregation", "%s", psctl_agg_name(v->aggregation));
     ROW("creator", "%s", v->creator[0] ? v->creator : "-");
     time_t secs = (time_t) (v->created_unix_ms / 1000);
     struct tm tm;

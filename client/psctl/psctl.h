@@ -196,5 +196,10 @@ void psctl_json_shape(psctl_json_t *j, const int64_t *dims, unsigned rank);
 
 /** The human name of an initializer kind ("glorot_uniform"); "unknown" outside the table. */
 const char *psctl_init_name(int kind);
+/** tf.VariableSynchronization / VariableAggregation member names ("ON_READ", "MEAN"). */
+const char *psctl_sync_name(int s);
+const char *psctl_agg_name(int a);
+/** A constraint as Keras names it ("max_norm(max_value=2, axis=0)"; "-" when none). */
+char *psctl_fmt_constraint(const ps_constraint_t *c, char *buf, size_t cap);
 
 #endif /* PSCTL_H */

@@ -298,6 +298,52 @@ const char *psctl_init_name(int kind)
     return kind >= 0 && (size_t) kind < sizeof names / sizeof names[0] ? names[kind] : "unknown";
 }
 
+const char *psctl_sync_name(int s)
+{
+    static const char *names[] = {"AUTO", "NONE", "ON_WRITE", "ON_READ"};
+    return s >= 0 && s < 4 ? names[s] : "unknown";
+}
+
+const char *psctl_agg_name(int a)
+{
+    static const char *names[] = {"NONE", "SUM", "MEAN", "ONLY_FIRST_REPLICA"};
+    return a >= 0 && a < 4 ? names[a] : "unknown";
+}
+
+char *psctl_fmt_constraint(const ps_constraint_t *c, char *buf, size_t cap)
+{
+    static const char *names[] = {"-", "max_norm", "non_neg", "unit_norm", "min_max_norm"};
+    if (c->kind < 0 || c->kind > PS_CONSTRAINT_MIN_MAX_NORM) {
+        snprintf(buf, cap, "unknown(%d)", c->kind);
+        return buf;
+    }
+    if (c->kind == PS_CONSTRAINT_NONE || c->kind == PS_CONSTRAINT_NON_NEG) {
+        snprintf(buf, cap, "%s", names[c->kind]);
+        return buf;
+    }
+    char axis[96];
+    size_t k = 0;
+    if (c->all_axes) {
+        snprintf(axis, sizeof axis, "None");
+    } else if (c->naxes == 1) {
+        snprintf(axis, sizeof axis, "%d", c->axes[0]);
+    } else {
+        k += (size_t) snprintf(axis, sizeof axis, "[");
+        for (int i = 0; i < c->naxes && k < sizeof axis; i++)
+            k += (size_t) snprintf(axis + k, sizeof axis - k, "%s%d", i ? ", " : "", c->axes[i]);
+        if (k < sizeof axis)
+            snprintf(axis + k, sizeof axis - k, "]");
+    }
+    if (c->kind == PS_CONSTRAINT_MAX_NORM)
+        snprintf(buf, cap, "max_norm(max_value=%g, axis=%s)", c->max_value, axis);
+    else if (c->kind == PS_CONSTRAINT_UNIT_NORM)
+        snprintf(buf, cap, "unit_norm(axis=%s)", axis);
+    else
+        snprintf(buf, cap, "min_max_norm(min_value=%g, max_value=%g, rate=%g, axis=%s)",
+                 c->min_value, c->max_value, c->rate, axis);
+    return buf;
+}
+
 /* ---- tables ---- */
 
 typedef struct table_row {

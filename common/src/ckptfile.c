@@ -278,6 +278,21 @@ static void index_entry(bbuf_t *b, const ps_ckpt_var_t *v, uint64_t off, uint64_
             bb_u64(b, (uint64_t) v->slice_offset[d]);
         }
     }
+    /* Version 3: the constraint, synchronization and aggregation. */
+    const ps_constraint_spec_t *c = &v->constraint;
+    bb_u8(b, c->kind);
+    bb_u8(b, c->all_axes);
+    bb_u8(b, c->naxes);
+    bb_u8(b, (unsigned) v->synchronization);
+    bb_u8(b, (unsigned) v->aggregation);
+    bb_u8(b, 0);
+    bb_u8(b, 0);
+    bb_u8(b, 0);
+    for (unsigned i = 0; i < PS_MAX_RANK; i++)
+        bb_u32(b, (uint32_t) (i < c->naxes ? c->axes[i] : 0));
+    bb_u64(b, f64_bits(c->max_value));
+    bb_u64(b, f64_bits(c->min_value));
+    bb_u64(b, f64_bits(c->rate));
 }
 
 int ps_ckpt_write(const char *path,
@@ -579,6 +594,30 @@ static int parse_entry(cur_t *c,
             v->slice_full_dims[d] = (int64_t) cur_u64(c);
             v->slice_offset[d] = (int64_t) cur_u64(c);
         }
+    }
+    if (version >= 3) {
+        ps_constraint_spec_t *k = &v->constraint;
+        k->kind = cur_u8(c);
+        k->all_axes = cur_u8(c);
+        k->naxes = cur_u8(c);
+        v->synchronization = cur_u8(c);
+        v->aggregation = cur_u8(c);
+        for (int i = 0; i < 3; i++)
+            (void) cur_u8(c);
+        for (unsigned i = 0; i < PS_MAX_RANK; i++)
+            k->axes[i] = (int32_t) cur_u32(c);
+        k->max_value = bits_f64(cur_u64(c));
+        k->min_value = bits_f64(cur_u64(c));
+        k->rate = bits_f64(cur_u64(c));
+        if (!c->bad &&
+            (k->kind > PS_CKIND_MIN_MAX_NORM || k->all_axes > 1 || k->naxes > PS_MAX_RANK ||
+             v->synchronization > PS_SYNCHRONIZATION_MAX || v->aggregation > PS_AGGREGATION_MAX)) {
+            snprintf(what, sizeof what, "entry %s: bad constraint, synchronization or aggregation",
+                     v->name);
+            return corrupt(err, path, at, what);
+        }
+        for (unsigned i = k->naxes; i < PS_MAX_RANK; i++)
+            k->axes[i] = 0;
     }
     if (c->bad == 2)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");

@@ -101,6 +101,10 @@ int psd_ckpt_sched_snapshot(psd_store_t *s, psd_ckpt_var_t **out, size_t *nout, 
         c->kind = v->kind;
         c->trainable = v->trainable;
         psd_var_init_spec(v, &c->init);
+        if (psd_var_constraint(v))
+            c->constraint = *psd_var_constraint(v);
+        c->synchronization = v->synchronization;
+        c->aggregation = v->aggregation;
         c->data = psd_blob_ref(v->data);
     }
     ps_free(vs);

@@ -14,6 +14,8 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
+#include "constraint.h"
+
 #define SLOT_CREATOR "psd optimizer"
 
 struct psd_optim {
@@ -420,6 +422,8 @@ static void step_apply(step_t *st, const psd_optim_config_t *cfg, const psd_grad
                 adam_f64(ne, lr, (double) b1p, (double) b2p, (double) (float) cfg->beta1,
                          (double) (float) cfg->beta2, (double) (float) cfg->epsilon, g, x, a, b);
         }
+        /* TF's optimizers: var.assign(var.constraint(var)) after the update op (constraint.c). */
+        psd_constraint_apply(psd_var_constraint(v), v->dtype, v->dims, v->rank, x);
     }
     /* Adam's _finish: once per step, after every variable used the old powers (a partial request
      * leaves it, and the step counter, to the step's last request). */

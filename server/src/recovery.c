@@ -203,6 +203,9 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
         a.value_dims = e->dims;
         a.value_rank = e->rank;
         a.now_ms = e->created_ms;
+        a.constraint = &e->constraint;
+        a.synchronization = e->synchronization;
+        a.aggregation = e->aggregation;
         ps_slice_info_t si;
         if (psd_ckpt_entry_slice(e, &si))
             a.slice = &si;

@@ -453,6 +453,25 @@ static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
     vi->creator = (char *) psd_var_creator(v);
     vi->created_unix_ms = v->created_ms;
     vi->nbytes = v->data->len;
+    vi->synchronization = v->synchronization;
+    vi->aggregation = v->aggregation;
+    const ps_constraint_spec_t *cs = psd_var_constraint(v);
+    if (cs) {
+        Pscope__V1__Constraint *c = scratch_alloc(r, sizeof *c);
+        int32_t *axes = scratch_alloc(r, PS_MAX_RANK * sizeof *axes);
+        if (!c || !axes)
+            return NULL;
+        pscope__v1__constraint__init(c);
+        c->kind = (Pscope__V1__ConstraintKind) cs->kind;
+        c->max_value = cs->max_value;
+        c->min_value = cs->min_value;
+        c->rate = cs->rate;
+        c->all_axes = cs->all_axes;
+        memcpy(axes, cs->axes, cs->naxes * sizeof *axes);
+        c->n_axis = cs->naxes;
+        c->axis = axes;
+        vi->constraint = c;
+    }
     ps_slice_info_t si;
     if (psd_var_slice(v, &si)) {
         Pscope__V1__SaveSliceInfo *ss = scratch_alloc(r, sizeof *ss);
@@ -544,6 +563,29 @@ static int handle_getvar(psd_rpc_t *rpc,
     a.kind = g->kind;
     a.creator = g->creator;
     a.now_ms = create_ms(rpc);
+    a.synchronization = g->synchronization;
+    a.aggregation = g->aggregation;
+    ps_constraint_spec_t cons;
+    if (g->constraint) {
+        const Pscope__V1__Constraint *c = g->constraint;
+        if (c->n_axis > PS_MAX_RANK)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "a constraint of %s names %zu axes; at most %d", a.name, c->n_axis,
+                                PS_MAX_RANK);
+        if ((unsigned) c->kind > 255u)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown constraint kind %d for %s",
+                                (int) c->kind, a.name);
+        memset(&cons, 0, sizeof cons);
+        cons.kind = (uint8_t) c->kind;
+        cons.max_value = c->max_value;
+        cons.min_value = c->min_value;
+        cons.rate = c->rate;
+        cons.all_axes = c->all_axes ? 1 : 0;
+        cons.naxes = (uint8_t) c->n_axis;
+        for (size_t i = 0; i < c->n_axis; i++)
+            cons.axes[i] = c->axis[i];
+        a.constraint = &cons;
+    }
     if (a.init.kind == PS_INIT_FROM_VALUE && r->ntensors == 1) {
         const Pscope__V1__TensorDesc *t = r->hdr->tensors[0];
         a.value = r->blobs[0];

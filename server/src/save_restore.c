@@ -811,6 +811,9 @@ static int handle_restore(psd_persist_t *p,
         a.value_dims = e->dims;
         a.value_rank = e->rank;
         a.now_ms = now;
+        a.constraint = &e->constraint;
+        a.synchronization = e->synchronization;
+        a.aggregation = e->aggregation;
         ps_slice_info_t si;
         if (restore_slice(&items[i], e, &si))
             a.slice = &si;

@@ -16,6 +16,8 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/names.h>
 
+#include "constraint.h"
+
 struct psd_istr {
     struct psd_istr *next;
     uint64_t hash;
@@ -159,6 +161,11 @@ void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out)
     memcpy(out, v->init->s, sizeof *out);
 }
 
+const ps_constraint_spec_t *psd_var_constraint(const psd_var_t *v)
+{
+    return v->constraint ? (const ps_constraint_spec_t *) (const void *) v->constraint->s : NULL;
+}
+
 const char *psd_var_creator(const psd_var_t *v)
 {
     return v->creator ? v->creator->s : "";
@@ -217,6 +224,7 @@ static void var_free(psd_store_t *s, psd_var_t *v)
     istr_put(s, v->creator);
     istr_put(s, v->collections);
     istr_put(s, v->init);
+    istr_put(s, v->constraint);
     istr_put(s, v->slice);
     ps_free(v);
 }
@@ -402,6 +410,32 @@ static int intern_collections(psd_store_t *s,
     return 0;
 }
 
+/* The creation-only extras: TensorFlow's validate_synchronization_aggregation_trainable messages
+ * and the constraint's check (canonical copy in *cons; kind NONE when there is none). */
+static int check_extra(const ps_constraint_spec_t *c,
+                       int synchronization,
+                       int aggregation,
+                       const char *name,
+                       int dtype,
+                       unsigned rank,
+                       ps_constraint_spec_t *cons,
+                       ps_error_t *err)
+{
+    if (aggregation < 0 || aggregation > PS_AGGREGATION_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Invalid variable aggregation mode: %d for variable: %s", aggregation,
+                            name);
+    if (synchronization < 0 || synchronization > PS_SYNCHRONIZATION_MAX)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "Invalid variable synchronization mode: %d for variable: %s",
+                            synchronization, name);
+    if (!c) {
+        memset(cons, 0, sizeof *cons);
+        return 0;
+    }
+    return psd_constraint_check(c, name, dtype, rank, cons, err);
+}
+
 static int check_existing(const psd_getvar_args_t *a,
                           const psd_var_t *v,
                           const ps_shape_spec_t *spec,
@@ -514,6 +548,10 @@ int psd_store_get_variable(
         return rc;
     if (!from_value && (rc = ps_init_check(&a->init, dtype, err)) != 0)
         return rc;
+    ps_constraint_spec_t cons;
+    if ((rc = check_extra(a->constraint, a->synchronization, a->aggregation, a->name, dtype,
+                          spec.rank, &cons, err)) != 0)
+        return rc;
     if (from_value && a->value->len != nbytes)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "initial value of %s has %llu bytes, its shape needs %llu", a->name,
@@ -556,6 +594,13 @@ int psd_store_get_variable(
     is.seed = a->init.seed;
     v->init = istr_get(s, (const char *) &is, sizeof is);
     if (!v->init) {
+        var_free(s, v);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
+    }
+    v->synchronization = (uint8_t) a->synchronization;
+    v->aggregation = (uint8_t) a->aggregation;
+    if (cons.kind != PS_CKIND_NONE &&
+        !(v->constraint = istr_get(s, (const char *) &cons, sizeof cons))) {
         var_free(s, v);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating %s", a->name);
     }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ps/internal/constraint.h>
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
 #include <ps/internal/slice.h>
@@ -51,6 +52,7 @@ typedef struct psd_var {
     psd_istr_t *creator;     /* may be NULL */
     psd_istr_t *collections; /* "a\0b\0": names each NUL-terminated; NULL when none */
     psd_istr_t *init;        /* the initializer spec's bytes, interned: most variables share one */
+    psd_istr_t *constraint;  /* a ps_constraint_spec_t's bytes, interned; NULL when none */
     psd_istr_t *slice;       /* save_slice_info of a part (psd_var_slice); NULL when none */
     uint16_t name_len;
     uint8_t dtype;
@@ -58,6 +60,8 @@ typedef struct psd_var {
     uint8_t kind;
     uint8_t trainable;
     uint16_t ncollections;
+    uint8_t synchronization; /* tf.VariableSynchronization, as created */
+    uint8_t aggregation;     /* tf.VariableAggregation, as created */
     /* Accesses since psd started serving (psctl top's busiest variables; wrap at 2^32, which
      * differences taken between two STATS survive): pulls, and updates or optimizer steps. */
     uint32_t reads, writes;
@@ -73,6 +77,8 @@ static inline const char *psd_var_name(const psd_var_t *v)
 /** Copy the initializer spec v was created with into out. */
 void psd_var_init_spec(const psd_var_t *v, ps_init_spec_t *out);
 
+/** The constraint v was created with, or NULL when none. */
+const ps_constraint_spec_t *psd_var_constraint(const psd_var_t *v);
 /** v's save_slice_info into out (full_name points into v): 1, or 0 when v is no part. */
 int psd_var_slice(const psd_var_t *v, ps_slice_info_t *out);
 
@@ -130,6 +136,11 @@ typedef struct psd_getvar_args {
     const int64_t *value_dims;
     size_t value_rank;
     int64_t now_ms; /* creation time to record */
+    /* Creation only: the constraint (NULL or kind NONE: none), synchronization and aggregation
+     * (TensorFlow's enum values, checked with its messages). */
+    const ps_constraint_spec_t *constraint;
+    int synchronization;
+    int aggregation;
     /* Creation of a part of a partitioned variable: its save_slice_info (checked against the
      * shape, kept with it). NULL: none. Ignored when the variable exists. */
     const ps_slice_info_t *slice;

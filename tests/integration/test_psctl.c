@@ -815,6 +815,7 @@ Test(psctl, ls_json_lists_every_field)
         "{\"count\":1,\"bytes\":8,\"variables\":[{\"name\":\"global_step\",\"dtype\":\"int64\","
         "\"shape\":[],\"elements\":1,\"bytes\":8,\"version\":1,\"trainable\":false,"
         "\"kind\":\"get_variable\",\"collections\":[\"variables\"],\"initializer\":\"constant\","
+        "\"constraint\":\"-\",\"synchronization\":\"AUTO\",\"aggregation\":\"NONE\","
         "\"creator\":\"worker 0\",\"created_unix_ms\":";
     cr_assert_eq(strncmp(r.out, want_head, strlen(want_head)), 0, "got: %s", r.out);
     run_free(&r);
@@ -904,6 +905,9 @@ Test(psctl, show_prints_statistics_with_nan_and_inf_counted)
         "trainable    yes\n",
         "collections  -\n",
         "initializer  from_value\n",
+        "constraint   -\n",
+        "sync         AUTO\n",
+        "aggregation  NONE\n",
         "creator      psctl\n",
         "min          -2\n",
         "max          3.25\n",

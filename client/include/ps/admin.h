@@ -12,6 +12,7 @@
 #include <ps/export.h>
 #include <ps/status.h>
 #include <ps/tensor.h>
+#include <ps/variable.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,9 @@ typedef struct ps_admin_var {
     size_t ncollections;
     char *creator; /* free text; "" when none */
     int64_t created_unix_ms;
+    ps_constraint_t constraint; /* kind PS_CONSTRAINT_NONE: none */
+    int synchronization;        /* PS_SYNC_* it was created with */
+    int aggregation;            /* PS_AGG_* it was created with */
     /* A part of a partitioned variable: TensorFlow's save_slice_info as psd keeps it, the whole's
      * full name (NULL when the variable is no part), the whole's shape (rank dims) and where the
      * part sits in it (var_offset; its var_shape is dims). */

@@ -60,6 +60,18 @@ typedef struct ps_client_opts {
 } ps_client_opts_t;
 
 /**
+ * Cancellation (Ctrl-C): while a blocking call (get_variable, pull, update, optimizer step,
+ * checkpoint, admin) waits for psd, libpsclient also polls fd, and when fd becomes readable it
+ * reads and discards what fd holds and fails every request that call waits for CANCELLED ("request
+ * to 127.0.0.1:7000 cancelled"), closing its connection: the next call reconnects; an update or
+ * step already sent may have been applied, as after a transport failure (its retry applies it
+ * once). Typically the read end of a non-blocking pipe whose write end a signal handler writes to
+ * (Python's signal.set_wakeup_fd). Process-wide; -1 removes it. Not used by ps/async.h
+ * (ps_async_cancel).
+ */
+PS_EXTERN void ps_set_cancel_fd(int fd);
+
+/**
  * Connect to psd at address ("host:port", "[::1]:port"). Returns 0 with the client in *out (free
  * with ps_client_free), INVALID_ARGUMENT for a malformed address, or UNAVAILABLE naming the address
  * ("failed to connect to 127.0.0.1:7000: Connection refused"). opts may be NULL.

@@ -18,10 +18,11 @@ typedef struct ps_graph ps_graph_t;
 typedef struct ps_variable ps_variable_t;
 
 /* TensorFlow's GraphKeys for variables (the collection key strings). */
-#define PS_GLOBAL_VARIABLES    "variables"
-#define PS_TRAINABLE_VARIABLES "trainable_variables"
-#define PS_LOCAL_VARIABLES     "local_variables"
-#define PS_MODEL_VARIABLES     "model_variables"
+#define PS_GLOBAL_VARIABLES      "variables"
+#define PS_TRAINABLE_VARIABLES   "trainable_variables"
+#define PS_LOCAL_VARIABLES       "local_variables"
+#define PS_MODEL_VARIABLES       "model_variables"
+#define PS_REGULARIZATION_LOSSES "regularization_losses"
 
 /**
  * Create an empty graph that talks to psd through client (borrowed: it must outlive the graph).

@@ -53,6 +53,15 @@ typedef struct ps_variable_scope_opts {
     /** Default partitioner for get_variable in the scope (copied; ps/partition.h); NULL inherits.
      */
     const struct ps_partitioner *partitioner;
+    /** Constraint for get_variable calls made directly in this scope (copied); as in TensorFlow it
+     * is not inherited by scopes opened inside it. NULL: none. */
+    const ps_constraint_t *constraint;
+    /** Regularizer for get_variable in the scope and the scopes inside it (copied;
+     * ps/regularizer.h); NULL inherits; tf.no_regularizer turns an inherited one off. */
+    const struct ps_regularizer *regularizer;
+    /** Caching device for get_variable in the scope and inside it (copied); NULL inherits; ""
+     * turns an inherited one off. */
+    const char *caching_device;
 } ps_variable_scope_opts_t;
 
 /**
@@ -98,6 +107,19 @@ PS_EXTERN const char *ps_variable_scope_original_name_scope(const ps_variable_sc
 
 /** scope.reuse: PS_REUSE_FALSE, PS_REUSE_TRUE or PS_REUSE_AUTO. */
 PS_EXTERN int ps_variable_scope_reuse(const ps_variable_scope_t *scope);
+
+/** scope.set_regularizer(r): copied; NULL clears it (then get_variable uses none). */
+PS_EXTERN void ps_variable_scope_set_regularizer(ps_variable_scope_t *scope,
+                                                 const struct ps_regularizer *r);
+/** scope.regularizer: NULL when none. Borrowed. */
+PS_EXTERN const struct ps_regularizer *
+ps_variable_scope_regularizer(const ps_variable_scope_t *scope);
+/** scope.set_caching_device(device): copied; NULL clears it. 0 or RESOURCE_EXHAUSTED. */
+PS_EXTERN int ps_variable_scope_set_caching_device(ps_variable_scope_t *scope,
+                                                   const char *device,
+                                                   ps_error_t *err);
+/** scope.caching_device: NULL when none. Borrowed. */
+PS_EXTERN const char *ps_variable_scope_caching_device(const ps_variable_scope_t *scope);
 
 /** scope.dtype (PS_DTYPE_FLOAT32 unless set). */
 PS_EXTERN int ps_variable_scope_dtype(const ps_variable_scope_t *scope);

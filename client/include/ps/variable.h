@@ -121,6 +121,48 @@ typedef enum {
     PS_AGG_ONLY_FIRST_REPLICA = 3,
 } ps_aggregation_t;
 
+/** Keras's weight constraints (tf.keras.constraints in TF 1.15), run by psd after every optimizer
+ * step of the variable; values equal the wire's pscope.v1.ConstraintKind. */
+typedef enum {
+    PS_CONSTRAINT_NONE = 0,
+    PS_CONSTRAINT_MAX_NORM = 1,     /* w * clip(norm, 0, max_value) / (1e-7 + norm) */
+    PS_CONSTRAINT_NON_NEG = 2,      /* w * (w >= 0) */
+    PS_CONSTRAINT_UNIT_NORM = 3,    /* w / (1e-7 + norm) */
+    PS_CONSTRAINT_MIN_MAX_NORM = 4, /* w * (rate*clip(norm,min,max) + (1-rate)*norm)/(1e-7+norm) */
+} ps_constraint_kind_t;
+
+#define PS_CONSTRAINT_MAX_AXES 8
+
+/**
+ * A constraint= argument. norm is sqrt(reduce_sum(square(w), axis, keepdims=True)) over axes[0..
+ * naxes) (negative counts from the end), or over every axis when all_axes is set (axis=None). Build
+ * one with the helpers, which fill Keras's defaults and axis=0. psd applies it after each
+ * APPLY_GRADIENTS step that updates the variable, as TensorFlow's optimizers run
+ * var.assign(constraint(var)) after their update op; plain assign / assign_add / scatter updates do
+ * not apply it (TensorFlow's do not either). Stored with the variable, logged and checkpointed.
+ */
+typedef struct ps_constraint {
+    int kind;
+    double max_value;
+    double min_value;
+    double rate;
+    int all_axes;
+    int naxes;
+    int axes[PS_CONSTRAINT_MAX_AXES];
+} ps_constraint_t;
+
+/** tf.keras.constraints.MaxNorm(max_value, axis) (Keras defaults 2, 0). */
+PS_EXTERN ps_constraint_t ps_constraint_max_norm(double max_value, int axis);
+/** tf.keras.constraints.NonNeg(). */
+PS_EXTERN ps_constraint_t ps_constraint_non_neg(void);
+/** tf.keras.constraints.UnitNorm(axis) (default 0). */
+PS_EXTERN ps_constraint_t ps_constraint_unit_norm(int axis);
+/** tf.keras.constraints.MinMaxNorm(min_value, max_value, rate, axis) (defaults 0, 1, 1, 0). */
+PS_EXTERN ps_constraint_t ps_constraint_min_max_norm(double min_value,
+                                                     double max_value,
+                                                     double rate,
+                                                     int axis);
+
 /** trainable argument values. */
 #define PS_TRAINABLE_DEFAULT 0 /* True for get_variable and Variable */
 #define PS_TRAINABLE_YES     1
@@ -159,6 +201,20 @@ typedef struct ps_get_variable_args {
      * variables. ..." Both are kept on the handle (ps_variable_synchronization / _aggregation). */
     int synchronization;
     int aggregation;
+    /** NULL: the current scope's constraint (not inherited from enclosing scopes). Checked by psd
+     * at creation ("Invalid reduction dimension 2 for input with 2 dimensions."); ignored when the
+     * variable exists (TensorFlow ignores it on reuse). */
+    const ps_constraint_t *constraint;
+    /** NULL (or kind PS_REGULARIZER_NONE): the scope's regularizer (ps/regularizer.h). Run once
+     * when this graph creates or first gets the variable (never when reuse finds it in the graph,
+     * nor on a reuse=True attach), per part for a partitioned variable. */
+    const struct ps_regularizer *regularizer;
+    /** NULL: the scope's caching device. A non-empty string makes this graph keep a worker-side
+     * copy of the variable (the string is kept as its .device name): a pull in the same graph step
+     * returns that copy, read from psd once per step (ps_graph_new_step) or on demand
+     * (ps_variable_refresh), as TensorFlow's caching device reads the variable once per
+     * session.run. "" means not cached, overriding the scope's (TensorFlow's caching_device=""). */
+    const char *caching_device;
 } ps_get_variable_args_t;
 
 /** Computes a tensor handle's current value into out (len bytes). 0 or a code with err. */
@@ -272,10 +328,27 @@ PS_EXTERN ps_shape_t ps_variable_shape(const ps_variable_t *v);
 PS_EXTERN uint64_t ps_variable_nelems(const ps_variable_t *v);
 PS_EXTERN size_t ps_variable_nbytes(const ps_variable_t *v);
 PS_EXTERN int ps_variable_trainable(const ps_variable_t *v);
-/** The synchronization and aggregation given when this graph created or first got it (PS_SYNC_*,
- * PS_AGG_*). */
+/** The synchronization and aggregation the variable was created with (PS_SYNC_*, PS_AGG_*), as psd
+ * stores them. */
 PS_EXTERN int ps_variable_synchronization(const ps_variable_t *v);
 PS_EXTERN int ps_variable_aggregation(const ps_variable_t *v);
+/** Its caching device (ps_get_variable_args_t.caching_device), or NULL when it is not cached. */
+PS_EXTERN const char *ps_variable_caching_device(const ps_variable_t *v);
+
+/**
+ * Read a cached variable (or each part of a cached partitioned one) from psd now into its cache,
+ * for the rest of this graph step. No-op for a variable that is not cached. 0 or the pull's error.
+ */
+PS_EXTERN int ps_variable_refresh(ps_variable_t *v, ps_error_t *err);
+
+/**
+ * Start a new step of this graph (TensorFlow's next session.run): every cached variable is read
+ * from psd again at its next pull. Returns the new step number (the first step is 0).
+ */
+PS_EXTERN uint64_t ps_graph_new_step(ps_graph_t *g);
+
+/** The constraint psd stores with it: 1 and *out filled, or 0 when it has none. */
+PS_EXTERN int ps_variable_constraint(const ps_variable_t *v, ps_constraint_t *out);
 /** 1 when this graph's lookup created it at psd, 0 when it attached to an existing one. */
 PS_EXTERN int ps_variable_created(const ps_variable_t *v);
 /** 1 for a tf.Variable, 0 for get_variable. */

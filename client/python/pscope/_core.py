@@ -22,6 +22,8 @@ from . import errors
 from . import initializers as _init
 from . import enums as _enums
 from . import partitioners as _partitioners
+from . import constraints as _constraints
+from . import regularizers as _regularizers
 from .tensor_shape import TensorShape, as_shape
 
 lib = _lib.lib
@@ -480,6 +482,8 @@ class Graph:
         self._scopes = {}
         self._extra = {}  # collection key -> non-variable members, in insertion order
         self._scope_getters = {}
+        self._regularizers = {}  # callback id -> Python regularizer (kept for the graph's life)
+        self._replaying = 0  # >0 while a collected Python loss is recomputed: names unmarked
         # TensorFlow's tuple-keyed collections, in creation order among the string keys:
         # [(key, number of string keys when it was created)].
         self._tuple_keys = []
@@ -515,6 +519,8 @@ class Graph:
                 v._ptr = None
             self._scopes.clear()
             _forget_getters(self)
+            for i in self._regularizers:
+                _REGS.pop(i, None)
 
     def close(self):
         """Free the graph and its handles; variables of it refuse use afterwards. Twice: no-op."""
@@ -532,12 +538,20 @@ class Graph:
 
     # -- names and scopes
     def unique_name(self, name, mark_as_used=True):
+        if self._replaying:
+            mark_as_used = False
         with self._lock:
             buf = ctypes.create_string_buffer(4096)
             err = _lib.Error()
             rc = lib.ps_graph_unique_name(self._handle(), _b(name), 1 if mark_as_used else 0, buf, len(buf), ctypes.byref(err))
             _lib.check_value(rc, err)
             return _lib.decode(buf.value)
+
+    def new_step(self):
+        """Start a new step (TensorFlow's next session.run): cached variables (caching_device) are
+        read from psd again at their next read. Returns the step number."""
+        with self._lock:
+            return lib.ps_graph_new_step(self._handle())
 
     def get_name_scope(self):
         with self._lock:
@@ -560,7 +574,7 @@ class Graph:
         with self._lock:
             return self._wrap_scope(lib.ps_get_variable_scope(self._handle()))
 
-    def _push_variable_scope(self, name=None, scope=None, default_name=None, reuse=None, initializer=None, dtype=None, custom_getter=None, auxiliary_name_scope=True, partitioner=None):
+    def _push_variable_scope(self, name=None, scope=None, default_name=None, reuse=None, initializer=None, dtype=None, custom_getter=None, auxiliary_name_scope=True, partitioner=None, regularizer=None, caching_device=None, constraint=None):
         with self._lock:
             self._touch(("__varscope",), ("__variable_store",))
             keep = _Keep()
@@ -584,6 +598,7 @@ class Graph:
                 pp = _partitioners.spec_of(partitioner, keep)
                 if pp is not None:
                     opts.partitioner = pp
+                _set_extra_args(self, opts, keep, regularizer, caching_device, constraint)
                 out = ctypes.c_void_p()
                 err = _lib.Error()
                 rc = lib.ps_variable_scope_push(self._handle(), _b(name), ctypes.byref(opts), ctypes.byref(out), ctypes.byref(err))
@@ -593,6 +608,7 @@ class Graph:
             vs = self._wrap_scope(out.value)
             if custom_getter is not None:
                 vs._custom_getter = custom_getter
+            vs._py_constraint = constraint
             return vs
 
     def _pop_variable_scope(self, vs):
@@ -612,13 +628,15 @@ class Graph:
         if v is None:
             if _lib.HAS_PARTITIONS and lib.ps_variable_partitioned(ptr):
                 v = PartitionedVariable._wrap(self, ptr)
+            elif _lib.HAS_CONSTRAINTS and not lib.ps_variable_is_stored(ptr):
+                v = _HandleTensor(self, ptr)
             else:
                 v = Variable._wrap(self, ptr)
             self._vars[ptr] = v
         return v
 
     # -- variables
-    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None, partitioner=None, synchronization=None, aggregation=None):
+    def _get_variable(self, name, shape=None, dtype=None, initializer=None, trainable=None, collections=None, local=False, reuse=None, getter_handle=None, partitioner=None, synchronization=None, aggregation=None, regularizer=None, constraint=None, caching_device=None):
         """The C getter: ps_get_variable / ps_get_local_variable, or ps_getter_call inside a
         custom getter (getter_handle) with the full name and the given reuse."""
         with self._lock:
@@ -646,6 +664,7 @@ class Graph:
                     a.partitioner = pp
                 a.synchronization = _enums.enum_value(synchronization, "synchronization")
                 a.aggregation = _enums.enum_value(aggregation, "aggregation")
+                _set_extra_args(self, a, keep, regularizer, caching_device, constraint)
                 out = ctypes.c_void_p()
                 err = _lib.Error()
                 if getter_handle is not None:
@@ -863,7 +882,7 @@ _TRUE_GETTER_ARGS = (
 )
 
 
-def _kwargs_of_c_args(a):
+def _kwargs_of_c_args(a, graph=None):
     shape = None
     if a.shape:
         shape = _shape_of_c(a.shape.contents)
@@ -877,21 +896,28 @@ def _kwargs_of_c_args(a):
     part = None
     if _lib.HAS_PARTITIONS and a.partitioner:
         part = _partitioners.from_spec(a.partitioner.contents)
+    reg = cons = dev = None
+    if _lib.HAS_CONSTRAINTS:
+        if a.regularizer:
+            reg = _regularizer_of_spec(graph, a.regularizer.contents)
+        if a.constraint:
+            cons = _constraints.from_spec(a.constraint.contents)
+        dev = _lib.decode(a.caching_device)
     return {
         "synchronization": _enums.VariableSynchronization(a.synchronization) if a.synchronization in (0, 1, 2, 3) else a.synchronization,
         "aggregation": _enums.VariableAggregation(a.aggregation) if a.aggregation in (0, 1, 2, 3) else a.aggregation,
         "shape": shape,
         "dtype": _dtypes.from_enum(a.dtype) if a.dtype else _dtypes.float32,
         "initializer": init,
-        "regularizer": None,
+        "regularizer": reg,
         "reuse": _reuse_from_c(a.reuse),
         "trainable": trainable,
         "collections": cols,
-        "caching_device": None,
+        "caching_device": dev,
         "partitioner": part,
         "validate_shape": True,
         "use_resource": None,
-        "constraint": None,
+        "constraint": cons,
     }
 
 
@@ -901,7 +927,7 @@ def _trampoline(getter_handle, args_p, data, out_p, err_p):
         graph = graph_ref()
         a = args_p.contents
         name = _lib.decode(a.name)
-        kwargs = _kwargs_of_c_args(a)
+        kwargs = _kwargs_of_c_args(a, graph)
 
         def getter(name, *args, **kw):
             for k, v in zip(_TRUE_GETTER_ARGS, args):
@@ -918,6 +944,9 @@ def _trampoline(getter_handle, args_p, data, out_p, err_p):
                 partitioner=kw.get("partitioner"),
                 synchronization=kw.get("synchronization"),
                 aggregation=kw.get("aggregation"),
+                regularizer=kw.get("regularizer"),
+                constraint=kw.get("constraint"),
+                caching_device=kw.get("caching_device"),
             )
 
         result = fn(getter, name, **kwargs)
@@ -943,6 +972,100 @@ def _stash_result(err_p, kind, obj):
 _TRAMPOLINE = _lib.CUSTOM_GETTER_CB(_trampoline)
 
 
+# ---- regularizers, constraints, caching devices (get_variable's other arguments) ----------------
+# A built-in regularizer travels as its C spec; tf.no_regularizer as PS_REGULARIZER_NO; any other
+# callable as a C callback (ids into the graph's registry) that calls it with the new variable
+# inside the name scope "<name>/Regularizer/" and collects its non-None result.
+
+
+def _caching_device_arg(caching_device):
+    if caching_device is None:
+        return None
+    if callable(caching_device):
+        _unsupported("a callable caching_device")
+    if not isinstance(caching_device, str):
+        raise TypeError("caching_device must be a string or None; got %r" % (caching_device,))
+    return caching_device.encode()
+
+
+def _regularizer_arg(graph, regularizer, keep):
+    if regularizer is None:
+        return None
+    if not _lib.HAS_CONSTRAINTS:
+        _unsupported("regularizer")
+    r = _lib.Regularizer()
+    if regularizer is _regularizers.no_regularizer:
+        r.kind = _regularizers.KIND_NO
+    elif isinstance(regularizer, _regularizers._Regularizer) and regularizer._by_c():
+        r = regularizer._spec()
+    elif callable(regularizer):
+        i = next(_GETTER_IDS)
+        graph._regularizers[i] = regularizer
+        _REGS[i] = (weakref.ref(graph), regularizer)
+        r.kind = _regularizers.KIND_CALLBACK
+        r.fn = _REG_TRAMPOLINE
+        r.data = i
+    else:
+        raise TypeError("'%s' object is not callable" % type(regularizer).__name__)
+    keep.refs.append(r)
+    return ctypes.pointer(r)
+
+
+def _regularizer_of_spec(graph, r):
+    """The Python regularizer of a C spec (what a custom getter or scope.regularizer sees)."""
+    if r.kind == _regularizers.KIND_NO:
+        return _regularizers.no_regularizer
+    if r.kind == _regularizers.KIND_CALLBACK:
+        return graph._regularizers.get(r.data) if graph is not None else None
+    if r.kind == _regularizers.KIND_KERAS:
+        return _regularizers.L1L2(r.l1, r.l2)
+    if r.kind == _regularizers.KIND_L1:
+        return _regularizers.l1_regularizer(r.l1)
+    if r.kind == _regularizers.KIND_L2:
+        return _regularizers.l2_regularizer(r.l2)
+    if r.kind == _regularizers.KIND_L1_L2:
+        return _regularizers.l1_l2_regularizer(r.l1, r.l2)
+    return None
+
+
+def _set_extra_args(graph, a, keep, regularizer, caching_device, constraint):
+    """Fill the regularizer, constraint and caching_device fields of GetVariableArgs or
+    VariableScopeOpts."""
+    if regularizer is None and caching_device is None and constraint is None:
+        return
+    if not _lib.HAS_CONSTRAINTS:
+        _unsupported("regularizer, constraint and caching_device")
+    rp = _regularizer_arg(graph, regularizer, keep)
+    if rp is not None:
+        a.regularizer = rp
+    cs = _constraints.spec_of(constraint)
+    if cs is not None:
+        keep.refs.append(cs)
+        a.constraint = ctypes.pointer(cs)
+    dev = _caching_device_arg(caching_device)
+    if dev is not None:
+        keep.refs.append(dev)
+        a.caching_device = dev
+
+
+def _reg_trampoline(g_ptr, var_ptr, data, loss_p, err_p):
+    try:
+        loss_p[0] = None
+        graph_ref, fn = _REGS[data]
+        graph = graph_ref()
+        var = graph._wrap_var(var_ptr)
+        loss = fn(var)
+        if loss is not None:
+            graph._extra.setdefault("regularization_losses", []).append(_LiveLoss(graph, fn, var, loss))
+        return 0
+    except BaseException as e:  # KeyboardInterrupt too: raised again at the caller
+        return _stash_result(err_p, "raise", e)
+
+
+_REGS = {}
+_REG_TRAMPOLINE = _lib.REGULARIZER_CB(_reg_trampoline) if _lib.HAS_CONSTRAINTS else None
+
+
 # ---- variable scopes ------------------------------------------------------------------------------
 
 
@@ -957,6 +1080,7 @@ class VariableScope:
         self._ptr = ptr
         self._custom_getter = None
         self._py_initializer = None
+        self._py_constraint = None
         return self
 
     def _handle(self):
@@ -1005,11 +1129,18 @@ class VariableScope:
 
     @property
     def regularizer(self):
-        return None
+        if not _lib.HAS_CONSTRAINTS:
+            return None
+        with self._graph._lock:
+            p = lib.ps_variable_scope_regularizer(self._handle())
+            return _regularizer_of_spec(self._graph, p.contents) if p else None
 
     @property
     def caching_device(self):
-        return None
+        if not _lib.HAS_CONSTRAINTS:
+            return None
+        with self._graph._lock:
+            return _lib.decode(lib.ps_variable_scope_caching_device(self._handle()))
 
     @property
     def use_resource(self):
@@ -1017,7 +1148,7 @@ class VariableScope:
 
     @property
     def constraint(self):
-        return None
+        return self._py_constraint
 
     def reuse_variables(self):
         with self._graph._lock:
@@ -1053,14 +1184,19 @@ class VariableScope:
             return gid if custom_getter is not None else None
 
     def set_caching_device(self, caching_device):
-        pass  # no devices: psd holds the storage
+        with self._graph._lock:
+            err = _lib.Error()
+            rc = lib.ps_variable_scope_set_caching_device(self._handle(), _caching_device_arg(caching_device), ctypes.byref(err))
+            _lib.check(rc, err)
 
     def set_use_resource(self, use_resource):
         pass  # pscope's variables print as TF1's reference variables either way
 
     def set_regularizer(self, regularizer):
-        if regularizer is not None:
-            _unsupported("regularizer")
+        with self._graph._lock:
+            keep = _Keep()
+            p = _regularizer_arg(self._graph, regularizer, keep)
+            lib.ps_variable_scope_set_regularizer(self._handle(), p)
 
     def set_partitioner(self, partitioner):
         if partitioner is None and not _lib.HAS_PARTITIONS:
@@ -1257,6 +1393,39 @@ class Variable(_Arithmetic):
         """The version psd reported last (creation, pull or update)."""
         with self._graph._lock:
             return lib.ps_variable_version(self._handle())
+
+    @property
+    def constraint(self):
+        """The constraint psd applies after each optimizer step (tf.keras.constraints), or None."""
+        if not _lib.HAS_CONSTRAINTS:
+            return None
+        with self._graph._lock:
+            c = _lib.Constraint()
+            return _constraints.from_spec(c) if lib.ps_variable_constraint(self._handle(), ctypes.byref(c)) else None
+
+    @property
+    def synchronization(self):
+        with self._graph._lock:
+            return _enums.VariableSynchronization(lib.ps_variable_synchronization(self._handle()))
+
+    @property
+    def aggregation(self):
+        with self._graph._lock:
+            return _enums.VariableAggregation(lib.ps_variable_aggregation(self._handle()))
+
+    @property
+    def caching_device(self):
+        """The caching device it was created with (a worker-side copy read once per step), or None."""
+        if not _lib.HAS_CONSTRAINTS:
+            return None
+        with self._graph._lock:
+            return _lib.decode(lib.ps_variable_caching_device(self._handle()))
+
+    def refresh(self):
+        """Read a cached variable from psd now (no-op when it is not cached)."""
+        with self._graph._lock:
+            err = _lib.Error()
+            _lib.check(lib.ps_variable_refresh(self._handle(), ctypes.byref(err)), err)
 
     @property
     def created(self):
@@ -1530,6 +1699,57 @@ class Tensor(_Arithmetic):
     def __repr__(self):
         return "<ps.Tensor '%s' shape=%s dtype=%s>" % (self.name, self._shape, self._dtype.name)
 
+
+
+class _HandleTensor(Tensor):
+    """A tensor libpsclient computes (a built-in regularizer's loss, a custom getter's
+    ps_tensor_handle_new): named as TensorFlow names the op; each read asks the library."""
+
+    def __init__(self, graph, ptr):
+        self._graph = graph
+        self._ptr = ptr
+        self._op = Operation(_lib.decode(lib.ps_variable_op_name(ptr)), "Tensor", graph)
+        self._shape = _shape_of_c(lib.ps_variable_shape(ptr))
+        self._dtype = _dtypes.from_enum(lib.ps_variable_dtype(ptr))
+        self._value = None
+
+    def _require_value(self):
+        if self._ptr is None:
+            raise errors.FailedPreconditionError(None, None, "pscope: tensor %s belongs to a graph that is closed" % self.name)
+        out = np.empty(tuple(self._shape.as_list()), np.dtype(self._dtype.as_numpy_dtype))
+        with self._graph._lock:
+            err = _lib.Error()
+            rc = lib.ps_variable_pull(self._ptr, out.ctypes.data if out.nbytes else None, out.nbytes, ctypes.byref(err))
+            _lib.check(rc, err)
+        return out
+
+
+class _LiveLoss(Tensor):
+    """A Python regularizer's loss: named by its first result; each read calls the regularizer
+    again on the variable (with names left unmarked), so the value follows the variable as a
+    TensorFlow loss tensor does at each session.run."""
+
+    def __init__(self, graph, fn, var, first):
+        self._graph = graph
+        self._fn = fn
+        self._var = var
+        self._value = None
+        if isinstance(first, Tensor):
+            self._op, self._shape, self._dtype = first._op, first._shape, first._dtype
+        else:
+            a = np.asarray(_value(first))
+            self._op = Operation(graph.unique_name("Const"), "Const", graph)
+            self._shape, self._dtype = TensorShape(a.shape), _dtypes.as_dtype(a.dtype)
+
+    def _require_value(self):
+        g = self._graph
+        with g._lock:
+            g._replaying += 1
+            try:
+                r = self._fn(self._var)
+            finally:
+                g._replaying -= 1
+        return np.asarray(_value(r))
 
 
 def _graph_of(*xs):

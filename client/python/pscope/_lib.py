@@ -4,8 +4,10 @@ pscope uses, and turning a failed call's (code, message) into the matching Pytho
 No compiled extension: every C call goes through ctypes, which releases the GIL while C runs.
 """
 import ctypes
-import ctypes.util
 import os
+import signal
+import threading
+import ctypes.util
 
 from . import errors
 
@@ -158,6 +160,47 @@ class Partitioner(ctypes.Structure):
 
 _PARTITIONER_FIELD = [("partitioner", ctypes.POINTER(Partitioner))] if HAS_PARTITIONS else []
 
+# ps_constraint_t (ps/variable.h) and ps_regularizer_t (ps/regularizer.h), where the library has
+# them (issue 17).
+HAS_CONSTRAINTS = getattr(lib, "ps_variable_constraint", None) is not None
+CONSTRAINT_MAX_AXES = 8
+
+
+class Constraint(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("max_value", ctypes.c_double),
+        ("min_value", ctypes.c_double),
+        ("rate", ctypes.c_double),
+        ("all_axes", ctypes.c_int),
+        ("naxes", ctypes.c_int),
+        ("axes", ctypes.c_int * CONSTRAINT_MAX_AXES),
+    ]
+
+
+# int (*ps_regularizer_cb)(ps_graph_t *g, ps_variable_t *var, void *data, ps_variable_t **loss,
+#                          ps_error_t *err)
+REGULARIZER_CB = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(Error)
+)
+
+
+class Regularizer(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("l1", ctypes.c_double),
+        ("l2", ctypes.c_double),
+        ("fn", REGULARIZER_CB),
+        ("data", ctypes.c_void_p),
+    ]
+
+
+_EXTRA_ARGS = (
+    [("constraint", ctypes.POINTER(Constraint)), ("regularizer", ctypes.POINTER(Regularizer)), ("caching_device", ctypes.c_char_p)]
+    if HAS_CONSTRAINTS
+    else []
+)
+
 
 class GetVariableArgs(ctypes.Structure):
     _fields_ = [
@@ -170,7 +213,7 @@ class GetVariableArgs(ctypes.Structure):
         ("ncollections", ctypes.c_size_t),
         ("has_collections", ctypes.c_int),
         ("reuse", ctypes.c_int),
-    ] + _PARTITIONER_FIELD + [("synchronization", ctypes.c_int), ("aggregation", ctypes.c_int), ("_spare", ctypes.c_char * _SPARE)]
+    ] + _PARTITIONER_FIELD + [("synchronization", ctypes.c_int), ("aggregation", ctypes.c_int)] + _EXTRA_ARGS + [("_spare", ctypes.c_char * _SPARE)]
 
 
 # int (*ps_custom_getter_cb)(const ps_getter_t *, const ps_get_variable_args_t *, void *data,
@@ -195,7 +238,7 @@ class VariableScopeOpts(ctypes.Structure):
         ("custom_getter", CUSTOM_GETTER_CB),
         ("custom_getter_data", ctypes.c_void_p),
         ("no_auxiliary_name_scope", ctypes.c_int),
-    ] + _PARTITIONER_FIELD + [("_spare", ctypes.c_char * _SPARE)]
+    ] + _PARTITIONER_FIELD + _EXTRA_ARGS + [("_spare", ctypes.c_char * _SPARE)]
 
 
 class VariableArgs(ctypes.Structure):
@@ -321,6 +364,20 @@ _SIGNATURES = {
     "ps_checkpoint_save": (_i, [_p, _s, ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_checkpoint_restore": (_i, [_p, _s, ctypes.POINTER(RestoreOpts), ctypes.POINTER(_u64), ctypes.POINTER(_u64), _E]),
     "ps_init_from_checkpoint": (_i, [_p, _s, ctypes.POINTER(CheckpointMapEntry), _z, _E]),
+    # issue 17: constraints, regularizers, caching devices
+    "ps_variable_constraint": (_i, [_p, ctypes.POINTER(Constraint)]),
+    "ps_variable_synchronization": (_i, [_p]),
+    "ps_variable_aggregation": (_i, [_p]),
+    "ps_variable_is_stored": (_i, [_p]),
+    "ps_variable_regularizer": (_i, [_p, ctypes.POINTER(Regularizer)]),
+    "ps_variable_caching_device": (_s, [_p]),
+    "ps_variable_refresh": (_i, [_p, _E]),
+    "ps_graph_new_step": (_u64, [_p]),
+    "ps_graph_regularization_loss": (_i, [_p, _s, ctypes.POINTER(ctypes.c_double), _E]),
+    "ps_variable_scope_set_regularizer": (None, [_p, ctypes.POINTER(Regularizer)]),
+    "ps_variable_scope_regularizer": (ctypes.POINTER(Regularizer), [_p]),
+    "ps_variable_scope_set_caching_device": (_i, [_p, _s, _E]),
+    "ps_variable_scope_caching_device": (_s, [_p]),
 }
 
 
@@ -407,6 +464,43 @@ def has(name):
 
 def decode(b):
     return b.decode("utf-8", "replace") if b is not None else None
+
+
+# ---- Ctrl-C: a blocking C call gives way to KeyboardInterrupt ------------------------------------
+# Python's C-level signal handler writes the signal number to its wakeup fd (signal.set_wakeup_fd)
+# at once, even while a C call holds the thread. pscope points that fd at a pipe whose read end is
+# libpsclient's cancel fd (ps_set_cancel_fd): a call waiting for psd then fails CANCELLED within
+# the poll, closing its connection, and Python runs the signal's handler as soon as the call
+# returns, so the KeyboardInterrupt comes from the call instead of after the request timeout.
+# Installed from the main thread only, and only when no wakeup fd is set (asyncio sets its own).
+
+
+def install_interrupt_fd():
+    if getattr(lib, "ps_set_cancel_fd", None) is None:
+        return False
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        prev = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(r)
+        os.close(w)
+        return False
+    if prev != -1:
+        signal.set_wakeup_fd(prev)
+        os.close(r)
+        os.close(w)
+        return False
+    lib.ps_set_cancel_fd.restype = None
+    lib.ps_set_cancel_fd.argtypes = [ctypes.c_int]
+    lib.ps_set_cancel_fd(r)
+    return True
+
+
+INTERRUPT_FD = install_interrupt_fd()
 
 
 def raise_op_error(code, message):

@@ -43,6 +43,8 @@ def test_struct_fields_match_headers():
         (var, "ps_update", _lib.Update),
         (scope, "ps_variable_scope_opts", _lib.VariableScopeOpts),
         (client, "ps_client_opts", _lib.ClientOpts),
+        (var, "ps_constraint", _lib.Constraint),
+        (header("client/include/ps/regularizer.h"), "ps_regularizer", _lib.Regularizer),
     ]
     for text, struct, cls in cases:
         c_fields = fields(text, struct)

@@ -59,6 +59,8 @@ void psc_variable_free(ps_variable_t *v)
     ps_free(v->name);
     ps_free(v->op_name);
     ps_free(v->store_name);
+    ps_free(v->caching_device);
+    ps_free(v->cache);
     ps_free(v);
 }
 

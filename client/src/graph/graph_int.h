@@ -8,6 +8,7 @@
 
 #include <ps/client.h>
 #include <ps/internal/slice.h>
+#include <ps/regularizer.h>
 
 #include "placement.h"
 #include "strmap.h"
@@ -37,6 +38,11 @@ struct ps_variable_scope {
     int has_partitioner;
     ps_partitioner_t partitioner;
     psc_vec_t own_getters; /* nodes made by ps_variable_scope_set_custom_getter (owned) */
+    int has_constraint;    /* only what was passed to this scope (never inherited) */
+    ps_constraint_t constraint;
+    int has_regularizer; /* inherited */
+    ps_regularizer_t regularizer;
+    char *caching_device; /* inherited; NULL: none, "" overrides to none */
 };
 
 typedef enum {
@@ -66,8 +72,9 @@ struct ps_variable {
     uint64_t nelems;
     size_t nbytes;
     int trainable;
-    int synchronization; /* PS_SYNC_* */
-    int aggregation;     /* PS_AGG_* */
+    int synchronization;        /* PS_SYNC_* */
+    int aggregation;            /* PS_AGG_* */
+    ps_constraint_t constraint; /* kind PS_CONSTRAINT_NONE: none (psd's record) */
     int created;
     int plain; /* tf.Variable */
     uint64_t version;
@@ -76,6 +83,12 @@ struct ps_variable {
     ps_partitioned_variable_t *parent; /* set on a part: its SaveSliceInfo's full variable */
     ps_value_fn value_fn;              /* set on a tensor handle (not a stored variable) */
     void *value_data;
+    int has_regularizer; /* the regularizer this graph ran at creation */
+    ps_regularizer_t regularizer;
+    /* caching_device: a worker-side copy read once per graph step (ps_graph_new_step) */
+    char *caching_device; /* NULL: not cached */
+    void *cache;
+    uint64_t cache_step; /* the graph step the cache holds; valid when cache != NULL */
 };
 
 /* TensorFlow's PartitionedVariable: parts along one axis, each a variable of the graph. */
@@ -111,6 +124,7 @@ struct ps_graph {
     psc_strmap_t partitioned; /* full name -> ps_partitioned_variable_t* (_partitioned_vars) */
     psc_vec_t pvs;            /* every partitioned variable (owned) */
     psc_placer_t placer;      /* replica_device_setter; ntasks 0: hash placement */
+    uint64_t step;            /* ps_graph_new_step's counter (caching_device reads) */
 };
 
 /* graph.c */
@@ -147,6 +161,12 @@ void psc_scope_free(ps_variable_scope_t *s);
 
 /** Deep copy of an initializer spec into the scope (value bytes too). */
 int psc_scope_copy_init(ps_variable_scope_t *s, const ps_initializer_t *init, ps_error_t *err);
+
+/* regularizer.c */
+
+/** Run r (NULL, NONE or NO: nothing) for the variable v this graph just created: record it on v and
+ * collect its non-None loss in REGULARIZATION_LOSSES. 0 or the error. */
+int psc_regularize(ps_graph_t *g, ps_variable_t *v, const ps_regularizer_t *r, ps_error_t *err);
 
 /* partitioned.c */
 
@@ -216,6 +236,9 @@ typedef struct psc_lookup {
     int trainable;
     const char *const *collections;
     size_t ncollections;
+    const ps_constraint_t *constraint; /* NULL: none */
+    int synchronization;
+    int aggregation;
     const ps_slice_info_t *slice; /* a part of a partitioned variable: its save_slice_info */
 } psc_lookup_t;
 
@@ -229,6 +252,9 @@ typedef struct psc_varinfo {
     int kind;
     char **collections;
     size_t ncollections;
+    ps_constraint_t constraint;
+    int synchronization;
+    int aggregation;
 } psc_varinfo_t;
 
 void psc_varinfo_deinit(psc_varinfo_t *vi);

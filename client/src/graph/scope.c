@@ -30,6 +30,7 @@ void psc_scope_free(ps_variable_scope_t *s)
         return;
     ps_free(s->name);
     ps_free(s->name_scope);
+    ps_free(s->caching_device);
     ps_tensor_free(s->init_value);
     for (size_t i = 0; i < s->own_getters.len; i++)
         ps_free(s->own_getters.items[i]);
@@ -79,6 +80,10 @@ static ps_variable_scope_t *scope_clone(const ps_variable_scope_t *from,
     s->getter = from->getter;
     s->has_partitioner = from->has_partitioner;
     s->partitioner = from->partitioner;
+    s->has_regularizer = from->has_regularizer;
+    s->regularizer = from->regularizer;
+    if (from->caching_device && !(s->caching_device = ps_strdup(from->caching_device)))
+        goto oom;
     if (from->has_init && psc_scope_copy_init(s, &from->init, err) != 0) {
         psc_scope_free(s);
         return NULL;
@@ -236,6 +241,19 @@ int ps_variable_scope_push(ps_graph_t *g,
     if (o->partitioner) {
         s->has_partitioner = 1;
         s->partitioner = *o->partitioner;
+    }
+    if (o->regularizer && o->regularizer->kind != PS_REGULARIZER_NONE) {
+        s->has_regularizer = 1;
+        s->regularizer = *o->regularizer;
+    }
+    if (o->caching_device) {
+        ps_free(s->caching_device);
+        if (!(s->caching_device = ps_strdup(o->caching_device)))
+            goto oom_frame;
+    }
+    if (o->constraint && o->constraint->kind != PS_CONSTRAINT_NONE) {
+        s->has_constraint = 1;
+        s->constraint = *o->constraint;
     }
     if (o->custom_getter) {
         node = ps_calloc(1, sizeof *node);
@@ -435,4 +453,33 @@ int ps_variable_scope_set_partitioner(ps_variable_scope_t *scope,
 const ps_partitioner_t *ps_variable_scope_partitioner(const ps_variable_scope_t *scope)
 {
     return scope->has_partitioner ? &scope->partitioner : NULL;
+}
+
+void ps_variable_scope_set_regularizer(ps_variable_scope_t *scope, const ps_regularizer_t *r)
+{
+    scope->has_regularizer = r != NULL && r->kind != PS_REGULARIZER_NONE;
+    if (scope->has_regularizer)
+        scope->regularizer = *r;
+}
+
+const ps_regularizer_t *ps_variable_scope_regularizer(const ps_variable_scope_t *scope)
+{
+    return scope->has_regularizer ? &scope->regularizer : NULL;
+}
+
+int ps_variable_scope_set_caching_device(ps_variable_scope_t *scope,
+                                         const char *device,
+                                         ps_error_t *err)
+{
+    char *d = NULL;
+    if (device && !(d = ps_strdup(device)))
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    ps_free(scope->caching_device);
+    scope->caching_device = d;
+    return 0;
+}
+
+const char *ps_variable_scope_caching_device(const ps_variable_scope_t *scope)
+{
+    return scope->caching_device;
 }

@@ -300,6 +300,9 @@ static int make_var(ps_graph_t *g,
     }
     v->nbytes = (size_t) (v->nelems * ps_dtype_size(vi->dtype));
     v->trainable = vi->trainable;
+    v->synchronization = vi->synchronization;
+    v->aggregation = vi->aggregation;
+    v->constraint = vi->constraint;
     v->created = vi->created;
     v->plain = plain;
     v->version = vi->version;
@@ -533,6 +536,9 @@ int psc_single_lookup(ps_graph_t *g,
         .trainable = st->trainable,
         .collections = st->cols,
         .ncollections = st->ncols,
+        .constraint = a->constraint,
+        .synchronization = a->synchronization,
+        .aggregation = a->aggregation,
         .slice = slice,
     };
     if (from_value && mode != PSC_LOOKUP_MUST_EXIST) {
@@ -591,8 +597,6 @@ int psc_single_commit(ps_graph_t *g,
             e->ptr = v;
     }
     if (rc == 0) {
-        v->synchronization = a->synchronization;
-        v->aggregation = a->aggregation;
         if (st->mode == PSC_LOOKUP_MUST_EXIST) {
             /* Attached to what another graph declared: take psd's record. */
             rc = add_to_collections(g, v, (const char *const *) st->vi.collections,
@@ -602,6 +606,12 @@ int psc_single_commit(ps_graph_t *g,
             rc = add_to_collections(g, v, st->cols, st->ncols, err);
         }
     }
+    if (rc == 0 && a->caching_device && *a->caching_device &&
+        !(v->caching_device = ps_strdup(a->caching_device)))
+        rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    /* _get_single_variable runs the regularizer after recording a new variable. */
+    if (rc == 0 && st->mode != PSC_LOOKUP_MUST_EXIST)
+        rc = psc_regularize(g, v, a->regularizer, err);
     psc_varinfo_deinit(&st->vi);
     ps_free(st->psd_name);
     st->psd_name = NULL;
@@ -712,6 +722,33 @@ int ps_get_variable(ps_graph_t *g,
         a.dtype = s->dtype;
     if (!a.partitioner && s->has_partitioner)
         a.partitioner = &s->partitioner;
+    if (!a.constraint && s->has_constraint)
+        a.constraint = &s->constraint;
+    if ((!a.regularizer || a.regularizer->kind == PS_REGULARIZER_NONE) && s->has_regularizer)
+        a.regularizer = &s->regularizer;
+    if (!a.caching_device)
+        a.caching_device = s->caching_device;
+    if (a.regularizer) {
+        const ps_regularizer_t *r = a.regularizer;
+        int bad = r->kind < PS_REGULARIZER_NONE || r->kind > PS_REGULARIZER_CALLBACK ||
+                  (r->kind == PS_REGULARIZER_CALLBACK && !r->fn);
+        int dt = a.dtype ? a.dtype : PS_DTYPE_FLOAT32;
+        if (init && init->kind == PS_INITIALIZER_VALUE && init->value_tensor)
+            dt = ps_tensor_dtype(init->value_tensor);
+        int builtin = r->kind >= PS_REGULARIZER_L1 && r->kind <= PS_REGULARIZER_KERAS_L1L2;
+        int rc = 0;
+        if (bad)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "regularizer must be callable, but received: kind %d", r->kind);
+        else if (builtin && dt != PS_DTYPE_FLOAT32 && dt != PS_DTYPE_FLOAT64)
+            rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                              "a regularizer needs a floating-point variable: %s is %s", full,
+                              ps_dtype_name(dt));
+        if (rc) {
+            ps_free(full);
+            return rc;
+        }
+    }
     a.reuse = s->reuse;
     /* validate_synchronization_aggregation_trainable, before any custom getter runs. */
     if (a.aggregation < PS_AGG_NONE || a.aggregation > PS_AGG_ONLY_FIRST_REPLICA) {
@@ -902,6 +939,88 @@ int ps_variable_aggregation(const ps_variable_t *v)
     return v->aggregation;
 }
 
+const char *ps_variable_caching_device(const ps_variable_t *v)
+{
+    return v->caching_device;
+}
+
+uint64_t ps_graph_new_step(ps_graph_t *g)
+{
+    return ++g->step;
+}
+
+int ps_variable_refresh(ps_variable_t *v, ps_error_t *err)
+{
+    int any = v->caching_device != NULL;
+    if (v->pv) {
+        for (size_t i = 0; i < v->pv->nparts; i++) {
+            ps_variable_t *p = v->pv->parts[i];
+            any |= p->caching_device != NULL;
+            ps_free(p->cache);
+            p->cache = NULL;
+        }
+    }
+    ps_free(v->cache);
+    v->cache = NULL;
+    if (!any)
+        return 0;
+    void *tmp = ps_malloc(v->nbytes ? v->nbytes : 1);
+    if (!tmp)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    int rc = ps_variable_pull(v, tmp, v->nbytes, err);
+    ps_free(tmp);
+    return rc;
+}
+
+int ps_variable_constraint(const ps_variable_t *v, ps_constraint_t *out)
+{
+    if (v->constraint.kind == PS_CONSTRAINT_NONE)
+        return 0;
+    if (out)
+        *out = v->constraint;
+    return 1;
+}
+
+static ps_constraint_t constraint_axis(int kind, int axis)
+{
+    ps_constraint_t c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.naxes = 1;
+    c.axes[0] = axis;
+    return c;
+}
+
+ps_constraint_t ps_constraint_max_norm(double max_value, int axis)
+{
+    ps_constraint_t c = constraint_axis(PS_CONSTRAINT_MAX_NORM, axis);
+    c.max_value = max_value;
+    return c;
+}
+
+ps_constraint_t ps_constraint_non_neg(void)
+{
+    ps_constraint_t c;
+    memset(&c, 0, sizeof c);
+    c.kind = PS_CONSTRAINT_NON_NEG;
+    return c;
+}
+
+ps_constraint_t ps_constraint_unit_norm(int axis)
+{
+    return constraint_axis(PS_CONSTRAINT_UNIT_NORM, axis);
+}
+
+ps_constraint_t
+ps_constraint_min_max_norm(double min_value, double max_value, double rate, int axis)
+{
+    ps_constraint_t c = constraint_axis(PS_CONSTRAINT_MIN_MAX_NORM, axis);
+    c.min_value = min_value;
+    c.max_value = max_value;
+    c.rate = rate;
+    return c;
+}
+
 int ps_variable_trainable(const ps_variable_t *v)
 {
     return v->trainable;
@@ -1034,23 +1153,43 @@ int ps_variables_pull(
     if ((rc = psc_expand(vars, bufs, lens, n, 0, &x, err)) != 0)
         return rc;
     psc_item_t *items = ps_calloc(x.n, sizeof *items);
-    if (!items) {
+    size_t *from = ps_calloc(x.n, sizeof *from);
+    if (!items || !from) {
+        ps_free(items);
+        ps_free(from);
         psc_expand_free(&x);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
+    /* A cached variable read already in this graph step is served from its cache. */
+    size_t m = 0;
     for (size_t i = 0; i < x.n; i++) {
-        items[i] = psc_item_of(x.vars[i]);
-        items[i].buf = x.bufs[i];
-        items[i].len = x.lens[i];
+        ps_variable_t *v = x.vars[i];
+        if (v->caching_device && v->cache && v->cache_step == v->g->step) {
+            memcpy(x.bufs[i], v->cache, x.lens[i]);
+            continue;
+        }
+        items[m] = psc_item_of(v);
+        items[m].buf = x.bufs[i];
+        items[m].len = x.lens[i];
+        from[m++] = i;
     }
-    rc = psc_client_pull(c, items, x.n, err);
+    rc = m ? psc_client_pull(c, items, m, err) : 0;
     if (rc == 0) {
-        for (size_t i = 0; i < x.n; i++)
-            x.vars[i]->version = items[i].version;
+        for (size_t k = 0; k < m; k++) {
+            ps_variable_t *v = x.vars[from[k]];
+            v->version = items[k].version;
+            if (!v->caching_device)
+                continue;
+            if (!v->cache && !(v->cache = ps_malloc(x.lens[from[k]] ? x.lens[from[k]] : 1)))
+                continue; /* out of memory: the next pull reads psd again */
+            memcpy(v->cache, x.bufs[from[k]], x.lens[from[k]]);
+            v->cache_step = v->g->step;
+        }
         psc_expand_scatter(&x);
         psc_partitioned_sync_versions(vars, n);
     }
     ps_free(items);
+    ps_free(from);
     psc_expand_free(&x);
     return rc;
 }

@@ -207,6 +207,19 @@ static int var_from_pb(const Pscope__V1__VarInfo *pv, ps_admin_var_t *v, ps_erro
     v->kind = pv->kind;
     v->init_kind = pv->initializer ? (int) pv->initializer->kind : PS_INITIALIZER_DEFAULT;
     v->created_unix_ms = pv->created_unix_ms;
+    v->synchronization = pv->synchronization;
+    v->aggregation = pv->aggregation;
+    if (pv->constraint && pv->constraint->n_axis <= PS_CONSTRAINT_MAX_AXES) {
+        const Pscope__V1__Constraint *c = pv->constraint;
+        v->constraint.kind = (int) c->kind;
+        v->constraint.max_value = c->max_value;
+        v->constraint.min_value = c->min_value;
+        v->constraint.rate = c->rate;
+        v->constraint.all_axes = c->all_axes;
+        v->constraint.naxes = (int) c->n_axis;
+        for (size_t i = 0; i < c->n_axis; i++)
+            v->constraint.axes[i] = c->axis[i];
+    }
     v->creator = ps_strdup(pv->creator ? pv->creator : "");
     if (!v->creator) {
         var_deinit(v);

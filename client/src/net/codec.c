@@ -58,6 +58,26 @@ int psc_codec_getvar(psc_getvar_msg_t *m,
     m->g.n_collections = req->ncollections;
     m->g.collections = m->cols;
     m->g.kind = (Pscope__V1__VarKind) req->kind;
+    m->g.synchronization = req->synchronization;
+    m->g.aggregation = req->aggregation;
+    const ps_constraint_t *c = req->constraint;
+    if (c && c->kind != PS_CONSTRAINT_NONE) {
+        if (c->naxes < 0 || c->naxes > PS_CONSTRAINT_MAX_AXES)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "a constraint names %d axes; at most %d", c->naxes,
+                                PS_CONSTRAINT_MAX_AXES);
+        pscope__v1__constraint__init(&m->cons);
+        m->cons.kind = (Pscope__V1__ConstraintKind) c->kind;
+        m->cons.max_value = c->max_value;
+        m->cons.min_value = c->min_value;
+        m->cons.rate = c->rate;
+        m->cons.all_axes = c->all_axes != 0;
+        for (int i = 0; i < c->naxes; i++)
+            m->axes[i] = c->axes[i];
+        m->cons.n_axis = (size_t) c->naxes;
+        m->cons.axis = m->axes;
+        m->g.constraint = &m->cons;
+    }
     m->g.creator = (char *) (creator ? creator : "");
     if (req->slice) {
         const ps_slice_info_t *si = req->slice;
@@ -122,6 +142,21 @@ int psc_codec_getvar_reply(const Pscope__V1__Header *h, psc_varinfo_t *info, ps_
     info->trainable = v->trainable;
     info->created = h->get_variable_reply->created;
     info->kind = v->kind;
+    info->synchronization = v->synchronization;
+    info->aggregation = v->aggregation;
+    if (v->constraint && v->constraint->kind != PSCOPE__V1__CONSTRAINT_KIND__CONSTRAINT_NONE) {
+        const Pscope__V1__Constraint *c = v->constraint;
+        if (c->n_axis > PS_CONSTRAINT_MAX_AXES)
+            return ps_error_set(err, PS_ERR_INTERNAL, "psd sent a bad constraint");
+        info->constraint.kind = (int) c->kind;
+        info->constraint.max_value = c->max_value;
+        info->constraint.min_value = c->min_value;
+        info->constraint.rate = c->rate;
+        info->constraint.all_axes = c->all_axes;
+        info->constraint.naxes = (int) c->n_axis;
+        for (size_t i = 0; i < c->n_axis; i++)
+            info->constraint.axes[i] = c->axis[i];
+    }
     if (v->n_collections) {
         info->collections = ps_calloc(v->n_collections, sizeof *info->collections);
         if (!info->collections)

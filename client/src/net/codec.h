@@ -17,6 +17,8 @@ typedef struct psc_getvar_msg {
     Pscope__V1__GetVariableRequest g;
     Pscope__V1__ShapeSpec shape;
     Pscope__V1__Initializer init;
+    Pscope__V1__Constraint cons;
+    int32_t axes[PS_CONSTRAINT_MAX_AXES];
     ProtobufCBinaryData cols[PSC_CODEC_MAX_COLLECTIONS];
     Pscope__V1__TensorDesc td;
     Pscope__V1__TensorDesc *tds[1];

@@ -1,7 +1,9 @@
 /* One TCP connection to one psd: address parsing, connect with a timeout, and a poll() loop that
  * writes pipelined request frames while reading replies, matches them to their calls by id and
  * lands tensor bytes straight in the caller's buffers. Transport failures become UNAVAILABLE or
- * DEADLINE_EXCEEDED naming the address, and close the connection so the next call reconnects. */
+ * DEADLINE_EXCEEDED naming the address, and close the connection so the next call reconnects.
+ * A waiting loop also watches the process's cancel fd (ps_set_cancel_fd, Ctrl-C) and fails its
+ * requests CANCELLED when it becomes readable. */
 #include "conn.h"
 
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +23,30 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ps/client.h>
 #include <ps/internal/alloc.h>
 
 #define PSC_RBUF_SIZE (64u << 10)
+
+/* ---- the cancellation hook (ps_set_cancel_fd): a readable fd cancels waiting calls ---- */
+
+static atomic_int cancel_fd = -1;
+
+void ps_set_cancel_fd(int fd)
+{
+    atomic_store(&cancel_fd, fd < 0 ? -1 : fd);
+}
+
+/* Read and discard what the cancel fd holds, without ever blocking. */
+static void cancel_drain(int fd)
+{
+    char buf[64];
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int i = 0; i < 64 && poll(&p, 1, 0) > 0 && (p.revents & POLLIN); i++) {
+        if (read(fd, buf, sizeof buf) <= 0)
+            break;
+    }
+}
 
 static int64_t now_ms(void)
 {
@@ -640,11 +664,12 @@ static int xfer_read(xfer_t *x, char *tls_err, size_t cap)
 /* Drive every active transfer in one poll() loop until each has all its replies or failed. */
 static void xfer_run(xfer_t *xs, size_t k)
 {
-    struct pollfd inline_fds[8];
+    struct pollfd inline_fds[9]; /* one more: the cancel fd */
     size_t inline_map[8];
-    struct pollfd *fds = k <= 8 ? inline_fds : ps_calloc(k, sizeof *fds);
+    struct pollfd *fds = k <= 8 ? inline_fds : ps_calloc(k + 1, sizeof *fds);
     size_t *map = k <= 8 ? inline_map : ps_calloc(k, sizeof *map);
     char tls_err[256] = "";
+    int cfd = atomic_load(&cancel_fd);
     if (!fds || !map) {
         for (size_t i = 0; i < k; i++) {
             if (xs[i].active) {
@@ -683,8 +708,23 @@ static void xfer_run(xfer_t *xs, size_t k)
         }
         if (nf == 0)
             break;
-        int r = poll(fds, nf, buffered ? 0 : (int) wait);
-        if (r < 0 && errno == EINTR)
+        if (cfd >= 0)
+            fds[nf] = (struct pollfd){.fd = cfd, .events = POLLIN};
+        int r = poll(fds, nf + (cfd >= 0), buffered ? 0 : (int) wait);
+        int intr = r < 0 && errno == EINTR;
+        if (r > 0 && cfd >= 0 && (fds[nf].revents & POLLNVAL)) {
+            cfd = -1; /* closed under us: stop watching it */
+        } else if (r > 0 && cfd >= 0 && (fds[nf].revents & (POLLIN | POLLERR | POLLHUP))) {
+            cancel_drain(cfd);
+            for (size_t f = 0; f < nf; f++) {
+                xfer_t *x = &xs[map[f]];
+                x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_CANCELLED,
+                                       "request to %s cancelled%s", "");
+                x->active = 0;
+            }
+            break;
+        }
+        if (intr)
             continue;
         if (r < 0) {
             int e = errno;

@@ -7,12 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <ps/internal/constraint.h>
 #include <ps/internal/init.h>
 #include <ps/internal/shape.h>
 #include <ps/status.h>
 
 #define PS_CKPT_MAGIC       "PSCKPT\0\0"
-#define PS_CKPT_VERSION     2u /* writes 2; reads 1 (no save_slice_info) and 2 */
+#define PS_CKPT_VERSION     3u /* writes 3; reads 1, 2 (save_slice_info) and 3 (constraints) */
 #define PS_CKPT_HEADER_SIZE 64u
 
 /** CRC-32 (zlib's, polynomial 0xEDB88320) of n bytes, continuing from crc (0 to start). */
@@ -57,6 +58,9 @@ typedef struct ps_ckpt_var {
     char *slice_full_name;
     int64_t slice_full_dims[PS_MAX_RANK];
     int64_t slice_offset[PS_MAX_RANK];
+    ps_constraint_spec_t constraint; /* kind PS_CKIND_NONE when none (and in version 1 files) */
+    int synchronization;             /* tf.VariableSynchronization (0 in version 1 files) */
+    int aggregation;                 /* tf.VariableAggregation (0 in version 1 files) */
     void *data;
     uint64_t data_len; /* writer: bytes at data when no bytes function; reader: from the index */
     /* Filled by the reader. */

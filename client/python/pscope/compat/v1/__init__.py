@@ -34,7 +34,8 @@ from ...dtypes import (  # noqa: F401 (TensorFlow's names)
     uint16,
 )
 from ...tensor_shape import TensorShape
-from . import initializers, nn, train  # noqa: F401
+from . import contrib, initializers, keras, nn, train  # noqa: F401
+from ...regularizers import no_regularizer  # noqa: F401
 
 __all__ = [
     "AUTO_REUSE", "GraphKeys", "Variable", "VariableScope", "Graph", "variable_scope", "name_scope",
@@ -44,7 +45,8 @@ __all__ = [
     "ones_initializer", "random_normal_initializer", "truncated_normal_initializer",
     "random_uniform_initializer", "glorot_uniform_initializer", "glorot_normal_initializer",
     "variance_scaling_initializer", "initializers", "train", "nn", "errors", "constant",
-    "placeholder", "matmul", "add", "Session", "global_variables_initializer",
+    "placeholder", "matmul", "add", "Session", "global_variables_initializer", "no_regularizer",
+    "keras", "contrib",
 ]
 
 constant_initializer = _init.Constant
@@ -133,6 +135,7 @@ class variable_scope:
         self._custom_getter = custom_getter
         self._dtype = dtype
         self._constraint = constraint
+        self._caching_device = caching_device
         if default_name is None and name_or_scope is None:
             raise TypeError("If default_name is None then name_or_scope is required")
         self._reuse = _check_reuse(reuse)
@@ -154,10 +157,6 @@ class variable_scope:
             raise ValueError("reuse=True cannot be used without a name_or_scope")
         if self._custom_getter is not None and not callable(self._custom_getter):
             raise ValueError("Passed a custom_getter which is not callable: %s" % self._custom_getter)
-        if self._regularizer is not None:
-            _core._unsupported("regularizer")
-        if self._constraint is not None:
-            _core._unsupported("constraint")
         g = _core.get_default_graph()
         kw = dict(
             reuse=self._reuse,
@@ -166,6 +165,9 @@ class variable_scope:
             custom_getter=self._custom_getter,
             auxiliary_name_scope=self._aux,
             partitioner=self._partitioner,
+            regularizer=self._regularizer,
+            caching_device=self._caching_device,
+            constraint=self._constraint,
         )
         if isinstance(nos, VariableScope):
             vs = g._push_variable_scope(scope=nos, **kw)
@@ -231,16 +233,14 @@ def _check_get_variable_args(name, partitioner, regularizer, constraint, custom_
         raise ValueError("Passed a custom_getter which is not callable: %s" % custom_getter)
     if partitioner is not None and not callable(partitioner):
         raise ValueError("Partitioner must be callable, but received: %s" % partitioner)
-    if regularizer is not None:
-        _core._unsupported("regularizer")
-    if constraint is not None:
-        _core._unsupported("constraint")
+    if constraint is not None and not callable(constraint):
+        raise ValueError("The `constraint` argument must be a callable.")
 
 
-def _get(local, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization=None, aggregation=None):
+def _get(local, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization=None, aggregation=None, caching_device=None):
     _check_get_variable_args(name, partitioner, regularizer, constraint, custom_getter)
     g = _core.get_default_graph()
-    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local, partitioner=partitioner, synchronization=synchronization, aggregation=aggregation)
+    kw = dict(shape=shape, dtype=dtype, initializer=initializer, trainable=trainable, collections=collections, local=local, partitioner=partitioner, synchronization=synchronization, aggregation=aggregation, regularizer=regularizer, constraint=constraint, caching_device=caching_device)
     if custom_getter is None:
         return g._get_variable(name, **kw)
     # A getter for this call only: TensorFlow uses it instead of the scope's.
@@ -275,7 +275,7 @@ def get_variable(
 ):
     """tf.get_variable: the variable of the current scope's full name, created in psd or shared,
     with TensorFlow 1.15's reuse rules and messages."""
-    return _get(False, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation)
+    return _get(False, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation, caching_device)
 
 
 def get_local_variable(
@@ -296,7 +296,7 @@ def get_local_variable(
     aggregation=None,
 ):
     """tf.get_local_variable: get_variable with trainable False and LOCAL_VARIABLES added."""
-    return _get(True, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation)
+    return _get(True, name, shape, dtype, initializer, regularizer, trainable, collections, partitioner, custom_getter, constraint, synchronization, aggregation, caching_device)
 
 
 def get_collection(key, scope=None):
@@ -336,10 +336,6 @@ def local_variables(scope=None):
 
 def model_variables(scope=None):
     return get_collection(GraphKeys.MODEL_VARIABLES, scope)
-
-
-def no_regularizer(_):
-    return None
 
 
 # ---- the few tensor ops pscope runs eagerly, named as TensorFlow names them ----------------------

@@ -257,3 +257,7 @@ def init_from_checkpoint(ckpt_dir_or_file, assignment_map):
         if rc == errors.INVALID_ARGUMENT:
             _lib.check_value(rc, err)
         _lib.check(rc, err)
+
+
+# tf.train's optimizers: psd's server-side optimizers (pscope/optimizer.py).
+from ...optimizer import AdamOptimizer, GradientDescentOptimizer, MomentumOptimizer, Optimizer  # noqa: E402,F401
