@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run every pscope test on Debian 12: install the Debian packages (scripts/deps.txt), build
 # with AddressSanitizer + UndefinedBehaviorSanitizer and -Werror, run ctest (unit, integration,
-# examples, packaging, Python), run the libFuzzer harnesses briefly, check formatting and header
+# examples, packaging, Python), run the wire suites against psd under ThreadSanitizer (build/tsan),
+# run the libFuzzer harnesses briefly, check formatting and header
 # hygiene, then run the Docker Compose deployment for real (scripts/test-deploy.sh).
 #   scripts/test.sh            everything
 #   PS_SKIP_INSTALL=1          skip apt-get (packages already present)
@@ -36,6 +37,13 @@ cmake --build build/test -j"$jobs"
 echo "== ctest"
 export PS_REQUIRE_ALL=1
 (cd build/test && ctest --output-on-failure -j"$jobs" --timeout 600)
+
+echo "== ThreadSanitizer: psd_tsan under the wire suites (build/tsan)"
+# A second build: TSan cannot be combined with ASan. Only psd is instrumented (psd_tsan); the
+# suites labelled tsan (tests/integration.cmake) start it with two I/O threads, or more.
+cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPS_TSAN=ON -DPS_SANITIZE=
+cmake --build build/tsan -j"$jobs" --target tsan_suites
+(cd build/tsan && ctest -L tsan --output-on-failure -j"$jobs" --timeout 600)
 
 fuzz_seconds=${PS_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ]; then

@@ -58,3 +58,6 @@ ps_add_criterion_test(test_persist_edges SOURCES integration/test_persist_edges.
 add_dependencies(test_persist_edges ps_powerloss_shim)
 set_property(TEST test_persist_edges APPEND PROPERTY ENVIRONMENT
              "PS_POWERLOSS_SHIM=$<TARGET_FILE:ps_powerloss_shim>")
+
+# The crash tests with psd at --io-threads 1 and 8 too (the plain run uses 2).
+ps_add_io_variants(test_persist_crash)

@@ -25,3 +25,4 @@ ps_add_criterion_test(test_prometheus SOURCES integration/test_prometheus.c
 ps_add_criterion_test(test_admission SOURCES integration/test_admission.c
                       LIBS psclient_static Threads::Threads LABELS integration TIMEOUT 300)
 add_dependencies(test_admission psd)
+ps_add_io_variants(test_payload_budget)

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include <ps/internal/frame.h>
 #include <ps/internal/log.h>
 
@@ -15,7 +17,8 @@ typedef enum {
     CFG_STRING,
     CFG_U64,
     CFG_SIZE,
-    CFG_LOGLEVEL
+    CFG_LOGLEVEL,
+    CFG_THREADS /* a count, or "cores": the number of CPUs psd may run on */
 } cfg_type_t;
 
 #define CFG_MUTABLE 1u
@@ -83,6 +86,9 @@ static const cfg_desc_t descs[] = {
      CFG_MUTABLE, "MS", "the window --min-upload-rate is measured over"},
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
+    {"io-threads", CFG_THREADS, OFF(io_threads), 0, 256, "cores", 0, "N",
+     "threads beside the loop thread that send large replies (64 KiB and more), so the loop "
+     "thread's time goes to requests; \"cores\" = one per CPU, 0 = the loop sends everything"},
     {"metrics-listen", CFG_STRING, OFF(metrics_listen), 0, 0, "", 0, "HOST:PORT",
      "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (\"\" = off; port 0 picks "
      "one)"},
@@ -208,14 +214,20 @@ static int set_desc(psd_config_t *c, const cfg_desc_t *d, const char *value, ps_
         *(int64_t *) (void *) (base + d->offset) = lvl;
         return 0;
     }
+    case CFG_THREADS:
     case CFG_U64:
     case CFG_SIZE: {
         uint64_t v = 0;
-        if (parse_u64(value, d->type == CFG_SIZE, &v) != 0)
+        if (d->type == CFG_THREADS && strcmp(value, "cores") == 0) {
+            v = uv_available_parallelism();
+            if (v > d->max)
+                v = d->max;
+        } else if (parse_u64(value, d->type == CFG_SIZE, &v) != 0)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--%s: '%s' is not %s", d->name,
                                 value,
-                                d->type == CFG_SIZE ? "a byte size (e.g. 4096, 64K, 16M, 1G)"
-                                                    : "a non-negative integer");
+                                d->type == CFG_SIZE  ? "a byte size (e.g. 4096, 64K, 16M, 1G)"
+                                : d->type == CFG_U64 ? "a non-negative integer"
+                                                     : "a non-negative integer or \"cores\"");
         if (v < d->min || v > d->max)
             return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                                 "--%s: %" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]",

@@ -32,6 +32,7 @@ typedef struct psd_config {
     uint64_t min_upload_rate;               /* bytes/s an admitted upload must keep; 0 = off */
     uint64_t upload_rate_window_ms;         /* ... measured over this window */
     uint64_t shutdown_timeout_ms;
+    uint64_t io_threads; /* threads that send large replies (io.c); 0 = the loop sends all */
     /* Operations (metrics_http.c). */
     char metrics_listen[PSD_CONFIG_STR_MAX];    /* "" = no metrics port */
     char metrics_port_file[PSD_CONFIG_STR_MAX]; /* "" = none */

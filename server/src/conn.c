@@ -168,9 +168,9 @@ int psd_conn_after_written(psd_conn_t *c)
     return 0;
 }
 
-static void on_write_done(uv_write_t *req, int status)
+/* The write in flight (a uv_write or an I/O thread's job) ended with status. */
+static void write_done(psd_conn_t *c, int status)
 {
-    psd_conn_t *c = CONN_OF(req, wreq);
     psd_server_t *srv = c->srv;
     for (unsigned i = 0; i < c->inflight_nchunks; i++) {
         psd_chunk_t *k = c->qhead;
@@ -193,6 +193,56 @@ static void on_write_done(uv_write_t *req, int status)
     }
     if (psd_conn_after_written(c) == 0 && c->qhead)
         psd_conn_flush(c);
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    write_done(CONN_OF(req, wreq), status);
+}
+
+void psd_conn_io_done(psd_io_job_t *job)
+{
+    psd_conn_t *c = job->owner;
+    c->io_busy = 0;
+    if (job->err == 0 && job->done != job->total)
+        job->err = UV_EIO;
+    write_done(c, job->err);
+    if (c->flags & PSD_CONN_CLOSE_WAITS_IO) {
+        /* psd_conn_close waited for the I/O thread to let go of the socket. */
+        c->flags &= ~(unsigned) PSD_CONN_CLOSE_WAITS_IO;
+        uv_close((uv_handle_t *) &c->tcp, on_close);
+    }
+}
+
+/* Hand the first n queued chunks (bytes in all) to the connection's I/O thread. */
+static int offload_write(psd_conn_t *c, unsigned n, size_t bytes)
+{
+    psd_io_job_t *j = c->wjob;
+    if (!j) {
+        j = ps_calloc(1, sizeof *j);
+        if (!j)
+            return -1; /* written on the loop instead */
+        c->wjob = j;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *) &c->tcp, &fd) != 0)
+        return -1;
+    unsigned i = 0;
+    for (psd_chunk_t *k = c->qhead; i < n; k = k->next, i++) {
+        j->iov[i].iov_base = (void *) (uintptr_t) k->base;
+        j->iov[i].iov_len = k->len;
+    }
+    j->fd = fd;
+    j->niov = n;
+    j->total = bytes;
+    j->owner = c;
+    j->thread = (unsigned) (c->id % psd_io_threads(c->srv->io));
+    c->queued_bytes -= bytes;
+    c->inflight_bytes = bytes;
+    c->inflight_nchunks = n;
+    c->io_busy = 1;
+    psd_io_submit(c->srv->io, j);
+    return 0;
 }
 
 /* uv_buf_init takes an unsigned length; on Unix uv_buf_t.len is a size_t, so tensors of 4 GiB or
@@ -223,6 +273,9 @@ void psd_conn_flush(psd_conn_t *c)
         fill_iov(&c->iov[n++], k);
         bytes += k->len;
     }
+    /* Large replies (tensor data) are sent by an I/O thread: the loop's time goes to requests. */
+    if (c->srv->io && bytes >= PSD_IO_MIN_BYTES && offload_write(c, n, bytes) == 0)
+        return;
     /* Most replies fit in the socket buffer: write them now, without a write request (and so
      * without a deferred callback and another loop iteration). What does not fit goes to uv_write.
      */
@@ -605,6 +658,13 @@ void psd_conn_close(psd_conn_t *c, const char *why)
     psd_link_remove(&c->link_input);
     PS_LOG(PS_LOG_VERBOSE, "conn", "closing conn=%llu peer=%s reason=\"%s\"",
            (unsigned long long) c->id, c->peer, why);
+    if (c->io_busy) {
+        /* An I/O thread is writing to the socket: it must let go before the socket closes. */
+        uv_read_stop((uv_stream_t *) &c->tcp);
+        c->flags |= PSD_CONN_CLOSE_WAITS_IO;
+        psd_io_abort(c->srv->io, c->wjob);
+        return;
+    }
     uv_close((uv_handle_t *) &c->tcp, on_close);
 }
 
@@ -645,6 +705,7 @@ static void on_close(uv_handle_t *h)
     psd_req_free(c->req);
     psd_admit_conn_gone(&srv->admit, c); /* after the request: its peer's share is given back */
     psd_tls_free(c->tls);
+    ps_free(c->wjob);
     ps_frame_decoder_deinit(&c->dec);
     ps_free(c->rbuf);
     psd_link_remove(&c->link_all);
@@ -737,7 +798,12 @@ void psd_conn_accept(psd_server_t *srv)
         psd_conn_close(c, "out of memory");
         return;
     }
-    PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s%s", (unsigned long long) c->id,
-           c->peer, c->tls ? " tls" : "");
+    if (c->srv->io && !c->tls)
+        PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s io-thread=%u",
+               (unsigned long long) c->id, c->peer,
+               (unsigned) (c->id % psd_io_threads(c->srv->io)));
+    else
+        PS_LOG(PS_LOG_VERBOSE, "conn", "accepted conn=%llu peer=%s%s", (unsigned long long) c->id,
+               c->peer, c->tls ? " tls" : "");
     start_reading(c);
 }

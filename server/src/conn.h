@@ -14,6 +14,7 @@
 
 #include "admit.h"
 #include "auth.h"
+#include "io.h"
 #include "rpc.h"
 #include "server.h"
 #include "tls.h"
@@ -21,13 +22,17 @@
 #define PSD_IOV_MAX           128
 #define PSD_RBUF_SIZE         (64u << 10)
 #define PSD_MAX_FRAMES_PER_RD 256
+#define PSD_IO_MIN_BYTES      (64u << 10) /* writes this large go to an I/O thread (io.c) */
 
 enum {
     PSD_CONN_READING = 1u << 0,           /* uv_read_start is in effect */
     PSD_CONN_PAUSED = 1u << 1,            /* backpressure: unsent replies over the limit */
     PSD_CONN_CLOSE_AFTER_FLUSH = 1u << 2, /* no more input; close once the queue is written */
-    PSD_CONN_CLOSING = 1u << 3,           /* uv_close called */
+    PSD_CONN_CLOSING = 1u << 3,           /* psd_conn_close called */
+    PSD_CONN_CLOSE_WAITS_IO = 1u << 4,    /* uv_close waits for the I/O thread's job to return */
 };
+
+_Static_assert(PSD_IOV_MAX <= PSD_IO_JOB_IOV, "an I/O job holds one flush's iovecs");
 
 typedef struct psd_chunk {
     struct psd_chunk *next;
@@ -64,6 +69,8 @@ typedef struct psd_conn {
     psd_session_t session;  /* who is calling (AUTH), for rpc's rights checks */
     psd_tls_t *tls;         /* TLS under the decoder and the write queue (tls.c); NULL = plain */
     int seen_input;         /* the first bytes were checked (TLS hello on a plaintext port) */
+    psd_io_job_t *wjob;     /* the write handed to an I/O thread (io.c); allocated on first use */
+    int io_busy;            /* wjob is out: the I/O thread owns the socket's sending side */
 } psd_conn_t;
 
 /** Accept a pending connection from the listener and start serving it. */
@@ -106,6 +113,9 @@ void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k);
 
 /** Output was written: close a closing connection or resume reading. 0, or -1 when closed. */
 int psd_conn_after_written(psd_conn_t *c);
+
+/** io.c's callback: a write job of a connection came back (on the loop thread). */
+void psd_conn_io_done(psd_io_job_t *job);
 
 /** psd_rpc_t.sink_defer for connections: hold, resume or close (on: PSD_RPC_*) sink's connection.
  */

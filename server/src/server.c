@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "conn.h"
+#include "io.h"
 #include "sync.h"
 #include "tls.h"
 
@@ -156,6 +157,7 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->accept_retry);
     close_if_open((uv_handle_t *) &srv->trim_timer);
     psd_sync_close(srv->rpc.sync);
+    psd_io_stop(srv->io); /* every connection is gone: no job is out */
     psd_admit_close(&srv->admit);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
 }
@@ -444,6 +446,11 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     psd_admit_init(&srv->admit, srv);
     psd_sync_start(srv->rpc.sync, &srv->loop);
     srv->handles_ready = 1;
+    if (cfg->io_threads > 0) {
+        rc = psd_io_start(&srv->io, &srv->loop, (unsigned) cfg->io_threads, psd_conn_io_done, err);
+        if (rc)
+            goto failed;
+    }
     srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     srv->flush_point.data = srv;
     srv->sweep.data = srv->stop_timer.data = srv->accept_retry.data = srv;
@@ -469,10 +476,13 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
             rc = ps_error_set(err, PS_ERR_INTERNAL, "uv_queue_work: %s", uv_strerror(rc));
     }
     if (rc) {
+    failed:
+        psd_io_stop(srv->io);
         psd_mhttp_close(srv->mhttp);
         uv_walk(&srv->loop, walk_close, NULL);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv->loop);
+        psd_io_free(srv->io);
         psd_mhttp_free(srv->mhttp);
         psd_persist_free(srv->persist);
         security_stop(srv);
@@ -495,6 +505,8 @@ int psd_server_loop(psd_server_t *srv)
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         rc = uv_loop_close(&srv->loop);
     }
+    psd_io_free(srv->io); /* stopped in finish(); its async handle is closed with the loop */
+    srv->io = NULL;
     psd_persist_free(srv->persist);
     srv->persist = NULL;
     security_stop(srv);

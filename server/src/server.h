@@ -31,6 +31,7 @@ typedef struct psd_server {
     uv_signal_t sigint, sigterm;
     uv_signal_t sighup;            /* re-read the users file and the TLS certificate */
     struct psd_tls_ctx *tls;       /* TLS on the listener (tls.c); NULL = plaintext */
+    struct psd_io *io;             /* --io-threads (io.c); NULL = the loop sends everything */
     struct psd_auth *auth_pending; /* the users table until recovery is over (then rpc.auth) */
     uv_prepare_t flush_point;      /* before each poll: drain buffered input, then flush writes */
     uv_idle_t spin;                /* keeps poll from blocking while buffered input waits */

@@ -78,7 +78,7 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
     snprintf(p->port_file, sizeof p->port_file, "%s/port", p->dir);
     snprintf(p->log_file, sizeof p->log_file, "%s/psd.log", p->dir);
 
-    const char *argv[MAX_ARGS + 8];
+    const char *argv[MAX_ARGS + 10];
     size_t argc = 0;
     argv[argc++] = bin;
     argv[argc++] = "--listen";
@@ -87,6 +87,13 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
     argv[argc++] = p->port_file;
     argv[argc++] = "--log-level";
     argv[argc++] = log_level ? log_level : "notice";
+    /* The suites run with several --io-threads values (tests/integration.cmake); a test's own
+     * --io-threads in extra comes later and wins. */
+    const char *io = getenv("PS_IO_THREADS");
+    if (io && io[0]) {
+        argv[argc++] = "--io-threads";
+        argv[argc++] = io;
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL && i < MAX_ARGS; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
@@ -244,7 +251,8 @@ int ps_psd_log_has_sanitizer_report(const ps_psd_t *p)
     return ps_psd_log_contains(p, "ERROR: AddressSanitizer") ||
            ps_psd_log_contains(p, "ERROR: LeakSanitizer") ||
            ps_psd_log_contains(p, "runtime error:") ||
-           ps_psd_log_contains(p, "SUMMARY: UndefinedBehaviorSanitizer");
+           ps_psd_log_contains(p, "SUMMARY: UndefinedBehaviorSanitizer") ||
+           ps_psd_log_contains(p, "WARNING: ThreadSanitizer");
 }
 
 int ps_psd_finish(ps_psd_t *p, int sig, int timeout_ms)

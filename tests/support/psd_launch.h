@@ -22,7 +22,8 @@ typedef struct ps_psd {
 
 /**
  * Start the psd named by $PSD_BIN (or psd_bin when not NULL) as
- * `psd --listen 127.0.0.1:0 --port-file DIR/port --log-level LEVEL extra...` (extra is
+ * `psd --listen 127.0.0.1:0 --port-file DIR/port --log-level LEVEL [--io-threads
+ * $PS_IO_THREADS] extra...` (extra is
  * NULL-terminated; may be NULL) and wait up to 20 s for the port file. Returns 0 with p->port set,
  * or -1 after printing why (and psd's log) to stderr; on failure nothing is left running.
  */
