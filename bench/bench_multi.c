@@ -24,11 +24,12 @@
 #include "common/bench_common.h"
 #include "support/wire_client.h"
 
-#define F32      PSCOPE__V1__DTYPE__DT_FLOAT
-#define MAXN     12
-#define SMALL_B  64 /* 16 float32 */
-#define BIG_B    (16 * BC_MIB)
-#define NTARGETS 4
+#define F32       PSCOPE__V1__DTYPE__DT_FLOAT
+#define MAXN      12
+#define SMALL_B   64 /* 16 float32 */
+#define BIG_B     (16 * BC_MIB)
+#define NTARGETS  4
+#define GOAL_REPS 5
 
 enum {
     T_PSD,
@@ -37,7 +38,7 @@ enum {
     T_REDIS
 };
 
-static const char *const target_name[NTARGETS] = {"psd", "psd (main 90cf039)", "ideal", "redis"};
+static const char *target_name[NTARGETS] = {"psd", "baseline psd", "ideal", "redis"};
 
 enum {
     W_PULL,
@@ -489,13 +490,13 @@ static void run_target(int target, uint16_t port, pid_t server)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_multi --psd PSD [--base-psd PSD] [--secs S] --md FILE --csv "
-                    "FILE [-- psd args...]\n");
+                    "FILE [--goals FILE] [-- psd args...]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *psd_bin = NULL, *base_bin = NULL, *md = NULL, *csv = NULL;
+    const char *psd_bin = NULL, *base_bin = NULL, *md = NULL, *csv = NULL, *goals = NULL;
     const char *extra[16] = {0};
     int nextra = 0;
     for (int i = 1; i < argc; i++) {
@@ -509,6 +510,10 @@ int main(int argc, char **argv)
             md = argv[++i];
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc)
             csv = argv[++i];
+        else if (!strcmp(argv[i], "--goals") && i + 1 < argc)
+            goals = argv[++i];
+        else if (!strcmp(argv[i], "--base-label") && i + 1 < argc)
+            target_name[T_BASE] = argv[++i];
         else if (!strcmp(argv[i], "--")) {
             while (++i < argc && nextra < 15)
                 extra[nextra++] = argv[i];
@@ -523,37 +528,84 @@ int main(int argc, char **argv)
         bc_die("malloc");
     for (size_t i = 0; i < BIG_B / 4; i++)
         ((float *) (void *) bigbuf)[i] = 1.0f;
-    static ps_psd_t psd;
+    /* Every server runs for the whole bench (idle while another is measured), so the goal
+     * repetitions below can pair psd with its reference back to back. */
+    static ps_psd_t psd, base;
     static bc_redis_t redis;
     bc_kill_on_signal(&psd, &redis);
     int have[NTARGETS] = {0};
+    uint16_t port[NTARGETS] = {0};
+    pid_t pid[NTARGETS] = {0};
+    if (bc_psd_start(&psd, psd_bin, extra) != 0)
+        bc_die("start psd");
+    psd_setup(psd.port);
+    port[T_PSD] = psd.port;
+    pid[T_PSD] = psd.pid;
+    have[T_PSD] = 1;
+    if (base_bin) {
+        if (bc_psd_start(&base, base_bin, NULL) != 0)
+            bc_die("start the baseline psd");
+        psd_setup(base.port);
+        port[T_BASE] = base.port;
+        pid[T_BASE] = base.pid;
+        have[T_BASE] = 1;
+    }
+    pid[T_IDEAL] = ideal_start(&port[T_IDEAL]);
+    have[T_IDEAL] = 1;
+    const char *rx[] = {"--proto-max-bulk-len", "64mb", NULL};
+    if (bc_redis_start(&redis, rx) != 0)
+        bc_die("start redis-server");
+    redis_setup(redis.port);
+    port[T_REDIS] = redis.port;
+    pid[T_REDIS] = redis.pid;
+    have[T_REDIS] = 1;
     for (int t = 0; t < NTARGETS; t++) {
-        if (t == T_BASE && !base_bin)
+        if (!have[t])
             continue;
-        if (t == T_PSD || t == T_BASE) {
-            if (bc_psd_start(&psd, t == T_PSD ? psd_bin : base_bin, t == T_PSD ? extra : NULL) != 0)
-                bc_die("start psd");
-            psd_setup(psd.port);
-            fprintf(stderr, "%s\n", target_name[t]);
-            run_target(t, psd.port, psd.pid);
-            bc_psd_stop(&psd);
-        } else if (t == T_IDEAL) {
-            uint16_t port = 0;
-            pid_t pid = ideal_start(&port);
-            fprintf(stderr, "ideal\n");
-            run_target(t, port, pid);
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        } else {
-            const char *rx[] = {"--proto-max-bulk-len", "64mb", NULL};
-            if (bc_redis_start(&redis, rx) != 0)
-                bc_die("start redis-server");
-            redis_setup(redis.port);
-            fprintf(stderr, "redis\n");
-            run_target(t, redis.port, redis.pid);
-            bc_redis_stop(&redis);
+        fprintf(stderr, "%s\n", target_name[t]);
+        run_target(t, port[t], pid[t]);
+    }
+    /* The goals, as paired repetitions: 2 clients pulling 16 MiB, psd then the ideal server (and
+     * the baseline psd, for the loop thread's CPU per GiB), back to back. */
+    const work_t *w16 = &works[1];
+    double ratio[GOAL_REPS], cpu_ratio[GOAL_REPS], cpu_psd[GOAL_REPS], cpu_base[GOAL_REPS];
+    size_t nr = 0, nc = 0;
+    for (int rep = 0; rep < GOAL_REPS; rep++) {
+        cell_t cp, ci, cb;
+        if (run_cell(T_PSD, w16, 2, port[T_PSD], pid[T_PSD], &cp) != 0 ||
+            run_cell(T_IDEAL, w16, 2, port[T_IDEAL], pid[T_IDEAL], &ci) != 0)
+            continue;
+        ratio[nr++] = cp.rate / ci.rate;
+        double gib = (double) (1u << 30);
+        cpu_psd[nc] = cp.loop_cpu / (cp.moved / gib);
+        if (have[T_BASE] && run_cell(T_BASE, w16, 2, port[T_BASE], pid[T_BASE], &cb) == 0) {
+            cpu_base[nc] = cb.loop_cpu / (cb.moved / gib);
+            cpu_ratio[nc] = cpu_psd[nc] / cpu_base[nc];
+            nc++;
         }
-        have[t] = 1;
+        fprintf(stderr, "  goal rep %d: psd/ideal %.2fx\n", rep, cp.rate / ci.rate);
+    }
+    bc_stats_t rs, cs, ps, bs;
+    bc_stats(ratio, nr, &rs);
+    bc_stats(cpu_ratio, nc, &cs);
+    bc_stats(cpu_psd, nc, &ps);
+    bc_stats(cpu_base, nc, &bs);
+    bc_psd_stop(&psd);
+    if (have[T_BASE])
+        bc_psd_stop(&base);
+    kill(pid[T_IDEAL], SIGKILL);
+    waitpid(pid[T_IDEAL], NULL, 0);
+    bc_redis_stop(&redis);
+    if (goals) {
+        FILE *fg = bc_fopen(goals);
+        fprintf(fg, "goal,measured,reps,verdict\n");
+        fprintf(fg, "2 clients pulling 16 MiB >= 0.9x the ideal server,%.2f,%zu,%s\n", rs.median,
+                rs.n, rs.n ? (rs.median >= 0.9 ? "yes" : "no") : "failed");
+        fprintf(fg,
+                "loop-thread CPU per GiB pulled <= 0.1x the baseline (2 clients 16 MiB),%.3f,%zu,"
+                "%s\n",
+                cs.median, cs.n, cs.n ? (cs.median <= 0.1 ? "yes" : "no") : "failed");
+        fclose(fg);
     }
     FILE *fc = bc_fopen(csv);
     fprintf(fc, "target,workload,clients,rate,unit,loop_cpu_s,proc_cpu_s,moved\n");
@@ -585,12 +637,13 @@ int main(int argc, char **argv)
     for (size_t wi = 0; wi < NWORKS; wi++) {
         int small = works[wi].kind == W_SMALL;
         fprintf(f,
-                "## %s\n\n| clients | psd | %sideal | redis | psd / ideal | psd / redis | "
+                "## %s\n\n| clients | psd | %s%sideal | redis | psd / ideal | psd / redis | "
                 "psd loop CPU %s |%s\n|---|---|%s---|---|---|---|---|%s\n",
-                works[wi].name, have[T_BASE] ? "main 90cf039 | " : "",
+                works[wi].name, have[T_BASE] ? target_name[T_BASE] : "", have[T_BASE] ? " | " : "",
                 small ? "ms / 1k req" : "s / GiB",
-                have[T_BASE] ? (small ? " main loop CPU ms / 1k req |" : " main loop CPU s / GiB |")
-                             : "",
+                have[T_BASE]
+                    ? (small ? " baseline loop CPU ms / 1k req |" : " baseline loop CPU s / GiB |")
+                    : "",
                 have[T_BASE] ? "---|" : "", have[T_BASE] ? "---|" : "");
         for (size_t ni = 0; ni < NNS; ni++) {
             const cell_t *p = &cells[T_PSD][wi][ni], *b = &cells[T_BASE][wi][ni],
@@ -612,6 +665,20 @@ int main(int argc, char **argv)
         }
         fprintf(f, "\n");
     }
+    fprintf(f, "## Goals (paired repetitions: 2 clients pulling 16 MiB)\n\n| goal | measured | "
+               "verdict |\n|---|---|---|\n");
+    fprintf(f,
+            "| 2 clients pulling 16 MiB at >= 0.9x the ideal server | %.2fx (median of %zu; "
+            "%.2f-%.2f) | %s |\n",
+            rs.median, rs.n, rs.min, rs.max,
+            rs.n ? (rs.median >= 0.9 ? "met" : "**not met**") : "failed");
+    if (nc)
+        fprintf(f,
+                "| psd's loop-thread CPU per GiB pulled <= 0.1x %s's | %.3fx (%.4f s "
+                "against %.4f s per GiB; median of %zu, %.3f-%.3f) | %s |\n",
+                target_name[T_BASE], cs.median, ps.median, bs.median, cs.n, cs.min, cs.max,
+                cs.median <= 0.1 ? "met" : "**not met**");
+    fprintf(f, "\n");
     fclose(f);
     return 0;
 }

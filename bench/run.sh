@@ -106,11 +106,13 @@ if [ "$quick" = 1 ]; then
     run_other ops "$root/bench/run_ops.sh" 5
     run_other persist "$root/bench/run_persist.sh" 1 64 64
     run_other train "$root/bench/run_train.sh" 20 3
+    run_other multi "$root/bench/run_multi.sh" --secs 1
 else
     run_other wire "$root/bench/run_wire.sh" 5
     run_other ops "$root/bench/run_ops.sh" 7
     run_other persist "$root/bench/run_persist.sh" 2 128 128
     run_other train "$root/bench/run_train.sh" 40 3
+    run_other multi "$root/bench/run_multi.sh" --secs 2
 fi
 
 # ---- RESULTS.md ----
@@ -182,6 +184,9 @@ goal_rows() {
             g && /^[|] / && !/^[|] goal/ && !/^[|]--/ { sub(/^[|] /, "", $1); sub(/ [|]$/, "", $4)
                 printf "| %s (issue 2) | bench_wire, 1 client; reference check: %s | %s | | %s |\n", $1, $3, $2, $4 }' "$others/wire.md"
     fi
+    if [ -f "$others/multi_goals.csv" ]; then
+        awk -F, 'NR > 1 { printf "| %s (issue 14) | bench_multi, paired reps | %s | | %s |\n", $1, $2, ($4 == "yes" ? "yes" : $4 == "no" ? "**no**" : $4) }' "$others/multi_goals.csv"
+    fi
     if [ -f "$others/train.csv" ]; then
         # psd does strictly more work than the local loop: a rep where psd was faster (a negative
         # overhead) was disturbed, and the goal is not judged on that batch size.
@@ -231,7 +236,7 @@ goal_rows() {
     summary_rows
     echo
     cat "$out/suite_redis.md" "$out/suite_scale.md"
-    for a in wire ops train persist; do
+    for a in wire ops train persist multi; do
         echo "## From the $a benchmark (bench/results/$a.md)"
         echo
         sed -e '1{/^# /d}' -e 's/^## /### /' "$others/$a.md"

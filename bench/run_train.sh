@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Training throughput of the demo (examples/s): one worker through psd against the same training
 # loop in one process without psd (pstrain --local: the same store and optimizer code, in-process),
-# which is the parameter-server overhead, then one, two and three asynchronous workers on one psd.
+# which is the parameter-server overhead, for each of the worker's I/O modes (--io sync: one
+# blocking pull and step per step, the loop before issue 14; overlap, the default: gradients pushed
+# layer by layer during the backward pass and the next weights pulled behind them; prefetch: the
+# next step's weights pulled while the step computes), then one, two and three asynchronous workers
+# on one psd.
 # Builds psd and pstrain in Release without sanitizers (build/bench-train), one OpenBLAS thread per
 # process, local and psd runs interleaved and repeated because the machine is shared. The overhead
 # is a paired ratio: per repetition, 1 - (psd examples/s) / (local examples/s) of the local and psd
-# runs made back to back, then the median [min-max] of those. Writes bench/results/train.md (ending
+# runs made back to back, then the median [min-max] of those. Every repetition runs local, sync,
+# overlap and prefetch back to back. Writes bench/results/train.md (ending
 # with its provenance: command, commit, clean tree or not, date, load) and bench/results/train.csv.
 #
+# CPU per step is recorded too, which the shared machine's load does not stretch: the worker's
+# compute thread (forward and backward), the worker process (with its I/O thread) and psd
+# (/proc/PID/stat before it stops); worker + psd - local is the CPU the parameter server costs.
+#
 #   bench/run_train.sh [steps per run, default 60] [repetitions, default 5]
+#   BATCHES="64" WORKERS="" bench/run_train.sh ...   # only these batch sizes / worker counts
 #   REPORT_FROM=file.csv bench/run_train.sh    # rewrite train.md from an earlier run's CSV
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +61,9 @@ start_psd() {
     addr="127.0.0.1:$(cat "$tmp/port")"
 }
 
+# psd's CPU seconds so far (user + system).
+psd_cpu() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$psd_pid/stat"; }
+
 stop_psd() {
     kill "$psd_pid"
     wait "$psd_pid" || true
@@ -60,6 +73,8 @@ stop_psd() {
 # The closing line's fields: "... examples/s X first_loss ... (pull P% compute C% apply A%)".
 field() { sed -n "s|.* $1 \([0-9.]*\).*|\1|p" "$2" | head -n 1; }
 share() { sed -n "s|.*$1 \([0-9.]*\)%.*|\1|p" "$2" | head -n 1; }
+batches=${BATCHES-64 128 256}
+workers=${WORKERS-1 2 3}
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -70,26 +85,33 @@ if [ -n "${REPORT_FROM:-}" ]; then
     steps=${1:-"?"}
     reps=$(awk -F, '$1 == "local" && $2 == 64 { n++ } END { print n + 0 }' "$csv")
 else
-echo "config,batch,workers,rep,examples_per_s,pull_pct,compute_pct,apply_pct" >"$csv"
+echo "config,batch,workers,rep,examples_per_s,pull_pct,compute_pct,apply_pct,compute_cpu_ms,proc_cpu_ms,psd_cpu_ms" >"$csv"
 
 # ---- the parameter-server overhead: one worker vs --local, interleaved ----
-for batch in 64 128 256; do
+for batch in $batches; do
     for rep in $(seq "$reps"); do
         "$pstrain" --local --data "$data" --batch "$batch" --steps "$steps" --log-every 1000000 \
             >"$tmp/local.out" 2>&1
-        echo "local,$batch,1,$rep,$(field examples/s "$tmp/local.out"),0,$(share compute "$tmp/local.out"),$(share apply "$tmp/local.out")" >>"$csv"
-        start_psd
-        "$pstrain" --server "$addr" --data "$data" --batch "$batch" --steps "$steps" \
-            --log-every 1000000 >"$tmp/psd1.out" 2>&1
-        stop_psd
-        echo "psd,$batch,1,$rep,$(field examples/s "$tmp/psd1.out"),$(share pull "$tmp/psd1.out"),$(share compute "$tmp/psd1.out"),$(share apply "$tmp/psd1.out")" >>"$csv"
-        echo "batch $batch rep $rep: local $(field examples/s "$tmp/local.out") ex/s," \
-             "psd $(field examples/s "$tmp/psd1.out") ex/s"
+        echo "local,$batch,1,$rep,$(field examples/s "$tmp/local.out"),0,$(share compute "$tmp/local.out"),$(share apply "$tmp/local.out"),$(field compute_thread "$tmp/local.out"),$(field process "$tmp/local.out"),0" >>"$csv"
+        line="batch $batch rep $rep: local $(field examples/s "$tmp/local.out") ex/s"
+        for io in sync overlap prefetch; do
+            config=psd-$io
+            [ "$io" = overlap ] && config=psd
+            start_psd
+            "$pstrain" --server "$addr" --data "$data" --batch "$batch" --steps "$steps" \
+                --io "$io" --log-every 1000000 >"$tmp/psd1.out" 2>&1
+            pcpu=$(awk -v c="$(psd_cpu)" -v s="$steps" 'BEGIN { printf "%.1f", 1000 * c / s }')
+            stop_psd
+            echo "$config,$batch,1,$rep,$(field examples/s "$tmp/psd1.out"),$(share pull "$tmp/psd1.out"),$(share compute "$tmp/psd1.out"),$(share apply "$tmp/psd1.out"),$(field compute_thread "$tmp/psd1.out"),$(field process "$tmp/psd1.out"),$pcpu" >>"$csv"
+            line="$line, $io $(field examples/s "$tmp/psd1.out")"
+        done
+        echo "$line ex/s; load $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "load,$batch,1,$rep,$(cut -d' ' -f1 /proc/loadavg),,,,,," >>"$csv"
     done
 done
 
 # ---- one, two and three asynchronous workers on one psd (batch 64) ----
-for n in 1 2 3; do
+for n in $workers; do
     for rep in $(seq "$reps"); do
         start_psd
         pids=()
@@ -104,7 +126,7 @@ for n in 1 2 3; do
         stop_psd
         total=$(awk -v n="$n" -v s="$steps" -v a="$t0" -v b="$t1" \
             'BEGIN { printf "%.1f", n * s * 64 / (b - a) }')
-        echo "workers,64,$n,$rep,$total,,," >>"$csv"
+        echo "workers,64,$n,$rep,$total,,,,,," >>"$csv"
         echo "$n worker(s) rep $rep: $total ex/s in total"
     done
 done
@@ -118,8 +140,8 @@ best() { col "$@" | sort -g | tail -n 1; }
 # The paired overhead of one batch size from column col (5: examples/s, 7: compute share): per rep,
 # 1 - psd / local, then "median% [min% to max%]".
 paired() {
-    awk -F, -v b="$1" -v col="$2" '$3 == 1 && $2 == b && $1 == "local" { l[$4] = $col }
-        $3 == 1 && $2 == b && $1 == "psd" { p[$4] = $col }
+    awk -F, -v b="$1" -v col="$2" -v cfg="${3:-psd}" '$3 == 1 && $2 == b && $1 == "local" { l[$4] = $col }
+        $3 == 1 && $2 == b && $1 == cfg { p[$4] = $col }
         END { n = 0; for (r in l) if (r in p && l[r] > 0) v[++n] = 100 * (1 - p[r] / l[r])
             for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
             m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
@@ -143,17 +165,55 @@ paired() {
     echo "\`--local\` runs the identical loop with the variables in an in-process store and the same"
     echo "optimizer code psd runs (psd_optim_apply), so the difference is what the parameter server"
     echo "adds: serialization, two loopback transfers per step, and psd's copy of the request."
+    echo "\`--io sync\` is the worker loop before issue 14 (one blocking batched pull, compute, one"
+    echo "blocking APPLY_GRADIENTS); \`overlap\` (the default) pushes each layer's gradients as the"
+    echo "backward pass produces them (<ps/async.h>, one step in four parts) and pulls that layer's next"
+    echo "weights right behind its push, so the forward pass waits per layer, with the same results as"
+    echo "sync; \`prefetch\` pulls the next step's weights while the step computes (at most one step"
+    echo "stale). With overlap and prefetch the pull and apply shares are the time the worker was"
+    echo "blocked on psd (a layer's weights not there yet, the last step's gradients not sent yet)."
     echo
-    echo "| batch | local examples/s, best (median) | through psd, best (median) | overhead from examples/s, paired | psd step: pull / compute / apply (median) | local step: compute / apply (median) | overhead from the step split, paired |"
-    echo "|---:|---:|---:|---:|---|---|---:|"
-    for batch in 64 128 256; do
+    echo "| batch | --io | local examples/s, best (median) | through psd, best (median) | overhead from examples/s, paired | psd step: wait for pull / compute / wait for apply (median) | local step: compute / apply (median) | overhead from the step split, paired |"
+    echo "|---:|---|---:|---:|---:|---|---|---:|"
+    for batch in $batches; do
         lb=$(best local "$batch" 1 5)
-        pb=$(best psd "$batch" 1 5)
         lm=$(med local "$batch" 1 5)
-        pm=$(med psd "$batch" 1 5)
         cl=$(med local "$batch" 1 7)
-        cp=$(med psd "$batch" 1 7)
-        echo "| $batch | $lb ($lm) | $pb ($pm) | $(paired "$batch" 5) | $(med psd "$batch" 1 6)% / $cp% / $(med psd "$batch" 1 8)% | $cl% / $(med local "$batch" 1 8)% | $(paired "$batch" 7) |"
+        for cfg in psd-sync psd psd-prefetch; do
+            [ -n "$(col "$cfg" "$batch" 1 5)" ] || continue
+            io=${cfg#psd-}
+            [ "$cfg" = psd ] && io="overlap (default)"
+            pb=$(best "$cfg" "$batch" 1 5)
+            pm=$(med "$cfg" "$batch" 1 5)
+            cp=$(med "$cfg" "$batch" 1 7)
+            echo "| $batch | $io | $lb ($lm) | $pb ($pm) | $(paired "$batch" 5 "$cfg") | $(med "$cfg" "$batch" 1 6)% / $cp% / $(med "$cfg" "$batch" 1 8)% | $cl% / $(med local "$batch" 1 8)% | $(paired "$batch" 7 "$cfg") |"
+        done
+        ld=$(med load "$batch" 1 5)
+        [ -n "$ld" ] && echo "| $batch | (1-minute load average during these runs, median) | | | | $ld | | |"
+    done
+    echo
+    echo "### CPU per step, which the load does not stretch"
+    echo
+    echo "Milliseconds of CPU per training step (median over repetitions): the worker's compute thread"
+    echo "(forward and backward), the worker process (with the I/O thread of --io overlap and"
+    echo "prefetch), psd, and what the parameter server costs: worker process + psd - the local"
+    echo "process (which runs the same Adam update in-process), also as a share of the local process."
+    echo "On a machine with a free core this CPU runs beside the compute (overlap, prefetch); on this"
+    echo "one, with every core busy, it is paid in wall time whatever the worker's I/O mode."
+    echo
+    echo "| batch | --io | compute thread | worker process | psd | parameter-server CPU (of local's) |"
+    echo "|---:|---|---:|---:|---:|---:|"
+    for batch in $batches; do
+        lc=$(med local "$batch" 1 10)
+        echo "| $batch | local | $(med local "$batch" 1 9) | $lc | | |"
+        for cfg in psd-sync psd psd-prefetch; do
+            [ -n "$(col "$cfg" "$batch" 1 10)" ] || continue
+            io=${cfg#psd-}
+            [ "$cfg" = psd ] && io="overlap (default)"
+            wc=$(med "$cfg" "$batch" 1 10)
+            pc=$(med "$cfg" "$batch" 1 11)
+            echo "| $batch | $io | $(med "$cfg" "$batch" 1 9) | $wc | $pc | $(awk -v w="$wc" -v p="$pc" -v l="$lc" 'BEGIN { printf "%.1f (%.1f%%)", w + p - l, 100 * (w + p - l) / l }') |"
+        done
     done
     echo
     echo "The step split is measured inside each run, so it is far less sensitive to the shared"
@@ -162,7 +222,9 @@ paired() {
     echo "compute shares: the last column, 1 - that ratio, is the examples/s the parameter server"
     echo "costs (the pull, the transfer of the gradients and psd's handling of both; the Adam update"
     echo "itself is in both loops). psd does strictly more work than the local loop, so a repetition"
-    echo "with a negative overhead (psd faster) was disturbed by other work: the 5% goal is not judged"
+    echo "with a negative overhead (psd faster) was disturbed by other work, or (overlap, prefetch) got"
+    echo "psd's optimizer work done on the machine's other core while the worker computed: the 2% goal"
+    echo "(issue 14) is not judged"
     echo "for a batch size with such a repetition (RESULTS.md and the README say *unreliable run*)."
     echo
     echo "## One, two and three asynchronous workers (batch 64)"
@@ -171,7 +233,7 @@ paired() {
     echo
     echo "| workers | examples/s total, best (median) | per worker (best) |"
     echo "|---:|---:|---:|"
-    for n in 1 2 3; do
+    for n in $workers; do
         t=$(best workers 64 "$n" 5)
         echo "| $n | $t ($(med workers 64 "$n" 5)) | $(awk -v t="$t" -v n="$n" 'BEGIN { printf "%.1f", t / n }') |"
     done

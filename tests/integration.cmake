@@ -20,3 +20,5 @@ ps_add_io_variants(test_store_rules test_updates test_bad_input test_pipelining 
                    test_snapshot test_shutdown test_multi_client)
 ps_tsan_suite(test_store_rules test_updates test_bad_input test_pipelining test_backpressure
               test_snapshot test_shutdown test_multi_client test_io_threads)
+ps_add_criterion_test(test_large_updates SOURCES integration/test_large_updates.c
+                      LABELS integration TIMEOUT 120)

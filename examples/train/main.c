@@ -54,12 +54,21 @@ typedef struct opts {
     long staleness;            /* ssp */
     long lease_ms, wait_timeout_ms;
     double dropout; /* rate before the last layer at training time (the tutorial's 0.4) */
+    int io;         /* MODEL_IO_*: how a worker talks to psd */
 } opts_t;
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds: of the calling thread (thread 1) or of the whole process (0). */
+static double cpu_s(int thread)
+{
+    struct timespec ts;
+    clock_gettime(thread ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
@@ -72,43 +81,50 @@ static void sleep_s(double s)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: pstrain [mode] [options]\n"
-            "modes: (default) worker | --evaluator | --local\n"
-            "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
-            "  --shards A,B,...        several psd shards instead of --server (the variables and\n"
-            "                          parts placed by a stable hash of their names)\n"
-            "  --partitions N          fc1's weights as N parts (fixed_size_partitioner(N)), each\n"
-            "                          placed on its own; every process of a run must agree\n"
-            "  --data DIR              Fashion-MNIST directory (default %s)\n"
-            "  --worker-index I        this worker's shard (0-based)\n"
-            "  --num-workers N         number of shards\n"
-            "  --batch B               examples per step (default 64)\n"
-            "  --steps S               steps of this worker (0: until --max-global-step)\n"
-            "  --max-global-step G     stop when the shared global_step reaches G\n"
-            "  --log-every N           progress line every N steps (default 50)\n"
-            "  --optimizer adam|momentum|sgd   (default adam)\n"
-            "  --lr X                  learning rate (default 0.001)\n"
-            "  --lr-decay-rate R       lr * R^(global_step / --lr-decay-steps) (default 1: none)\n"
-            "  --lr-decay-steps N      (default 1000)\n"
-            "  --seed S                initializer seed (default 42)\n"
-            "  --threads T             OpenBLAS threads (default 1)\n"
-            "  --train-limit N         use the first N training images (default all)\n"
-            "  --test-limit N          use the first N test images (default all 10000)\n"
-            "  --eval-every G          evaluator: evaluate every G global steps (default 200)\n"
-            "  --max-seconds S         stop after S seconds\n"
-            "  --idle-seconds S        evaluator: stop when global_step is idle S s (default 30)\n"
-            "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
-            "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
-            "  --eval-at-end           worker / local: report test accuracy when done\n"
-            "  --mode async|sync|ssp   consistency (default async; docs/consistency.md)\n"
-            "  --replicas-to-aggregate N  sync: gradients averaged per step (default\n"
-            "                          --num-workers; fewer = backup workers)\n"
-            "  --staleness T           ssp: at most T clocks ahead of the slowest (default 2)\n"
-            "  --lease-ms MS           a silent worker stops counting after MS (default 10000)\n"
-            "  --wait-timeout-ms MS    deadline of each wait (default 60000)\n"
-            "  --dropout R             dropout rate before the last layer (default 0.4; 0: none)\n",
-            DATA_DEFAULT_DIR);
+    fprintf(
+        f,
+        "usage: pstrain [mode] [options]\n"
+        "modes: (default) worker | --evaluator | --local\n"
+        "  --server HOST:PORT      psd address (default $PS_SERVER, else 127.0.0.1:7070)\n"
+        "  --shards A,B,...        several psd shards instead of --server (the variables and\n"
+        "                          parts placed by a stable hash of their names)\n"
+        "  --partitions N          fc1's weights as N parts (fixed_size_partitioner(N)), each\n"
+        "                          placed on its own; every process of a run must agree\n"
+        "  --data DIR              Fashion-MNIST directory (default %s)\n"
+        "  --worker-index I        this worker's shard (0-based)\n"
+        "  --num-workers N         number of shards\n"
+        "  --batch B               examples per step (default 64)\n"
+        "  --steps S               steps of this worker (0: until --max-global-step)\n"
+        "  --max-global-step G     stop when the shared global_step reaches G\n"
+        "  --log-every N           progress line every N steps (default 50)\n"
+        "  --optimizer adam|momentum|sgd   (default adam)\n"
+        "  --lr X                  learning rate (default 0.001)\n"
+        "  --lr-decay-rate R       lr * R^(global_step / --lr-decay-steps) (default 1: none)\n"
+        "  --lr-decay-steps N      (default 1000)\n"
+        "  --seed S                initializer seed (default 42)\n"
+        "  --threads T             OpenBLAS threads (default 1)\n"
+        "  --train-limit N         use the first N training images (default all)\n"
+        "  --test-limit N          use the first N test images (default all 10000)\n"
+        "  --eval-every G          evaluator: evaluate every G global steps (default 200)\n"
+        "  --max-seconds S         stop after S seconds\n"
+        "  --idle-seconds S        evaluator: stop when global_step is idle S s (default 30)\n"
+        "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
+        "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
+        "  --eval-at-end           worker / local: report test accuracy when done\n"
+        "  --io sync|overlap|prefetch   worker: blocking pull and step per step (sync);\n"
+        "                          each layer's gradients pushed during the backward pass and\n"
+        "                          its next weights pulled behind them (overlap, the default,\n"
+        "                          same results as sync); or the next step's weights prefetched\n"
+        "                          while the step computes, at most one step stale (prefetch);\n"
+        "                          modes sync and ssp use sync\n"
+        "  --mode async|sync|ssp   consistency (default async; docs/consistency.md)\n"
+        "  --replicas-to-aggregate N  sync: gradients averaged per step (default\n"
+        "                          --num-workers; fewer = backup workers)\n"
+        "  --staleness T           ssp: at most T clocks ahead of the slowest (default 2)\n"
+        "  --lease-ms MS           a silent worker stops counting after MS (default 10000)\n"
+        "  --wait-timeout-ms MS    deadline of each wait (default 60000)\n"
+        "  --dropout R             dropout rate before the last layer (default 0.4; 0: none)\n",
+        DATA_DEFAULT_DIR);
 }
 
 static int parse(int argc, char **argv, opts_t *o)
@@ -146,6 +162,7 @@ static int parse(int argc, char **argv, opts_t *o)
         O_LEASE,
         O_WAITTO,
         O_DROP,
+        O_IO,
         O_HELP
     };
     static const struct option lo[] = {{"server", 1, 0, O_SERVER},
@@ -180,6 +197,7 @@ static int parse(int argc, char **argv, opts_t *o)
                                        {"lease-ms", 1, 0, O_LEASE},
                                        {"wait-timeout-ms", 1, 0, O_WAITTO},
                                        {"dropout", 1, 0, O_DROP},
+                                       {"io", 1, 0, O_IO},
                                        {"help", 0, 0, O_HELP},
                                        {0, 0, 0, 0}};
     memset(o, 0, sizeof *o);
@@ -201,6 +219,7 @@ static int parse(int argc, char **argv, opts_t *o)
     o->mode = PS_WORKER_ASYNC;
     o->staleness = 2;
     o->dropout = 0.4;
+    o->io = MODEL_IO_OVERLAP;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -313,6 +332,18 @@ static int parse(int argc, char **argv, opts_t *o)
         case O_DROP:
             o->dropout = atof(optarg);
             break;
+        case O_IO:
+            if (strcmp(optarg, "sync") == 0)
+                o->io = MODEL_IO_SYNC;
+            else if (strcmp(optarg, "overlap") == 0)
+                o->io = MODEL_IO_OVERLAP;
+            else if (strcmp(optarg, "prefetch") == 0)
+                o->io = MODEL_IO_PREFETCH;
+            else {
+                fprintf(stderr, "pstrain: --io must be sync, overlap or prefetch\n");
+                return -1;
+            }
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -353,6 +384,9 @@ static int parse(int argc, char **argv, opts_t *o)
         fprintf(stderr, "pstrain: --dropout must be in [0, 1)\n");
         return -1;
     }
+    /* sync and ssp wait before each step's pull and send each step whole: blocking I/O. */
+    if (o->mode != PS_WORKER_ASYNC)
+        o->io = MODEL_IO_SYNC;
     if (o->local && o->mode != PS_WORKER_ASYNC) {
         fprintf(stderr, "pstrain: --local trains in one process: --mode sync and ssp need psd\n");
         return -1;
@@ -496,6 +530,9 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
     int64_t gs = sync_step;
     double loss_sum = 0.0, first_loss = NAN, last_loss = NAN;
     double pull_s = 0.0, grad_s = 0.0, apply_s = 0.0;
+    /* CPU time, which the shared machine's load does not stretch: the forward and backward passes
+     * on this thread, and the whole process (with the I/O thread) per step. */
+    double grad_cpu = 0.0, proc0 = cpu_s(0);
     for (;;) {
         if (o->steps && step >= o->steps)
             break;
@@ -541,10 +578,15 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         double tb = now_s();
         float loss = 0.0f;
+        /* With asynchronous I/O the waits for psd happen inside the passes: count them as pull
+         * (a layer's weights not there yet) and apply (the last step's gradients not sent yet). */
+        double wp0 = m->wait_pull_s, wa0 = m->wait_push_s;
+        double c0 = cpu_s(1);
         if (model_grad(m, x, y, o->batch, &loss, &err) != 0) {
             rc = fail("forward/backward", &err);
             break;
         }
+        grad_cpu += cpu_s(1) - c0;
         double tc = now_s();
         if (wk && o->mode == PS_WORKER_SYNC) {
             ps_sync_result_t res;
@@ -560,9 +602,10 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         clock++;
         double td = now_s();
-        pull_s += tb - ta;
-        grad_s += tc - tb;
-        apply_s += td - tc;
+        double wp = m->wait_pull_s - wp0, wa = m->wait_push_s - wa0;
+        pull_s += tb - ta + wp;
+        grad_s += tc - tb - wp - wa;
+        apply_s += td - tc + wa;
         step++;
         if (step == 1)
             first_loss = loss;
@@ -580,13 +623,19 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
             loss_sum = 0.0;
         }
     }
+    if (rc == 0 && model_flush(m, &gs, &err) != 0)
+        rc = fail("apply_gradients", &err);
     double wall = now_s() - t0;
+    double proc_cpu = cpu_s(0) - proc0;
     if (rc == 0) {
+        double per = step > 0 ? 1000.0 / (double) step : 0.0;
         printf("%s done: steps %ld global_step %lld wall %.1f s examples/s %.1f first_loss %.4f "
-               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%)\n",
+               "last_loss %.4f (pull %.1f%% compute %.1f%% apply %.1f%%) cpu ms/step: "
+               "compute_thread %.1f process %.1f\n",
                who, step, (long long) gs, wall,
                wall > 0 ? (double) step * (double) o->batch / wall : 0.0, first_loss, last_loss,
-               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall);
+               100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall, grad_cpu * per,
+               proc_cpu * per);
         if (o->mode != PS_WORKER_ASYNC)
             printf("%s %s: steps/s %.2f, clock waits %ld (%.1f s), stale gradients dropped %ld\n",
                    who, ps_worker_mode_name(o->mode), wall > 0 ? (double) step / wall : 0.0, waits,
@@ -789,6 +838,12 @@ int main(int argc, char **argv)
     if (!o.evaluator)
         model_set_dropout(&m, (float) o.dropout,
                           (uint64_t) o.seed * 7919u + (uint64_t) o.worker_index + 1u);
+    /* A worker's I/O; the step counter is exact per step when something depends on it. */
+    if (!o.evaluator && !o.local &&
+        model_set_io(&m, o.io, o.max_global_step > 0 || o.lr_decay_rate != 1.0, &err) != 0) {
+        rc = fail("asynchronous I/O", &err);
+        goto out;
+    }
     printf("%s: model declared: %d variables, %d created here, %d attached\n", who, m.declared,
            m.created, m.declared - m.created);
     fflush(stdout);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ps/dtype.h>
 
@@ -55,7 +56,7 @@ static int get_var(model_t *m,
             return rc;
         snprintf(m->names[i], sizeof m->names[i], "%s", ps_variable_store_name(m->vars[i]));
         m->created += ps_variable_created(m->vars[i]);
-        m->w[i] = malloc(ne * sizeof(float));
+        m->w[i] = m->own_w[i] = malloc(ne * sizeof(float));
         m->dw[i] = malloc(ne * sizeof(float));
         if (!m->w[i] || !m->dw[i])
             return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for %s", name);
@@ -244,11 +245,19 @@ int model_init(model_t *m,
 
 void model_deinit(model_t *m)
 {
+    /* Operations in flight write into the value buffers: they go first. */
+    for (size_t l = 0; l < MODEL_NLAYERS; l++) {
+        ps_op_free(m->pull_op[l]);
+        ps_op_free(m->push_op[l]);
+    }
+    ps_async_step_free(m->step);
+    ps_prefetch_free(m->pf);
+    ps_async_free(m->as);
     for (size_t i = 0; i < MODEL_NVARS; i++) {
         if (m->local) {
             psd_blob_unref(m->dwblob[i]);
         } else {
-            free(m->w[i]);
+            free(m->own_w[i]);
             free(m->dw[i]);
         }
     }
@@ -277,12 +286,124 @@ void model_deinit(model_t *m)
 
 /* ---- the step ---- */
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+/* Start the pull of layer l's weights and biases into their buffers (none when one is in flight).
+ */
+static int pull_layer(model_t *m, size_t l, ps_error_t *err)
+{
+    if (m->pull_op[l])
+        return 0;
+    void *bufs[2] = {m->w[2 * l], m->w[2 * l + 1]};
+    size_t lens[2] = {m->nelems[2 * l] * sizeof(float), m->nelems[2 * l + 1] * sizeof(float)};
+    return ps_async_pull(m->as, &m->vars[2 * l], 2, bufs, lens, NULL, &m->pull_op[l], err);
+}
+
+/* Wait for *op (if any), adding the time blocked to *waited, and release it. */
+static int wait_op(ps_op_t **op, double *waited, ps_error_t *err)
+{
+    if (!*op)
+        return 0;
+    double t0 = now_s();
+    int rc = ps_op_wait(*op, -1, err);
+    *waited += now_s() - t0;
+    ps_op_free(*op);
+    *op = NULL;
+    return rc;
+}
+
+/* Layer l's weights are needed now (forward pass): wait for their pull. */
+static int layer_ready(model_t *m, size_t l, ps_error_t *err)
+{
+    return wait_op(&m->pull_op[l], &m->wait_pull_s, err);
+}
+
+/* Wait for the pushes in flight; the step counter from the one that counted the step. */
+static int wait_pushes(model_t *m, ps_error_t *err)
+{
+    int rc = 0;
+    for (size_t l = 0; l < MODEL_NLAYERS; l++) {
+        if (!m->push_op[l])
+            continue;
+        double t0 = now_s();
+        int r = ps_op_wait(m->push_op[l], -1, err);
+        m->wait_push_s += now_s() - t0;
+        int64_t gs = r == 0 ? ps_op_global_step(m->push_op[l]) : 0;
+        if (gs)
+            m->last_gs = gs;
+        ps_op_free(m->push_op[l]);
+        m->push_op[l] = NULL;
+        if (r && !rc)
+            rc = r;
+    }
+    return rc;
+}
+
+/* Layer l's gradients are complete (backward pass): push them as part of this step. */
+static int push_layer(model_t *m, size_t l, ps_error_t *err)
+{
+    if (!m->step)
+        return 0;
+    const void *g[2] = {m->dw[2 * l], m->dw[2 * l + 1]};
+    return ps_async_step_push(m->step, &m->vars[2 * l], g, 2, NULL, &m->push_op[l], err);
+}
+
+/* Layer l's weights are no longer read in this step: its next-step pull may land (OVERLAP). */
+static int next_pull(model_t *m, size_t l, ps_error_t *err)
+{
+    return m->io == MODEL_IO_OVERLAP ? pull_layer(m, l, err) : 0;
+}
+
+int model_set_io(model_t *m, int io, int exact_step, ps_error_t *err)
+{
+    m->io = MODEL_IO_SYNC;
+    m->exact_step = exact_step;
+    if (io == MODEL_IO_SYNC || !m->client)
+        return 0;
+    int rc = ps_async_new(m->client, NULL, &m->as, err);
+    if (rc == 0 && io == MODEL_IO_PREFETCH)
+        rc = ps_prefetch_new(m->as, m->vars, m->nvars, 1, &m->pf, err);
+    if (rc == 0)
+        m->io = io;
+    return rc;
+}
+
+int model_flush(model_t *m, int64_t *global_step, ps_error_t *err)
+{
+    int rc = wait_pushes(m, err);
+    if (rc == 0 && m->as)
+        *global_step = m->last_gs;
+    return rc;
+}
+
 int model_pull(model_t *m, ps_error_t *err)
 {
     if (m->local) {
         /* In one process the weights are read where they are: no copy, no request. */
         for (size_t i = 0; i < m->nvars; i++)
             m->w[i] = (float *) m->lvars[i]->data->data;
+        return 0;
+    }
+    if (m->pf) {
+        /* The values the prefetcher has (started while the last step computed). */
+        const void *vals[MODEL_NVARS];
+        int rc = ps_prefetch_acquire(m->pf, vals, err);
+        for (size_t i = 0; rc == 0 && i < m->nvars; i++)
+            m->w[i] = (float *) vals[i];
+        return rc;
+    }
+    if (m->as) {
+        /* Each layer's pull, unless the last backward pass started it: forward waits per layer. */
+        for (size_t l = 0; l < MODEL_NLAYERS; l++) {
+            int rc = pull_layer(m, l, err);
+            if (rc)
+                return rc;
+        }
         return 0;
     }
     void *bufs[MODEL_NVARS];
@@ -315,19 +436,23 @@ static int forward(model_t *m, const float *x, size_t b, int training, ps_error_
     ps_ops_nhwc_t s2 = {n, H2, H2, C2}, q2 = {n, H3, H3, C2};
     ps_ops_hwio_t f1 = {5, 5, 1, C1}, f2 = {5, 5, C1, C2};
     float *const *w = m->w;
+    TRY(layer_ready(m, 0, err));
     TRY(ps_ops_conv2d(m->ws, x, &in, w[0], &f1, &conv_same, m->c1, &s1, err));
     TRY(ps_ops_bias_add(m->c1, n * H1 * H1, C1, w[1], m->c1, err));
     TRY(ps_ops_relu(m->c1, n * H1 * H1 * C1, m->c1, err));
     TRY(ps_ops_max_pool(m->c1, &s1, &pool_2x2, m->p1, &q1, err));
+    TRY(layer_ready(m, 1, err));
     TRY(ps_ops_conv2d(m->ws, m->p1, &q1, w[2], &f2, &conv_same, m->c2, &s2, err));
     TRY(ps_ops_bias_add(m->c2, n * H2 * H2, C2, w[3], m->c2, err));
     TRY(ps_ops_relu(m->c2, n * H2 * H2 * C2, m->c2, err));
     TRY(ps_ops_max_pool(m->c2, &s2, &pool_2x2, m->p2, &q2, err));
+    TRY(layer_ready(m, 2, err));
     TRY(ps_ops_matmul(m->p2, n, FLAT, 0, w[4], FLAT, FC, 0, 1.0f, 0.0f, m->f1, err));
     TRY(ps_ops_bias_add(m->f1, n, FC, w[5], m->f1, err));
     TRY(ps_ops_relu(m->f1, n * FC, m->f1, err));
     if (training && m->dropout > 0.0f)
         TRY(ps_ops_dropout(m->f1, n * FC, m->dropout, 1, &m->drop_rng, m->f1, m->mask, err));
+    TRY(layer_ready(m, 3, err));
     TRY(ps_ops_matmul(m->f1, n, FC, 0, w[6], FC, DATA_CLASSES, 0, 1.0f, 0.0f, m->logits, err));
     TRY(ps_ops_bias_add(m->logits, n, DATA_CLASSES, w[7], m->logits, err));
     return 0;
@@ -339,6 +464,11 @@ int model_grad(
     if (b == 0 || b > m->batch)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "batch of %zu examples (capacity %zu)", b,
                             m->batch);
+    if (m->as) {
+        /* The last step's gradients must be sent before the buffers are overwritten. */
+        TRY(wait_pushes(m, err));
+        TRY(ps_async_step_begin(m->as, &m->optcfg, m->vars, m->nvars, &m->step, err));
+    }
     TRY(forward(m, x, b, 1, err));
     int64_t n = (int64_t) b;
     ps_ops_nhwc_t in = {n, H1, H1, 1}, s1 = {n, H1, H1, C1}, q1 = {n, H2, H2, C1};
@@ -352,6 +482,8 @@ int model_grad(
     TRY(ps_ops_bias_add_grad(m->dlogits, n, DATA_CLASSES, dw[7], err));
     TRY(ps_ops_matmul_grad(m->f1, n, FC, 0, w[6], FC, DATA_CLASSES, 0, m->dlogits, m->df1, dw[6],
                            err));
+    TRY(push_layer(m, 3, err));
+    TRY(next_pull(m, 3, err));
     /* dropout (the mask of this forward pass), then fc1; relu's sign test on the dropped output
      * is the same for kept elements, and dropped ones have no gradient either way */
     if (m->dropout > 0.0f)
@@ -359,22 +491,39 @@ int model_grad(
     TRY(ps_ops_relu_grad(m->df1, m->f1, n * FC, m->df1, err));
     TRY(ps_ops_bias_add_grad(m->df1, n, FC, dw[5], err));
     TRY(ps_ops_matmul_grad(m->p2, n, FLAT, 0, w[4], FLAT, FC, 0, m->df1, m->dp2, dw[4], err));
+    TRY(push_layer(m, 2, err));
+    TRY(next_pull(m, 2, err));
     /* conv2 */
     TRY(ps_ops_max_pool_grad(m->c2, &s2, &pool_2x2, m->dp2, &q2, m->dc2, err));
     TRY(ps_ops_relu_grad(m->dc2, m->c2, n * H2 * H2 * C2, m->dc2, err));
     TRY(ps_ops_bias_add_grad(m->dc2, n * H2 * H2, C2, dw[3], err));
     TRY(ps_ops_conv2d_backprop_filter(m->ws, m->p1, &q1, &f2, &conv_same, m->dc2, &s2, dw[2], err));
+    TRY(push_layer(m, 1, err));
     TRY(ps_ops_conv2d_backprop_input(m->ws, &q1, w[2], &f2, &conv_same, m->dc2, &s2, m->dp1, err));
+    TRY(next_pull(m, 1, err));
     /* conv1 (its input gradient is not needed) */
     TRY(ps_ops_max_pool_grad(m->c1, &s1, &pool_2x2, m->dp1, &q1, m->dc1, err));
     TRY(ps_ops_relu_grad(m->dc1, m->c1, n * H1 * H1 * C1, m->dc1, err));
     TRY(ps_ops_bias_add_grad(m->dc1, n * H1 * H1, C1, dw[1], err));
     TRY(ps_ops_conv2d_backprop_filter(m->ws, x, &in, &f1, &conv_same, m->dc1, &s1, dw[0], err));
+    TRY(push_layer(m, 0, err));
+    TRY(next_pull(m, 0, err));
     return 0;
 }
 
 int model_apply(model_t *m, int64_t *global_step, ps_error_t *err)
 {
+    if (m->as) {
+        /* The gradients are on their way (model_grad pushed them layer by layer). */
+        ps_async_step_free(m->step);
+        m->step = NULL;
+        if (m->pf)
+            TRY(ps_prefetch_release(m->pf, err));
+        if (m->exact_step)
+            TRY(wait_pushes(m, err));
+        *global_step = m->last_gs;
+        return 0;
+    }
     if (!m->local)
         return ps_optimizer_apply_gradients(m->opt, m->vars, (const void *const *) m->dw, m->nvars,
                                             global_step, err);

@@ -15,7 +15,17 @@
 #include <ps/train.h>
 #include <ps/workers.h>
 
-#define MODEL_NVARS 8 /* trainable: weights and biases of conv1, conv2, fc1, fc2 */
+#define MODEL_NVARS   8 /* trainable: weights and biases of conv1, conv2, fc1, fc2 */
+#define MODEL_NLAYERS 4 /* layer l owns variables 2l (weights) and 2l + 1 (biases) */
+
+/* How a worker talks to psd (model_set_io). */
+enum {
+    MODEL_IO_SYNC = 0,     /* one blocking batched pull, compute, one blocking step */
+    MODEL_IO_OVERLAP = 1,  /* each layer's gradients pushed as the backward pass produces them,
+                              its next-step pull right behind (exact: the same results as SYNC) */
+    MODEL_IO_PREFETCH = 2, /* pushes as OVERLAP; the next step's weights prefetched while the step
+                              computes (at most one step stale) */
+};
 
 struct psd_store;
 struct psd_optim;
@@ -55,6 +65,17 @@ typedef struct model {
     float dropout;
     uint64_t drop_rng;
     uint8_t *mask;
+    /* Asynchronous I/O (model_set_io): the context, this step's pushes, the layers' pulls. */
+    int io;
+    ps_async_t *as;
+    ps_async_step_t *step;
+    ps_prefetch_t *pf;
+    ps_op_t *pull_op[MODEL_NLAYERS];
+    ps_op_t *push_op[MODEL_NLAYERS];
+    float *own_w[MODEL_NVARS]; /* the value buffers m->w point to outside prefetch */
+    int exact_step;            /* model_apply waits for the step counter (else one step late) */
+    int64_t last_gs;
+    double wait_pull_s, wait_push_s; /* time blocked on psd inside model_grad and model_apply */
 } model_t;
 
 /**
@@ -72,6 +93,16 @@ int model_init(model_t *m,
                size_t batch,
                int partitions,
                ps_error_t *err);
+
+/**
+ * Choose how a worker talks to psd (MODEL_IO_*; a model without a client stays synchronous).
+ * exact_step: model_apply reports the step counter after this step (waiting for the step's pushes);
+ * else the counter of the steps completed so far, one step late at most (model_flush is exact).
+ */
+int model_set_io(model_t *m, int io, int exact_step, ps_error_t *err);
+
+/** Wait for every push in flight; *global_step is the counter after the last step. */
+int model_flush(model_t *m, int64_t *global_step, ps_error_t *err);
 
 /** Free buffers, the optimizer and (local) the store. */
 void model_deinit(model_t *m);

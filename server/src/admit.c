@@ -193,7 +193,7 @@ static int admit_now(psd_admit_t *a, psd_admit_slot_t *s, ps_error_t *err)
     }
     s->state = PSD_ADMIT_HOLDING;
     s->since_ms = uv_now(&a->srv->loop);
-    s->win_got = c->dec.payload_got;
+    s->win_got = psd_conn_payload_got(c);
     list_push(&a->holders, s);
     timer_update(a);
     return 0;
@@ -274,8 +274,8 @@ static void on_tick(uv_timer_t *t)
     for (psd_admit_slot_t *s = a->holders.next, *next; win && s != &a->holders; s = next) {
         next = s->next;
         psd_conn_t *c = s->conn;
-        uint64_t got = c->dec.payload_got;
-        if (!(c->flags & PSD_CONN_READING)) {
+        uint64_t got = psd_conn_payload_got(c);
+        if (!psd_conn_receiving(c)) {
             /* psd is not reading it (its replies back up): not the peer's slowness. */
             s->since_ms = now;
             s->win_got = got;

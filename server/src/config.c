@@ -87,8 +87,9 @@ static const cfg_desc_t descs[] = {
     {"shutdown-timeout-ms", CFG_U64, OFF(shutdown_timeout_ms), 0, (uint64_t) 1 << 32, "5000", 0,
      "MS", "on SIGINT/SIGTERM, how long unsent replies may take to flush"},
     {"io-threads", CFG_THREADS, OFF(io_threads), 0, 256, "cores", 0, "N",
-     "threads beside the loop thread that send large replies (64 KiB and more), so the loop "
-     "thread's time goes to requests; \"cores\" = one per CPU, 0 = the loop sends everything"},
+     "threads beside the loop thread that send large replies and receive large payloads (64 KiB "
+     "and more), so the loop "
+     "thread's time goes to requests; \"cores\" = one per CPU, 0 = the loop does all its I/O"},
     {"metrics-listen", CFG_STRING, OFF(metrics_listen), 0, 0, "", 0, "HOST:PORT",
      "serve /metrics (Prometheus), /healthz and /readyz over HTTP here (\"\" = off; port 0 picks "
      "one)"},

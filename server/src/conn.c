@@ -6,6 +6,7 @@
 #include "conn.h"
 
 #include <string.h>
+#include <unistd.h>
 
 #include <ps/internal/alloc.h>
 #include <ps/internal/log.h>
@@ -200,15 +201,22 @@ static void on_write_done(uv_write_t *req, int status)
     write_done(CONN_OF(req, wreq), status);
 }
 
+static void read_done(psd_conn_t *c, psd_io_job_t *job);
+static void read_timed_out(psd_conn_t *c);
+
 void psd_conn_io_done(psd_io_job_t *job)
 {
     psd_conn_t *c = job->owner;
-    c->io_busy = 0;
-    if (job->err == 0 && job->done != job->total)
-        job->err = UV_EIO;
-    write_done(c, job->err);
-    if (c->flags & PSD_CONN_CLOSE_WAITS_IO) {
-        /* psd_conn_close waited for the I/O thread to let go of the socket. */
+    if (job->kind == PSD_IO_RECV) {
+        read_done(c, job);
+    } else {
+        c->io_busy = 0;
+        if (job->err == 0 && job->done != job->total)
+            job->err = UV_EIO;
+        write_done(c, job->err);
+    }
+    if ((c->flags & PSD_CONN_CLOSE_WAITS_IO) && !c->io_busy && !c->io_reading) {
+        /* psd_conn_close waited for the I/O threads to let go of the socket. */
         c->flags &= ~(unsigned) PSD_CONN_CLOSE_WAITS_IO;
         uv_close((uv_handle_t *) &c->tcp, on_close);
     }
@@ -383,7 +391,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void start_reading(psd_conn_t *c)
 {
-    if (c->deferred || c->admit.state == PSD_ADMIT_WAITING ||
+    if (c->deferred || c->io_reading || c->admit.state == PSD_ADMIT_WAITING ||
         (c->flags &
          (PSD_CONN_READING | PSD_CONN_PAUSED | PSD_CONN_CLOSE_AFTER_FLUSH | PSD_CONN_CLOSING)))
         return;
@@ -410,6 +418,15 @@ void psd_conn_close_after_flush(psd_conn_t *c, const char *why)
 {
     if (c->flags & PSD_CONN_CLOSING)
         return;
+    if (c->io_reading) {
+        /* The request's blobs are being filled: take the receive back first. */
+        if (!c->io_after) {
+            c->io_after = PSD_IO_AFTER_CLOSE_FLUSH;
+            snprintf(c->io_msg, sizeof c->io_msg, "%s", why);
+            psd_io_abort(c->srv->io, c->rjob);
+        }
+        return;
+    }
     stop_reading(c);
     c->flags |= PSD_CONN_CLOSE_AFTER_FLUSH;
     psd_link_remove(&c->link_input);
@@ -461,6 +478,13 @@ void psd_conn_admitted(psd_conn_t *c, int code, const char *msg, uint32_t retry_
 
 void psd_conn_upload_stalled(psd_conn_t *c, const char *msg)
 {
+    if (c->io_reading) {
+        /* admit.c gave the slot up already; the rest waits for the receive to come back. */
+        c->io_after = PSD_IO_AFTER_STALLED;
+        snprintf(c->io_msg, sizeof c->io_msg, "%s", msg);
+        psd_io_abort(c->srv->io, c->rjob);
+        return;
+    }
     psd_req_free(c->req); /* its reservation goes now */
     c->req = NULL;
     reply_error_and_close(c, PS_ERR_DEADLINE_EXCEEDED, msg, "upload too slow");
@@ -490,6 +514,123 @@ static void tls_client_on_plain_port(psd_conn_t *c)
     psd_conn_close_after_flush(c, "TLS client on a plaintext port");
 }
 
+uint64_t psd_conn_payload_got(const psd_conn_t *c)
+{
+    uint64_t got = c->dec.payload_got;
+    if (c->io_reading)
+        got += atomic_load_explicit(&c->rjob->progress, memory_order_relaxed);
+    return got;
+}
+
+int psd_conn_receiving(const psd_conn_t *c)
+{
+    return (c->flags & PSD_CONN_READING) || c->io_reading;
+}
+
+/* The rest of a large payload goes to the connection's I/O thread, straight into the request's
+ * blobs (the decoder's sinks from where it stands). 0 when handed over. */
+static int offload_read(psd_conn_t *c)
+{
+    psd_server_t *srv = c->srv;
+    if (!srv->io || c->tls || !c->req || c->dec.state != PS_FRAME_ST_PAYLOAD ||
+        ps_frame_decoder_payload_remaining(&c->dec) < PSD_IO_MIN_BYTES)
+        return -1;
+    uint8_t *p = NULL;
+    if (ps_frame_decoder_payload_window(&c->dec, &p) == 0)
+        return -1; /* skipping */
+    if (!c->rjob && !(c->rjob = ps_calloc(1, sizeof *c->rjob)))
+        return -1;
+    if (c->rfd < 0) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *) &c->tcp, &fd) != 0 || (c->rfd = dup(fd)) < 0)
+            return -1;
+    }
+    size_t nsegs = 0;
+    const ps_frame_seg_t *segs = psd_req_segs(c->req, &nsegs);
+    psd_io_job_t *j = c->rjob;
+    uint64_t skip = c->dec.payload_got;
+    size_t total = 0;
+    unsigned n = 0;
+    for (size_t i = 0; i < nsegs && n < PSD_IO_JOB_IOV; i++) {
+        if (skip >= segs[i].len) {
+            skip -= segs[i].len;
+            continue;
+        }
+        j->iov[n].iov_base = segs[i].data + skip;
+        j->iov[n].iov_len = segs[i].len - (size_t) skip;
+        total += j->iov[n].iov_len;
+        skip = 0;
+        n++;
+    }
+    if (total < PSD_IO_MIN_BYTES)
+        return -1;
+    stop_reading(c);
+    j->kind = PSD_IO_RECV;
+    j->fd = c->rfd;
+    j->niov = n;
+    j->total = total;
+    j->owner = c;
+    j->thread = (unsigned) (c->id % psd_io_threads(srv->io));
+    c->io_reading = 1;
+    c->io_seen = 0;
+    c->io_after = PSD_IO_AFTER_NONE;
+    psd_io_submit(srv->io, j);
+    return 0;
+}
+
+/* The receive came back: account its bytes in the decoder, then do what waited for it or go on. */
+static void read_done(psd_conn_t *c, psd_io_job_t *job)
+{
+    c->io_reading = 0;
+    size_t left = job->done;
+    while (left > 0) {
+        uint8_t *p = NULL;
+        size_t w = ps_frame_decoder_payload_window(&c->dec, &p);
+        if (w == 0)
+            break; /* cannot happen: the job's iovecs were the sinks */
+        size_t k = w < left ? w : left;
+        ps_frame_decoder_payload_advance(&c->dec, k);
+        left -= k;
+    }
+    psd_server_t *srv = c->srv;
+    srv->rpc.stats.bytes_in += job->done;
+    if (job->done)
+        c->last_read_ms = uv_now(&srv->loop);
+    unsigned after = c->io_after;
+    c->io_after = PSD_IO_AFTER_NONE;
+    if (c->flags & PSD_CONN_CLOSING)
+        return;
+    if (after == PSD_IO_AFTER_TIMEOUT) {
+        read_timed_out(c);
+        return;
+    }
+    if (after == PSD_IO_AFTER_STALLED) {
+        char msg[sizeof c->io_msg];
+        memcpy(msg, c->io_msg, sizeof msg);
+        psd_conn_upload_stalled(c, msg);
+        return;
+    }
+    if (after == PSD_IO_AFTER_CLOSE_FLUSH) {
+        char why[sizeof c->io_msg];
+        memcpy(why, c->io_msg, sizeof why);
+        psd_conn_close_after_flush(c, why);
+        return;
+    }
+    if (job->err == UV_EOF) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "peer closed mid-frame conn=%llu peer=%s",
+               (unsigned long long) c->id, c->peer);
+        psd_conn_close_after_flush(c, "eof mid-frame");
+        return;
+    }
+    if (job->err < 0 && job->err != UV_ECANCELED) {
+        PS_LOG(PS_LOG_VERBOSE, "conn", "read error conn=%llu peer=%s err=%s",
+               (unsigned long long) c->id, c->peer, uv_strerror(job->err));
+        psd_conn_close(c, "read error");
+        return;
+    }
+    psd_conn_process(c);
+}
+
 void psd_conn_process(psd_conn_t *c)
 {
     psd_server_t *srv = c->srv;
@@ -510,6 +651,8 @@ void psd_conn_process(psd_conn_t *c)
                 if (got < 0)
                     return;
             }
+            if (offload_read(c) == 0)
+                return;
             start_reading(c);
             return;
         }
@@ -623,10 +766,28 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)
 {
     uint64_t limit = c->srv->cfg.read_timeout_ms;
+    if (limit && c->io_reading && !c->io_after) {
+        /* An I/O thread is receiving: its progress is the connection's. */
+        size_t p = atomic_load_explicit(&c->rjob->progress, memory_order_relaxed);
+        if (p != c->io_seen) {
+            c->io_seen = p;
+            c->last_read_ms = now_ms;
+        } else if (now_ms - c->last_read_ms >= limit) {
+            c->io_after = PSD_IO_AFTER_TIMEOUT;
+            psd_io_abort(c->srv->io, c->rjob);
+        }
+        return;
+    }
     if (!limit || !(c->flags & PSD_CONN_READING) || !mid_frame(c))
         return;
     if (now_ms - c->last_read_ms < limit)
         return;
+    read_timed_out(c);
+}
+
+static void read_timed_out(psd_conn_t *c)
+{
+    uint64_t limit = c->srv->cfg.read_timeout_ms;
     c->srv->rpc.stats.limit_disconnects++;
     if (c->tls && !psd_tls_handshake_done(c->tls)) {
         /* No frame can be sent before the handshake: close. */
@@ -658,11 +819,14 @@ void psd_conn_close(psd_conn_t *c, const char *why)
     psd_link_remove(&c->link_input);
     PS_LOG(PS_LOG_VERBOSE, "conn", "closing conn=%llu peer=%s reason=\"%s\"",
            (unsigned long long) c->id, c->peer, why);
-    if (c->io_busy) {
-        /* An I/O thread is writing to the socket: it must let go before the socket closes. */
+    if (c->io_busy || c->io_reading) {
+        /* An I/O thread is using the socket: it must let go before the socket closes. */
         uv_read_stop((uv_stream_t *) &c->tcp);
         c->flags |= PSD_CONN_CLOSE_WAITS_IO;
-        psd_io_abort(c->srv->io, c->wjob);
+        if (c->io_busy)
+            psd_io_abort(c->srv->io, c->wjob);
+        if (c->io_reading)
+            psd_io_abort(c->srv->io, c->rjob);
         return;
     }
     uv_close((uv_handle_t *) &c->tcp, on_close);
@@ -706,6 +870,9 @@ static void on_close(uv_handle_t *h)
     psd_admit_conn_gone(&srv->admit, c); /* after the request: its peer's share is given back */
     psd_tls_free(c->tls);
     ps_free(c->wjob);
+    ps_free(c->rjob);
+    if (c->rfd >= 0)
+        close(c->rfd);
     ps_frame_decoder_deinit(&c->dec);
     ps_free(c->rbuf);
     psd_link_remove(&c->link_all);
@@ -758,6 +925,7 @@ void psd_conn_accept(psd_server_t *srv)
     }
     c->srv = srv;
     c->rbuf = rbuf;
+    c->rfd = -1;
     c->id = ++srv->next_conn_id;
     c->sink.emit = conn_emit;
     c->sink.ctx = c;

@@ -22,7 +22,14 @@
 #define PSD_IOV_MAX           128
 #define PSD_RBUF_SIZE         (64u << 10)
 #define PSD_MAX_FRAMES_PER_RD 256
-#define PSD_IO_MIN_BYTES      (64u << 10) /* writes this large go to an I/O thread (io.c) */
+#define PSD_IO_MIN_BYTES      (64u << 10) /* sends and payload receives this large: I/O thread */
+
+enum {
+    PSD_IO_AFTER_NONE = 0,
+    PSD_IO_AFTER_TIMEOUT,     /* the read timeout expired while an I/O thread was receiving */
+    PSD_IO_AFTER_STALLED,     /* admit.c found the upload too slow (io_msg) */
+    PSD_IO_AFTER_CLOSE_FLUSH, /* psd_conn_close_after_flush(io_msg) */
+};
 
 enum {
     PSD_CONN_READING = 1u << 0,           /* uv_read_start is in effect */
@@ -71,6 +78,15 @@ typedef struct psd_conn {
     int seen_input;         /* the first bytes were checked (TLS hello on a plaintext port) */
     psd_io_job_t *wjob;     /* the write handed to an I/O thread (io.c); allocated on first use */
     int io_busy;            /* wjob is out: the I/O thread owns the socket's sending side */
+    /* A large payload received by the I/O thread: rjob is out while io_reading; the loop keeps
+     * c->req and the decoder and touches neither until it is back. rfd is a dup of the socket (one
+     * epoll set cannot hold one descriptor twice, and a send and a receive may be out at once). */
+    psd_io_job_t *rjob;
+    int io_reading;
+    int rfd;           /* -1 until the first offloaded receive */
+    size_t io_seen;    /* rjob's progress at the last read-timeout sweep */
+    unsigned io_after; /* what to do when rjob is back (PSD_IO_AFTER_*) */
+    char io_msg[256];  /* ... with this message */
 } psd_conn_t;
 
 /** Accept a pending connection from the listener and start serving it. */
@@ -114,8 +130,14 @@ void psd_conn_chunk_done(psd_conn_t *c, psd_chunk_t *k);
 /** Output was written: close a closing connection or resume reading. 0, or -1 when closed. */
 int psd_conn_after_written(psd_conn_t *c);
 
-/** io.c's callback: a write job of a connection came back (on the loop thread). */
+/** io.c's callback: a send or receive job of a connection came back (on the loop thread). */
 void psd_conn_io_done(psd_io_job_t *job);
+
+/** Payload bytes of the current request received so far (an I/O thread's included). */
+uint64_t psd_conn_payload_got(const psd_conn_t *c);
+
+/** 1 while psd takes input from c (the loop reads it, or an I/O thread receives its payload). */
+int psd_conn_receiving(const psd_conn_t *c);
 
 /** psd_rpc_t.sink_defer for connections: hold, resume or close (on: PSD_RPC_*) sink's connection.
  */

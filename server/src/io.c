@@ -95,13 +95,15 @@ static void advance(psd_io_job_t *j, size_t n)
     }
 }
 
-/* Send what the socket takes; wait for POLLOUT (one shot) when it takes no more. */
+/* Send (receive) what the socket takes (has); wait for POLLOUT (POLLIN), one shot, when it takes
+ * (has) no more. */
 static void run(io_thread_t *t, psd_io_job_t *j)
 {
     if (atomic_load_explicit(&j->abort, memory_order_acquire)) {
         finish(t, j, UV_ECANCELED);
         return;
     }
+    int recv_job = j->kind == PSD_IO_RECV;
     while (j->done < j->total) {
         while (j->cur < j->niov && j->iov[j->cur].iov_len == 0)
             j->cur++;
@@ -109,15 +111,22 @@ static void run(io_thread_t *t, psd_io_job_t *j)
         memset(&m, 0, sizeof m);
         m.msg_iov = j->iov + j->cur;
         m.msg_iovlen = j->niov - j->cur;
-        ssize_t w = sendmsg(j->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w >= 0) {
+        ssize_t w = recv_job ? recvmsg(j->fd, &m, MSG_DONTWAIT)
+                             : sendmsg(j->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0 || (w == 0 && !recv_job)) {
             advance(j, (size_t) w);
+            atomic_store_explicit(&j->progress, j->done, memory_order_relaxed);
             continue;
+        }
+        if (w == 0) {
+            finish(t, j, UV_EOF);
+            return;
         }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            struct epoll_event ev = {.events = EPOLLOUT | EPOLLONESHOT, .data.ptr = j};
+            struct epoll_event ev = {.events = (recv_job ? EPOLLIN : EPOLLOUT) | EPOLLONESHOT,
+                                     .data.ptr = j};
             int rc = epoll_ctl(t->ep, j->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, j->fd, &ev);
             if (rc == 0) {
                 j->registered = 1;
@@ -225,6 +234,7 @@ void psd_io_submit(psd_io_t *io, psd_io_job_t *job)
     job->cur = 0;
     job->registered = 0;
     atomic_store_explicit(&job->abort, 0, memory_order_relaxed);
+    atomic_store_explicit(&job->progress, 0, memory_order_relaxed);
     if (io->outstanding++ == 0 && !io->async_ref) {
         uv_ref((uv_handle_t *) &io->async);
         io->async_ref = 1;

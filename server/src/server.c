@@ -19,6 +19,7 @@
 #include <ps/internal/log.h>
 
 #include "auth.h"
+#include "blob.h"
 #include "conn.h"
 #include "io.h"
 #include "sync.h"
@@ -118,6 +119,15 @@ static void sweep_restart(psd_server_t *srv)
     uv_timer_start(&srv->sweep, on_sweep, every, every);
 }
 
+/* Freed large blobs are kept for reuse (blob.c) unless --max-memory is set: that limit then counts
+ * the data psd holds, not blocks kept for later. */
+#define BLOB_POOL_BYTES ((uint64_t) 256 << 20)
+
+static void pool_blobs(psd_server_t *srv)
+{
+    psd_blob_pool_limit(srv->cfg.max_memory ? 0 : BLOB_POOL_BYTES);
+}
+
 /* CONFIG changed a mutable option in srv->cfg: apply it where a copy lives. */
 static void on_config_change(void *ctx)
 {
@@ -128,6 +138,7 @@ static void on_config_change(void *ctx)
     srv->rpc.lim.max_inflight_payload = srv->cfg.max_inflight_payload;
     psd_store_set_max_memory(srv->rpc.store, srv->cfg.max_memory);
     psd_authq_set_concurrency(srv->rpc.authq, (unsigned) srv->cfg.auth_concurrency);
+    pool_blobs(srv);
     if (!srv->stopping)
         sweep_restart(srv);
 }
@@ -410,6 +421,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory creating the store");
     }
     srv->rpc.server_id = sid;
+    pool_blobs(srv);
     srv->rpc.sink_defer = psd_conn_defer;
     srv->rpc.cfg = &srv->cfg;
     srv->rpc.on_config = on_config_change;
@@ -513,6 +525,7 @@ int psd_server_loop(psd_server_t *srv)
     psd_mhttp_free(srv->mhttp);
     srv->mhttp = NULL;
     psd_rpc_deinit(&srv->rpc);
+    psd_blob_pool_drain();
     if (rc != 0)
         PS_LOG(PS_LOG_WARNING, "server", "loop did not close clean: %s", uv_strerror(rc));
     return rc == 0 && !srv->failed ? 0 : 1;

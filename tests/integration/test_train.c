@@ -388,3 +388,40 @@ Test(train, two_shards_with_a_partitioned_dense_layer)
     cr_assert_eq(ps_psd_finish(&psd2, SIGTERM, 10000), 0, "second psd did not shut down clean");
     cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not shut down clean");
 }
+
+/* Run one worker with --io io on a fresh psd; the closing line's "first_loss .. last_loss .." in
+ * losses. */
+static void run_io(const char *io, char *losses, size_t cap)
+{
+    cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not stop cleanly");
+    cr_assert_eq(ps_psd_start(&psd, NULL, "warning", NULL), 0, "psd did not start");
+    const char *args[] = {"--batch",     "16",  "--steps",      "5", "--train-limit", "600",
+                          "--log-every", "100", "--partitions", "2", "--io",          io,
+                          NULL};
+    proc_t w;
+    spawn(&w, io, args);
+    cr_assert_eq(wait_proc(&w, 60000), 0, "pstrain --io %s failed", io);
+    static char out[8192];
+    read_out(&w, out, sizeof out);
+    const char *f = strstr(out, "first_loss ");
+    cr_assert_not_null(f, "no closing line:\n%s", out);
+    const char *e = strstr(f, " (pull");
+    cr_assert_not_null(e);
+    snprintf(losses, cap, "%.*s", (int) (e - f), f);
+    cr_assert_not_null(strstr(out, "global_step 5 wall"), "--io %s:\n%s", io, out);
+}
+
+/* The default I/O (gradients pushed layer by layer during the backward pass, next weights pulled
+ * behind them) trains exactly as the blocking loop: the same losses to the last digit; prefetch
+ * (one step stale) trains too. */
+Test(train, overlapped_io_trains_exactly_as_sync)
+{
+    char sync[128], overlap[128], prefetch[128];
+    run_io("sync", sync, sizeof sync);
+    run_io("overlap", overlap, sizeof overlap);
+    run_io("prefetch", prefetch, sizeof prefetch);
+    cr_expect_str_eq(overlap, sync);
+    cr_expect(strncmp(prefetch, sync, strlen("first_loss 2.3")) == 0, "prefetch: %s, sync: %s",
+              prefetch, sync);
+    cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not stop cleanly");
+}

@@ -26,7 +26,8 @@ extern "C" {
  *   graphs (the client's rule, ps/client.h), never concurrently with other calls on that client.
  * - ps_op_pending, ps_op_wait, ps_op_cancel and ps_op_free may be called from any thread, and
  *   several threads may wait on one operation.
- * - Everything on the wire happens on the context's I/O thread. While an operation is in flight
+ * - Everything on the wire happens on the context's I/O thread (scheduled SCHED_BATCH, so that its
+ *   wakeups do not preempt the thread computing beside it). While an operation is in flight
  *   (ps_op_pending says 1), the caller must not write or free the buffers it passed (an update's
  *   values, a step's gradients), must not read or free a pull's destination buffers, and must keep
  *   the variables' graph and the client alive. Once ps_op_pending returned 0 the buffers are the
@@ -159,7 +160,7 @@ PS_EXTERN int ps_async_step_push(ps_async_step_t *s,
 /** 1 when every variable of the step has been pushed. */
 PS_EXTERN int ps_async_step_complete(const ps_async_step_t *s);
 
-/** Free the step (its pushes' operations stay valid). NULL is a no-op. */
+/** Free the step; its pushes stay in flight and their operations valid. NULL is a no-op. */
 PS_EXTERN void ps_async_step_free(ps_async_step_t *s);
 
 /** Never blocks: 1 while op is in flight, 0 once it is complete. */

@@ -6,11 +6,12 @@
  * (client id, seq) per client id, so each lane is a client id with at most one mutating request
  * in flight per shard), retries after transport failures and busy replies, timeouts, cancel and
  * close. The step (gradients pushed in parts) and the prefetcher are built on it here too. */
-#define _GNU_SOURCE /* pipe2 */
+#define _GNU_SOURCE /* pipe2, SCHED_BATCH */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,6 +60,7 @@ struct ps_op {
     size_t *xi; /* items[k] is x's item xi[k] */
     int published;
     int64_t global_step;
+    char *gs_name; /* a step push's counter name (the step may be freed before the push is sent) */
     /* A multi-shard failure's report: shards that applied their part. */
     char applied[128];
 };
@@ -144,6 +146,7 @@ static void op_unref(ps_op_t *op)
     ps_free(op->items);
     ps_free(op->xi);
     ps_free(op->vars);
+    ps_free(op->gs_name);
     psc_expand_free(&op->x);
     pthread_mutex_destroy(&op->mu);
     pthread_cond_destroy(&op->cv);
@@ -482,6 +485,11 @@ static void cancel_all(ps_async_t *a)
 static void *io_main(void *arg)
 {
     ps_async_t *a = arg;
+    /* SCHED_BATCH: the thread's many short wakeups (a reply arrives in many reads) do not preempt
+     * the thread computing beside it, which on a busy machine would then wait a whole round of
+     * the run queue to get its core back. Best effort: an error leaves the normal policy. */
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     struct pollfd *pf = a->pf;
     size_t *who = a->who;
     for (;;) {
@@ -1093,8 +1101,11 @@ static int build_apply(ps_async_step_t *s, acall_t *c, int partial, ps_error_t *
     c->ag.beta2 = s->cfg.beta2;
     c->ag.epsilon = s->cfg.epsilon;
     c->ag.partial = partial;
-    if (c->counts_step)
-        c->ag.global_step = ps_pb_bytes(s->global_step);
+    if (c->counts_step) {
+        if (!op->gs_name && !(op->gs_name = ps_strdup(s->global_step)))
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        c->ag.global_step = ps_pb_bytes(op->gs_name);
+    }
     pscope__v1__header__init(&c->h);
     c->h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     c->h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
