@@ -7,6 +7,8 @@
 #   deploy/launch-local.sh                     # the full run (target: test accuracy >= 0.90)
 #   MAX_GLOBAL_STEP=300 deploy/launch-local.sh # a short run
 #   SHARDS=2 PARTITIONS=4 deploy/launch-local.sh   # two psd shards, fc1 partitioned in 4 parts
+#   MODE=sync deploy/launch-local.sh           # synchronous replicas (docs/consistency.md)
+#   MODE=ssp STALENESS=2 deploy/launch-local.sh    # bounded staleness
 #
 # Environment (defaults in brackets): BUILD [build/release], OUT [run], PORT [7070],
 # WORKERS [3], BATCH [64], MAX_GLOBAL_STEP [3000], EVAL_EVERY [250], OPTIMIZER [adam], LR [0.001],
@@ -15,6 +17,8 @@
 # PORT, PORT+1, ... (pstrain --shards), PARTITIONS [0: none] parts of fc1 (pstrain --partitions),
 # SECURE [1]: psd with --users and TLS (certificates from scripts/make-certs.sh, a users file with a
 # worker "trainer" and an admin "admin", passwords in files under OUT/secrets); 0 = open plaintext.
+# MODE [async] async|sync|ssp (pstrain --mode), REPLICAS_TO_AGGREGATE [0: WORKERS; fewer = backup
+# workers], STALENESS [2] (ssp), DROPOUT [0.4] (the rate before the last layer).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,6 +39,10 @@ THREADS=${THREADS:-1}
 SHARDS=${SHARDS:-1}
 PARTITIONS=${PARTITIONS:-0}
 SECURE=${SECURE:-1}
+MODE=${MODE:-async}
+REPLICAS_TO_AGGREGATE=${REPLICAS_TO_AGGREGATE:-0}
+STALENESS=${STALENESS:-2}
+DROPOUT=${DROPOUT:-0.4}
 
 psd=$BUILD/server/psd
 pstrain=$BUILD/examples/train/pstrain
@@ -92,7 +100,9 @@ for i in $(seq 0 $((SHARDS - 1))); do
 done
 common=(--shards "$servers" --data "$DATA" --batch "$BATCH" --optimizer "$OPTIMIZER"
         --lr "$LR" --lr-decay-rate "$LR_DECAY_RATE" --lr-decay-steps "$LR_DECAY_STEPS"
-        --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP")
+        --seed "$SEED" --threads "$THREADS" --max-global-step "$MAX_GLOBAL_STEP"
+        --mode "$MODE" --replicas-to-aggregate "$REPLICAS_TO_AGGREGATE" --staleness "$STALENESS"
+        --dropout "$DROPOUT")
 if [ "$PARTITIONS" -gt 0 ]; then
     common+=(--partitions "$PARTITIONS")
 fi
@@ -170,6 +180,14 @@ if [ -x "$psctl" ]; then
     done
     echo "launch-local: psctl ls:"
     cat "$OUT/psctl-ls.log"
+    if [ "$SECURE" = 1 ]; then
+        PS_USER=admin PS_PASSWORD_FILE=$sec/admin.password \
+            "$psctl" --server "127.0.0.1:$PORT" workers > "$OUT/psctl-workers.log" 2>&1 || true
+    else
+        "$psctl" --server "127.0.0.1:$PORT" workers > "$OUT/psctl-workers.log" 2>&1 || true
+    fi
+    echo "launch-local: psctl workers:"
+    cat "$OUT/psctl-workers.log"
 else
     echo "launch-local: psctl not built; skipping the inspection"
 fi

@@ -58,6 +58,14 @@ static const psctl_cmd_t commands[] = {
      "variables (reads and writes per second, among the N*4 with the most accesses since psd\n"
      "started). On a terminal the screen is redrawn in place until q or Ctrl-C; otherwise (or\n"
      "with --count N) it prints N plain-text reports, one per interval, and exits."},
+    {"workers", "[GROUP]", "worker groups: mode, barrier, who it waits for, each worker's clock", 0,
+     1, psctl_cmd_workers, NULL,
+     "Print psd's worker groups (docs/consistency.md), or GROUP alone: the mode (async, sync,\n"
+     "ssp), replicas, replicas_to_aggregate or staleness, the current barrier (sync: the step\n"
+     "and its gradients so far of those it needs; ssp: the slowest active clock), the workers\n"
+     "the oldest wait is waiting for, steps applied, stale gradients dropped, deadlines\n"
+     "exceeded, and per worker its state (active, left, expired, lost), clock, whether it\n"
+     "waits, its lease left and its peer."},
     {"save", "PATH", "write a checkpoint of every variable to PATH on psd's filesystem", 1, 1,
      psctl_cmd_save, NULL,
      "Ask psd to write every variable (values and metadata) to PATH, a file on psd's own\n"

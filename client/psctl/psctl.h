@@ -76,6 +76,7 @@ const psctl_cmd_t *psctl_cmd_table(size_t *n);
 int psctl_cmd_help(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_reload_users(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args);
+int psctl_cmd_workers(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_ls(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_show(psctl_ctx_t *ctx, const psctl_args_t *args);
 int psctl_cmd_get(psctl_ctx_t *ctx, const psctl_args_t *args);

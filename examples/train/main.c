@@ -16,6 +16,7 @@
 #include <ps/client.h>
 #include <ps/ops.h>
 #include <ps/train.h>
+#include <ps/workers.h>
 
 #include "data.h"
 #include "model.h"
@@ -47,7 +48,13 @@ typedef struct opts {
     const char *csv;
     const char *png;
     int eval_at_end; /* worker and local: evaluate on the test set when done */
-    int io;          /* MODEL_IO_*: how a worker talks to psd */
+    /* Consistency (docs/consistency.md): async, sync (SyncReplicasOptimizer) or ssp. */
+    ps_worker_mode_t mode;
+    int replicas_to_aggregate; /* sync; 0 = --num-workers */
+    long staleness;            /* ssp */
+    long lease_ms, wait_timeout_ms;
+    double dropout; /* rate before the last layer at training time (the tutorial's 0.4) */
+    int io;         /* MODEL_IO_*: how a worker talks to psd */
 } opts_t;
 
 static double now_s(void)
@@ -108,7 +115,15 @@ static void usage(FILE *f)
         "                          each layer's gradients pushed during the backward pass and\n"
         "                          its next weights pulled behind them (overlap, the default,\n"
         "                          same results as sync); or the next step's weights prefetched\n"
-        "                          while the step computes, at most one step stale (prefetch)\n",
+        "                          while the step computes, at most one step stale (prefetch);\n"
+        "                          modes sync and ssp use sync\n"
+        "  --mode async|sync|ssp   consistency (default async; docs/consistency.md)\n"
+        "  --replicas-to-aggregate N  sync: gradients averaged per step (default\n"
+        "                          --num-workers; fewer = backup workers)\n"
+        "  --staleness T           ssp: at most T clocks ahead of the slowest (default 2)\n"
+        "  --lease-ms MS           a silent worker stops counting after MS (default 10000)\n"
+        "  --wait-timeout-ms MS    deadline of each wait (default 60000)\n"
+        "  --dropout R             dropout rate before the last layer (default 0.4; 0: none)\n",
         DATA_DEFAULT_DIR);
 }
 
@@ -141,6 +156,12 @@ static int parse(int argc, char **argv, opts_t *o)
         O_EAE,
         O_SHARDS,
         O_PARTS,
+        O_MODE,
+        O_R2A,
+        O_TAU,
+        O_LEASE,
+        O_WAITTO,
+        O_DROP,
         O_IO,
         O_HELP
     };
@@ -170,6 +191,12 @@ static int parse(int argc, char **argv, opts_t *o)
                                        {"eval-at-end", 0, 0, O_EAE},
                                        {"shards", 1, 0, O_SHARDS},
                                        {"partitions", 1, 0, O_PARTS},
+                                       {"mode", 1, 0, O_MODE},
+                                       {"replicas-to-aggregate", 1, 0, O_R2A},
+                                       {"staleness", 1, 0, O_TAU},
+                                       {"lease-ms", 1, 0, O_LEASE},
+                                       {"wait-timeout-ms", 1, 0, O_WAITTO},
+                                       {"dropout", 1, 0, O_DROP},
                                        {"io", 1, 0, O_IO},
                                        {"help", 0, 0, O_HELP},
                                        {0, 0, 0, 0}};
@@ -189,6 +216,9 @@ static int parse(int argc, char **argv, opts_t *o)
     o->idle_seconds = 30;
     o->csv = "curve.csv";
     o->png = "curve.png";
+    o->mode = PS_WORKER_ASYNC;
+    o->staleness = 2;
+    o->dropout = 0.4;
     o->io = MODEL_IO_OVERLAP;
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -275,6 +305,33 @@ static int parse(int argc, char **argv, opts_t *o)
                 return -1;
             }
             break;
+        case O_MODE:
+            if (strcmp(optarg, "async") == 0) {
+                o->mode = PS_WORKER_ASYNC;
+            } else if (strcmp(optarg, "sync") == 0) {
+                o->mode = PS_WORKER_SYNC;
+            } else if (strcmp(optarg, "ssp") == 0) {
+                o->mode = PS_WORKER_SSP;
+            } else {
+                fprintf(stderr, "pstrain: --mode must be async, sync or ssp\n");
+                return -1;
+            }
+            break;
+        case O_R2A:
+            o->replicas_to_aggregate = atoi(optarg);
+            break;
+        case O_TAU:
+            o->staleness = atol(optarg);
+            break;
+        case O_LEASE:
+            o->lease_ms = atol(optarg);
+            break;
+        case O_WAITTO:
+            o->wait_timeout_ms = atol(optarg);
+            break;
+        case O_DROP:
+            o->dropout = atof(optarg);
+            break;
         case O_IO:
             if (strcmp(optarg, "sync") == 0)
                 o->io = MODEL_IO_SYNC;
@@ -307,6 +364,31 @@ static int parse(int argc, char **argv, opts_t *o)
         o->threads < 1 || o->lr_decay_steps < 1 || !(o->lr_decay_rate > 0.0)) {
         fprintf(stderr, "pstrain: --batch in [1, 4096], --log-every, --eval-every, --threads and "
                         "--lr-decay-steps >= 1, --lr-decay-rate > 0\n");
+        return -1;
+    }
+    if (o->replicas_to_aggregate < 0 ||
+        (!o->evaluator && o->replicas_to_aggregate > o->num_workers)) {
+        fprintf(stderr, "pstrain: --replicas-to-aggregate must be in [1, --num-workers]\n");
+        return -1;
+    }
+    if (o->staleness < 0) {
+        fprintf(stderr, "pstrain: --staleness must be >= 0\n");
+        return -1;
+    }
+    if (o->lease_ms < 0 || o->lease_ms > 3600000 || o->wait_timeout_ms < 0 ||
+        o->wait_timeout_ms > 3600000) {
+        fprintf(stderr, "pstrain: --lease-ms and --wait-timeout-ms must be in [0, 3600000]\n");
+        return -1;
+    }
+    if (!(o->dropout >= 0.0 && o->dropout < 1.0)) {
+        fprintf(stderr, "pstrain: --dropout must be in [0, 1)\n");
+        return -1;
+    }
+    /* sync and ssp wait before each step's pull and send each step whole: blocking I/O. */
+    if (o->mode != PS_WORKER_ASYNC)
+        o->io = MODEL_IO_SYNC;
+    if (o->local && o->mode != PS_WORKER_ASYNC) {
+        fprintf(stderr, "pstrain: --local trains in one process: --mode sync and ssp need psd\n");
         return -1;
     }
     if (o->evaluator + o->local > 1) {
@@ -418,13 +500,34 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         rc = 1;
         goto out;
     }
-    printf("%s: shard %d of %d, %zu examples, batch %zu, %s lr %g (decay %g every %ld steps)\n",
+    printf("%s: shard %d of %d, %zu examples, batch %zu, %s lr %g (decay %g every %ld steps), "
+           "mode %s, dropout %g\n",
            who, o->worker_index, o->num_workers, sh.n, o->batch, o->optimizer, o->lr,
-           o->lr_decay_rate, o->lr_decay_steps);
+           o->lr_decay_rate, o->lr_decay_steps, ps_worker_mode_name(o->mode), o->dropout);
     fflush(stdout);
+    ps_worker_t *wk = NULL;
+    int64_t clock = 0, sync_step = 0;
+    long dropped = 0, waits = 0;
+    double wait_s = 0.0, last_beat = 0.0;
+    if (!m->local) {
+        ps_worker_config_t wc = {.worker = (uint32_t) o->worker_index,
+                                 .mode = o->mode,
+                                 .total_num_replicas = (uint32_t) o->num_workers,
+                                 .replicas_to_aggregate = (uint32_t) o->replicas_to_aggregate,
+                                 .staleness = o->staleness,
+                                 .lease_ms = (uint32_t) o->lease_ms,
+                                 .wait_timeout_ms = (uint32_t) o->wait_timeout_ms};
+        if (ps_worker_join(m->client, &wc, &wk, &err) != 0) {
+            rc = fail("joining the worker group", &err);
+            goto out;
+        }
+        clock = ps_worker_start_clock(wk);
+        sync_step = ps_worker_start_step(wk);
+    }
     double t0 = now_s(), tlast = t0;
+    last_beat = t0;
     long step = 0, last_logged = 0;
-    int64_t gs = 0;
+    int64_t gs = sync_step;
     double loss_sum = 0.0, first_loss = NAN, last_loss = NAN;
     double pull_s = 0.0, grad_s = 0.0, apply_s = 0.0;
     /* CPU time, which the shared machine's load does not stretch: the forward and backward passes
@@ -446,6 +549,29 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
             break;
         }
         double ta = now_s();
+        if (wk &&
+            (o->mode == PS_WORKER_SSP || (o->mode == PS_WORKER_ASYNC && ta - last_beat >= 1.0))) {
+            /* ssp: wait until the slowest is within --staleness; async: the lease's heartbeat. */
+            ps_worker_clocks_t info;
+            if (ps_worker_clock(wk, clock, &info, &err) != 0) {
+                rc = fail("worker clock", &err);
+                break;
+            }
+            clock = info.clock;
+            last_beat = now_s();
+            wait_s += last_beat - ta;
+            waits++;
+            ta = last_beat;
+        }
+        if (wk && o->mode == PS_WORKER_SYNC) {
+            /* The step first, then the weights: weights at least as new as the step they are
+             * labelled with, so a gradient is never credited to a step newer than its weights. */
+            if (model_global_step(m, &sync_step, &err) != 0) {
+                rc = fail("reading global_step", &err);
+                break;
+            }
+            gs = sync_step;
+        }
         if (model_pull(m, &err) != 0) {
             rc = fail("pull", &err);
             break;
@@ -462,10 +588,19 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         grad_cpu += cpu_s(1) - c0;
         double tc = now_s();
-        if (model_apply(m, &gs, &err) != 0) {
+        if (wk && o->mode == PS_WORKER_SYNC) {
+            ps_sync_result_t res;
+            if (model_sync_apply(m, wk, sync_step, &res, &err) != 0) {
+                rc = fail("sync apply", &err);
+                break;
+            }
+            dropped += res.stale_dropped;
+            gs = res.global_step;
+        } else if (model_apply(m, &gs, &err) != 0) {
             rc = fail("apply_gradients", &err);
             break;
         }
+        clock++;
         double td = now_s();
         double wp = m->wait_pull_s - wp0, wa = m->wait_push_s - wa0;
         pull_s += tb - ta + wp;
@@ -501,7 +636,18 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
                wall > 0 ? (double) step * (double) o->batch / wall : 0.0, first_loss, last_loss,
                100.0 * pull_s / wall, 100.0 * grad_s / wall, 100.0 * apply_s / wall, grad_cpu * per,
                proc_cpu * per);
+        if (o->mode != PS_WORKER_ASYNC)
+            printf("%s %s: steps/s %.2f, clock waits %ld (%.1f s), stale gradients dropped %ld\n",
+                   who, ps_worker_mode_name(o->mode), wall > 0 ? (double) step / wall : 0.0, waits,
+                   wait_s, dropped);
         fflush(stdout);
+    }
+    if (wk) {
+        /* Leaving lets the others' barriers shrink at once instead of after the lease. */
+        ps_error_t lerr;
+        if (ps_worker_leave(wk, &lerr) != 0 && rc == 0)
+            rc = fail("leaving the worker group", &lerr);
+        ps_worker_free(wk);
     }
     if (rc == 0 && o->eval_at_end) {
         double tl, acc;
@@ -689,6 +835,9 @@ int main(int argc, char **argv)
         rc = fail("building the model", &err);
         goto out;
     }
+    if (!o.evaluator)
+        model_set_dropout(&m, (float) o.dropout,
+                          (uint64_t) o.seed * 7919u + (uint64_t) o.worker_index + 1u);
     /* A worker's I/O; the step counter is exact per step when something depends on it. */
     if (!o.evaluator && !o.local &&
         model_set_io(&m, o.io, o.max_global_step > 0 || o.lr_decay_rate != 1.0, &err) != 0) {

@@ -235,9 +235,10 @@ int model_init(model_t *m,
     m->df1 = malloc(b * FC * sizeof(float));
     m->logits = malloc(b * DATA_CLASSES * sizeof(float));
     m->dlogits = malloc(b * DATA_CLASSES * sizeof(float));
+    m->mask = malloc(b * FC);
     m->ws = ps_ops_workspace_new();
     if (!m->c1 || !m->dc1 || !m->p1 || !m->dp1 || !m->c2 || !m->dc2 || !m->p2 || !m->dp2 ||
-        !m->f1 || !m->df1 || !m->logits || !m->dlogits || !m->ws)
+        !m->f1 || !m->df1 || !m->logits || !m->dlogits || !m->mask || !m->ws)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for batch %zu", b);
     return 0;
 }
@@ -272,6 +273,7 @@ void model_deinit(model_t *m)
     free(m->df1);
     free(m->logits);
     free(m->dlogits);
+    free(m->mask);
     ps_ops_workspace_free(m->ws);
     ps_optimizer_free(m->opt);
     if (m->local) {
@@ -420,8 +422,14 @@ int model_pull(model_t *m, ps_error_t *err)
             return rc_;   \
     } while (0)
 
-/* Forward through the logits for b examples. */
-static int forward(model_t *m, const float *x, size_t b, ps_error_t *err)
+void model_set_dropout(model_t *m, float rate, uint64_t seed)
+{
+    m->dropout = rate;
+    m->drop_rng = seed;
+}
+
+/* Forward through the logits for b examples; training applies dropout before the last layer. */
+static int forward(model_t *m, const float *x, size_t b, int training, ps_error_t *err)
 {
     int64_t n = (int64_t) b;
     ps_ops_nhwc_t in = {n, H1, H1, 1}, s1 = {n, H1, H1, C1}, q1 = {n, H2, H2, C1};
@@ -442,6 +450,8 @@ static int forward(model_t *m, const float *x, size_t b, ps_error_t *err)
     TRY(ps_ops_matmul(m->p2, n, FLAT, 0, w[4], FLAT, FC, 0, 1.0f, 0.0f, m->f1, err));
     TRY(ps_ops_bias_add(m->f1, n, FC, w[5], m->f1, err));
     TRY(ps_ops_relu(m->f1, n * FC, m->f1, err));
+    if (training && m->dropout > 0.0f)
+        TRY(ps_ops_dropout(m->f1, n * FC, m->dropout, 1, &m->drop_rng, m->f1, m->mask, err));
     TRY(layer_ready(m, 3, err));
     TRY(ps_ops_matmul(m->f1, n, FC, 0, w[6], FC, DATA_CLASSES, 0, 1.0f, 0.0f, m->logits, err));
     TRY(ps_ops_bias_add(m->logits, n, DATA_CLASSES, w[7], m->logits, err));
@@ -459,7 +469,7 @@ int model_grad(
         TRY(wait_pushes(m, err));
         TRY(ps_async_step_begin(m->as, &m->optcfg, m->vars, m->nvars, &m->step, err));
     }
-    TRY(forward(m, x, b, err));
+    TRY(forward(m, x, b, 1, err));
     int64_t n = (int64_t) b;
     ps_ops_nhwc_t in = {n, H1, H1, 1}, s1 = {n, H1, H1, C1}, q1 = {n, H2, H2, C1};
     ps_ops_nhwc_t s2 = {n, H2, H2, C2}, q2 = {n, H3, H3, C2};
@@ -474,7 +484,10 @@ int model_grad(
                            err));
     TRY(push_layer(m, 3, err));
     TRY(next_pull(m, 3, err));
-    /* fc1 */
+    /* dropout (the mask of this forward pass), then fc1; relu's sign test on the dropped output
+     * is the same for kept elements, and dropped ones have no gradient either way */
+    if (m->dropout > 0.0f)
+        TRY(ps_ops_dropout_grad(m->df1, m->mask, n * FC, m->dropout, m->df1, err));
     TRY(ps_ops_relu_grad(m->df1, m->f1, n * FC, m->df1, err));
     TRY(ps_ops_bias_add_grad(m->df1, n, FC, dw[5], err));
     TRY(ps_ops_matmul_grad(m->p2, n, FLAT, 0, w[4], FLAT, FC, 0, m->df1, m->dp2, dw[4], err));
@@ -538,6 +551,15 @@ int model_apply(model_t *m, int64_t *global_step, ps_error_t *err)
     return 0;
 }
 
+int model_sync_apply(
+    model_t *m, ps_worker_t *w, int64_t step, ps_sync_result_t *res, ps_error_t *err)
+{
+    if (m->local)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION, "sync mode needs psd (not --local)");
+    return ps_worker_sync_apply(w, &m->optcfg, step, m->vars, (const void *const *) m->dw, m->nvars,
+                                res, err);
+}
+
 int model_set_learning_rate(model_t *m, double lr, ps_error_t *err)
 {
     if (m->opt)
@@ -570,7 +592,7 @@ int model_eval(model_t *m,
     size_t correct = 0;
     for (size_t off = 0; off < n; off += m->batch) {
         size_t b = n - off < m->batch ? n - off : m->batch;
-        TRY(forward(m, x + off * DATA_PIXELS, b, err));
+        TRY(forward(m, x + off * DATA_PIXELS, b, 0, err));
         float l = 0.0f;
         TRY(ps_ops_sparse_softmax_cross_entropy(m->logits, labels + off, (int64_t) b, DATA_CLASSES,
                                                 NULL, &l, NULL, err));

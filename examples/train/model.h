@@ -13,6 +13,7 @@
 #include <ps/client.h>
 #include <ps/ops.h>
 #include <ps/train.h>
+#include <ps/workers.h>
 
 #define MODEL_NVARS   8 /* trainable: weights and biases of conv1, conv2, fc1, fc2 */
 #define MODEL_NLAYERS 4 /* layer l owns variables 2l (weights) and 2l + 1 (biases) */
@@ -60,6 +61,10 @@ typedef struct model {
     size_t batch;
     float *c1, *p1, *c2, *p2, *f1, *logits, *dlogits, *df1, *dp2, *dc2, *dp1, *dc1;
     ps_ops_workspace_t *ws;
+    /* Dropout before the last layer (the tutorial's rate 0.4): rate, generator, fc1's keep mask. */
+    float dropout;
+    uint64_t drop_rng;
+    uint8_t *mask;
     /* Asynchronous I/O (model_set_io): the context, this step's pushes, the layers' pulls. */
     int io;
     ps_async_t *as;
@@ -111,6 +116,19 @@ int model_pull(model_t *m, ps_error_t *err);
  */
 int model_grad(
     model_t *m, const float *x, const int32_t *labels, size_t b, float *loss, ps_error_t *err);
+
+/**
+ * Dropout before the last layer at training time (tf.layers.dropout(rate, training=True)): rate in
+ * [0, 1), masks drawn from seed. Evaluation never drops.
+ */
+void model_set_dropout(model_t *m, float rate, uint64_t seed);
+
+/**
+ * Synchronous replicas: send every gradient for global step `step` through w and wait for the step
+ * (ps_worker_sync_apply with the model's optimizer settings).
+ */
+int model_sync_apply(
+    model_t *m, ps_worker_t *w, int64_t step, ps_sync_result_t *res, ps_error_t *err);
 
 /** One apply-gradients step of every gradient; *global_step is the counter after it. */
 int model_apply(model_t *m, int64_t *global_step, ps_error_t *err);

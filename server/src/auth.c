@@ -424,6 +424,7 @@ int psd_auth_check_method(const psd_user_t *u,
     case PSCOPE__V1__METHOD__DESCRIBE:
     case PSCOPE__V1__METHOD__STATS:
     case PSCOPE__V1__METHOD__GATHER:
+    case PSCOPE__V1__METHOD__WORKERS:
         ok = 1;
         break;
     case PSCOPE__V1__METHOD__GET_VARIABLE:
@@ -438,6 +439,10 @@ int psd_auth_check_method(const psd_user_t *u,
     case PSCOPE__V1__METHOD__UPDATE:
     case PSCOPE__V1__METHOD__APPLY_GRADIENTS:
     case PSCOPE__V1__METHOD__SCATTER:
+    case PSCOPE__V1__METHOD__SYNC_APPLY:
+    case PSCOPE__V1__METHOD__WORKER_JOIN:
+    case PSCOPE__V1__METHOD__WORKER_LEAVE:
+    case PSCOPE__V1__METHOD__WORKER_CLOCK:
         ok = u->role >= PSD_ROLE_WORKER;
         break;
     case PSCOPE__V1__METHOD__SAVE:

@@ -859,8 +859,7 @@ static void on_close(uv_handle_t *h)
 {
     psd_conn_t *c = (psd_conn_t *) h;
     psd_server_t *srv = c->srv;
-    if (c->deferred)
-        psd_rpc_cancel_deferred(&srv->rpc, &c->sink);
+    psd_rpc_conn_gone(&srv->rpc, &c->sink, c->deferred);
     /* A cancelled write's callback already ran (libuv calls it before the close callback). */
     while (c->qhead) {
         psd_chunk_t *k = c->qhead;

@@ -24,6 +24,7 @@
 
 #include "pb.h"
 #include "rows.h"
+#include "sync.h"
 
 #define LIST_DEFAULT_LIMIT 1000
 #define CREATOR_MAX        1024
@@ -126,6 +127,11 @@ static void *scratch_alloc(psd_req_t *r, size_t n)
     s->next = r->scratch;
     r->scratch = s;
     return s + 1;
+}
+
+void *psd_req_scratch(psd_req_t *r, size_t n)
+{
+    return scratch_alloc(r, n);
 }
 
 void psd_req_free(psd_req_t *r)
@@ -1052,6 +1058,11 @@ static int handle_apply(psd_rpc_t *rpc,
                               .initial_accumulator_value = a->initial_accumulator_value,
                               .global_step = r->nnames ? r->names[0] : NULL,
                               .partial = a->partial};
+    if (r->hdr->method == PSCOPE__V1__METHOD__SYNC_APPLY)
+        return psd_sync_apply(rpc->sync, r, r->hdr, grads, n, &cfg, out, err);
+    int rc0 = psd_sync_check_async_step(rpc->sync, cfg.global_step, err);
+    if (rc0)
+        return rc0;
     psd_optim_result_t res;
     int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
                              rpc->lim.max_memory, create_ms(rpc), versions, &res, err);
@@ -1204,6 +1215,56 @@ static int handle_scatter(psd_rpc_t *rpc,
     return 0;
 }
 
+/* ---- consistency models: served by sync.c ---- */
+
+static int handle_worker_join(psd_rpc_t *rpc,
+                              psd_req_t *r,
+                              Pscope__V1__Header *out,
+                              psd_blob_t ***blobs,
+                              size_t *nblobs,
+                              ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    return psd_sync_join(rpc->sync, r, r->hdr, out, err);
+}
+
+static int handle_worker_leave(psd_rpc_t *rpc,
+                               psd_req_t *r,
+                               Pscope__V1__Header *out,
+                               psd_blob_t ***blobs,
+                               size_t *nblobs,
+                               ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    return psd_sync_leave(rpc->sync, r, r->hdr, out, err);
+}
+
+static int handle_worker_clock(psd_rpc_t *rpc,
+                               psd_req_t *r,
+                               Pscope__V1__Header *out,
+                               psd_blob_t ***blobs,
+                               size_t *nblobs,
+                               ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    return psd_sync_clock(rpc->sync, r, r->hdr, out, err);
+}
+
+static int handle_workers(psd_rpc_t *rpc,
+                          psd_req_t *r,
+                          Pscope__V1__Header *out,
+                          psd_blob_t ***blobs,
+                          size_t *nblobs,
+                          ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    return psd_sync_workers(rpc->sync, r, r->hdr, out, err);
+}
+
 /* SAVE and RESTORE: served by the persistence layer through its hook (save_restore.c). */
 static int handle_persist(psd_rpc_t *rpc,
                           psd_req_t *r,
@@ -1348,6 +1409,16 @@ static const psd_method_t methods[] = {
      handle_persist},
     {PSCOPE__V1__METHOD__CONFIG, "CONFIG", PSCOPE__V1__HEADER__BODY_CONFIG, 0, prepare_config,
      handle_config},
+    {PSCOPE__V1__METHOD__WORKER_JOIN, "WORKER_JOIN", PSCOPE__V1__HEADER__BODY_WORKER_JOIN, 0,
+     prepare_none, handle_worker_join},
+    {PSCOPE__V1__METHOD__WORKER_LEAVE, "WORKER_LEAVE", PSCOPE__V1__HEADER__BODY_WORKER_LEAVE, 0,
+     prepare_none, handle_worker_leave},
+    {PSCOPE__V1__METHOD__WORKER_CLOCK, "WORKER_CLOCK", PSCOPE__V1__HEADER__BODY_WORKER_CLOCK, 0,
+     prepare_none, handle_worker_clock},
+    {PSCOPE__V1__METHOD__SYNC_APPLY, "SYNC_APPLY", PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, 1,
+     prepare_apply, handle_apply},
+    {PSCOPE__V1__METHOD__WORKERS, "WORKERS", PSCOPE__V1__HEADER__BODY_WORKERS, 0, prepare_none,
+     handle_workers},
     /* AUTH is answered in psd_rpc_begin (begin_auth): it has no payload and decides whether the
      * connection goes on. The row gives it a name, counters and its body. */
     {PSCOPE__V1__METHOD__AUTH, "AUTH", PSCOPE__V1__HEADER__BODY_AUTH, 0, prepare_none, NULL},
@@ -1953,6 +2024,13 @@ void psd_rpc_refuse(psd_rpc_t *rpc,
     psd_req_free(r);
 }
 
+void psd_rpc_conn_gone(psd_rpc_t *rpc, const psd_reply_sink_t *sink, int deferred)
+{
+    if (deferred)
+        psd_rpc_cancel_deferred(rpc, sink);
+    psd_sync_conn_gone(rpc->sync, sink);
+}
+
 void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)
 {
     if (rpc->hooks.cancel)
@@ -2026,7 +2104,8 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
                              .dedup_max_clients = lim->dedup_max_clients};
     rpc->store = psd_store_new(&sl);
     rpc->optim = psd_optim_new(lim->dedup_max_clients);
-    if (!rpc->store || !rpc->optim) {
+    rpc->sync = psd_sync_new(rpc);
+    if (!rpc->store || !rpc->optim || !rpc->sync) {
         psd_rpc_deinit(rpc);
         return PS_ERR_RESOURCE_EXHAUSTED;
     }
@@ -2040,4 +2119,6 @@ void psd_rpc_deinit(psd_rpc_t *rpc)
     rpc->store = NULL;
     psd_optim_free(rpc->optim);
     rpc->optim = NULL;
+    psd_sync_free(rpc->sync);
+    rpc->sync = NULL;
 }

@@ -125,7 +125,8 @@ typedef struct psd_rpc {
      * rpc as its context; needs sink_defer); NULL = checked on the calling thread. */
     psd_authq_t *authq;
     psd_store_t *store;
-    psd_optim_t *optim; /* server-side optimizers' state (optim.c) */
+    psd_optim_t *optim;    /* server-side optimizers' state (optim.c) */
+    struct psd_sync *sync; /* worker groups, barriers, sync steps (sync.c) */
     psd_rpc_limits_t lim;
     /* Nonzero: a payload over PSD_RPC_UNBUDGETED_PAYLOAD is not refused when the budget is taken
      * but returned as PSD_RPC_ADMIT, to wait for admission (the server's admit.c). */
@@ -211,6 +212,12 @@ const ps_frame_seg_t *psd_req_segs(const psd_req_t *req, size_t *nsegs);
 
 /** The payload has arrived: run the handler, emit its reply, free req. */
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *req, const psd_reply_sink_t *sink);
+
+/** n bytes of scratch memory that live as long as req (reply parts); NULL on OOM. */
+void *psd_req_scratch(psd_req_t *req, size_t n);
+
+/** The connection of sink closed: forget what waits on it (deferred replies, its workers). */
+void psd_rpc_conn_gone(psd_rpc_t *rpc, const psd_reply_sink_t *sink, int deferred);
 
 /** Free a request that will not be finished (connection gone), releasing its payload from
  * stats.payload_inflight. NULL is a no-op. */

@@ -22,6 +22,7 @@
 #include "blob.h"
 #include "conn.h"
 #include "io.h"
+#include "sync.h"
 #include "tls.h"
 
 #define CONN_FROM(node, member) \
@@ -166,6 +167,7 @@ static void finish(psd_server_t *srv)
     close_if_open((uv_handle_t *) &srv->stop_timer);
     close_if_open((uv_handle_t *) &srv->accept_retry);
     close_if_open((uv_handle_t *) &srv->trim_timer);
+    psd_sync_close(srv->rpc.sync);
     psd_io_stop(srv->io); /* every connection is gone: no job is out */
     psd_admit_close(&srv->admit);
     PS_LOG(PS_LOG_NOTICE, "server", "stopped");
@@ -221,6 +223,7 @@ void psd_server_stop(psd_server_t *srv)
     PS_LOG(PS_LOG_NOTICE, "server", "shutting down: connections=%llu",
            (unsigned long long) srv->rpc.stats.connections_current);
     close_if_open((uv_handle_t *) &srv->listener);
+    psd_sync_shutdown(srv->rpc.sync); /* waiters hear UNAVAILABLE before their connections close */
     for (psd_link_t *n = srv->conns.next, *next; n != &srv->conns; n = next) {
         next = n->next;
         psd_conn_close_after_flush(CONN_FROM(n, link_all), "shutdown");
@@ -453,6 +456,7 @@ int psd_server_start(psd_server_t *srv, const psd_config_t *cfg, ps_error_t *err
     uv_timer_init(&srv->loop, &srv->trim_timer);
     srv->trim_timer.data = srv;
     psd_admit_init(&srv->admit, srv);
+    psd_sync_start(srv->rpc.sync, &srv->loop);
     srv->handles_ready = 1;
     if (cfg->io_threads > 0) {
         rc = psd_io_start(&srv->io, &srv->loop, (unsigned) cfg->io_threads, psd_conn_io_done, err);

@@ -12,6 +12,7 @@
 #include <ps/internal/alloc.h>
 #include <ps/variable.h>
 
+#include "admin_int.h"
 #include "conn.h"
 
 struct ps_admin {
@@ -132,6 +133,12 @@ static void call_init(psc_call_t *call, Pscope__V1__Header *h)
     call->req = h;
 }
 
+int psc_admin_run(ps_admin_t *a, Pscope__V1__Header *h, psc_call_t *call, ps_error_t *err)
+{
+    call_init(call, h);
+    return run_call(a, call, 1, err);
+}
+
 /* ---- replies into plain structs ---- */
 
 /* A bytes field as a new C string in *out. 0, INTERNAL (embedded NUL) or RESOURCE_EXHAUSTED. */
@@ -221,11 +228,13 @@ static int var_from_pb(const Pscope__V1__VarInfo *pv, ps_admin_var_t *v, ps_erro
     const Pscope__V1__SaveSliceInfo *ss = pv->save_slice_info;
     if (ss) {
         if (ss->n_full_shape != v->rank || ss->n_var_offset != v->rank) {
+            /* The message names the variable: set it before var_deinit frees the name. */
+            int bad = ps_error_set(err, PS_ERR_INTERNAL,
+                                   "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
+                                   "of rank %u",
+                                   ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
             var_deinit(v);
-            return ps_error_set(err, PS_ERR_INTERNAL,
-                                "psd sent a save_slice_info of %zu dims and %zu offsets for %s "
-                                "of rank %u",
-                                ss->n_full_shape, ss->n_var_offset, v->name, v->rank);
+            return bad;
         }
         if ((rc = bytes_dup(ss->full_name, "full name", &v->slice_full_name, err)) != 0) {
             var_deinit(v);

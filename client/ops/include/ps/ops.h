@@ -247,6 +247,36 @@ PS_EXTERN int ps_ops_relu(const float *input, int64_t count, float *output, ps_e
 PS_EXTERN int ps_ops_relu_grad(
     const float *d_output, const float *features, int64_t count, float *d_input, ps_error_t *err);
 
+/* ---- dropout ------------------------------------------------------------------------------ */
+
+/**
+ * TensorFlow's dropout (nn_ops.dropout_v2, tf.layers.dropout): with training nonzero each element
+ * is kept when a uniform draw in [0, 1) is >= rate and then scaled by 1 / (1 - rate), else zeroed;
+ * with training 0 output = input (evaluation: the identity; rng_state is not used). rate must be in
+ * [0, 1) (INVALID_ARGUMENT otherwise, TensorFlow's message). The draws come from *rng_state (a
+ * splitmix64 counter the caller seeds and keeps: the same seed gives the same masks). mask, when
+ * not NULL, receives count bytes (1 = kept) for ps_ops_dropout_grad. In-place is allowed.
+ */
+PS_EXTERN int ps_ops_dropout(const float *input,
+                             int64_t count,
+                             float rate,
+                             int training,
+                             uint64_t *rng_state,
+                             float *output,
+                             uint8_t *mask,
+                             ps_error_t *err);
+
+/**
+ * The gradient of ps_ops_dropout: d_input[i] = d_output[i] / (1 - rate) where mask[i] is set, else
+ * 0. In-place (d_input == d_output) is allowed.
+ */
+PS_EXTERN int ps_ops_dropout_grad(const float *d_output,
+                                  const uint8_t *mask,
+                                  int64_t count,
+                                  float rate,
+                                  float *d_input,
+                                  ps_error_t *err);
+
 /* ---- max_pool ----------------------------------------------------------------------------- */
 
 /**

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# The consistency models' costs (docs/consistency.md), written to bench/results/sync.md:
+#  1. bench_sync: steps/s of 1, 2 and 3 worker processes per mode on a 1024-float variable (no
+#     compute: the round trips and barriers alone), the barrier overhead per step of ssp tau=0 and
+#     sync against async, and the time from a worker's death (SIGKILL; SIGSTOP, ended by the
+#     lease) to the others' next step;
+#  2. the demo model (pstrain, Fashion-MNIST CNN, batch 64, Adam): steps/s of each worker with 1, 2
+#     and 3 workers in each mode, STEPS global steps per run.
+# Release build without sanitizers in build/bench-sync; one OpenBLAS thread per process. The machine
+# is shared: the load average is recorded with each table.
+#
+#   bench/run_sync.sh [STEPS per demo run, default 40] [bench_sync steps, default 300]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/bench/provenance.sh"
+ps_bench_begin bench/run_sync.sh "$@"
+build=${BUILD:-$root/build/bench-sync}
+steps=${1:-40}
+micro=${2:-300}
+data=${DATA:-/usr/share/datasets/fashion-mnist}
+out="$root/bench/results/sync.md"
+tmp=$(mktemp -d /tmp/pscope-bench-sync.XXXXXX)
+psd_pid=""
+cleanup() {
+    if [ -n "$psd_pid" ]; then
+        kill "$psd_pid" 2>/dev/null || true
+        wait "$psd_pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+if [ -z "${BUILD:-}" ]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPS_SANITIZE= -DBUILD_TESTING=ON \
+        >/dev/null
+    cmake --build "$build" --target psd pstrain bench_sync -j2 >/dev/null
+fi
+psd=$build/server/psd
+pstrain=$build/examples/train/pstrain
+export OPENBLAS_NUM_THREADS=1
+
+{
+    echo "# Consistency models: throughput, barrier overhead, recovery from a worker's death"
+    echo
+    echo "## Round trips and barriers alone (bench_sync, load at start: $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo
+    PSD_BIN=$psd "$build/bench/bench_sync" "$micro"
+    echo
+    echo "Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+} > "$tmp/micro.md"
+
+start_psd() {
+    rm -f "$tmp/port"
+    "$psd" --listen 127.0.0.1:0 --port-file "$tmp/port" --log-level warning 2>"$tmp/psd.log" &
+    psd_pid=$!
+    for _ in $(seq 100); do
+        [ -s "$tmp/port" ] && break
+        sleep 0.1
+    done
+    [ -s "$tmp/port" ] || { echo "psd did not start" >&2; cat "$tmp/psd.log" >&2; exit 1; }
+    addr="127.0.0.1:$(cat "$tmp/port")"
+}
+
+stop_psd() {
+    kill "$psd_pid"
+    wait "$psd_pid" || true
+    psd_pid=""
+}
+
+# One demo run: N workers in MODE for STEPS global steps; prints the mean steps/s per worker (from
+# each worker's closing line: steps and wall).
+demo() {
+    local mode=$1 n=$2
+    start_psd
+    local pids=()
+    for i in $(seq 0 $((n - 1))); do
+        "$pstrain" --server "$addr" --data "$data" --worker-index "$i" --num-workers "$n" \
+            --batch 64 --seed 42 --threads 1 --max-global-step "$steps" --mode "$mode" \
+            --staleness 0 --log-every 1000 > "$tmp/w$i.log" 2>&1 &
+        pids+=("$!")
+        [ "$i" = 0 ] && sleep 2 # worker 0 declares the model first
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" || { echo "pstrain failed:" >&2; cat "$tmp"/w*.log >&2; exit 1; }
+    done
+    stop_psd
+    # "worker 0 done: steps S global_step G wall W s ..."
+    awk '/ done: / { for (i = 1; i <= NF; i++) { if ($i == "steps") s = $(i + 1);
+                                                  if ($i == "wall") w = $(i + 1) }
+                     sum += s / w; k++ }
+         END { printf "%.3f", k ? sum / k : 0 }' "$tmp"/w*.log
+}
+
+{
+    echo "## The demo model (pstrain: Fashion-MNIST CNN, batch 64, Adam, $steps global steps per run)"
+    echo
+    echo "Steps per second of each worker (mean over the workers; ssp at staleness 0, sync with"
+    echo "every replica aggregated). Load at start: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+    echo "| mode | 1 worker | 2 workers | 3 workers |"
+    echo "|---|---|---|---|"
+    for mode in async ssp sync; do
+        printf "| %s |" "$mode"
+        for n in 1 2 3; do
+            printf " %s |" "$(demo "$mode" "$n")"
+        done
+        echo
+    done
+    echo
+    echo "Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+} > "$tmp/demo.md"
+
+{
+    cat "$tmp/micro.md" "$tmp/demo.md"
+    ps_bench_provenance
+} > "$out"
+cat "$out"
