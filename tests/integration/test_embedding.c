@@ -19,35 +19,22 @@
 #include <ps/train.h>
 
 #include "support/psd_launch.h"
+#include "support/shards.h"
 #include "support/wire_client.h"
 
 #define MAXS 2
 
-static ps_psd_t psd[MAXS];
-static size_t nshards;
-static char addr[MAXS][64];
-static char datadir[MAXS][256];
+static ps_shards_t shards;
 static ps_client_t *client;
 static ps_graph_t *g;
 static ps_error_t err;
 
-static void start_shard(size_t i, const char *listen)
-{
-    const char *extra[] = {"--data-dir", datadir[i], listen ? "--listen" : NULL, listen, NULL};
-    cr_assert_eq(ps_psd_start(&psd[i], NULL, "warning", extra), 0, "psd %zu did not start", i);
-    snprintf(addr[i], sizeof addr[i], "127.0.0.1:%u", (unsigned) psd[i].port);
-}
-
 static void start(size_t n)
 {
-    nshards = n;
+    ps_shards_start(&shards, n, "emb");
     const char *addrs[MAXS];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(datadir[i], sizeof datadir[i], "/tmp/ps-emb-XXXXXX");
-        cr_assert_not_null(mkdtemp(datadir[i]));
-        start_shard(i, NULL);
-        addrs[i] = addr[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        addrs[i] = shards.addr[i];
     ps_client_opts_t o = {.request_timeout_ms = 10000, .retry_backoff_ms = 50, .max_retries = 4};
     cr_assert_eq(ps_client_connect_list(addrs, n, &o, &client, &err), 0, "%s", err.msg);
     cr_assert_eq(ps_graph_new(client, &g, &err), 0, "%s", err.msg);
@@ -59,17 +46,7 @@ static void stop(void)
     g = NULL;
     ps_client_free(client);
     client = NULL;
-    for (size_t i = 0; i < nshards; i++) {
-        if (psd[i].pid) {
-            int rc = ps_psd_finish(&psd[i], SIGTERM, 10000);
-            cr_expect_eq(rc, 0, "psd %zu did not exit cleanly (%d)", i, rc);
-        }
-        ps_psd_cleanup(&psd[i]);
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", datadir[i]);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", datadir[i]);
-    }
+    ps_shards_stop(&shards);
 }
 
 static void start1(void)
@@ -203,7 +180,7 @@ Test(emb1, bad_input_is_refused_with_tensorflows_words_and_changes_nothing)
     /* Raw frames: an index count that does not match the payload, a scatter whose updates are
      * for another variable, and a sparse gradient naming a variable not in that gradient. */
     ps_wc_t c;
-    cr_assert_eq(ps_wc_connect(&c, psd[0].port, 5000), 0);
+    cr_assert_eq(ps_wc_connect(&c, shards.psd[0].port, 5000), 0);
     ps_wc_reply_t r;
     memset(&r, 0, sizeof r);
     Pscope__V1__TensorDesc td = PSCOPE__V1__TENSOR_DESC__INIT, td2 = PSCOPE__V1__TENSOR_DESC__INIT;
@@ -442,13 +419,13 @@ Test(emb1, scatters_and_sparse_steps_survive_a_kill_through_the_log)
                  err.msg);
     ps_optimizer_free(opt);
     float *want = pull(v);
-    uint16_t port = psd[0].port;
-    cr_assert_eq(ps_psd_signal(&psd[0], SIGKILL), 0);
-    cr_assert_eq(ps_psd_wait(&psd[0], 10000), PS_PSD_SIGNALLED + SIGKILL);
-    ps_psd_cleanup(&psd[0]);
+    uint16_t port = shards.psd[0].port;
+    cr_assert_eq(ps_psd_signal(&shards.psd[0], SIGKILL), 0);
+    cr_assert_eq(ps_psd_wait(&shards.psd[0], 10000), PS_PSD_SIGNALLED + SIGKILL);
+    ps_psd_cleanup(&shards.psd[0]);
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned) port);
-    start_shard(0, listen);
+    ps_shards_start_one(&shards, 0, listen);
     float *got = pull(v);
     cr_expect_eq(memcmp(want, got, 48), 0, "the log replayed the scatter and the sparse step");
     cr_expect_eq(got[4], 4.5f + 2.0f, "row 2 got both adds");

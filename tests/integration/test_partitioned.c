@@ -16,34 +16,21 @@
 #include <ps/client.h>
 
 #include "support/psd_launch.h"
+#include "support/shards.h"
 
 #define MAXS 3
 
-static ps_psd_t psd[MAXS];
-static size_t nshards;
-static char addr[MAXS][64];
-static char datadir[MAXS][256];
+static ps_shards_t shards;
 static ps_client_t *client;
 static ps_graph_t *g;
 static ps_error_t err;
 
-static void start_shard(size_t i, const char *listen)
-{
-    const char *extra[] = {"--data-dir", datadir[i], listen ? "--listen" : NULL, listen, NULL};
-    cr_assert_eq(ps_psd_start(&psd[i], NULL, "warning", extra), 0, "psd %zu did not start", i);
-    snprintf(addr[i], sizeof addr[i], "127.0.0.1:%u", (unsigned) psd[i].port);
-}
-
 static void start(size_t n)
 {
-    nshards = n;
+    ps_shards_start(&shards, n, "part");
     const char *addrs[MAXS];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(datadir[i], sizeof datadir[i], "/tmp/ps-part-XXXXXX");
-        cr_assert_not_null(mkdtemp(datadir[i]));
-        start_shard(i, NULL);
-        addrs[i] = addr[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        addrs[i] = shards.addr[i];
     ps_client_opts_t o = {.request_timeout_ms = 10000, .retry_backoff_ms = 20, .max_retries = 1};
     cr_assert_eq(ps_client_connect_list(addrs, n, &o, &client, &err), 0, "%s", err.msg);
     cr_assert_eq(ps_graph_new(client, &g, &err), 0, "%s", err.msg);
@@ -55,17 +42,7 @@ static void stop(void)
     g = NULL;
     ps_client_free(client);
     client = NULL;
-    for (size_t i = 0; i < nshards; i++) {
-        if (psd[i].pid) {
-            int rc = ps_psd_finish(&psd[i], SIGTERM, 10000);
-            cr_expect_eq(rc, 0, "psd %zu did not exit cleanly (%d)", i, rc);
-        }
-        ps_psd_cleanup(&psd[i]);
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", datadir[i]);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", datadir[i]);
-    }
+    ps_shards_stop(&shards);
 }
 
 static void start1(void)
@@ -128,9 +105,9 @@ static void expect_fail(int rc, int code, const char *msg)
 static long holder(const char *name)
 {
     long found = -1;
-    for (size_t i = 0; i < nshards; i++) {
+    for (size_t i = 0; i < shards.n; i++) {
         ps_admin_t *a = NULL;
-        cr_assert_eq(ps_admin_connect(addr[i], NULL, &a, &err), 0, "%s", err.msg);
+        cr_assert_eq(ps_admin_connect(shards.addr[i], NULL, &a, &err), 0, "%s", err.msg);
         ps_admin_var_t *d = NULL;
         int rc = ps_admin_describe(a, name, &d, &err);
         if (rc == 0) {
@@ -395,7 +372,7 @@ Test(partitioned3, hash_placement_per_part)
         cr_expect_eq(t, ps_variable_task(part), "%s on %ld, handle says %ld", nm, t,
                      ps_variable_task(part));
         cr_expect_eq((size_t) t, ps_client_shard_of(client, nm));
-        cr_expect_str_eq(ps_variable_shard_address(part), addr[t]);
+        cr_expect_str_eq(ps_variable_shard_address(part), shards.addr[t]);
         used[t] = 1;
     }
     cr_expect(used[0] && used[1] && used[2], "12 parts use every shard");
@@ -479,7 +456,7 @@ Test(partitioned2, greedy_exact_tasks)
 static uint64_t getvar_calls(size_t shard)
 {
     ps_admin_t *a = NULL;
-    cr_assert_eq(ps_admin_connect(addr[shard], NULL, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_admin_connect(shards.addr[shard], NULL, &a, &err), 0, "%s", err.msg);
     ps_admin_stats_t *st = NULL;
     cr_assert_eq(ps_admin_stats(a, &st, &err), 0, "%s", err.msg);
     uint64_t n = 0;
@@ -627,7 +604,7 @@ Test(partitioned3, missing_part_names_part_and_shard)
     cr_assert_eq(ps_get_variable(g, &a, &w, &err), 0, "%s", err.msg);
     long t = holder("p/part_1");
     ps_admin_t *ad = NULL;
-    cr_assert_eq(ps_admin_connect(addr[t], NULL, &ad, &err), 0);
+    cr_assert_eq(ps_admin_connect(shards.addr[t], NULL, &ad, &err), 0);
     const char *nm = "p/part_1";
     cr_assert_eq(ps_admin_delete(ad, &nm, 1, NULL, NULL, &err), 0, "%s", err.msg);
     ps_admin_free(ad);
@@ -638,7 +615,7 @@ Test(partitioned3, missing_part_names_part_and_shard)
     char want[300];
     snprintf(want, sizeof want,
              "partitioned variable p: part p/part_1 is missing on its shard /job:ps/task:%ld (%s)",
-             t, addr[t]);
+             t, shards.addr[t]);
     expect_fail(ps_get_variable(w2, &a, &x, &err), PS_ERR_NOT_FOUND, want);
     ps_graph_free(w2);
     /* A different partition count on another worker is TF's "different partitioning" error. */
@@ -674,13 +651,13 @@ Test(partitioned2, shard_killed_mid_step_then_retry_exactly_once)
     const void *grads[] = {gr};
     cr_assert_eq(ps_optimizer_apply_gradients(opt, &w, grads, 1, NULL, &err), 0, "%s", err.msg);
 
-    uint16_t port1 = psd[1].port;
-    cr_assert_eq(ps_psd_signal(&psd[1], SIGKILL), 0);
-    cr_assert_eq(ps_psd_wait(&psd[1], 10000), PS_PSD_SIGNALLED + SIGKILL);
+    uint16_t port1 = shards.psd[1].port;
+    cr_assert_eq(ps_psd_signal(&shards.psd[1], SIGKILL), 0);
+    cr_assert_eq(ps_psd_wait(&shards.psd[1], 10000), PS_PSD_SIGNALLED + SIGKILL);
     int rc = ps_optimizer_apply_gradients(opt, &w, grads, 1, NULL, &err);
     cr_assert_eq(rc, PS_ERR_UNAVAILABLE, "rc %d: %s", rc, err.msg);
     char want[160];
-    snprintf(want, sizeof want, "shard 1 (%s) failed in the middle of a step", addr[1]);
+    snprintf(want, sizeof want, "shard 1 (%s) failed in the middle of a step", shards.addr[1]);
     cr_expect_not_null(strstr(err.msg, want), "%s", err.msg);
     cr_expect_not_null(strstr(err.msg, "Shards 0 applied their part"), "%s", err.msg);
     /* Shard 0 applied its part: part_0 went from 0 to -1. */
@@ -691,8 +668,8 @@ Test(partitioned2, shard_killed_mid_step_then_retry_exactly_once)
 
     char listen[32];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned) port1);
-    start_shard(1, listen);
-    cr_assert_eq(psd[1].port, port1);
+    ps_shards_start_one(&shards, 1, listen);
+    cr_assert_eq(shards.psd[1].port, port1);
     cr_assert_eq(ps_optimizer_apply_gradients(opt, &w, grads, 1, NULL, &err), 0, "%s", err.msg);
     float all[4];
     cr_assert_eq(ps_variable_pull(w, all, sizeof all, &err), 0, "%s", err.msg);
@@ -740,7 +717,7 @@ Test(partitioned3, saver_restores_into_other_shard_and_partition_counts)
     ps_initializer_t seven = ps_init_constant(7.0);
 
     /* Deployment A: shards 0 and 1, p in 3 parts round-robin. */
-    const char *two[] = {addr[0], addr[1]};
+    const char *two[] = {shards.addr[0], shards.addr[1]};
     ps_client_t *ca = NULL;
     cr_assert_eq(ps_client_connect_list(two, 2, NULL, &ca, &err), 0, "%s", err.msg);
     ps_graph_t *ga = NULL;
@@ -820,7 +797,7 @@ Test(partitioned3, saver_restores_into_other_shard_and_partition_counts)
     /* The same name in a deployment of 3 shards and 5 parts, after A's parts are gone. */
     for (size_t i = 0; i < 2; i++) {
         ps_admin_t *ad = NULL;
-        cr_assert_eq(ps_admin_connect(addr[i], NULL, &ad, &err), 0);
+        cr_assert_eq(ps_admin_connect(shards.addr[i], NULL, &ad, &err), 0);
         uint64_t del = 0;
         ps_admin_delete(ad, NULL, 0, "p/", &del, &err);
         ps_admin_free(ad);
