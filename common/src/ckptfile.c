@@ -816,7 +816,7 @@ int ps_ckpt_read_into(ps_ckpt_reader_t *r, size_t i, void *buf, ps_error_t *err)
     return 0;
 }
 
-char *ps_ckpt_shape_map(const ps_ckpt_reader_t *r, char *out, size_t cap)
+char *ps_ckpt_vars_shape_map(const ps_ckpt_var_t *vars, size_t n, char *out, size_t cap)
 {
     size_t len = 0;
     out[0] = '\0';
@@ -828,8 +828,8 @@ char *ps_ckpt_shape_map(const ps_ckpt_reader_t *r, char *out, size_t cap)
         }                                                                            \
     } while (0)
     APPEND("{");
-    for (size_t i = 0; i < r->n; i++) {
-        const ps_ckpt_var_t *v = &r->vars[i];
+    for (size_t i = 0; i < n; i++) {
+        const ps_ckpt_var_t *v = &vars[i];
         APPEND("%s'%s': [", i ? ", " : "", v->name);
         for (unsigned d = 0; d < v->rank; d++)
             APPEND("%s%lld", d ? ", " : "", (long long) v->dims[d]);
@@ -838,4 +838,9 @@ char *ps_ckpt_shape_map(const ps_ckpt_reader_t *r, char *out, size_t cap)
     APPEND("}");
 #undef APPEND
     return out;
+}
+
+char *ps_ckpt_shape_map(const ps_ckpt_reader_t *r, char *out, size_t cap)
+{
+    return ps_ckpt_vars_shape_map(r->vars, r->n, out, cap);
 }

@@ -305,26 +305,7 @@ long ps_ckpt_set_find(const ps_ckpt_set_t *s, const char *name)
 
 char *ps_ckpt_set_shape_map(const ps_ckpt_set_t *s, char *out, size_t cap)
 {
-    size_t len = 0;
-    out[0] = '\0';
-#define APPEND(...)                                                                  \
-    do {                                                                             \
-        if (len < cap) {                                                             \
-            int k_ = snprintf(out + len, cap - len, __VA_ARGS__);                    \
-            len = k_ < 0 ? cap : (size_t) k_ >= cap - len ? cap : len + (size_t) k_; \
-        }                                                                            \
-    } while (0)
-    APPEND("{");
-    for (size_t i = 0; i < s->n; i++) {
-        const ps_ckpt_var_t *v = &s->vars[i];
-        APPEND("%s'%s': [", i ? ", " : "", v->name);
-        for (unsigned d = 0; d < v->rank; d++)
-            APPEND("%s%lld", d ? ", " : "", (long long) v->dims[d]);
-        APPEND("]");
-    }
-    APPEND("}");
-#undef APPEND
-    return out;
+    return ps_ckpt_vars_shape_map(s->vars, s->n, out, cap);
 }
 
 int ps_ckpt_set_read_box(

@@ -121,4 +121,7 @@ int ps_ckpt_read_into(ps_ckpt_reader_t *r, size_t i, void *buf, ps_error_t *err)
 /** "{'a': [2, 3], 'b': []}" (TensorFlow's variable_to_shape_map repr), truncated to cap. */
 char *ps_ckpt_shape_map(const ps_ckpt_reader_t *r, char *out, size_t cap);
 
+/** The same repr for any list of entries (one reader's, or a set of shard files' merged list). */
+char *ps_ckpt_vars_shape_map(const ps_ckpt_var_t *vars, size_t n, char *out, size_t cap);
+
 #endif /* PS_INTERNAL_CKPTFILE_H */
