@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Plot the training modes side by side as one SVG (no third-party modules): test accuracy against
 the global step (left) and against wall time (right), one line per mode, from the evaluator's
-curve.csv files (seconds,global_step,test_loss,test_accuracy).
+curve.csv files (seconds,global_step,test_loss,test_accuracy). Every evaluation is a dot on its
+line; an accuracy below the panels' range (the first evaluations) is drawn on the bottom edge.
 
-    scripts/plot-modes.py OUT.svg async=run-async/curve.csv sync=run-sync/curve.csv ...
+    scripts/plot-modes.py [--title TEXT] OUT.svg async=run-async/curve.csv sync=run-sync/curve.csv ...
 """
 import csv
 import sys
+from xml.sax.saxutils import escape
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
 W, H = 1000, 430
@@ -50,6 +52,9 @@ def panel(out, x0, series, xi, xlabel, ylo, yhi):
         pts = " ".join(f"{px(r[xi]):.1f},{py(min(max(r[2], ylo), yhi)):.1f}" for r in rows)
         out.append(f'<polyline points="{pts}" fill="none" stroke="{COLORS[i % len(COLORS)]}" '
                    'stroke-width="2"/>')
+        for r in rows:
+            out.append(f'<circle cx="{px(r[xi]):.1f}" cy="{py(min(max(r[2], ylo), yhi)):.1f}" '
+                       f'r="2.5" fill="{COLORS[i % len(COLORS)]}"/>')
     # 0.916: the figure the Fashion-MNIST benchmark lists for this network
     if ylo < 0.916 < yhi:
         out.append(f'<line x1="{x0}" x2="{x0 + PANEL_W}" y1="{py(0.916):.1f}" y2="{py(0.916):.1f}" '
@@ -57,10 +62,16 @@ def panel(out, x0, series, xi, xlabel, ylo, yhi):
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    title = ("pscope: tutorial CNN on Fashion-MNIST, test accuracy by consistency mode "
+             "(dashed: 0.916)")
+    if len(args) >= 2 and args[0] == "--title":
+        title = args[1]
+        args = args[2:]
+    if len(args) < 2:
         sys.exit(__doc__)
     series = []
-    for arg in sys.argv[2:]:
+    for arg in args[1:]:
         name, path = arg.split("=", 1)
         series.append((name, load(path)))
     accs = [r[2] for _, rows in series for r in rows]
@@ -69,8 +80,7 @@ def main():
     yhi = min(1.0, max(accs) + 0.005) if accs else 1.0
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
            'font-family="sans-serif">', '<rect width="100%" height="100%" fill="white"/>',
-           '<text x="500" y="24" font-size="15" text-anchor="middle">pscope: tutorial CNN on '
-           'Fashion-MNIST, test accuracy by consistency mode (dashed: 0.916)</text>']
+           f'<text x="500" y="24" font-size="15" text-anchor="middle">{escape(title)}</text>']
     panel(out, MARGIN_L, series, 1, "global step", ylo, yhi)
     panel(out, MARGIN_L + PANEL_W + 90, series, 0, "wall time (s)", ylo, yhi)
     for i, (name, rows) in enumerate(series):
@@ -79,9 +89,10 @@ def main():
         out.append(f'<line x1="{x}" x2="{x + 30}" y1="{y - 4}" y2="{y - 4}" '
                    f'stroke="{COLORS[i % len(COLORS)]}" stroke-width="3"/>')
         best = max((r[2] for r in rows), default=0)
-        out.append(f'<text x="{x + 36}" y="{y}" font-size="12">{name} (best {best:.4f})</text>')
+        out.append(f'<text x="{x + 36}" y="{y}" font-size="12">{escape(name)} '
+                   f'(best {best:.4f})</text>')
     out.append("</svg>")
-    with open(sys.argv[1], "w") as f:
+    with open(args[0], "w") as f:
         f.write("\n".join(out) + "\n")
 
 
