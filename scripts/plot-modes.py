@@ -7,6 +7,7 @@ line; an accuracy below the panels' range (the first evaluations) is drawn on th
     scripts/plot-modes.py [--title TEXT] OUT.svg async=run-async/curve.csv sync=run-sync/curve.csv ...
 """
 import csv
+import math
 import sys
 from xml.sax.saxutils import escape
 
@@ -25,8 +26,14 @@ def load(path):
 
 
 def ticks(lo, hi, n=5):
-    step = (hi - lo) / n if hi > lo else 1.0
-    return [lo + i * step for i in range(n + 1)]
+    """Round tick values (1, 2, 2.5 or 5 times a power of ten apart) from lo to hi, about n of them."""
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
 def panel(out, x0, series, xi, xlabel, ylo, yhi):
@@ -42,7 +49,7 @@ def panel(out, x0, series, xi, xlabel, ylo, yhi):
         out.append(f'<line x1="{x0}" x2="{x0 + PANEL_W}" y1="{py(t):.1f}" y2="{py(t):.1f}" '
                    'stroke="#ddd"/>')
         out.append(f'<text x="{x0 - 6}" y="{py(t) + 4:.1f}" font-size="11" '
-                   f'text-anchor="end">{t:.3f}</text>')
+                   f'text-anchor="end">{t:.3g}</text>')
     for t in ticks(0, xhi):
         out.append(f'<text x="{px(t):.1f}" y="{MARGIN_T + PANEL_H + 16}" font-size="11" '
                    f'text-anchor="middle">{t:.0f}</text>')
@@ -59,6 +66,8 @@ def panel(out, x0, series, xi, xlabel, ylo, yhi):
     if ylo < 0.916 < yhi:
         out.append(f'<line x1="{x0}" x2="{x0 + PANEL_W}" y1="{py(0.916):.1f}" y2="{py(0.916):.1f}" '
                    'stroke="#888" stroke-dasharray="5,4"/>')
+        out.append(f'<text x="{x0 + PANEL_W - 4}" y="{py(0.916) - 4:.1f}" font-size="10" '
+                   'fill="#666" text-anchor="end">0.916</text>')
 
 
 def main():
