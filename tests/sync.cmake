@@ -5,3 +5,9 @@
 ps_add_criterion_test(test_sync SOURCES integration/test_sync.c LIBS psclient
                       LABELS integration TIMEOUT 300)
 add_dependencies(test_sync psd)
+# Sync mode over several shards (docs/consistency.md "Several shards"): three psd processes, forked
+# workers and raw wire clients; shards killed between prepare and commit, the coordinator killed
+# before and after deciding, bad input.
+ps_add_criterion_test(test_sync_shards SOURCES integration/test_sync_shards.c LIBS psclient
+                      LABELS integration TIMEOUT 300)
+add_dependencies(test_sync_shards psd)
