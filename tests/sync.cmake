@@ -11,3 +11,5 @@ add_dependencies(test_sync psd)
 ps_add_criterion_test(test_sync_shards SOURCES integration/test_sync_shards.c LIBS psclient
                       LABELS integration TIMEOUT 300)
 add_dependencies(test_sync_shards psd)
+# The same suite against psd_tsan (ThreadSanitizer, I/O threads on) in scripts/test.sh's TSan phase.
+ps_tsan_suite(test_sync_shards)

@@ -197,6 +197,7 @@ typedef struct wk {
     int steps;
     int sleep_ms;
     int start_step; /* -1: from the join */
+    int skip_coord; /* send no gradient for the coordinator's variable */
     char rec[320];
 } wk_t;
 
@@ -229,8 +230,17 @@ static int run_worker(const wk_t *a)
             grad_of(a->worker, step, k, g[k]);
             gp[k] = g[k];
         }
+        ps_variable_t *vs[NS];
+        const void *gs[NS];
+        size_t n = 0;
+        for (size_t k = 0; k < NS; k++) {
+            if (a->skip_coord && k == coord)
+                continue;
+            vs[n] = m.v[k];
+            gs[n++] = gp[k];
+        }
         ps_sync_result_t res;
-        if (ps_worker_sync_apply(w, &sgd, step, m.v, gp, NS, &res, &err) != 0) {
+        if (ps_worker_sync_apply(w, &sgd, step, vs, gs, n, &res, &err) != 0) {
             fprintf(stderr, "worker %u step %lld: %s\n", a->worker, (long long) step, err.msg);
             return 12;
         }
@@ -568,6 +578,43 @@ Test(sync_shards, shard_killed_and_restarted_during_a_run_loses_no_step)
         cr_assert_eq(reap(p[j], 90000), 0, "worker %d failed", j);
     expect_vars(S, 0x3, "after a shard's restart");
     cr_assert_eq(read_step(), S);
+}
+
+Test(sync_shards, coordinator_without_gradients_counts_the_steps_and_replays_them)
+{
+    float v0[NS][NV];
+    read_vars(v0);
+    /* The workers' gradients all live on the other shards: the votes carry no tensor and the
+     * coordinator's steps advance the counter alone, logged as such. */
+    pid_t p[2];
+    for (uint32_t j = 0; j < 2; j++) {
+        wk_t a = base(j, 2, 3);
+        a.skip_coord = 1;
+        p[j] = spawn(&a);
+    }
+    for (int j = 0; j < 2; j++)
+        cr_assert_eq(reap(p[j], 60000), 0, "worker %d failed", j);
+    /* Replayed after a SIGKILL: the counter and the decision come back. */
+    kill_restart(coord);
+    cr_assert_eq(read_step(), 3);
+    float v[NS][NV];
+    read_vars(v);
+    for (size_t k = 0; k < NS; k++) {
+        for (int i = 0; i < NV; i++) {
+            double want = k == coord ? 1.0 : want_of(k, i, 3, 0x3);
+            cr_assert_float_eq(v[k][i], want, 1e-3, "shard %zu [%d] = %g, want %g", k, i,
+                               (double) v[k][i], want);
+        }
+    }
+    ps_wc_t j;
+    ps_wc_reply_t r;
+    wc_open(&j, coord);
+    raw_join(&j, 0, 2, 2, &r);
+    EXPECT_OK(r);
+    cr_assert(r.h->worker_join_reply->decided);
+    cr_assert_eq(r.h->worker_join_reply->decided_step, 2);
+    ps_wc_reply_free(&r);
+    ps_wc_close(&j);
 }
 
 /* ---- raw workers ---- */
