@@ -55,6 +55,16 @@ extern "C" {
  * failure and says which shards applied their part. An operation not complete within the request
  * timeout fails DEADLINE_EXCEEDED; its shard's connection is then reset and the other operations
  * on it are resent.
+ *
+ * Cancellation (Ctrl-C): while operations are pending, the I/O thread also watches the process's
+ * cancel fd (ps_set_cancel_fd); when it becomes readable it reads it away and fails every pending
+ * operation CANCELLED: in flight "request to 127.0.0.1:7000 cancelled" (the connection closes and
+ * the next request reconnects; an update or step part may have been applied), not yet sent
+ * "operation cancelled before it was sent". An idle context leaves the fd alone.
+ *
+ * Caching devices: a pull of a variable with a caching_device (ps/variable.h) read already in this
+ * graph step is served from the worker-side copy when the pull starts, with no request; a pull that
+ * reads psd refills the copy at ps_op_wait, as ps_variables_pull does.
  */
 
 typedef struct ps_async ps_async_t;

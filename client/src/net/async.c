@@ -80,8 +80,10 @@ struct ps_op {
     size_t nvars;
     psc_expand_t x;
     psc_item_t *items;
-    size_t *xi; /* items[k] is x's item xi[k] */
+    size_t nitems; /* items sent (a pull's cached parts are not) */
+    size_t *xi;    /* items[k] is x's item xi[k] */
     int published;
+    uint64_t *cache_step; /* a pull: per item, the graph step its cache is for (caching_device) */
     int64_t global_step;
     astep_t *st; /* a step push's step (its parts' order; the counter's name) */
     /* A multi-shard failure's report: shards that applied their part. */
@@ -144,7 +146,8 @@ struct ps_async {
     int64_t window, chunk; /* ps_async_opts_t.window_bytes, chunk_bytes */
     uint64_t lane_id[ASYNC_LANES];
     uint64_t lane_seq[ASYNC_LANES];
-    struct pollfd *pf; /* the I/O thread's poll set: the wake pipe and one per shard */
+    struct pollfd *pf; /* the I/O thread's poll set: the wake pipe, one per shard, the cancel fd */
+    int bad_cancel_fd; /* a cancel fd poll() called invalid: not watched again */
     size_t *who;
 };
 
@@ -181,6 +184,7 @@ static void op_unref(ps_op_t *op)
     ps_free(op->items);
     ps_free(op->xi);
     ps_free(op->vars);
+    ps_free(op->cache_step);
     astep_unref(op->st);
     psc_expand_free(&op->x);
     pthread_mutex_destroy(&op->mu);
@@ -594,6 +598,29 @@ static void cancel_all(ps_async_t *a)
     }
 }
 
+/* The process's cancel fd became readable (ps_set_cancel_fd, Ctrl-C) while operations were
+ * pending: as a blocking call does, every request in flight fails CANCELLED and its connection
+ * closes (the next request reconnects; an update or step part may have been applied), and every
+ * request not sent yet fails CANCELLED. */
+static void cancel_requested(ps_async_t *a)
+{
+    for (size_t si = 0; si < a->nshards; si++) {
+        ashard_t *s = &a->sh[si];
+        ps_error_t e;
+        if (s->pipe.n) {
+            ps_error_set(&e, PS_ERR_CANCELLED, "request to %s cancelled", s->conn.address);
+            shard_failed(a, si, &e, NULL);
+        }
+        while (s->qhead) {
+            acall_t *c = s->qhead;
+            s->qhead = c->next;
+            ps_error_set(&e, PS_ERR_CANCELLED, "operation cancelled before it was sent");
+            call_finished(a, c, e.code, &e);
+        }
+        s->qtail = NULL;
+    }
+}
+
 static void *io_main(void *arg)
 {
     ps_async_t *a = arg;
@@ -651,7 +678,27 @@ static void *io_main(void *arg)
         int timeout = until == INT64_MAX ? -1 : until <= now ? 0 : (int) (until - now);
         if (buffered)
             timeout = 0;
+        /* The cancel fd is watched only while something is pending here, so that an idle context
+         * never takes a cancellation meant for a blocking call. */
+        int cfd = psc_cancel_fd();
+        size_t cslot = 0;
+        if (cfd >= 0 && cfd != a->bad_cancel_fd && until != INT64_MAX) {
+            cslot = np;
+            pf[np].fd = cfd;
+            pf[np].events = POLLIN;
+            pf[np].revents = 0;
+            np++;
+        }
         int r = poll(pf, np, timeout);
+        if (cslot && r > 0 && (pf[cslot].revents & POLLNVAL)) {
+            a->bad_cancel_fd = cfd; /* closed under us: stop watching it */
+        } else if (cslot && r > 0 && (pf[cslot].revents & (POLLIN | POLLERR | POLLHUP))) {
+            psc_cancel_drain(cfd);
+            cancel_requested(a);
+            continue;
+        }
+        if (cslot)
+            np--;
         if (r < 0 && errno != EINTR) {
             struct timespec ts = {0, 1000000L}; /* ENOMEM: try again shortly */
             nanosleep(&ts, NULL);
@@ -722,7 +769,7 @@ int ps_async_new(ps_client_t *client,
     ps_async_t *a = ps_calloc(1, sizeof *a);
     size_t n = ps_client_shard_count(client);
     if (!a || !(a->sh = ps_calloc(n, sizeof *a->sh)) ||
-        !(a->pf = ps_calloc(n + 1, sizeof *a->pf)) ||
+        !(a->pf = ps_calloc(n + 2, sizeof *a->pf)) ||
         !(a->who = ps_calloc(n + 1, sizeof *a->who))) {
         if (a) {
             ps_free(a->sh);
@@ -733,6 +780,7 @@ int ps_async_new(ps_client_t *client,
     }
     a->client = client;
     a->wake[0] = a->wake[1] = -1;
+    a->bad_cancel_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
     int cmax, cback;
     psc_client_retry_policy(client, &cmax, &cback);
@@ -874,12 +922,28 @@ static int op_items(ps_async_t *a,
         ps_free(bound);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
+    /* A pull of a cached variable (caching_device) read already in this graph step is served from
+     * its cache now, as ps_variables_pull does; the others refill their cache at ps_op_wait. */
+    unsigned char *cached = op->kind == OP_PULL ? ps_calloc(m ? m : 1, 1) : NULL;
+    if (op->kind == OP_PULL && (!cached || !(op->cache_step = ps_calloc(m ? m : 1, 8)))) {
+        ps_free(bound);
+        ps_free(cached);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; cached && i < m; i++) {
+        const ps_variable_t *v = op->x.vars[i];
+        if (v->caching_device && v->cache && v->cache_step == v->g->step) {
+            memcpy(op->x.bufs[i], v->cache, op->x.lens[i]);
+            cached[i] = 1;
+        }
+    }
     size_t k = 0, ncalls = 0;
     for (size_t s = 0; s < a->nshards; s++) {
         bound[2 * s] = k;
         for (int big = 0; big < 2; big++) {
             for (size_t i = 0; i < m; i++) {
-                if (ps_client_shard_of(a->client, op->x.vars[i]->store_name) != s)
+                if ((cached && cached[i]) ||
+                    ps_client_shard_of(a->client, op->x.vars[i]->store_name) != s)
                     continue;
                 psc_item_t it = psc_item_of(op->x.vars[i]);
                 it.len = op->x.lens[i];
@@ -894,6 +958,8 @@ static int op_items(ps_async_t *a,
                     size_t per = chunk_rows(a, &it);
                     ncalls += ((size_t) it.dims[0] + per - 1) / per;
                 }
+                if (cached)
+                    op->cache_step[k] = op->x.vars[i]->g->step;
                 op->xi[k] = i;
                 op->items[k++] = it;
             }
@@ -903,6 +969,8 @@ static int op_items(ps_async_t *a,
             }
         }
     }
+    ps_free(cached);
+    op->nitems = k;
     op->calls = ps_calloc(ncalls ? ncalls : 1, sizeof *op->calls);
     if (!op->calls) {
         ps_free(bound);
@@ -1145,8 +1213,17 @@ static void publish(ps_op_t *op)
     op->published = 1;
     if (op->code)
         return;
-    for (size_t k = 0; k < op->x.n; k++)
-        op->x.vars[op->xi[k]]->version = op->items[k].version;
+    for (size_t k = 0; k < op->nitems; k++) {
+        ps_variable_t *v = op->x.vars[op->xi[k]];
+        v->version = op->items[k].version;
+        if (op->kind != OP_PULL || !v->caching_device)
+            continue;
+        size_t len = op->x.lens[op->xi[k]];
+        if (!v->cache && !(v->cache = ps_malloc(len ? len : 1)))
+            continue; /* out of memory: the next pull reads psd again */
+        memcpy(v->cache, op->x.bufs[op->xi[k]], len);
+        v->cache_step = op->cache_step[k];
+    }
     if (op->kind == OP_PULL)
         psc_expand_scatter(&op->x);
     psc_partitioned_sync_versions(op->vars, op->nvars);
