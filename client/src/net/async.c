@@ -384,7 +384,10 @@ static int calls_conflict(const acall_t *x, const acall_t *y)
 }
 
 /* The next call to send on shard s: of the due calls that share no variable with a call queued
- * ahead of them, the lowest priority, the earliest among equals (*prevp: its predecessor). */
+ * ahead of them, the lowest priority, the earliest among equals (*prevp: its predecessor). A call
+ * queued again for a resend (after a transport failure or a busy reply) is never overtaken: the
+ * resends go out in the order the calls first went (a step's finishing part stays the last sent)
+ * before anything queued behind them, as before priorities. */
 static acall_t *pick(ashard_t *s, int64_t now, acall_t **prevp)
 {
     acall_t *best = NULL;
@@ -394,7 +397,7 @@ static acall_t *pick(ashard_t *s, int64_t now, acall_t **prevp)
             continue;
         int blocked = 0;
         for (acall_t *e = s->qhead; e != c && !blocked; e = e->next)
-            blocked = calls_conflict(e, c);
+            blocked = e->sent || calls_conflict(e, c);
         if (blocked)
             continue;
         best = c;
