@@ -566,10 +566,28 @@ static int sync_several(ps_worker_t *w,
         if (use[s])
             rc = shard_conn(w, s, err);
     }
+    /* Not joined: the last call failed (its vote's outcome may be unknown) or psd dropped the
+     * worker. Join first: the reply brings the coordinator's last decision. */
+    if (rc == 0 && !w->joined)
+        rc = rejoin(w, err);
     /* A decision this worker learned and has not delivered (its last vote's, or the one psd gave
      * at a join) goes first: a shard refuses the next step's gradients until it has it. */
     if (rc == 0)
         rc = deliver(w, use, err);
+    /* The coordinator has decided this step already: its gradients are never prepared again (a
+     * shard would take them in place of those the decision counted); the step is stale, or was
+     * taken when the decision names this worker (a vote whose reply was lost). */
+    if (rc == 0 && w->has_dec && w->dec_step >= step) {
+        res->global_step = w->dec_step + 1;
+        res->stale_dropped = 1;
+        for (size_t i = 0; w->dec_step == step && i < w->dec_n; i++) {
+            if (w->dec_workers[i] == w->cfg.worker) {
+                res->stale_dropped = 0;
+                res->aggregated = (uint32_t) w->dec_n;
+            }
+        }
+        goto out;
+    }
     /* Phase 1: prepare on every other shard at once. */
     size_t off = 0;
     for (size_t s = 0; s < w->nshards && rc == 0; s++) {
