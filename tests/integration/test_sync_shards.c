@@ -725,25 +725,40 @@ static void expect_coordinator_only(void)
     }
 }
 
+/* Wait until a checkpoint of shard k covers everything it logged so far: the newest log segment
+ * now (wal-N.log) is removed once a checkpoint covers it, so a restart loads what that segment held
+ * from the checkpoint's state. */
+static void wait_checkpoint_covers_now(size_t k)
+{
+    unsigned long newest = 0;
+    DIR *d = opendir(sh.datadir[k]);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        unsigned long g = 0;
+        if (sscanf(e->d_name, "wal-%lu.log", &g) == 1 && g > newest)
+            newest = g;
+    }
+    closedir(d);
+    cr_assert_gt(newest, 0, "no log segment in %s", sh.datadir[k]);
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/wal-%lu.log", sh.datadir[k], newest);
+    int gone = 0;
+    for (int i = 0; i < 400 && !gone; i++) {
+        gone = access(seg, F_OK) != 0;
+        if (!gone)
+            ps_sleep_ms(25);
+    }
+    cr_assert(gone, "no checkpoint covered %s", seg);
+}
+
 static void participant_restart_keeps_the_prepared_step(int wait_for_checkpoint)
 {
     float v0[NS][NV];
     read_vars(v0);
     ps_wc_t c[2], p[2][2];
     prepare_and_vote(c, p, 0);
-    if (wait_for_checkpoint) {
-        /* The prepares must come back from the checkpoint: wait until the log that holds them is
-         * gone (the checkpoint covers it). */
-        char seg[400];
-        snprintf(seg, sizeof seg, "%s/wal-1.log", sh.datadir[other[0]]);
-        int gone = 0;
-        for (int i = 0; i < 400 && !gone; i++) {
-            gone = access(seg, F_OK) != 0;
-            if (!gone)
-                ps_sleep_ms(25);
-        }
-        cr_assert(gone, "no checkpoint covered %s", seg);
-    }
+    if (wait_for_checkpoint)
+        wait_checkpoint_covers_now(other[0]);
     /* Shard other[0] dies between prepare and commit, and comes back. */
     kill_restart(other[0]);
     /* Worker 1 votes: the coordinator decides step 0 with workers 0 and 1. */
@@ -941,4 +956,30 @@ TestSuite(sync_shards_ckpt, .init = setup_ckpt, .fini = teardown, .timeout = 180
 Test(sync_shards_ckpt, shard_restarted_from_a_checkpoint_applies_the_decided_step)
 {
     participant_restart_keeps_the_prepared_step(1);
+}
+
+Test(sync_shards_ckpt, coordinator_restarted_from_a_checkpoint_keeps_its_decision)
+{
+    float v0[NS][NV];
+    read_vars(v0);
+    ps_wc_t c[2], p[2][2];
+    prepare_and_vote(c, p, 1);
+    close_all(c, p);
+    /* The decision must come back from the coordinator's checkpoint, not its log. */
+    wait_checkpoint_covers_now(coord);
+    kill_restart(coord);
+    cr_assert_eq(read_step(), 1);
+    ps_wc_t j;
+    ps_wc_reply_t r;
+    wc_open(&j, coord);
+    raw_join(&j, 0, 2, 2, &r);
+    EXPECT_OK(r);
+    const Pscope__V1__WorkerJoinReply *jr = r.h->worker_join_reply;
+    cr_assert(jr->decided, "the decision did not survive the checkpoint");
+    cr_assert_eq(jr->decided_step, 0);
+    cr_assert_eq(jr->n_decided_workers, 2);
+    ps_wc_reply_free(&r);
+    ps_wc_close(&j);
+    deliver_to_others(1);
+    expect_vars(1, 0x3, "after the decision from the checkpoint");
 }
