@@ -12,6 +12,7 @@
 # is shared: the load average is recorded with each table.
 #
 #   bench/run_sync.sh [STEPS per demo run, default 150] [bench_sync steps per worker, default 2000]
+#                     [bench_sync repetitions per cell (median), default 3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/provenance.sh"
@@ -19,6 +20,7 @@ ps_bench_begin bench/run_sync.sh "$@"
 build=${BUILD:-$root/build/bench-sync}
 steps=${1:-150}
 micro=${2:-2000}
+reps=${3:-3}
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 out="$root/bench/results/sync.md"
 tmp=$(mktemp -d /tmp/pscope-bench-sync.XXXXXX)
@@ -46,7 +48,7 @@ export OPENBLAS_NUM_THREADS=1
     echo
     echo "## Round trips and barriers alone (bench_sync, load at start: $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
-    PSD_BIN=$psd "$build/bench/bench_sync" "$micro"
+    PSD_BIN=$psd "$build/bench/bench_sync" "$micro" "$reps"
     echo
     echo "Load at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
