@@ -7,12 +7,12 @@
 #     the longest gap between a surviving worker's consecutive steps after the signal;
 #  2. the demo model (pstrain, Fashion-MNIST CNN, batch 64, Adam, dropout 0.4): steps/s of each
 #     worker (pstrain's own timing of its training loop) and global steps/s with 1, 2 and 3
-#     workers in each mode, STEPS global steps per run.
+#     workers in each mode, STEPS global steps per run, median of REPS runs.
 # Release build without sanitizers in build/bench-sync; one OpenBLAS thread per process. The machine
 # is shared: the load average is recorded with each table.
 #
 #   bench/run_sync.sh [STEPS per demo run, default 150] [bench_sync steps per worker, default 2000]
-#                     [bench_sync repetitions per cell (median), default 3]
+#                     [REPS: repetitions per cell (median), default 3]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/bench/provenance.sh"
@@ -105,11 +105,16 @@ demo() {
          END { printf "%.2f / %.2f", k ? sum / k : 0, wmax ? gmax / wmax : 0 }' "$tmp"/w*.log
 }
 
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
 {
     echo "## The demo model (pstrain: Fashion-MNIST CNN, batch 64, Adam, dropout 0.4, $steps global steps per run)"
     echo
     echo "Each cell: steps per second of one worker (mean over the workers) / global steps per"
-    echo "second (sync: every replica aggregated, so one global step takes a step of each worker)."
+    echo "second (sync: every replica aggregated, so one global step takes a step of each worker),"
+    echo "each the median of $reps runs."
     echo "Load at start: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo
     echo "| mode | 1 worker | 2 workers | 3 workers |"
@@ -122,7 +127,14 @@ demo() {
             *) printf "| %s |" "$mode" ;;
         esac
         for n in 1 2 3; do
-            printf " %s |" "$(demo "$mode" "$tau" "$n")"
+            per=()
+            glob=()
+            for _ in $(seq "$reps"); do
+                read -r a _ b <<< "$(demo "$mode" "$tau" "$n")"
+                per+=("$a")
+                glob+=("$b")
+            done
+            printf " %s / %s |" "$(median "${per[@]}")" "$(median "${glob[@]}")"
         done
         echo
     done

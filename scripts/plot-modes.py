@@ -81,7 +81,7 @@ def main():
         sys.exit(__doc__)
     series = []
     for arg in args[1:]:
-        name, path = arg.split("=", 1)
+        name, path = arg.rsplit("=", 1)  # a label may hold "=" (tau=2)
         series.append((name, load(path)))
     accs = [r[2] for _, rows in series for r in rows]
     ylo = max(0.0, min(accs) - 0.01) if accs else 0.0
@@ -92,14 +92,15 @@ def main():
            f'<text x="500" y="24" font-size="15" text-anchor="middle">{escape(title)}</text>']
     panel(out, MARGIN_L, series, 1, "global step", ylo, yhi)
     panel(out, MARGIN_L + PANEL_W + 90, series, 0, "wall time (s)", ylo, yhi)
+    x = MARGIN_L
     for i, (name, rows) in enumerate(series):
-        x = MARGIN_L + i * 180
         y = H - 14
         out.append(f'<line x1="{x}" x2="{x + 30}" y1="{y - 4}" y2="{y - 4}" '
                    f'stroke="{COLORS[i % len(COLORS)]}" stroke-width="3"/>')
         best = max((r[2] for r in rows), default=0)
-        out.append(f'<text x="{x + 36}" y="{y}" font-size="12">{escape(name)} '
-                   f'(best {best:.4f})</text>')
+        label = f"{name} (best {best:.4f})"
+        out.append(f'<text x="{x + 36}" y="{y}" font-size="12">{escape(label)}</text>')
+        x += 36 + 7 * len(label) + 30  # about 7 px a character at font-size 12
     out.append("</svg>")
     with open(args[0], "w") as f:
         f.write("\n".join(out) + "\n")
