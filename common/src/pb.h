@@ -24,6 +24,17 @@
  */
 Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err);
 
+/** Allocation callback for ps_pb_header_unpack_arena: size bytes, aligned for any type. */
+typedef void *(*ps_pb_arena_fn)(void *ctx, size_t size);
+
+/**
+ * ps_pb_header_unpack with every allocation (under the same bound) taken from arena(ctx, size):
+ * nothing is freed one by one (no ps_pb_header_free); the header lives until the caller releases
+ * its arena. psd unpacks each request header into the request's own memory this way.
+ */
+Pscope__V1__Header *ps_pb_header_unpack_arena(
+    const uint8_t *data, size_t len, ps_pb_arena_fn arena, void *ctx, ps_error_t *err);
+
 /** Free a header from ps_pb_header_unpack(); NULL is a no-op. */
 void ps_pb_header_free(Pscope__V1__Header *h);
 
@@ -38,6 +49,21 @@ uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h,
                           uint64_t payload_len,
                           uint32_t max_header,
                           size_t *out_len,
+                          ps_error_t *err);
+
+/**
+ * The two halves of ps_pb_frame_pack for a caller with its own buffer: the frame's prefix + header
+ * size (0 with err, as ps_pb_frame_pack fails), then the bytes written into buf (that many).
+ * Returns 0, or -1 with err.
+ */
+size_t ps_pb_frame_size(const Pscope__V1__Header *h,
+                        uint64_t payload_len,
+                        uint32_t max_header,
+                        ps_error_t *err);
+int ps_pb_frame_pack_into(const Pscope__V1__Header *h,
+                          uint64_t payload_len,
+                          size_t frame_len,
+                          uint8_t *buf,
                           ps_error_t *err);
 
 /** A ProtobufCBinaryData pointing at a C string (no copy). */

@@ -137,15 +137,23 @@ typedef struct psd_rpc {
     psd_method_metrics_t mm[PSD_METHOD_MAX + 1]; /* replies by code, latency (metrics.c) */
     psd_persist_metrics_t pm;                    /* counted by persist.c */
     psd_ops_metrics_t ops;                       /* readiness, recovery, metrics port */
+    struct psd_req *req_cache;                   /* freed request structs, reused (rpc.c) */
+    unsigned req_cached;
 } psd_rpc_t;
 
 /**
  * Where replies go. emit takes ownership of head (prefix + header, ps_malloc'd, head_len bytes) and
  * of one reference on each of the nblobs blobs, whose bytes follow in order as the payload.
+ * head_room (optional; a connection has one) is the allocation-free way: room for a head of len
+ * bytes at the end of the sink's own output buffer, or NULL (then emit is used); when it gives
+ * room, rpc.c packs the head there and calls emit_packed(ctx, len, blobs, nblobs) next, which
+ * takes the blob references as emit does.
  */
 typedef struct psd_reply_sink {
     void (*emit)(
         void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs);
+    uint8_t *(*head_room)(void *ctx, size_t len);
+    void (*emit_packed)(void *ctx, size_t len, psd_blob_t *const *blobs, size_t nblobs);
     void *ctx;
     /* The identity of the connection the requests come from; NULL = none (only valid while
      * rpc->auth is NULL: with --users, a request without a session is UNAUTHENTICATED). */
