@@ -4,8 +4,8 @@
  * and the packing of replies (prefix + header packed straight into the connection's output buffer
  * when the sink has one, else one owned chunk; then the payload blobs). A request's header is
  * unpacked into the request's own arena and request structs are reused, so a small request
- * allocates nothing. It owns the only translation between the wire messages and the store's types on the
- * server side. */
+ * allocates nothing. It owns the only translation between the wire messages and the store's types
+ * on the server side. */
 #include "rpc.h"
 
 #include <sodium.h>
