@@ -179,6 +179,7 @@ void psd_req_free(psd_req_t *r)
         n = s->next;
         ps_free(s);
     }
+#if REQ_CACHE_MAX > 0
     psd_rpc_t *rpc = r->rpc;
     if (rpc->req_cached < REQ_CACHE_MAX) {
         r->next_free = rpc->req_cache;
@@ -186,6 +187,7 @@ void psd_req_free(psd_req_t *r)
         rpc->req_cached++;
         return;
     }
+#endif
     ps_free(r);
 }
 
