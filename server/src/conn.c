@@ -864,7 +864,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
     }
+    /* The frames of this read arrived together: one clock reading for their latencies. */
+    c->srv->rpc.arrival_ns = uv_hrtime();
     psd_conn_process(c);
+    c->srv->rpc.arrival_ns = 0;
 }
 
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)

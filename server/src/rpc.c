@@ -1530,9 +1530,10 @@ static int emit_in_place(const psd_reply_sink_t *sink,
     if (!sink->head_room)
         return -1;
     ps_error_t err;
-    size_t len = ps_pb_frame_size(h, payload, max_header, &err);
+    ps_pb_plan_t plan;
+    size_t len = ps_pb_frame_size(h, payload, max_header, &plan, &err);
     uint8_t *room = len ? sink->head_room(sink->ctx, len) : NULL;
-    if (!room || ps_pb_frame_pack_into(h, payload, len, room, &err) != 0)
+    if (!room || ps_pb_frame_pack_into(h, payload, len, &plan, room, &err) != 0)
         return -1;
     sink->emit_packed(sink->ctx, len, blobs, nblobs);
     return 0;
@@ -1992,7 +1993,7 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     if (r) {
         memset(r, 0, offsetof(psd_req_t, arena)); /* the arena is zeroed piecewise as used */
         r->rpc = rpc;
-        r->t0_ns = uv_hrtime();
+        r->t0_ns = rpc->arrival_ns ? rpc->arrival_ns : uv_hrtime();
     }
     if (!r) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
@@ -2118,7 +2119,8 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     size_t nblobs = 0;
     rpc->counters[m->method].calls++;
     int rc = 0;
-    rpc->req_ms = request_ms(rpc);
+    /* A pull records no time (nothing is created or logged): one clock reading less. */
+    rpc->req_ms = m->method == PSCOPE__V1__METHOD__PULL ? 0 : request_ms(rpc);
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
     rpc->cur_sink = sink;

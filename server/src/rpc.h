@@ -115,6 +115,9 @@ typedef struct psd_rpc {
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
     int64_t req_ms;     /* the request being handled: its one wall-clock reading (store and log) */
     uint64_t req_t0_ns; /* the request being handled: when its header arrived (uv_hrtime) */
+    /* Nonzero while the frames of one read are decoded: when they arrived (uv_hrtime, read once
+     * per read by conn.c), every request's start time for its latency; 0 = read the clock. */
+    uint64_t arrival_ns;
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
