@@ -530,6 +530,68 @@ static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
     return vi;
 }
 
+/* ---- get_variable's VarInfo, encoded once ----
+ * A variable's metadata is fixed when it is created and its VarInfo otherwise changes only with its
+ * version, so get_variable keeps the encoding it last sent for a variable (one slot per name hash)
+ * and sends those bytes again while the variable (its address, name, creation time and version)
+ * is the same and no request that can delete or create variables ran since (rpc->var_epoch). */
+#define VI_SLOTS    256
+#define VI_NAME_MAX 96
+#define VI_BYTES    512
+
+struct psd_vi_entry {
+    const psd_var_t *v;
+    uint64_t version, epoch;
+    int64_t created_ms;
+    uint16_t name_len;
+    uint16_t len; /* bytes: the varint length, then the VarInfo message (0 = empty slot) */
+    char name[VI_NAME_MAX];
+    uint8_t bytes[VI_BYTES];
+};
+
+static struct psd_vi_entry *vi_slot(psd_rpc_t *rpc, const psd_var_t *v)
+{
+    if (!rpc->vi_cache && !(rpc->vi_cache = ps_calloc(VI_SLOTS, sizeof *rpc->vi_cache)))
+        return NULL;
+    return &rpc->vi_cache[v->hash % VI_SLOTS];
+}
+
+static const struct psd_vi_entry *vi_lookup(psd_rpc_t *rpc, const psd_var_t *v)
+{
+    const struct psd_vi_entry *e = vi_slot(rpc, v);
+    if (!e || !e->len || e->v != v || e->version != v->version || e->epoch != rpc->var_epoch ||
+        e->created_ms != v->created_ms || e->name_len != v->name_len ||
+        memcmp(e->name, psd_var_name(v), v->name_len) != 0)
+        return NULL;
+    return e;
+}
+
+static void vi_store(psd_rpc_t *rpc, const psd_var_t *v, const Pscope__V1__VarInfo *vi)
+{
+    struct psd_vi_entry *e = vi_slot(rpc, v);
+    size_t n = pscope__v1__var_info__get_packed_size(vi);
+    if (!e || v->name_len > VI_NAME_MAX || n > VI_BYTES - 5)
+        return;
+    uint8_t *p = e->bytes;
+    size_t k = n;
+    while (k >= 0x80) {
+        *p++ = (uint8_t) (k | 0x80);
+        k >>= 7;
+    }
+    *p++ = (uint8_t) k;
+    if (pscope__v1__var_info__pack(vi, p) != n) {
+        e->len = 0;
+        return;
+    }
+    e->len = (uint16_t) ((size_t) (p - e->bytes) + n);
+    e->v = v;
+    e->version = v->version;
+    e->epoch = rpc->var_epoch;
+    e->created_ms = v->created_ms;
+    e->name_len = v->name_len;
+    memcpy(e->name, psd_var_name(v), v->name_len);
+}
+
 static int oom(ps_error_t *err)
 {
     return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory building the reply");
@@ -684,8 +746,27 @@ static int handle_getvar(psd_rpc_t *rpc,
         return oom(err);
     pscope__v1__get_variable_reply__init(rep);
     rep->created = created;
-    if (!(rep->var = var_info(r, v)))
-        return oom(err);
+    const struct psd_vi_entry *cached = created ? NULL : vi_lookup(rpc, v);
+    if (created)
+        rpc->var_epoch++;
+    if (cached) {
+        /* GetVariableReply.var (field 2) as the bytes sent before: protobuf-c writes a message's
+         * unknown fields verbatim after its known ones. */
+        ProtobufCMessageUnknownField *uf = scratch_alloc(r, sizeof *uf);
+        if (!uf)
+            return oom(err);
+        uf->tag = 2;
+        uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        uf->len = cached->len;
+        uf->data = (uint8_t *) (uintptr_t) cached->bytes;
+        rep->base.n_unknown_fields = 1;
+        rep->base.unknown_fields = uf;
+    } else {
+        if (!(rep->var = var_info(r, v)))
+            return oom(err);
+        if (!created)
+            vi_store(rpc, v, rep->var);
+    }
     out->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY;
     out->get_variable_reply = rep;
     return 0;
@@ -2135,6 +2216,12 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     }
     if (!rc && rpc->hooks.after)
         rpc->hooks.after(rpc->hooks.ctx, r->hdr, r->blobs, r->ntensors, &out);
+    /* Anything but a read may have deleted or created variables: get_variable's cached VarInfo
+     * encodings are not reused across it. */
+    if (m->method != PSCOPE__V1__METHOD__PULL && m->method != PSCOPE__V1__METHOD__GET_VARIABLE &&
+        m->method != PSCOPE__V1__METHOD__PING && m->method != PSCOPE__V1__METHOD__LIST &&
+        m->method != PSCOPE__V1__METHOD__DESCRIBE && m->method != PSCOPE__V1__METHOD__STATS)
+        rpc->var_epoch++;
     rpc->req_ms = 0;
     if (rc) {
         rpc->counters[m->method].errors++;
@@ -2185,6 +2272,8 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
 
 void psd_rpc_deinit(psd_rpc_t *rpc)
 {
+    ps_free(rpc->vi_cache);
+    rpc->vi_cache = NULL;
     while (rpc->req_cache) {
         psd_req_t *r = rpc->req_cache;
         rpc->req_cache = r->next_free;

@@ -142,6 +142,8 @@ typedef struct psd_rpc {
     psd_ops_metrics_t ops;                       /* readiness, recovery, metrics port */
     struct psd_req *req_cache;                   /* freed request structs, reused (rpc.c) */
     unsigned req_cached;
+    struct psd_vi_entry *vi_cache; /* get_variable's VarInfo encodings (rpc.c) */
+    uint64_t var_epoch;            /* +1 by any request that may delete or create variables */
 } psd_rpc_t;
 
 /**
