@@ -3,15 +3,16 @@
 # loop in one process without psd (pstrain --local: the same store and optimizer code, in-process),
 # which is the parameter-server overhead, for each of the worker's I/O modes (--io sync: one
 # blocking pull and step per step, the loop before issue 14; overlap, the default: gradients pushed
-# layer by layer during the backward pass and the next weights pulled behind them; prefetch: the
-# next step's weights pulled while the step computes), then one, two and three asynchronous workers
-# on one psd.
+# layer by layer during the backward pass and the next weights pulled behind them; priority: the
+# same transfers sent in the order the next forward pass needs them, BytePS-style, within a 4 MiB
+# window, pulls in 1 MiB chunks; prefetch: the next step's weights pulled while the step
+# computes), then one, two and three asynchronous workers on one psd.
 # Builds psd and pstrain in Release without sanitizers (build/bench-train), one OpenBLAS thread per
 # process, local and psd runs interleaved and repeated because the machine is shared. The overhead
 # is a paired ratio: per repetition, 1 - (psd examples/s) / (local examples/s) of the local and psd
 # runs made back to back, then the median [min-max] of those. Every repetition runs local, sync,
-# overlap and prefetch back to back. Writes bench/results/train.md (ending
-# with its provenance: command, commit, clean tree or not, date, load) and bench/results/train.csv.
+# overlap, priority and prefetch back to back (IOS="..." picks the psd modes). Writes
+# bench/results/train.md (ending with its provenance: command, commit, clean tree or not, date, load) and bench/results/train.csv.
 #
 # CPU per step is recorded too, which the shared machine's load does not stretch: the worker's
 # compute thread (forward and backward), the worker process (with its I/O thread) and psd
@@ -74,6 +75,7 @@ stop_psd() {
 field() { sed -n "s|.* $1 \([0-9.]*\).*|\1|p" "$2" | head -n 1; }
 share() { sed -n "s|.*$1 \([0-9.]*\)%.*|\1|p" "$2" | head -n 1; }
 batches=${BATCHES-64 128 256}
+ios=${IOS-sync overlap priority prefetch}
 workers=${WORKERS-1 2 3}
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -94,7 +96,7 @@ for batch in $batches; do
             >"$tmp/local.out" 2>&1
         echo "local,$batch,1,$rep,$(field examples/s "$tmp/local.out"),0,$(share compute "$tmp/local.out"),$(share apply "$tmp/local.out"),$(field compute_thread "$tmp/local.out"),$(field process "$tmp/local.out"),0" >>"$csv"
         line="batch $batch rep $rep: local $(field examples/s "$tmp/local.out") ex/s"
-        for io in sync overlap prefetch; do
+        for io in $ios; do
             config=psd-$io
             [ "$io" = overlap ] && config=psd
             start_psd
@@ -169,8 +171,11 @@ paired() {
     echo "blocking APPLY_GRADIENTS); \`overlap\` (the default) pushes each layer's gradients as the"
     echo "backward pass produces them (<ps/async.h>, one step in four parts) and pulls that layer's next"
     echo "weights right behind its push, so the forward pass waits per layer, with the same results as"
-    echo "sync; \`prefetch\` pulls the next step's weights while the step computes (at most one step"
-    echo "stale). With overlap and prefetch the pull and apply shares are the time the worker was"
+    echo "sync; \`priority\` sends the same transfers in the order the next forward pass needs them"
+    echo "(each layer's push and pull carry its place as priority, conv1 first, as BytePS schedules),"
+    echo "at most 4 MiB in flight, and pulls fc1's 12.8 MB weights in 1 MiB chunks of rows (GATHER),"
+    echo "with the same results as sync; \`prefetch\` pulls the next step's weights while the step"
+    echo "computes (at most one step stale). With overlap and prefetch the pull and apply shares are the time the worker was"
     echo "blocked on psd (a layer's weights not there yet, the last step's gradients not sent yet)."
     echo
     echo "| batch | --io | local examples/s, best (median) | through psd, best (median) | overhead from examples/s, paired | psd step: wait for pull / compute / wait for apply (median) | local step: compute / apply (median) | overhead from the step split, paired |"
@@ -179,7 +184,7 @@ paired() {
         lb=$(best local "$batch" 1 5)
         lm=$(med local "$batch" 1 5)
         cl=$(med local "$batch" 1 7)
-        for cfg in psd-sync psd psd-prefetch; do
+        for cfg in psd-sync psd psd-priority psd-prefetch; do
             [ -n "$(col "$cfg" "$batch" 1 5)" ] || continue
             io=${cfg#psd-}
             [ "$cfg" = psd ] && io="overlap (default)"
@@ -206,7 +211,7 @@ paired() {
     for batch in $batches; do
         lc=$(med local "$batch" 1 10)
         echo "| $batch | local | $(med local "$batch" 1 9) | $lc | | |"
-        for cfg in psd-sync psd psd-prefetch; do
+        for cfg in psd-sync psd psd-priority psd-prefetch; do
             [ -n "$(col "$cfg" "$batch" 1 10)" ] || continue
             io=${cfg#psd-}
             [ "$cfg" = psd ] && io="overlap (default)"

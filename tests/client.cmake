@@ -46,6 +46,10 @@ add_dependencies(test_tls psd)
 ps_add_criterion_test(test_async SOURCES integration/test_async.c LIBS psclient_core
                       LABELS integration TIMEOUT 180)
 add_dependencies(test_async psd)
+# Their scheduling: priorities, the window of bytes in flight, pulls in chunks of rows.
+ps_add_criterion_test(test_async_priority SOURCES integration/test_async_priority.c
+                      LIBS psclient_core LABELS integration TIMEOUT 120)
+add_dependencies(test_async_priority psd)
 
 # Sparse rows and embeddings (issue 12) against 1 and 2 real psd processes.
 ps_add_criterion_test(test_embedding SOURCES integration/test_embedding.c LIBS psclient_core

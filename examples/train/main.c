@@ -111,12 +111,15 @@ static void usage(FILE *f)
         "  --csv FILE              evaluator: write the curve here (default curve.csv)\n"
         "  --png FILE              evaluator: plot here with gnuplot (default curve.png)\n"
         "  --eval-at-end           worker / local: report test accuracy when done\n"
-        "  --io sync|overlap|prefetch   worker: blocking pull and step per step (sync);\n"
-        "                          each layer's gradients pushed during the backward pass and\n"
-        "                          its next weights pulled behind them (overlap, the default,\n"
-        "                          same results as sync); or the next step's weights prefetched\n"
-        "                          while the step computes, at most one step stale (prefetch);\n"
-        "                          modes sync and ssp use sync\n"
+        "  --io sync|overlap|priority|prefetch   worker: blocking pull and step per step\n"
+        "                          (sync); each layer's gradients pushed during the backward pass\n"
+        "                          and its next weights pulled behind them (overlap, the default,\n"
+        "                          same results as sync); the same transfers sent in the order "
+        "the\n"
+        "                          next forward pass needs them, a 4 MiB window in flight, pulls\n"
+        "                          in 1 MiB chunks (priority, BytePS's scheduling, same results);\n"
+        "                          or the next step's weights prefetched while the step computes,\n"
+        "                          at most one step stale (prefetch); modes sync and ssp use sync\n"
         "  --mode async|sync|ssp   consistency (default async; docs/consistency.md)\n"
         "  --replicas-to-aggregate N  sync: gradients averaged per step (default\n"
         "                          --num-workers; fewer = backup workers)\n"
@@ -339,8 +342,10 @@ static int parse(int argc, char **argv, opts_t *o)
                 o->io = MODEL_IO_OVERLAP;
             else if (strcmp(optarg, "prefetch") == 0)
                 o->io = MODEL_IO_PREFETCH;
+            else if (strcmp(optarg, "priority") == 0)
+                o->io = MODEL_IO_PRIORITY;
             else {
-                fprintf(stderr, "pstrain: --io must be sync, overlap or prefetch\n");
+                fprintf(stderr, "pstrain: --io must be sync, overlap, priority or prefetch\n");
                 return -1;
             }
             break;

@@ -293,6 +293,13 @@ static double now_s(void)
     return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
+/* The options of layer l's transfers: with MODEL_IO_PRIORITY, its place in the forward pass. */
+static ps_op_opts_t layer_opts(const model_t *m, size_t l)
+{
+    ps_op_opts_t o = {.priority = m->io == MODEL_IO_PRIORITY ? (int) l : 0};
+    return o;
+}
+
 /* Start the pull of layer l's weights and biases into their buffers (none when one is in flight).
  */
 static int pull_layer(model_t *m, size_t l, ps_error_t *err)
@@ -301,7 +308,8 @@ static int pull_layer(model_t *m, size_t l, ps_error_t *err)
         return 0;
     void *bufs[2] = {m->w[2 * l], m->w[2 * l + 1]};
     size_t lens[2] = {m->nelems[2 * l] * sizeof(float), m->nelems[2 * l + 1] * sizeof(float)};
-    return ps_async_pull(m->as, &m->vars[2 * l], 2, bufs, lens, NULL, &m->pull_op[l], err);
+    ps_op_opts_t o = layer_opts(m, l);
+    return ps_async_pull(m->as, &m->vars[2 * l], 2, bufs, lens, &o, &m->pull_op[l], err);
 }
 
 /* Wait for *op (if any), adding the time blocked to *waited, and release it. */
@@ -350,13 +358,15 @@ static int push_layer(model_t *m, size_t l, ps_error_t *err)
     if (!m->step)
         return 0;
     const void *g[2] = {m->dw[2 * l], m->dw[2 * l + 1]};
-    return ps_async_step_push(m->step, &m->vars[2 * l], g, 2, NULL, &m->push_op[l], err);
+    ps_op_opts_t o = layer_opts(m, l);
+    return ps_async_step_push(m->step, &m->vars[2 * l], g, 2, &o, &m->push_op[l], err);
 }
 
-/* Layer l's weights are no longer read in this step: its next-step pull may land (OVERLAP). */
+/* Layer l's weights are no longer read in this step: its next-step pull may land (OVERLAP,
+ * PRIORITY). */
 static int next_pull(model_t *m, size_t l, ps_error_t *err)
 {
-    return m->io == MODEL_IO_OVERLAP ? pull_layer(m, l, err) : 0;
+    return m->io == MODEL_IO_OVERLAP || m->io == MODEL_IO_PRIORITY ? pull_layer(m, l, err) : 0;
 }
 
 int model_set_io(model_t *m, int io, int exact_step, ps_error_t *err)
@@ -365,7 +375,12 @@ int model_set_io(model_t *m, int io, int exact_step, ps_error_t *err)
     m->exact_step = exact_step;
     if (io == MODEL_IO_SYNC || !m->client)
         return 0;
-    int rc = ps_async_new(m->client, NULL, &m->as, err);
+    ps_async_opts_t ao = {0};
+    if (io == MODEL_IO_PRIORITY) {
+        ao.window_bytes = MODEL_IO_WINDOW;
+        ao.chunk_bytes = MODEL_IO_CHUNK;
+    }
+    int rc = ps_async_new(m->client, &ao, &m->as, err);
     if (rc == 0 && io == MODEL_IO_PREFETCH)
         rc = ps_prefetch_new(m->as, m->vars, m->nvars, 1, &m->pf, err);
     if (rc == 0)
@@ -528,6 +543,7 @@ int model_apply(model_t *m, int64_t *global_step, ps_error_t *err)
         return ps_optimizer_apply_gradients(m->opt, m->vars, (const void *const *) m->dw, m->nvars,
                                             global_step, err);
     psd_grad_t grads[MODEL_NVARS];
+    memset(grads, 0, sizeof grads); /* dense: no indices, and whatever fields psd_grad_t grows */
     uint64_t versions[MODEL_NVARS];
     for (size_t i = 0; i < m->nvars; i++) {
         grads[i].name = m->names[i];

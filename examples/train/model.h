@@ -25,7 +25,14 @@ enum {
                               its next-step pull right behind (exact: the same results as SYNC) */
     MODEL_IO_PREFETCH = 2, /* pushes as OVERLAP; the next step's weights prefetched while the step
                               computes (at most one step stale) */
+    MODEL_IO_PRIORITY = 3, /* as OVERLAP, scheduled as BytePS does: each layer's push and pull
+                              carry its place in the next forward pass as priority (conv1 first),
+                              at most MODEL_IO_WINDOW bytes in flight, large pulls in chunks of
+                              MODEL_IO_CHUNK bytes (exact: the same results as SYNC) */
 };
+
+#define MODEL_IO_WINDOW (4u << 20)
+#define MODEL_IO_CHUNK  (1u << 20)
 
 struct psd_store;
 struct psd_optim;

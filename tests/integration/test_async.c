@@ -3,13 +3,17 @@
  * operation leaving the others alone, a shard killed mid-flight reported UNAVAILABLE by name while
  * the other shard's operations complete, cancel and close with operations in flight (psd stopped
  * by SIGSTOP so they stay in flight; ASan checks that nothing leaks), polling without blocking,
- * request timeouts, a step pushed in parts equal to the same step in one call, and the
- * prefetcher's staleness bound. */
+ * request timeouts, a step pushed in parts equal to the same step in one call, the prefetcher's
+ * staleness bound, pulls of caching_device variables served from and refilling their copy, and
+ * the process's cancel fd failing pending operations. */
+#define _GNU_SOURCE /* pipe2 */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -516,4 +520,134 @@ Test(async, prefetch_fresh)
 Test(async, prefetch_staleness_bound_of_one_step)
 {
     prefetch_run(1);
+}
+
+/* caching_device: an asynchronous pull of a cached variable read already in this graph step is
+ * served from the worker-side copy without a request (complete at once), as ps_variables_pull
+ * does; a pull that reads psd refills the copy, which a blocking pull of the same step then
+ * returns; the next graph step reads psd again. An uncached variable in the same pull always
+ * reads psd. */
+Test(async, pull_serves_and_refills_the_caching_device_copy)
+{
+    fixture_t f;
+    fx_start(&f, 1, 10000, 0);
+    ps_shape_t shape = ps_shape_make(0, NULL);
+    ps_initializer_t one = ps_init_constant(1.0);
+    ps_get_variable_args_t ac = {.name = "cached",
+                                 .shape = &shape,
+                                 .initializer = &one,
+                                 .caching_device = "/job:worker/task:0"};
+    ps_get_variable_args_t ap = {.name = "plain", .shape = &shape, .initializer = &one};
+    ps_variable_t *v[2];
+    cr_assert_eq(ps_get_variable(f.g, &ac, &v[0], &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_get_variable(f.g, &ap, &v[1], &f.err), 0, "%s", f.err.msg);
+    /* Another graph writes behind the cache's back. */
+    ps_graph_t *g2 = NULL;
+    cr_assert_eq(ps_graph_new(f.c, &g2, &f.err), 0, "%s", f.err.msg);
+    ps_get_variable_args_t oc = {.name = "cached", .shape = &shape};
+    ps_get_variable_args_t op_ = {.name = "plain", .shape = &shape};
+    ps_variable_t *w[2];
+    cr_assert_eq(ps_get_variable(g2, &oc, &w[0], &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_get_variable(g2, &op_, &w[1], &f.err), 0, "%s", f.err.msg);
+
+    float got[2] = {0, 0};
+    void *bufs[2] = {&got[0], &got[1]};
+    size_t lens[2] = {4, 4};
+    ps_op_t *op = NULL;
+    cr_assert_eq(ps_async_pull(f.a, v, 2, bufs, lens, NULL, &op, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_op_wait(op, -1, &f.err), 0, "%s", f.err.msg); /* fills the cache */
+    ps_op_free(op);
+    cr_expect(got[0] == 1.0f && got[1] == 1.0f);
+    static const float five = 5.0f;
+    cr_assert_eq(ps_variable_assign(w[0], &five, 4, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_variable_assign(w[1], &five, 4, &f.err), 0, "%s", f.err.msg);
+
+    /* Same step: the cached one from the copy (nothing to send), the plain one from psd. */
+    cr_assert_eq(ps_async_pull(f.a, &v[0], 1, bufs, lens, NULL, &op, &f.err), 0, "%s", f.err.msg);
+    cr_expect_eq(ps_op_pending(op), 0, "a pull served from the cache sends nothing");
+    cr_assert_eq(ps_op_wait(op, -1, &f.err), 0, "%s", f.err.msg);
+    ps_op_free(op);
+    cr_expect_eq(got[0], 1.0f, "same step: the cached copy, not %g", (double) got[0]);
+    cr_assert_eq(ps_async_pull(f.a, v, 2, bufs, lens, NULL, &op, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_op_wait(op, -1, &f.err), 0, "%s", f.err.msg);
+    ps_op_free(op);
+    cr_expect_eq(got[0], 1.0f, "same step, with an uncached variable: the cached copy");
+    cr_expect_eq(got[1], 5.0f, "the uncached variable reads psd");
+
+    /* Next step: psd again, and the blocking pull of that step gets the copy the async one made. */
+    ps_graph_new_step(f.g);
+    cr_assert_eq(ps_async_pull(f.a, v, 1, bufs, lens, NULL, &op, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_op_wait(op, -1, &f.err), 0, "%s", f.err.msg);
+    ps_op_free(op);
+    cr_expect_eq(got[0], 5.0f, "new step: read again");
+    static const float eight = 8.0f;
+    cr_assert_eq(ps_variable_assign(w[0], &eight, 4, &f.err), 0, "%s", f.err.msg);
+    float x = 0;
+    cr_assert_eq(ps_variable_pull(v[0], &x, 4, &f.err), 0, "%s", f.err.msg);
+    cr_expect_eq(x, 5.0f, "the blocking pull of the same step returns the async pull's copy");
+    ps_graph_free(g2);
+    fx_stop(&f);
+}
+
+/* The process's cancel fd (ps_set_cancel_fd, Ctrl-C): with psd stopped, a pull in flight and an
+ * update waiting behind a full window, writing to the fd makes both fail CANCELLED at once (the
+ * wait returns), the fd is read away, and the context reconnects for the next pull. With nothing
+ * pending the context leaves the fd alone (a blocking call may be the one waiting). */
+Test(async, cancel_fd_cancels_pending_operations)
+{
+    fixture_t f;
+    memset(&f, 0, sizeof f);
+    cr_assert_eq(ps_psd_start(&f.psd[0], NULL, "warning", NULL), 0, "psd did not start");
+    f.n = 1;
+    snprintf(f.addr[0], sizeof f.addr[0], "127.0.0.1:%u", (unsigned) f.psd[0].port);
+    const char *addrs[1] = {f.addr[0]};
+    ps_client_opts_t o = {.request_timeout_ms = 10000};
+    cr_assert_eq(ps_client_connect_list(addrs, 1, &o, &f.c, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_graph_new(f.c, &f.g, &f.err), 0, "%s", f.err.msg);
+    ps_async_opts_t ao = {.request_timeout_ms = 20000, .window_bytes = 1};
+    cr_assert_eq(ps_async_new(f.c, &ao, &f.a, &f.err), 0, "%s", f.err.msg);
+    ps_variable_t *x = var(&f, "x", 0, NULL);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+    ps_set_cancel_fd(p[0]);
+
+    cr_assert_eq(ps_psd_signal(&f.psd[0], SIGSTOP), 0);
+    float b = -1;
+    void *bp = &b;
+    size_t four = 4;
+    static const float one = 1.0f;
+    ps_op_t *ops[2];
+    cr_assert_eq(ps_async_pull(f.a, &x, 1, &bp, &four, NULL, &ops[0], &f.err), 0, "%s", f.err.msg);
+    ps_update_t u = {.var = x, .op = PS_UPDATE_ASSIGN_ADD, .x = &one, .len = 4};
+    cr_assert_eq(ps_async_update(f.a, &u, 1, NULL, &ops[1], &f.err), 0, "%s", f.err.msg);
+    cr_expect_eq(ps_op_wait(ops[0], 100, &f.err), PS_ERR_DEADLINE_EXCEEDED, "psd is stopped");
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    char want[96];
+    snprintf(want, sizeof want, "request to %s cancelled", f.addr[0]);
+    cr_expect_eq(ps_op_wait(ops[0], 5000, &f.err), PS_ERR_CANCELLED, "%s", f.err.msg);
+    cr_expect_str_eq(f.err.msg, want);
+    cr_expect_eq(ps_op_wait(ops[1], 5000, &f.err), PS_ERR_CANCELLED, "%s", f.err.msg);
+    cr_expect_str_eq(f.err.msg, "operation cancelled before it was sent");
+    char c;
+    cr_expect_eq(read(p[0], &c, 1), -1, "the cancel fd was read away");
+    for (int i = 0; i < 2; i++)
+        ps_op_free(ops[i]);
+    cr_assert_eq(ps_psd_signal(&f.psd[0], SIGCONT), 0);
+
+    /* Reconnected; the update was never sent, so x is still 0. */
+    ps_op_t *op = NULL;
+    cr_assert_eq(ps_async_pull(f.a, &x, 1, &bp, &four, NULL, &op, &f.err), 0, "%s", f.err.msg);
+    cr_assert_eq(ps_op_wait(op, -1, &f.err), 0, "%s", f.err.msg);
+    cr_expect_eq(b, 0.0f);
+    ps_op_free(op);
+
+    /* Idle: the byte stays for whoever waits. */
+    cr_assert_eq(write(p[1], "y", 1), 1);
+    struct timespec ts = {0, 100000000L};
+    nanosleep(&ts, NULL);
+    cr_expect_eq(read(p[0], &c, 1), 1, "an idle context took the cancellation");
+    ps_set_cancel_fd(-1);
+    close(p[0]);
+    close(p[1]);
+    fx_stop(&f);
 }

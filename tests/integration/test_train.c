@@ -412,15 +412,18 @@ static void run_io(const char *io, char *losses, size_t cap)
 }
 
 /* The default I/O (gradients pushed layer by layer during the backward pass, next weights pulled
- * behind them) trains exactly as the blocking loop: the same losses to the last digit; prefetch
- * (one step stale) trains too. */
+ * behind them) and its priority-scheduled form (the transfers in the next forward pass's order,
+ * fc1's parts pulled in chunks of rows) train exactly as the blocking loop: the same losses to the
+ * last digit; prefetch (one step stale) trains too. */
 Test(train, overlapped_io_trains_exactly_as_sync)
 {
-    char sync[128], overlap[128], prefetch[128];
+    char sync[128], overlap[128], priority[128], prefetch[128];
     run_io("sync", sync, sizeof sync);
     run_io("overlap", overlap, sizeof overlap);
+    run_io("priority", priority, sizeof priority);
     run_io("prefetch", prefetch, sizeof prefetch);
     cr_expect_str_eq(overlap, sync);
+    cr_expect_str_eq(priority, sync);
     cr_expect(strncmp(prefetch, sync, strlen("first_loss 2.3")) == 0, "prefetch: %s, sync: %s",
               prefetch, sync);
     cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not stop cleanly");

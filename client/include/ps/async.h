@@ -40,7 +40,9 @@ extern "C" {
  *   ps_op_pending and read the error they are given (borrowed for the call).
  *
  * Ordering: the requests of one context to one shard go on one connection and psd runs them in
- * order, so a pull started after an update or step of the same variable sees it. A request psd
+ * the order they are sent: the order they were started, except that a request of a lower
+ * ps_op_opts_t.priority may be sent before waiting requests of higher ones that share no variable
+ * with it. So a pull started after an update or step of the same variable sees it. A request psd
  * deferred (UNAVAILABLE with a retry hint, payload admission) is resent after the hint's wait and
  * may then run after requests started later on its shard.
  *
@@ -53,6 +55,16 @@ extern "C" {
  * failure and says which shards applied their part. An operation not complete within the request
  * timeout fails DEADLINE_EXCEEDED; its shard's connection is then reset and the other operations
  * on it are resent.
+ *
+ * Cancellation (Ctrl-C): while operations are pending, the I/O thread also watches the process's
+ * cancel fd (ps_set_cancel_fd); when it becomes readable it reads it away and fails every pending
+ * operation CANCELLED: in flight "request to 127.0.0.1:7000 cancelled" (the connection closes and
+ * the next request reconnects; an update or step part may have been applied), not yet sent
+ * "operation cancelled before it was sent". An idle context leaves the fd alone.
+ *
+ * Caching devices: a pull of a variable with a caching_device (ps/variable.h) read already in this
+ * graph step is served from the worker-side copy when the pull starts, with no request; a pull that
+ * reads psd refills the copy at ps_op_wait, as ps_variables_pull does.
  */
 
 typedef struct ps_async ps_async_t;
@@ -67,6 +79,18 @@ typedef struct ps_async_opts {
                              */
     int max_retries;        /* reconnect-and-resend attempts per request; 0: 3; -1: none */
     int retry_backoff_ms;   /* sleep before each retry, times the attempt number; 0: 50 */
+    /* Bytes in flight per shard connection (a pull's reply, an update's or a step's values, of
+     * the requests sent whose replies have not all landed): a queued request is sent when it fits
+     * beside them, or when nothing is in flight. Requests wait in priority order (ps_op_opts_t),
+     * so an urgent request queued later goes out before the less urgent ones still waiting.
+     * 0: unbounded (every request is sent at once); < 0: INVALID_ARGUMENT. */
+    int64_t window_bytes;
+    /* Pulls: a variable (a part of a partitioned one) larger than this is pulled as ranges of
+     * rows along axis 0 of about this many bytes, each its own request (GATHER), so that an
+     * urgent request can go out between them. Each range is read atomically; with other
+     * writers the ranges may come from different versions (the pull reports the oldest).
+     * 0: whole variables; < 0: INVALID_ARGUMENT. */
+    int64_t chunk_bytes;
 } ps_async_opts_t;
 
 /**
@@ -87,9 +111,18 @@ ps_async_new(ps_client_t *client, const ps_async_opts_t *opts, ps_async_t **out,
 PS_EXTERN void ps_async_free(ps_async_t *a);
 
 /** Options of one operation (NULL: none). */
+#define PS_ASYNC_MAX_PRIORITY 65535
+
 typedef struct ps_op_opts {
     ps_op_cb cb; /* NULL: no callback */
     void *cb_data;
+    /* 0 (the default, the most urgent) to PS_ASYNC_MAX_PRIORITY: of the requests waiting to be
+     * sent on a shard (window_bytes, lanes), the lowest priority goes first, and in the order
+     * they were started among equals. A request never overtakes a waiting request that touches
+     * one of its variables, so read-your-writes holds whatever the priorities (BytePS's
+     * scheduler: priority = the layer's place in the next forward pass). Outside the range:
+     * INVALID_ARGUMENT. */
+    int priority;
 } ps_op_opts_t;
 
 /**
@@ -127,7 +160,8 @@ PS_EXTERN int ps_async_update(ps_async_t *a,
  * shard's last gradient of the step, and the step counter (cfg->global_step, on its shard, which
  * must receive a gradient of the step) counts the step once. The results equal those of
  * ps_optimizer_apply_gradients with every gradient in one call, when no other worker steps in
- * between. Each push is an operation of its own (exactly once, like updates).
+ * between. Each push is an operation of its own (exactly once, like updates), and pushes may be
+ * sent in any order (priorities): the shard's part that is sent last finishes the step there.
  */
 typedef struct ps_async_step ps_async_step_t;
 

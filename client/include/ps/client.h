@@ -66,8 +66,10 @@ typedef struct ps_client_opts {
  * to 127.0.0.1:7000 cancelled"), closing its connection: the next call reconnects; an update or
  * step already sent may have been applied, as after a transport failure (its retry applies it
  * once). Typically the read end of a non-blocking pipe whose write end a signal handler writes to
- * (Python's signal.set_wakeup_fd). Process-wide; -1 removes it. Not used by ps/async.h
- * (ps_async_cancel).
+ * (Python's signal.set_wakeup_fd). Process-wide; -1 removes it. An asynchronous context
+ * (ps/async.h) watches it too while it has operations pending, and then fails all of them
+ * CANCELLED the same way (ps_op_wait returns); whichever waiter reads fd first takes the
+ * cancellation.
  */
 PS_EXTERN void ps_set_cancel_fd(int fd);
 

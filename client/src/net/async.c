@@ -1,7 +1,9 @@
 /* ps_async_t: libpsclient's asynchronous operations. One I/O thread per context drives one
  * connection per psd shard with a poll() loop (conn.c's pipe engine): operations are split into
- * one request per shard, queued by the caller's thread, sent in order and pipelined, and completed
- * one by one as their replies land (pull bytes straight into the caller's buffers). It owns the
+ * one request per shard (and large pulls into ranges of rows, GATHER), queued by the caller's
+ * thread, sent pipelined in priority order within a window of bytes in flight per connection (a
+ * request never overtakes a waiting one that shares a variable with it), and completed one by one
+ * as their replies land (pull bytes straight into the caller's buffers). It owns the
  * lanes that keep updates and steps exactly-once while several are in flight (psd remembers one
  * (client id, seq) per client id, so each lane is a client id with at most one mutating request
  * in flight per shard), retries after transport failures and busy replies, timeouts, cancel and
@@ -20,6 +22,7 @@
 
 #include <ps/async.h>
 #include <ps/client.h>
+#include <ps/dtype.h>
 #include <ps/internal/alloc.h>
 
 #include "codec.h"
@@ -37,8 +40,28 @@ enum {
 
 typedef struct acall acall_t;
 
+/* What the pushes of one step share with the I/O thread: which part is sent last on each shard
+ * (that one finishes the step there). Freed with the step and its last push. */
+typedef struct astep {
+    atomic_int refs;
+    size_t *unsent; /* per shard: the step's parts not sent yet (I/O thread once begun) */
+    size_t step_shard;
+    int counts; /* the step has a counter, on step_shard */
+    char *gs_name;
+} astep_t;
+
+static void astep_unref(astep_t *st)
+{
+    if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    ps_free(st->unsent);
+    ps_free(st->gs_name);
+    ps_free(st);
+}
+
 struct ps_op {
     int kind;
+    int prio;      /* ps_op_opts_t.priority */
     ps_async_t *a; /* valid while the op is pending */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -57,10 +80,12 @@ struct ps_op {
     size_t nvars;
     psc_expand_t x;
     psc_item_t *items;
-    size_t *xi; /* items[k] is x's item xi[k] */
+    size_t nitems; /* items sent (a pull's cached parts are not) */
+    size_t *xi;    /* items[k] is x's item xi[k] */
     int published;
+    uint64_t *cache_step; /* a pull: per item, the graph step its cache is for (caching_device) */
     int64_t global_step;
-    char *gs_name; /* a step push's counter name (the step may be freed before the push is sent) */
+    astep_t *st; /* a step push's step (its parts' order; the counter's name) */
     /* A multi-shard failure's report: shards that applied their part. */
     char applied[128];
 };
@@ -80,6 +105,16 @@ struct acall {
     Pscope__V1__TensorDesc **tds;
     ps_frame_seg_t *segs;
     int counts_step;
+    int decided; /* a step part: partial or last was decided (at its first send) */
+    /* GATHER of rows [row0, row0 + rows) of item first (a chunk of a large pull) */
+    int gather;
+    size_t row0, rows;
+    int64_t *idx;
+    Pscope__V1__GatherRequest g;
+    int64_t gdims[PS_SHAPE_MAX_RANK];
+    ps_frame_seg_t gseg, grseg;
+    int prio;
+    size_t bytes; /* values moved: the window's count */
     int mutating;
     int lane; /* -1: none yet */
     uint64_t seq;
@@ -108,9 +143,11 @@ struct ps_async {
     acall_t *inbox_head, *inbox_tail; /* under mu */
     int stopping;                     /* under mu */
     int max_retries, backoff_ms, timeout_ms;
+    int64_t window, chunk; /* ps_async_opts_t.window_bytes, chunk_bytes */
     uint64_t lane_id[ASYNC_LANES];
     uint64_t lane_seq[ASYNC_LANES];
-    struct pollfd *pf; /* the I/O thread's poll set: the wake pipe and one per shard */
+    struct pollfd *pf; /* the I/O thread's poll set: the wake pipe, one per shard, the cancel fd */
+    int bad_cancel_fd; /* a cancel fd poll() called invalid: not watched again */
     size_t *who;
 };
 
@@ -141,12 +178,14 @@ static void op_unref(ps_op_t *op)
         ps_free(c->td);
         ps_free(c->tds);
         ps_free(c->segs);
+        ps_free(c->idx);
     }
     ps_free(op->calls);
     ps_free(op->items);
     ps_free(op->xi);
     ps_free(op->vars);
-    ps_free(op->gs_name);
+    ps_free(op->cache_step);
+    astep_unref(op->st);
     psc_expand_free(&op->x);
     pthread_mutex_destroy(&op->mu);
     pthread_cond_destroy(&op->cv);
@@ -159,6 +198,7 @@ static ps_op_t *op_new(ps_async_t *a, int kind, const ps_op_opts_t *o)
     if (!op)
         return NULL;
     op->kind = kind;
+    op->prio = o ? o->priority : 0;
     op->a = a;
     pthread_mutex_init(&op->mu, NULL);
     pthread_cond_init(&op->cv, NULL);
@@ -204,6 +244,11 @@ static void call_finished(ps_async_t *a, acall_t *c, int code, const ps_error_t 
     } else if (!code && c->mutating) {
         size_t len = strlen(op->applied);
         snprintf(op->applied + len, sizeof op->applied - len, "%s%zu", len ? ", " : "", c->shard);
+    }
+    if (op->kind == OP_STEP && !c->decided) {
+        /* Never sent (cancelled, out of time, closed): no longer a part that can come last. */
+        op->st->unsent[c->shard] -= c->count;
+        c->decided = 1;
     }
     if (c->lane >= 0 && c->mutating)
         a->sh[c->shard].lanes_busy &= ~(1u << c->lane);
@@ -324,7 +369,58 @@ static void shard_failed(ps_async_t *a, size_t si, const ps_error_t *e, acall_t 
     calls_failed(a, si, (acall_t **) p->calls, n, cur, e, timed_out);
 }
 
-/* Move the shard's due calls into its pipe, in order, connecting first. */
+/* Whether x and y touch a common variable (then the later of them never overtakes the other). */
+static int calls_conflict(const acall_t *x, const acall_t *y)
+{
+    for (size_t i = 0; i < x->count; i++) {
+        const char *n = x->op->items[x->first + i].name;
+        for (size_t j = 0; j < y->count; j++) {
+            const char *m = y->op->items[y->first + j].name;
+            if (n == m || strcmp(n, m) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* The next call to send on shard s: of the due calls that share no variable with a call queued
+ * ahead of them, the lowest priority, the earliest among equals (*prevp: its predecessor). A call
+ * queued again for a resend (after a transport failure or a busy reply) is never overtaken: the
+ * resends go out in the order the calls first went (a step's finishing part stays the last sent)
+ * before anything queued behind them, as before priorities. */
+static acall_t *pick(ashard_t *s, int64_t now, acall_t **prevp)
+{
+    acall_t *best = NULL;
+    *prevp = NULL;
+    for (acall_t *c = s->qhead, *prev = NULL; c; prev = c, c = c->next) {
+        if (c->not_before > now || (best && c->prio >= best->prio))
+            continue;
+        int blocked = 0;
+        for (acall_t *e = s->qhead; e != c && !blocked; e = e->next)
+            blocked = e->sent || calls_conflict(e, c);
+        if (blocked)
+            continue;
+        best = c;
+        *prevp = prev;
+    }
+    return best;
+}
+
+/* A step part is sent for the first time: the shard's last part of the step to be sent finishes
+ * the step there (Adam's beta powers, the step counter); the others are partial. */
+static void step_decide(acall_t *c)
+{
+    astep_t *st = c->op->st;
+    st->unsent[c->shard] -= c->count;
+    int last = st->unsent[c->shard] == 0;
+    c->decided = 1;
+    c->ag.partial = !last;
+    c->counts_step = last && st->counts && c->shard == st->step_shard;
+    c->ag.global_step = c->counts_step ? ps_pb_bytes(st->gs_name) : (ProtobufCBinaryData){0};
+}
+
+/* Move the shard's due calls into its pipe (pick's order) while the window has room, connecting
+ * first. */
 static void dispatch(ps_async_t *a, size_t si, int64_t now)
 {
     ashard_t *s = &a->sh[si];
@@ -350,31 +446,48 @@ static void dispatch(ps_async_t *a, size_t si, int64_t now)
                          a->timeout_ms);
         call_finished(a, c, e.code, &e);
     }
-    if (!s->qhead || s->qhead->not_before > now)
+    int due = 0;
+    for (acall_t *c = s->qhead; c && !due; c = c->next)
+        due = c->not_before <= now;
+    if (!due)
         return;
     if (s->conn.fd < 0) {
         ps_error_t e;
         if (psc_conn_ensure(&s->conn, &e) != 0) {
             /* Every due call counts an attempt; shard_failed does the bookkeeping. */
             size_t n = 0;
-            for (acall_t *c = s->qhead; c && c->not_before <= now; c = c->next)
-                n++;
-            acall_t **due = ps_calloc(n, sizeof *due);
-            if (!due)
+            for (acall_t *c = s->qhead; c; c = c->next)
+                n += c->not_before <= now;
+            acall_t **list = ps_calloc(n, sizeof *list);
+            if (!list)
                 return;
-            for (size_t i = 0; i < n; i++) {
-                due[i] = s->qhead;
-                s->qhead = s->qhead->next;
+            n = 0;
+            for (acall_t **pp = &s->qhead, *prev = NULL; *pp;) {
+                acall_t *c = *pp;
+                if (c->not_before > now) {
+                    prev = c;
+                    pp = &c->next;
+                    continue;
+                }
+                *pp = c->next;
+                if (s->qtail == c)
+                    s->qtail = prev;
+                list[n++] = c;
             }
-            if (!s->qhead)
-                s->qtail = NULL;
-            calls_failed(a, si, due, n, NULL, &e, NULL);
-            ps_free(due);
+            calls_failed(a, si, list, n, NULL, &e, NULL);
+            ps_free(list);
             return;
         }
     }
-    while (s->qhead && s->qhead->not_before <= now) {
-        acall_t *c = s->qhead;
+    size_t inflight = 0;
+    for (size_t i = 0; i < s->pipe.n; i++)
+        inflight += ((acall_t *) s->pipe.calls[i])->bytes;
+    for (;;) {
+        acall_t *prev, *c = pick(s, now, &prev);
+        if (!c)
+            return;
+        if (a->window > 0 && inflight > 0 && inflight + c->bytes > (size_t) a->window)
+            return; /* the window is full: the most urgent call goes first when it has room */
         if (c->mutating && c->lane < 0) {
             int lane = -1;
             for (int l = 0; l < ASYNC_LANES; l++) {
@@ -404,9 +517,14 @@ static void dispatch(ps_async_t *a, size_t si, int64_t now)
             s->pipe.calls = nc;
             s->pipe_cap = cap;
         }
-        s->qhead = c->next;
-        if (!s->qhead)
-            s->qtail = NULL;
+        if (prev)
+            prev->next = c->next;
+        else
+            s->qhead = c->next;
+        if (s->qtail == c)
+            s->qtail = prev;
+        if (c->op->kind == OP_STEP && !c->decided)
+            step_decide(c);
         ps_error_t e;
         if (psc_conn_pack(&s->conn, &c->call, &e) != 0) {
             call_finished(a, c, e.code, &e);
@@ -414,6 +532,7 @@ static void dispatch(ps_async_t *a, size_t si, int64_t now)
         }
         c->sent = 1;
         s->pipe.calls[s->pipe.n++] = &c->call;
+        inflight += c->bytes;
     }
 }
 
@@ -482,6 +601,29 @@ static void cancel_all(ps_async_t *a)
     }
 }
 
+/* The process's cancel fd became readable (ps_set_cancel_fd, Ctrl-C) while operations were
+ * pending: as a blocking call does, every request in flight fails CANCELLED and its connection
+ * closes (the next request reconnects; an update or step part may have been applied), and every
+ * request not sent yet fails CANCELLED. */
+static void cancel_requested(ps_async_t *a)
+{
+    for (size_t si = 0; si < a->nshards; si++) {
+        ashard_t *s = &a->sh[si];
+        ps_error_t e;
+        if (s->pipe.n) {
+            ps_error_set(&e, PS_ERR_CANCELLED, "request to %s cancelled", s->conn.address);
+            shard_failed(a, si, &e, NULL);
+        }
+        while (s->qhead) {
+            acall_t *c = s->qhead;
+            s->qhead = c->next;
+            ps_error_set(&e, PS_ERR_CANCELLED, "operation cancelled before it was sent");
+            call_finished(a, c, e.code, &e);
+        }
+        s->qtail = NULL;
+    }
+}
+
 static void *io_main(void *arg)
 {
     ps_async_t *a = arg;
@@ -539,7 +681,27 @@ static void *io_main(void *arg)
         int timeout = until == INT64_MAX ? -1 : until <= now ? 0 : (int) (until - now);
         if (buffered)
             timeout = 0;
+        /* The cancel fd is watched only while something is pending here, so that an idle context
+         * never takes a cancellation meant for a blocking call. */
+        int cfd = psc_cancel_fd();
+        size_t cslot = 0;
+        if (cfd >= 0 && cfd != a->bad_cancel_fd && until != INT64_MAX) {
+            cslot = np;
+            pf[np].fd = cfd;
+            pf[np].events = POLLIN;
+            pf[np].revents = 0;
+            np++;
+        }
         int r = poll(pf, np, timeout);
+        if (cslot && r > 0 && (pf[cslot].revents & POLLNVAL)) {
+            a->bad_cancel_fd = cfd; /* closed under us: stop watching it */
+        } else if (cslot && r > 0 && (pf[cslot].revents & (POLLIN | POLLERR | POLLHUP))) {
+            psc_cancel_drain(cfd);
+            cancel_requested(a);
+            continue;
+        }
+        if (cslot)
+            np--;
         if (r < 0 && errno != EINTR) {
             struct timespec ts = {0, 1000000L}; /* ENOMEM: try again shortly */
             nanosleep(&ts, NULL);
@@ -599,10 +761,18 @@ int ps_async_new(ps_client_t *client,
     *out = NULL;
     if (!client)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "ps_async_new needs a client");
+    if (o->window_bytes < 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "window_bytes must be 0 (unbounded) or positive, got %lld",
+                            (long long) o->window_bytes);
+    if (o->chunk_bytes < 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "chunk_bytes must be 0 (whole variables) or positive, got %lld",
+                            (long long) o->chunk_bytes);
     ps_async_t *a = ps_calloc(1, sizeof *a);
     size_t n = ps_client_shard_count(client);
     if (!a || !(a->sh = ps_calloc(n, sizeof *a->sh)) ||
-        !(a->pf = ps_calloc(n + 1, sizeof *a->pf)) ||
+        !(a->pf = ps_calloc(n + 2, sizeof *a->pf)) ||
         !(a->who = ps_calloc(n + 1, sizeof *a->who))) {
         if (a) {
             ps_free(a->sh);
@@ -613,12 +783,15 @@ int ps_async_new(ps_client_t *client,
     }
     a->client = client;
     a->wake[0] = a->wake[1] = -1;
+    a->bad_cancel_fd = -1;
     pthread_mutex_init(&a->mu, NULL);
     int cmax, cback;
     psc_client_retry_policy(client, &cmax, &cback);
     a->max_retries = o->max_retries == 0 ? cmax : o->max_retries < 0 ? 0 : o->max_retries;
     a->backoff_ms = o->retry_backoff_ms > 0 ? o->retry_backoff_ms : cback;
     a->timeout_ms = o->request_timeout_ms > 0 ? o->request_timeout_ms : 30000;
+    a->window = o->window_bytes;
+    a->chunk = o->chunk_bytes;
     for (int l = 0; l < ASYNC_LANES; l++)
         a->lane_id[l] = psc_random_id();
     int rc = 0;
@@ -684,6 +857,7 @@ static void submit(ps_async_t *a, ps_op_t *op)
     for (size_t i = 0; i < op->ncalls; i++) {
         acall_t *c = &op->calls[i];
         c->deadline = deadline;
+        c->prio = op->prio;
         c->next = NULL;
         if (a->inbox_tail)
             a->inbox_tail->next = c;
@@ -708,8 +882,24 @@ static int on_pull_reply(psc_call_t *call,
     return c->inner(call, h, segs, nsegs, err);
 }
 
+/* Whether a pulled item goes as ranges of rows (chunk_bytes). */
+static int chunked(const ps_async_t *a, const ps_op_t *op, const psc_item_t *it)
+{
+    return op->kind == OP_PULL && a->chunk > 0 && it->len > (size_t) a->chunk && it->rank >= 1 &&
+           it->dims[0] >= 2 && it->len % (size_t) it->dims[0] == 0;
+}
+
+/* Rows per chunk of item it. */
+static size_t chunk_rows(const ps_async_t *a, const psc_item_t *it)
+{
+    size_t rb = it->len / (size_t) it->dims[0];
+    size_t r = rb ? (size_t) a->chunk / rb : (size_t) it->dims[0];
+    return r ? r : 1;
+}
+
 /* Expand op's variables (bufs, lens as given), sort the parts by shard into op->items and split
- * them into one call per shard (and per ASYNC_MAX_BATCH). */
+ * them into one call per shard (and per ASYNC_MAX_BATCH); a pull's large parts (chunk_bytes) go
+ * as calls of their own, one per range of rows, after their shard's other parts. */
 static int op_items(ps_async_t *a,
                     ps_op_t *op,
                     ps_variable_t *const *vars,
@@ -730,33 +920,170 @@ static int op_items(ps_async_t *a,
     size_t m = op->x.n;
     op->items = ps_calloc(m ? m : 1, sizeof *op->items);
     op->xi = ps_calloc(m ? m : 1, sizeof *op->xi);
-    op->calls = ps_calloc(m / ASYNC_MAX_BATCH + a->nshards + 1, sizeof *op->calls);
-    if (!op->items || !op->xi || !op->calls)
+    size_t *bound = ps_calloc(2 * a->nshards, sizeof *bound); /* per shard: start, plain end */
+    if (!op->items || !op->xi || !bound) {
+        ps_free(bound);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    size_t k = 0;
-    for (size_t s = 0; s < a->nshards; s++) {
-        size_t start = k;
-        for (size_t i = 0; i < m; i++) {
-            if (ps_client_shard_of(a->client, op->x.vars[i]->store_name) != s)
-                continue;
-            op->xi[k] = i;
-            op->items[k] = psc_item_of(op->x.vars[i]);
-            op->items[k].len = op->x.lens[i];
-            if (op->kind == OP_PULL)
-                op->items[k].buf = op->x.bufs[i];
-            else
-                op->items[k].x = op->x.bufs[i];
-            k++;
+    }
+    /* A pull of a cached variable (caching_device) read already in this graph step is served from
+     * its cache now, as ps_variables_pull does; the others refill their cache at ps_op_wait. */
+    unsigned char *cached = op->kind == OP_PULL ? ps_calloc(m ? m : 1, 1) : NULL;
+    if (op->kind == OP_PULL && (!cached || !(op->cache_step = ps_calloc(m ? m : 1, 8)))) {
+        ps_free(bound);
+        ps_free(cached);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t i = 0; cached && i < m; i++) {
+        const ps_variable_t *v = op->x.vars[i];
+        if (v->caching_device && v->cache && v->cache_step == v->g->step) {
+            memcpy(op->x.bufs[i], v->cache, op->x.lens[i]);
+            cached[i] = 1;
         }
-        for (size_t off = start; off < k; off += ASYNC_MAX_BATCH) {
+    }
+    size_t k = 0, ncalls = 0;
+    for (size_t s = 0; s < a->nshards; s++) {
+        bound[2 * s] = k;
+        for (int big = 0; big < 2; big++) {
+            for (size_t i = 0; i < m; i++) {
+                if ((cached && cached[i]) ||
+                    ps_client_shard_of(a->client, op->x.vars[i]->store_name) != s)
+                    continue;
+                psc_item_t it = psc_item_of(op->x.vars[i]);
+                it.len = op->x.lens[i];
+                if (op->kind == OP_PULL)
+                    it.buf = op->x.bufs[i];
+                else
+                    it.x = op->x.bufs[i];
+                if (chunked(a, op, &it) != big)
+                    continue;
+                if (big) {
+                    it.version = 0; /* the oldest of its chunks' */
+                    size_t per = chunk_rows(a, &it);
+                    ncalls += ((size_t) it.dims[0] + per - 1) / per;
+                }
+                if (cached)
+                    op->cache_step[k] = op->x.vars[i]->g->step;
+                op->xi[k] = i;
+                op->items[k++] = it;
+            }
+            if (!big) {
+                bound[2 * s + 1] = k;
+                ncalls += (k - bound[2 * s] + ASYNC_MAX_BATCH - 1) / ASYNC_MAX_BATCH;
+            }
+        }
+    }
+    ps_free(cached);
+    op->nitems = k;
+    op->calls = ps_calloc(ncalls ? ncalls : 1, sizeof *op->calls);
+    if (!op->calls) {
+        ps_free(bound);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    for (size_t s = 0; s < a->nshards; s++) {
+        size_t start = bound[2 * s], plain = bound[2 * s + 1];
+        size_t end = s + 1 < a->nshards ? bound[2 * s + 2] : k;
+        for (size_t off = start; off < plain; off += ASYNC_MAX_BATCH) {
             acall_t *c = &op->calls[op->ncalls++];
             c->op = op;
             c->shard = s;
             c->first = off;
-            c->count = k - off < ASYNC_MAX_BATCH ? k - off : ASYNC_MAX_BATCH;
+            c->count = plain - off < ASYNC_MAX_BATCH ? plain - off : ASYNC_MAX_BATCH;
             c->lane = -1;
+            for (size_t j = 0; j < c->count; j++)
+                c->bytes += op->items[off + j].len;
+        }
+        for (size_t j = plain; j < end; j++) {
+            size_t rows = (size_t) op->items[j].dims[0], per = chunk_rows(a, &op->items[j]);
+            for (size_t r = 0; r < rows; r += per) {
+                acall_t *c = &op->calls[op->ncalls++];
+                c->op = op;
+                c->shard = s;
+                c->first = j;
+                c->count = 1;
+                c->lane = -1;
+                c->gather = 1;
+                c->row0 = r;
+                c->rows = rows - r < per ? rows - r : per;
+                c->bytes = c->rows * (op->items[j].len / rows);
+            }
         }
     }
+    ps_free(bound);
+    return 0;
+}
+
+/* A chunk's GATHER reply: one tensor, the item's rows [row0, row0 + rows), into the caller's
+ * buffer at their place; the item's version is its oldest chunk's. */
+static int on_chunk_reply(psc_call_t *call,
+                          const Pscope__V1__Header *h,
+                          ps_frame_seg_t **segs,
+                          size_t *nsegs,
+                          ps_error_t *err)
+{
+    acall_t *c = (acall_t *) call;
+    psc_item_t *it = &c->op->items[c->first];
+    const Pscope__V1__TensorDesc *t = h->n_tensors == 1 ? h->tensors[0] : NULL;
+    int same = t && t->name.len == strlen(it->name) &&
+               memcmp(t->name.data, it->name, t->name.len) == 0 && (int) t->dtype == it->dtype &&
+               t->n_dims == it->rank && t->dims[0] == (int64_t) c->rows;
+    for (unsigned d = 1; same && d < it->rank; d++)
+        same = t->dims[d] == it->dims[d];
+    if (!same)
+        return ps_error_set(err, PS_ERR_FAILED_PRECONDITION,
+                            "variable %s changed at psd (dtype or shape differs from this graph's "
+                            "handle)",
+                            it->name);
+    if (!it->version || t->version < it->version)
+        it->version = t->version;
+    *segs = &c->grseg;
+    *nsegs = c->grseg.len ? 1 : 0;
+    return 0;
+}
+
+/* Build chunk c's GATHER of its rows. */
+static int build_chunk(acall_t *c, ps_error_t *err)
+{
+    psc_item_t *it = &c->op->items[c->first];
+    size_t rb = it->len / (size_t) it->dims[0];
+    c->idx = ps_malloc(c->rows * sizeof *c->idx);
+    c->td = ps_calloc(1, sizeof *c->td);
+    c->tds = ps_calloc(1, sizeof *c->tds);
+    if (!c->idx || !c->td || !c->tds)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t r = 0; r < c->rows; r++)
+        c->idx[r] = (int64_t) (c->row0 + r);
+    pscope__v1__tensor_desc__init(c->td);
+    c->td->name = ps_pb_bytes(it->name);
+    c->td->dtype = (Pscope__V1__DType) PS_DTYPE_INT64;
+    c->gdims[0] = (int64_t) c->rows;
+    c->td->n_dims = 1;
+    c->td->dims = c->gdims;
+    c->tds[0] = c->td;
+    c->gseg.data = (uint8_t *) c->idx;
+    c->gseg.len = c->rows * sizeof *c->idx;
+    c->grseg.data = (uint8_t *) it->buf + c->row0 * rb;
+    c->grseg.len = c->rows * rb;
+    pscope__v1__gather_request__init(&c->g);
+    pscope__v1__header__init(&c->h);
+    c->h.method = PSCOPE__V1__METHOD__GATHER;
+    c->h.body_case = PSCOPE__V1__HEADER__BODY_GATHER;
+    c->h.gather = &c->g;
+    c->h.n_tensors = 1;
+    c->h.tensors = c->tds;
+    c->call.req = &c->h;
+    c->call.payload = &c->gseg;
+    c->call.npayload = 1;
+    c->call.on_reply = on_chunk_reply;
+    return 0;
+}
+
+/* An operation's options: INVALID_ARGUMENT for a priority out of range. */
+static int check_op_opts(const ps_op_opts_t *o, ps_error_t *err)
+{
+    if (o && (o->priority < 0 || o->priority > PS_ASYNC_MAX_PRIORITY))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "priority must be between 0 and %d, got %d", PS_ASYNC_MAX_PRIORITY,
+                            o->priority);
     return 0;
 }
 
@@ -791,7 +1118,7 @@ int ps_async_pull(ps_async_t *a,
                   ps_error_t *err)
 {
     *out = NULL;
-    int rc = 0;
+    int rc = check_op_opts(opts, err);
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (vars[i]->value_fn)
             rc = ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
@@ -809,7 +1136,8 @@ int ps_async_pull(ps_async_t *a,
     rc = op_items(a, op, vars, bufs, lens, n, 0, err);
     for (size_t i = 0; i < op->ncalls && rc == 0; i++) {
         acall_t *c = &op->calls[i];
-        rc = psc_codec_pull(&c->msg, &op->items[c->first], c->count, &c->call, err);
+        rc = c->gather ? build_chunk(c, err)
+                       : psc_codec_pull(&c->msg, &op->items[c->first], c->count, &c->call, err);
         c->inner = c->call.on_reply;
         c->call.on_reply = on_pull_reply;
     }
@@ -827,8 +1155,8 @@ int ps_async_update(ps_async_t *a,
     ps_variable_t **vars = ps_calloc(n ? n : 1, sizeof *vars);
     void **bufs = ps_calloc(n ? n : 1, sizeof *bufs);
     size_t *lens = ps_calloc(n ? n : 1, sizeof *lens);
-    int rc = 0;
-    if (!vars || !bufs || !lens)
+    int rc = check_op_opts(opts, err);
+    if (rc == 0 && (!vars || !bufs || !lens))
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (upd[i].op < PS_UPDATE_ASSIGN || upd[i].op > PS_UPDATE_SCALED_ADD)
@@ -888,8 +1216,17 @@ static void publish(ps_op_t *op)
     op->published = 1;
     if (op->code)
         return;
-    for (size_t k = 0; k < op->x.n; k++)
-        op->x.vars[op->xi[k]]->version = op->items[k].version;
+    for (size_t k = 0; k < op->nitems; k++) {
+        ps_variable_t *v = op->x.vars[op->xi[k]];
+        v->version = op->items[k].version;
+        if (op->kind != OP_PULL || !v->caching_device)
+            continue;
+        size_t len = op->x.lens[op->xi[k]];
+        if (!v->cache && !(v->cache = ps_malloc(len ? len : 1)))
+            continue; /* out of memory: the next pull reads psd again */
+        memcpy(v->cache, op->x.bufs[op->xi[k]], len);
+        v->cache_step = op->cache_step[k];
+    }
     if (op->kind == OP_PULL)
         psc_expand_scatter(&op->x);
     psc_partitioned_sync_versions(op->vars, op->nvars);
@@ -977,13 +1314,15 @@ struct ps_async_step {
     unsigned char *pushed;
     size_t *left; /* per shard: parts not pushed yet */
     size_t step_shard;
-    int counts; /* the step has a counter */
+    int counts;  /* the step has a counter */
+    astep_t *sh; /* shared with the pushes (the I/O thread decides which part finishes) */
 };
 
 void ps_async_step_free(ps_async_step_t *s)
 {
     if (!s)
         return;
+    astep_unref(s->sh);
     ps_free(s->global_step);
     ps_free(s->vars);
     ps_free(s->pushed);
@@ -1027,8 +1366,15 @@ int ps_async_step_begin(ps_async_t *a,
         s->pushed = ps_calloc(n, 1);
         s->left = ps_calloc(a->nshards, sizeof *s->left);
         s->global_step = ps_strdup(cfg->global_step ? cfg->global_step : PS_GLOBAL_STEP);
+        s->sh = ps_calloc(1, sizeof *s->sh);
+        if (s->sh) {
+            atomic_init(&s->sh->refs, 1);
+            s->sh->unsent = ps_calloc(a->nshards, sizeof *s->sh->unsent);
+            s->sh->gs_name = ps_strdup(s->global_step ? s->global_step : "");
+        }
     }
-    if (!s || !s->vars || !s->pushed || !s->left || !s->global_step) {
+    if (!s || !s->vars || !s->pushed || !s->left || !s->global_step || !s->sh || !s->sh->unsent ||
+        !s->sh->gs_name) {
         ps_async_step_free(s);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     }
@@ -1058,6 +1404,9 @@ int ps_async_step_begin(ps_async_t *a,
                                 cfg->global_step ? cfg->global_step : PS_GLOBAL_STEP, sh);
         }
     }
+    memcpy(s->sh->unsent, s->left, a->nshards * sizeof *s->left);
+    s->sh->step_shard = s->step_shard;
+    s->sh->counts = s->counts;
     *out = s;
     return 0;
 }
@@ -1071,8 +1420,9 @@ int ps_async_step_complete(const ps_async_step_t *s)
     return 1;
 }
 
-/* Build the APPLY_GRADIENTS request of call c (its items are the gradients' parts). */
-static int build_apply(ps_async_step_t *s, acall_t *c, int partial, ps_error_t *err)
+/* Build the APPLY_GRADIENTS request of call c (its items are the gradients' parts); whether it is
+ * partial or finishes the step is decided when it is first sent (step_decide). */
+static int build_apply(ps_async_step_t *s, acall_t *c, ps_error_t *err)
 {
     ps_op_t *op = c->op;
     size_t m = c->count;
@@ -1100,12 +1450,6 @@ static int build_apply(ps_async_step_t *s, acall_t *c, int partial, ps_error_t *
     c->ag.beta1 = s->cfg.beta1;
     c->ag.beta2 = s->cfg.beta2;
     c->ag.epsilon = s->cfg.epsilon;
-    c->ag.partial = partial;
-    if (c->counts_step) {
-        if (!op->gs_name && !(op->gs_name = ps_strdup(s->global_step)))
-            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-        c->ag.global_step = ps_pb_bytes(op->gs_name);
-    }
     pscope__v1__header__init(&c->h);
     c->h.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     c->h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
@@ -1129,13 +1473,15 @@ int ps_async_step_push(ps_async_step_t *s,
 {
     *out = NULL;
     ps_async_t *a = s->a;
+    int rc = check_op_opts(opts, err);
+    if (rc)
+        return rc;
     if (n == 0)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "No gradients provided for any variable.");
     size_t *idx = ps_calloc(n, sizeof *idx);
     if (!idx)
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-    int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t j = 0;
         while (j < s->n && s->vars[j] != vars[i])
@@ -1177,14 +1523,12 @@ int ps_async_step_push(ps_async_step_t *s,
                                   "a step push of more than %d variables on one shard",
                                   ASYNC_MAX_BATCH);
         }
-        for (size_t i = 0; i < op->ncalls && rc == 0; i++) {
-            acall_t *c = &op->calls[i];
-            int last = s->left[c->shard] == c->count;
-            c->counts_step = last && s->counts && c->shard == s->step_shard;
-            rc = build_apply(s, c, !last, err);
-        }
+        for (size_t i = 0; i < op->ncalls && rc == 0; i++)
+            rc = build_apply(s, &op->calls[i], err);
     }
     if (rc == 0) {
+        op->st = s->sh;
+        atomic_fetch_add(&s->sh->refs, 1);
         for (size_t i = 0; i < op->ncalls; i++)
             s->left[op->calls[i].shard] -= op->calls[i].count;
         for (size_t i = 0; i < n; i++)

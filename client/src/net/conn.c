@@ -37,8 +37,13 @@ void ps_set_cancel_fd(int fd)
     atomic_store(&cancel_fd, fd < 0 ? -1 : fd);
 }
 
+int psc_cancel_fd(void)
+{
+    return atomic_load(&cancel_fd);
+}
+
 /* Read and discard what the cancel fd holds, without ever blocking. */
-static void cancel_drain(int fd)
+void psc_cancel_drain(int fd)
 {
     char buf[64];
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -715,7 +720,7 @@ static void xfer_run(xfer_t *xs, size_t k)
         if (r > 0 && cfd >= 0 && (fds[nf].revents & POLLNVAL)) {
             cfd = -1; /* closed under us: stop watching it */
         } else if (r > 0 && cfd >= 0 && (fds[nf].revents & (POLLIN | POLLERR | POLLHUP))) {
-            cancel_drain(cfd);
+            psc_cancel_drain(cfd);
             for (size_t f = 0; f < nf; f++) {
                 xfer_t *x = &xs[map[f]];
                 x->rc = fail_transport(x->c, x->calls, x->n, x->err, PS_ERR_CANCELLED,

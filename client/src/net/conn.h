@@ -138,6 +138,10 @@ int psc_conn_read_some(psc_conn_t *c, psc_pipe_t *p, ps_error_t *err);
 /** 1 when TLS holds decrypted bytes the socket's readiness does not show. */
 int psc_conn_buffered(const psc_conn_t *c);
 
+/** The process's cancel fd (ps_set_cancel_fd), -1 when none; and reading away what it holds. */
+int psc_cancel_fd(void);
+void psc_cancel_drain(int fd);
+
 /** The retry hint of call's error reply (Header.retry_after_ms), 0 when psd gave none. */
 uint32_t psc_call_retry_after(const psc_call_t *call);
 
