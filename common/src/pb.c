@@ -134,12 +134,9 @@ static int unpack_limit(size_t len, size_t *limit, ps_error_t *err)
     return 0;
 }
 
-static Pscope__V1__Header *
-unpack_with(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b, ps_error_t *err)
+/* Why an unpack of len bytes failed. Returns NULL. */
+static Pscope__V1__Header *unpack_failed(size_t len, const budget_t *b, ps_error_t *err)
 {
-    Pscope__V1__Header *h = pscope__v1__header__unpack(a, len, data);
-    if (h != NULL)
-        return h;
     if (b->oom)
         ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory unpacking a %zu-byte header",
                      len);
@@ -150,6 +147,13 @@ unpack_with(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b,
         ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                      "header is not a valid pscope.v1.Header message (%zu bytes)", len);
     return NULL;
+}
+
+static Pscope__V1__Header *
+unpack_with(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b, ps_error_t *err)
+{
+    Pscope__V1__Header *h = pscope__v1__header__unpack(a, len, data);
+    return h ? h : unpack_failed(len, b, err);
 }
 
 /* ---- unpacking a Header without its 42-field descriptor walk ----
@@ -227,13 +231,16 @@ fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__
         subs[nsubs++] = (field_ref_t){field, p, (size_t) v};
         p += v;
     }
-    Pscope__V1__Header *h = a->alloc(a->allocator_data, sizeof *h);
-    Pscope__V1__TensorDesc **tds =
-        ntensors ? a->alloc(a->allocator_data, ntensors * sizeof *tds) : NULL;
     *out = NULL;
-    if (!h || (ntensors && !tds))
+    Pscope__V1__Header *h = a->alloc(a->allocator_data, sizeof *h);
+    if (!h)
         return 1;
     pscope__v1__header__init(h);
+    if (ntensors && !(h->tensors = a->alloc(a->allocator_data, ntensors * sizeof *h->tensors))) {
+        a->free(a->allocator_data, h);
+        return 1;
+    }
+    /* From here h holds what was unpacked so far: free_unpacked releases it on failure. */
     h->id = id;
     h->method = (uint32_t) method;
     h->code = (uint32_t) code;
@@ -242,21 +249,42 @@ fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__
         if (subs[i].id == F_TENSORS) {
             Pscope__V1__TensorDesc *t =
                 pscope__v1__tensor_desc__unpack(a, subs[i].len, subs[i].data);
-            if (!t)
+            if (!t) {
+                pscope__v1__header__free_unpacked(h, a);
                 return 1;
-            tds[h->n_tensors++] = t;
-            h->tensors = tds;
+            }
+            h->tensors[h->n_tensors++] = t;
             continue;
         }
         ProtobufCMessage *m = protobuf_c_message_unpack(
             (const ProtobufCMessageDescriptor *) body->descriptor, a, subs[i].len, subs[i].data);
-        if (!m)
+        if (!m) {
+            pscope__v1__header__free_unpacked(h, a);
             return 1;
+        }
         *(ProtobufCMessage **) (void *) ((char *) h + body->offset) = m;
         h->body_case = (Pscope__V1__Header__BodyCase) body->id;
     }
     *out = h;
     return 1;
+}
+
+/* The direct read when it applies, else (or when a sub-message was refused) protobuf-c's. */
+static Pscope__V1__Header *
+unpack_either(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b, ps_error_t *err)
+{
+    Pscope__V1__Header *h = NULL;
+    if (layout_known() && fast_unpack(data, len, a, &h)) {
+        if (h)
+            return h;
+        if (b->over || b->oom)
+            return unpack_failed(len, b, err); /* the bound or the memory, as protobuf-c's */
+    }
+    /* Not the simple form, or a sub-message protobuf-c refused: its own unpack decides, under a
+     * fresh bound (what the direct read took was freed, or stays in the caller's arena: at most
+     * twice the bound in all). */
+    b->used = 0;
+    return unpack_with(data, len, a, b, err);
 }
 
 Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err)
@@ -265,7 +293,7 @@ Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_erro
     if (unpack_limit(len, &b.limit, err) != 0)
         return NULL;
     ProtobufCAllocator a = {bounded_alloc, plain_free, &b};
-    return unpack_with(data, len, &a, &b, err);
+    return unpack_either(data, len, &a, &b, err);
 }
 
 /* The arena variant: the same bound, the caller's allocator, and nothing to free one by one. */
@@ -298,16 +326,7 @@ Pscope__V1__Header *ps_pb_header_unpack_arena(
     if (unpack_limit(len, &b.limit, err) != 0)
         return NULL;
     ProtobufCAllocator a = {bounded_arena_alloc, arena_free, &b};
-    Pscope__V1__Header *h = NULL;
-    if (layout_known() && fast_unpack(data, len, &a, &h) && (h || b.over || b.oom)) {
-        if (h)
-            return h;
-        return unpack_with(data, len, &a, &b, err); /* reports the bound or the arena */
-    }
-    /* Not the simple form, or a sub-message protobuf-c refused: its own unpack decides (under a
-     * fresh bound: at most twice the memory in all, from the same arena). */
-    b.used = 0;
-    return unpack_with(data, len, &a, &b, err);
+    return unpack_either(data, len, &a, &b, err);
 }
 
 void ps_pb_header_free(Pscope__V1__Header *h)

@@ -463,9 +463,10 @@ Test(pb, arena_unpack_takes_everything_from_the_arena)
     cr_assert_eq(e.code, PS_ERR_INVALID_ARGUMENT, "%s", e.msg);
 }
 
-/* The arena unpack reads the common header field by field and leaves the rest to protobuf-c:
- * whatever the bytes, it must give what protobuf-c's own unpack gives (both refuse, or both give
- * the same message). Checked on real headers, every truncation and many random corruptions. */
+/* The arena and heap unpacks read the common header field by field and leave the rest to
+ * protobuf-c: whatever the bytes, they must give what protobuf-c's own unpack gives (both refuse,
+ * or both give the same message). Checked on real headers, every truncation and many random
+ * corruptions. */
 static void expect_same_unpack(const uint8_t *buf, size_t len, const char *what)
 {
     static arena_t a;
@@ -475,7 +476,14 @@ static void expect_same_unpack(const uint8_t *buf, size_t len, const char *what)
     Pscope__V1__Header *ref = pscope__v1__header__unpack(NULL, len, buf);
     cr_assert_eq(fast == NULL, ref == NULL, "%s: arena unpack %s, protobuf-c %s", what,
                  fast ? "accepted" : "refused", ref ? "accepted" : "refused");
+    /* The heap variant (the client's) takes the same path and frees what a refusal leaves. */
+    Pscope__V1__Header *heap = ps_pb_header_unpack(buf, len, &e);
+    cr_assert_eq(heap == NULL, ref == NULL, "%s: heap unpack %s, protobuf-c %s", what,
+                 heap ? "accepted" : "refused", ref ? "accepted" : "refused");
     if (ref) {
+        size_t nh = pscope__v1__header__get_packed_size(heap);
+        cr_assert_eq(nh, pscope__v1__header__get_packed_size(ref), "%s: heap size", what);
+        ps_pb_header_free(heap);
         size_t n1 = pscope__v1__header__get_packed_size(fast);
         size_t n2 = pscope__v1__header__get_packed_size(ref);
         cr_assert_eq(n1, n2, "%s: sizes %zu and %zu", what, n1, n2);
