@@ -440,6 +440,8 @@ int psd_auth_check_method(const psd_user_t *u,
     case PSCOPE__V1__METHOD__APPLY_GRADIENTS:
     case PSCOPE__V1__METHOD__SCATTER:
     case PSCOPE__V1__METHOD__SYNC_APPLY:
+    case PSCOPE__V1__METHOD__SYNC_PREPARE:
+    case PSCOPE__V1__METHOD__SYNC_COMMIT:
     case PSCOPE__V1__METHOD__WORKER_JOIN:
     case PSCOPE__V1__METHOD__WORKER_LEAVE:
     case PSCOPE__V1__METHOD__WORKER_CLOCK:

@@ -16,6 +16,8 @@
 #include <ps/internal/log.h>
 
 #include "persist_int.h"
+#include "sync.h"
+#include "sync_shard.h"
 
 typedef struct ckpt_job {
     uv_work_t req;
@@ -168,9 +170,38 @@ static void visit_dedup(void *ctx, const psd_dedup_entry_t *e)
     o->b->count++;
 }
 
-int psd_ckpt_sched_build_state(
-    psd_store_t *s, psd_optim_t *optim, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err)
+/* A sync module's state, as one length-prefixed section. */
+static int put_sync_section(state_buf_t *b,
+                            int (*encode)(void *, uint8_t **, size_t *, ps_error_t *),
+                            void *obj,
+                            ps_error_t *err)
 {
+    uint8_t *p = NULL;
+    size_t n = 0;
+    int rc = encode(obj, &p, &n, err);
+    if (rc)
+        return rc;
+    sb_u64(b, n);
+    sb_put(b, p, n);
+    ps_free(p);
+    return 0;
+}
+
+static int encode_sync(void *o, uint8_t **p, size_t *n, ps_error_t *err)
+{
+    return psd_sync_state_encode(o, p, n, err);
+}
+
+static int encode_sync_part(void *o, uint8_t **p, size_t *n, ps_error_t *err)
+{
+    return psd_sync_part_state_encode(o, p, n, err);
+}
+
+int psd_ckpt_sched_build_state(
+    psd_rpc_t *rpc, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err)
+{
+    psd_store_t *s = rpc->store;
+    psd_optim_t *optim = rpc->optim;
     state_buf_t b = {0};
     sb_u64(&b, STATE_VERSION);
     sb_u64(&b, gen);
@@ -184,6 +215,19 @@ int psd_ckpt_sched_build_state(
     sb_u64(&b, 0);
     if (optim)
         psd_dedup_foreach(psd_optim_dedup(optim), visit_dedup, &(dedup_out_t){&b, 1});
+    uint64_t optim_count = b.count;
+    /* Sync steps over several shards: the coordinator's decisions, then the prepared steps
+     * (docs/consistency.md "Several shards"). A checkpoint without them has none. */
+    int rc = 0;
+    if (rpc->sync)
+        rc = put_sync_section(&b, encode_sync, rpc->sync, err);
+    if (!rc && rpc->sync_part)
+        rc = put_sync_section(&b, encode_sync_part, rpc->sync_part, err);
+    if (rc) {
+        ps_free(b.p);
+        return rc;
+    }
+    b.count = optim_count;
     if (b.oom) {
         ps_free(b.p);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
@@ -318,8 +362,8 @@ int psd_persist_checkpoint(psd_persist_t *p, ps_error_t *err)
     int rc = psd_wal_rotate(p, err);
     if (!rc)
         rc = psd_ckpt_sched_snapshot(p->rpc->store, &j->vars, &j->n, err);
-    if (!rc && (rc = psd_ckpt_sched_build_state(p->rpc->store, p->rpc->optim, p->gen, &j->state,
-                                                &j->state_len, err)) != 0)
+    if (!rc &&
+        (rc = psd_ckpt_sched_build_state(p->rpc, p->gen, &j->state, &j->state_len, err)) != 0)
         psd_ckpt_sched_snap_free(j->vars, j->n);
     if (rc) {
         ps_free(j);

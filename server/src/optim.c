@@ -605,7 +605,7 @@ int psd_optim_apply(psd_optim_t *o,
     int rc = check_config(cfg, err);
     if (rc)
         return rc;
-    if (n == 0)
+    if (n == 0 && !(cfg->step_only && cfg->global_step && cfg->global_step[0]))
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "No gradients provided for any variable.");
 

@@ -40,6 +40,9 @@ typedef struct psd_optim_config {
     double initial_accumulator_value; /* ADAGRAD: the accumulator slot's initial value (> 0) */
     const char *global_step;          /* name of the step counter; NULL or "" = none */
     int partial; /* part of a step: no finish (beta powers, step counter) after the update */
+    /* A sync step over several shards whose coordinator (the step counter's psd) holds none of
+     * its variables: no gradient, only the step counter advances (sync.c). */
+    int step_only;
 } psd_optim_config_t;
 
 /* One gradient: for the variable called name, with the dtype and dims the request described. */

@@ -128,8 +128,10 @@ void psd_wal_hook_after(void *ctx,
 void psd_ckpt_sched_snap_free(psd_ckpt_var_t *vars, size_t n);
 /** Copy every variable's metadata and take a reference to its data (no tensor bytes copied). */
 int psd_ckpt_sched_snapshot(psd_store_t *s, psd_ckpt_var_t **out, size_t *nout, ps_error_t *err);
+/** The state section: version, log generation, the two retry tables, then the sync modules' state
+ * (decisions, prepared steps), each as a length-prefixed section. */
 int psd_ckpt_sched_build_state(
-    psd_store_t *s, psd_optim_t *optim, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err);
+    psd_rpc_t *rpc, uint64_t gen, uint8_t **out, size_t *len, ps_error_t *err);
 uint64_t psd_ckpt_sched_rd_u64(const uint8_t *p);
 int psd_ckpt_sched_load_dedup(psd_dedup_t *d,
                               int with_aux,

@@ -18,6 +18,8 @@
 #include "optim.h"
 #include "pb.h"
 #include "persist_int.h"
+#include "sync.h"
+#include "sync_shard.h"
 
 /* ---- recovery ---- */
 
@@ -241,6 +243,21 @@ static int load_checkpoint(psd_persist_t *p, ps_error_t *err)
     if (!rc && noptim)
         rc = psd_ckpt_sched_load_dedup(psd_optim_dedup(p->rpc->optim), 1, path, st, slen, &off,
                                        noptim, err);
+    /* Sync steps over several shards (older checkpoints end here): decisions, prepared steps. */
+    for (int sec = 0; sec < 2 && !rc && slen - off >= 8; sec++) {
+        uint64_t sn = psd_ckpt_sched_rd_u64(st + off);
+        off += 8;
+        if (sn > slen - off) {
+            rc =
+                ps_error_set(err, PS_ERR_DATA_LOSS, "checkpoint %s: state section cut short", path);
+            break;
+        }
+        rc = sec == 0 ? psd_sync_state_decode(p->rpc->sync, st + off, (size_t) sn, err)
+                      : psd_sync_part_state_decode(p->rpc->sync_part, st + off, (size_t) sn, err);
+        if (rc)
+            rc = ps_error_set(err, rc, "checkpoint %s: %s", path, err->msg);
+        off += (size_t) sn;
+    }
     if (!rc)
         PS_LOG(PS_LOG_NOTICE, "persist", "loaded checkpoint %s: vars=%zu dedup=%llu log_gen=%llu",
                path, n, (unsigned long long) ndedup, (unsigned long long) p->base_gen);

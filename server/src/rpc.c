@@ -27,6 +27,7 @@
 #include "pb.h"
 #include "rows.h"
 #include "sync.h"
+#include "sync_shard.h"
 
 #define LIST_DEFAULT_LIMIT 1000
 #define CREATOR_MAX        1024
@@ -1082,14 +1083,25 @@ static const Pscope__V1__ApplyGradientsRequest *body_apply(const psd_req_t *r)
 
 static int prepare_apply(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
 {
-    (void) rpc;
     const Pscope__V1__ApplyGradientsRequest *a = body_apply(r);
     int kind = (int) a->optimizer;
     if ((kind < PSD_OPTIM_SGD || kind > PSD_OPTIM_ADAM) && kind != PSD_OPTIM_ADAGRAD)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "unknown optimizer kind %d", kind);
-    if (r->ntensors == 0)
+    uint32_t method = r->hdr->method;
+    if (a->n_sync_workers && (method != PSCOPE__V1__METHOD__APPLY_GRADIENTS ||
+                              !rpc->now_ms_override || !a->sync_group || !a->sync_group[0]))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "sync_workers is written by psd in its log (a sync step's decision); "
+                            "a request may not set it");
+    /* A sync vote may carry no gradient (its variables are on the other shards), and so may the
+     * logged record of such a step at the coordinator: the step counter alone advances. */
+    if (r->ntensors == 0 && method != PSCOPE__V1__METHOD__SYNC_APPLY && !a->n_sync_workers)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                             "No gradients provided for any variable.");
+    if (a->n_sparse &&
+        (method == PSCOPE__V1__METHOD__SYNC_APPLY || method == PSCOPE__V1__METHOD__SYNC_PREPARE))
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                            "sync steps take dense gradients, not IndexedSlices");
     if (a->n_sparse) {
         /* IndexedSlices: a sparse gradient is two tensors of one variable (indices, rows). */
         size_t t = 0;
@@ -1177,13 +1189,23 @@ static int handle_apply(psd_rpc_t *rpc,
                               .partial = a->partial};
     if (r->hdr->method == PSCOPE__V1__METHOD__SYNC_APPLY)
         return psd_sync_apply(rpc->sync, r, r->hdr, grads, n, &cfg, out, err);
+    if (r->hdr->method == PSCOPE__V1__METHOD__SYNC_PREPARE)
+        return psd_sync_part_prepare(rpc->sync_part, r, r->hdr, grads, n, &cfg, out, err);
     int rc0 = psd_sync_check_async_step(rpc->sync, cfg.global_step, err);
     if (rc0)
         return rc0;
+    /* A replayed sync step of a coordinator that held none of its variables: the counter alone. */
+    cfg.step_only = n == 0 && a->n_sync_workers > 0;
     psd_optim_result_t res;
     int rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, a->client_id, a->seq,
                              rpc->lim.max_memory, create_ms(rpc), versions, &res, err);
     if (rc)
+        return rc;
+    /* The replayed record of a sync step carries its decision (prepare_apply admits it only then).
+     */
+    if (a->n_sync_workers &&
+        (rc = psd_sync_note_decision(rpc->sync, a->sync_group, a->sync_step, a->sync_workers,
+                                     a->n_sync_workers, err)) != 0)
         return rc;
     pscope__v1__apply_gradients_reply__init(rep);
     rep->global_step = res.global_step;
@@ -1370,6 +1392,18 @@ static int handle_worker_clock(psd_rpc_t *rpc,
     return psd_sync_clock(rpc->sync, r, r->hdr, out, err);
 }
 
+static int handle_sync_commit(psd_rpc_t *rpc,
+                              psd_req_t *r,
+                              Pscope__V1__Header *out,
+                              psd_blob_t ***blobs,
+                              size_t *nblobs,
+                              ps_error_t *err)
+{
+    (void) blobs;
+    (void) nblobs;
+    return psd_sync_part_commit(rpc->sync_part, r, r->hdr, out, err);
+}
+
 static int handle_workers(psd_rpc_t *rpc,
                           psd_req_t *r,
                           Pscope__V1__Header *out,
@@ -1536,6 +1570,10 @@ static const psd_method_t methods[] = {
      prepare_apply, handle_apply},
     {PSCOPE__V1__METHOD__WORKERS, "WORKERS", PSCOPE__V1__HEADER__BODY_WORKERS, 0, prepare_none,
      handle_workers},
+    {PSCOPE__V1__METHOD__SYNC_PREPARE, "SYNC_PREPARE", PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS, 1,
+     prepare_apply, handle_apply},
+    {PSCOPE__V1__METHOD__SYNC_COMMIT, "SYNC_COMMIT", PSCOPE__V1__HEADER__BODY_SYNC_COMMIT, 0,
+     prepare_none, handle_sync_commit},
     /* AUTH is answered in psd_rpc_begin (begin_auth): it has no payload and decides whether the
      * connection goes on. The row gives it a name, counters and its body. */
     {PSCOPE__V1__METHOD__AUTH, "AUTH", PSCOPE__V1__HEADER__BODY_AUTH, 0, prepare_none, NULL},
@@ -2262,7 +2300,8 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
     rpc->store = psd_store_new(&sl);
     rpc->optim = psd_optim_new(lim->dedup_max_clients);
     rpc->sync = psd_sync_new(rpc);
-    if (!rpc->store || !rpc->optim || !rpc->sync) {
+    rpc->sync_part = psd_sync_part_new(rpc);
+    if (!rpc->store || !rpc->optim || !rpc->sync || !rpc->sync_part) {
         psd_rpc_deinit(rpc);
         return PS_ERR_RESOURCE_EXHAUSTED;
     }
@@ -2286,4 +2325,6 @@ void psd_rpc_deinit(psd_rpc_t *rpc)
     rpc->optim = NULL;
     psd_sync_free(rpc->sync);
     rpc->sync = NULL;
+    psd_sync_part_free(rpc->sync_part);
+    rpc->sync_part = NULL;
 }

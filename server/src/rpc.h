@@ -128,8 +128,9 @@ typedef struct psd_rpc {
      * rpc as its context; needs sink_defer); NULL = checked on the calling thread. */
     psd_authq_t *authq;
     psd_store_t *store;
-    psd_optim_t *optim;    /* server-side optimizers' state (optim.c) */
-    struct psd_sync *sync; /* worker groups, barriers, sync steps (sync.c) */
+    psd_optim_t *optim;              /* server-side optimizers' state (optim.c) */
+    struct psd_sync *sync;           /* worker groups, barriers, sync steps (sync.c) */
+    struct psd_sync_part *sync_part; /* prepared sync steps of other coordinators (sync_shard.c) */
     psd_rpc_limits_t lim;
     /* Nonzero: a payload over PSD_RPC_UNBUDGETED_PAYLOAD is not refused when the budget is taken
      * but returned as PSD_RPC_ADMIT, to wait for admission (the server's admit.c). */

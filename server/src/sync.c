@@ -21,6 +21,7 @@
 #include "optim.h"
 #include "pb.h"
 #include "rpc.h"
+#include "statebuf.h"
 
 #define GROUP_NAME_MAX 128
 #define MAX_REPLICAS   1024
@@ -89,9 +90,22 @@ typedef struct group {
     uint64_t steps_applied, stale_dropped, deadlines;
 } group_t;
 
+/* The last decision of a group's sync step (docs/consistency.md "Several shards"): the step that
+ * was applied and the workers whose gradients it averaged. It outlives the group (a restarted psd
+ * recovers it from its log or checkpoint before anyone joins) and is what the workers deliver to
+ * the other shards. */
+typedef struct decision {
+    struct decision *next;
+    char group[GROUP_NAME_MAX + 1];
+    int64_t step;
+    uint32_t n;
+    uint32_t *workers;
+} decision_t;
+
 struct psd_sync {
     psd_rpc_t *rpc;
     group_t *groups;
+    decision_t *decisions;
     uv_timer_t timer;
     int timer_on;
     int shutting_down;
@@ -145,6 +159,12 @@ void psd_sync_free(psd_sync_t *s)
         group_t *g = s->groups;
         s->groups = g->next;
         group_free(g);
+    }
+    while (s->decisions) {
+        decision_t *d = s->decisions;
+        s->decisions = d->next;
+        ps_free(d->workers);
+        ps_free(d);
     }
     ps_free(s);
 }
@@ -215,6 +235,88 @@ static void waiter_unlink(group_t *g, waiter_t *w)
         g->m[w->worker].waiting = 0;
 }
 
+/* ---- decisions ---- */
+
+static decision_t *decision_find(psd_sync_t *s, const char *group)
+{
+    for (decision_t *d = s->decisions; d; d = d->next) {
+        if (strcmp(d->group, group) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* Record (replace) group's last decision. 0 or RESOURCE_EXHAUSTED. */
+static int decision_set(psd_sync_t *s,
+                        const char *group,
+                        int64_t step,
+                        const uint32_t *workers,
+                        size_t n,
+                        ps_error_t *err)
+{
+    uint32_t *w = ps_malloc((n ? n : 1) * sizeof *w);
+    if (!w)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    if (n)
+        memcpy(w, workers, n * sizeof *w);
+    decision_t *d = decision_find(s, group);
+    if (!d) {
+        d = ps_calloc(1, sizeof *d);
+        if (!d) {
+            ps_free(w);
+            return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        snprintf(d->group, sizeof d->group, "%s", group);
+        d->next = s->decisions;
+        s->decisions = d;
+    }
+    ps_free(d->workers);
+    d->workers = w;
+    d->n = (uint32_t) n;
+    d->step = step;
+    return 0;
+}
+
+int psd_sync_note_decision(psd_sync_t *s,
+                           const char *group,
+                           int64_t step,
+                           const uint32_t *workers,
+                           size_t n,
+                           ps_error_t *err)
+{
+    char name[GROUP_NAME_MAX + 1];
+    int rc = psd_sync_group_name(group, name, err);
+    if (rc)
+        return rc;
+    return decision_set(s, name, step, workers, n, err);
+}
+
+/* Copy group's last decision into a reply's fields (scratch of r, or the decision's own array
+ * when r is NULL: the reply is packed before the decision can change). */
+static void decision_fill(psd_sync_t *s,
+                          psd_req_t *r,
+                          const char *group,
+                          protobuf_c_boolean *decided,
+                          int64_t *step,
+                          uint32_t **workers,
+                          size_t *n)
+{
+    const decision_t *d = decision_find(s, group);
+    if (!d)
+        return;
+    uint32_t *w = d->workers;
+    if (r && d->n) {
+        w = psd_req_scratch(r, d->n * sizeof *w);
+        if (!w)
+            return;
+        memcpy(w, d->workers, d->n * sizeof *w);
+    }
+    *decided = 1;
+    *step = d->step;
+    *workers = w;
+    *n = d->n;
+}
+
 /* ---- groups and members ---- */
 
 static group_t *group_find(psd_sync_t *s, const char *name)
@@ -226,7 +328,7 @@ static group_t *group_find(psd_sync_t *s, const char *name)
     return NULL;
 }
 
-static int take_group_name(const char *in, char *out, ps_error_t *err)
+int psd_sync_group_name(const char *in, char *out, ps_error_t *err)
 {
     const char *name = in && in[0] ? in : DEFAULT_GROUP;
     size_t n = strlen(name);
@@ -312,7 +414,7 @@ static int check_member(group_t *g, uint32_t worker, const psd_reply_sink_t *sin
 static group_t *find_for(psd_sync_t *s, const char *group, ps_error_t *err, int *rc)
 {
     char name[GROUP_NAME_MAX + 1];
-    *rc = take_group_name(group, name, err);
+    *rc = psd_sync_group_name(group, name, err);
     if (*rc)
         return NULL;
     group_t *g = group_find(s, name);
@@ -395,6 +497,8 @@ static void sync_reply_waiters(psd_sync_t *s, group_t *g, int64_t step, int64_t 
         Pscope__V1__ApplyGradientsReply rep = PSCOPE__V1__APPLY_GRADIENTS_REPLY__INIT;
         rep.global_step = gs;
         rep.aggregated = agg;
+        decision_fill(s, NULL, g->name, &rep.decided, &rep.decided_step, &rep.decided_workers,
+                      &rep.n_decided_workers);
         h.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY;
         h.apply_gradients_reply = &rep;
         waiter_reply(s, w, &h);
@@ -428,11 +532,17 @@ static int sync_apply_step(psd_sync_t *s, group_t *g, int64_t *gs, ps_error_t *e
     uint64_t *versions = ps_calloc(n, sizeof *versions);
     Pscope__V1__TensorDesc *td = ps_calloc(n, sizeof *td);
     Pscope__V1__TensorDesc **tdp = ps_calloc(n, sizeof *tdp);
+    uint32_t *workers = ps_calloc(g->total, sizeof *workers);
+    size_t nw = 0;
     int rc = 0;
     uint64_t payload = 0;
-    if (!grads || !blobs || !versions || !td || !tdp) {
+    if (!grads || !blobs || !versions || !td || !tdp || !workers) {
         rc = ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory averaging a sync step");
         goto out;
+    }
+    for (uint32_t i = 0; i < g->total; i++) {
+        if (g->contributed[i])
+            workers[nw++] = i;
     }
     for (size_t i = 0; i < n; i++) {
         accum_t *a = &g->acc[i];
@@ -476,6 +586,13 @@ static int sync_apply_step(psd_sync_t *s, group_t *g, int64_t *gs, ps_error_t *e
     ar.beta2 = g->acc_cfg.beta2;
     ar.epsilon = g->acc_cfg.epsilon;
     ar.global_step = ps_pb_bytes(g->global_step);
+    /* The decision travels in the logged record: the group, the step and its workers. */
+    ar.sync_group = g->name;
+    ar.sync_step = g->acc_step;
+    ar.sync_workers = workers;
+    ar.n_sync_workers = nw;
+    if (n == 0) /* several shards, none of the step's variables here: the counter alone */
+        ar.optimizer = PSCOPE__V1__OPTIMIZER_KIND__OPTIMIZER_SGD;
     Pscope__V1__Header hreq = PSCOPE__V1__HEADER__INIT;
     hreq.method = PSCOPE__V1__METHOD__APPLY_GRADIENTS;
     hreq.body_case = PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS;
@@ -486,6 +603,10 @@ static int sync_apply_step(psd_sync_t *s, group_t *g, int64_t *gs, ps_error_t *e
         goto out;
     psd_optim_config_t cfg = g->acc_cfg;
     cfg.global_step = g->global_step;
+    if (n == 0) {
+        cfg.kind = PSD_OPTIM_SGD;
+        cfg.step_only = 1;
+    }
     psd_optim_result_t res;
     int64_t t = rpc->req_ms;
     rc = psd_optim_apply(rpc->optim, rpc->store, &cfg, grads, n, 0, 0, rpc->lim.max_memory, t,
@@ -502,9 +623,16 @@ static int sync_apply_step(psd_sync_t *s, group_t *g, int64_t *gs, ps_error_t *e
         rpc->hooks.after(rpc->hooks.ctx, &hreq, blobs, n, &hrep);
     }
     g->steps_applied++;
+    if (decision_set(s, g->name, g->acc_step, workers, nw, err) != 0) {
+        /* Applied and logged; only the in-memory copy is missing until a restart reads the log. */
+        PS_LOG(PS_LOG_WARNING, "sync", "group %s: step %" PRId64 " applied, decision not kept: %s",
+               g->name, g->acc_step, err->msg);
+        ps_error_clear(err);
+    }
 out:
     for (size_t i = 0; blobs && i < n; i++)
         psd_blob_unref(blobs[i]);
+    ps_free(workers);
     ps_free(grads);
     ps_free(blobs);
     ps_free(versions);
@@ -736,7 +864,7 @@ int psd_sync_join(psd_sync_t *s,
     const Pscope__V1__WorkerJoinRequest *j =
         req->body_case == PSCOPE__V1__HEADER__BODY_WORKER_JOIN ? req->worker_join : &join_empty;
     char name[GROUP_NAME_MAX + 1], step_name[PS_NAME_MAX + 1];
-    int rc = take_group_name(j->group, name, err);
+    int rc = psd_sync_group_name(j->group, name, err);
     if (rc)
         return rc;
     int mode = (int) j->mode;
@@ -868,6 +996,9 @@ int psd_sync_join(psd_sync_t *s,
     pscope__v1__worker_join_reply__init(rep);
     rep->clock = start;
     rep->global_step = read_step(s, g);
+    if (g->mode == PSCOPE__V1__SYNC_MODE__MODE_SYNC)
+        decision_fill(s, r, g->name, &rep->decided, &rep->decided_step, &rep->decided_workers,
+                      &rep->n_decided_workers);
     out->body_case = PSCOPE__V1__HEADER__BODY_WORKER_JOIN_REPLY;
     out->worker_join_reply = rep;
     return 0;
@@ -1124,6 +1255,8 @@ int psd_sync_apply(psd_sync_t *s,
                g->name, wk, a->sync_step, cur);
         rep->global_step = cur;
         rep->stale_dropped = 1;
+        decision_fill(s, r, g->name, &rep->decided, &rep->decided_step, &rep->decided_workers,
+                      &rep->n_decided_workers);
         return 0;
     }
     if ((rc = check_grads(s, g, grads, n, err)) != 0)
@@ -1161,6 +1294,8 @@ int psd_sync_apply(psd_sync_t *s,
             return rc;
         rep->global_step = gs;
         rep->aggregated = agg;
+        decision_fill(s, r, g->name, &rep->decided, &rep->decided_step, &rep->decided_workers,
+                      &rep->n_decided_workers);
         return 0;
     }
     rc = defer(s, g, wk, cur, err);
@@ -1256,5 +1391,58 @@ int psd_sync_workers(psd_sync_t *s,
     rep->n_groups = k;
     out->body_case = PSCOPE__V1__HEADER__BODY_WORKERS_REPLY;
     out->workers_reply = rep;
+    return 0;
+}
+
+/* ---- checkpoint state: the groups' last decisions ---- */
+
+int psd_sync_state_encode(psd_sync_t *s, uint8_t **out, size_t *len, ps_error_t *err)
+{
+    psd_sbuf_t b = {0};
+    uint64_t n = 0;
+    for (const decision_t *d = s->decisions; d; d = d->next)
+        n++;
+    psd_sbuf_u64(&b, n);
+    for (const decision_t *d = s->decisions; d; d = d->next) {
+        psd_sbuf_str(&b, d->group);
+        psd_sbuf_u64(&b, (uint64_t) d->step);
+        psd_sbuf_u64(&b, d->n);
+        for (uint32_t i = 0; i < d->n; i++)
+            psd_sbuf_u64(&b, d->workers[i]);
+    }
+    if (b.oom) {
+        ps_free(b.p);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
+    }
+    *out = b.p;
+    *len = b.len;
+    return 0;
+}
+
+int psd_sync_state_decode(psd_sync_t *s, const uint8_t *p, size_t len, ps_error_t *err)
+{
+    psd_srd_t r = {.p = p, .len = len};
+    uint64_t n = 0;
+    psd_srd_u64(&r, &n);
+    for (uint64_t k = 0; k < n && !r.bad; k++) {
+        char group[GROUP_NAME_MAX + 1];
+        uint64_t step = 0, nw = 0;
+        if (psd_srd_str(&r, group, sizeof group) || psd_srd_u64(&r, &step) ||
+            psd_srd_u64(&r, &nw) || nw > MAX_REPLICAS)
+            break;
+        uint32_t w[MAX_REPLICAS];
+        for (uint64_t i = 0; i < nw; i++) {
+            uint64_t x = 0;
+            psd_srd_u64(&r, &x);
+            w[i] = (uint32_t) x;
+        }
+        if (r.bad)
+            break;
+        int rc = decision_set(s, group, (int64_t) step, w, (size_t) nw, err);
+        if (rc)
+            return rc;
+    }
+    if (r.bad || n > len)
+        return ps_error_set(err, PS_ERR_DATA_LOSS, "the sync decisions in the state are cut short");
     return 0;
 }

@@ -4,7 +4,10 @@
  * semantics (per-variable accumulators for global step s, stale gradients dropped and counted, the
  * average applied once by the server-side optimizer, the waiting workers released only then).
  * Every wait is a deferred reply on psd's loop with a deadline; a lease timer drops silent workers;
- * a closed connection drops its workers; shutdown releases every waiter with an error. */
+ * a closed connection drops its workers; shutdown releases every waiter with an error. Over several
+ * shards this psd (the step counter's) is the coordinator of the two-phase commit: each applied
+ * step is a decision (the step and its workers), logged with the step, kept per group and handed to
+ * the workers, which deliver it to the other shards (sync_shard.c). */
 #ifndef PSD_SYNC_H
 #define PSD_SYNC_H
 
@@ -90,5 +93,26 @@ int psd_sync_apply(psd_sync_t *s,
  * active workers drives that counter (one model trains in one mode). Returns 0 or the code.
  */
 int psd_sync_check_async_step(psd_sync_t *s, const char *global_step, ps_error_t *err);
+
+/**
+ * A group name as the wire gives it (empty = "default") into out (129 bytes): INVALID_ARGUMENT when
+ * it is not UTF-8 or too long.
+ */
+int psd_sync_group_name(const char *in, char *out, ps_error_t *err);
+
+/**
+ * Record group's last decision: step `step` was applied with the gradients of these workers (from
+ * the log record of the step, while a log is replayed). 0 or an error code with err.
+ */
+int psd_sync_note_decision(struct psd_sync *s,
+                           const char *group,
+                           int64_t step,
+                           const uint32_t *workers,
+                           size_t n,
+                           ps_error_t *err);
+
+/** The checkpoint state of the groups' decisions: encode (*out to ps_free) and decode. */
+int psd_sync_state_encode(psd_sync_t *s, uint8_t **out, size_t *len, ps_error_t *err);
+int psd_sync_state_decode(psd_sync_t *s, const uint8_t *p, size_t len, ps_error_t *err);
 
 #endif /* PSD_SYNC_H */

@@ -111,7 +111,8 @@ static int is_logged_method(uint32_t m)
 {
     return m == PSCOPE__V1__METHOD__GET_VARIABLE || m == PSCOPE__V1__METHOD__UPDATE ||
            m == PSCOPE__V1__METHOD__DELETE || m == PSCOPE__V1__METHOD__APPLY_GRADIENTS ||
-           m == PSCOPE__V1__METHOD__SCATTER;
+           m == PSCOPE__V1__METHOD__SCATTER || m == PSCOPE__V1__METHOD__SYNC_PREPARE ||
+           m == PSCOPE__V1__METHOD__SYNC_COMMIT;
 }
 
 uint64_t psd_wal_record_size(size_t hlen, uint64_t payload_len)
@@ -333,6 +334,15 @@ void psd_wal_hook_after(void *ctx,
             client_id = req->apply_gradients->client_id;
             seq = req->apply_gradients->seq;
         }
+        break;
+    case PSCOPE__V1__METHOD__SYNC_PREPARE:
+        /* Kept for a later decision (not stale): logged before it is acknowledged. */
+        changed = reply->body_case == PSCOPE__V1__HEADER__BODY_APPLY_GRADIENTS_REPLY &&
+                  !reply->apply_gradients_reply->stale_dropped;
+        break;
+    case PSCOPE__V1__METHOD__SYNC_COMMIT:
+        changed = reply->body_case == PSCOPE__V1__HEADER__BODY_SYNC_COMMIT_REPLY &&
+                  reply->sync_commit_reply->applied;
         break;
     default:
         break;

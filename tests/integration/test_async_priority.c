@@ -5,11 +5,13 @@
  * the order they went out. Checked: the lowest priority goes first, except that a request never
  * overtakes one sharing a variable with it (read-your-writes); a large pull goes in chunks of rows
  * that let an urgent request through and land the right values; a step's parts pushed in priority
- * order (not their push order) give bitwise the result of the same step in one call; bad options
- * fail INVALID_ARGUMENT and lose nothing. */
+ * order (not their push order) give bitwise the result of the same step in one call, also when
+ * psd dies with them in flight and the context resends them; bad options fail INVALID_ARGUMENT and
+ * lose nothing. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -271,6 +273,106 @@ Test(async_priority, step_parts_sent_out_of_push_order_equal_one_step)
             cr_expect_eq(parts[i][k], whole[i][k],
                          "variable %d element %d: %.9g reordered, %.9g whole", i, k,
                          (double) parts[i][k], (double) whole[i][k]);
+}
+
+/* A reconnect in the middle of a reordered step: v1..v3's part (priority 1) goes out alone and
+ * stays partial, then v0's (priority 0) finishes the step; psd is killed with both in flight
+ * (stopped, so neither was applied) and restarted on its data directory and port. The resends go
+ * in the order the parts first went, though v0's is more urgent, so the finishing part is still
+ * the last one psd runs: the result is bitwise the step in one call. */
+Test(async_priority, resends_keep_their_order_across_a_reconnect)
+{
+    static float whole[NV][NE];
+    int64_t gs_whole = 0;
+    train_adam(0, whole, &gs_whole); /* STEPS steps; compared after the first below */
+
+    char dir[] = "/tmp/ps-prio-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    ps_psd_t psd;
+    memset(&psd, 0, sizeof psd);
+    const char *first[] = {"--data-dir", dir, "--fsync", "always", NULL};
+    cr_assert_eq(ps_psd_start(&psd, NULL, "warning", first), 0, "psd did not start");
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned) psd.port);
+    const char *addrs[1] = {addr};
+    ps_error_t err;
+    ps_client_t *c = NULL;
+    ps_graph_t *g = NULL;
+    ps_async_t *a = NULL;
+    ps_client_opts_t co = {.request_timeout_ms = 10000};
+    cr_assert_eq(ps_client_connect_list(addrs, 1, &co, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_graph_new(c, &g, &err), 0, "%s", err.msg);
+    ps_async_opts_t ao = {.request_timeout_ms = 30000, .max_retries = 200, .retry_backoff_ms = 5};
+    cr_assert_eq(ps_async_new(c, &ao, &a, &err), 0, "%s", err.msg);
+    ps_variable_t *v[NV];
+    int64_t dims[1] = {NE};
+    ps_shape_t shape = ps_shape_make(1, dims);
+    ps_initializer_t z = ps_init_zeros();
+    for (int i = 0; i < NV; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "layer%d/w", i);
+        ps_get_variable_args_t ga = {.name = name, .shape = &shape, .initializer = &z};
+        cr_assert_eq(ps_get_variable(g, &ga, &v[i], &err), 0, "%s", err.msg);
+    }
+    ps_optimizer_config_t cfg = ps_optimizer_adam(0.01);
+    ps_optimizer_t *opt = NULL;
+    cr_assert_eq(ps_optimizer_new(c, &cfg, &opt, &err), 0, "%s", err.msg);
+    static float gr[NV][NE];
+    int64_t gs = 0;
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < NV; i++)
+            for (int k = 0; k < NE; k++)
+                gr[i][k] = (float) ((i + 1) * (k - 3) + s) * 0.25f;
+        const void *gp[NV] = {gr[0], gr[1], gr[2], gr[3]};
+        if (s != 1) { /* the other steps in one call: the same state before and after */
+            cr_assert_eq(ps_optimizer_apply_gradients(opt, v, gp, NV, &gs, &err), 0, "%s", err.msg);
+            continue;
+        }
+        ps_async_step_t *st = NULL;
+        cr_assert_eq(ps_async_step_begin(a, &cfg, v, NV, &st, &err), 0, "%s", err.msg);
+        cr_assert_eq(ps_psd_signal(&psd, SIGSTOP), 0);
+        ps_op_t *ops[2];
+        ps_op_opts_t o1 = {.priority = 1};
+        cr_assert_eq(ps_async_step_push(st, &v[1], &gp[1], 3, &o1, &ops[0], &err), 0, "%s",
+                     err.msg);
+        ps_sleep_ms(100); /* sent alone: partial, since v0 is not pushed yet */
+        ps_op_opts_t o0 = {.priority = 0};
+        cr_assert_eq(ps_async_step_push(st, &v[0], &gp[0], 1, &o0, &ops[1], &err), 0, "%s",
+                     err.msg);
+        ps_async_step_free(st);
+        ps_sleep_ms(100);                    /* sent: it finishes the step */
+        ps_psd_finish(&psd, SIGKILL, 10000); /* dies stopped: nothing of the step was applied */
+        const char *again[] = {"--data-dir", dir, "--fsync", "always", "--listen", addr, NULL};
+        cr_assert_eq(ps_psd_start(&psd, NULL, "warning", again), 0, "psd did not restart");
+        cr_assert_eq(ps_op_wait_all(ops, 2, &err), 0, "%s", err.msg);
+        cr_expect_eq(ps_op_global_step(ops[0]), 0, "the partial part counted the step");
+        gs = ps_op_global_step(ops[1]);
+        cr_expect_eq(gs, 2, "the finishing part reports step %lld", (long long) gs);
+        for (int i = 0; i < 2; i++)
+            ps_op_free(ops[i]);
+    }
+    cr_expect_eq(gs, STEPS);
+    static float got[NV][NE];
+    void *bufs[NV];
+    size_t lens[NV];
+    for (int i = 0; i < NV; i++) {
+        bufs[i] = got[i];
+        lens[i] = sizeof got[i];
+    }
+    cr_assert_eq(ps_variables_pull(v, NV, bufs, lens, &err), 0, "%s", err.msg);
+    for (int i = 0; i < NV; i++)
+        for (int k = 0; k < NE; k++)
+            cr_expect_eq(got[i][k], whole[i][k],
+                         "variable %d element %d: %.9g after the reconnect, %.9g whole", i, k,
+                         (double) got[i][k], (double) whole[i][k]);
+    ps_optimizer_free(opt);
+    ps_async_free(a);
+    ps_graph_free(g);
+    ps_client_free(c);
+    cr_expect_eq(ps_psd_finish(&psd, SIGTERM, 10000), 0, "psd did not stop cleanly");
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
 }
 
 /* Bad options: INVALID_ARGUMENT with the reason, nothing started, the context still works. */

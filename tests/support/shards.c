@@ -12,7 +12,15 @@
 
 void ps_shards_start_one(ps_shards_t *s, size_t i, const char *listen)
 {
-    const char *extra[] = {"--data-dir", s->datadir[i], listen ? "--listen" : NULL, listen, NULL};
+    const char *extra[16] = {"--data-dir", s->datadir[i]};
+    size_t k = 2;
+    for (size_t j = 0; s->extra && s->extra[j] && k < 13; j++)
+        extra[k++] = s->extra[j];
+    if (listen) {
+        extra[k++] = "--listen";
+        extra[k++] = listen;
+    }
+    extra[k] = NULL;
     cr_assert_eq(ps_psd_start(&s->psd[i], NULL, "warning", extra), 0, "psd %zu did not start", i);
     snprintf(s->addr[i], sizeof s->addr[i], "127.0.0.1:%u", (unsigned) s->psd[i].port);
 }

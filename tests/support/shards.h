@@ -19,9 +19,11 @@ typedef struct {
     char addr[PS_SHARDS_MAX][64];
     char datadir[PS_SHARDS_MAX][256];
     size_t n;
+    const char *const *extra; /* more psd options for every start (NULL-terminated; may be NULL) */
 } ps_shards_t;
 
-/* Start n shards (n <= PS_SHARDS_MAX); tag names their data directories (/tmp/ps-TAG-XXXXXX). */
+/* Start n shards (n <= PS_SHARDS_MAX); tag names their data directories (/tmp/ps-TAG-XXXXXX). Set
+ * s->extra first to give every psd more options. */
 void ps_shards_start(ps_shards_t *s, size_t n, const char *tag);
 
 /* (Re)start shard i on its data directory; listen is NULL (ephemeral) or "127.0.0.1:PORT". */

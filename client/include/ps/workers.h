@@ -87,7 +87,10 @@ typedef struct ps_sync_result {
 /**
  * sync: the gradients of vars computed at global step `step`, averaged at psd with the other
  * replicas' and applied once with opt; returns when the step is applied (or at once when the
- * gradients are stale). Every variable must live on the step counter's shard.
+ * gradients are stale). The variables may live on any shards: over several, the step is a
+ * two-phase commit coordinated by the step counter's shard (docs/consistency.md "Several
+ * shards"), applied on every shard or on none, and the call returns once every shard of vars has
+ * applied it. A shard that fails to answer is retried for about 12 s; then the error names it.
  */
 PS_EXTERN int ps_worker_sync_apply(ps_worker_t *w,
                                    const ps_optimizer_config_t *opt,
