@@ -474,10 +474,17 @@ static void redis_setup(uint16_t port)
     close(fd);
 }
 
+/* --work NAME / --max-clients N: measure only that workload and up to that many clients (a quick
+ * look at one case; the results files of such a run say so). */
+static const char *O_work;
+static unsigned O_max_clients = MAXN;
+
 static void run_target(int target, uint16_t port, pid_t server)
 {
     for (size_t wi = 0; wi < NWORKS; wi++)
         for (size_t ni = 0; ni < NNS; ni++) {
+            if ((O_work && strcmp(O_work, works[wi].name) != 0) || nclients[ni] > O_max_clients)
+                continue;
             run_cell(target, &works[wi], nclients[ni], port, server, &cells[target][wi][ni]);
             fprintf(stderr, "  %-20s %-15s N=%-2u %10.1f %s loop %.2fs\n", target_name[target],
                     works[wi].name, nclients[ni],
@@ -490,7 +497,7 @@ static void run_target(int target, uint16_t port, pid_t server)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_multi --psd PSD [--base-psd PSD] [--secs S] --md FILE --csv "
-                    "FILE [--goals FILE] [-- psd args...]\n");
+                    "FILE [--goals FILE] [--work NAME] [--max-clients N] [-- psd args...]\n");
     exit(2);
 }
 
@@ -512,6 +519,10 @@ int main(int argc, char **argv)
             csv = argv[++i];
         else if (!strcmp(argv[i], "--goals") && i + 1 < argc)
             goals = argv[++i];
+        else if (!strcmp(argv[i], "--work") && i + 1 < argc)
+            O_work = argv[++i];
+        else if (!strcmp(argv[i], "--max-clients") && i + 1 < argc)
+            O_max_clients = (unsigned) atoi(argv[++i]);
         else if (!strcmp(argv[i], "--base-label") && i + 1 < argc)
             target_name[T_BASE] = argv[++i];
         else if (!strcmp(argv[i], "--")) {
@@ -570,7 +581,7 @@ int main(int argc, char **argv)
     const work_t *w16 = &works[1];
     double ratio[GOAL_REPS], cpu_ratio[GOAL_REPS], cpu_psd[GOAL_REPS], cpu_base[GOAL_REPS];
     size_t nr = 0, nc = 0;
-    for (int rep = 0; rep < GOAL_REPS; rep++) {
+    for (int rep = 0; rep < GOAL_REPS && !O_work && O_max_clients >= 2; rep++) {
         cell_t cp, ci, cb;
         if (run_cell(T_PSD, w16, 2, port[T_PSD], pid[T_PSD], &cp) != 0 ||
             run_cell(T_IDEAL, w16, 2, port[T_IDEAL], pid[T_IDEAL], &ci) != 0)
@@ -628,12 +639,15 @@ int main(int argc, char **argv)
     for (int i = 0; i < nextra; i++)
         fprintf(f, "%s%s", i ? " " : " plus `", extra[i]);
     fprintf(f,
-            "%s. *ideal*: one thread per connection writing a prebuilt buffer (pull) or "
+            "%s%s. *ideal*: one thread per connection writing a prebuilt buffer (pull) or "
             "reading into one (push), no parsing. Large transfers in GB/s (10^9 bytes), small "
             "pulls in thousands of requests/s. *loop CPU*: CPU seconds of psd's loop thread "
             "(its main thread, from /proc/PID/task/PID/schedstat) per GiB moved, or per 1,000 "
             "small requests.\n\n",
-            nextra ? "`" : "");
+            nextra ? "`" : "",
+            O_work || O_max_clients < MAXN
+                ? " (a partial run: only some workloads or client counts)"
+                : "");
     for (size_t wi = 0; wi < NWORKS; wi++) {
         int small = works[wi].kind == W_SMALL;
         fprintf(f,

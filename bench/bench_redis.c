@@ -43,10 +43,11 @@ typedef struct opts {
     double secs; /* measured seconds per cell (tensor and small-op cells) */
     int quick;
     int do_tensor, do_small, do_many;
+    const char *base_bin; /* --base-psd: an older psd measured beside psd in the small section */
 } opts_t;
 
 static opts_t O;
-static ps_psd_t psd;
+static ps_psd_t psd, base;
 static bc_redis_t redis;
 
 static FILE *open_out(const char *name)
@@ -660,12 +661,22 @@ enum {
     S_GETVAR,
     S_PULL16,
     S_REDIS,
+    S_BASE_GETVAR, /* the same two against --base-psd, when given */
+    S_BASE_PULL16,
     S_NKINDS
 };
 
 #define SLICES 4
 
-static const char *const skind_key[S_NKINDS] = {"psd_get_variable", "psd_pull16", "redis_get64"};
+static const char *const skind_key[S_NKINDS] = {"psd_get_variable", "psd_pull16", "redis_get64",
+                                                "base_psd_get_variable", "base_psd_pull16"};
+
+/* The server a small-op kind runs against. */
+static void small_server(int k, uint16_t *port, pid_t *pid)
+{
+    *port = k == S_REDIS ? redis.port : k >= S_BASE_GETVAR ? base.port : psd.port;
+    *pid = k == S_REDIS ? redis.pid : k >= S_BASE_GETVAR ? base.pid : psd.pid;
+}
 
 static void section_small(FILE *md, FILE *goals, FILE *summary)
 {
@@ -687,7 +698,10 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
         {.kind = BL_PSD, .tmpl = t[0].data, .tmpl_len = t[0].len, .expect_payload = 0},
         {.kind = BL_PSD, .tmpl = t[1].data, .tmpl_len = t[1].len, .expect_payload = 64},
         {.kind = BL_REDIS, .tmpl = t[2].data, .tmpl_len = t[2].len, .expect_payload = 64},
+        {.kind = BL_PSD, .tmpl = t[0].data, .tmpl_len = t[0].len, .expect_payload = 0},
+        {.kind = BL_PSD, .tmpl = t[1].data, .tmpl_len = t[1].len, .expect_payload = 64},
     };
+    int nkinds = O.base_bin ? S_NKINDS : S_BASE_GETVAR;
     static double ops[S_NKINDS][NSCONNS][NSDEPTHS][64], p50[S_NKINDS][NSCONNS][NSDEPTHS][64],
         p99[S_NKINDS][NSCONNS][NSDEPTHS][64], cpu[S_NKINDS][NSCONNS][NSDEPTHS][64];
     int reps = O.reps;
@@ -704,10 +718,11 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                        scpu[S_NKINDS] = {0}, stot[S_NKINDS] = {0};
                 int bad[S_NKINDS] = {0};
                 for (int sl = 0; sl < SLICES; sl++) {
-                    for (int k = 0; k < S_NKINDS; k++) {
+                    for (int k = 0; k < nkinds; k++) {
                         bl_result_t res;
-                        uint16_t port = k == S_REDIS ? redis.port : psd.port;
-                        pid_t spid = k == S_REDIS ? redis.pid : psd.pid;
+                        uint16_t port;
+                        pid_t spid;
+                        small_server(k, &port, &spid);
                         double c0 = bc_cpu_seconds(spid);
                         if (bad[k] || bl_run(&pr[k], port, small_conns[ci], small_depths[di], 0.05,
                                              O.secs / SLICES, &res) != 0) {
@@ -724,7 +739,7 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                         s99[k] += res.p99_us / SLICES;
                     }
                 }
-                for (int k = 0; k < S_NKINDS; k++) {
+                for (int k = 0; k < nkinds; k++) {
                     ops[k][ci][di][r] = bad[k] ? -1 : sops[k] / O.secs;
                     cpu[k][ci][di][r] = stot[k] > 0 ? scpu[k] * 1e6 / stot[k] : 0;
                     p50[k][ci][di][r] = s50[k];
@@ -744,7 +759,7 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                  "p50_us_median,p99_us_median,p99_us_max,server_cpu_us_per_op\n");
     bc_stats_t so[S_NKINDS][NSCONNS][NSDEPTHS], s50[S_NKINDS][NSCONNS][NSDEPTHS],
         s99[S_NKINDS][NSCONNS][NSDEPTHS], scpu[S_NKINDS][NSCONNS][NSDEPTHS];
-    for (int k = 0; k < S_NKINDS; k++)
+    for (int k = 0; k < nkinds; k++)
         for (unsigned ci = 0; ci < NSCONNS; ci++)
             for (unsigned di = 0; di < NSDEPTHS; di++) {
                 double a[64], b[64], c[64], d[64];
@@ -779,7 +794,8 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
             "One client thread (epoll) driving N connections; each connection sends its requests "
             "in batches of *depth* in one write and sends the next batch when all replies are in "
             "(depth 1 = no pipelining). Every reply is parsed as a client would (psd: protobuf "
-            "header unpacked and its code checked; Redis: hiredis's reader). *get_variable* = a "
+            "header unpacked by libpsclient's ps_pb_header_unpack and its code checked; Redis: "
+            "hiredis's reader). *get_variable* = a "
             "MUST_EXIST lookup of an existing float32[16] variable (reply: its full VarInfo); "
             "*pull 16 floats* = a pull of that variable (64 payload bytes); Redis = GET of a "
             "64-byte value. Throughput: ops/s over %.1f s per cell, run as 4 slices "
@@ -837,6 +853,31 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                     small_conns[ci], small_depths[di], scpu[S_PULL16][ci][di].median,
                     scpu[S_REDIS][ci][di].median,
                     scpu[S_PULL16][ci][di].median / scpu[S_REDIS][ci][di].median);
+        }
+    fprintf(md, "\n");
+    if (!O.base_bin)
+        return;
+    fprintf(md,
+            "### Before and after, in the same run\n\n*before* is `--base-psd` (%s), measured in "
+            "the same slices as psd and Redis above. after / before: median [min-max] of the "
+            "per-rep ratios of ops/s (above 1: faster now); server CPU us/op: after (before).\n\n"
+            "| conns | depth | get_variable ops/s before | after / before | pull16 ops/s before | "
+            "after / before | server CPU us/op get_variable | server CPU us/op pull16 | "
+            "server CPU us/op GET |\n|---:|---:|---:|---:|---:|---:|---|---|---:|\n",
+            O.base_bin);
+    for (unsigned ci = 0; ci < NSCONNS; ci++)
+        for (unsigned di = 0; di < NSDEPTHS; di++) {
+            bc_stats_t *a = &so[S_BASE_GETVAR][ci][di], *b = &so[S_BASE_PULL16][ci][di], ra, rb;
+            bc_ratio_stats(ops[S_GETVAR][ci][di], ops[S_BASE_GETVAR][ci][di], (size_t) reps, &ra);
+            bc_ratio_stats(ops[S_PULL16][ci][di], ops[S_BASE_PULL16][ci][di], (size_t) reps, &rb);
+            fprintf(md,
+                    "| %u | %u | %.0f [%.0f-%.0f] | %.2fx [%.2f-%.2f] | %.0f [%.0f-%.0f] | %.2fx "
+                    "[%.2f-%.2f] | %.2f (%.2f) | %.2f (%.2f) | %.2f |\n",
+                    small_conns[ci], small_depths[di], a->median, a->min, a->max, ra.median, ra.min,
+                    ra.max, b->median, b->min, b->max, rb.median, rb.min, rb.max,
+                    scpu[S_GETVAR][ci][di].median, scpu[S_BASE_GETVAR][ci][di].median,
+                    scpu[S_PULL16][ci][di].median, scpu[S_BASE_PULL16][ci][di].median,
+                    scpu[S_REDIS][ci][di].median);
         }
     fprintf(md, "\n");
 }
@@ -1048,7 +1089,7 @@ static void section_many(FILE *md, FILE *summary)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_redis --psd PATH --out DIR [--reps N] [--secs S] [--quick] "
-                    "[--only tensor|small|many]\n");
+                    "[--only tensor|small|many] [--base-psd PATH]\n");
     exit(2);
 }
 
@@ -1068,6 +1109,8 @@ int main(int argc, char **argv)
             O.secs = atof(argv[++i]);
         else if (strcmp(argv[i], "--quick") == 0)
             O.quick = 1;
+        else if (strcmp(argv[i], "--base-psd") == 0 && i + 1 < argc)
+            O.base_bin = argv[++i];
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             const char *w = argv[++i];
             O.do_tensor = strcmp(w, "tensor") == 0;
@@ -1087,6 +1130,15 @@ int main(int argc, char **argv)
         return 1;
     }
     setup_data();
+    if (O.base_bin) {
+        if (bc_psd_start(&base, O.base_bin, NULL) != 0)
+            bc_die("start the --base-psd");
+        ps_wc_t c;
+        if (ps_wc_connect(&c, base.port, 60000) != 0)
+            bc_die("connect to the --base-psd");
+        psd_create(&c, "small/v", 16);
+        ps_wc_close(&c);
+    }
     FILE *md = open_out("suite_redis.md");
     FILE *goals = open_out("goals_redis.csv");
     FILE *summary = open_out("summary_redis.md");
@@ -1101,5 +1153,7 @@ int main(int argc, char **argv)
     fclose(summary);
     bc_redis_stop(&redis);
     bc_psd_stop(&psd);
+    if (O.base_bin)
+        bc_psd_stop(&base);
     return 0;
 }

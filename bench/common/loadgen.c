@@ -1,6 +1,6 @@
 /* The closed-loop load generator (loadgen.h): one epoll thread driving N non-blocking connections
- * in batches of `depth` requests, parsing every reply as a client would, timing each request from
- * its batch's send to its reply. */
+ * in batches of `depth` requests, parsing every reply as a client would (psd's with libpsclient's
+ * header unpack), timing each request from its batch's send to its reply. */
 #include "loadgen.h"
 
 #include <errno.h>
@@ -16,6 +16,7 @@
 #include <ps/internal/alloc.h>
 
 #include "bench_common.h"
+#include "pb.h"
 #include "pscope.pb-c.h"
 
 #define MAX_SAMPLES ((size_t) 4 << 20)
@@ -125,12 +126,13 @@ static void parse_psd(run_t *R, conn_t *c, unsigned ci)
             break;
         int ok = f[0] == 'P' && f[1] == 'S' && hlen <= flen;
         if (ok) {
-            Pscope__V1__Header *h = pscope__v1__header__unpack(NULL, hlen, f + 16);
+            /* libpsclient's own unpack (bounded, through pscope's allocator). */
+            ps_error_t err;
+            Pscope__V1__Header *h = ps_pb_header_unpack(f + 16, hlen, &err);
             ok = h != NULL && h->code == 0;
             if (!ok && h != NULL && R->errors == 0)
                 fprintf(stderr, "loadgen: psd replied %u: %s\n", h->code, h->message);
-            if (h != NULL)
-                pscope__v1__header__free_unpacked(h, NULL);
+            ps_pb_header_free(h);
             if (R->p->expect_payload >= 0 && flen - hlen != (uint64_t) R->p->expect_payload)
                 ok = 0;
         }

@@ -1,9 +1,9 @@
 /* The suite's closed-loop load generator for small requests: one thread, epoll, N non-blocking
  * connections to psd or redis-server, each sending its requests in batches of `depth` (one write;
  * depth 1 = no pipelining) and sending the next batch once every reply of the last one is in.
- * Replies are parsed as a real client would (psd: prefix + protobuf header unpack, code checked;
- * Redis: hiredis's reader). Reports throughput over a timed window and per-request latency (batch
- * sent -> that reply read). */
+ * Replies are parsed as a real client would (psd: prefix + libpsclient's header unpack, code
+ * checked; Redis: hiredis's reader). Reports throughput over a timed window and per-request latency
+ * (batch sent -> that reply read). */
 #ifndef PS_BENCH_LOADGEN_H
 #define PS_BENCH_LOADGEN_H
 

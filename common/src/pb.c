@@ -4,6 +4,7 @@
 #include "pb.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <ps/internal/alloc.h>
@@ -12,8 +13,10 @@
 typedef struct budget {
     size_t used;
     size_t limit;
-    int over; /* an allocation was refused because of the bound */
-    int oom;  /* ps_malloc itself failed */
+    int over;             /* an allocation was refused because of the bound */
+    int oom;              /* ps_malloc (or the arena) itself failed */
+    ps_pb_arena_fn arena; /* ps_pb_header_unpack_arena's allocator */
+    void *arena_ctx;
 } budget_t;
 
 static void *bounded_alloc(void *data, size_t size)
@@ -46,30 +49,284 @@ static void *plain_alloc(void *data, size_t size)
 
 static ProtobufCAllocator free_allocator = {plain_alloc, plain_free, NULL};
 
-Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err)
+/* ---- packing a Header without walking its 42 field descriptors ----
+ * protobuf-c sizes and packs a message by visiting every field of its descriptor; a Header has one
+ * per oneof body, so that walk (twice: size, then pack) was most of the cost of a small reply. The
+ * plan below writes the Header's own fields directly, in field-number order as protobuf-c does
+ * (the bytes are the same), and leaves the tensors and the one body message to protobuf-c. It is
+ * used only while the Header has exactly the fields it knows, plus any number of oneof bodies
+ * (checked once against the descriptor); otherwise, or for more than PS_PB_PLAN_TENSORS tensors,
+ * everything goes through protobuf-c. */
+
+enum {
+    F_ID = 1,
+    F_METHOD = 2,
+    F_CODE = 3,
+    F_MESSAGE = 4,
+    F_TENSORS = 5,
+    F_RETRY = 9,
+};
+
+static int layout_checked; /* 0 unknown, 1 the Header is the one the plan knows, -1 it is not */
+
+static int layout_known(void)
 {
-    budget_t b = {0, PS_PB_UNPACK_SLACK, 0, 0};
+    int v = __atomic_load_n(&layout_checked, __ATOMIC_RELAXED);
+    if (v)
+        return v > 0;
+    const ProtobufCMessageDescriptor *d = &pscope__v1__header__descriptor;
+
+    static const struct {
+        unsigned id;
+        ProtobufCType type;
+        ProtobufCLabel label;
+        size_t offset;
+    } own[] = {
+        {F_ID, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_LABEL_NONE, offsetof(Pscope__V1__Header, id)},
+        {F_METHOD, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__Header, method)},
+        {F_CODE, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_LABEL_NONE, offsetof(Pscope__V1__Header, code)},
+        {F_MESSAGE, PROTOBUF_C_TYPE_STRING, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__Header, message)},
+        {F_TENSORS, PROTOBUF_C_TYPE_MESSAGE, PROTOBUF_C_LABEL_REPEATED,
+         offsetof(Pscope__V1__Header, tensors)},
+        {F_RETRY, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__Header, retry_after_ms)},
+    };
+
+    size_t nown = 0;
+    int ok = 1;
+    for (unsigned i = 0; i < d->n_fields && ok; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            ok = f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                 f->quantifier_offset == offsetof(Pscope__V1__Header, body_case);
+            continue;
+        }
+        ok = 0;
+        for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
+            if (own[k].id == f->id && own[k].type == f->type && own[k].label == f->label &&
+                own[k].offset == f->offset) {
+                ok = 1;
+                nown++;
+            }
+    }
+    ok = ok && nown == sizeof own / sizeof own[0];
+    __atomic_store_n(&layout_checked, ok ? 1 : -1, __ATOMIC_RELAXED);
+    return ok;
+}
+
+int ps_pb_plan_active(void)
+{
+    return layout_known();
+}
+
+/* The bound on what unpacking len bytes may allocate; 0 with err when len itself is too large. */
+static int unpack_limit(size_t len, size_t *limit, ps_error_t *err)
+{
     size_t scaled;
     if (__builtin_mul_overflow(len, (size_t) PS_PB_UNPACK_FACTOR, &scaled) ||
-        __builtin_add_overflow(scaled, b.limit, &b.limit)) {
+        __builtin_add_overflow(scaled, (size_t) PS_PB_UNPACK_SLACK, limit)) {
         ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "header of %zu bytes is too large to unpack",
                      len);
-        return NULL;
+        return -1;
     }
-    ProtobufCAllocator a = {bounded_alloc, plain_free, &b};
-    Pscope__V1__Header *h = pscope__v1__header__unpack(&a, len, data);
-    if (h != NULL)
-        return h;
-    if (b.oom)
+    return 0;
+}
+
+/* Why an unpack of len bytes failed. Returns NULL. */
+static Pscope__V1__Header *unpack_failed(size_t len, const budget_t *b, ps_error_t *err)
+{
+    if (b->oom)
         ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory unpacking a %zu-byte header",
                      len);
-    else if (b.over)
+    else if (b->over)
         ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                     "header of %zu bytes would need more than %zu bytes to unpack", len, b.limit);
+                     "header of %zu bytes would need more than %zu bytes to unpack", len, b->limit);
     else
         ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
                      "header is not a valid pscope.v1.Header message (%zu bytes)", len);
     return NULL;
+}
+
+static Pscope__V1__Header *
+unpack_with(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b, ps_error_t *err)
+{
+    Pscope__V1__Header *h = pscope__v1__header__unpack(a, len, data);
+    return h ? h : unpack_failed(len, b, err);
+}
+
+/* ---- unpacking a Header without its 42-field descriptor walk ----
+ * The common request (id, method, a body message, tensors) is read here field by field, with its
+ * body and tensors unpacked by protobuf-c. Anything else (another field, a repeated body, a
+ * message string, an over-long varint, a wire type that does not match) is left to protobuf-c's
+ * own unpack of the whole header, so the result is always what protobuf-c would give. */
+
+#define FAST_MAX_FIELDS 256
+
+typedef struct field_ref {
+    unsigned id;
+    const uint8_t *data;
+    size_t len;
+} field_ref_t;
+
+/* A varint of at most max bytes at p (end bounds it): its length, or 0 when it is not one. */
+static size_t get_varint(const uint8_t *p, const uint8_t *end, size_t max, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < max && p + i < end; i++) {
+        r |= (uint64_t) (p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* 1 = unpacked into *out (NULL when a sub-message failed: the input is bad), 0 = not the simple
+ * form: use protobuf-c's unpack. */
+static int
+fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__Header **out)
+{
+    const uint8_t *p = data, *end = data + len;
+    field_ref_t subs[FAST_MAX_FIELDS];
+    size_t nsubs = 0, ntensors = 0;
+    const ProtobufCFieldDescriptor *body = NULL;
+    uint64_t id = 0, method = 0, code = 0, retry = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        size_t n = get_varint(p, end, 5, &tag);
+        if (!n || tag > UINT32_MAX || (tag >> 3) == 0)
+            return 0;
+        p += n;
+        unsigned field = (unsigned) (tag >> 3), wt = (unsigned) (tag & 7);
+        if (wt == 0) {
+            uint64_t *dst = field == F_ID       ? &id
+                            : field == F_METHOD ? &method
+                            : field == F_CODE   ? &code
+                            : field == F_RETRY  ? &retry
+                                                : NULL;
+            if (!dst || !(n = get_varint(p, end, field == F_ID ? 9 : 5, &v)) ||
+                (field != F_ID && v > UINT32_MAX))
+                return 0;
+            *dst = v;
+            p += n;
+            continue;
+        }
+        if (wt != 2 || !(n = get_varint(p, end, 5, &v)) || v > (uint64_t) (end - p - n))
+            return 0;
+        p += n;
+        if (field == F_TENSORS) {
+            ntensors++;
+        } else {
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(&pscope__v1__header__descriptor, field);
+            if (!f || !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || body)
+                return 0;
+            body = f;
+        }
+        if (nsubs == FAST_MAX_FIELDS)
+            return 0;
+        subs[nsubs++] = (field_ref_t){field, p, (size_t) v};
+        p += v;
+    }
+    *out = NULL;
+    Pscope__V1__Header *h = a->alloc(a->allocator_data, sizeof *h);
+    if (!h)
+        return 1;
+    pscope__v1__header__init(h);
+    if (ntensors && !(h->tensors = a->alloc(a->allocator_data, ntensors * sizeof *h->tensors))) {
+        a->free(a->allocator_data, h);
+        return 1;
+    }
+    /* From here h holds what was unpacked so far: free_unpacked releases it on failure. */
+    h->id = id;
+    h->method = (uint32_t) method;
+    h->code = (uint32_t) code;
+    h->retry_after_ms = (uint32_t) retry;
+    for (size_t i = 0; i < nsubs; i++) {
+        if (subs[i].id == F_TENSORS) {
+            Pscope__V1__TensorDesc *t =
+                pscope__v1__tensor_desc__unpack(a, subs[i].len, subs[i].data);
+            if (!t) {
+                pscope__v1__header__free_unpacked(h, a);
+                return 1;
+            }
+            h->tensors[h->n_tensors++] = t;
+            continue;
+        }
+        ProtobufCMessage *m = protobuf_c_message_unpack(
+            (const ProtobufCMessageDescriptor *) body->descriptor, a, subs[i].len, subs[i].data);
+        if (!m) {
+            pscope__v1__header__free_unpacked(h, a);
+            return 1;
+        }
+        *(ProtobufCMessage **) (void *) ((char *) h + body->offset) = m;
+        h->body_case = (Pscope__V1__Header__BodyCase) body->id;
+    }
+    *out = h;
+    return 1;
+}
+
+/* The direct read when it applies, else (or when a sub-message was refused) protobuf-c's. */
+static Pscope__V1__Header *
+unpack_either(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *b, ps_error_t *err)
+{
+    Pscope__V1__Header *h = NULL;
+    if (layout_known() && fast_unpack(data, len, a, &h)) {
+        if (h)
+            return h;
+        if (b->over || b->oom)
+            return unpack_failed(len, b, err); /* the bound or the memory, as protobuf-c's */
+    }
+    /* Not the simple form, or a sub-message protobuf-c refused: its own unpack decides, under a
+     * fresh bound (what the direct read took was freed, or stays in the caller's arena: at most
+     * twice the bound in all). */
+    b->used = 0;
+    return unpack_with(data, len, a, b, err);
+}
+
+Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err)
+{
+    budget_t b = {0, 0, 0, 0, NULL, NULL};
+    if (unpack_limit(len, &b.limit, err) != 0)
+        return NULL;
+    ProtobufCAllocator a = {bounded_alloc, plain_free, &b};
+    return unpack_either(data, len, &a, &b, err);
+}
+
+/* The arena variant: the same bound, the caller's allocator, and nothing to free one by one. */
+static void *bounded_arena_alloc(void *data, size_t size)
+{
+    budget_t *b = data;
+    if (size > b->limit - b->used) {
+        b->over = 1;
+        return NULL;
+    }
+    void *p = b->arena(b->arena_ctx, size);
+    if (p == NULL) {
+        b->oom = 1;
+        return NULL;
+    }
+    b->used += size;
+    return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void) data;
+    (void) p; /* released with the arena */
+}
+
+Pscope__V1__Header *ps_pb_header_unpack_arena(
+    const uint8_t *data, size_t len, ps_pb_arena_fn arena, void *ctx, ps_error_t *err)
+{
+    budget_t b = {0, 0, 0, 0, arena, ctx};
+    if (unpack_limit(len, &b.limit, err) != 0)
+        return NULL;
+    ProtobufCAllocator a = {bounded_arena_alloc, arena_free, &b};
+    return unpack_either(data, len, &a, &b, err);
 }
 
 void ps_pb_header_free(Pscope__V1__Header *h)
@@ -82,41 +339,184 @@ void ps_pb_header_free(Pscope__V1__Header *h)
  * sent as "id = 0" spelled out, which decodes to the same message. */
 static const uint8_t empty_header[2] = {0x08, 0x00};
 
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t) v;
+    return p;
+}
+
+/* The body message of h (NULL when none). */
+static const ProtobufCMessage *header_body(const Pscope__V1__Header *h, unsigned *field)
+{
+    *field = (unsigned) h->body_case;
+    if (!*field)
+        return NULL;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(&pscope__v1__header__descriptor, *field);
+    if (!f)
+        return NULL;
+    return *(const ProtobufCMessage *const *) (const void *) ((const char *) h + f->offset);
+}
+
+/* The packed size of h by the plan, filling plan; 0 when the plan cannot take h. */
+static size_t plan_size(const Pscope__V1__Header *h, ps_pb_plan_t *plan)
+{
+    if (!layout_known() || h->n_tensors > PS_PB_PLAN_TENSORS || h->base.n_unknown_fields)
+        return 0;
+    size_t n = 0;
+    if (h->id)
+        n += 1 + varint_size(h->id);
+    if (h->method)
+        n += 1 + varint_size(h->method);
+    if (h->code)
+        n += 1 + varint_size(h->code);
+    if (h->message && h->message[0]) {
+        size_t l = strlen(h->message);
+        n += 1 + varint_size(l) + l;
+    }
+    for (size_t i = 0; i < h->n_tensors; i++) {
+        size_t l = pscope__v1__tensor_desc__get_packed_size(h->tensors[i]);
+        plan->tensor[i] = l;
+        n += 1 + varint_size(l) + l;
+    }
+    if (h->retry_after_ms)
+        n += 1 + varint_size(h->retry_after_ms);
+    unsigned field;
+    const ProtobufCMessage *body = header_body(h, &field);
+    plan->body = 0;
+    if (h->body_case && !body)
+        return 0;
+    if (body) {
+        plan->body = protobuf_c_message_get_packed_size(body);
+        n += varint_size((uint64_t) field << 3) + varint_size(plan->body) + plan->body;
+    }
+    return n;
+}
+
+/* Write h by the plan from plan_size; returns the bytes written. */
+static size_t plan_pack(const Pscope__V1__Header *h, const ps_pb_plan_t *plan, uint8_t *out)
+{
+    uint8_t *p = out;
+    if (h->id) {
+        *p++ = F_ID << 3;
+        p = put_varint(p, h->id);
+    }
+    if (h->method) {
+        *p++ = F_METHOD << 3;
+        p = put_varint(p, h->method);
+    }
+    if (h->code) {
+        *p++ = F_CODE << 3;
+        p = put_varint(p, h->code);
+    }
+    if (h->message && h->message[0]) {
+        size_t l = strlen(h->message);
+        *p++ = F_MESSAGE << 3 | 2;
+        p = put_varint(p, l);
+        memcpy(p, h->message, l);
+        p += l;
+    }
+    for (size_t i = 0; i < h->n_tensors; i++) {
+        *p++ = F_TENSORS << 3 | 2;
+        p = put_varint(p, plan->tensor[i]);
+        p += pscope__v1__tensor_desc__pack(h->tensors[i], p);
+    }
+    if (h->retry_after_ms) {
+        *p++ = F_RETRY << 3;
+        p = put_varint(p, h->retry_after_ms);
+    }
+    unsigned field;
+    const ProtobufCMessage *body = header_body(h, &field);
+    if (body) {
+        p = put_varint(p, (uint64_t) field << 3 | 2);
+        p = put_varint(p, plan->body);
+        p += protobuf_c_message_pack(body, p);
+    }
+    return (size_t) (p - out);
+}
+
+size_t ps_pb_frame_size(const Pscope__V1__Header *h,
+                        uint64_t payload_len,
+                        uint32_t max_header,
+                        ps_pb_plan_t *plan,
+                        ps_error_t *err)
+{
+    size_t hlen = plan_size(h, plan);
+    plan->fast = hlen > 0;
+    if (!plan->fast)
+        hlen = pscope__v1__header__get_packed_size(h);
+    if (hlen == 0)
+        hlen = sizeof empty_header;
+    if (hlen > max_header || hlen > UINT32_MAX) {
+        ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
+                     "frame header %zu bytes exceeds limit %" PRIu32, hlen, max_header);
+        return 0;
+    }
+    if (payload_len > UINT64_MAX - hlen) {
+        ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "frame length overflows");
+        return 0;
+    }
+    return PS_FRAME_PREFIX_LEN + hlen;
+}
+
+int ps_pb_frame_pack_into(const Pscope__V1__Header *h,
+                          uint64_t payload_len,
+                          size_t frame_len,
+                          const ps_pb_plan_t *plan,
+                          uint8_t *buf,
+                          ps_error_t *err)
+{
+    size_t hlen = frame_len - PS_FRAME_PREFIX_LEN;
+    ps_frame_prefix_encode(buf, (uint32_t) hlen, payload_len);
+    uint8_t *out = buf + PS_FRAME_PREFIX_LEN;
+    size_t packed = plan->fast ? plan_pack(h, plan, out) : pscope__v1__header__pack(h, out);
+    if (packed == 0 && hlen == sizeof empty_header) {
+        memcpy(out, empty_header, sizeof empty_header);
+        return 0;
+    }
+    if (packed != hlen) {
+        ps_error_set(err, PS_ERR_INTERNAL, "header packed to a size other than computed");
+        return -1;
+    }
+    return 0;
+}
+
 uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h,
                           uint64_t payload_len,
                           uint32_t max_header,
                           size_t *out_len,
                           ps_error_t *err)
 {
-    size_t hlen = pscope__v1__header__get_packed_size(h);
-    int empty = hlen == 0;
-    if (empty)
-        hlen = sizeof empty_header;
-    if (hlen > max_header || hlen > UINT32_MAX) {
-        ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED,
-                     "frame header %zu bytes exceeds limit %" PRIu32, hlen, max_header);
+    ps_pb_plan_t plan;
+    size_t flen = ps_pb_frame_size(h, payload_len, max_header, &plan, err);
+    if (flen == 0)
         return NULL;
-    }
-    if (payload_len > UINT64_MAX - hlen) {
-        ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "frame length overflows");
-        return NULL;
-    }
-    uint8_t *buf = ps_malloc(PS_FRAME_PREFIX_LEN + hlen);
+    uint8_t *buf = ps_malloc(flen);
     if (buf == NULL) {
         ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte frame header",
-                     hlen);
+                     flen - PS_FRAME_PREFIX_LEN);
         return NULL;
     }
-    ps_frame_prefix_encode(buf, (uint32_t) hlen, payload_len);
-    if (empty) {
-        memcpy(buf + PS_FRAME_PREFIX_LEN, empty_header, sizeof empty_header);
-    } else if (pscope__v1__header__pack(h, buf + PS_FRAME_PREFIX_LEN) != hlen) {
+    if (ps_pb_frame_pack_into(h, payload_len, flen, &plan, buf, err) != 0) {
         ps_free(buf);
-        ps_error_set(err, PS_ERR_INTERNAL, "header packed to a size other than computed");
         return NULL;
     }
     if (out_len != NULL)
-        *out_len = PS_FRAME_PREFIX_LEN + hlen;
+        *out_len = flen;
     return buf;
 }
 

@@ -24,6 +24,17 @@
  */
 Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err);
 
+/** Allocation callback for ps_pb_header_unpack_arena: size bytes, aligned for any type. */
+typedef void *(*ps_pb_arena_fn)(void *ctx, size_t size);
+
+/**
+ * ps_pb_header_unpack with every allocation (under the same bound) taken from arena(ctx, size):
+ * nothing is freed one by one (no ps_pb_header_free); the header lives until the caller releases
+ * its arena. psd unpacks each request header into the request's own memory this way.
+ */
+Pscope__V1__Header *ps_pb_header_unpack_arena(
+    const uint8_t *data, size_t len, ps_pb_arena_fn arena, void *ctx, ps_error_t *err);
+
 /** Free a header from ps_pb_header_unpack(); NULL is a no-op. */
 void ps_pb_header_free(Pscope__V1__Header *h);
 
@@ -39,6 +50,37 @@ uint8_t *ps_pb_frame_pack(const Pscope__V1__Header *h,
                           uint32_t max_header,
                           size_t *out_len,
                           ps_error_t *err);
+
+/* How a Header is packed: sizes worked out by ps_pb_frame_size for ps_pb_frame_pack_into. */
+#define PS_PB_PLAN_TENSORS 64
+
+typedef struct ps_pb_plan {
+    int fast;                          /* the Header's own fields written directly (pb.c) */
+    size_t body;                       /* the body message's packed size */
+    size_t tensor[PS_PB_PLAN_TENSORS]; /* each tensor's */
+} ps_pb_plan_t;
+
+/**
+ * The two halves of ps_pb_frame_pack for a caller with its own buffer: the frame's prefix + header
+ * size (0 with err, as ps_pb_frame_pack fails), filling plan, then the bytes written into buf
+ * (that many) by that plan. Returns 0, or -1 with err. The bytes are protobuf-c's, but a Header
+ * of the layout pb.c knows (its own fields plus oneof bodies) is not sized and packed field
+ * descriptor by field descriptor.
+ */
+size_t ps_pb_frame_size(const Pscope__V1__Header *h,
+                        uint64_t payload_len,
+                        uint32_t max_header,
+                        ps_pb_plan_t *plan,
+                        ps_error_t *err);
+int ps_pb_frame_pack_into(const Pscope__V1__Header *h,
+                          uint64_t payload_len,
+                          size_t frame_len,
+                          const ps_pb_plan_t *plan,
+                          uint8_t *buf,
+                          ps_error_t *err);
+
+/** 1 when the Header's layout is the one ps_pb_frame_size's direct packing knows (tests). */
+int ps_pb_plan_active(void);
 
 /** A ProtobufCBinaryData pointing at a C string (no copy). */
 ProtobufCBinaryData ps_pb_bytes(const char *s);

@@ -25,10 +25,15 @@ static size_t out_bytes(const psd_conn_t *c)
 
 static void free_chunk(psd_conn_t *c, psd_chunk_t *k)
 {
-    if (k->ends_reply && c->pending_replies > 0)
-        c->pending_replies--;
+    c->pending_replies -= k->ends_reply < c->pending_replies ? k->ends_reply : c->pending_replies;
+    if (c->obuf == k)
+        c->obuf = NULL;
     if (k->blob)
         psd_blob_unref(k->blob);
+    if (k->cap && !c->spare && !(c->flags & PSD_CONN_CLOSING)) {
+        c->spare = k; /* the next output buffer */
+        return;
+    }
     ps_free(k);
 }
 
@@ -45,6 +50,7 @@ static int out_idle(const psd_conn_t *c)
 
 static void queue_chunk(psd_conn_t *c, psd_chunk_t *k)
 {
+    c->obuf = NULL; /* the tail is another chunk now */
     k->next = NULL;
     if (c->qtail)
         c->qtail->next = k;
@@ -107,6 +113,7 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
     hk->len = head_len;
     hk->blob = NULL;
     hk->ends_reply = 0;
+    hk->cap = 0;
     queue_chunk(c, hk);
     psd_chunk_t *last = hk;
     int failed = 0;
@@ -125,10 +132,94 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
         k->len = (size_t) blobs[i]->len;
         k->blob = blobs[i];
         k->ends_reply = 0;
+        k->cap = 0;
         queue_chunk(c, k);
         last = k;
     }
-    last->ends_reply = 1;
+    last->ends_reply++;
+    c->pending_replies++;
+    if (failed) {
+        psd_conn_close(c, "out of memory for a reply");
+        return;
+    }
+    if (!c->link_flush.prev && c->inflight_nchunks == 0)
+        psd_link_push(&c->srv->flush_list, &c->link_flush);
+    check_pause(c);
+}
+
+/* Bytes left at the end of an output buffer (TLS encryption may have consumed its front). */
+static size_t obuf_room(const psd_chunk_t *k)
+{
+    return k->cap - (size_t) (k->base + k->len - (const uint8_t *) (k + 1));
+}
+
+/* The sink's head_room: len bytes at the end of the output buffer, which becomes the queue's tail
+ * (a spare or new buffer when the current one is full or being written). NULL for a head larger
+ * than a buffer, a closing connection or no memory: rpc.c then emits through conn_emit. */
+static uint8_t *conn_head_room(void *ctx, size_t len)
+{
+    psd_conn_t *c = ctx;
+    if (len > PSD_OBUF_CAP || (c->flags & PSD_CONN_CLOSING))
+        return NULL;
+    psd_chunk_t *k = c->obuf;
+    if (!k || obuf_room(k) < len) {
+        k = c->spare;
+        if (k)
+            c->spare = NULL;
+        else if (!(k = ps_malloc(sizeof *k + PSD_OBUF_CAP)))
+            return NULL;
+        k->base = (const uint8_t *) (k + 1);
+        k->len = 0;
+        k->blob = NULL;
+        k->ends_reply = 0;
+        k->cap = PSD_OBUF_CAP;
+        queue_chunk(c, k);
+        c->obuf = k;
+    }
+    return (uint8_t *) (uintptr_t) (k->base + k->len);
+}
+
+/* The sink's emit_packed: the head conn_head_room gave room for is there; take it and the blobs
+ * (copied into the buffer when small and there is room, else queued by reference). */
+static void conn_emit_packed(void *ctx, size_t len, psd_blob_t *const *blobs, size_t nblobs)
+{
+    psd_conn_t *c = ctx;
+    psd_chunk_t *last = c->obuf;
+    last->len += len;
+    c->queued_bytes += len;
+    int failed = 0;
+    for (size_t i = 0; i < nblobs; i++) {
+        psd_blob_t *b = blobs[i];
+        size_t n = (size_t) b->len;
+        if (failed || n == 0) {
+            psd_blob_unref(b);
+            continue;
+        }
+        psd_chunk_t *o = c->obuf;
+        if (n <= PSD_INLINE_MAX && o && obuf_room(o) >= n) {
+            /* The reply is a snapshot either way: copying now is what the reference promised. */
+            memcpy((uint8_t *) (uintptr_t) (o->base + o->len), b->data, n);
+            o->len += n;
+            c->queued_bytes += n;
+            psd_blob_unref(b);
+            last = o;
+            continue;
+        }
+        psd_chunk_t *k = ps_malloc(sizeof *k);
+        if (!k) {
+            psd_blob_unref(b);
+            failed = 1;
+            continue;
+        }
+        k->base = b->data;
+        k->len = n;
+        k->blob = b;
+        k->ends_reply = 0;
+        k->cap = 0;
+        queue_chunk(c, k);
+        last = k;
+    }
+    last->ends_reply++;
     c->pending_replies++;
     if (failed) {
         psd_conn_close(c, "out of memory for a reply");
@@ -271,6 +362,7 @@ void psd_conn_flush(psd_conn_t *c)
             psd_link_push(&c->srv->flush_list, &c->link_flush);
         return;
     }
+    c->obuf = NULL; /* what is queued is being written: later replies go to a new buffer */
     if (c->tls) {
         psd_tls_flush(c);
         return;
@@ -281,11 +373,20 @@ void psd_conn_flush(psd_conn_t *c)
         fill_iov(&c->iov[n++], k);
         bytes += k->len;
     }
-    /* Large replies (tensor data) are sent by an I/O thread: the loop's time goes to requests. */
-    if (c->srv->io && bytes >= PSD_IO_MIN_BYTES && offload_write(c, n, bytes) == 0)
+    /* Large replies (tensor data) are sent by an I/O thread: the loop's time goes to requests. A
+     * reply of up to about 1 MiB is tried on the loop first, as a small one is, when it is the
+     * only large send in sight (no I/O job out, no other connection waiting for this flush point):
+     * a hand-off costs two thread wake-ups, which on a busy machine cost more than the copy, while
+     * two or more large replies at once are sent in parallel by the threads. What does not fit in
+     * the socket goes to the I/O thread. */
+    if (c->srv->io && bytes >= PSD_IO_MIN_BYTES &&
+        (bytes > PSD_IO_DIRECT_MAX || psd_io_outstanding(c->srv->io) > 0 ||
+         !psd_link_empty(&c->srv->flush_list)) &&
+        offload_write(c, n, bytes) == 0)
         return;
     /* Most replies fit in the socket buffer: write them now, without a write request (and so
-     * without a deferred callback and another loop iteration). What does not fit goes to uv_write.
+     * without a deferred callback and another loop iteration). What does not fit goes to uv_write
+     * (or, when large, to the I/O thread).
      */
     int w = uv_try_write((uv_stream_t *) &c->tcp, c->iov, n);
     if (w < 0 && w != UV_EAGAIN) {
@@ -318,6 +419,8 @@ void psd_conn_flush(psd_conn_t *c)
             fill_iov(&c->iov[n++], k);
             bytes += k->len;
         }
+        if (c->srv->io && bytes >= PSD_IO_MIN_BYTES && offload_write(c, n, bytes) == 0)
+            return;
     }
     c->queued_bytes -= bytes;
     c->inflight_bytes = bytes;
@@ -506,6 +609,7 @@ static void tls_client_on_plain_port(psd_conn_t *c)
         k->len = sizeof psd_tls_alert_not_tls;
         k->blob = NULL;
         k->ends_reply = 1;
+        k->cap = 0;
         queue_chunk(c, k);
         c->pending_replies++;
         if (!c->link_flush.prev)
@@ -760,7 +864,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
     }
+    /* The frames of this read arrived together: one clock reading for their latencies. */
+    c->srv->rpc.arrival_ns = uv_hrtime();
     psd_conn_process(c);
+    c->srv->rpc.arrival_ns = 0;
 }
 
 void psd_conn_check_timeout(psd_conn_t *c, uint64_t now_ms)
@@ -868,6 +975,7 @@ static void on_close(uv_handle_t *h)
     }
     psd_req_free(c->req);
     psd_admit_conn_gone(&srv->admit, c); /* after the request: its peer's share is given back */
+    ps_free(c->spare);
     psd_tls_free(c->tls);
     ps_free(c->wjob);
     ps_free(c->rjob);
@@ -928,6 +1036,8 @@ void psd_conn_accept(psd_server_t *srv)
     c->rfd = -1;
     c->id = ++srv->next_conn_id;
     c->sink.emit = conn_emit;
+    c->sink.head_room = conn_head_room;
+    c->sink.emit_packed = conn_emit_packed;
     c->sink.ctx = c;
     c->sink.session = &c->session;
     c->session.peer = c->peer;

@@ -1,5 +1,6 @@
 /* One client connection of psd (STYLE §2.8): read buffer and frame decoder, payload received
- * straight into request blobs, the write queue of owned header chunks and blob references, the
+ * straight into request blobs, the write queue (an output buffer that reply heads are packed into
+ * and small payloads copied into, and references to larger blobs), the
  * single in-flight uv_write, backpressure, read timeouts and close-after-flush; a request whose
  * payload waits for admission (admit.c) stops the reading of its connection. */
 #ifndef PSD_CONN_H
@@ -23,6 +24,7 @@
 #define PSD_RBUF_SIZE         (64u << 10)
 #define PSD_MAX_FRAMES_PER_RD 256
 #define PSD_IO_MIN_BYTES      (64u << 10) /* sends and payload receives this large: I/O thread */
+#define PSD_IO_DIRECT_MAX     ((1u << 20) + (64u << 10)) /* ... unless tried on the loop first */
 
 enum {
     PSD_IO_AFTER_NONE = 0,
@@ -41,12 +43,16 @@ enum {
 
 _Static_assert(PSD_IOV_MAX <= PSD_IO_JOB_IOV, "an I/O job holds one flush's iovecs");
 
+#define PSD_OBUF_CAP   (16u << 10) /* a connection's output buffer: reply heads, small payloads */
+#define PSD_INLINE_MAX 1024u       /* payload blobs this small are copied into it */
+
 typedef struct psd_chunk {
     struct psd_chunk *next;
     const uint8_t *base;
     size_t len;
-    psd_blob_t *blob; /* referenced payload, or NULL when the chunk owns its bytes */
-    unsigned ends_reply;
+    psd_blob_t *blob;    /* referenced payload, or NULL when the chunk owns its bytes */
+    unsigned ends_reply; /* replies whose last byte is in this chunk */
+    size_t cap;          /* an output buffer's room for len (PSD_OBUF_CAP), else 0 */
 } psd_chunk_t;
 
 typedef struct psd_conn {
@@ -63,6 +69,9 @@ typedef struct psd_conn {
     uint64_t last_read_ms;
     /* Write queue: chunks from head; the first inflight_nchunks are being written. */
     psd_chunk_t *qhead, *qtail;
+    /* The output buffer replies are appended to (the queue's tail, not yet being written; NULL
+     * when the next reply starts a new one) and one spare buffer kept for the next. */
+    psd_chunk_t *obuf, *spare;
     size_t queued_bytes;   /* not yet handed to uv_write */
     size_t inflight_bytes; /* in the current uv_write */
     unsigned inflight_nchunks;

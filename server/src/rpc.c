@@ -1,9 +1,11 @@
 /* psd's request layer: the method table with per-method counters, validation of a whole request
  * before its handler runs (header unpacked with a bounded allocator, method, body, tensor names,
  * dtypes, shapes with overflow checks, payload length, counts), the handlers that call the store,
- * and the packing of replies as one owned prefix+header chunk followed by zero-copy blob
- * references. It owns the only translation between the wire messages and the store's types on the
- * server side. */
+ * and the packing of replies (prefix + header packed straight into the connection's output buffer
+ * when the sink has one, else one owned chunk; then the payload blobs). A request's header is
+ * unpacked into the request's own arena and request structs are reused, so a small request
+ * allocates nothing. It owns the only translation between the wire messages and the store's types
+ * on the server side. */
 #include "rpc.h"
 
 #include <sodium.h>
@@ -36,7 +38,9 @@ typedef struct scratch {
 } scratch_t;
 
 struct psd_req {
-    Pscope__V1__Header *hdr;
+    Pscope__V1__Header *hdr; /* unpacked into the arena and scratch (freed with them) */
+    psd_rpc_t *rpc;          /* whose cache of request structs takes it back */
+    struct psd_req *next_free;
     const struct psd_method *m;
     psd_session_t *session; /* the caller's identity (the sink's), NULL when none */
     uint64_t payload_len;
@@ -60,10 +64,25 @@ struct psd_req {
     size_t ncolls;
     char *str1, *str2, *str3; /* list prefix / collection / start_after; delete prefix */
     scratch_t *scratch;       /* allocations freed with the request */
-    /* Small requests take their scratch memory from here: no allocation per name or reply part. */
+    /* Small requests take their header and scratch memory from here: no allocation per header
+     * field, name or reply part. */
     size_t arena_used;
-    _Alignas(16) uint8_t arena[1536];
+    _Alignas(16) uint8_t arena[2048];
 };
+
+/* Freed request structs kept for the next requests (the loop handles one at a time, pipelines a
+ * few): a small request allocates nothing of its own. Not under AddressSanitizer, which should see
+ * every request freed. */
+#if defined(__SANITIZE_ADDRESS__)
+#    define REQ_CACHE_MAX 0
+#elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#        define REQ_CACHE_MAX 0
+#    endif
+#endif
+#ifndef REQ_CACHE_MAX
+#    define REQ_CACHE_MAX 16
+#endif
 
 typedef int (*prepare_fn)(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err);
 typedef int (*handler_fn)(psd_rpc_t *rpc,
@@ -111,23 +130,32 @@ static int64_t create_ms(const psd_rpc_t *rpc)
 
 /* ---- request-scoped allocations ---- */
 
-static void *scratch_alloc(psd_req_t *r, size_t n)
+/* n bytes of the request's memory (16-byte aligned, not zeroed), freed with the request. */
+static void *arena_alloc(void *ctx, size_t n)
 {
+    psd_req_t *r = ctx;
     size_t rounded = (n + 15) & ~(size_t) 15;
     if (rounded >= n && rounded <= sizeof r->arena - r->arena_used) {
         void *p = r->arena + r->arena_used;
         r->arena_used += rounded;
-        memset(p, 0, n);
         return p;
     }
     if (n > SIZE_MAX - sizeof(scratch_t))
         return NULL;
-    scratch_t *s = ps_calloc(1, sizeof(scratch_t) + n);
+    scratch_t *s = ps_malloc(sizeof(scratch_t) + n);
     if (!s)
         return NULL;
     s->next = r->scratch;
     r->scratch = s;
     return s + 1;
+}
+
+static void *scratch_alloc(psd_req_t *r, size_t n)
+{
+    void *p = arena_alloc(r, n);
+    if (p)
+        memset(p, 0, n);
+    return p;
 }
 
 void *psd_req_scratch(psd_req_t *r, size_t n)
@@ -152,7 +180,15 @@ void psd_req_free(psd_req_t *r)
         n = s->next;
         ps_free(s);
     }
-    ps_pb_header_free(r->hdr);
+#if REQ_CACHE_MAX > 0
+    psd_rpc_t *rpc = r->rpc;
+    if (rpc->req_cached < REQ_CACHE_MAX) {
+        r->next_free = rpc->req_cache;
+        rpc->req_cache = r;
+        rpc->req_cached++;
+        return;
+    }
+#endif
     ps_free(r);
 }
 
@@ -495,6 +531,68 @@ static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
     return vi;
 }
 
+/* ---- get_variable's VarInfo, encoded once ----
+ * A variable's metadata is fixed when it is created and its VarInfo otherwise changes only with its
+ * version, so get_variable keeps the encoding it last sent for a variable (one slot per name hash)
+ * and sends those bytes again while the variable (its address, name, creation time and version)
+ * is the same and no request that can delete or create variables ran since (rpc->var_epoch). */
+#define VI_SLOTS    256
+#define VI_NAME_MAX 96
+#define VI_BYTES    512
+
+struct psd_vi_entry {
+    const psd_var_t *v;
+    uint64_t version, epoch;
+    int64_t created_ms;
+    uint16_t name_len;
+    uint16_t len; /* bytes: the varint length, then the VarInfo message (0 = empty slot) */
+    char name[VI_NAME_MAX];
+    uint8_t bytes[VI_BYTES];
+};
+
+static struct psd_vi_entry *vi_slot(psd_rpc_t *rpc, const psd_var_t *v)
+{
+    if (!rpc->vi_cache && !(rpc->vi_cache = ps_calloc(VI_SLOTS, sizeof *rpc->vi_cache)))
+        return NULL;
+    return &rpc->vi_cache[v->hash % VI_SLOTS];
+}
+
+static const struct psd_vi_entry *vi_lookup(psd_rpc_t *rpc, const psd_var_t *v)
+{
+    const struct psd_vi_entry *e = vi_slot(rpc, v);
+    if (!e || !e->len || e->v != v || e->version != v->version || e->epoch != rpc->var_epoch ||
+        e->created_ms != v->created_ms || e->name_len != v->name_len ||
+        memcmp(e->name, psd_var_name(v), v->name_len) != 0)
+        return NULL;
+    return e;
+}
+
+static void vi_store(psd_rpc_t *rpc, const psd_var_t *v, const Pscope__V1__VarInfo *vi)
+{
+    struct psd_vi_entry *e = vi_slot(rpc, v);
+    size_t n = pscope__v1__var_info__get_packed_size(vi);
+    if (!e || v->name_len > VI_NAME_MAX || n > VI_BYTES - 5)
+        return;
+    uint8_t *p = e->bytes;
+    size_t k = n;
+    while (k >= 0x80) {
+        *p++ = (uint8_t) (k | 0x80);
+        k >>= 7;
+    }
+    *p++ = (uint8_t) k;
+    if (pscope__v1__var_info__pack(vi, p) != n) {
+        e->len = 0;
+        return;
+    }
+    e->len = (uint16_t) ((size_t) (p - e->bytes) + n);
+    e->v = v;
+    e->version = v->version;
+    e->epoch = rpc->var_epoch;
+    e->created_ms = v->created_ms;
+    e->name_len = v->name_len;
+    memcpy(e->name, psd_var_name(v), v->name_len);
+}
+
 static int oom(ps_error_t *err)
 {
     return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory building the reply");
@@ -649,8 +747,27 @@ static int handle_getvar(psd_rpc_t *rpc,
         return oom(err);
     pscope__v1__get_variable_reply__init(rep);
     rep->created = created;
-    if (!(rep->var = var_info(r, v)))
-        return oom(err);
+    const struct psd_vi_entry *cached = created ? NULL : vi_lookup(rpc, v);
+    if (created)
+        rpc->var_epoch++;
+    if (cached) {
+        /* GetVariableReply.var (field 2) as the bytes sent before: protobuf-c writes a message's
+         * unknown fields verbatim after its known ones. */
+        ProtobufCMessageUnknownField *uf = scratch_alloc(r, sizeof *uf);
+        if (!uf)
+            return oom(err);
+        uf->tag = 2;
+        uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+        uf->len = cached->len;
+        uf->data = (uint8_t *) (uintptr_t) cached->bytes;
+        rep->base.n_unknown_fields = 1;
+        rep->base.unknown_fields = uf;
+    } else {
+        if (!(rep->var = var_info(r, v)))
+            return oom(err);
+        if (!created)
+            vi_store(rpc, v, rep->var);
+    }
     out->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY;
     out->get_variable_reply = rep;
     return 0;
@@ -1519,6 +1636,28 @@ static void reply_error_hint(psd_rpc_t *rpc,
                              const char *msg,
                              uint32_t retry_after_ms);
 
+/* Pack the reply's head straight into the sink's output buffer (no allocation) when it has one and
+ * the head fits its limit. Returns 0 when emitted, -1 to take the allocating path (which reports a
+ * head over its limit as an error reply). */
+static int emit_in_place(const psd_reply_sink_t *sink,
+                         const Pscope__V1__Header *h,
+                         uint64_t payload,
+                         uint32_t max_header,
+                         psd_blob_t *const *blobs,
+                         size_t nblobs)
+{
+    if (!sink->head_room)
+        return -1;
+    ps_error_t err;
+    ps_pb_plan_t plan;
+    size_t len = ps_pb_frame_size(h, payload, max_header, &plan, &err);
+    uint8_t *room = len ? sink->head_room(sink->ctx, len) : NULL;
+    if (!room || ps_pb_frame_pack_into(h, payload, len, &plan, room, &err) != 0)
+        return -1;
+    sink->emit_packed(sink->ctx, len, blobs, nblobs);
+    return 0;
+}
+
 void psd_rpc_reply_error(psd_rpc_t *rpc,
                          const psd_reply_sink_t *sink,
                          uint64_t id,
@@ -1546,10 +1685,12 @@ static void reply_error_hint(psd_rpc_t *rpc,
     h.code = (uint32_t) code;
     h.message = buf;
     h.retry_after_ms = retry_after_ms;
+    (void) rpc;
+    if (emit_in_place(sink, &h, 0, UINT32_MAX, NULL, 0) == 0)
+        return;
     size_t len = 0;
     ps_error_t perr;
     uint8_t *head = ps_pb_frame_pack(&h, 0, UINT32_MAX, &len, &perr);
-    (void) rpc;
     /* Out of memory even for an error reply: emit nothing; the sink sees a NULL head and closes. */
     sink->emit(sink->ctx, head, head ? len : 0, NULL, 0);
 }
@@ -1563,6 +1704,8 @@ static void emit_reply(psd_rpc_t *rpc,
     uint64_t payload = 0;
     for (size_t i = 0; i < nblobs; i++)
         payload += blobs[i]->len;
+    if (emit_in_place(sink, h, payload, rpc->lim.max_header, blobs, nblobs) == 0)
+        return;
     size_t len = 0;
     ps_error_t err;
     ps_error_clear(&err);
@@ -1959,17 +2102,24 @@ psd_rpc_action_t psd_rpc_begin(psd_rpc_t *rpc,
     ps_error_t err;
     ps_error_clear(&err);
     *req = NULL;
-    psd_req_t *r = ps_malloc(sizeof *r);
+    psd_req_t *r = rpc->req_cache;
+    if (r) {
+        rpc->req_cache = r->next_free;
+        rpc->req_cached--;
+    } else {
+        r = ps_malloc(sizeof *r);
+    }
     if (r) {
         memset(r, 0, offsetof(psd_req_t, arena)); /* the arena is zeroed piecewise as used */
-        r->t0_ns = uv_hrtime();
+        r->rpc = rpc;
+        r->t0_ns = rpc->arrival_ns ? rpc->arrival_ns : uv_hrtime();
     }
     if (!r) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return reject(rpc, sink, NULL, 0, 0, &err);
     }
     r->payload_len = payload_len;
-    r->hdr = ps_pb_header_unpack(hdr, hlen, &err);
+    r->hdr = ps_pb_header_unpack_arena(hdr, hlen, arena_alloc, r, &err);
     if (!r->hdr) {
         rpc->stats.rejected_frames++;
         if (!err.code)
@@ -2088,7 +2238,8 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     size_t nblobs = 0;
     rpc->counters[m->method].calls++;
     int rc = 0;
-    rpc->req_ms = request_ms(rpc);
+    /* A pull records no time (nothing is created or logged): one clock reading less. */
+    rpc->req_ms = m->method == PSCOPE__V1__METHOD__PULL ? 0 : request_ms(rpc);
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
     rpc->cur_sink = sink;
@@ -2103,6 +2254,12 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     }
     if (!rc && rpc->hooks.after)
         rpc->hooks.after(rpc->hooks.ctx, r->hdr, r->blobs, r->ntensors, &out);
+    /* Anything but a read may have deleted or created variables: get_variable's cached VarInfo
+     * encodings are not reused across it. */
+    if (m->method != PSCOPE__V1__METHOD__PULL && m->method != PSCOPE__V1__METHOD__GET_VARIABLE &&
+        m->method != PSCOPE__V1__METHOD__PING && m->method != PSCOPE__V1__METHOD__LIST &&
+        m->method != PSCOPE__V1__METHOD__DESCRIBE && m->method != PSCOPE__V1__METHOD__STATS)
+        rpc->var_epoch++;
     rpc->req_ms = 0;
     if (rc) {
         rpc->counters[m->method].errors++;
@@ -2154,6 +2311,14 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
 
 void psd_rpc_deinit(psd_rpc_t *rpc)
 {
+    ps_free(rpc->vi_cache);
+    rpc->vi_cache = NULL;
+    while (rpc->req_cache) {
+        psd_req_t *r = rpc->req_cache;
+        rpc->req_cache = r->next_free;
+        ps_free(r);
+    }
+    rpc->req_cached = 0;
     psd_store_free(rpc->store);
     rpc->store = NULL;
     psd_optim_free(rpc->optim);

@@ -115,6 +115,9 @@ typedef struct psd_rpc {
     int64_t now_ms_override; /* nonzero: the creation time to record (log replay) */
     int64_t req_ms;     /* the request being handled: its one wall-clock reading (store and log) */
     uint64_t req_t0_ns; /* the request being handled: when its header arrived (uv_hrtime) */
+    /* Nonzero while the frames of one read are decoded: when they arrived (uv_hrtime, read once
+     * per read by conn.c), every request's start time for its latency; 0 = read the clock. */
+    uint64_t arrival_ns;
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
@@ -138,15 +141,25 @@ typedef struct psd_rpc {
     psd_method_metrics_t mm[PSD_METHOD_MAX + 1]; /* replies by code, latency (metrics.c) */
     psd_persist_metrics_t pm;                    /* counted by persist.c */
     psd_ops_metrics_t ops;                       /* readiness, recovery, metrics port */
+    struct psd_req *req_cache;                   /* freed request structs, reused (rpc.c) */
+    unsigned req_cached;
+    struct psd_vi_entry *vi_cache; /* get_variable's VarInfo encodings (rpc.c) */
+    uint64_t var_epoch;            /* +1 by any request that may delete or create variables */
 } psd_rpc_t;
 
 /**
  * Where replies go. emit takes ownership of head (prefix + header, ps_malloc'd, head_len bytes) and
  * of one reference on each of the nblobs blobs, whose bytes follow in order as the payload.
+ * head_room (optional; a connection has one) is the allocation-free way: room for a head of len
+ * bytes at the end of the sink's own output buffer, or NULL (then emit is used); when it gives
+ * room, rpc.c packs the head there and calls emit_packed(ctx, len, blobs, nblobs) next, which
+ * takes the blob references as emit does.
  */
 typedef struct psd_reply_sink {
     void (*emit)(
         void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs);
+    uint8_t *(*head_room)(void *ctx, size_t len);
+    void (*emit_packed)(void *ctx, size_t len, psd_blob_t *const *blobs, size_t nblobs);
     void *ctx;
     /* The identity of the connection the requests come from; NULL = none (only valid while
      * rpc->auth is NULL: with --users, a request without a session is UNAUTHENTICATED). */

@@ -265,7 +265,9 @@ int psd_sync_part_prepare(psd_sync_part_t *p,
                group, a->sync_worker, s, rep->committed_step);
         return 0;
     }
-    if (pt->has_committed && earlier >= 0)
+    /* At most one undecided step per group here: a worker delivers the decision it knows before it
+     * prepares the next step, so an earlier step still here has a decision this shard missed. */
+    if (earlier >= 0)
         return ps_error_set(
             err, PS_ERR_FAILED_PRECONDITION,
             "group %s: step %" PRId64 " is prepared on this shard but not decided; "
@@ -453,12 +455,15 @@ int psd_sync_part_commit(psd_sync_part_t *p,
         if (c)
             cs[ncs++] = c;
     }
-    if (ncs == 0)
+    if (ncs == 0) {
+        char last[32] = "none";
+        if (pt && pt->has_committed)
+            snprintf(last, sizeof last, "%" PRId64, pt->committed);
         return ps_error_set(err, PS_ERR_NOT_FOUND,
                             "group %s: no gradients of the decision's workers were prepared on "
                             "this shard for step %" PRId64 " (last step applied here: %s)",
-                            group, q->step,
-                            pt && pt->has_committed ? "see committed_step" : "none");
+                            group, q->step, last);
+    }
     if (ncs < q->n_workers)
         PS_LOG(PS_LOG_NOTICE, "sync",
                "group %s: step %" PRId64 " averages %zu of the decision's %zu workers here (the "

@@ -3,7 +3,8 @@
  * Pulls on connections of three I/O threads, while a fourth connection on another thread keeps
  * assigning the tensor, are untorn snapshots; one connection's pipelined replies come back in
  * request order when large ones (sent by an I/O thread) and small ones (sent by the loop) mix; and
- * a connection whose large replies are stuck in an I/O thread (the client reads nothing) neither
+ * a lone large reply that the loop starts and an I/O thread finishes keeps that order too; and a
+ * connection whose large replies are stuck in an I/O thread (the client reads nothing) neither
  * blocks nor breaks a shutdown. */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <criterion/criterion.h>
 
@@ -230,6 +232,58 @@ Test(io_threads, pipelined_large_and_small_replies_keep_their_order)
             memcpy(&f, r.payload + want - 4, 4);
             cr_assert_eq(f, i % 3 == 0 ? 2.0f : 3.0f);
         }
+        ps_wc_reply_free(&r);
+    }
+    ps_wc_close(&c);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
+}
+
+/* A lone reply of up to 1 MiB is tried on the loop first and only what the socket does not take
+ * goes to the I/O thread: with the client reading nothing until it has sent everything, each group
+ * (a 768 KiB pull, a 16-float pull, a ping) arrives in its own loop turn, the first big reply is
+ * partly written by the loop and partly by the thread, later ones queue behind it, and every reply
+ * still comes back whole and in request order. */
+Test(io_threads, lone_large_replies_tried_on_the_loop_keep_their_order)
+{
+    start("2", "5000");
+    ps_wc_t c;
+    cr_assert_eq(ps_wc_connect(&c, psd.port, 60000), 0, "connect: %s", strerror(errno));
+    int64_t big[1] = {3 << 16}, small[1] = {16};
+    cr_assert_eq(ps_wc_create_const(&c, "io/big", F32, 1, big, 2.0), 0);
+    cr_assert_eq(ps_wc_create_const(&c, "io/small", F32, 1, small, 3.0), 0);
+    const char *bn[1] = {"io/big"}, *sn[1] = {"io/small"};
+
+    enum {
+        GROUPS = 12
+    };
+
+    uint64_t ids[3 * GROUPS];
+    for (int g = 0; g < GROUPS; g++) {
+        ps_wc_buf_t b = {0};
+        ids[3 * g] = ps_wc_id(&c);
+        ids[3 * g + 1] = ps_wc_id(&c);
+        ids[3 * g + 2] = ps_wc_id(&c);
+        cr_assert_eq(ps_wc_add_pull(&b, ids[3 * g], bn, 1), 0);
+        cr_assert_eq(ps_wc_add_pull(&b, ids[3 * g + 1], sn, 1), 0);
+        cr_assert_eq(ps_wc_add_ping(&b, ids[3 * g + 2]), 0);
+        cr_assert_eq(ps_wc_send_buf(&c, &b), 0);
+        ps_wc_buf_free(&b);
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL); /* the next group in a later loop turn */
+    }
+    for (int i = 0; i < 3 * GROUPS; i++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_recv(&c, &r), PS_WC_OK, "reply %d missing", i);
+        cr_assert_eq(r.h->id, ids[i], "reply %d carries id %llu, request id %llu", i,
+                     (unsigned long long) r.h->id, (unsigned long long) ids[i]);
+        cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+        uint64_t want = i % 3 == 0 ? (3u << 16) * 4 : i % 3 == 1 ? 64 : 0;
+        cr_assert_eq(r.payload_len, want, "reply %d: %llu payload bytes", i,
+                     (unsigned long long) r.payload_len);
+        const float *f = (const float *) (const void *) r.payload;
+        for (size_t k = 0; k < want / 4; k++)
+            cr_assert_eq(f[k], i % 3 == 0 ? 2.0f : 3.0f, "reply %d: element %zu is %g", i, k,
+                         (double) f[k]);
         ps_wc_reply_free(&r);
     }
     ps_wc_close(&c);

@@ -853,7 +853,9 @@ Test(sync_shards, bad_input_gets_clear_errors_and_the_pending_step_still_commits
     const uint32_t w01[2] = {0, 1};
     /* A decision for a step nothing was prepared for. */
     raw_commit(&c, NULL, 7, w01, 2, &r);
-    EXPECT_CODE(r, PS_ERR_NOT_FOUND, "no gradients of the decision's workers were prepared");
+    EXPECT_CODE(r, PS_ERR_NOT_FOUND,
+                "no gradients of the decision's workers were prepared on this shard for step 7 "
+                "(last step applied here: none)");
     ps_wc_reply_free(&r);
     /* A decision naming no worker, or one worker twice. */
     raw_commit(&c, NULL, 0, w01, 0, &r);
@@ -891,6 +893,13 @@ Test(sync_shards, bad_input_gets_clear_errors_and_the_pending_step_still_commits
         EXPECT_CODE(r, PS_ERR_INVALID_ARGUMENT, "sync_workers is written by psd");
         ps_wc_reply_free(&r);
     }
+    /* Before any step was applied here, too: one undecided step at a time. */
+    raw_grads(&c, PSCOPE__V1__METHOD__SYNC_PREPARE, 0, 0, &other[0], 1, &r);
+    EXPECT_OK(r);
+    ps_wc_reply_free(&r);
+    raw_grads(&c, PSCOPE__V1__METHOD__SYNC_PREPARE, 0, 1, &other[0], 1, &r);
+    EXPECT_CODE(r, PS_ERR_FAILED_PRECONDITION, "step 0 is prepared on this shard but not decided");
+    ps_wc_reply_free(&r);
     /* Nothing of that changed a value. Now step 0 for real: prepared by both, committed. */
     expect_vars(0, 0x1, "after the refused requests");
     for (uint32_t j = 0; j < 2; j++) {
@@ -915,6 +924,10 @@ Test(sync_shards, bad_input_gets_clear_errors_and_the_pending_step_still_commits
     EXPECT_OK(r);
     cr_assert(r.h->apply_gradients_reply->stale_dropped);
     cr_assert_eq(r.h->apply_gradients_reply->committed_step, 0);
+    ps_wc_reply_free(&r);
+    /* A decision for a step after the one applied here, with nothing prepared for it. */
+    raw_commit(&c, NULL, 5, w01, 2, &r);
+    EXPECT_CODE(r, PS_ERR_NOT_FOUND, "for step 5 (last step applied here: 0)");
     ps_wc_reply_free(&r);
     /* Step 1 prepared by worker 0, then step 2 before step 1's decision: refused. */
     raw_grads(&c, PSCOPE__V1__METHOD__SYNC_PREPARE, 0, 1, &other[0], 1, &r);

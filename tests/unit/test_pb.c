@@ -317,3 +317,282 @@ Test(pb, bytes_helpers)
     cr_assert_str_eq(out, "");
     cr_assert_eq(ps_pb_bytes_to_str(b, out, 0), -1);
 }
+
+/* ps_pb_frame_pack's direct packing of the Header's own fields must give protobuf-c's bytes. */
+static void expect_same_bytes(const Pscope__V1__Header *h, const char *what)
+{
+    size_t len = 0;
+    ps_error_t e = {0};
+    uint8_t *buf = ps_pb_frame_pack(h, 7, UINT32_MAX, &len, &e);
+    cr_assert_not_null(buf, "%s: %s", what, e.msg);
+    size_t want = pscope__v1__header__get_packed_size(h);
+    uint8_t *ref = malloc(want ? want : 1);
+    cr_assert_eq(pscope__v1__header__pack(h, ref), want);
+    if (want == 0) {
+        cr_assert_eq(len, PS_FRAME_PREFIX_LEN + 2, "%s", what);
+    } else {
+        cr_assert_eq(len, PS_FRAME_PREFIX_LEN + want, "%s: %zu bytes, protobuf-c %zu", what,
+                     len - PS_FRAME_PREFIX_LEN, want);
+        cr_assert_eq(memcmp(buf + PS_FRAME_PREFIX_LEN, ref, want), 0, "%s: bytes differ", what);
+    }
+    free(ref);
+    ps_free(buf);
+}
+
+Test(pb, direct_packing_matches_protobuf_c)
+{
+    cr_assert_eq(ps_pb_plan_active(), 1,
+                 "pb.c's direct Header packing no longer knows the Header's fields: update "
+                 "layout_known and plan_size/plan_pack for the new field");
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    expect_same_bytes(&h, "all defaults");
+    h.id = 1ull << 40;
+    h.method = 300;
+    expect_same_bytes(&h, "id and method");
+    h.code = 5;
+    h.message = "not found: a/b \xc3\xa9";
+    h.retry_after_ms = 250;
+    expect_same_bytes(&h, "error with message and retry");
+    h.message = "";
+    expect_same_bytes(&h, "empty message");
+    Pscope__V1__TensorDesc td[PS_PB_PLAN_TENSORS + 1];
+    Pscope__V1__TensorDesc *tds[PS_PB_PLAN_TENSORS + 1];
+    int64_t dims[3] = {16, 0, 1ll << 33};
+    for (size_t i = 0; i <= PS_PB_PLAN_TENSORS; i++) {
+        pscope__v1__tensor_desc__init(&td[i]);
+        td[i].name = ps_pb_bytes(i % 2 ? "layer/kernel" : "b");
+        td[i].dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+        td[i].n_dims = i % 4;
+        td[i].dims = dims;
+        td[i].version = i * 1000;
+        tds[i] = &td[i];
+    }
+    h.code = 0;
+    h.tensors = tds;
+    for (size_t n = 1; n <= PS_PB_PLAN_TENSORS + 1; n += 21) {
+        h.n_tensors = n;
+        char what[64];
+        snprintf(what, sizeof what, "%zu tensors", n);
+        expect_same_bytes(&h, what);
+    }
+    /* Bodies: a request, and a reply with nested messages. */
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t d2[2];
+    Pscope__V1__Header h2;
+    sample_header(&h2, &gv, &ss, d2);
+    expect_same_bytes(&h2, "get_variable request");
+    Pscope__V1__GetVariableReply rep = PSCOPE__V1__GET_VARIABLE_REPLY__INIT;
+    Pscope__V1__VarInfo vi = PSCOPE__V1__VAR_INFO__INIT;
+    Pscope__V1__Initializer in = PSCOPE__V1__INITIALIZER__INIT;
+    vi.name = ps_pb_bytes("small/v");
+    vi.n_dims = 2;
+    vi.dims = dims;
+    vi.version = 9;
+    vi.creator = "psctl";
+    in.value = 0.5f;
+    vi.initializer = &in;
+    rep.created = 1;
+    rep.var = &vi;
+    h.n_tensors = 1;
+    h.body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY;
+    h.get_variable_reply = &rep;
+    expect_same_bytes(&h, "get_variable reply");
+    Pscope__V1__PingReply pr = PSCOPE__V1__PING_REPLY__INIT;
+    h.body_case = PSCOPE__V1__HEADER__BODY_PING_REPLY;
+    h.ping_reply = &pr;
+    expect_same_bytes(&h, "empty body message");
+    h.ping_reply = NULL;
+    expect_same_bytes(&h, "body case without a message");
+}
+
+/* The arena unpack: every allocation from the caller, the same bound as the heap path. */
+typedef struct arena {
+    uint8_t mem[8192];
+    size_t used;
+    int calls;
+} arena_t;
+
+static void *arena_take(void *ctx, size_t n)
+{
+    arena_t *a = ctx;
+    size_t r = (n + 15) & ~(size_t) 15;
+    a->calls++;
+    if (r > sizeof a->mem - a->used)
+        return NULL;
+    void *p = a->mem + a->used;
+    a->used += r;
+    return p;
+}
+
+Test(pb, arena_unpack_takes_everything_from_the_arena)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t len = pscope__v1__header__get_packed_size(&h);
+    uint8_t buf[256];
+    pscope__v1__header__pack(&h, buf);
+    static arena_t a;
+    memset(&a, 0, sizeof a);
+    ps_error_t e = {0};
+    size_t heap_before = ps_alloc_used();
+    /* The heap is never used: fail every heap allocation. */
+    ps_alloc_fail_after(0, 1);
+    Pscope__V1__Header *u = ps_pb_header_unpack_arena(buf, len, arena_take, &a, &e);
+    reset_alloc();
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(ps_alloc_used(), heap_before);
+    cr_assert_gt(a.calls, 2);
+    cr_assert_eq(u->id, 42);
+    cr_assert_eq(u->body_case, PSCOPE__V1__HEADER__BODY_GET_VARIABLE);
+    cr_assert_eq(u->get_variable->name.len, strlen("conv1/weights"));
+    cr_assert_eq(memcmp(u->get_variable->name.data, "conv1/weights", 13), 0);
+    cr_assert_eq(u->get_variable->shape->dims[1], -1);
+    /* An arena that runs dry is out of memory, not a bad header. */
+    memset(&a, 0, sizeof a);
+    a.used = sizeof a.mem - 32;
+    cr_assert_null(ps_pb_header_unpack_arena(buf, len, arena_take, &a, &e));
+    cr_assert_eq(e.code, PS_ERR_RESOURCE_EXHAUSTED, "%s", e.msg);
+    /* Garbage is still INVALID_ARGUMENT. */
+    memset(&a, 0, sizeof a);
+    static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    cr_assert_null(ps_pb_header_unpack_arena(junk, sizeof junk, arena_take, &a, &e));
+    cr_assert_eq(e.code, PS_ERR_INVALID_ARGUMENT, "%s", e.msg);
+}
+
+/* The arena and heap unpacks read the common header field by field and leave the rest to
+ * protobuf-c: whatever the bytes, they must give what protobuf-c's own unpack gives (both refuse,
+ * or both give the same message). Checked on real headers, every truncation and many random
+ * corruptions. */
+static void expect_same_unpack(const uint8_t *buf, size_t len, const char *what)
+{
+    static arena_t a;
+    memset(&a, 0, sizeof a);
+    ps_error_t e = {0};
+    Pscope__V1__Header *fast = ps_pb_header_unpack_arena(buf, len, arena_take, &a, &e);
+    Pscope__V1__Header *ref = pscope__v1__header__unpack(NULL, len, buf);
+    cr_assert_eq(fast == NULL, ref == NULL, "%s: arena unpack %s, protobuf-c %s", what,
+                 fast ? "accepted" : "refused", ref ? "accepted" : "refused");
+    /* The heap variant (the client's) takes the same path and frees what a refusal leaves. */
+    Pscope__V1__Header *heap = ps_pb_header_unpack(buf, len, &e);
+    cr_assert_eq(heap == NULL, ref == NULL, "%s: heap unpack %s, protobuf-c %s", what,
+                 heap ? "accepted" : "refused", ref ? "accepted" : "refused");
+    if (ref) {
+        size_t nh = pscope__v1__header__get_packed_size(heap);
+        cr_assert_eq(nh, pscope__v1__header__get_packed_size(ref), "%s: heap size", what);
+        ps_pb_header_free(heap);
+        size_t n1 = pscope__v1__header__get_packed_size(fast);
+        size_t n2 = pscope__v1__header__get_packed_size(ref);
+        cr_assert_eq(n1, n2, "%s: sizes %zu and %zu", what, n1, n2);
+        uint8_t *b1 = malloc(n1 + 1), *b2 = malloc(n2 + 1);
+        pscope__v1__header__pack(fast, b1);
+        pscope__v1__header__pack(ref, b2);
+        cr_assert_eq(memcmp(b1, b2, n1), 0, "%s: messages differ", what);
+        free(b1);
+        free(b2);
+        pscope__v1__header__free_unpacked(ref, NULL);
+    }
+}
+
+Test(pb, arena_unpack_agrees_with_protobuf_c)
+{
+    enum {
+        NSAMPLES = 5
+    };
+
+    uint8_t samples[NSAMPLES][512];
+    size_t lens[NSAMPLES];
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    lens[0] = pscope__v1__header__pack(&h, samples[0]);
+    /* A pull of three names. */
+    Pscope__V1__Header hp = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__PullRequest pr = PSCOPE__V1__PULL_REQUEST__INIT;
+    ProtobufCBinaryData names[3] = {ps_pb_bytes("a"), ps_pb_bytes("layer1/kernel"),
+                                    ps_pb_bytes("")};
+    pr.n_names = 3;
+    pr.names = names;
+    hp.id = 77;
+    hp.method = PSCOPE__V1__METHOD__PULL;
+    hp.body_case = PSCOPE__V1__HEADER__BODY_PULL;
+    hp.pull = &pr;
+    lens[1] = pscope__v1__header__pack(&hp, samples[1]);
+    /* An update with two tensors. */
+    Pscope__V1__Header hu = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__UpdateRequest ur = PSCOPE__V1__UPDATE_REQUEST__INIT;
+    Pscope__V1__TensorDesc td[2] = {PSCOPE__V1__TENSOR_DESC__INIT, PSCOPE__V1__TENSOR_DESC__INIT};
+    Pscope__V1__TensorDesc *tds[2] = {&td[0], &td[1]};
+    int64_t d[2] = {3, 4};
+    td[0].name = ps_pb_bytes("w");
+    td[0].n_dims = 2;
+    td[0].dims = d;
+    td[0].dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+    td[1].name = ps_pb_bytes("b");
+    td[1].n_dims = 1;
+    td[1].dims = d;
+    hu.id = 1ull << 50;
+    hu.method = PSCOPE__V1__METHOD__UPDATE;
+    hu.n_tensors = 2;
+    hu.tensors = tds;
+    hu.body_case = PSCOPE__V1__HEADER__BODY_UPDATE;
+    hu.update = &ur;
+    lens[2] = pscope__v1__header__pack(&hu, samples[2]);
+    /* An error reply (a message string: protobuf-c's path) and a retry hint. */
+    Pscope__V1__Header he = PSCOPE__V1__HEADER__INIT;
+    he.id = 5;
+    he.code = 14;
+    he.message = "try later";
+    he.retry_after_ms = 100;
+    lens[3] = pscope__v1__header__pack(&he, samples[3]);
+    /* Scalars only, then the body field twice (protobuf-c keeps the last one). */
+    Pscope__V1__Header hs = PSCOPE__V1__HEADER__INIT;
+    hs.id = 9;
+    hs.method = 2;
+    hs.body_case = PSCOPE__V1__HEADER__BODY_PULL;
+    hs.pull = &pr;
+    lens[4] = pscope__v1__header__pack(&hs, samples[4]);
+    memcpy(samples[4] + lens[4],
+           samples[1] + (lens[1] - pscope__v1__pull_request__get_packed_size(&pr) - 2),
+           pscope__v1__pull_request__get_packed_size(&pr) + 2);
+    lens[4] += pscope__v1__pull_request__get_packed_size(&pr) + 2;
+    char what[96];
+    for (int s = 0; s < NSAMPLES; s++) {
+        for (size_t cut = 0; cut <= lens[s]; cut++) {
+            snprintf(what, sizeof what, "sample %d cut at %zu", s, cut);
+            expect_same_unpack(samples[s], cut, what);
+        }
+    }
+    /* Random corruptions: one to three bytes changed, and sometimes a byte dropped or repeated. */
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < 20000; i++) {
+        int s = i % NSAMPLES;
+        uint8_t buf[600];
+        size_t n = lens[s];
+        memcpy(buf, samples[s], n);
+        int k = 1 + (int) ((x >> 7) % 3);
+        for (int j = 0; j < k; j++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t at = (size_t) (x % n);
+            unsigned op = (unsigned) ((x >> 32) % 8);
+            if (op == 0 && n > 1) {
+                memmove(buf + at, buf + at + 1, n - at - 1);
+                n--;
+            } else if (op == 1 && n < sizeof buf - 1) {
+                memmove(buf + at + 1, buf + at, n - at);
+                n++;
+            } else {
+                buf[at] = (uint8_t) (x >> 40);
+            }
+        }
+        snprintf(what, sizeof what, "corruption %d of sample %d", i, s);
+        expect_same_unpack(buf, n, what);
+    }
+}

@@ -567,3 +567,66 @@ Test(rpc, config_reads_and_sets_mutable_options)
     cr_assert_eq(config_changes, 1);
     rpc.cfg = NULL;
 }
+
+/* A MUST_EXIST get_variable of name: its reply's GetVariableReply, packed. */
+static size_t getvar_reply_bytes(uint64_t id, const char *name, uint8_t *out, size_t cap)
+{
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__GetVariableRequest g = PSCOPE__V1__GET_VARIABLE_REQUEST__INIT;
+    g.name = ps_pb_bytes(name);
+    g.mode = PSCOPE__V1__LOOKUP_MODE__MUST_EXIST;
+    g.dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
+    h.id = id;
+    h.method = PSCOPE__V1__METHOD__GET_VARIABLE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE;
+    h.get_variable = &g;
+    cr_assert_eq(run(&h, NULL, 0), PSD_RPC_READ_PAYLOAD);
+    const reply_t *r = last();
+    cr_assert_eq(r->h->code, 0, "%s", r->h->message);
+    cr_assert_eq(r->h->body_case, PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY);
+    const Pscope__V1__GetVariableReply *rep = r->h->get_variable_reply;
+    cr_assert_not_null(rep->var);
+    cr_assert_eq(rep->base.n_unknown_fields, 0);
+    size_t n = pscope__v1__get_variable_reply__get_packed_size(rep);
+    cr_assert_leq(n, cap);
+    pscope__v1__get_variable_reply__pack(rep, out);
+    return n;
+}
+
+/* get_variable sends a variable's VarInfo encoded once: the same bytes while it is unchanged, the
+ * new version after an update, the new variable after a delete and re-create under its name. */
+Test(rpc, get_variable_reuses_its_encoding_only_while_the_variable_is_unchanged)
+{
+    create_f32(1, "w", W_ELEMS);
+    uint8_t a[1024], b[1024];
+    size_t na = getvar_reply_bytes(2, "w", a, sizeof a);
+    size_t nb = getvar_reply_bytes(3, "w", b, sizeof b);
+    cr_assert_eq(na, nb);
+    cr_assert_eq(memcmp(a, b, na), 0, "the second reply differs from the first");
+    cr_assert_eq(last()->h->get_variable_reply->var->version, 1);
+    cr_assert_eq(last()->h->get_variable_reply->var->initializer->value, 2.5f);
+    psd_req_t *req = NULL;
+    cr_assert_eq(begin_update_w(4, W_ELEMS, &req), PSD_RPC_READ_PAYLOAD);
+    finish_with_zeros(req);
+    cr_assert_eq(last()->h->code, 0, "%s", last()->h->message);
+    getvar_reply_bytes(5, "w", b, sizeof b);
+    cr_assert_eq(last()->h->get_variable_reply->var->version, 2, "an update's version is shown");
+    /* Deleted and created again, with another shape: the new one is described. */
+    Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
+    Pscope__V1__DeleteRequest d = PSCOPE__V1__DELETE_REQUEST__INIT;
+    ProtobufCBinaryData names[1] = {ps_pb_bytes("w")};
+    d.n_names = 1;
+    d.names = names;
+    h.id = 6;
+    h.method = PSCOPE__V1__METHOD__DELETE;
+    h.body_case = PSCOPE__V1__HEADER__BODY_DELETE;
+    h.delete_ = &d;
+    run(&h, NULL, 0);
+    cr_assert_eq(last()->h->code, 0, "%s", last()->h->message);
+    create_f32(7, "w", 3);
+    getvar_reply_bytes(8, "w", b, sizeof b);
+    const Pscope__V1__VarInfo *vi = last()->h->get_variable_reply->var;
+    cr_assert_eq(vi->n_dims, 1);
+    cr_assert_eq(vi->dims[0], 3, "the re-created variable's shape is shown");
+    cr_assert_eq(vi->version, 1);
+}
