@@ -374,19 +374,18 @@ void psd_conn_flush(psd_conn_t *c)
         bytes += k->len;
     }
     /* Large replies (tensor data) are sent by an I/O thread: the loop's time goes to requests. A
-     * reply of up to about 1 MiB is tried on the loop first, as a small one is, when it is the
-     * only large send in sight (no I/O job out, no other connection waiting for this flush point):
-     * a hand-off costs two thread wake-ups, which on a busy machine cost more than the copy, while
-     * two or more large replies at once are sent in parallel by the threads. What does not fit in
-     * the socket goes to the I/O thread. */
+     * reply of up to about 1 MiB is sent by the loop, as a small one is, when it is the only large
+     * send in sight (no I/O job out, no other connection waiting for this flush point): a hand-off
+     * costs two thread wake-ups, which on a busy machine cost more than the copy (what the socket
+     * does not take at once goes to uv_write, still on the loop), while two or more large replies
+     * at once are sent in parallel by the threads. */
     if (c->srv->io && bytes >= PSD_IO_MIN_BYTES &&
         (bytes > PSD_IO_DIRECT_MAX || psd_io_outstanding(c->srv->io) > 0 ||
          !psd_link_empty(&c->srv->flush_list)) &&
         offload_write(c, n, bytes) == 0)
         return;
     /* Most replies fit in the socket buffer: write them now, without a write request (and so
-     * without a deferred callback and another loop iteration). What does not fit goes to uv_write
-     * (or, when large, to the I/O thread).
+     * without a deferred callback and another loop iteration). What does not fit goes to uv_write.
      */
     int w = uv_try_write((uv_stream_t *) &c->tcp, c->iov, n);
     if (w < 0 && w != UV_EAGAIN) {
@@ -419,8 +418,6 @@ void psd_conn_flush(psd_conn_t *c)
             fill_iov(&c->iov[n++], k);
             bytes += k->len;
         }
-        if (c->srv->io && bytes >= PSD_IO_MIN_BYTES && offload_write(c, n, bytes) == 0)
-            return;
     }
     c->queued_bytes -= bytes;
     c->inflight_bytes = bytes;

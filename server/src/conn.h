@@ -24,7 +24,7 @@
 #define PSD_RBUF_SIZE         (64u << 10)
 #define PSD_MAX_FRAMES_PER_RD 256
 #define PSD_IO_MIN_BYTES      (64u << 10) /* sends and payload receives this large: I/O thread */
-#define PSD_IO_DIRECT_MAX     ((1u << 20) + (64u << 10)) /* ... unless tried on the loop first */
+#define PSD_IO_DIRECT_MAX     ((1u << 20) + (64u << 10)) /* ... unless lone and this small */
 
 enum {
     PSD_IO_AFTER_NONE = 0,

@@ -3,7 +3,7 @@
  * Pulls on connections of three I/O threads, while a fourth connection on another thread keeps
  * assigning the tensor, are untorn snapshots; one connection's pipelined replies come back in
  * request order when large ones (sent by an I/O thread) and small ones (sent by the loop) mix; and
- * a lone large reply that the loop starts and an I/O thread finishes keeps that order too; and a
+ * lone large replies that the loop sends keep that order too; and a
  * connection whose large replies are stuck in an I/O thread (the client reads nothing) neither
  * blocks nor breaks a shutdown. */
 #include <errno.h>
@@ -238,12 +238,13 @@ Test(io_threads, pipelined_large_and_small_replies_keep_their_order)
     PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 
-/* A lone reply of up to 1 MiB is tried on the loop first and only what the socket does not take
- * goes to the I/O thread: with the client reading nothing until it has sent everything, each group
- * (a 768 KiB pull, a 16-float pull, a ping) arrives in its own loop turn, the first big reply is
- * partly written by the loop and partly by the thread, later ones queue behind it, and every reply
- * still comes back whole and in request order. */
-Test(io_threads, lone_large_replies_tried_on_the_loop_keep_their_order)
+/* A lone reply of up to 1 MiB is sent by the loop (a non-blocking write, then uv_write), larger
+ * or concurrent ones by the I/O thread: with the client reading nothing until it has sent
+ * everything, each group (a 768 KiB pull, a 16-float pull, a ping) arrives in its own loop turn,
+ * the first big reply is partly written at once and the rest when the socket drains, later ones
+ * queue behind it and leave through the loop or the thread, and every reply still comes back whole
+ * and in request order. */
+Test(io_threads, lone_large_replies_sent_by_the_loop_keep_their_order)
 {
     start("2", "5000");
     ps_wc_t c;
