@@ -593,6 +593,9 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         grad_cpu += cpu_s(1) - c0;
         double tc = now_s();
+        /* Only the waits inside the passes move time out of compute; a wait inside the apply
+         * below (the pushes still in flight) is already in td - tc. */
+        double wp = m->wait_pull_s - wp0, wa = m->wait_push_s - wa0;
         if (wk && o->mode == PS_WORKER_SYNC) {
             ps_sync_result_t res;
             if (model_sync_apply(m, wk, sync_step, &res, &err) != 0) {
@@ -607,7 +610,6 @@ static int train(const opts_t *o, model_t *m, const char *who, const data_set_t 
         }
         clock++;
         double td = now_s();
-        double wp = m->wait_pull_s - wp0, wa = m->wait_push_s - wa0;
         pull_s += tb - ta + wp;
         grad_s += tc - tb - wp - wa;
         apply_s += td - tc + wa;
