@@ -16,6 +16,7 @@
 #include <ps/internal/log.h>
 
 #include "persist_int.h"
+#include "statebuf.h"
 #include "sync.h"
 #include "sync_shard.h"
 
@@ -115,63 +116,31 @@ int psd_ckpt_sched_snapshot(psd_store_t *s, psd_ckpt_var_t **out, size_t *nout, 
     return 0;
 }
 
-/* The state section: version, wal generation, the update dedup table. */
-typedef struct state_buf {
-    uint8_t *p;
-    size_t len, cap;
-    uint64_t count;
-    int oom;
-} state_buf_t;
-
-static void sb_put(state_buf_t *b, const void *d, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 256;
-        while (nc < b->len + n)
-            nc *= 2;
-        uint8_t *np = ps_realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-}
-
-static void sb_u64(state_buf_t *b, uint64_t v)
-{
-    uint8_t t[8];
-    for (int i = 0; i < 8; i++)
-        t[i] = (uint8_t) (v >> (8 * i));
-    sb_put(b, t, 8);
-}
+/* The state section (statebuf.h's little-endian format): version, wal generation, the update
+ * dedup table, the optimizers' step dedup table, the sync modules' sections. */
 
 /* One retry-table entry: client, seq, [global step,] count, versions. */
 typedef struct dedup_out {
-    state_buf_t *b;
+    psd_sbuf_t *b;
     int with_aux;
+    uint64_t count;
 } dedup_out_t;
 
 static void visit_dedup(void *ctx, const psd_dedup_entry_t *e)
 {
     dedup_out_t *o = ctx;
-    sb_u64(o->b, e->client_id);
-    sb_u64(o->b, e->seq);
+    psd_sbuf_u64(o->b, e->client_id);
+    psd_sbuf_u64(o->b, e->seq);
     if (o->with_aux)
-        sb_u64(o->b, (uint64_t) e->aux);
-    sb_u64(o->b, e->nversions);
+        psd_sbuf_u64(o->b, (uint64_t) e->aux);
+    psd_sbuf_u64(o->b, e->nversions);
     for (size_t i = 0; i < e->nversions; i++)
-        sb_u64(o->b, e->versions[i]);
-    o->b->count++;
+        psd_sbuf_u64(o->b, e->versions[i]);
+    o->count++;
 }
 
 /* A sync module's state, as one length-prefixed section. */
-static int put_sync_section(state_buf_t *b,
+static int put_sync_section(psd_sbuf_t *b,
                             int (*encode)(void *, uint8_t **, size_t *, ps_error_t *),
                             void *obj,
                             ps_error_t *err)
@@ -181,8 +150,8 @@ static int put_sync_section(state_buf_t *b,
     int rc = encode(obj, &p, &n, err);
     if (rc)
         return rc;
-    sb_u64(b, n);
-    sb_put(b, p, n);
+    psd_sbuf_u64(b, n);
+    psd_sbuf_put(b, p, n);
     ps_free(p);
     return 0;
 }
@@ -202,20 +171,19 @@ int psd_ckpt_sched_build_state(
 {
     psd_store_t *s = rpc->store;
     psd_optim_t *optim = rpc->optim;
-    state_buf_t b = {0};
-    sb_u64(&b, STATE_VERSION);
-    sb_u64(&b, gen);
+    psd_sbuf_t b = {0};
+    psd_sbuf_u64(&b, STATE_VERSION);
+    psd_sbuf_u64(&b, gen);
     size_t count_at = b.len;
-    sb_u64(&b, 0);
-    psd_dedup_foreach(psd_store_dedup(s), visit_dedup, &(dedup_out_t){&b, 0});
+    psd_sbuf_u64(&b, 0);
+    dedup_out_t updates = {&b, 0, 0};
+    psd_dedup_foreach(psd_store_dedup(s), visit_dedup, &updates);
     /* The optimizers' step dedup table: client, seq, global step, versions. */
     size_t ocount_at = b.len;
-    uint64_t store_count = b.count;
-    b.count = 0;
-    sb_u64(&b, 0);
+    psd_sbuf_u64(&b, 0);
+    dedup_out_t steps = {&b, 1, 0};
     if (optim)
-        psd_dedup_foreach(psd_optim_dedup(optim), visit_dedup, &(dedup_out_t){&b, 1});
-    uint64_t optim_count = b.count;
+        psd_dedup_foreach(psd_optim_dedup(optim), visit_dedup, &steps);
     /* Sync steps over several shards: the coordinator's decisions, then the prepared steps
      * (docs/consistency.md "Several shards"). A checkpoint without them has none. */
     int rc = 0;
@@ -227,14 +195,13 @@ int psd_ckpt_sched_build_state(
         ps_free(b.p);
         return rc;
     }
-    b.count = optim_count;
     if (b.oom) {
         ps_free(b.p);
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
     }
     for (int i = 0; i < 8; i++) {
-        b.p[count_at + (size_t) i] = (uint8_t) (store_count >> (8 * i));
-        b.p[ocount_at + (size_t) i] = (uint8_t) (b.count >> (8 * i));
+        b.p[count_at + (size_t) i] = (uint8_t) (updates.count >> (8 * i));
+        b.p[ocount_at + (size_t) i] = (uint8_t) (steps.count >> (8 * i));
     }
     *out = b.p;
     *len = b.len;

@@ -1,6 +1,7 @@
-/* A growable little-endian byte buffer and its reader, for the parts of psd's checkpoint state
- * section that the sync modules write (sync.c's decisions, sync_shard.c's prepared steps): one
- * format for integers, doubles and length-prefixed bytes, read back with bounds checks. */
+/* A growable little-endian byte buffer and its reader, for psd's checkpoint state section
+ * (ckpt_sched.c's retry tables and the sync modules' parts: sync.c's decisions, sync_shard.c's
+ * prepared steps): one format for integers, doubles and length-prefixed bytes, read back with
+ * bounds checks. */
 #ifndef PSD_STATEBUF_H
 #define PSD_STATEBUF_H
 

@@ -1128,13 +1128,16 @@ static accum_t *acc_find(group_t *g, const char *name)
     return NULL;
 }
 
-/* Check every gradient against its variable and the step's accumulators before touching any. */
-static int
-check_grads(psd_sync_t *s, group_t *g, const psd_grad_t *grads, size_t n, ps_error_t *err)
+int psd_sync_check_grads(psd_store_t *store, const psd_grad_t *grads, size_t n, ps_error_t *err)
 {
     for (size_t i = 0; i < n; i++) {
         const psd_grad_t *gr = &grads[i];
-        psd_var_t *v = psd_store_find(s->rpc->store, gr->name);
+        if (gr->indices)
+            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
+                                "gradient for %s is sparse (IndexedSlices): sync steps take dense "
+                                "gradients",
+                                gr->name);
+        psd_var_t *v = psd_store_find(store, gr->name);
         if (!v)
             return ps_error_set(err, PS_ERR_NOT_FOUND, "Variable %s does not exist", gr->name);
         if (v->dtype != PS_DTYPE_FLOAT32 && v->dtype != PS_DTYPE_FLOAT64)
@@ -1152,7 +1155,6 @@ check_grads(psd_sync_t *s, group_t *g, const psd_grad_t *grads, size_t n, ps_err
                                     "two gradients for variable %s in one step", gr->name);
         }
     }
-    (void) g;
     return 0;
 }
 
@@ -1259,7 +1261,7 @@ int psd_sync_apply(psd_sync_t *s,
                       &rep->n_decided_workers);
         return 0;
     }
-    if ((rc = check_grads(s, g, grads, n, err)) != 0)
+    if ((rc = psd_sync_check_grads(s->rpc->store, grads, n, err)) != 0)
         return rc;
     if (g->acc_open && g->acc_step != cur)
         acc_reset(g); /* the counter moved under the step (a RESTORE, an UPDATE): start over */

@@ -11,6 +11,7 @@
 #ifndef PSD_SYNC_H
 #define PSD_SYNC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -22,6 +23,7 @@ struct psd_req;
 struct psd_reply_sink;
 struct Pscope__V1__Header;
 struct psd_grad;
+struct psd_store;
 struct psd_optim_config;
 
 typedef struct psd_sync psd_sync_t;
@@ -52,6 +54,16 @@ void psd_sync_tick(psd_sync_t *s, uint64_t now_ms);
 
 /** The connection of sink closed: its workers are lost, its waiters dropped. */
 void psd_sync_conn_gone(psd_sync_t *s, const struct psd_reply_sink *sink);
+
+/**
+ * Check a sync step's gradients against the variables of store before anything is touched: each
+ * names an existing float32/float64 variable, matches its dtype and shape, is dense, and no
+ * variable has two. The coordinator's SYNC_APPLY and a shard's SYNC_PREPARE both use it.
+ */
+int psd_sync_check_grads(struct psd_store *store,
+                         const struct psd_grad *grads,
+                         size_t n,
+                         ps_error_t *err);
 
 /**
  * The request handlers (rpc.c's method table calls them with the validated request; out is the

@@ -148,36 +148,6 @@ static int at_or_before(const contrib_t *c, int64_t s, uint32_t w)
 
 /* ---- SYNC_PREPARE ---- */
 
-static int check_grads(psd_sync_part_t *p, const psd_grad_t *grads, size_t n, ps_error_t *err)
-{
-    for (size_t i = 0; i < n; i++) {
-        const psd_grad_t *gr = &grads[i];
-        if (gr->indices)
-            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                                "gradient for %s is sparse (IndexedSlices): sync steps take dense "
-                                "gradients",
-                                gr->name);
-        psd_var_t *v = psd_store_find(p->rpc->store, gr->name);
-        if (!v)
-            return ps_error_set(err, PS_ERR_NOT_FOUND, "Variable %s does not exist", gr->name);
-        if (v->dtype != PS_DTYPE_FLOAT32 && v->dtype != PS_DTYPE_FLOAT64)
-            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                                "Cannot apply gradients to variable %s of dtype %s", gr->name,
-                                ps_dtype_name(v->dtype));
-        if (gr->dtype != v->dtype || gr->rank != v->rank ||
-            memcmp(gr->dims, v->dims, v->rank * sizeof *v->dims) != 0)
-            return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                                "gradient for %s does not match the variable's dtype and shape",
-                                gr->name);
-        for (size_t k = 0; k < i; k++) {
-            if (strcmp(grads[k].name, gr->name) == 0)
-                return ps_error_set(err, PS_ERR_INVALID_ARGUMENT,
-                                    "two gradients for variable %s in one step", gr->name);
-        }
-    }
-    return 0;
-}
-
 static contrib_t *contrib_new(
     int64_t step, uint32_t worker, const psd_optim_config_t *cfg, const psd_grad_t *grads, size_t n)
 {
@@ -233,7 +203,7 @@ int psd_sync_part_prepare(psd_sync_part_t *p,
                             "group %s: worker %u sent gradients for step %" PRId64
                             ": steps are >= 0",
                             group, a->sync_worker, a->sync_step);
-    if ((rc = check_grads(p, grads, n, err)) != 0)
+    if ((rc = psd_sync_check_grads(p->rpc->store, grads, n, err)) != 0)
         return rc;
     Pscope__V1__ApplyGradientsReply *rep = psd_req_scratch(r, sizeof *rep);
     if (!rep)
