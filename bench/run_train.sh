@@ -226,11 +226,13 @@ paired() {
     echo "local step time / psd step time = (C / psd step) / (C / local step), the ratio of the two"
     echo "compute shares: the last column, 1 - that ratio, is the examples/s the parameter server"
     echo "costs (the pull, the transfer of the gradients and psd's handling of both; the Adam update"
-    echo "itself is in both loops). psd does strictly more work than the local loop, so a repetition"
-    echo "with a negative overhead (psd faster) was disturbed by other work, or (overlap, prefetch) got"
-    echo "psd's optimizer work done on the machine's other core while the worker computed: the 2% goal"
-    echo "(issue 14) is not judged"
-    echo "for a batch size with such a repetition (RESULTS.md and the README say *unreliable run*)."
+    echo "itself is in both loops). A negative overhead (through psd faster than in one process) is"
+    echo "what the overlapped modes give when the machine has a free core: the local loop runs the"
+    echo "optimizer on its own thread, while a worker through psd computes the next layers as psd"
+    echo "applies the last ones on the other core. With every core busy, the parameter server's CPU"
+    echo "per step (the table above) is paid in wall time instead, whatever the I/O mode: the load"
+    echo "average on the last line of the first table says which case a run was. The 2% goal of"
+    echo "issue 14 is judged on the median paired overhead with --io overlap."
     echo
     echo "## One, two and three asynchronous workers (batch 64)"
     echo
