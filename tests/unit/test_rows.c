@@ -12,6 +12,7 @@
 
 #include "rows.h"
 #include "store.h"
+#include "test_store_util.h"
 
 static psd_store_t *store;
 
@@ -31,32 +32,14 @@ TestSuite(rows, .init = setup, .fini = teardown);
 /* A variable whose element e holds 1000 * e + 0.5 (integers: 1000 * e). */
 static psd_var_t *make_var(const char *name, int dtype, const int64_t *dims, size_t rank)
 {
-    psd_getvar_args_t a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.mode = PSD_LOOKUP_CREATE_OR_ATTACH;
-    a.dtype = dtype;
-    a.shape.rank = (unsigned) rank;
+    double vals[64];
+    size_t n = 1;
     for (size_t i = 0; i < rank; i++)
-        a.shape.dims[i] = dims[i];
-    ps_init_spec_default(&a.init, PS_INIT_ZEROS);
-    a.trainable = 1;
-    psd_var_t *v = NULL;
-    int created = 0;
-    ps_error_t err;
-    cr_assert_eq(psd_store_get_variable(store, &a, &v, &created, &err), 0, "%s", err.msg);
-    uint64_t n = v->data->len / ps_dtype_size(dtype);
-    for (uint64_t e = 0; e < n; e++) {
-        if (dtype == PS_DTYPE_FLOAT32)
-            ((float *) v->data->data)[e] = 1000.0f * (float) e + 0.5f;
-        else if (dtype == PS_DTYPE_FLOAT64)
-            ((double *) v->data->data)[e] = 1000.0 * (double) e + 0.5;
-        else if (dtype == PS_DTYPE_INT32)
-            ((int32_t *) v->data->data)[e] = (int32_t) (1000 * e);
-        else
-            ((int64_t *) v->data->data)[e] = (int64_t) (1000 * e);
-    }
-    return v;
+        n *= (size_t) dims[i];
+    cr_assert(n <= sizeof vals / sizeof vals[0]);
+    for (size_t e = 0; e < n; e++)
+        vals[e] = 1000.0 * (double) e + 0.5;
+    return test_store_var(store, name, dtype, dims, rank, vals);
 }
 
 static psd_blob_t *blob_of(const void *p, size_t len)

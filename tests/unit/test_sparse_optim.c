@@ -14,6 +14,7 @@
 #include "optim.h"
 #include "sparse_optim.h"
 #include "store.h"
+#include "test_store_util.h"
 
 static psd_store_t *store;
 static psd_optim_t *optim;
@@ -36,28 +37,7 @@ TestSuite(sparse_optim, .init = setup, .fini = teardown);
 static psd_var_t *
 make_var(const char *name, int dtype, const int64_t *dims, size_t rank, const double *vals)
 {
-    psd_getvar_args_t a;
-    memset(&a, 0, sizeof a);
-    a.name = name;
-    a.mode = PSD_LOOKUP_CREATE_OR_ATTACH;
-    a.dtype = dtype;
-    a.shape.rank = (unsigned) rank;
-    for (size_t i = 0; i < rank; i++)
-        a.shape.dims[i] = dims[i];
-    ps_init_spec_default(&a.init, PS_INIT_ZEROS);
-    a.trainable = 1;
-    psd_var_t *v = NULL;
-    int created = 0;
-    ps_error_t err;
-    cr_assert_eq(psd_store_get_variable(store, &a, &v, &created, &err), 0, "%s", err.msg);
-    uint64_t n = v->data->len / ps_dtype_size(dtype);
-    for (uint64_t i = 0; i < n; i++) {
-        if (dtype == PS_DTYPE_FLOAT32)
-            ((float *) v->data->data)[i] = (float) vals[i];
-        else
-            ((double *) v->data->data)[i] = vals[i];
-    }
-    return v;
+    return test_store_var(store, name, dtype, dims, rank, vals);
 }
 
 static double at(const char *name, size_t i)
