@@ -202,22 +202,6 @@ static pid_t spawn(const wk_t *a)
     return pid;
 }
 
-/* Wait for pid, at most timeout_ms; its exit status, or -1 (then it is killed). */
-static int reap(pid_t pid, long timeout_ms)
-{
-    long long end = ps_mono_ms() + timeout_ms;
-    int st = 0;
-    while (ps_mono_ms() < end) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
-        ps_sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 static void read_w(float *out)
 {
     model_t m;
@@ -293,7 +277,7 @@ Test(sync, three_replicas_apply_exactly_one_averaged_update_per_step)
         pids[k] = spawn(&a);
     }
     for (int k = 0; k < 3; k++)
-        cr_assert_eq(reap(pids[k], 60000), 0, "worker %d failed", k);
+        cr_assert_eq(ps_child_reap(pids[k], 60000), 0, "worker %d failed", k);
     /* By hand: step s averages (k+1)(s+1)[1..4] over k = 0, 1, 2, i.e. 2(s+1)[1..4]; SGD 0.1. */
     float w[NV];
     read_w(w);
@@ -319,8 +303,8 @@ Test(sync, stale_gradient_is_dropped_and_counted_and_bad_steps_refused)
     wk_t a0 = base(0, PS_WORKER_SYNC, 2, 1), a1 = base(1, PS_WORKER_SYNC, 2, 1);
     p0 = spawn(&a0);
     p1 = spawn(&a1);
-    cr_assert_eq(reap(p0, 30000), 0);
-    cr_assert_eq(reap(p1, 30000), 0);
+    cr_assert_eq(ps_child_reap(p0, 30000), 0);
+    cr_assert_eq(ps_child_reap(p1, 30000), 0);
     cr_assert_eq(read_step(), 1);
     float w1[NV];
     read_w(w1);
@@ -328,7 +312,7 @@ Test(sync, stale_gradient_is_dropped_and_counted_and_bad_steps_refused)
     wk_t st = base(0, PS_WORKER_SYNC, 2, 1);
     st.start_step = 0;
     snprintf(st.rec, sizeof st.rec, "%s/stale", tmpdir);
-    cr_assert_eq(reap(spawn(&st), 30000), 0);
+    cr_assert_eq(ps_child_reap(spawn(&st), 30000), 0);
     FILE *f = fopen(st.rec, "r");
     cr_assert_not_null(f);
     unsigned wk;
@@ -389,10 +373,10 @@ Test(sync, backup_worker_lets_steps_finish_while_one_stalls)
     pid_t p2 = spawn(&a2);
     long long t0 = ps_mono_ms();
     pid_t p0 = spawn(&a0), p1 = spawn(&a1);
-    cr_assert_eq(reap(p0, 30000), 0);
-    cr_assert_eq(reap(p1, 30000), 0);
+    cr_assert_eq(ps_child_reap(p0, 30000), 0);
+    cr_assert_eq(ps_child_reap(p1, 30000), 0);
     cr_assert_eq(read_step(), 5, "the two fast workers did not finish 5 steps");
-    cr_assert_eq(reap(p2, 30000), 0);
+    cr_assert_eq(ps_child_reap(p2, 30000), 0);
     (void) t0;
     FILE *f = fopen(a2.rec, "r");
     cr_assert_not_null(f);
@@ -443,12 +427,12 @@ static void killed_worker_does_not_stall(ps_worker_mode_t mode, int sig)
     cr_assert_geq(lines, 5, "the workers made no progress");
     kill(p[2], sig);
     long long killed = ps_mono_ms();
-    cr_assert_eq(reap(p[0], 60000), 0, "worker 0 did not finish");
-    cr_assert_eq(reap(p[1], 60000), 0, "worker 1 did not finish");
+    cr_assert_eq(ps_child_reap(p[0], 60000), 0, "worker 0 did not finish");
+    cr_assert_eq(ps_child_reap(p[1], 60000), 0, "worker 1 did not finish");
     long long done = ps_mono_ms();
     if (sig == SIGSTOP)
         kill(p[2], SIGKILL);
-    reap(p[2], 5000);
+    ps_child_reap(p[2], 5000);
     /* 35 more steps of 20 ms each: with the dead worker counted they could not have finished;
      * without it, at most its lease plus the steps themselves (a loaded machine gets slack). */
     cr_assert_lt(done - killed, lease + 35 * 20 + 15000, "took %lld ms after the kill",
@@ -494,7 +478,7 @@ static void staleness_holds(int64_t tau)
     for (int k = 0; k < 3; k++)
         p[k] = spawn(&a[k]);
     for (int k = 0; k < 3; k++)
-        cr_assert_eq(reap(p[k], 60000), 0, "worker %d failed", k);
+        cr_assert_eq(ps_child_reap(p[k], 60000), 0, "worker %d failed", k);
     /* At every release: my clock - the slowest active clock <= tau. */
     int records = 0, ahead = 0;
     for (int k = 0; k < 3; k++) {
@@ -630,7 +614,7 @@ Test(sync, shutdown_releases_a_waiting_worker_with_unavailable)
     }
     cr_assert(waiting, "worker 0 never waited");
     cr_assert_eq(ps_psd_finish(&psd, SIGTERM, 20000), 0, "psd did not stop cleanly");
-    int rc = reap(p, 20000);
+    int rc = ps_child_reap(p, 20000);
     cr_assert_eq(rc, 12, "the waiting worker did not fail (status %d)", rc);
     FILE *f = fopen(a.rec, "r");
     cr_assert_not_null(f);
@@ -753,8 +737,8 @@ Test(sync, psd_restart_replays_applied_steps_and_discards_the_partial_one)
     wk_t a0 = base(0, PS_WORKER_SYNC, 2, 2), a1 = base(1, PS_WORKER_SYNC, 2, 2);
     a0.lease_ms = a1.lease_ms = 60000;
     pid_t p0 = spawn(&a0), p1 = spawn(&a1);
-    cr_assert_eq(reap(p0, 30000), 0);
-    cr_assert_eq(reap(p1, 30000), 0);
+    cr_assert_eq(ps_child_reap(p0, 30000), 0);
+    cr_assert_eq(ps_child_reap(p1, 30000), 0);
     cr_assert_eq(read_step(), 2);
     float w2[NV];
     read_w(w2);
@@ -798,8 +782,8 @@ Test(sync, psd_restart_replays_applied_steps_and_discards_the_partial_one)
     wk_t b1 = base(1, PS_WORKER_SYNC, 2, 2);
     b1.lease_ms = 60000;
     pid_t pb = spawn(&b1);
-    cr_assert_eq(reap(pb, 60000), 0, "worker 1 could not go on after the restart");
-    int rc = reap(pp, 60000);
+    cr_assert_eq(ps_child_reap(pb, 60000), 0, "worker 1 could not go on after the restart");
+    int rc = ps_child_reap(pp, 60000);
     cr_assert_eq(rc, 0, "worker 0 did not survive the restart (status %d)", rc);
     cr_assert_eq(read_step(), 4);
     ps_worker_free(hw);

@@ -273,21 +273,6 @@ static pid_t spawn(const wk_t *a)
     return pid;
 }
 
-static int reap(pid_t pid, long timeout_ms)
-{
-    long long end = ps_mono_ms() + timeout_ms;
-    int st = 0;
-    while (ps_mono_ms() < end) {
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
-        ps_sleep_ms(10);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 static wk_t base(uint32_t worker, uint32_t total, int steps)
 {
     wk_t a;
@@ -361,8 +346,8 @@ static void two_more_workers(int steps)
     for (int i = 0; i < 1000 && !worker_active(0); i++)
         ps_sleep_ms(10);
     pid_t p1 = spawn(&(wk_t){.worker = 1, .total = 2, .steps = steps, .start_step = -1});
-    cr_assert_eq(reap(p0, 60000), 0);
-    cr_assert_eq(reap(p1, 60000), 0);
+    cr_assert_eq(ps_child_reap(p0, 60000), 0);
+    cr_assert_eq(ps_child_reap(p1, 60000), 0);
 }
 
 /* ---- raw workers: each request built by hand ---- */
@@ -514,7 +499,7 @@ Test(sync_shards, three_workers_apply_one_averaged_update_per_step_on_every_shar
         p[j] = spawn(&a);
     }
     for (int j = 0; j < 3; j++)
-        cr_assert_eq(reap(p[j], 90000), 0, "worker %d failed", j);
+        cr_assert_eq(ps_child_reap(p[j], 90000), 0, "worker %d failed", j);
     /* By hand: step s averages (j+1)(s+1)(i+1)(k+1) over j = 0, 1, 2 on every shard k. */
     expect_vars(S, 0x7, "three workers");
     cr_assert_eq(read_step(), S);
@@ -536,9 +521,9 @@ Test(sync_shards, backup_worker_gradients_are_dropped_on_every_shard)
     snprintf(a2.rec, sizeof a2.rec, "%s/backup2", sh.datadir[0]);
     pid_t p2 = spawn(&a2);
     pid_t p0 = spawn(&a0), p1 = spawn(&a1);
-    cr_assert_eq(reap(p0, 60000), 0);
-    cr_assert_eq(reap(p1, 60000), 0);
-    cr_assert_eq(reap(p2, 60000), 0);
+    cr_assert_eq(ps_child_reap(p0, 60000), 0);
+    cr_assert_eq(ps_child_reap(p1, 60000), 0);
+    cr_assert_eq(ps_child_reap(p2, 60000), 0);
     FILE *f = fopen(a2.rec, "r");
     cr_assert_not_null(f);
     unsigned wk, agg;
@@ -575,7 +560,7 @@ Test(sync_shards, shard_killed_and_restarted_during_a_run_loses_no_step)
     cr_assert_geq(steps_applied_now(), 3, "the run did not start");
     kill_restart(other[0]);
     for (int j = 0; j < 2; j++)
-        cr_assert_eq(reap(p[j], 90000), 0, "worker %d failed", j);
+        cr_assert_eq(ps_child_reap(p[j], 90000), 0, "worker %d failed", j);
     expect_vars(S, 0x3, "after a shard's restart");
     cr_assert_eq(read_step(), S);
 }
@@ -593,7 +578,7 @@ Test(sync_shards, coordinator_without_gradients_counts_the_steps_and_replays_the
         p[j] = spawn(&a);
     }
     for (int j = 0; j < 2; j++)
-        cr_assert_eq(reap(p[j], 60000), 0, "worker %d failed", j);
+        cr_assert_eq(ps_child_reap(p[j], 60000), 0, "worker %d failed", j);
     /* Replayed after a SIGKILL: the counter and the decision come back. */
     kill_restart(coord);
     cr_assert_eq(read_step(), 3);
@@ -644,7 +629,7 @@ Test(sync_shards, worker_killed_after_preparing_on_one_shard_is_applied_nowhere)
      * applies worker 0's gradient, none worker 1's. */
     wk_t a0 = base(0, 2, 1);
     snprintf(a0.rec, sizeof a0.rec, "%s/w0", sh.datadir[0]);
-    cr_assert_eq(reap(spawn(&a0), 60000), 0);
+    cr_assert_eq(ps_child_reap(spawn(&a0), 60000), 0);
     expect_vars(1, 0x1, "worker 1 prepared on one shard only");
     cr_assert_eq(read_step(), 1);
 }

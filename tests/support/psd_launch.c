@@ -154,6 +154,21 @@ int ps_psd_start(ps_psd_t *p, const char *psd_bin, const char *log_level, const 
     return -1;
 }
 
+int ps_child_reap(pid_t pid, long timeout_ms)
+{
+    long long end = ps_mono_ms() + timeout_ms;
+    int st = 0;
+    while (ps_mono_ms() < end) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
+        ps_sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
 int ps_psd_signal(ps_psd_t *p, int sig)
 {
     if (p->pid <= 0)

@@ -37,6 +37,12 @@ void ps_sleep_ms(long ms);
 long long ps_mono_ms(void);
 
 /**
+ * Wait up to timeout_ms for child process pid (a forked worker, say) to exit; SIGKILL it after
+ * that. Its exit status (0..255), 100 + the signal that ended it, or -1 when it had to be killed.
+ */
+int ps_child_reap(pid_t pid, long timeout_ms);
+
+/**
  * Wait up to timeout_ms for psd to exit; SIGKILL it after that. Returns its exit status (0..255),
  * PS_PSD_SIGNALLED + signal, or PS_PSD_HUNG. p->pid is 0 afterwards.
  */
