@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <ps/internal/alloc.h>
+#include <ps/status.h>
 
 typedef struct psd_sbuf {
     uint8_t *p;
@@ -58,6 +59,19 @@ static inline void psd_sbuf_str(psd_sbuf_t *b, const char *s)
     size_t n = strlen(s);
     psd_sbuf_u64(b, n);
     psd_sbuf_put(b, s, n);
+}
+
+/* Hand the bytes written to the caller (*out, *len; ps_free them), or free them and fail with
+ * RESOURCE_EXHAUSTED when a write ran out of memory. */
+static inline int psd_sbuf_take(psd_sbuf_t *b, uint8_t **out, size_t *len, ps_error_t *err)
+{
+    if (b->oom) {
+        ps_free(b->p);
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
+    }
+    *out = b->p;
+    *len = b->len;
+    return 0;
 }
 
 /* The reader: every get fails (returns -1, sticky) past the end. */

@@ -1412,13 +1412,7 @@ int psd_sync_state_encode(psd_sync_t *s, uint8_t **out, size_t *len, ps_error_t 
         for (uint32_t i = 0; i < d->n; i++)
             psd_sbuf_u64(&b, d->workers[i]);
     }
-    if (b.oom) {
-        ps_free(b.p);
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
-    }
-    *out = b.p;
-    *len = b.len;
-    return 0;
+    return psd_sbuf_take(&b, out, len, err);
 }
 
 int psd_sync_state_decode(psd_sync_t *s, const uint8_t *p, size_t len, ps_error_t *err)

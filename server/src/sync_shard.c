@@ -494,13 +494,7 @@ int psd_sync_part_state_encode(psd_sync_part_t *p, uint8_t **out, size_t *len, p
             }
         }
     }
-    if (b.oom) {
-        ps_free(b.p);
-        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory for a snapshot");
-    }
-    *out = b.p;
-    *len = b.len;
-    return 0;
+    return psd_sbuf_take(&b, out, len, err);
 }
 
 /* One contribution from the reader, appended at *tail (the list keeps the saved order). */
