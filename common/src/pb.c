@@ -1,6 +1,7 @@
 /* protobuf-c glue shared by psd and the client: Header unpacking through a bounded allocator (a
- * peer cannot make us allocate more than a fixed multiple of what it sent), packing prefix + header
- * into one buffer, and small helpers for bytes fields and wire status codes. */
+ * peer cannot make us allocate more than a fixed multiple of what it sent) into one chain of blocks
+ * or the caller's arena, packing prefix + header into one buffer, and small helpers for bytes
+ * fields and wire status codes. */
 #include "pb.h"
 
 #include <inttypes.h>
@@ -19,35 +20,70 @@ typedef struct budget {
     void *arena_ctx;
 } budget_t;
 
-static void *bounded_alloc(void *data, size_t size)
+/* ---- ps_pb_header_unpack's memory: one chain of blocks per header ----
+ * A header and everything it points to are bump-allocated from a chain of blocks whose first block
+ * starts with the Header struct itself, so ps_pb_header_free finds the chain from the header: a
+ * reply costs one ps_malloc and one ps_free (more only for a large header) instead of one of each
+ * per field, array and string. */
+typedef struct hblock {
+    struct hblock *next; /* first block: the later blocks; others: unused */
+    size_t cap, used;
+    _Alignas(16) unsigned char data[];
+} hblock_t;
+
+typedef struct hchain {
+    hblock_t *first, *cur;
+} hchain_t;
+
+#define HBLOCK_ALIGN 16u
+#define HBLOCK_MIN   1024u /* the first block's smallest capacity */
+#define HBLOCK_SCALE 4u    /* ... and its capacity per encoded byte (the unpacked form is bigger) */
+#define HEADER_SLOT  ((sizeof(Pscope__V1__Header) + HBLOCK_ALIGN - 1) & ~(size_t) (HBLOCK_ALIGN - 1))
+
+static hblock_t *hblock_new(size_t cap)
 {
-    budget_t *b = data;
-    if (size > b->limit - b->used) {
-        b->over = 1;
-        return NULL;
+    hblock_t *b = ps_malloc(offsetof(hblock_t, data) + cap);
+    if (b) {
+        b->next = NULL;
+        b->cap = cap;
+        b->used = 0;
     }
-    void *p = ps_malloc(size);
-    if (p == NULL) {
-        b->oom = 1;
-        return NULL;
+    return b;
+}
+
+static void hchain_free(hblock_t *first)
+{
+    hblock_t *n = first->next;
+    ps_free(first);
+    while (n) {
+        hblock_t *next = n->next;
+        ps_free(n);
+        n = next;
     }
-    b->used += size;
+}
+
+/* The arena callback over a chain: the bounded allocator in front of it caps the total, so a new
+ * block (twice the last one, or what is asked) stays within a small multiple of that cap. */
+static void *hchain_alloc(void *ctx, size_t size)
+{
+    hchain_t *c = ctx;
+    size_t need = (size + HBLOCK_ALIGN - 1) & ~(size_t) (HBLOCK_ALIGN - 1);
+    if (need < size)
+        return NULL;
+    hblock_t *b = c->cur;
+    if (need > b->cap - b->used) {
+        size_t cap = b->cap * 2 > need ? b->cap * 2 : need;
+        hblock_t *nb = hblock_new(cap);
+        if (!nb)
+            return NULL;
+        nb->next = c->first->next;
+        c->first->next = nb;
+        c->cur = b = nb;
+    }
+    void *p = b->data + b->used;
+    b->used += need;
     return p;
 }
-
-static void plain_free(void *data, void *p)
-{
-    (void) data;
-    ps_free(p);
-}
-
-static void *plain_alloc(void *data, size_t size)
-{
-    (void) data;
-    return ps_malloc(size);
-}
-
-static ProtobufCAllocator free_allocator = {plain_alloc, plain_free, NULL};
 
 /* ---- packing a Header without walking its 42 field descriptors ----
  * protobuf-c sizes and packs a message by visiting every field of its descriptor; a Header has one
@@ -287,16 +323,8 @@ unpack_either(const uint8_t *data, size_t len, ProtobufCAllocator *a, budget_t *
     return unpack_with(data, len, a, b, err);
 }
 
-Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err)
-{
-    budget_t b = {0, 0, 0, 0, NULL, NULL};
-    if (unpack_limit(len, &b.limit, err) != 0)
-        return NULL;
-    ProtobufCAllocator a = {bounded_alloc, plain_free, &b};
-    return unpack_either(data, len, &a, &b, err);
-}
-
-/* The arena variant: the same bound, the caller's allocator, and nothing to free one by one. */
+/* The arena allocator (ps_pb_header_unpack's chain or ps_pb_header_unpack_arena's caller's):
+ * the same bound, and nothing to free one by one. */
 static void *bounded_arena_alloc(void *data, size_t size)
 {
     budget_t *b = data;
@@ -319,6 +347,35 @@ static void arena_free(void *data, void *p)
     (void) p; /* released with the arena */
 }
 
+Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err)
+{
+    budget_t b = {0, 0, 0, 0, hchain_alloc, NULL};
+    if (unpack_limit(len, &b.limit, err) != 0)
+        return NULL;
+    size_t cap =
+        len < (b.limit - HBLOCK_MIN) / HBLOCK_SCALE ? HBLOCK_MIN + len * HBLOCK_SCALE : b.limit;
+    hchain_t c;
+    c.first = c.cur = hblock_new(HEADER_SLOT + cap);
+    if (!c.first) {
+        b.oom = 1;
+        return unpack_failed(len, &b, err);
+    }
+    c.first->used = HEADER_SLOT;
+    b.arena_ctx = &c;
+    ProtobufCAllocator a = {bounded_arena_alloc, arena_free, &b};
+    Pscope__V1__Header *h = unpack_either(data, len, &a, &b, err);
+    if (!h) {
+        hchain_free(c.first);
+        return NULL;
+    }
+    /* The header into the first block's slot: a Header struct is flat (its fields point at other
+     * allocations, never at itself), so a copy is the same message. */
+    Pscope__V1__Header *slot = (Pscope__V1__Header *) (void *) c.first->data;
+    if (h != slot)
+        memcpy(slot, h, sizeof *slot);
+    return slot;
+}
+
 Pscope__V1__Header *ps_pb_header_unpack_arena(
     const uint8_t *data, size_t len, ps_pb_arena_fn arena, void *ctx, ps_error_t *err)
 {
@@ -332,7 +389,7 @@ Pscope__V1__Header *ps_pb_header_unpack_arena(
 void ps_pb_header_free(Pscope__V1__Header *h)
 {
     if (h != NULL)
-        pscope__v1__header__free_unpacked(h, &free_allocator);
+        hchain_free((hblock_t *) (void *) ((char *) h - offsetof(hblock_t, data)));
 }
 
 /* An all-default Header packs to zero bytes, but a frame needs header_len >= 1: such a header is

@@ -20,7 +20,8 @@
  * Unpack a Header from len bytes, with an allocator that fails once the total exceeds
  * len * PS_PB_UNPACK_FACTOR + PS_PB_UNPACK_SLACK. Returns NULL with INVALID_ARGUMENT in err when
  * the bytes are not a valid Header (or would allocate past the bound). Free with
- * ps_pb_header_free().
+ * ps_pb_header_free(). The header and all it points to live in one chain of blocks (usually one
+ * allocation), which ps_pb_header_free releases: never free or replace a part of it on its own.
  */
 Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_error_t *err);
 

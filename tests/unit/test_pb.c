@@ -1,6 +1,6 @@
 /* Unit tests for common/src/pb.c: frame packing, Header unpacking through the bounded allocator
- * (garbage and oversized inputs rejected, OOM at every allocation handled), and the bytes helpers.
- */
+ * into one chain of blocks (garbage and oversized inputs rejected, OOM at every allocation
+ * handled), and the bytes helpers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,20 +227,16 @@ Test(pb, small_expansion_fits_in_the_slack)
     free(b);
 }
 
-Test(pb, realistic_large_header_unpacks)
+/* A batched-pull reply header of n named tensors (packed into a new ps_malloc'd frame). */
+static uint8_t *tensors_frame(size_t n, size_t *len)
 {
-    /* 2000 named tensors with dims: a big batched pull reply. */
-    enum {
-        N = 2000
-    };
-
-    Pscope__V1__TensorDesc *tds = calloc(N, sizeof *tds);
-    Pscope__V1__TensorDesc **ptrs = calloc(N, sizeof *ptrs);
-    char(*names)[32] = calloc(N, 32);
+    Pscope__V1__TensorDesc *tds = calloc(n, sizeof *tds);
+    Pscope__V1__TensorDesc **ptrs = calloc(n, sizeof *ptrs);
+    char(*names)[32] = calloc(n, 32);
     int64_t dims[2] = {128, 64};
-    for (int i = 0; i < N; i++) {
+    for (size_t i = 0; i < n; i++) {
         pscope__v1__tensor_desc__init(&tds[i]);
-        snprintf(names[i], 32, "layer%d/weights", i);
+        snprintf(names[i], 32, "layer%zu/weights", i);
         tds[i].name = ps_pb_bytes(names[i]);
         tds[i].dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
         tds[i].n_dims = 2;
@@ -249,39 +245,28 @@ Test(pb, realistic_large_header_unpacks)
         ptrs[i] = &tds[i];
     }
     Pscope__V1__Header h = PSCOPE__V1__HEADER__INIT;
-    h.n_tensors = N;
+    h.id = 42;
+    h.n_tensors = n;
     h.tensors = ptrs;
-    size_t len;
-    uint8_t *buf = ps_pb_frame_pack(&h, 0, PS_FRAME_DEFAULT_MAX_HEADER, &len, NULL);
+    uint8_t *buf = ps_pb_frame_pack(&h, 0, PS_FRAME_DEFAULT_MAX_HEADER, len, NULL);
     cr_assert_not_null(buf);
-    ps_error_t e = {0};
-    Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, len - 16, &e);
-    cr_assert_not_null(u, "%s", e.msg);
-    cr_assert_eq(u->n_tensors, N);
-    cr_assert_eq(u->tensors[N - 1]->version, N - 1);
-    ps_pb_header_free(u);
-    ps_free(buf);
     free(names);
     free(ptrs);
     free(tds);
+    return buf;
 }
 
-Test(pb, out_of_memory_at_every_allocation)
+/* Unpack the len bytes at p with allocation k failing, for k = 0, 1, ... until it succeeds: every
+ * failure is RESOURCE_EXHAUSTED with protobuf-c's text and leaks nothing. Returns how many
+ * allocations the successful unpack made. */
+static long oom_sweep(const uint8_t *p, size_t len)
 {
-    Pscope__V1__Header h;
-    Pscope__V1__GetVariableRequest gv;
-    Pscope__V1__ShapeSpec ss;
-    int64_t dims[2];
-    sample_header(&h, &gv, &ss, dims);
-    size_t hl = pscope__v1__header__get_packed_size(&h);
-    uint8_t *full = malloc(hl);
-    pscope__v1__header__pack(&h, full);
     size_t before = ps_alloc_used();
     long k;
-    for (k = 0; k < 100; k++) {
+    for (k = 0; k < 200; k++) {
         ps_error_t e = {0};
         ps_alloc_fail_after(k, 0);
-        Pscope__V1__Header *u = ps_pb_header_unpack(full, hl, &e);
+        Pscope__V1__Header *u = ps_pb_header_unpack(p, len, &e);
         ps_alloc_fail_after(-1, 0);
         if (u != NULL) {
             cr_assert_eq(u->id, 42);
@@ -290,13 +275,98 @@ Test(pb, out_of_memory_at_every_allocation)
         }
         cr_assert_eq(e.code, PS_ERR_RESOURCE_EXHAUSTED, "k=%ld: %s", k, e.msg);
         char want[64];
-        snprintf(want, sizeof want, "out of memory unpacking a %zu-byte header", hl);
+        snprintf(want, sizeof want, "out of memory unpacking a %zu-byte header", len);
         cr_assert_str_eq(e.msg, want);
         cr_assert_eq(ps_alloc_used(), before, "k=%ld leaked", k);
     }
-    cr_assert_gt(k, 2, "the sweep covered several allocations");
-    cr_assert_lt(k, 100);
+    cr_assert_lt(k, 200);
+    cr_assert_eq(ps_alloc_used(), before);
+    return k;
+}
+
+Test(pb, out_of_memory_at_every_allocation)
+{
+    /* A small header is one allocation: its one block. */
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t hl = pscope__v1__header__get_packed_size(&h);
+    uint8_t *full = malloc(hl);
+    pscope__v1__header__pack(&h, full);
+    cr_assert_eq(oom_sweep(full, hl), 1, "a small header is unpacked into one block");
     free(full);
+    /* 2000 tensors outgrow the first block: the sweep fails the later block's allocation too. */
+    size_t len;
+    uint8_t *buf = tensors_frame(2000, &len);
+    cr_assert_geq(oom_sweep(buf + 16, len - 16), 2, "the sweep covered several blocks");
+    ps_free(buf);
+}
+
+Test(pb, unpacked_header_is_one_chain_of_blocks)
+{
+    /* A reply's unpack costs one allocation however many fields, strings and arrays it has. */
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    size_t len;
+    uint8_t *buf = ps_pb_frame_pack(&h, 0, PS_FRAME_DEFAULT_MAX_HEADER, &len, NULL);
+    cr_assert_not_null(buf);
+    unsigned long calls = ps_alloc_calls();
+    size_t before = ps_alloc_used();
+    Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, len - 16, NULL);
+    cr_assert_not_null(u);
+    cr_assert_eq(ps_alloc_calls() - calls, 1);
+    cr_assert_eq(u->get_variable->shape->n_dims, 2);
+    cr_assert_eq(u->get_variable->shape->dims[1], -1);
+    cr_assert_eq(u->get_variable->name.len, strlen("conv1/weights"));
+    cr_assert_eq(memcmp(u->get_variable->name.data, "conv1/weights", u->get_variable->name.len), 0);
+    ps_pb_header_free(u);
+    cr_assert_eq(ps_alloc_used(), before);
+    ps_free(buf);
+    /* An error reply (a message string) goes through protobuf-c's own unpack; the header still
+     * ends at the head of its chain, which ps_pb_header_free releases. */
+    Pscope__V1__Header eh = PSCOPE__V1__HEADER__INIT;
+    eh.id = 7;
+    eh.code = PS_ERR_INVALID_ARGUMENT;
+    eh.message = "Variable v already exists, disallowed.";
+    eh.retry_after_ms = 25;
+    buf = ps_pb_frame_pack(&eh, 0, PS_FRAME_DEFAULT_MAX_HEADER, &len, NULL);
+    cr_assert_not_null(buf);
+    before = ps_alloc_used();
+    u = ps_pb_header_unpack(buf + 16, len - 16, NULL);
+    cr_assert_not_null(u);
+    cr_assert_eq(u->id, 7);
+    cr_assert_eq(u->code, PS_ERR_INVALID_ARGUMENT);
+    cr_assert_eq(u->retry_after_ms, 25);
+    cr_assert_str_eq(u->message, eh.message);
+    ps_pb_header_free(u);
+    cr_assert_eq(ps_alloc_used(), before);
+    ps_free(buf);
+}
+
+Test(pb, realistic_large_header_unpacks)
+{
+    /* 2000 named tensors with dims: a big batched pull reply, over several blocks. */
+    size_t len;
+    uint8_t *buf = tensors_frame(2000, &len);
+    ps_error_t e = {0};
+    Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, len - 16, &e);
+    cr_assert_not_null(u, "%s", e.msg);
+    cr_assert_eq(u->n_tensors, 2000);
+    for (size_t i = 0; i < 2000; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "layer%zu/weights", i);
+        cr_assert_eq(u->tensors[i]->version, i);
+        cr_assert_eq(u->tensors[i]->dims[1], 64);
+        cr_assert_eq(u->tensors[i]->name.len, strlen(want));
+        cr_assert_eq(memcmp(u->tensors[i]->name.data, want, strlen(want)), 0);
+    }
+    ps_pb_header_free(u);
+    ps_free(buf);
 }
 
 Test(pb, bytes_helpers)
