@@ -864,6 +864,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     /* The frames of this read arrived together: one clock reading for their latencies. */
     c->srv->rpc.arrival_ns = uv_hrtime();
     psd_conn_process(c);
+    psd_rpc_time_replies(&c->srv->rpc);
     c->srv->rpc.arrival_ns = 0;
 }
 

@@ -662,7 +662,8 @@ static int handle_getvar(psd_rpc_t *rpc,
     a.ncollections = r->ncolls;
     a.kind = g->kind;
     a.creator = g->creator;
-    a.now_ms = create_ms(rpc);
+    a.now_ms =
+        g->mode == PSCOPE__V1__LOOKUP_MODE__MUST_EXIST ? 0 : create_ms(rpc); /* creates nothing */
     a.synchronization = g->synchronization;
     a.aggregation = g->aggregation;
     ps_constraint_spec_t cons;
@@ -1009,6 +1010,7 @@ static int handle_stats(psd_rpc_t *rpc,
     if (!rep || !ms || !msp)
         return oom(err);
     pscope__v1__stats_reply__init(rep);
+    psd_rpc_time_replies(rpc); /* earlier requests of this read: in the histograms too */
     const psd_stats_t *st = &rpc->stats;
     uint64_t now = psd_monotonic_ms();
     rep->uptime_ms = now > st->start_ms ? now - st->start_ms : 0;
@@ -2226,6 +2228,25 @@ void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)
     psd_authq_cancel(rpc->authq, sink);
 }
 
+/* A request that neither creates nor logs anything, so it needs no wall-clock reading: a pull, a
+ * lookup of a variable that must exist, and the read-only admin methods. */
+static int records_nothing(const psd_req_t *r)
+{
+    switch (r->m->method) {
+    case PSCOPE__V1__METHOD__PULL:
+    case PSCOPE__V1__METHOD__PING:
+    case PSCOPE__V1__METHOD__LIST:
+    case PSCOPE__V1__METHOD__DESCRIBE:
+    case PSCOPE__V1__METHOD__STATS:
+        return 1;
+    case PSCOPE__V1__METHOD__GET_VARIABLE:
+        return r->hdr->get_variable &&
+               r->hdr->get_variable->mode == PSCOPE__V1__LOOKUP_MODE__MUST_EXIST;
+    default:
+        return 0;
+    }
+}
+
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
 {
     ps_error_t err;
@@ -2238,8 +2259,8 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     size_t nblobs = 0;
     rpc->counters[m->method].calls++;
     int rc = 0;
-    /* A pull records no time (nothing is created or logged): one clock reading less. */
-    rpc->req_ms = m->method == PSCOPE__V1__METHOD__PULL ? 0 : request_ms(rpc);
+    /* A read records no time (nothing is created or logged): one clock reading less. */
+    rpc->req_ms = records_nothing(r) ? 0 : request_ms(rpc);
     if (rpc->hooks.before)
         rc = rpc->hooks.before(rpc->hooks.ctx, r->hdr, r->payload_len, &err);
     rpc->cur_sink = sink;
@@ -2281,8 +2302,25 @@ void psd_rpc_count_reply(psd_rpc_t *rpc, uint32_t method, int code, uint64_t t0_
         return;
     psd_method_metrics_t *mm = &rpc->mm[method];
     mm->replies[code >= 0 && code <= PS_CODE_MAX ? code : PS_ERR_UNKNOWN]++;
+    if (rpc->arrival_ns && rpc->nuntimed < PSD_RPC_UNTIMED_MAX) {
+        rpc->untimed[rpc->nuntimed].method = method;
+        rpc->untimed[rpc->nuntimed++].t0_ns = t0_ns;
+        return;
+    }
     uint64_t now = uv_hrtime();
     psd_hist_observe(&mm->latency, now > t0_ns ? now - t0_ns : 0);
+}
+
+void psd_rpc_time_replies(psd_rpc_t *rpc)
+{
+    if (!rpc->nuntimed)
+        return;
+    uint64_t now = uv_hrtime();
+    for (unsigned i = 0; i < rpc->nuntimed; i++) {
+        uint64_t t0 = rpc->untimed[i].t0_ns;
+        psd_hist_observe(&rpc->mm[rpc->untimed[i].method].latency, now > t0 ? now - t0 : 0);
+    }
+    rpc->nuntimed = 0;
 }
 
 void psd_rpc_reset_metrics(psd_rpc_t *rpc)

@@ -101,6 +101,9 @@ typedef struct psd_rpc_hooks {
 #define PSD_RPC_HOLD          1
 #define PSD_RPC_RELEASE_CLOSE 2
 
+/* Replies of one read whose latencies wait for one clock reading; past this, each reads it. */
+#define PSD_RPC_UNTIMED_MAX 64
+
 /* A handler's return value: the reply will be emitted later to psd_rpc_t.cur_sink (SAVE). */
 #define PSD_RPC_DEFERRED 0x7fff0001
 
@@ -118,6 +121,16 @@ typedef struct psd_rpc {
     /* Nonzero while the frames of one read are decoded: when they arrived (uv_hrtime, read once
      * per read by conn.c), every request's start time for its latency; 0 = read the clock. */
     uint64_t arrival_ns;
+
+    /* While arrival_ns is set, the replies counted but not yet timed: their latencies end at one
+     * clock reading when the read's frames are all handled (psd_rpc_time_replies), the moment
+     * their replies are queued for the flush. */
+    struct {
+        uint32_t method;
+        uint64_t t0_ns;
+    } untimed[PSD_RPC_UNTIMED_MAX];
+
+    unsigned nuntimed;
     /* CONFIG: the live configuration (NULL = not served) and what to call after a change. */
     psd_config_t *cfg;
     void (*on_config)(void *ctx);
@@ -257,6 +270,10 @@ void psd_rpc_reply_error(psd_rpc_t *rpc,
  * that deferred its reply calls it when the reply goes out.
  */
 void psd_rpc_count_reply(psd_rpc_t *rpc, uint32_t method, int code, uint64_t t0_ns);
+
+/** The latencies of the replies counted since the read's frames began (rpc->arrival_ns), ended
+ * at one clock reading now. conn.c calls it once the read's frames are handled. */
+void psd_rpc_time_replies(psd_rpc_t *rpc);
 
 /** Forget the per-method metrics (after the log's replay: they describe served requests). */
 void psd_rpc_reset_metrics(psd_rpc_t *rpc);

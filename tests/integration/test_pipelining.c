@@ -129,6 +129,7 @@ Test(pipelining, ten_thousand_mixed_requests_in_one_write)
         PSCOPE__V1__METHOD__STATS, PSCOPE__V1__METHOD__PULL,
     };
     int64_t counter = 0; /* updates applied so far, in request order */
+    uint64_t pulls = 0;  /* pull replies so far (replies of one read are timed together) */
     size_t got = 0;
     for (size_t i = 0; i < NREQ; i++) {
         ps_wc_reply_t r;
@@ -139,6 +140,7 @@ Test(pipelining, ten_thousand_mixed_requests_in_one_write)
         cr_assert_eq(r.h->id, ids[i], "reply %zu: id %llx, want %llx (out of order)", i,
                      (unsigned long long) r.h->id, (unsigned long long) ids[i]);
         cr_assert_eq(r.h->method, method_of[kind[i]], "reply %zu: method %u", i, r.h->method);
+        pulls += kind[i] == K_PULL || kind[i] == K_PULL_COUNTER || kind[i] == K_MISSING;
         switch (kind[i]) {
         case K_UPDATE:
             cr_assert_eq(r.h->code, 0, "%s", r.h->message);
@@ -167,6 +169,22 @@ Test(pipelining, ten_thousand_mixed_requests_in_one_write)
             cr_assert_eq(r.h->code, 0);
             cr_assert_eq(r.h->list_reply->n_vars, 2);
             break;
+        case K_STATS: {
+            /* Every pull answered before it is counted and timed, also those of the same read. */
+            cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+            const Pscope__V1__MethodStats *ms = NULL;
+            for (size_t k = 0; k < r.h->stats_reply->n_methods; k++)
+                if (strcmp(r.h->stats_reply->methods[k]->method, "PULL") == 0)
+                    ms = r.h->stats_reply->methods[k];
+            uint64_t replied = 0;
+            for (size_t k = 0; ms && k < ms->n_replies_by_code; k++)
+                replied += ms->replies_by_code[k];
+            cr_assert_eq(replied, pulls, "reply %zu: %llu pulls counted, want %llu", i,
+                         (unsigned long long) replied, (unsigned long long) pulls);
+            cr_assert_eq(ms ? ms->latency->count : 0, pulls, "reply %zu: %llu pulls timed", i,
+                         (unsigned long long) (ms ? ms->latency->count : 0));
+            break;
+        }
         default:
             cr_assert_eq(r.h->code, 0, "reply %zu: %s", i, r.h->message);
             break;
