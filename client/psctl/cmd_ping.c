@@ -1,8 +1,13 @@
-/* psctl ping: one PING round trip to psd, printing its version, server id and the round-trip time
- * (which is shown, never asserted on). */
+/* psctl ping: one PING round trip to every shard of --server, in task order, printing each one's
+ * version, server id and the round-trip time (which is shown, never asserted on). A shard that
+ * does not answer gets its own error line and the others are still pinged. */
+#include <string.h>
 #include <time.h>
 
+#include <ps/internal/alloc.h>
+
 #include "psctl.h"
+#include "shards.h"
 
 static double now_ms(void)
 {
@@ -11,9 +16,9 @@ static double now_ms(void)
     return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
 }
 
-int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
+/* One shard, the way psctl pings a single server (its output and exit code unchanged). */
+static int ping_one(psctl_ctx_t *ctx)
 {
-    (void) args;
     int rc = psctl_connect(ctx);
     if (rc)
         return rc;
@@ -45,4 +50,94 @@ int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
                rtt);
     }
     return PSCTL_EXIT_OK;
+}
+
+static size_t count_servers(const char *list)
+{
+    size_t n = 0;
+    int in = 0;
+    for (const char *p = list; *p; p++) {
+        n += !in && *p != ',';
+        in = *p != ',';
+    }
+    return n;
+}
+
+int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
+{
+    (void) args;
+    if (count_servers(ctx->server) < 2)
+        return ping_one(ctx);
+    ps_error_t *errs = NULL;
+    int rc = psctl_connect_each(ctx, &errs);
+    if (rc)
+        return rc;
+    psctl_json_t j;
+    if (ctx->json) {
+        psctl_json_init(&j, stdout);
+        psctl_json_obj(&j);
+        psctl_json_key(&j, "shards");
+        psctl_json_arr(&j);
+    }
+    int exit_code = PSCTL_EXIT_OK;
+    for (size_t i = 0; i < ctx->nshards; i++) {
+        ps_error_t *err = &errs[i];
+        ps_admin_ping_info_t info;
+        memset(&info, 0, sizeof info);
+        double rtt = 0;
+        char task[48];
+        psctl_task_str(i, task, sizeof task);
+        if (ctx->shards[i]) {
+            double t0 = now_ms();
+            if (ps_admin_ping(ctx->shards[i], &info, err) == 0)
+                rtt = now_ms() - t0;
+            else
+                psctl_error_at_shard(ctx, i, err);
+        }
+        if (err->code) {
+            /* Not reached, or the connection failed: psctl's connect code, as for one server. */
+            int code = !ctx->shards[i] || ps_admin_transport_failed(ctx->shards[i])
+                           ? PSCTL_EXIT_CONNECT
+                           : PSCTL_EXIT_ERROR;
+            exit_code = code > exit_code ? code : exit_code;
+            psctl_print_error(ctx, err);
+        }
+        if (ctx->json) {
+            psctl_json_obj(&j);
+            psctl_json_key(&j, "server");
+            psctl_json_str(&j, ctx->addrs[i]);
+            if (!err->code) {
+                psctl_json_key(&j, "version");
+                psctl_json_str(&j, info.version);
+                psctl_json_key(&j, "server_id");
+                psctl_json_u64(&j, info.server_id);
+                psctl_json_key(&j, "rtt_ms");
+                psctl_json_float(&j, rtt);
+            }
+            psctl_json_key(&j, "task");
+            psctl_json_str(&j, task);
+            if (err->code) {
+                psctl_json_key(&j, "error");
+                psctl_json_obj(&j);
+                psctl_json_key(&j, "code");
+                psctl_json_str(&j, ps_code_name(err->code));
+                psctl_json_key(&j, "message");
+                psctl_json_str(&j, err->msg);
+                psctl_json_obj_end(&j);
+            }
+            psctl_json_obj_end(&j);
+        } else if (!err->code) {
+            printf("%spong%s from %s at %s: psd %s, server id %016llx, %.3f ms\n",
+                   psctl_color(ctx, PSCTL_GREEN), psctl_color(ctx, PSCTL_RESET), task,
+                   ctx->addrs[i], info.version, (unsigned long long) info.server_id, rtt);
+        }
+        fflush(stdout);
+    }
+    if (ctx->json) {
+        psctl_json_arr_end(&j);
+        psctl_json_obj_end(&j);
+        psctl_json_end(&j);
+    }
+    ps_free(errs);
+    return exit_code;
 }

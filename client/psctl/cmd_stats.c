@@ -3,10 +3,15 @@
  * its limit, the payload budget, the write-ahead log (records, bytes, group commits, fsync
  * latency), checkpoints (count, failures, duration, age), payload admission, everysec's held
  * replies, the metrics port, and per method calls, errors, rejections, replies by status code and
- * latency quantiles. */
+ * latency quantiles. Over several shards (--server A,B,...): each shard's figures, headed by its
+ * task and address, and their total (merge.c). */
 #include <time.h>
 
+#include <ps/internal/alloc.h>
+
+#include "merge.h"
 #include "psctl.h"
+#include "shards.h"
 
 static void json_hist(psctl_json_t *j, const char *key, const ps_admin_histogram_t *h)
 {
@@ -37,19 +42,21 @@ static void json_hist(psctl_json_t *j, const char *key, const ps_admin_histogram
     psctl_json_obj_end(j);
 }
 
-static void print_json(psctl_ctx_t *ctx, const ps_admin_stats_t *s)
+/* The fields of one shard's figures (server: its address), or of the shards' total (server
+ * NULL: only what adds up), into the object j is in. */
+static void json_fields(psctl_json_t *j, const char *server, const ps_admin_stats_t *s)
 {
-    psctl_json_t j;
-    psctl_json_init(&j, stdout);
-    psctl_json_obj(&j);
-    psctl_json_key(&j, "server");
-    psctl_json_str(&j, ps_admin_address(ctx->admin));
-    psctl_json_key(&j, "version");
-    psctl_json_str(&j, s->version);
-    psctl_json_key(&j, "state");
-    psctl_json_str(&j, s->state);
-    psctl_json_key(&j, "recovery_seconds");
-    psctl_json_double(&j, s->recovery_seconds);
+    int total = server == NULL;
+    if (!total) {
+        psctl_json_key(j, "server");
+        psctl_json_str(j, server);
+        psctl_json_key(j, "version");
+        psctl_json_str(j, s->version);
+        psctl_json_key(j, "state");
+        psctl_json_str(j, s->state);
+        psctl_json_key(j, "recovery_seconds");
+        psctl_json_double(j, s->recovery_seconds);
+    }
     static const char *keys[] = {"uptime_ms",
                                  "connections_current",
                                  "connections_total",
@@ -104,50 +111,81 @@ static void print_json(psctl_ctx_t *ctx, const ps_admin_stats_t *s)
                              s->slow_upload_disconnects,
                              s->everysec_delays,
                              s->everysec_delay_ms};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        psctl_json_key(&j, keys[i]);
-        psctl_json_u64(&j, vals[i]);
+    /* uptime_ms (the first) is one shard's clock, not a sum. */
+    for (size_t i = total ? 1 : 0; i < sizeof keys / sizeof keys[0]; i++) {
+        psctl_json_key(j, keys[i]);
+        psctl_json_u64(j, vals[i]);
     }
-    psctl_json_key(&j, "last_checkpoint_unix_ms");
-    psctl_json_i64(&j, s->last_checkpoint_unix_ms);
-    json_hist(&j, "wal_fsync", &s->wal_fsync);
-    json_hist(&j, "checkpoint_duration", &s->checkpoint_duration);
-    psctl_json_key(&j, "methods");
-    psctl_json_obj(&j);
+    if (!total) {
+        psctl_json_key(j, "last_checkpoint_unix_ms");
+        psctl_json_i64(j, s->last_checkpoint_unix_ms);
+    }
+    json_hist(j, "wal_fsync", &s->wal_fsync);
+    json_hist(j, "checkpoint_duration", &s->checkpoint_duration);
+    psctl_json_key(j, "methods");
+    psctl_json_obj(j);
     for (size_t i = 0; i < s->nmethods; i++) {
         const ps_admin_method_stats_t *m = &s->methods[i];
-        psctl_json_key(&j, m->method);
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "calls");
-        psctl_json_u64(&j, m->calls);
-        psctl_json_key(&j, "errors");
-        psctl_json_u64(&j, m->errors);
-        psctl_json_key(&j, "rejected");
-        psctl_json_u64(&j, m->rejected);
-        psctl_json_key(&j, "replies");
-        psctl_json_obj(&j);
+        psctl_json_key(j, m->method);
+        psctl_json_obj(j);
+        psctl_json_key(j, "calls");
+        psctl_json_u64(j, m->calls);
+        psctl_json_key(j, "errors");
+        psctl_json_u64(j, m->errors);
+        psctl_json_key(j, "rejected");
+        psctl_json_u64(j, m->rejected);
+        psctl_json_key(j, "replies");
+        psctl_json_obj(j);
         for (int c = 0; c <= PS_CODE_MAX; c++) {
             if (!m->replies_by_code[c])
                 continue;
-            psctl_json_key(&j, ps_code_name(c));
-            psctl_json_u64(&j, m->replies_by_code[c]);
+            psctl_json_key(j, ps_code_name(c));
+            psctl_json_u64(j, m->replies_by_code[c]);
         }
-        psctl_json_obj_end(&j);
-        json_hist(&j, "latency", &m->latency);
+        psctl_json_obj_end(j);
+        json_hist(j, "latency", &m->latency);
+        psctl_json_obj_end(j);
+    }
+    psctl_json_obj_end(j);
+}
+
+static void print_json(psctl_ctx_t *ctx, ps_admin_stats_t *const *s, const ps_admin_stats_t *total)
+{
+    psctl_json_t j;
+    psctl_json_init(&j, stdout);
+    psctl_json_obj(&j);
+    if (!total) {
+        json_fields(&j, ps_admin_address(ctx->admin), s[0]);
+    } else {
+        psctl_json_key(&j, "shards");
+        psctl_json_arr(&j);
+        for (size_t i = 0; i < ctx->nshards; i++) {
+            char task[48];
+            psctl_json_obj(&j);
+            json_fields(&j, ps_admin_address(ctx->shards[i]), s[i]);
+            psctl_json_key(&j, "task");
+            psctl_json_str(&j, psctl_task_str(i, task, sizeof task));
+            psctl_json_obj_end(&j);
+        }
+        psctl_json_arr_end(&j);
+        psctl_json_key(&j, "total");
+        psctl_json_obj(&j);
+        psctl_json_key(&j, "shards");
+        psctl_json_u64(&j, ctx->nshards);
+        json_fields(&j, NULL, total);
         psctl_json_obj_end(&j);
     }
-    psctl_json_obj_end(&j);
     psctl_json_obj_end(&j);
     psctl_json_end(&j);
 }
 
-static void
-print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_table_t *m)
+/* One shard's figures (server at address) into t. */
+static void figures(const ps_admin_stats_t *s, const char *address, psctl_table_t *t)
 {
     char a[32], b[32], c[32];
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "server");
-    psctl_table_cell(t, "psd %s at %s", s->version, ps_admin_address(ctx->admin));
+    psctl_table_cell(t, "psd %s at %s", s->version, address);
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "state");
     psctl_table_cell(t, "%s (recovery took %.3f s)", s->state, s->recovery_seconds);
@@ -229,7 +267,12 @@ print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_
     psctl_table_cell(t, "%llu requests, %llu refused",
                      (unsigned long long) s->metrics_http_requests,
                      (unsigned long long) s->metrics_http_refused);
+}
 
+/* The per-method rows of s into m. */
+static void methods(const ps_admin_stats_t *s, psctl_table_t *m)
+{
+    char a[32];
     psctl_table_row(m, PSCTL_BOLD, 0);
     const char *heads[] = {"METHOD", "CALLS", "ERRORS", "REJECTED", "P50", "P99", "ERROR CODES"};
     for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++)
@@ -261,37 +304,107 @@ print_text(psctl_ctx_t *ctx, const ps_admin_stats_t *s, psctl_table_t *t, psctl_
         psctl_table_align_right(m, col);
 }
 
+/* The shards' total in short (several shards): what adds up, and the methods summed. */
+static void total_figures(const ps_admin_stats_t *s, psctl_table_t *t)
+{
+    char a[32], b[32];
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "variables");
+    psctl_table_cell(t, "%llu (%s)", (unsigned long long) s->variables,
+                     psctl_fmt_size(s->variable_bytes, a, sizeof a));
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "memory");
+    psctl_table_cell(t, "%s", psctl_fmt_size(s->memory_used, a, sizeof a));
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "connections");
+    psctl_table_cell(t, "%llu open, %llu total", (unsigned long long) s->connections_current,
+                     (unsigned long long) s->connections_total);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "bytes");
+    psctl_table_cell(t, "in %s, out %s", psctl_fmt_size(s->bytes_in, a, sizeof a),
+                     psctl_fmt_size(s->bytes_out, b, sizeof b));
+}
+
+/* Print the two tables (figures, then methods) of one section; 0, or -1 out of memory. */
+static int print_section(psctl_ctx_t *ctx, const ps_admin_stats_t *s, const char *address)
+{
+    psctl_table_t *t = psctl_table_new(2);
+    psctl_table_t *m = psctl_table_new(7);
+    if (!t || !m) {
+        psctl_table_free(t);
+        psctl_table_free(m);
+        return -1;
+    }
+    if (address)
+        figures(s, address, t);
+    else
+        total_figures(s, t);
+    methods(s, m);
+    psctl_table_print(t, ctx, stdout);
+    printf("\n");
+    psctl_table_print(m, ctx, stdout);
+    psctl_table_free(t);
+    psctl_table_free(m);
+    return 0;
+}
+
+static void free_all(ps_admin_stats_t **s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        ps_admin_stats_free(s[i]);
+    ps_free(s);
+}
+
 int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
 {
     (void) args;
     int rc = psctl_connect(ctx);
     if (rc)
         return rc;
-    ps_admin_stats_t *s = NULL;
     ps_error_t err;
     ps_error_clear(&err);
-    if (ps_admin_stats(ctx->admin, &s, &err) != 0)
-        return psctl_fail(ctx, &err);
-    if (ctx->json) {
-        print_json(ctx, s);
-        ps_admin_stats_free(s);
-        return PSCTL_EXIT_OK;
-    }
-    psctl_table_t *t = psctl_table_new(2);
-    psctl_table_t *m = psctl_table_new(7);
-    if (!t || !m) {
-        psctl_table_free(t);
-        psctl_table_free(m);
-        ps_admin_stats_free(s);
+    ps_admin_stats_t **s = ps_calloc(ctx->nshards, sizeof *s);
+    ps_admin_stats_t *total = NULL;
+    if (!s) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return psctl_fail(ctx, &err);
     }
-    print_text(ctx, s, t, m);
-    psctl_table_print(t, ctx, stdout);
-    printf("\n");
-    psctl_table_print(m, ctx, stdout);
-    psctl_table_free(t);
-    psctl_table_free(m);
-    ps_admin_stats_free(s);
+    for (size_t i = 0; i < ctx->nshards; i++) {
+        if (ps_admin_stats(ctx->shards[i], &s[i], &err) != 0) {
+            psctl_error_at_shard(ctx, i, &err);
+            free_all(s, ctx->nshards);
+            return psctl_fail(ctx, &err);
+        }
+    }
+    if (ctx->nshards > 1 && psctl_stats_total(s, ctx->nshards, &total, &err) != 0) {
+        free_all(s, ctx->nshards);
+        return psctl_fail(ctx, &err);
+    }
+    rc = 0;
+    if (ctx->json) {
+        print_json(ctx, s, total);
+    } else if (!total) {
+        rc = print_section(ctx, s[0], ps_admin_address(ctx->admin));
+    } else {
+        for (size_t i = 0; i < ctx->nshards && !rc; i++) {
+            char task[48];
+            printf("%s%s (%s)%s\n", psctl_color(ctx, PSCTL_BOLD),
+                   psctl_task_str(i, task, sizeof task), ps_admin_address(ctx->shards[i]),
+                   psctl_color(ctx, PSCTL_RESET));
+            rc = print_section(ctx, s[i], ps_admin_address(ctx->shards[i]));
+            printf("\n");
+        }
+        if (!rc) {
+            printf("%stotal of %zu shards%s\n", psctl_color(ctx, PSCTL_BOLD), ctx->nshards,
+                   psctl_color(ctx, PSCTL_RESET));
+            rc = print_section(ctx, total, NULL);
+        }
+    }
+    free_all(s, ctx->nshards);
+    ps_admin_stats_free(total);
+    if (rc) {
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return psctl_fail(ctx, &err);
+    }
     return PSCTL_EXIT_OK;
 }

@@ -15,7 +15,10 @@
 
 static const psctl_cmd_t commands[] = {
     {"ping", "", "check that psd answers, with its version and round-trip time", 0, 0,
-     psctl_cmd_ping, NULL, "Send one PING to psd and print its version, id and the round trip."},
+     psctl_cmd_ping, NULL,
+     "Send one PING to psd and print its version, id and the round trip. With --server A,B,...\n"
+     "every shard is pinged in task order, one line each; a shard that does not answer gets an\n"
+     "error line naming its task and address, the others are still pinged, and psctl exits 3."},
     {"ls", "[PREFIX] [--collection C]", "list variables as a tree of scopes", 0, 1, psctl_cmd_ls,
      psctl_opts_ls,
      "List the variables whose full name starts with PREFIX (all when omitted), grouped by scope,\n"
@@ -49,7 +52,9 @@ static const psctl_cmd_t commands[] = {
      "rejected frames, the write-ahead log (records, bytes, writes, fsync latency), checkpoints\n"
      "(count, failures, duration, age), the metrics port, and per RPC method calls, errors,\n"
      "rejections, latency quantiles (p50, p99, estimated from histogram buckets as Prometheus\n"
-     "does) and error replies by status code."},
+     "does) and error replies by status code. With --server A,B,... each shard's figures under\n"
+     "its task and address, then their total (variables, memory, connections, bytes, and the\n"
+     "methods with their latency histograms added up)."},
     {"top", "[--interval SECONDS] [--count N] [--rows N]",
      "live view of request rates, latencies and the busiest variables", 0, 0, psctl_cmd_top,
      psctl_opts_top,

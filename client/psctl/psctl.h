@@ -63,9 +63,12 @@ struct psctl_ctx {
     int color_err; /* the same for stderr */
     const psctl_cmd_t *cmd;
     ps_admin_t *admin; /* after psctl_connect: the first shard's session */
-    /* After psctl_connect: one session per shard of --server A,B,... (task order). */
+    /* After psctl_connect: one session per shard of --server A,B,... (task order); after
+     * psctl_connect_each, NULL for a shard that could not be reached. */
     ps_admin_t **shards;
     size_t nshards;
+    char *addr_list;    /* a copy of ctx->server, split in place */
+    const char **addrs; /* the shards' addresses as given, [0..nshards) */
 };
 
 /* The table (psctl.c). */
@@ -117,6 +120,14 @@ int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((for
  */
 int psctl_connect(psctl_ctx_t *ctx);
 
+/**
+ * Like psctl_connect, but every shard is tried and one that cannot be reached stops nothing:
+ * ctx->shards[i] is NULL for it and (*errs)[i] says why ((*errs)[i].code 0 for the others; an
+ * array of ctx->nshards entries, ps_free). ctx->admin is the first shard's session or NULL.
+ * PSCTL_EXIT_OK even when shards failed; a malformed address is a usage error (exit 2).
+ */
+int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs);
+
 /** Close every session psctl_connect opened. */
 void psctl_disconnect(psctl_ctx_t *ctx);
 
@@ -126,6 +137,9 @@ void psctl_disconnect(psctl_ctx_t *ctx);
  * an admin session, UNAVAILABLE or DEADLINE_EXCEEDED), else PSCTL_EXIT_ERROR.
  */
 int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err);
+
+/** "error: CODE_NAME: message" on stderr only (message escaped): one of several failures. */
+void psctl_print_error(psctl_ctx_t *ctx, const ps_error_t *err);
 
 /** "0 B", "512 B", "1.5 KiB", "3.0 MiB", "2.0 GiB". Returns out. */
 char *psctl_fmt_size(uint64_t bytes, char *out, size_t cap);

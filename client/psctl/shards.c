@@ -18,6 +18,16 @@ char *psctl_task_str(size_t shard, char *out, size_t cap)
     return out;
 }
 
+void psctl_error_at_shard(const psctl_ctx_t *ctx, size_t i, ps_error_t *err)
+{
+    if (ctx->nshards < 2)
+        return;
+    char msg[PS_ERROR_MSG_MAX], task[48];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    ps_error_set(err, err->code, "%s (%s): %s", psctl_task_str(i, task, sizeof task), ctx->addrs[i],
+                 msg);
+}
+
 size_t psctl_shard_for(const psctl_ctx_t *ctx, const char *name)
 {
     return ps_placement_hash_shard(name, ctx->nshards);

@@ -110,6 +110,10 @@ int psctl_client_connect(psctl_ctx_t *ctx, ps_client_t **out, ps_error_t *err);
 /** "/job:ps/task:N" of shard i into out. Returns out. */
 char *psctl_task_str(size_t shard, char *out, size_t cap);
 
+/** Prefix err's message with shard i's task and address ("/job:ps/task:1 (127.0.0.1:7071): ")
+ * when ctx has several shards; with one, err is left as it is. */
+void psctl_error_at_shard(const psctl_ctx_t *ctx, size_t i, ps_error_t *err);
+
 /** The shard index a new variable called name goes to (the clients' default hash placement). */
 size_t psctl_shard_for(const psctl_ctx_t *ctx, const char *name);
 

@@ -10,6 +10,7 @@
 #include <ps/variable.h>
 
 #include "psctl.h"
+#include "shards.h"
 
 /* ---- usage ---- */
 
@@ -22,7 +23,8 @@ void psctl_print_usage(FILE *f, const psctl_cmd_t *cmd)
                 "Options:\n"
                 "  -s, --server HOST:PORT  psd to talk to (default: $PS_SERVER, else %s); a\n"
                 "                          comma-separated list is the shards in task order\n"
-                "                          (ls, show, get, set, restore span them)\n"
+                "                          (ls, show, get, set, save, restore, ping and\n"
+                "                          stats span them)\n"
                 "  --user NAME             AUTH as NAME (default: $PS_USER; none: no AUTH)\n"
                 "  --password-file FILE    its password, first line of FILE (default:\n"
                 "                          $PS_PASSWORD_FILE, else $PS_PASSWORD)\n"
@@ -128,7 +130,7 @@ int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...)
     return PSCTL_EXIT_USAGE;
 }
 
-static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
+void psctl_print_error(psctl_ctx_t *ctx, const ps_error_t *err)
 {
     /* The message may carry the caller's own bytes back (a name, a path): escape what a
      * terminal would act on, as redis-cli does. */
@@ -136,6 +138,11 @@ static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
             psctl_color_err(ctx, PSCTL_RESET), ps_code_name(err->code));
     psctl_fputs_escaped(stderr, err->msg);
     fputc('\n', stderr);
+}
+
+static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
+{
+    psctl_print_error(ctx, err);
     if (ctx->json) {
         psctl_json_t j;
         psctl_json_init(&j, stdout);
@@ -152,48 +159,87 @@ static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
     }
 }
 
-int psctl_connect(psctl_ctx_t *ctx)
+/* Split ctx->server into ctx->addrs[0..nshards) and make room for a session per shard. */
+static int split_servers(psctl_ctx_t *ctx, ps_error_t *err)
 {
-    ps_client_opts_t o;
-    memset(&o, 0, sizeof o);
-    o.creator = "psctl";
-    o.max_retries = -1; /* a CLI reports the failure instead of waiting */
-    o.user = ctx->user;
-    o.password_file = ctx->password_file;
-    o.tls_ca = ctx->tls_ca;
-    o.tls_cert = ctx->tls_cert;
-    o.tls_key = ctx->tls_key;
-    ps_error_t err;
-    ps_error_clear(&err);
-    char *list = ps_strdup(ctx->server);
     size_t n = 1;
     for (const char *p = ctx->server; *p; p++)
         n += *p == ',';
+    ctx->addr_list = ps_strdup(ctx->server);
+    ctx->addrs = ps_calloc(n, sizeof *ctx->addrs);
     ctx->shards = ps_calloc(n, sizeof *ctx->shards);
-    if (!list || !ctx->shards) {
-        ps_free(list);
-        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
-        fail_print(ctx, &err);
-        return PSCTL_EXIT_ERROR;
-    }
-    int rc = 0;
+    if (!ctx->addr_list || !ctx->addrs || !ctx->shards)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     char *save = NULL;
-    for (char *a = strtok_r(list, ",", &save); a && !rc; a = strtok_r(NULL, ",", &save)) {
-        rc = ps_admin_connect(a, &o, &ctx->shards[ctx->nshards], &err);
-        if (!rc)
-            ctx->nshards++;
+    for (char *a = strtok_r(ctx->addr_list, ",", &save); a; a = strtok_r(NULL, ",", &save))
+        ctx->addrs[ctx->nshards++] = a;
+    if (ctx->nshards == 0)
+        return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "--server: no address in '%s'",
+                            ctx->server);
+    return 0;
+}
+
+static void client_opts(const psctl_ctx_t *ctx, ps_client_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->creator = "psctl";
+    o->max_retries = -1; /* a CLI reports the failure instead of waiting */
+    o->user = ctx->user;
+    o->password_file = ctx->password_file;
+    o->tls_ca = ctx->tls_ca;
+    o->tls_cert = ctx->tls_cert;
+    o->tls_key = ctx->tls_key;
+}
+
+int psctl_connect(psctl_ctx_t *ctx)
+{
+    ps_client_opts_t o;
+    client_opts(ctx, &o);
+    ps_error_t err;
+    ps_error_clear(&err);
+    int rc = split_servers(ctx, &err);
+    for (size_t i = 0; i < ctx->nshards && !rc; i++) {
+        rc = ps_admin_connect(ctx->addrs[i], &o, &ctx->shards[i], &err);
+        if (rc && rc != PS_ERR_INVALID_ARGUMENT)
+            psctl_error_at_shard(ctx, i, &err);
     }
-    ps_free(list);
-    if (!rc && ctx->nshards == 0)
-        rc = ps_error_set(&err, PS_ERR_INVALID_ARGUMENT, "--server: no address in '%s'",
-                          ctx->server);
     ctx->admin = ctx->nshards ? ctx->shards[0] : NULL;
     if (rc == 0)
         return PSCTL_EXIT_OK;
     if (rc == PS_ERR_INVALID_ARGUMENT)
         return psctl_usage_error(ctx, "%s", err.msg);
     fail_print(ctx, &err);
-    return PSCTL_EXIT_CONNECT;
+    return rc == PS_ERR_RESOURCE_EXHAUSTED ? PSCTL_EXIT_ERROR : PSCTL_EXIT_CONNECT;
+}
+
+int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs)
+{
+    ps_client_opts_t o;
+    client_opts(ctx, &o);
+    ps_error_t err;
+    ps_error_clear(&err);
+    *errs = NULL;
+    int rc = split_servers(ctx, &err);
+    if (!rc && !(*errs = ps_calloc(ctx->nshards, sizeof **errs)))
+        rc = ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < ctx->nshards && !rc; i++) {
+        int c = ps_admin_connect(ctx->addrs[i], &o, &ctx->shards[i], &(*errs)[i]);
+        if (c == PS_ERR_INVALID_ARGUMENT || c == PS_ERR_RESOURCE_EXHAUSTED) {
+            rc = c;
+            err = (*errs)[i];
+        } else if (c) {
+            psctl_error_at_shard(ctx, i, &(*errs)[i]);
+        }
+    }
+    ctx->admin = ctx->nshards ? ctx->shards[0] : NULL;
+    if (rc == 0)
+        return PSCTL_EXIT_OK;
+    ps_free(*errs);
+    *errs = NULL;
+    if (rc == PS_ERR_INVALID_ARGUMENT)
+        return psctl_usage_error(ctx, "%s", err.msg);
+    fail_print(ctx, &err);
+    return PSCTL_EXIT_ERROR;
 }
 
 void psctl_disconnect(psctl_ctx_t *ctx)
@@ -201,7 +247,11 @@ void psctl_disconnect(psctl_ctx_t *ctx)
     for (size_t i = 0; i < ctx->nshards; i++)
         ps_admin_free(ctx->shards[i]);
     ps_free(ctx->shards);
+    ps_free(ctx->addrs);
+    ps_free(ctx->addr_list);
     ctx->shards = NULL;
+    ctx->addrs = NULL;
+    ctx->addr_list = NULL;
     ctx->nshards = 0;
     ctx->admin = NULL;
 }
@@ -211,7 +261,7 @@ int psctl_fail(psctl_ctx_t *ctx, const ps_error_t *err)
     fail_print(ctx, err);
     if (ctx->admin) {
         for (size_t i = 0; i < ctx->nshards; i++) {
-            if (ps_admin_transport_failed(ctx->shards[i]))
+            if (ctx->shards[i] && ps_admin_transport_failed(ctx->shards[i]))
                 return PSCTL_EXIT_CONNECT;
         }
         return PSCTL_EXIT_ERROR;

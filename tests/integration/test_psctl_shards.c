@@ -1,0 +1,284 @@
+/* psctl ping, stats and top over three real psd shards (--server A,B,C): ping answers for every
+ * shard in task order and, with a shard stopped, still pings the others, names the dead one and
+ * exits 3; stats shows each shard's own figures (variables created on one shard only, pulls on
+ * another) and totals that are their sums; top merges the shards' rates and latency histograms
+ * and lists the busiest variables with the task that holds each. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+
+#include <ps/admin.h>
+#include <ps/dtype.h>
+
+#include "support/shards.h"
+
+#define NSHARDS 3
+
+static ps_shards_t sh;
+static char servers[256];
+static char errfile[64];
+
+static void start(void)
+{
+    ps_shards_start(&sh, NSHARDS, "pctlsh");
+    snprintf(servers, sizeof servers, "%s,%s,%s", sh.addr[0], sh.addr[1], sh.addr[2]);
+    snprintf(errfile, sizeof errfile, "/tmp/ps-pctlsh-err-XXXXXX");
+    int fd = mkstemp(errfile);
+    cr_assert(fd >= 0);
+    close(fd);
+}
+
+static void stop(void)
+{
+    ps_shards_stop(&sh);
+    unlink(errfile);
+}
+
+TestSuite(psctl_shards, .init = start, .fini = stop, .timeout = 120);
+
+typedef struct run {
+    int status;
+    char out[65536];
+    char err[8192];
+} run_t;
+
+/* Run psctl --server A,B,C with args (a shell word list): stdout and stderr apart. */
+static void psctl(run_t *r, const char *args)
+{
+    const char *bin = getenv("PSCTL_BIN");
+    cr_assert(bin && *bin, "PSCTL_BIN is not set");
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --server %s %s 2>'%s' </dev/null", bin, servers, args, errfile);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    size_t n = fread(r->out, 1, sizeof r->out - 1, f);
+    r->out[n] = '\0';
+    int st = pclose(f);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    FILE *e = fopen(errfile, "r");
+    cr_assert_not_null(e);
+    n = fread(r->err, 1, sizeof r->err - 1, e);
+    r->err[n] = '\0';
+    fclose(e);
+    cr_assert_null(strstr(r->err, "Sanitizer"), "%s", r->err);
+}
+
+/* 1 when text is one JSON document (Python's json module is the judge). */
+static int json_ok(const char *text)
+{
+    FILE *f = popen("python3 -c 'import json,sys; json.load(sys.stdin)'", "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    return pclose(f) == 0;
+}
+
+static ps_admin_t *admin(size_t shard)
+{
+    ps_admin_t *a = NULL;
+    ps_error_t err;
+    cr_assert_eq(ps_admin_connect(sh.addr[shard], NULL, &a, &err), 0, "%s", err.msg);
+    return a;
+}
+
+/* Create name (n float32s) on shard. */
+static void create(size_t shard, const char *name, int64_t n)
+{
+    ps_admin_t *a = admin(shard);
+    float v[64] = {0};
+    cr_assert_leq(n, 64);
+    int created = 0;
+    uint64_t version = 0;
+    ps_error_t err;
+    cr_assert_eq(ps_admin_create_or_assign(a, name, PS_DTYPE_FLOAT32, 1, &n, v,
+                                           (size_t) n * sizeof(float), &created, &version, &err),
+                 0, "%s", err.msg);
+    cr_assert(created);
+    ps_admin_free(a);
+}
+
+/* Pull name from shard times times. */
+static void pull(size_t shard, const char *name, int times)
+{
+    ps_admin_t *a = admin(shard);
+    for (int i = 0; i < times; i++) {
+        ps_admin_tensor_t *t = NULL;
+        ps_error_t err;
+        cr_assert_eq(ps_admin_pull_raw(a, name, &t, &err), 0, "%s", err.msg);
+        ps_admin_tensor_free(t);
+    }
+    ps_admin_free(a);
+}
+
+/* A copy of the text of text between the first from (included) and the next to after it
+ * (excluded; the rest when NULL). */
+static char *between(const char *text, const char *from, const char *to)
+{
+    const char *a = strstr(text, from);
+    cr_assert_not_null(a, "no %s in %s", from, text);
+    const char *b = to ? strstr(a + strlen(from), to) : NULL;
+    size_t n = b ? (size_t) (b - a) : strlen(a);
+    char *out = malloc(n + 1);
+    cr_assert_not_null(out);
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return out;
+}
+
+/* The number after key ("\"bytes_in\":") in text. */
+static unsigned long long num(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    cr_assert_not_null(p, "no %s in %s", key, text);
+    return strtoull(p + strlen(key), NULL, 10);
+}
+
+/* ---- ping ---- */
+
+Test(psctl_shards, ping_answers_for_every_shard_in_task_order)
+{
+    run_t r;
+    psctl(&r, "ping");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, "");
+    const char *p = r.out;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "pong from /job:ps/task:%zu at %s: psd 0.1.0, server id ", i,
+                 sh.addr[i]);
+        cr_assert_eq(strncmp(p, want, strlen(want)), 0, "line %zu: %s", i, r.out);
+        p = strchr(p, '\n');
+        cr_assert_not_null(p);
+        p++;
+    }
+    cr_assert_str_eq(p, "", "one line per shard: %s", r.out);
+
+    psctl(&r, "--json ping");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    cr_assert_eq(strncmp(r.out, "{\"shards\":[{\"server\":", 21), 0, "%s", r.out);
+    p = r.out;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char want[160];
+        snprintf(want, sizeof want,
+                 "{\"server\":\"%s\",\"version\":\"0.1.0\",\"server_id\":", sh.addr[i]);
+        const char *q = strstr(p, want);
+        cr_assert_not_null(q, "shard %zu in order: %s", i, r.out);
+        snprintf(want, sizeof want, ",\"task\":\"/job:ps/task:%zu\"}", i);
+        p = strstr(q, want);
+        cr_assert_not_null(p, "shard %zu's task: %s", i, r.out);
+        cr_assert(strstr(q, "\"rtt_ms\":") < p);
+    }
+    cr_assert_null(strstr(r.out, "\"error\""), "%s", r.out);
+}
+
+Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
+{
+    cr_assert_eq(ps_psd_finish(&sh.psd[1], SIGTERM, 10000), 0, "psd 1 not clean");
+    ps_psd_cleanup(&sh.psd[1]);
+    run_t r;
+    psctl(&r, "ping");
+    cr_assert_eq(r.status, 3, "the connect exit code: %s%s", r.out, r.err);
+    char want[512];
+    snprintf(want, sizeof want, "pong from /job:ps/task:0 at %s: ", sh.addr[0]);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    snprintf(want, sizeof want, "\npong from /job:ps/task:2 at %s: ", sh.addr[2]);
+    cr_assert_not_null(strstr(r.out, want), "shard 2 is pinged after the dead one: %s", r.out);
+    cr_assert_null(strstr(r.out, "task:1"), "%s", r.out);
+    snprintf(want, sizeof want,
+             "error: UNAVAILABLE: /job:ps/task:1 (%s): failed to connect to %s: Connection "
+             "refused\n",
+             sh.addr[1], sh.addr[1]);
+    cr_assert_str_eq(r.err, want);
+
+    psctl(&r, "--json ping");
+    cr_assert_eq(r.status, 3);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    snprintf(want, sizeof want,
+             "{\"server\":\"%s\",\"task\":\"/job:ps/task:1\",\"error\":{\"code\":\"UNAVAILABLE\","
+             "\"message\":\"/job:ps/task:1 (%s): failed to connect to %s: Connection refused\"}}",
+             sh.addr[1], sh.addr[1], sh.addr[1]);
+    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}]}"), "%s", r.out);
+
+    /* stats cannot show a deployment with a shard missing: it names the shard, exit 3. */
+    psctl(&r, "stats");
+    cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
+    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
+    cr_assert_eq(strncmp(r.err, want, strlen(want)), 0, "%s", r.err);
+}
+
+/* ---- stats ---- */
+
+Test(psctl_shards, stats_shows_each_shard_and_totals_that_are_the_sums)
+{
+    /* Shard 1 holds two variables (10 and 6 floats), shard 2 one (4 floats) pulled 7 times. */
+    create(1, "a/w", 10);
+    create(1, "a/b", 6);
+    create(2, "c/w", 4);
+    pull(2, "c/w", 7);
+    run_t r;
+    psctl(&r, "--json stats");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    char *part[NSHARDS];
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char from[96], to[64];
+        snprintf(from, sizeof from, "{\"server\":\"%s\",", sh.addr[i]);
+        snprintf(to, sizeof to, "\"task\":\"/job:ps/task:%zu\"}", i);
+        part[i] = between(r.out, from, to);
+    }
+    char *total = between(r.out, "\"total\":{\"shards\":3,", NULL);
+    cr_expect_eq(num(part[0], "\"variables\":"), 0);
+    cr_expect_eq(num(part[1], "\"variables\":"), 2);
+    cr_expect_eq(num(part[1], "\"variable_bytes\":"), 64);
+    cr_expect_eq(num(part[2], "\"variables\":"), 1);
+    cr_expect_eq(num(part[2], "\"variable_bytes\":"), 16);
+    cr_expect_eq(num(part[0], "\"PULL\":{\"calls\":"), 0);
+    cr_expect_eq(num(part[1], "\"PULL\":{\"calls\":"), 0);
+    cr_expect_eq(num(part[2], "\"PULL\":{\"calls\":"), 7);
+    cr_expect_eq(num(total, "\"variables\":"), 3);
+    cr_expect_eq(num(total, "\"variable_bytes\":"), 80);
+    cr_expect_eq(num(total, "\"PULL\":{\"calls\":"), 7);
+    cr_expect_null(strstr(total, "\"uptime_ms\""), "no sum of uptimes: %s", total);
+    /* Every summed figure is the sum of the shards'. */
+    static const char *keys[] = {"\"connections_total\":",
+                                 "\"bytes_in\":",
+                                 "\"bytes_out\":",
+                                 "\"memory_used\":",
+                                 "\"GET_VARIABLE\":{\"calls\":",
+                                 "\"STATS\":{\"calls\":",
+                                 "\"PULL\":{\"calls\":7,\"errors\":0,\"rejected\":0,"
+                                 "\"replies\":{\"OK\":7},\"latency\":{\"count\":"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        unsigned long long sum = 0;
+        for (size_t i = 0; i < NSHARDS; i++)
+            sum += strstr(part[i], keys[k]) ? num(part[i], keys[k]) : 0;
+        cr_expect_eq(num(total, keys[k]), sum, "%s: total %llu, shards %llu", keys[k],
+                     num(total, keys[k]), sum);
+        cr_expect_gt(sum, 0, "%s", keys[k]);
+    }
+    for (size_t i = 0; i < NSHARDS; i++)
+        free(part[i]);
+    free(total);
+
+    /* Text: a section per shard, headed by its task and address, then the total. */
+    psctl(&r, "stats");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char head[160];
+        snprintf(head, sizeof head, "%s/job:ps/task:%zu (%s)\nserver           psd 0.1.0 at %s\n",
+                 i ? "\n\n" : "", i, sh.addr[i], sh.addr[i]);
+        cr_assert_not_null(strstr(r.out, head), "section %zu: %s", i, r.out);
+    }
+    cr_assert_not_null(strstr(r.out, "\nvariables        2 (64 B)\n"), "%s", r.out);
+    const char *t = strstr(r.out, "\n\ntotal of 3 shards\nvariables    3 (80 B)\n");
+    cr_assert_not_null(t, "%s", r.out);
+    const char *pullrow = strstr(t, "\nPULL ");
+    cr_assert_not_null(pullrow, "%s", t);
+    cr_expect_eq(strtoull(pullrow + 5, NULL, 10), 7, "%s", t);
+}
