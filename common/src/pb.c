@@ -11,6 +11,8 @@
 #include <ps/internal/alloc.h>
 #include <ps/internal/frame.h>
 
+#include "pb_fast.h"
+
 typedef struct budget {
     size_t used;
     size_t limit;
@@ -220,6 +222,26 @@ static size_t get_varint(const uint8_t *p, const uint8_t *end, size_t max, uint6
     return 0;
 }
 
+/* A body or tensor message: by pb_fast.c's hand-written decoder when it has one for the message
+ * and its form, else by protobuf-c. What a refused fast read took stays in the arena but not in
+ * the bound (it is at most what protobuf-c then takes), so protobuf-c gets the budget it would
+ * have had; when the fast read ran out of memory or past the bound, protobuf-c fails the same
+ * way. */
+static ProtobufCMessage *unpack_message(const ProtobufCMessageDescriptor *d,
+                                        ProtobufCAllocator *a,
+                                        size_t len,
+                                        const uint8_t *data)
+{
+    budget_t *b = a->allocator_data;
+    size_t used = b->used;
+    ProtobufCMessage *m = ps_pb_fast_decode(d, a, len, data);
+    if (m)
+        return m;
+    if (!b->over && !b->oom)
+        b->used = used;
+    return protobuf_c_message_unpack(d, a, len, data);
+}
+
 /* 1 = unpacked into *out (NULL when a sub-message failed: the input is bad), 0 = not the simple
  * form: use protobuf-c's unpack. */
 static int
@@ -283,8 +305,8 @@ fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__
     h->retry_after_ms = (uint32_t) retry;
     for (size_t i = 0; i < nsubs; i++) {
         if (subs[i].id == F_TENSORS) {
-            Pscope__V1__TensorDesc *t =
-                pscope__v1__tensor_desc__unpack(a, subs[i].len, subs[i].data);
+            Pscope__V1__TensorDesc *t = (Pscope__V1__TensorDesc *) (void *) unpack_message(
+                &pscope__v1__tensor_desc__descriptor, a, subs[i].len, subs[i].data);
             if (!t) {
                 pscope__v1__header__free_unpacked(h, a);
                 return 1;
@@ -292,8 +314,8 @@ fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__
             h->tensors[h->n_tensors++] = t;
             continue;
         }
-        ProtobufCMessage *m = protobuf_c_message_unpack(
-            (const ProtobufCMessageDescriptor *) body->descriptor, a, subs[i].len, subs[i].data);
+        ProtobufCMessage *m = unpack_message((const ProtobufCMessageDescriptor *) body->descriptor,
+                                             a, subs[i].len, subs[i].data);
         if (!m) {
             pscope__v1__header__free_unpacked(h, a);
             return 1;
