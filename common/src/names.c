@@ -114,6 +114,18 @@ static size_t quoted_len(const char *name, size_t len)
 
 int ps_name_check_full(const char *name, size_t len, ps_error_t *err)
 {
+    /* The common case in one pass: a valid first byte (so not '/'), every byte a name character
+     * (so ASCII: no NUL, valid UTF-8), no "//", no '/' at the end. Any other name goes through the
+     * checks below, which say what is wrong with it. */
+    if (name && len && len <= PS_NAME_MAX && is_root_first_char((unsigned char) name[0]) &&
+        name[len - 1] != '/') {
+        size_t i = 1;
+        while (i < len && is_name_char((unsigned char) name[i]) &&
+               !(name[i] == '/' && name[i - 1] == '/'))
+            i++;
+        if (i == len)
+            return 0;
+    }
     if (name == NULL || len == 0)
         return ps_error_set(err, PS_ERR_INVALID_ARGUMENT, "variable name is empty");
     if (len > PS_NAME_MAX)

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include <uv.h>
+
 #include <ps/internal/alloc.h>
 #include <ps/internal/frame.h>
 
@@ -159,6 +161,28 @@ int ps_pb_plan_active(void)
     return layout_known();
 }
 
+/* The Header's field descriptors by field number (NULL: none), looked up once instead of by
+ * protobuf-c's binary search for every body read and written. */
+#define HEADER_FIELDS_MAX 256
+static const ProtobufCFieldDescriptor *header_fields[HEADER_FIELDS_MAX];
+static uv_once_t header_fields_once = UV_ONCE_INIT;
+
+static void header_fields_init(void)
+{
+    const ProtobufCMessageDescriptor *d = &pscope__v1__header__descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++)
+        if (d->fields[i].id < HEADER_FIELDS_MAX)
+            header_fields[d->fields[i].id] = &d->fields[i];
+}
+
+static const ProtobufCFieldDescriptor *header_field(unsigned id)
+{
+    if (id >= HEADER_FIELDS_MAX)
+        return protobuf_c_message_descriptor_get_field(&pscope__v1__header__descriptor, id);
+    uv_once(&header_fields_once, header_fields_init);
+    return header_fields[id];
+}
+
 /* The bound on what unpacking len bytes may allocate; 0 with err when len itself is too large. */
 static int unpack_limit(size_t len, size_t *limit, ps_error_t *err)
 {
@@ -278,8 +302,7 @@ fast_unpack(const uint8_t *data, size_t len, ProtobufCAllocator *a, Pscope__V1__
         if (field == F_TENSORS) {
             ntensors++;
         } else {
-            const ProtobufCFieldDescriptor *f =
-                protobuf_c_message_descriptor_get_field(&pscope__v1__header__descriptor, field);
+            const ProtobufCFieldDescriptor *f = header_field(field);
             if (!f || !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || body)
                 return 0;
             body = f;
@@ -444,8 +467,7 @@ static const ProtobufCMessage *header_body(const Pscope__V1__Header *h, unsigned
     *field = (unsigned) h->body_case;
     if (!*field)
         return NULL;
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field(&pscope__v1__header__descriptor, *field);
+    const ProtobufCFieldDescriptor *f = header_field(*field);
     if (!f)
         return NULL;
     return *(const ProtobufCMessage *const *) (const void *) ((const char *) h + f->offset);
