@@ -37,12 +37,18 @@ typedef struct hblock {
 
 typedef struct hchain {
     hblock_t *first, *cur;
+    int slot_free; /* the first block's first HEADER_SLOT bytes are not handed out yet */
 } hchain_t;
 
 #define HBLOCK_ALIGN 16u
-#define HBLOCK_MIN   1024u /* the first block's smallest capacity */
-#define HBLOCK_SCALE 4u    /* ... and its capacity per encoded byte (the unpacked form is bigger) */
-#define HEADER_SLOT  ((sizeof(Pscope__V1__Header) + HBLOCK_ALIGN - 1) & ~(size_t) (HBLOCK_ALIGN - 1))
+#define HBLOCK_MIN   1024u /* the first block's capacity for a large header ... */
+#define HBLOCK_SCALE 4u    /* ... plus this per encoded byte (the unpacked form is bigger) */
+/* A small header's first block: ps_malloc's 16-byte prefix and the block together in 1,016
+ * bytes, within the sizes glibc serves from its per-thread cache. An unpacked small reply (a
+ * get_variable reply with its VarInfo: about 600 bytes) fits. */
+#define HBLOCK_SMALL       (1016u - 16u - offsetof(hblock_t, data))
+#define HBLOCK_SMALL_SCALE 8u /* a header this many times smaller than HBLOCK_SMALL takes it */
+#define HEADER_SLOT        ((sizeof(Pscope__V1__Header) + HBLOCK_ALIGN - 1) & ~(size_t) (HBLOCK_ALIGN - 1))
 
 static hblock_t *hblock_new(size_t cap)
 {
@@ -71,6 +77,10 @@ static void hchain_free(hblock_t *first)
 static void *hchain_alloc(void *ctx, size_t size)
 {
     hchain_t *c = ctx;
+    if (c->slot_free && size == sizeof(Pscope__V1__Header)) {
+        c->slot_free = 0; /* the header itself, usually the first allocation: in its place */
+        return c->first->data;
+    }
     size_t need = (size + HBLOCK_ALIGN - 1) & ~(size_t) (HBLOCK_ALIGN - 1);
     if (need < size)
         return NULL;
@@ -397,8 +407,10 @@ Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_erro
     budget_t b = {0, 0, 0, 0, hchain_alloc, NULL};
     if (unpack_limit(len, &b.limit, err) != 0)
         return NULL;
-    size_t cap =
-        len < (b.limit - HBLOCK_MIN) / HBLOCK_SCALE ? HBLOCK_MIN + len * HBLOCK_SCALE : b.limit;
+    size_t cap = len <= (HBLOCK_SMALL - HEADER_SLOT) / HBLOCK_SMALL_SCALE
+                     ? HBLOCK_SMALL - HEADER_SLOT
+                 : len < (b.limit - HBLOCK_MIN) / HBLOCK_SCALE ? HBLOCK_MIN + len * HBLOCK_SCALE
+                                                               : b.limit;
     hchain_t c;
     c.first = c.cur = hblock_new(HEADER_SLOT + cap);
     if (!c.first) {
@@ -406,6 +418,7 @@ Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_erro
         return unpack_failed(len, &b, err);
     }
     c.first->used = HEADER_SLOT;
+    c.slot_free = 1;
     b.arena_ctx = &c;
     ProtobufCAllocator a = {bounded_arena_alloc, arena_free, &b};
     Pscope__V1__Header *h = unpack_either(data, len, &a, &b, err);
@@ -413,7 +426,8 @@ Pscope__V1__Header *ps_pb_header_unpack(const uint8_t *data, size_t len, ps_erro
         hchain_free(c.first);
         return NULL;
     }
-    /* The header into the first block's slot: a Header struct is flat (its fields point at other
+    /* The header into the first block's slot when it was not allocated there (protobuf-c's
+     * unpack after a refused direct read): a Header struct is flat (its fields point at other
      * allocations, never at itself), so a copy is the same message. */
     Pscope__V1__Header *slot = (Pscope__V1__Header *) (void *) c.first->data;
     if (h != slot)
