@@ -220,12 +220,20 @@ static int put_bytes_list(rd_t *r, const reps_t *from, size_t *n, ProtobufCBinar
 
 /* ---- the messages ---- */
 
+/* A new message of descriptor d in the arena, as protobuf-c's init leaves it. */
+static void *new_message(rd_t *r, const ProtobufCMessageDescriptor *d)
+{
+    ProtobufCMessage *m = take(r, d->sizeof_message);
+    if (m)
+        d->message_init(m);
+    return m;
+}
+
 static Pscope__V1__ShapeSpec *shape_spec(rd_t *r)
 {
-    Pscope__V1__ShapeSpec *m = take(r, sizeof *m);
+    Pscope__V1__ShapeSpec *m = new_message(r, &pscope__v1__shape_spec__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__shape_spec__init(m);
     reps_t dims;
     dims.n = 0;
     while (r->p < r->end) {
@@ -252,10 +260,9 @@ static Pscope__V1__ShapeSpec *shape_spec(rd_t *r)
 
 static Pscope__V1__Initializer *initializer(rd_t *r)
 {
-    Pscope__V1__Initializer *m = take(r, sizeof *m);
+    Pscope__V1__Initializer *m = new_message(r, &pscope__v1__initializer__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__initializer__init(m);
     while (r->p < r->end) {
         uint64_t tag;
         if (get_varint(r, &tag))
@@ -311,10 +318,9 @@ static Pscope__V1__Initializer *initializer(rd_t *r)
 
 static Pscope__V1__VarInfo *var_info(rd_t *r)
 {
-    Pscope__V1__VarInfo *m = take(r, sizeof *m);
+    Pscope__V1__VarInfo *m = new_message(r, &pscope__v1__var_info__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__var_info__init(m);
     reps_t dims, colls;
     dims.n = colls.n = 0;
     while (r->p < r->end) {
@@ -377,10 +383,9 @@ static Pscope__V1__VarInfo *var_info(rd_t *r)
 
 static Pscope__V1__GetVariableReply *get_variable_reply(rd_t *r)
 {
-    Pscope__V1__GetVariableReply *m = take(r, sizeof *m);
+    Pscope__V1__GetVariableReply *m = new_message(r, &pscope__v1__get_variable_reply__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__get_variable_reply__init(m);
     while (r->p < r->end) {
         uint64_t tag;
         if (get_varint(r, &tag))
@@ -402,10 +407,10 @@ static Pscope__V1__GetVariableReply *get_variable_reply(rd_t *r)
 
 static Pscope__V1__GetVariableRequest *get_variable_request(rd_t *r)
 {
-    Pscope__V1__GetVariableRequest *m = take(r, sizeof *m);
+    Pscope__V1__GetVariableRequest *m =
+        new_message(r, &pscope__v1__get_variable_request__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__get_variable_request__init(m);
     reps_t colls;
     colls.n = 0;
     while (r->p < r->end) {
@@ -458,10 +463,9 @@ static Pscope__V1__GetVariableRequest *get_variable_request(rd_t *r)
 
 static Pscope__V1__PullRequest *pull_request(rd_t *r)
 {
-    Pscope__V1__PullRequest *m = take(r, sizeof *m);
+    Pscope__V1__PullRequest *m = new_message(r, &pscope__v1__pull_request__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__pull_request__init(m);
     reps_t names;
     names.n = 0;
     while (r->p < r->end) {
@@ -474,10 +478,9 @@ static Pscope__V1__PullRequest *pull_request(rd_t *r)
 
 static Pscope__V1__TensorDesc *tensor_desc(rd_t *r)
 {
-    Pscope__V1__TensorDesc *m = take(r, sizeof *m);
+    Pscope__V1__TensorDesc *m = new_message(r, &pscope__v1__tensor_desc__descriptor);
     if (!m)
         return NULL;
-    pscope__v1__tensor_desc__init(m);
     reps_t dims;
     dims.n = 0;
     while (r->p < r->end) {

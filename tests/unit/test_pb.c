@@ -42,6 +42,21 @@ static Pscope__V1__Header *sample_header(Pscope__V1__Header *h,
     return h;
 }
 
+/* sample_header's bytes as protobuf-c packs them (malloc'd, *len bytes). */
+static uint8_t *sample_packed(size_t *len)
+{
+    Pscope__V1__Header h;
+    Pscope__V1__GetVariableRequest gv;
+    Pscope__V1__ShapeSpec ss;
+    int64_t dims[2];
+    sample_header(&h, &gv, &ss, dims);
+    *len = pscope__v1__header__get_packed_size(&h);
+    uint8_t *b = malloc(*len);
+    cr_assert_not_null(b);
+    pscope__v1__header__pack(&h, b);
+    return b;
+}
+
 Test(pb, pack_then_unpack_round_trip)
 {
     Pscope__V1__Header h;
@@ -158,14 +173,8 @@ Test(pb, garbage_is_invalid_argument)
 
 Test(pb, every_truncation_of_a_valid_header_is_handled)
 {
-    Pscope__V1__Header h;
-    Pscope__V1__GetVariableRequest gv;
-    Pscope__V1__ShapeSpec ss;
-    int64_t dims[2];
-    sample_header(&h, &gv, &ss, dims);
-    size_t hl = pscope__v1__header__get_packed_size(&h);
-    uint8_t *full = malloc(hl);
-    pscope__v1__header__pack(&h, full);
+    size_t hl;
+    uint8_t *full = sample_packed(&hl);
     size_t before = ps_alloc_used();
     int rejected = 0;
     for (size_t cut = 1; cut < hl; cut++) {
@@ -287,14 +296,8 @@ static long oom_sweep(const uint8_t *p, size_t len)
 Test(pb, out_of_memory_at_every_allocation)
 {
     /* A small header is one allocation: its one block. */
-    Pscope__V1__Header h;
-    Pscope__V1__GetVariableRequest gv;
-    Pscope__V1__ShapeSpec ss;
-    int64_t dims[2];
-    sample_header(&h, &gv, &ss, dims);
-    size_t hl = pscope__v1__header__get_packed_size(&h);
-    uint8_t *full = malloc(hl);
-    pscope__v1__header__pack(&h, full);
+    size_t hl;
+    uint8_t *full = sample_packed(&hl);
     cr_assert_eq(oom_sweep(full, hl), 1, "a small header is unpacked into one block");
     free(full);
     /* 2000 tensors outgrow the first block: the sweep fails the later block's allocation too. */
