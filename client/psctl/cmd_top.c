@@ -1,8 +1,10 @@
 /* psctl top: a live view of psd from two STATS replies an interval apart: requests per second and
  * p50/p99 latency per method over the interval (histogram bucket differences), bytes per second,
- * connections, and the busiest variables by reads and writes per second. On a terminal one screen
- * is redrawn in place (raw keyboard mode for q, restored on every exit path); otherwise, or with
- * --count, plain-text reports are printed one per interval. */
+ * connections, and the busiest variables by reads and writes per second. Over several shards one
+ * view of the deployment: every shard's STATS each interval, added up (merge.c) for the rates and
+ * latencies, and the shards' busiest variables in one list with the task that holds each. On a
+ * terminal one screen is redrawn in place (raw keyboard mode for q, restored on every exit path);
+ * otherwise, or with --count, plain-text reports are printed one per interval. */
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
@@ -15,7 +17,9 @@
 
 #include <ps/internal/alloc.h>
 
+#include "merge.h"
 #include "psctl.h"
+#include "shards.h"
 
 const psctl_opt_t psctl_opts_top[] = {
     {"--interval", "-i", "SECONDS", "time between refreshes (default 2; 0.1 to 3600)"},
@@ -73,6 +77,7 @@ static const ps_admin_method_stats_t *find_method(const ps_admin_stats_t *s, con
 
 typedef struct busy {
     const char *name;
+    size_t shard;
     double reads_ps, writes_ps;
     uint64_t reads, writes;
 } busy_t;
@@ -85,25 +90,72 @@ static int cmp_busy(const void *a, const void *b)
         return sx < sy ? 1 : -1;
     if (x->reads + x->writes != y->reads + y->writes)
         return x->reads + x->writes < y->reads + y->writes ? 1 : -1;
-    return strcmp(x->name, y->name);
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->shard < y->shard ? -1 : x->shard > y->shard;
+}
+
+/* One refresh: every shard's STATS (with its busiest variables) and, over several shards, their
+ * total; with one shard the total is that shard's reply. */
+typedef struct sample {
+    ps_admin_stats_t **s; /* per shard */
+    size_t n;
+    ps_admin_stats_t *total;
+} sample_t;
+
+static void sample_free(sample_t *x)
+{
+    if (x->total && (x->n != 1 || x->total != x->s[0]))
+        ps_admin_stats_free(x->total);
+    for (size_t i = 0; x->s && i < x->n; i++)
+        ps_admin_stats_free(x->s[i]);
+    ps_free(x->s);
+    memset(x, 0, sizeof *x);
+}
+
+/* STATS with the want busiest variables from every shard; a failure names its shard. */
+static int take_sample(psctl_ctx_t *ctx, size_t want, sample_t *x, ps_error_t *err)
+{
+    memset(x, 0, sizeof *x);
+    if (!(x->s = ps_calloc(ctx->nshards, sizeof *x->s)))
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    x->n = ctx->nshards;
+    for (size_t i = 0; i < x->n; i++) {
+        int rc = ps_admin_stats_top(ctx->shards[i], want, &x->s[i], err);
+        if (rc) {
+            psctl_error_at_shard(ctx, i, err);
+            sample_free(x);
+            return rc;
+        }
+    }
+    if (x->n == 1) {
+        x->total = x->s[0];
+        return 0;
+    }
+    int rc = psctl_stats_total(x->s, x->n, &x->total, err);
+    if (rc)
+        sample_free(x);
+    return rc;
 }
 
 /* One report of the interval between prev and cur (dt seconds) to stdout. */
-static void report(psctl_ctx_t *ctx,
-                   const ps_admin_stats_t *prev,
-                   const ps_admin_stats_t *cur,
-                   double dt,
-                   size_t rows,
-                   int screen)
+static void
+report(psctl_ctx_t *ctx, const sample_t *ps, const sample_t *cs, double dt, size_t rows, int screen)
 {
     char a[32], b[32], c[32], d[32];
+    const ps_admin_stats_t *prev = ps->total, *cur = cs->total;
     const char *bold = screen ? psctl_color(ctx, PSCTL_BOLD) : "";
     const char *reset = screen ? psctl_color(ctx, PSCTL_RESET) : "";
+    int several = cs->n > 1;
     if (screen)
         printf("\033[H\033[2J");
-    printf("%spsd %s at %s%s  state %s  uptime %s  interval %.1fs\n", bold, cur->version,
-           ps_admin_address(ctx->admin), reset, cur->state,
-           psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
+    if (several)
+        printf("%spsd %s on %zu shards (%s)%s  state %s  uptime %s  interval %.1fs\n", bold,
+               cur->version, cs->n, ctx->server, reset, cur->state,
+               psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
+    else
+        printf("%spsd %s at %s%s  state %s  uptime %s  interval %.1fs\n", bold, cur->version,
+               ps_admin_address(ctx->admin), reset, cur->state,
+               psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
     printf(
         "connections %llu  in %s/s  out %s/s  variables %llu (%s)  memory %s\n",
         (unsigned long long) cur->connections_current,
@@ -152,31 +204,41 @@ static void report(psctl_ctx_t *ctx,
         psctl_table_print(t, ctx, stdout);
         psctl_table_free(t);
     }
-    busy_t *bv = cur->ntop_variables ? ps_calloc(cur->ntop_variables, sizeof *bv) : NULL;
+    size_t ntop = 0;
+    for (size_t sh = 0; sh < cs->n; sh++)
+        ntop += cs->s[sh]->ntop_variables;
+    busy_t *bv = ntop ? ps_calloc(ntop, sizeof *bv) : NULL;
     size_t nb = 0;
-    for (size_t i = 0; bv && i < cur->ntop_variables; i++) {
-        const ps_admin_var_stats_t *v = &cur->top_variables[i];
-        for (size_t k = 0; k < prev->ntop_variables; k++) {
-            const ps_admin_var_stats_t *pv = &prev->top_variables[k];
-            if (strcmp(pv->name, v->name) != 0)
-                continue;
-            /* 32-bit counters at psd: the difference is taken modulo 2^32. */
-            uint32_t dr = (uint32_t) v->reads - (uint32_t) pv->reads;
-            uint32_t dw = (uint32_t) v->writes - (uint32_t) pv->writes;
-            bv[nb++] = (busy_t){.name = v->name,
-                                .reads_ps = dr / dt,
-                                .writes_ps = dw / dt,
-                                .reads = v->reads,
-                                .writes = v->writes};
-            break;
+    for (size_t sh = 0; bv && sh < cs->n; sh++) {
+        const ps_admin_stats_t *cv = cs->s[sh], *pvs = ps->s[sh];
+        for (size_t i = 0; i < cv->ntop_variables; i++) {
+            const ps_admin_var_stats_t *v = &cv->top_variables[i];
+            for (size_t k = 0; k < pvs->ntop_variables; k++) {
+                const ps_admin_var_stats_t *pv = &pvs->top_variables[k];
+                if (strcmp(pv->name, v->name) != 0)
+                    continue;
+                /* 32-bit counters at psd: the difference is taken modulo 2^32. */
+                uint32_t dr = (uint32_t) v->reads - (uint32_t) pv->reads;
+                uint32_t dw = (uint32_t) v->writes - (uint32_t) pv->writes;
+                bv[nb++] = (busy_t){.name = v->name,
+                                    .shard = sh,
+                                    .reads_ps = dr / dt,
+                                    .writes_ps = dw / dt,
+                                    .reads = v->reads,
+                                    .writes = v->writes};
+                break;
+            }
         }
     }
     if (nb)
         qsort(bv, nb, sizeof *bv, cmp_busy);
-    psctl_table_t *vt = psctl_table_new(5);
+    size_t first_num = several ? 2 : 1; /* the TASK column with several shards */
+    psctl_table_t *vt = psctl_table_new(first_num + 4);
     if (vt) {
         psctl_table_row(vt, bold[0] ? PSCTL_BOLD : NULL, 0);
         psctl_table_cell(vt, "BUSIEST VARIABLES");
+        if (several)
+            psctl_table_cell(vt, "TASK");
         psctl_table_cell(vt, "READS/S");
         psctl_table_cell(vt, "WRITES/S");
         psctl_table_cell(vt, "READS");
@@ -184,12 +246,14 @@ static void report(psctl_ctx_t *ctx,
         for (size_t i = 0; i < nb && i < rows; i++) {
             psctl_table_row(vt, NULL, 0);
             psctl_table_cell(vt, "%s", bv[i].name);
+            if (several)
+                psctl_table_cell(vt, "%s", psctl_task_str(bv[i].shard, a, sizeof a));
             psctl_table_cell(vt, "%.1f", bv[i].reads_ps);
             psctl_table_cell(vt, "%.1f", bv[i].writes_ps);
             psctl_table_cell(vt, "%llu", (unsigned long long) bv[i].reads);
             psctl_table_cell(vt, "%llu", (unsigned long long) bv[i].writes);
         }
-        for (size_t col = 1; col <= 4; col++)
+        for (size_t col = first_num; col < first_num + 4; col++)
             psctl_table_align_right(vt, col);
         printf("\n");
         psctl_table_print(vt, ctx, stdout);
@@ -274,37 +338,41 @@ int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     size_t want = (size_t) rows * 4;
-    ps_admin_stats_t *prev = NULL, *cur = NULL;
+    sample_t prev = {0}, cur = {0};
     ps_error_t err;
     ps_error_clear(&err);
     int exit_code = PSCTL_EXIT_OK;
     double t_prev = mono_s();
-    if (ps_admin_stats_top(ctx->admin, want, &prev, &err) != 0) {
+    if (take_sample(ctx, want, &prev, &err) != 0) {
         exit_code = psctl_fail(ctx, &err);
         goto out;
     }
     if (screen) {
-        printf("\033[H\033[2Jpsd at %s: first figures in %.1fs (q to quit)\n",
-               ps_admin_address(ctx->admin), interval);
+        if (ctx->nshards > 1)
+            printf("\033[H\033[2Jpsd on %zu shards (%s): first figures in %.1fs (q to quit)\n",
+                   ctx->nshards, ctx->server, interval);
+        else
+            printf("\033[H\033[2Jpsd at %s: first figures in %.1fs (q to quit)\n",
+                   ps_admin_address(ctx->admin), interval);
         fflush(stdout);
     }
     for (uint64_t n = 0; !count || n < (uint64_t) count; n++) {
         if (wait_interval(interval, raw))
             break;
         double t_cur = mono_s();
-        if (ps_admin_stats_top(ctx->admin, want, &cur, &err) != 0) {
+        if (take_sample(ctx, want, &cur, &err) != 0) {
             exit_code = psctl_fail(ctx, &err);
             goto out;
         }
-        report(ctx, prev, cur, t_cur - t_prev, (size_t) rows, screen);
-        ps_admin_stats_free(prev);
+        report(ctx, &prev, &cur, t_cur - t_prev, (size_t) rows, screen);
+        sample_free(&prev);
         prev = cur;
-        cur = NULL;
+        memset(&cur, 0, sizeof cur);
         t_prev = t_cur;
     }
 out:
-    ps_admin_stats_free(prev);
-    ps_admin_stats_free(cur);
+    sample_free(&prev);
+    sample_free(&cur);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (raw)

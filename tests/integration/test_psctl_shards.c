@@ -3,11 +3,13 @@
  * exits 3; stats shows each shard's own figures (variables created on one shard only, pulls on
  * another) and totals that are their sums; top merges the shards' rates and latency histograms
  * and lists the busiest variables with the task that holds each. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
@@ -281,4 +283,118 @@ Test(psctl_shards, stats_shows_each_shard_and_totals_that_are_the_sums)
     const char *pullrow = strstr(t, "\nPULL ");
     cr_assert_not_null(pullrow, "%s", t);
     cr_expect_eq(strtoull(pullrow + 5, NULL, 10), 7, "%s", t);
+}
+
+/* ---- top ---- */
+
+typedef struct puller {
+    size_t shard;
+    const char *name;
+    volatile int stop;
+} puller_t;
+
+/* Pull name from its shard over a connection of its own until told to stop (at most 20 s). */
+static void *pull_loop(void *arg)
+{
+    puller_t *p = arg;
+    ps_admin_t *a = NULL;
+    ps_error_t err;
+    if (ps_admin_connect(sh.addr[p->shard], NULL, &a, &err) != 0)
+        return NULL;
+    time_t end = time(NULL) + 20;
+    while (!p->stop && time(NULL) < end) {
+        ps_admin_tensor_t *t = NULL;
+        if (ps_admin_pull_raw(a, p->name, &t, &err) != 0)
+            break;
+        ps_admin_tensor_free(t);
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    ps_admin_free(a);
+    return NULL;
+}
+
+/* The READS/S of name's row (held by task) in a BUSIEST VARIABLES table. */
+static double reads_ps(const char *report, const char *name, size_t task)
+{
+    char row[128];
+    snprintf(row, sizeof row, "\n%s ", name);
+    const char *p = strstr(report, row);
+    cr_assert_not_null(p, "no row for %s: %s", name, report);
+    char want[48];
+    snprintf(want, sizeof want, "/job:ps/task:%zu ", task);
+    const char *t = strstr(p, want);
+    const char *eol = strchr(p + 1, '\n');
+    cr_assert(t && (!eol || t < eol), "%s is held by task %zu: %s", name, task, report);
+    return strtod(t + strlen(want), NULL);
+}
+
+Test(psctl_shards, top_is_one_view_of_every_shard)
+{
+    create(0, "cold/w", 4);
+    create(1, "warm/w", 4);
+    create(2, "hot/w", 4);
+    pull(0, "cold/w", 1);
+    puller_t p1 = {.shard = 1, .name = "warm/w"}, p2 = {.shard = 2, .name = "hot/w"};
+    pull(1, "warm/w", 1);
+    pull(2, "hot/w", 5);
+    pthread_t t1, t2;
+    cr_assert_eq(pthread_create(&t1, NULL, pull_loop, &p1), 0);
+    cr_assert_eq(pthread_create(&t2, NULL, pull_loop, &p2), 0);
+    run_t r;
+    psctl(&r, "top --count 2 --interval 0.3 --rows 5");
+    p1.stop = p2.stop = 1;
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, "");
+    char head[320];
+    snprintf(head, sizeof head, "psd 0.1.0 on 3 shards (%s)  state ready  uptime ", servers);
+    cr_assert_eq(strncmp(r.out, head, strlen(head)), 0, "%s", r.out);
+    const char *second = strstr(r.out + 1, head);
+    cr_assert_not_null(second, "two reports: %s", r.out);
+    cr_assert_not_null(strstr(second, "\nBUSIEST VARIABLES  TASK            READS/S"), "%s",
+                       second);
+    /* Rates from the shards' summed counters: the pulls of shards 1 and 2 together. */
+    double hot = reads_ps(second, "hot/w", 2), warm = reads_ps(second, "warm/w", 1);
+    cr_expect_gt(hot, 0.0, "%s", second);
+    cr_expect_gt(warm, 0.0, "%s", second);
+    cr_expect_eq(reads_ps(second, "cold/w", 0), 0.0, "%s", second);
+    const char *pullrow = strstr(second, "\nPULL ");
+    cr_assert_not_null(pullrow, "%s", second);
+    double rate = strtod(pullrow + 5, NULL);
+    cr_expect(rate > hot + warm - 0.25 && rate < hot + warm + 0.25,
+              "PULL %.1f/s is the sum of both shards' pulls (%.1f + %.1f): %s", rate, hot, warm,
+              second);
+}
+
+Test(psctl_shards, top_stops_naming_a_shard_that_fails)
+{
+    const char *bin = getenv("PSCTL_BIN");
+    cr_assert(bin && *bin);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 20 --interval 0.2 2>'%s' </dev/null",
+             bin, servers, errfile);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char line[512];
+    int reports = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "psd 0.1.0 on 3 shards", 21) == 0 && ++reports == 1) {
+            /* Killed, so its connection drops at once (a stopping psd might answer first). */
+            ps_psd_finish(&sh.psd[1], SIGKILL, 10000);
+            ps_psd_cleanup(&sh.psd[1]);
+        }
+    }
+    int st = pclose(f);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "exit %d", WEXITSTATUS(st));
+    cr_expect_lt(reports, 20, "top stopped at the failure");
+    char err[1024] = "", want[160];
+    FILE *e = fopen(errfile, "r");
+    cr_assert_not_null(e);
+    size_t n = fread(err, 1, sizeof err - 1, e);
+    err[n] = '\0';
+    fclose(e);
+    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
 }
