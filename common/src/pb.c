@@ -103,10 +103,10 @@ static void *hchain_alloc(void *ctx, size_t size)
  * protobuf-c sizes and packs a message by visiting every field of its descriptor; a Header has one
  * per oneof body, so that walk (twice: size, then pack) was most of the cost of a small reply. The
  * plan below writes the Header's own fields directly, in field-number order as protobuf-c does
- * (the bytes are the same), and leaves the tensors and the one body message to protobuf-c. It is
- * used only while the Header has exactly the fields it knows, plus any number of oneof bodies
- * (checked once against the descriptor); otherwise, or for more than PS_PB_PLAN_TENSORS tensors,
- * everything goes through protobuf-c. */
+ * (the bytes are the same), the tensors too (td_pack below), and leaves the one body message to
+ * protobuf-c. It is used only while the Header has exactly the fields it knows, plus any number
+ * of oneof bodies (checked once against the descriptor); otherwise everything goes through
+ * protobuf-c. */
 
 enum {
     F_ID = 1,
@@ -505,10 +505,116 @@ static const ProtobufCMessage *header_body(const Pscope__V1__Header *h, unsigned
     return *(const ProtobufCMessage *const *) (const void *) ((const char *) h + f->offset);
 }
 
-/* The packed size of h by the plan, filling plan; 0 when the plan cannot take h. */
+/* ---- writing a TensorDesc directly ----
+ * Every pull reply carries one TensorDesc per variable (a batched pull: thousands). Its four
+ * fields are written here as protobuf-c writes them (field order; proto3: empty bytes and zero
+ * scalars left out; dtype as an int32, negative ones sign-extended; dims packed), while the
+ * message has exactly that layout (checked once against the descriptor) and no unknown fields;
+ * otherwise protobuf-c sizes and packs it. */
+
+enum {
+    T_NAME = 1,
+    T_DTYPE = 2,
+    T_DIMS = 3,
+    T_VERSION = 4,
+};
+
+static int td_layout_checked; /* as layout_checked, for TensorDesc */
+
+static int td_layout_known(void)
+{
+    int v = __atomic_load_n(&td_layout_checked, __ATOMIC_RELAXED);
+    if (v)
+        return v > 0;
+    const ProtobufCMessageDescriptor *d = &pscope__v1__tensor_desc__descriptor;
+
+    static const struct {
+        unsigned id;
+        ProtobufCType type;
+        ProtobufCLabel label;
+        size_t offset;
+    } want[] = {
+        {T_NAME, PROTOBUF_C_TYPE_BYTES, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__TensorDesc, name)},
+        {T_DTYPE, PROTOBUF_C_TYPE_ENUM, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__TensorDesc, dtype)},
+        {T_DIMS, PROTOBUF_C_TYPE_INT64, PROTOBUF_C_LABEL_REPEATED,
+         offsetof(Pscope__V1__TensorDesc, dims)},
+        {T_VERSION, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_LABEL_NONE,
+         offsetof(Pscope__V1__TensorDesc, version)},
+    };
+
+    int ok = d->n_fields == sizeof want / sizeof want[0];
+    for (unsigned i = 0; ok && i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        ok = f->id == want[i].id && f->type == want[i].type && f->label == want[i].label &&
+             f->offset == want[i].offset && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+             (f->id != T_DIMS || (f->flags & PROTOBUF_C_FIELD_FLAG_PACKED));
+    }
+    __atomic_store_n(&td_layout_checked, ok ? 1 : -1, __ATOMIC_RELAXED);
+    return ok;
+}
+
+static size_t td_dims_size(const Pscope__V1__TensorDesc *t)
+{
+    size_t d = 0;
+    for (size_t i = 0; i < t->n_dims; i++)
+        d += varint_size((uint64_t) t->dims[i]);
+    return d;
+}
+
+/* t's packed size, as pscope__v1__tensor_desc__get_packed_size gives it. */
+static size_t td_size(const Pscope__V1__TensorDesc *t)
+{
+    if (!td_layout_known() || t->base.n_unknown_fields)
+        return pscope__v1__tensor_desc__get_packed_size(t);
+    size_t n = 0;
+    if (t->name.len)
+        n += 1 + varint_size(t->name.len) + t->name.len;
+    if (t->dtype)
+        n += 1 + varint_size((uint64_t) (int64_t) (int32_t) t->dtype);
+    if (t->n_dims) {
+        size_t d = td_dims_size(t);
+        n += 1 + varint_size(d) + d;
+    }
+    if (t->version)
+        n += 1 + varint_size(t->version);
+    return n;
+}
+
+/* Write t (td_size bytes) at p; returns the end. */
+static uint8_t *td_pack(const Pscope__V1__TensorDesc *t, uint8_t *p)
+{
+    if (!td_layout_known() || t->base.n_unknown_fields)
+        return p + pscope__v1__tensor_desc__pack(t, p);
+    if (t->name.len) {
+        *p++ = T_NAME << 3 | 2;
+        p = put_varint(p, t->name.len);
+        memcpy(p, t->name.data, t->name.len);
+        p += t->name.len;
+    }
+    if (t->dtype) {
+        *p++ = T_DTYPE << 3;
+        p = put_varint(p, (uint64_t) (int64_t) (int32_t) t->dtype);
+    }
+    if (t->n_dims) {
+        *p++ = T_DIMS << 3 | 2;
+        p = put_varint(p, td_dims_size(t));
+        for (size_t i = 0; i < t->n_dims; i++)
+            p = put_varint(p, (uint64_t) t->dims[i]);
+    }
+    if (t->version) {
+        *p++ = T_VERSION << 3;
+        p = put_varint(p, t->version);
+    }
+    return p;
+}
+
+/* The packed size of h by the plan, filling plan; 0 when the plan cannot take h. Tensors past the
+ * plan's PS_PB_PLAN_TENSORS sizes are sized again when packed. */
 static size_t plan_size(const Pscope__V1__Header *h, ps_pb_plan_t *plan)
 {
-    if (!layout_known() || h->n_tensors > PS_PB_PLAN_TENSORS || h->base.n_unknown_fields)
+    if (!layout_known() || h->base.n_unknown_fields)
         return 0;
     size_t n = 0;
     if (h->id)
@@ -522,8 +628,9 @@ static size_t plan_size(const Pscope__V1__Header *h, ps_pb_plan_t *plan)
         n += 1 + varint_size(l) + l;
     }
     for (size_t i = 0; i < h->n_tensors; i++) {
-        size_t l = pscope__v1__tensor_desc__get_packed_size(h->tensors[i]);
-        plan->tensor[i] = l;
+        size_t l = td_size(h->tensors[i]);
+        if (i < PS_PB_PLAN_TENSORS)
+            plan->tensor[i] = l;
         n += 1 + varint_size(l) + l;
     }
     if (h->retry_after_ms)
@@ -565,8 +672,8 @@ static size_t plan_pack(const Pscope__V1__Header *h, const ps_pb_plan_t *plan, u
     }
     for (size_t i = 0; i < h->n_tensors; i++) {
         *p++ = F_TENSORS << 3 | 2;
-        p = put_varint(p, plan->tensor[i]);
-        p += pscope__v1__tensor_desc__pack(h->tensors[i], p);
+        p = put_varint(p, i < PS_PB_PLAN_TENSORS ? plan->tensor[i] : td_size(h->tensors[i]));
+        p = td_pack(h->tensors[i], p);
     }
     if (h->retry_after_ms) {
         *p++ = F_RETRY << 3;

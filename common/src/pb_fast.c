@@ -461,19 +461,27 @@ static Pscope__V1__GetVariableRequest *get_variable_request(rd_t *r)
     return put_bytes_list(r, &colls, &m->n_collections, &m->collections) ? NULL : m;
 }
 
+/* Names only, as many as the request has (a batched pull may name thousands): counted first,
+ * then copied. */
 static Pscope__V1__PullRequest *pull_request(rd_t *r)
 {
-    Pscope__V1__PullRequest *m = new_message(r, &pscope__v1__pull_request__descriptor);
-    if (!m)
-        return NULL;
-    reps_t names;
-    names.n = 0;
-    while (r->p < r->end) {
+    size_t n = 0;
+    for (rd_t q = *r; q.p < q.end; n++) {
         uint64_t tag;
-        if (get_varint(r, &tag) || tag != TAG(1, LEN) || add_bytes(r, &names))
+        rd_t name;
+        if (get_varint(&q, &tag) || tag != TAG(1, LEN) || get_len(&q, &name))
             return NULL;
     }
-    return put_bytes_list(r, &names, &m->n_names, &m->names) ? NULL : m;
+    Pscope__V1__PullRequest *m = new_message(r, &pscope__v1__pull_request__descriptor);
+    if (!m || (n && !(m->names = take(r, n * sizeof *m->names))))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t tag;
+        if (get_varint(r, &tag) || get_bytes(r, &m->names[i]))
+            return NULL;
+    }
+    m->n_names = n;
+    return m;
 }
 
 static Pscope__V1__TensorDesc *tensor_desc(rd_t *r)

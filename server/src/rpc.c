@@ -32,10 +32,16 @@
 #define LIST_DEFAULT_LIMIT 1000
 #define CREATOR_MAX        1024
 
+/* A block of request memory past the inline arena: bump-allocated, freed with the request. */
 typedef struct scratch {
     struct scratch *next;
-    uint64_t pad_;
+    size_t cap, used; /* bytes after this header, and how many are taken */
+    uint64_t pad_;    /* what follows stays 16-byte aligned */
 } scratch_t;
+
+/* The scratch block size: a request that outgrows its inline arena (a pull of 1,000 names: the
+ * names, 1,000 TensorDescs) takes blocks of this size, not one allocation per object. */
+#define SCRATCH_BLOCK (16u << 10)
 
 struct psd_req {
     Pscope__V1__Header *hdr; /* unpacked into the arena and scratch (freed with them) */
@@ -140,14 +146,31 @@ static void *arena_alloc(void *ctx, size_t n)
         r->arena_used += rounded;
         return p;
     }
-    if (n > SIZE_MAX - sizeof(scratch_t))
+    if (rounded < n || rounded > SIZE_MAX - sizeof(scratch_t))
         return NULL;
-    scratch_t *s = ps_malloc(sizeof(scratch_t) + n);
-    if (!s)
+    scratch_t *s = r->scratch;
+    if (s && rounded <= s->cap - s->used) {
+        void *p = (char *) (s + 1) + s->used;
+        s->used += rounded;
+        return p;
+    }
+    /* A large object gets a block of its own behind the current one (whose room stays in use);
+     * otherwise a new block becomes the current one. */
+    int own = rounded > SCRATCH_BLOCK / 4;
+    size_t cap = own ? rounded : SCRATCH_BLOCK;
+    scratch_t *nb = ps_malloc(sizeof *nb + cap);
+    if (!nb)
         return NULL;
-    s->next = r->scratch;
-    r->scratch = s;
-    return s + 1;
+    nb->cap = cap;
+    nb->used = rounded;
+    if (own && s) {
+        nb->next = s->next;
+        s->next = nb;
+    } else {
+        nb->next = s;
+        r->scratch = nb;
+    }
+    return nb + 1;
 }
 
 static void *scratch_alloc(psd_req_t *r, size_t n)

@@ -428,21 +428,30 @@ Test(pb, direct_packing_matches_protobuf_c)
     expect_same_bytes(&h, "error with message and retry");
     h.message = "";
     expect_same_bytes(&h, "empty message");
-    Pscope__V1__TensorDesc td[PS_PB_PLAN_TENSORS + 1];
-    Pscope__V1__TensorDesc *tds[PS_PB_PLAN_TENSORS + 1];
-    int64_t dims[3] = {16, 0, 1ll << 33};
-    for (size_t i = 0; i <= PS_PB_PLAN_TENSORS; i++) {
+
+    /* Tensors written directly (pb.c's td_pack): names empty or not, dtypes zero, usual, past
+     * the enum and negative, dims none to four with negative and wide values, versions zero or
+     * not; more of them than the plan keeps sizes for. */
+    enum {
+        NT = 3 * PS_PB_PLAN_TENSORS + 5
+    };
+
+    Pscope__V1__TensorDesc td[NT];
+    Pscope__V1__TensorDesc *tds[NT];
+    int64_t dims[4] = {16, 0, 1ll << 33, -1};
+    static const int dtypes[] = {0, PSCOPE__V1__DTYPE__DT_FLOAT, 300, -2};
+    for (size_t i = 0; i < NT; i++) {
         pscope__v1__tensor_desc__init(&td[i]);
-        td[i].name = ps_pb_bytes(i % 2 ? "layer/kernel" : "b");
-        td[i].dtype = PSCOPE__V1__DTYPE__DT_FLOAT;
-        td[i].n_dims = i % 4;
+        td[i].name = ps_pb_bytes(i % 3 == 0 ? "" : i % 3 == 1 ? "layer/kernel" : "b");
+        td[i].dtype = (Pscope__V1__DType) dtypes[i % 4];
+        td[i].n_dims = i % 5;
         td[i].dims = dims;
-        td[i].version = i * 1000;
+        td[i].version = (i % 7) * 1000;
         tds[i] = &td[i];
     }
     h.code = 0;
     h.tensors = tds;
-    for (size_t n = 1; n <= PS_PB_PLAN_TENSORS + 1; n += 21) {
+    for (size_t n = 1; n <= NT; n += 21) {
         h.n_tensors = n;
         char what[64];
         snprintf(what, sizeof what, "%zu tensors", n);
