@@ -115,8 +115,9 @@ int psctl_usage_error(psctl_ctx_t *ctx, const char *fmt, ...) __attribute__((for
 
 /**
  * Connect to every shard of ctx->server ("host:port", or a comma-separated list of shards in task
- * order): ctx->shards[0..nshards), ctx->admin = the first. PSCTL_EXIT_OK, or the exit code after
- * printing the error.
+ * order): ctx->shards[0..nshards), ctx->addrs[0..nshards), ctx->admin = the first. PSCTL_EXIT_OK,
+ * or the exit code after printing the error (which names the shard's task when one of several
+ * cannot be reached).
  */
 int psctl_connect(psctl_ctx_t *ctx);
 

@@ -1,6 +1,7 @@
 /* psctl over several psd shards: the merged listing (a partitioned variable as one entry, built
- * from its parts' save_slice_info), finding a name on whichever shard holds it, and the whole of
- * a partitioned variable pulled from or assigned to its parts. */
+ * from its parts' save_slice_info), finding a name on whichever shard holds it, the whole of a
+ * partitioned variable pulled from or assigned to its parts, and a shard's task and address in
+ * its errors. */
 #include "shards.h"
 
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* psctl over several psd shards (--server A,B,...: the shards in task order, as pstrain --shards
  * takes them): the merged listing in which a partitioned variable is one entry built from its
- * parts' save_slice_info, and the whole of a partitioned variable pulled from, or assigned to,
- * its parts on their shards. */
+ * parts' save_slice_info, the whole of a partitioned variable pulled from, or assigned to, its
+ * parts on their shards, and naming a shard (task and address) in errors. */
 #ifndef PSCTL_SHARDS_H
 #define PSCTL_SHARDS_H
 
