@@ -179,6 +179,29 @@ static void print_json(psctl_ctx_t *ctx, ps_admin_stats_t *const *s, const ps_ad
     psctl_json_end(&j);
 }
 
+/* The rows a shard's figures and the shards' total share: connections and bytes, variables. */
+static void traffic_rows(const ps_admin_stats_t *s, psctl_table_t *t)
+{
+    char a[32], b[32];
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "connections");
+    psctl_table_cell(t, "%llu open, %llu total", (unsigned long long) s->connections_current,
+                     (unsigned long long) s->connections_total);
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "bytes");
+    psctl_table_cell(t, "in %s, out %s", psctl_fmt_size(s->bytes_in, a, sizeof a),
+                     psctl_fmt_size(s->bytes_out, b, sizeof b));
+}
+
+static void variables_row(const ps_admin_stats_t *s, psctl_table_t *t)
+{
+    char a[32];
+    psctl_table_row(t, NULL, 0);
+    psctl_table_cell(t, "variables");
+    psctl_table_cell(t, "%llu (%s)", (unsigned long long) s->variables,
+                     psctl_fmt_size(s->variable_bytes, a, sizeof a));
+}
+
 /* One shard's figures (server at address) into t. */
 static void figures(const ps_admin_stats_t *s, const char *address, psctl_table_t *t)
 {
@@ -192,18 +215,8 @@ static void figures(const ps_admin_stats_t *s, const char *address, psctl_table_
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "uptime");
     psctl_table_cell(t, "%s", psctl_fmt_duration(s->uptime_ms, a, sizeof a));
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "connections");
-    psctl_table_cell(t, "%llu open, %llu total", (unsigned long long) s->connections_current,
-                     (unsigned long long) s->connections_total);
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "bytes");
-    psctl_table_cell(t, "in %s, out %s", psctl_fmt_size(s->bytes_in, a, sizeof a),
-                     psctl_fmt_size(s->bytes_out, b, sizeof b));
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "variables");
-    psctl_table_cell(t, "%llu (%s)", (unsigned long long) s->variables,
-                     psctl_fmt_size(s->variable_bytes, a, sizeof a));
+    traffic_rows(s, t);
+    variables_row(s, t);
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "memory");
     if (s->memory_limit_bytes)
@@ -307,22 +320,12 @@ static void methods(const ps_admin_stats_t *s, psctl_table_t *m)
 /* The shards' total in short (several shards): what adds up, and the methods summed. */
 static void total_figures(const ps_admin_stats_t *s, psctl_table_t *t)
 {
-    char a[32], b[32];
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "variables");
-    psctl_table_cell(t, "%llu (%s)", (unsigned long long) s->variables,
-                     psctl_fmt_size(s->variable_bytes, a, sizeof a));
+    char a[32];
+    variables_row(s, t);
     psctl_table_row(t, NULL, 0);
     psctl_table_cell(t, "memory");
     psctl_table_cell(t, "%s", psctl_fmt_size(s->memory_used, a, sizeof a));
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "connections");
-    psctl_table_cell(t, "%llu open, %llu total", (unsigned long long) s->connections_current,
-                     (unsigned long long) s->connections_total);
-    psctl_table_row(t, NULL, 0);
-    psctl_table_cell(t, "bytes");
-    psctl_table_cell(t, "in %s, out %s", psctl_fmt_size(s->bytes_in, a, sizeof a),
-                     psctl_fmt_size(s->bytes_out, b, sizeof b));
+    traffic_rows(s, t);
 }
 
 /* Print the two tables (figures, then methods) of one section; 0, or -1 out of memory. */
