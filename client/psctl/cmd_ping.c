@@ -116,15 +116,8 @@ int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
             }
             psctl_json_key(&j, "task");
             psctl_json_str(&j, task);
-            if (err->code) {
-                psctl_json_key(&j, "error");
-                psctl_json_obj(&j);
-                psctl_json_key(&j, "code");
-                psctl_json_str(&j, ps_code_name(err->code));
-                psctl_json_key(&j, "message");
-                psctl_json_str(&j, err->msg);
-                psctl_json_obj_end(&j);
-            }
+            if (err->code)
+                psctl_json_error(&j, err);
             psctl_json_obj_end(&j);
         } else if (!err->code) {
             printf("%spong%s from %s at %s: psd %s, server id %016llx, %.3f ms\n",

@@ -203,6 +203,8 @@ void psctl_json_double(psctl_json_t *j, double v);
 void psctl_json_float(psctl_json_t *j, double v);
 void psctl_json_bool(psctl_json_t *j, int v);
 void psctl_json_null(psctl_json_t *j);
+/** "error":{"code":NAME,"message":TEXT} of err, inside the open object. */
+void psctl_json_error(psctl_json_t *j, const ps_error_t *err);
 /** Finish the document with a newline. */
 void psctl_json_end(psctl_json_t *j);
 

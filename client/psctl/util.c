@@ -147,13 +147,7 @@ static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
         psctl_json_t j;
         psctl_json_init(&j, stdout);
         psctl_json_obj(&j);
-        psctl_json_key(&j, "error");
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "code");
-        psctl_json_str(&j, ps_code_name(err->code));
-        psctl_json_key(&j, "message");
-        psctl_json_str(&j, err->msg);
-        psctl_json_obj_end(&j);
+        psctl_json_error(&j, err);
         psctl_json_obj_end(&j);
         psctl_json_end(&j);
     }
@@ -689,6 +683,17 @@ void psctl_json_key(psctl_json_t *j, const char *key)
     json_write_str(j->f, key);
     fputc(':', j->f);
     j->after_key = 1;
+}
+
+void psctl_json_error(psctl_json_t *j, const ps_error_t *err)
+{
+    psctl_json_key(j, "error");
+    psctl_json_obj(j);
+    psctl_json_key(j, "code");
+    psctl_json_str(j, ps_code_name(err->code));
+    psctl_json_key(j, "message");
+    psctl_json_str(j, err->msg);
+    psctl_json_obj_end(j);
 }
 
 void psctl_json_str(psctl_json_t *j, const char *s)
