@@ -128,6 +128,25 @@ static int64_t request_ms(const psd_rpc_t *rpc)
     return rpc->now_ms_override ? rpc->now_ms_override : wall_ms();
 }
 
+/* A request that neither creates nor logs anything, so it needs no wall-clock reading: a pull, a
+ * lookup of a variable that must exist, and the read-only admin methods. */
+static int records_nothing(const psd_req_t *r)
+{
+    switch (r->m->method) {
+    case PSCOPE__V1__METHOD__PULL:
+    case PSCOPE__V1__METHOD__PING:
+    case PSCOPE__V1__METHOD__LIST:
+    case PSCOPE__V1__METHOD__DESCRIBE:
+    case PSCOPE__V1__METHOD__STATS:
+        return 1;
+    case PSCOPE__V1__METHOD__GET_VARIABLE:
+        return r->hdr->get_variable &&
+               r->hdr->get_variable->mode == PSCOPE__V1__LOOKUP_MODE__MUST_EXIST;
+    default:
+        return 0;
+    }
+}
+
 /* The creation time to record for the request being handled. */
 static int64_t create_ms(const psd_rpc_t *rpc)
 {
@@ -685,8 +704,7 @@ static int handle_getvar(psd_rpc_t *rpc,
     a.ncollections = r->ncolls;
     a.kind = g->kind;
     a.creator = g->creator;
-    a.now_ms =
-        g->mode == PSCOPE__V1__LOOKUP_MODE__MUST_EXIST ? 0 : create_ms(rpc); /* creates nothing */
+    a.now_ms = records_nothing(r) ? 0 : create_ms(rpc);
     a.synchronization = g->synchronization;
     a.aggregation = g->aggregation;
     ps_constraint_spec_t cons;
@@ -2249,25 +2267,6 @@ void psd_rpc_cancel_deferred(psd_rpc_t *rpc, const psd_reply_sink_t *sink)
     if (rpc->hooks.cancel)
         rpc->hooks.cancel(rpc->hooks.ctx, sink);
     psd_authq_cancel(rpc->authq, sink);
-}
-
-/* A request that neither creates nor logs anything, so it needs no wall-clock reading: a pull, a
- * lookup of a variable that must exist, and the read-only admin methods. */
-static int records_nothing(const psd_req_t *r)
-{
-    switch (r->m->method) {
-    case PSCOPE__V1__METHOD__PULL:
-    case PSCOPE__V1__METHOD__PING:
-    case PSCOPE__V1__METHOD__LIST:
-    case PSCOPE__V1__METHOD__DESCRIBE:
-    case PSCOPE__V1__METHOD__STATS:
-        return 1;
-    case PSCOPE__V1__METHOD__GET_VARIABLE:
-        return r->hdr->get_variable &&
-               r->hdr->get_variable->mode == PSCOPE__V1__LOOKUP_MODE__MUST_EXIST;
-    default:
-        return 0;
-    }
 }
 
 void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
