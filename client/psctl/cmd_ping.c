@@ -52,21 +52,10 @@ static int ping_one(psctl_ctx_t *ctx)
     return PSCTL_EXIT_OK;
 }
 
-static size_t count_servers(const char *list)
-{
-    size_t n = 0;
-    int in = 0;
-    for (const char *p = list; *p; p++) {
-        n += !in && *p != ',';
-        in = *p != ',';
-    }
-    return n;
-}
-
 int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
 {
     (void) args;
-    if (count_servers(ctx->server) < 2)
+    if (psctl_server_count(ctx->server) < 2)
         return ping_one(ctx);
     ps_error_t *errs = NULL;
     int rc = psctl_connect_each(ctx, &errs);

@@ -4,7 +4,8 @@
  * latency), checkpoints (count, failures, duration, age), payload admission, everysec's held
  * replies, the metrics port, and per method calls, errors, rejections, replies by status code and
  * latency quantiles. Over several shards (--server A,B,...): each shard's figures, headed by its
- * task and address, and their total (merge.c). */
+ * task and address, and their total (merge.c); a shard that does not answer is named and left
+ * out of the total, and sets the exit code. */
 #include <time.h>
 
 #include <ps/internal/alloc.h>
@@ -149,12 +150,17 @@ static void json_fields(psctl_json_t *j, const char *server, const ps_admin_stat
     psctl_json_obj_end(j);
 }
 
-static void print_json(psctl_ctx_t *ctx, ps_admin_stats_t *const *s, const ps_admin_stats_t *total)
+/* errs[i] (several shards): why shard i has no figures (code 0: it has). */
+static void print_json(psctl_ctx_t *ctx,
+                       ps_admin_stats_t *const *s,
+                       const ps_error_t *errs,
+                       size_t live,
+                       const ps_admin_stats_t *total)
 {
     psctl_json_t j;
     psctl_json_init(&j, stdout);
     psctl_json_obj(&j);
-    if (!total) {
+    if (!errs) {
         json_fields(&j, ps_admin_address(ctx->admin), s[0]);
     } else {
         psctl_json_key(&j, "shards");
@@ -162,18 +168,27 @@ static void print_json(psctl_ctx_t *ctx, ps_admin_stats_t *const *s, const ps_ad
         for (size_t i = 0; i < ctx->nshards; i++) {
             char task[48];
             psctl_json_obj(&j);
-            json_fields(&j, ps_admin_address(ctx->shards[i]), s[i]);
+            if (s[i]) {
+                json_fields(&j, ctx->addrs[i], s[i]);
+            } else {
+                psctl_json_key(&j, "server");
+                psctl_json_str(&j, ctx->addrs[i]);
+            }
             psctl_json_key(&j, "task");
             psctl_json_str(&j, psctl_task_str(i, task, sizeof task));
+            if (!s[i])
+                psctl_json_error(&j, &errs[i]);
             psctl_json_obj_end(&j);
         }
         psctl_json_arr_end(&j);
-        psctl_json_key(&j, "total");
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "shards");
-        psctl_json_u64(&j, ctx->nshards);
-        json_fields(&j, NULL, total);
-        psctl_json_obj_end(&j);
+        if (total) {
+            psctl_json_key(&j, "total");
+            psctl_json_obj(&j);
+            psctl_json_key(&j, "shards");
+            psctl_json_u64(&j, live);
+            json_fields(&j, NULL, total);
+            psctl_json_obj_end(&j);
+        }
     }
     psctl_json_obj_end(&j);
     psctl_json_end(&j);
@@ -358,10 +373,38 @@ static void free_all(ps_admin_stats_t **s, size_t n)
     ps_free(s);
 }
 
+/* One server: its figures, or the error (as every command). */
+static int stats_one(psctl_ctx_t *ctx)
+{
+    int rc = psctl_connect(ctx);
+    if (rc)
+        return rc;
+    ps_error_t err;
+    ps_error_clear(&err);
+    ps_admin_stats_t *s = NULL;
+    if (ps_admin_stats(ctx->admin, &s, &err) != 0)
+        return psctl_fail(ctx, &err);
+    if (ctx->json)
+        print_json(ctx, &s, NULL, 1, NULL);
+    else
+        rc = print_section(ctx, s, ps_admin_address(ctx->admin));
+    ps_admin_stats_free(s);
+    if (rc) {
+        ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+        return psctl_fail(ctx, &err);
+    }
+    return PSCTL_EXIT_OK;
+}
+
 int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
 {
     (void) args;
-    int rc = psctl_connect(ctx);
+    if (psctl_server_count(ctx->server) < 2)
+        return stats_one(ctx);
+    /* Several shards: every one that answers is shown and added up; one that cannot be reached
+     * (or fails) is named on stderr and in the JSON, and sets the exit code, as in ping. */
+    ps_error_t *errs = NULL;
+    int rc = psctl_connect_each(ctx, &errs);
     if (rc)
         return rc;
     ps_error_t err;
@@ -369,45 +412,59 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
     ps_admin_stats_t **s = ps_calloc(ctx->nshards, sizeof *s);
     ps_admin_stats_t *total = NULL;
     if (!s) {
+        ps_free(errs);
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return psctl_fail(ctx, &err);
     }
+    int exit_code = PSCTL_EXIT_OK;
+    size_t live = 0;
     for (size_t i = 0; i < ctx->nshards; i++) {
-        if (ps_admin_stats(ctx->shards[i], &s[i], &err) != 0) {
-            psctl_error_at_shard(ctx, i, &err);
-            free_all(s, ctx->nshards);
-            return psctl_fail(ctx, &err);
+        if (ctx->shards[i] && ps_admin_stats(ctx->shards[i], &s[i], &errs[i]) == 0) {
+            live++;
+            continue;
         }
+        s[i] = NULL;
+        if (ctx->shards[i])
+            psctl_error_at_shard(ctx, i, &errs[i]);
+        int code = !ctx->shards[i] || ps_admin_transport_failed(ctx->shards[i]) ? PSCTL_EXIT_CONNECT
+                                                                                : PSCTL_EXIT_ERROR;
+        exit_code = code > exit_code ? code : exit_code;
+        psctl_print_error(ctx, &errs[i]);
     }
-    if (ctx->nshards > 1 && psctl_stats_total(s, ctx->nshards, &total, &err) != 0) {
+    if (live && psctl_stats_total(s, ctx->nshards, &total, &err) != 0) {
         free_all(s, ctx->nshards);
+        ps_free(errs);
         return psctl_fail(ctx, &err);
     }
     rc = 0;
     if (ctx->json) {
-        print_json(ctx, s, total);
-    } else if (!total) {
-        rc = print_section(ctx, s[0], ps_admin_address(ctx->admin));
+        print_json(ctx, s, errs, live, total);
     } else {
         for (size_t i = 0; i < ctx->nshards && !rc; i++) {
+            if (!s[i])
+                continue;
             char task[48];
             printf("%s%s (%s)%s\n", psctl_color(ctx, PSCTL_BOLD),
-                   psctl_task_str(i, task, sizeof task), ps_admin_address(ctx->shards[i]),
+                   psctl_task_str(i, task, sizeof task), ctx->addrs[i],
                    psctl_color(ctx, PSCTL_RESET));
-            rc = print_section(ctx, s[i], ps_admin_address(ctx->shards[i]));
+            rc = print_section(ctx, s[i], ctx->addrs[i]);
             printf("\n");
         }
-        if (!rc) {
-            printf("%stotal of %zu shards%s\n", psctl_color(ctx, PSCTL_BOLD), ctx->nshards,
+        if (!rc && total) {
+            char of[32] = "";
+            if (live < ctx->nshards)
+                snprintf(of, sizeof of, " of %zu", ctx->nshards);
+            printf("%stotal of %zu%s shards%s\n", psctl_color(ctx, PSCTL_BOLD), live, of,
                    psctl_color(ctx, PSCTL_RESET));
             rc = print_section(ctx, total, NULL);
         }
     }
     free_all(s, ctx->nshards);
     ps_admin_stats_free(total);
+    ps_free(errs);
     if (rc) {
         ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
         return psctl_fail(ctx, &err);
     }
-    return PSCTL_EXIT_OK;
+    return exit_code;
 }

@@ -180,7 +180,7 @@ int psctl_stats_total(ps_admin_stats_t *const *s, size_t n, ps_admin_stats_t **o
     *out = NULL;
     size_t room = 0;
     for (size_t i = 0; i < n; i++)
-        room += s[i]->nmethods;
+        room += s[i] ? s[i]->nmethods : 0;
     ps_admin_stats_t *t = ps_calloc(1, sizeof *t);
     if (!t)
         return oom(err);
@@ -189,13 +189,16 @@ int psctl_stats_total(ps_admin_stats_t *const *s, size_t n, ps_admin_stats_t **o
     t->methods = ps_calloc(room ? room : 1, sizeof *t->methods);
     int rc = versions && states && t->methods ? 0 : oom(err);
     int all_limited = 1;
+    size_t k = 0; /* shards added up so far */
     for (size_t i = 0; i < n && !rc; i++) {
-        versions[i] = s[i]->version;
-        states[i] = s[i]->state;
+        if (!s[i])
+            continue; /* a shard not reached */
+        versions[k] = s[i]->version;
+        states[k] = s[i]->state;
         add_counters(t, s[i]);
         all_limited &= s[i]->memory_limit_bytes != 0;
         t->memory_limit_bytes += s[i]->memory_limit_bytes;
-        if (i == 0 || s[i]->uptime_ms < t->uptime_ms)
+        if (k++ == 0 || s[i]->uptime_ms < t->uptime_ms)
             t->uptime_ms = s[i]->uptime_ms;
         if (s[i]->recovery_seconds > t->recovery_seconds)
             t->recovery_seconds = s[i]->recovery_seconds;
@@ -211,7 +214,7 @@ int psctl_stats_total(ps_admin_stats_t *const *s, size_t n, ps_admin_stats_t **o
     if (!all_limited)
         t->memory_limit_bytes = 0;
     if (!rc &&
-        (!(t->version = join_distinct(versions, n)) || !(t->state = join_distinct(states, n))))
+        (!(t->version = join_distinct(versions, k)) || !(t->state = join_distinct(states, k))))
         rc = oom(err);
     ps_free(versions);
     ps_free(states);

@@ -29,7 +29,7 @@ void psctl_hist_deinit(ps_admin_histogram_t *acc);
  * by "/" when they differ ("ready/recovering"); uptime_ms is the youngest shard's, the recovery
  * time the longest, the last checkpoint the newest. No busiest variables (each is a shard's).
  * FAILED_PRECONDITION naming the histogram and the shard whose bucket bounds differ from the
- * shards' before it.
+ * shards' before it. A NULL s[i] (a shard not reached) is left out; shard i keeps its task number.
  */
 int psctl_stats_total(ps_admin_stats_t *const *s,
                       size_t n,

@@ -54,7 +54,8 @@ static const psctl_cmd_t commands[] = {
      "rejections, latency quantiles (p50, p99, estimated from histogram buckets as Prometheus\n"
      "does) and error replies by status code. With --server A,B,... each shard's figures under\n"
      "its task and address, then their total (variables, memory, connections, bytes, and the\n"
-     "methods with their latency histograms added up)."},
+     "methods with their latency histograms added up); a shard that does not answer is named\n"
+     "on stderr, left out of the total, and makes psctl exit 3."},
     {"top", "[--interval SECONDS] [--count N] [--rows N]",
      "live view of request rates, latencies and the busiest variables", 0, 0, psctl_cmd_top,
      psctl_opts_top,

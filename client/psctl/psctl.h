@@ -129,6 +129,9 @@ int psctl_connect(psctl_ctx_t *ctx);
  */
 int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs);
 
+/** How many addresses a --server list names (empty entries between commas not counted). */
+size_t psctl_server_count(const char *list);
+
 /** Close every session psctl_connect opened. */
 void psctl_disconnect(psctl_ctx_t *ctx);
 

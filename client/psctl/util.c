@@ -140,6 +140,17 @@ void psctl_print_error(psctl_ctx_t *ctx, const ps_error_t *err)
     fputc('\n', stderr);
 }
 
+size_t psctl_server_count(const char *list)
+{
+    size_t n = 0;
+    int in = 0;
+    for (const char *p = list; *p; p++) {
+        n += !in && *p != ',';
+        in = *p != ',';
+    }
+    return n;
+}
+
 static void fail_print(psctl_ctx_t *ctx, const ps_error_t *err)
 {
     psctl_print_error(ctx, err);

@@ -1,8 +1,9 @@
 /* psctl ping, stats and top over three real psd shards (--server A,B,C): ping answers for every
  * shard in task order and, with a shard stopped, still pings the others, names the dead one and
- * exits 3; stats shows each shard's own figures (variables created on one shard only, pulls on
- * another) and totals that are their sums; top merges the shards' rates and latency histograms
- * and lists the busiest variables with the task that holds each. */
+ * exits 3 (stats too, showing the others and their total); stats shows each shard's own figures
+ * (variables created on one shard only, pulls on another) and totals that are their sums; top
+ * merges the shards' rates and latency histograms and lists the busiest variables with the task
+ * that holds each. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -207,11 +208,29 @@ Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
     cr_assert_not_null(strstr(r.out, want), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}]}"), "%s", r.out);
 
-    /* stats cannot show a deployment with a shard missing: it names the shard, exit 3. */
+    /* stats shows the shards that answer and their total, names the missing one, exit 3. */
     psctl(&r, "stats");
     cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
     snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
     cr_assert_eq(strncmp(r.err, want, strlen(want)), 0, "%s", r.err);
+    for (size_t i = 0; i < NSHARDS; i += 2) {
+        snprintf(want, sizeof want, "/job:ps/task:%zu (%s)\nserver           psd 0.1.0 at %s\n", i,
+                 sh.addr[i], sh.addr[i]);
+        cr_assert_not_null(strstr(r.out, want), "shard %zu's section: %s", i, r.out);
+    }
+    cr_assert_null(strstr(r.out, "task:1"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\n\ntotal of 2 of 3 shards\nvariables "), "%s", r.out);
+
+    psctl(&r, "--json stats");
+    cr_assert_eq(r.status, 3);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    snprintf(want, sizeof want,
+             "{\"server\":\"%s\",\"task\":\"/job:ps/task:1\",\"error\":{\"code\":\"UNAVAILABLE\","
+             "\"message\":\"/job:ps/task:1 (%s): failed to connect to %s: Connection refused\"}}",
+             sh.addr[1], sh.addr[1], sh.addr[1]);
+    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}],\"total\":{\"shards\":2,"),
+                       "%s", r.out);
 }
 
 /* ---- stats ---- */

@@ -178,6 +178,18 @@ Test(psctl_merge, stats_add_up_with_methods_merged_by_name)
     cr_expect_null(t->top_variables);
     ps_admin_stats_free(t);
 
+    /* Shard 1 not reached (NULL): left out, and the others keep their task numbers. */
+    ps_admin_stats_t *gap[3] = {s[0], NULL, s[2]};
+    t = NULL;
+    cr_assert_eq(psctl_stats_total(gap, 3, &t, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(t->version, "0.1.0/0.2.0");
+    cr_expect_eq(t->uptime_ms, 2000);
+    cr_expect_eq(t->connections_current, 6);
+    cr_expect_eq(t->variables, 8);
+    cr_assert_eq(t->nmethods, 2, "no GATHER: only shard 1 had it");
+    cr_expect_eq(t->methods[1].calls, 3 + 5);
+    ps_admin_stats_free(t);
+
     /* Shard 2's PULL latency has other bounds: refused, naming the shard and the histogram. */
     s[2]->methods[1].latency.bounds[1] = 0.02;
     t = NULL;
@@ -186,6 +198,9 @@ Test(psctl_merge, stats_add_up_with_methods_merged_by_name)
     cr_expect_str_eq(err.msg, "cannot add up the shards' PULL latency with /job:ps/task:2's: "
                               "histogram bucket bounds differ: bound 2 is 0.01 s and 0.02 s; "
                               "buckets cannot be added (psd versions differ?)");
+    t = NULL;
+    cr_assert_eq(psctl_stats_total(gap, 3, &t, &err), PS_ERR_FAILED_PRECONDITION);
+    cr_expect_not_null(strstr(err.msg, "/job:ps/task:2's"), "the task number kept: %s", err.msg);
     for (size_t i = 0; i < 3; i++)
         ps_admin_stats_free(s[i]);
 }
