@@ -16,6 +16,22 @@ static double now_ms(void)
     return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
 }
 
+/* A pong's fields: the server, and (info not NULL: it answered) its version, id and round trip. */
+static void
+json_pong(psctl_json_t *j, const char *server, const ps_admin_ping_info_t *info, double rtt)
+{
+    psctl_json_key(j, "server");
+    psctl_json_str(j, server);
+    if (!info)
+        return;
+    psctl_json_key(j, "version");
+    psctl_json_str(j, info->version);
+    psctl_json_key(j, "server_id");
+    psctl_json_u64(j, info->server_id);
+    psctl_json_key(j, "rtt_ms");
+    psctl_json_float(j, rtt);
+}
+
 /* One shard, the way psctl pings a single server (its output and exit code unchanged). */
 static int ping_one(psctl_ctx_t *ctx)
 {
@@ -33,14 +49,7 @@ static int ping_one(psctl_ctx_t *ctx)
         psctl_json_t j;
         psctl_json_init(&j, stdout);
         psctl_json_obj(&j);
-        psctl_json_key(&j, "server");
-        psctl_json_str(&j, ps_admin_address(ctx->admin));
-        psctl_json_key(&j, "version");
-        psctl_json_str(&j, info.version);
-        psctl_json_key(&j, "server_id");
-        psctl_json_u64(&j, info.server_id);
-        psctl_json_key(&j, "rtt_ms");
-        psctl_json_float(&j, rtt);
+        json_pong(&j, ps_admin_address(ctx->admin), &info, rtt);
         psctl_json_obj_end(&j);
         psctl_json_end(&j);
     } else {
@@ -93,16 +102,7 @@ int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
         }
         if (ctx->json) {
             psctl_json_obj(&j);
-            psctl_json_key(&j, "server");
-            psctl_json_str(&j, ctx->addrs[i]);
-            if (!err->code) {
-                psctl_json_key(&j, "version");
-                psctl_json_str(&j, info.version);
-                psctl_json_key(&j, "server_id");
-                psctl_json_u64(&j, info.server_id);
-                psctl_json_key(&j, "rtt_ms");
-                psctl_json_float(&j, rtt);
-            }
+            json_pong(&j, ctx->addrs[i], err->code ? NULL : &info, rtt);
             psctl_json_key(&j, "task");
             psctl_json_str(&j, task);
             if (err->code)

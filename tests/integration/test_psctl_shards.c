@@ -179,6 +179,18 @@ Test(psctl_shards, ping_answers_for_every_shard_in_task_order)
     cr_assert_null(strstr(r.out, "\"error\""), "%s", r.out);
 }
 
+/* The --json entry of shard i when it cannot be reached (its psd stopped). */
+static void expect_dead_shard_json(const char *out, size_t i)
+{
+    char want[512];
+    snprintf(want, sizeof want,
+             "{\"server\":\"%s\",\"task\":\"/job:ps/task:%zu\",\"error\":{\"code\":"
+             "\"UNAVAILABLE\",\"message\":\"/job:ps/task:%zu (%s): failed to connect to %s: "
+             "Connection refused\"}}",
+             sh.addr[i], i, i, sh.addr[i], sh.addr[i]);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+}
+
 Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
 {
     cr_assert_eq(ps_psd_finish(&sh.psd[1], SIGTERM, 10000), 0, "psd 1 not clean");
@@ -201,11 +213,7 @@ Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
     psctl(&r, "--json ping");
     cr_assert_eq(r.status, 3);
     cr_assert(json_ok(r.out), "not JSON: %s", r.out);
-    snprintf(want, sizeof want,
-             "{\"server\":\"%s\",\"task\":\"/job:ps/task:1\",\"error\":{\"code\":\"UNAVAILABLE\","
-             "\"message\":\"/job:ps/task:1 (%s): failed to connect to %s: Connection refused\"}}",
-             sh.addr[1], sh.addr[1], sh.addr[1]);
-    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+    expect_dead_shard_json(r.out, 1);
     cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}]}"), "%s", r.out);
 
     /* stats shows the shards that answer and their total, names the missing one, exit 3. */
@@ -224,11 +232,7 @@ Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
     psctl(&r, "--json stats");
     cr_assert_eq(r.status, 3);
     cr_assert(json_ok(r.out), "not JSON: %s", r.out);
-    snprintf(want, sizeof want,
-             "{\"server\":\"%s\",\"task\":\"/job:ps/task:1\",\"error\":{\"code\":\"UNAVAILABLE\","
-             "\"message\":\"/job:ps/task:1 (%s): failed to connect to %s: Connection refused\"}}",
-             sh.addr[1], sh.addr[1], sh.addr[1]);
-    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+    expect_dead_shard_json(r.out, 1);
     cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}],\"total\":{\"shards\":2,"),
                        "%s", r.out);
 }
