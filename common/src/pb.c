@@ -117,6 +117,19 @@ enum {
     F_RETRY = 9,
 };
 
+/* A field the direct packing expects of a descriptor: its number, type, label and place. */
+typedef struct field_want {
+    unsigned id;
+    ProtobufCType type;
+    ProtobufCLabel label;
+    size_t offset;
+} field_want_t;
+
+static int field_is(const ProtobufCFieldDescriptor *f, const field_want_t *w)
+{
+    return w->id == f->id && w->type == f->type && w->label == f->label && w->offset == f->offset;
+}
+
 static int layout_checked; /* 0 unknown, 1 the Header is the one the plan knows, -1 it is not */
 
 static int layout_known(void)
@@ -126,12 +139,7 @@ static int layout_known(void)
         return v > 0;
     const ProtobufCMessageDescriptor *d = &pscope__v1__header__descriptor;
 
-    static const struct {
-        unsigned id;
-        ProtobufCType type;
-        ProtobufCLabel label;
-        size_t offset;
-    } own[] = {
+    static const field_want_t own[] = {
         {F_ID, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_LABEL_NONE, offsetof(Pscope__V1__Header, id)},
         {F_METHOD, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_LABEL_NONE,
          offsetof(Pscope__V1__Header, method)},
@@ -155,8 +163,7 @@ static int layout_known(void)
         }
         ok = 0;
         for (size_t k = 0; k < sizeof own / sizeof own[0]; k++)
-            if (own[k].id == f->id && own[k].type == f->type && own[k].label == f->label &&
-                own[k].offset == f->offset) {
+            if (field_is(f, &own[k])) {
                 ok = 1;
                 nown++;
             }
@@ -528,12 +535,7 @@ static int td_layout_known(void)
         return v > 0;
     const ProtobufCMessageDescriptor *d = &pscope__v1__tensor_desc__descriptor;
 
-    static const struct {
-        unsigned id;
-        ProtobufCType type;
-        ProtobufCLabel label;
-        size_t offset;
-    } want[] = {
+    static const field_want_t want[] = {
         {T_NAME, PROTOBUF_C_TYPE_BYTES, PROTOBUF_C_LABEL_NONE,
          offsetof(Pscope__V1__TensorDesc, name)},
         {T_DTYPE, PROTOBUF_C_TYPE_ENUM, PROTOBUF_C_LABEL_NONE,
@@ -547,8 +549,7 @@ static int td_layout_known(void)
     int ok = d->n_fields == sizeof want / sizeof want[0];
     for (unsigned i = 0; ok && i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        ok = f->id == want[i].id && f->type == want[i].type && f->label == want[i].label &&
-             f->offset == want[i].offset && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+        ok = field_is(f, &want[i]) && !(f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
              (f->id != T_DIMS || (f->flags & PROTOBUF_C_FIELD_FLAG_PACKED));
     }
     __atomic_store_n(&td_layout_checked, ok ? 1 : -1, __ATOMIC_RELAXED);
