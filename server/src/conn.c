@@ -85,6 +85,39 @@ static void check_pause(psd_conn_t *c)
     }
 }
 
+/* A chunk that sends blob b by reference (the chunk takes b's reference), queued; NULL when out
+ * of memory (b is released). */
+static psd_chunk_t *queue_blob(psd_conn_t *c, psd_blob_t *b)
+{
+    psd_chunk_t *k = ps_malloc(sizeof *k);
+    if (!k) {
+        psd_blob_unref(b);
+        return NULL;
+    }
+    k->base = b->data;
+    k->len = (size_t) b->len;
+    k->blob = b;
+    k->ends_reply = 0;
+    k->cap = 0;
+    queue_chunk(c, k);
+    return k;
+}
+
+/* A reply's chunks are queued, last being its last: count it and offer the connection to the
+ * flush point (or close it when a chunk could not be had). */
+static void reply_queued(psd_conn_t *c, psd_chunk_t *last, int failed)
+{
+    last->ends_reply++;
+    c->pending_replies++;
+    if (failed) {
+        psd_conn_close(c, "out of memory for a reply");
+        return;
+    }
+    if (!c->link_flush.prev && c->inflight_nchunks == 0)
+        psd_link_push(&c->srv->flush_list, &c->link_flush);
+    check_pause(c);
+}
+
 /* The rpc layer's reply sink: takes ownership of head and of the blob references. */
 static void
 conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, size_t nblobs)
@@ -122,29 +155,14 @@ conn_emit(void *ctx, uint8_t *head, size_t head_len, psd_blob_t *const *blobs, s
             psd_blob_unref(blobs[i]);
             continue;
         }
-        psd_chunk_t *k = ps_malloc(sizeof *k);
+        psd_chunk_t *k = queue_blob(c, blobs[i]);
         if (!k) {
-            psd_blob_unref(blobs[i]);
             failed = 1;
             continue;
         }
-        k->base = blobs[i]->data;
-        k->len = (size_t) blobs[i]->len;
-        k->blob = blobs[i];
-        k->ends_reply = 0;
-        k->cap = 0;
-        queue_chunk(c, k);
         last = k;
     }
-    last->ends_reply++;
-    c->pending_replies++;
-    if (failed) {
-        psd_conn_close(c, "out of memory for a reply");
-        return;
-    }
-    if (!c->link_flush.prev && c->inflight_nchunks == 0)
-        psd_link_push(&c->srv->flush_list, &c->link_flush);
-    check_pause(c);
+    reply_queued(c, last, failed);
 }
 
 /* Bytes left at the end of an output buffer (TLS encryption may have consumed its front). */
@@ -205,29 +223,14 @@ static void conn_emit_packed(void *ctx, size_t len, psd_blob_t *const *blobs, si
             last = o;
             continue;
         }
-        psd_chunk_t *k = ps_malloc(sizeof *k);
+        psd_chunk_t *k = queue_blob(c, b);
         if (!k) {
-            psd_blob_unref(b);
             failed = 1;
             continue;
         }
-        k->base = b->data;
-        k->len = n;
-        k->blob = b;
-        k->ends_reply = 0;
-        k->cap = 0;
-        queue_chunk(c, k);
         last = k;
     }
-    last->ends_reply++;
-    c->pending_replies++;
-    if (failed) {
-        psd_conn_close(c, "out of memory for a reply");
-        return;
-    }
-    if (!c->link_flush.prev && c->inflight_nchunks == 0)
-        psd_link_push(&c->srv->flush_list, &c->link_flush);
-    check_pause(c);
+    reply_queued(c, last, failed);
 }
 
 /* Close a connection whose replies are all written; a TLS one first sends its close_notify (the
