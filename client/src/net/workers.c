@@ -494,11 +494,11 @@ static int deliver(ps_worker_t *w, const uint8_t *use, ps_error_t *err)
 {
     if (!w->has_dec)
         return 0;
-    uint8_t todo[PSC_WORKER_MAX_SHARDS];
+    uint8_t undelivered[PSC_WORKER_MAX_SHARDS];
     size_t k = 0;
     for (size_t s = 0; s < w->nshards; s++) {
-        todo[s] = use[s] && !w->dec_done[s];
-        k += todo[s];
+        undelivered[s] = use[s] && !w->dec_done[s];
+        k += undelivered[s];
     }
     if (k == 0)
         return 0;
@@ -507,7 +507,7 @@ static int deliver(ps_worker_t *w, const uint8_t *use, ps_error_t *err)
     psc_call_t calls[PSC_WORKER_MAX_SHARDS];
     memset(calls, 0, sizeof calls);
     for (size_t s = 0; s < w->nshards; s++) {
-        if (!todo[s])
+        if (!undelivered[s])
             continue;
         pscope__v1__sync_commit_request__init(&q[s]);
         q[s].group = w->group;
@@ -520,9 +520,9 @@ static int deliver(ps_worker_t *w, const uint8_t *use, ps_error_t *err)
         h[s].sync_commit = &q[s];
         calls[s].req = &h[s];
     }
-    int rc = run_shards(w, todo, calls, err);
+    int rc = run_shards(w, undelivered, calls, err);
     for (size_t s = 0; s < w->nshards; s++) {
-        if (!todo[s])
+        if (!undelivered[s])
             continue;
         if (rc == 0 && (calls[s].err.code == 0 || calls[s].err.code == PS_ERR_NOT_FOUND))
             w->dec_done[s] = 1;
