@@ -196,13 +196,11 @@ typedef struct wk {
     uint32_t worker, total, agg;
     int steps;
     int sleep_ms;
-    int start_step;        /* -1: from the join */
-    int skip_coord;        /* send no gradient for the coordinator's variable */
-    uint64_t wait_applied; /* after joining, wait (up to 60 s) until this many steps applied */
+    int start_step; /* -1: from the join */
+    int skip_coord; /* send no gradient for the coordinator's variable */
+    char go[320];   /* after joining, wait (up to 60 s) until this file exists */
     char rec[320];
 } wk_t;
-
-static uint64_t steps_applied_now(void);
 
 static int run_worker(const wk_t *a)
 {
@@ -224,7 +222,7 @@ static int run_worker(const wk_t *a)
     FILE *rec = a->rec[0] ? fopen(a->rec, "a") : NULL;
     ps_optimizer_config_t sgd = ps_optimizer_sgd(0.1);
     int64_t step = a->start_step >= 0 ? a->start_step : ps_worker_start_step(w);
-    for (int i = 0; i < 6000 && a->wait_applied && steps_applied_now() < a->wait_applied; i++)
+    for (int i = 0; i < 6000 && a->go[0] && access(a->go, F_OK) != 0; i++)
         ps_sleep_ms(10);
     for (int i = 0; i < a->steps; i++) {
         if (a->sleep_ms)
@@ -518,17 +516,21 @@ Test(sync_shards, backup_worker_gradients_are_dropped_on_every_shard)
     float v0[NS][NV];
     read_vars(v0);
     /* 3 replicas, 2 aggregated: workers 0 and 1 make 5 steps; worker 2 joins with them and sends
-     * step 0 once the coordinator has applied all 5 (polled, not timed: a loaded machine or the
-     * ThreadSanitizer build may take seconds), when every shard has applied step 0. */
+     * step 0 once both have exited (told by a file the test makes then, not by a timer: a loaded
+     * machine or the ThreadSanitizer build may take seconds), when every shard has every decision.
+     */
     wk_t a0 = base(0, 3, 5), a1 = base(1, 3, 5), a2 = base(2, 3, 1);
     a0.agg = a1.agg = a2.agg = 2;
     a2.start_step = 0;
-    a2.wait_applied = 5;
+    snprintf(a2.go, sizeof a2.go, "%s/backup2.go", sh.datadir[0]);
     snprintf(a2.rec, sizeof a2.rec, "%s/backup2", sh.datadir[0]);
     pid_t p2 = spawn(&a2);
     pid_t p0 = spawn(&a0), p1 = spawn(&a1);
     cr_assert_eq(ps_child_reap(p0, 60000), 0);
     cr_assert_eq(ps_child_reap(p1, 60000), 0);
+    FILE *go = fopen(a2.go, "w");
+    cr_assert_not_null(go);
+    fclose(go);
     cr_assert_eq(ps_child_reap(p2, 60000), 0);
     FILE *f = fopen(a2.rec, "r");
     cr_assert_not_null(f);
