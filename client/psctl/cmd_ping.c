@@ -89,24 +89,13 @@ int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
             double t0 = now_ms();
             if (ps_admin_ping(ctx->shards[i], &info, err) == 0)
                 rtt = now_ms() - t0;
-            else
-                psctl_error_at_shard(ctx, i, err);
         }
-        if (err->code) {
-            /* Not reached, or the connection failed: psctl's connect code, as for one server. */
-            int code = !ctx->shards[i] || ps_admin_transport_failed(ctx->shards[i])
-                           ? PSCTL_EXIT_CONNECT
-                           : PSCTL_EXIT_ERROR;
-            exit_code = code > exit_code ? code : exit_code;
-            psctl_print_error(ctx, err);
-        }
+        if (err->code)
+            exit_code = psctl_shard_failed(ctx, i, err, exit_code);
         if (ctx->json) {
             psctl_json_obj(&j);
             json_pong(&j, ctx->addrs[i], err->code ? NULL : &info, rtt);
-            psctl_json_key(&j, "task");
-            psctl_json_str(&j, task);
-            if (err->code)
-                psctl_json_error(&j, err);
+            psctl_json_shard_tail(&j, i, err);
             psctl_json_obj_end(&j);
         } else if (!err->code) {
             printf("%spong%s from %s at %s: psd %s, server id %016llx, %.3f ms\n",

@@ -166,7 +166,6 @@ static void print_json(psctl_ctx_t *ctx,
         psctl_json_key(&j, "shards");
         psctl_json_arr(&j);
         for (size_t i = 0; i < ctx->nshards; i++) {
-            char task[48];
             psctl_json_obj(&j);
             if (s[i]) {
                 json_fields(&j, ctx->addrs[i], s[i]);
@@ -174,10 +173,7 @@ static void print_json(psctl_ctx_t *ctx,
                 psctl_json_key(&j, "server");
                 psctl_json_str(&j, ctx->addrs[i]);
             }
-            psctl_json_key(&j, "task");
-            psctl_json_str(&j, psctl_task_str(i, task, sizeof task));
-            if (!s[i])
-                psctl_json_error(&j, &errs[i]);
+            psctl_json_shard_tail(&j, i, s[i] ? NULL : &errs[i]);
             psctl_json_obj_end(&j);
         }
         psctl_json_arr_end(&j);
@@ -424,12 +420,7 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
             continue;
         }
         s[i] = NULL;
-        if (ctx->shards[i])
-            psctl_error_at_shard(ctx, i, &errs[i]);
-        int code = !ctx->shards[i] || ps_admin_transport_failed(ctx->shards[i]) ? PSCTL_EXIT_CONNECT
-                                                                                : PSCTL_EXIT_ERROR;
-        exit_code = code > exit_code ? code : exit_code;
-        psctl_print_error(ctx, &errs[i]);
+        exit_code = psctl_shard_failed(ctx, i, &errs[i], exit_code);
     }
     if (live && psctl_stats_total(s, ctx->nshards, &total, &err) != 0) {
         free_all(s, ctx->nshards);
@@ -443,10 +434,7 @@ int psctl_cmd_stats(psctl_ctx_t *ctx, const psctl_args_t *args)
         for (size_t i = 0; i < ctx->nshards && !rc; i++) {
             if (!s[i])
                 continue;
-            char task[48];
-            printf("%s%s (%s)%s\n", psctl_color(ctx, PSCTL_BOLD),
-                   psctl_task_str(i, task, sizeof task), ctx->addrs[i],
-                   psctl_color(ctx, PSCTL_RESET));
+            psctl_print_shard_heading(ctx, i);
             rc = print_section(ctx, s[i], ctx->addrs[i]);
             printf("\n");
         }

@@ -2,7 +2,10 @@
  * p50/p99 latency per method over the interval (histogram bucket differences), bytes per second,
  * connections, and the busiest variables by reads and writes per second. Over several shards one
  * view of the deployment: every shard's STATS each interval, added up (merge.c) for the rates and
- * latencies, and the shards' busiest variables in one list with the task that holds each. On a
+ * latencies, and the shards' busiest variables in one list with the task that holds each; a
+ * shard that does not answer is named (stderr when it goes missing, and every report's header),
+ * left out of the rates until it answers two refreshes in a row, and makes top exit 3 (1 for an
+ * error reply) at the end, as stats; only when no shard answers does top stop. On a
  * terminal one screen is redrawn in place (raw keyboard mode for q, restored on every exit path);
  * otherwise, or with --count, plain-text reports are printed one per interval. */
 #include <errno.h>
@@ -94,75 +97,158 @@ static int cmp_busy(const void *a, const void *b)
     return c ? c : x->shard < y->shard ? -1 : x->shard > y->shard;
 }
 
-/* One refresh: every shard's STATS (with its busiest variables) and, over several shards, their
- * total; with one shard the total is that shard's reply. */
+/* One refresh: every shard's STATS (with its busiest variables); NULL for a shard that did not
+ * answer (several shards only: one server that fails stops top). */
 typedef struct sample {
     ps_admin_stats_t **s; /* per shard */
-    size_t n;
-    ps_admin_stats_t *total;
+    size_t n, live;       /* shards, and how many answered */
 } sample_t;
 
 static void sample_free(sample_t *x)
 {
-    if (x->total && (x->n != 1 || x->total != x->s[0]))
-        ps_admin_stats_free(x->total);
     for (size_t i = 0; x->s && i < x->n; i++)
         ps_admin_stats_free(x->s[i]);
     ps_free(x->s);
     memset(x, 0, sizeof *x);
 }
 
-/* STATS with the want busiest variables from every shard; a failure names its shard. */
-static int take_sample(psctl_ctx_t *ctx, size_t want, sample_t *x, ps_error_t *err)
+/* Over several shards, why each one is missing from the last refresh (code 0: it answered), and
+ * whether that failure was already printed: a shard's error goes to stderr once when it goes
+ * missing, and every report names it. */
+typedef struct missing {
+    ps_error_t *errs;    /* per shard; psctl_connect_each's */
+    unsigned char *told; /* per shard */
+    int exit_code;       /* PSCTL_EXIT_CONNECT or _ERROR once a shard was missing */
+} missing_t;
+
+/* STATS with the want busiest variables from every shard. One server (m NULL): its error (the
+ * return code) stops top. Several: a shard that fails is left out of this refresh and m says
+ * why; x->live counts the shards that answered. */
+static int take_sample(psctl_ctx_t *ctx, size_t want, sample_t *x, missing_t *m, ps_error_t *err)
 {
     memset(x, 0, sizeof *x);
     if (!(x->s = ps_calloc(ctx->nshards, sizeof *x->s)))
         return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     x->n = ctx->nshards;
     for (size_t i = 0; i < x->n; i++) {
-        int rc = ps_admin_stats_top(ctx->shards[i], want, &x->s[i], err);
-        if (rc) {
-            psctl_error_at_shard(ctx, i, err);
+        ps_error_t *e = m ? &m->errs[i] : err;
+        if (ctx->shards[i] && ps_admin_stats_top(ctx->shards[i], want, &x->s[i], e) == 0) {
+            x->live++;
+            if (m) {
+                ps_error_clear(e);
+                m->told[i] = 0;
+            }
+            continue;
+        }
+        if (!m) {
+            int rc = err->code;
             sample_free(x);
             return rc;
         }
+        if (!m->told[i]) {
+            m->exit_code = psctl_shard_failed(ctx, i, e, m->exit_code);
+            m->told[i] = 1;
+        } else if (ctx->shards[i]) {
+            psctl_error_at_shard(ctx, i, e);
+        }
     }
-    if (x->n == 1) {
-        x->total = x->s[0];
+    return 0;
+}
+
+/* The figures of a report: now (the shards that answered the current refresh: connections,
+ * variables, memory) and, for the interval's rates and latencies, prev and cur over the shards
+ * that answered both refreshes. With one server all three are its replies (not owned). */
+typedef struct totals {
+    ps_admin_stats_t *now, *prev, *cur;
+    int owned;
+} totals_t;
+
+static void totals_free(totals_t *t)
+{
+    if (t->owned) {
+        ps_admin_stats_free(t->now);
+        ps_admin_stats_free(t->prev);
+        ps_admin_stats_free(t->cur);
+    }
+    memset(t, 0, sizeof *t);
+}
+
+static int totals_of(const sample_t *ps, const sample_t *cs, totals_t *t, ps_error_t *err)
+{
+    memset(t, 0, sizeof *t);
+    if (cs->n == 1) {
+        *t = (totals_t){.now = cs->s[0], .prev = ps->s[0], .cur = cs->s[0]};
         return 0;
     }
-    int rc = psctl_stats_total(x->s, x->n, &x->total, err);
+    t->owned = 1;
+    ps_admin_stats_t **both = ps_calloc(2 * cs->n, sizeof *both);
+    if (!both)
+        return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < cs->n; i++) {
+        int in_both = ps->s[i] && cs->s[i];
+        both[i] = in_both ? ps->s[i] : NULL;
+        both[cs->n + i] = in_both ? cs->s[i] : NULL;
+    }
+    int rc = psctl_stats_total(cs->s, cs->n, &t->now, err);
+    if (!rc)
+        rc = psctl_stats_total(both, cs->n, &t->prev, err);
+    if (!rc)
+        rc = psctl_stats_total(both + cs->n, cs->n, &t->cur, err);
+    ps_free(both);
     if (rc)
-        sample_free(x);
+        totals_free(t);
     return rc;
 }
 
-/* One report of the interval between prev and cur (dt seconds) to stdout. */
-static void
-report(psctl_ctx_t *ctx, const sample_t *ps, const sample_t *cs, double dt, size_t rows, int screen)
+/* One report of the interval between the refreshes ps and cs (dt seconds) to stdout; miss (several
+ * shards) says which shards are missing. 0, or the error of adding the shards' figures up. */
+static int report(psctl_ctx_t *ctx,
+                  const sample_t *ps,
+                  const sample_t *cs,
+                  const missing_t *miss,
+                  double dt,
+                  size_t rows,
+                  int screen,
+                  ps_error_t *err)
 {
     char a[32], b[32], c[32], d[32];
-    const ps_admin_stats_t *prev = ps->total, *cur = cs->total;
+    totals_t tt;
+    int rc = totals_of(ps, cs, &tt, err);
+    if (rc)
+        return rc;
+    const ps_admin_stats_t *prev = tt.prev, *cur = tt.cur, *now = tt.now;
     const char *bold = screen ? psctl_color(ctx, PSCTL_BOLD) : "";
     const char *reset = screen ? psctl_color(ctx, PSCTL_RESET) : "";
     int several = cs->n > 1;
     if (screen)
         printf("\033[H\033[2J");
-    if (several)
-        printf("%spsd %s on %zu shards (%s)%s  state %s  uptime %s  interval %.1fs\n", bold,
-               cur->version, cs->n, ctx->server, reset, cur->state,
-               psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
-    else
-        printf("%spsd %s at %s%s  state %s  uptime %s  interval %.1fs\n", bold, cur->version,
-               ps_admin_address(ctx->admin), reset, cur->state,
-               psctl_fmt_duration(cur->uptime_ms, a, sizeof a), dt);
+    if (several) {
+        char of[32] = "";
+        if (cs->live < cs->n)
+            snprintf(of, sizeof of, "%zu of ", cs->live);
+        printf("%spsd %s on %s%zu shards (%s)%s  state %s  uptime %s  interval %.1fs\n", bold,
+               now->version, of, cs->n, ctx->server, reset, now->state,
+               psctl_fmt_duration(now->uptime_ms, a, sizeof a), dt);
+        for (size_t i = 0; i < cs->n; i++) {
+            if (cs->s[i])
+                continue;
+            printf("%smissing:%s %s: ", screen ? psctl_color(ctx, PSCTL_RED) : "", reset,
+                   ps_code_name(miss->errs[i].code));
+            psctl_fputs_escaped(stdout, miss->errs[i].msg);
+            printf("\n");
+        }
+    } else {
+        printf("%spsd %s at %s%s  state %s  uptime %s  interval %.1fs\n", bold, now->version,
+               ps_admin_address(ctx->admin), reset, now->state,
+               psctl_fmt_duration(now->uptime_ms, a, sizeof a), dt);
+    }
     printf(
         "connections %llu  in %s/s  out %s/s  variables %llu (%s)  memory %s\n",
-        (unsigned long long) cur->connections_current,
+        (unsigned long long) now->connections_current,
         psctl_fmt_size((uint64_t) ((double) (cur->bytes_in - prev->bytes_in) / dt), a, sizeof a),
         psctl_fmt_size((uint64_t) ((double) (cur->bytes_out - prev->bytes_out) / dt), b, sizeof b),
-        (unsigned long long) cur->variables, psctl_fmt_size(cur->variable_bytes, c, sizeof c),
-        psctl_fmt_size(cur->memory_used, d, sizeof d));
+        (unsigned long long) now->variables, psctl_fmt_size(now->variable_bytes, c, sizeof c),
+        psctl_fmt_size(now->memory_used, d, sizeof d));
     psctl_table_t *t = psctl_table_new(5);
     if (t) {
         psctl_table_row(t, bold[0] ? PSCTL_BOLD : NULL, 0);
@@ -206,11 +292,13 @@ report(psctl_ctx_t *ctx, const sample_t *ps, const sample_t *cs, double dt, size
     }
     size_t ntop = 0;
     for (size_t sh = 0; sh < cs->n; sh++)
-        ntop += cs->s[sh]->ntop_variables;
+        ntop += cs->s[sh] && ps->s[sh] ? cs->s[sh]->ntop_variables : 0;
     busy_t *bv = ntop ? ps_calloc(ntop, sizeof *bv) : NULL;
     size_t nb = 0;
     for (size_t sh = 0; bv && sh < cs->n; sh++) {
         const ps_admin_stats_t *cv = cs->s[sh], *pvs = ps->s[sh];
+        if (!cv || !pvs)
+            continue; /* a shard missing from either refresh */
         for (size_t i = 0; i < cv->ntop_variables; i++) {
             const ps_admin_var_stats_t *v = &cv->top_variables[i];
             for (size_t k = 0; k < pvs->ntop_variables; k++) {
@@ -265,6 +353,8 @@ report(psctl_ctx_t *ctx, const sample_t *ps, const sample_t *cs, double dt, size
     else
         printf("\n");
     fflush(stdout);
+    totals_free(&tt);
+    return 0;
 }
 
 /* Wait up to seconds for the interval to pass; 1 when the user asked to quit (q, Ctrl-C). */
@@ -317,7 +407,22 @@ int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args)
                                  args->opt[OPT_ROWS]);
     if (ctx->json)
         return psctl_usage_error(ctx, "top has no --json output (use 'psctl --json stats')");
-    int rc = psctl_connect(ctx);
+    /* One server: its failure stops top, as every command's. Several: a shard that fails is
+     * named and left out, as in stats, and top goes on while any shard answers. */
+    missing_t miss = {0}, *m = NULL;
+    int rc;
+    if (psctl_server_count(ctx->server) < 2) {
+        rc = psctl_connect(ctx);
+    } else {
+        rc = psctl_connect_each(ctx, &miss.errs);
+        m = &miss;
+        if (!rc && !(miss.told = ps_calloc(ctx->nshards, 1))) {
+            ps_free(miss.errs);
+            ps_error_t e;
+            ps_error_set(&e, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
+            return psctl_fail(ctx, &e);
+        }
+    }
     if (rc)
         return rc;
     /* The screen view needs a terminal on both ends; otherwise plain reports. */
@@ -343,10 +448,12 @@ int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args)
     ps_error_clear(&err);
     int exit_code = PSCTL_EXIT_OK;
     double t_prev = mono_s();
-    if (take_sample(ctx, want, &prev, &err) != 0) {
+    if (take_sample(ctx, want, &prev, m, &err) != 0) {
         exit_code = psctl_fail(ctx, &err);
         goto out;
     }
+    if (prev.live == 0)
+        goto out; /* no shard answered: each one's error is printed */
     if (screen) {
         if (ctx->nshards > 1)
             printf("\033[H\033[2Jpsd on %zu shards (%s): first figures in %.1fs (q to quit)\n",
@@ -360,11 +467,16 @@ int psctl_cmd_top(psctl_ctx_t *ctx, const psctl_args_t *args)
         if (wait_interval(interval, raw))
             break;
         double t_cur = mono_s();
-        if (take_sample(ctx, want, &cur, &err) != 0) {
+        if (take_sample(ctx, want, &cur, m, &err) != 0) {
             exit_code = psctl_fail(ctx, &err);
             goto out;
         }
-        report(ctx, &prev, &cur, t_cur - t_prev, (size_t) rows, screen);
+        if (cur.live == 0)
+            goto out;
+        if (report(ctx, &prev, &cur, m, t_cur - t_prev, (size_t) rows, screen, &err) != 0) {
+            exit_code = psctl_fail(ctx, &err);
+            goto out;
+        }
         sample_free(&prev);
         prev = cur;
         memset(&cur, 0, sizeof cur);
@@ -377,5 +489,8 @@ out:
     sigaction(SIGTERM, &old_term, NULL);
     if (raw)
         tcsetattr(STDIN_FILENO, TCSANOW, &saved);
-    return exit_code;
+    ps_free(miss.errs);
+    ps_free(miss.told);
+    /* A shard that was missing at any refresh sets the exit code, as in stats. */
+    return exit_code > miss.exit_code ? exit_code : miss.exit_code;
 }

@@ -65,7 +65,9 @@ static const psctl_cmd_t commands[] = {
      "started). On a terminal the screen is redrawn in place until q or Ctrl-C; otherwise (or\n"
      "with --count N) it prints N plain-text reports, one per interval, and exits. With\n"
      "--server A,B,... one view of every shard: rates and bytes summed, latencies from the\n"
-     "shards' histograms added up, the busiest variables of all shards with each one's task."},
+     "shards' histograms added up, the busiest variables of all shards with each one's task; a\n"
+     "shard that does not answer is named on stderr and in each report and left out, and psctl\n"
+     "exits 3 at the end."},
     {"workers", "[GROUP]", "worker groups: mode, barrier, who it waits for, each worker's clock", 0,
      1, psctl_cmd_workers, NULL,
      "Print psd's worker groups (docs/consistency.md), or GROUP alone: the mode (async, sync,\n"

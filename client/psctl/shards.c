@@ -1,7 +1,7 @@
 /* psctl over several psd shards: the merged listing (a partitioned variable as one entry, built
  * from its parts' save_slice_info), finding a name on whichever shard holds it, the whole of a
  * partitioned variable pulled from or assigned to its parts, and a shard's task and address in
- * its errors. */
+ * its errors, JSON entries and headings. */
 #include "shards.h"
 
 #include <stdio.h>
@@ -27,6 +27,32 @@ void psctl_error_at_shard(const psctl_ctx_t *ctx, size_t i, ps_error_t *err)
     snprintf(msg, sizeof msg, "%s", err->msg);
     ps_error_set(err, err->code, "%s (%s): %s", psctl_task_str(i, task, sizeof task), ctx->addrs[i],
                  msg);
+}
+
+int psctl_shard_failed(psctl_ctx_t *ctx, size_t i, ps_error_t *err, int exit_code)
+{
+    if (ctx->shards[i])
+        psctl_error_at_shard(ctx, i, err);
+    int code = !ctx->shards[i] || ps_admin_transport_failed(ctx->shards[i]) ? PSCTL_EXIT_CONNECT
+                                                                            : PSCTL_EXIT_ERROR;
+    psctl_print_error(ctx, err);
+    return code > exit_code ? code : exit_code;
+}
+
+void psctl_json_shard_tail(psctl_json_t *j, size_t i, const ps_error_t *err)
+{
+    char task[48];
+    psctl_json_key(j, "task");
+    psctl_json_str(j, psctl_task_str(i, task, sizeof task));
+    if (err && err->code)
+        psctl_json_error(j, err);
+}
+
+void psctl_print_shard_heading(const psctl_ctx_t *ctx, size_t i)
+{
+    char task[48];
+    printf("%s%s (%s)%s\n", psctl_color(ctx, PSCTL_BOLD), psctl_task_str(i, task, sizeof task),
+           ctx->addrs[i], psctl_color(ctx, PSCTL_RESET));
 }
 
 size_t psctl_shard_for(const psctl_ctx_t *ctx, const char *name)

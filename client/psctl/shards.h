@@ -1,7 +1,8 @@
 /* psctl over several psd shards (--server A,B,...: the shards in task order, as pstrain --shards
  * takes them): the merged listing in which a partitioned variable is one entry built from its
  * parts' save_slice_info, the whole of a partitioned variable pulled from, or assigned to, its
- * parts on their shards, and naming a shard (task and address) in errors. */
+ * parts on their shards, and a shard of several named (task and address) in errors, in --json
+ * "shards" entries and in text headings, with the exit code a failed shard sets. */
 #ifndef PSCTL_SHARDS_H
 #define PSCTL_SHARDS_H
 
@@ -113,6 +114,22 @@ char *psctl_task_str(size_t shard, char *out, size_t cap);
 /** Prefix err's message with shard i's task and address ("/job:ps/task:1 (127.0.0.1:7071): ")
  * when ctx has several shards; with one, err is left as it is. */
 void psctl_error_at_shard(const psctl_ctx_t *ctx, size_t i, ps_error_t *err);
+
+/**
+ * One shard of several failed (not reached by psctl_connect_each: ctx->shards[i] NULL and err
+ * already names it; or its request failed: err is prefixed with its task and address here):
+ * print err on stderr and return the larger of exit_code and this failure's code
+ * (PSCTL_EXIT_CONNECT when it was not reached or its connection failed, else PSCTL_EXIT_ERROR).
+ */
+int psctl_shard_failed(psctl_ctx_t *ctx, size_t i, ps_error_t *err, int exit_code);
+
+/** --json: the end of shard i's entry in a "shards" array: "task" and, when err is not NULL and
+ * its code is set, "error". */
+void psctl_json_shard_tail(psctl_json_t *j, size_t i, const ps_error_t *err);
+
+/** Text: shard i's heading, its task and address ("/job:ps/task:1 (10.0.0.2:7070)"), bold on a
+ * terminal. */
+void psctl_print_shard_heading(const psctl_ctx_t *ctx, size_t i);
 
 /** The shard index a new variable called name goes to (the clients' default hash placement). */
 size_t psctl_shard_for(const psctl_ctx_t *ctx, const char *name);

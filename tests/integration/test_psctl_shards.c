@@ -1,9 +1,9 @@
-/* psctl ping, stats and top over three real psd shards (--server A,B,C): ping answers for every
- * shard in task order and, with a shard stopped, still pings the others, names the dead one and
- * exits 3 (stats too, showing the others and their total); stats shows each shard's own figures
- * (variables created on one shard only, pulls on another) and totals that are their sums; top
- * merges the shards' rates and latency histograms and lists the busiest variables with the task
- * that holds each. */
+/* psctl over three real psd shards (--server A,B,C): ping answers for every shard in task order
+ * and, with a shard stopped, still pings the others, names the dead one and exits 3 (stats and
+ * top too, showing the others); stats shows each shard's own figures (variables created on one
+ * shard only, pulls on another) and totals that are their sums; top merges the shards' rates and
+ * latency histograms, lists the busiest variables with the task that holds each, and goes on
+ * without a shard that dies. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -235,6 +235,22 @@ Test(psctl_shards, a_stopped_shard_is_named_and_the_others_still_answer)
     expect_dead_shard_json(r.out, 1);
     cr_assert_not_null(strstr(r.out, "\"task\":\"/job:ps/task:2\"}],\"total\":{\"shards\":2,"),
                        "%s", r.out);
+
+    /* top shows the two others, names the missing one in the header and on stderr, exit 3. */
+    psctl(&r, "top --count 1 --interval 0.1");
+    cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
+    snprintf(want, sizeof want,
+             "error: UNAVAILABLE: /job:ps/task:1 (%s): failed to connect to %s: Connection "
+             "refused\n",
+             sh.addr[1], sh.addr[1]);
+    cr_assert_str_eq(r.err, want);
+    snprintf(want, sizeof want, "psd 0.1.0 on 2 of 3 shards (%s)  state ready  uptime ", servers);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    snprintf(want, sizeof want,
+             "\nmissing: UNAVAILABLE: /job:ps/task:1 (%s): failed to connect to %s: Connection "
+             "refused\nconnections ",
+             sh.addr[1], sh.addr[1]);
+    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
 }
 
 /* ---- stats ---- */
@@ -391,27 +407,38 @@ Test(psctl_shards, top_is_one_view_of_every_shard)
               second);
 }
 
-Test(psctl_shards, top_stops_naming_a_shard_that_fails)
+/* top over a shard that dies after the first report: the later reports show the two others
+ * and name the missing one, its error goes to stderr once, and top exits 3 at the end. */
+Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
 {
     const char *bin = getenv("PSCTL_BIN");
     cr_assert(bin && *bin);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 20 --interval 0.2 2>'%s' </dev/null",
+    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 4 --interval 0.3 2>'%s' </dev/null",
              bin, servers, errfile);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
-    char line[512];
-    int reports = 0;
+    char line[512], head3[320], head2[320], missing[320];
+    snprintf(head3, sizeof head3, "psd 0.1.0 on 3 shards (%s)  state ready  uptime ", servers);
+    snprintf(head2, sizeof head2, "psd 0.1.0 on 2 of 3 shards (%s)  state ready  uptime ", servers);
+    snprintf(missing, sizeof missing, "missing: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
+    int reports = 0, whole = 0, partial = 0, named = 0;
     while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "psd 0.1.0 on 3 shards", 21) == 0 && ++reports == 1) {
+        if (strncmp(line, "psd 0.1.0 on ", 13) == 0 && ++reports == 1) {
             /* Killed, so its connection drops at once (a stopping psd might answer first). */
             ps_psd_finish(&sh.psd[1], SIGKILL, 10000);
             ps_psd_cleanup(&sh.psd[1]);
         }
+        whole += strncmp(line, head3, strlen(head3)) == 0;
+        partial += strncmp(line, head2, strlen(head2)) == 0;
+        named += strncmp(line, missing, strlen(missing)) == 0;
     }
     int st = pclose(f);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "exit %d", WEXITSTATUS(st));
-    cr_expect_lt(reports, 20, "top stopped at the failure");
+    cr_expect_eq(reports, 4, "top went on after the failure");
+    cr_expect_eq(whole, 1);
+    cr_expect_eq(partial, 3);
+    cr_expect_eq(named, 3, "every later report names the missing shard");
     char err[1024] = "", want[160];
     FILE *e = fopen(errfile, "r");
     cr_assert_not_null(e);
@@ -420,4 +447,5 @@ Test(psctl_shards, top_stops_naming_a_shard_that_fails)
     fclose(e);
     snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
     cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+    cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
 }
