@@ -21,8 +21,8 @@ set_property(TEST test_partitioned_admin APPEND PROPERTY ENVIRONMENT
 # The shards' figures added up (client/psctl/merge.c): histograms and STATS replies.
 ps_add_criterion_test(test_psctl_merge SOURCES unit/test_psctl_merge.c LIBS psctl_merge)
 
-# psctl ping, stats and top over three real psd shards.
+# psctl over three real psd shards: ping, stats, top, rm, reload-users and workers.
 ps_add_criterion_test(test_psctl_shards SOURCES integration/test_psctl_shards.c
-                      LIBS psclient_core LABELS integration TIMEOUT 120)
+                      LIBS psclient_core util Threads::Threads LABELS integration TIMEOUT 120)
 add_dependencies(test_psctl_shards psctl psd)
 set_property(TEST test_psctl_shards APPEND PROPERTY ENVIRONMENT "PSCTL_BIN=$<TARGET_FILE:psctl>")

@@ -44,7 +44,11 @@ static const psctl_cmd_t commands[] = {
      psctl_cmd_rm, psctl_opts_rm,
      "Delete the named variables, or every variable under SCOPE/ (the prefix must end in '/').\n"
      "On a terminal psctl asks for confirmation unless --yes is given; when standard input is\n"
-     "not a terminal, --yes is required. Deletion is atomic: an unknown name deletes nothing."},
+     "not a terminal, --yes is required. Deletion is atomic: an unknown name deletes nothing.\n"
+     "With --server A,B,... every NAME is found first (a variable on the shard that holds it, a\n"
+     "partitioned variable's parts on theirs) and an unknown one deletes nothing anywhere;\n"
+     "--prefix deletes under SCOPE/ on every shard. Each shard's delete is atomic, the shards\n"
+     "together are not: when one fails after others deleted, psctl says what was deleted where."},
     {"stats", "", "psd's counters: connections, requests by method, bytes, memory, log", 0, 0,
      psctl_cmd_stats, NULL,
      "Print the figures psd's /metrics exports: state and recovery time, uptime, connections,\n"

@@ -3,8 +3,13 @@
  * top too, showing the others); stats shows each shard's own figures (variables created on one
  * shard only, pulls on another) and totals that are their sums; top merges the shards' rates and
  * latency histograms, lists the busiest variables with the task that holds each, and goes on
- * without a shard that dies. */
+ * without a shard that dies; rm finds every name first (an unknown one deletes nothing on any
+ * shard), deletes a partitioned variable's parts on their shards and a prefix on every shard,
+ * asks across shards, and reports what was deleted where when a later shard fails. */
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +21,9 @@
 #include <criterion/criterion.h>
 
 #include <ps/admin.h>
+#include <ps/client.h>
 #include <ps/dtype.h>
+#include <ps/workers.h>
 
 #include "support/shards.h"
 
@@ -448,4 +455,198 @@ Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
     snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
     cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
     cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
+}
+
+/* ---- rm ---- */
+
+/* 1 when name exists on shard. */
+static int exists(size_t shard, const char *name)
+{
+    ps_admin_t *a = admin(shard);
+    ps_admin_var_t *v = NULL;
+    ps_error_t err;
+    int rc = ps_admin_describe(a, name, &v, &err);
+    cr_assert(rc == 0 || rc == PS_ERR_NOT_FOUND, "%s", err.msg);
+    ps_admin_var_free(v);
+    ps_admin_free(a);
+    return rc == 0;
+}
+
+/* emb, (6, 2) float32 in 3 parts of 2 rows, emb/part_K on shard K (round-robin placement). */
+static void create_partitioned(void)
+{
+    const char *addrs[NSHARDS] = {sh.addr[0], sh.addr[1], sh.addr[2]};
+    ps_client_opts_t o = {.request_timeout_ms = 10000, .max_retries = -1};
+    ps_client_t *c = NULL;
+    ps_graph_t *g = NULL;
+    ps_error_t err;
+    cr_assert_eq(ps_client_connect_list(addrs, NSHARDS, &o, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_graph_new(c, &g, &err), 0, "%s", err.msg);
+    ps_device_setter_t ds = {.ps_tasks = NSHARDS, .strategy = PS_PLACEMENT_ROUND_ROBIN};
+    cr_assert_eq(ps_graph_set_device_setter(g, &ds, &err), 0, "%s", err.msg);
+    ps_partitioner_t p = ps_fixed_size_partitioner(NSHARDS, 0);
+    ps_initializer_t one = ps_init_ones();
+    ps_shape_t shape = ps_shape_make(2, (int64_t[]){6, 2});
+    ps_get_variable_args_t a = {
+        .name = "emb", .shape = &shape, .partitioner = &p, .initializer = &one};
+    ps_variable_t *v = NULL;
+    cr_assert_eq(ps_get_variable(g, &a, &v, &err), 0, "%s", err.msg);
+    ps_graph_free(g);
+    ps_client_free(c);
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char part[32];
+        snprintf(part, sizeof part, "emb/part_%zu", i);
+        cr_assert(exists(i, part), "%s is on shard %zu", part, i);
+    }
+}
+
+Test(psctl_shards, rm_finds_every_name_first_and_deletes_on_every_shard)
+{
+    create_partitioned();
+    create(0, "a/x", 2);
+    create(1, "a/y", 2);
+    create(2, "b/z", 2);
+    create(1, "keep", 2);
+
+    /* One unknown name among others: its error, and nothing deleted on any shard. */
+    run_t r;
+    psctl(&r, "rm --yes b/z nope emb");
+    cr_assert_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, "error: NOT_FOUND: Variable nope does not exist\n");
+    cr_assert_str_eq(r.out, "");
+    cr_assert(exists(2, "b/z"));
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char part[32];
+        snprintf(part, sizeof part, "emb/part_%zu", i);
+        cr_assert(exists(i, part), "%s survived", part);
+    }
+
+    /* A partitioned variable's whole: its parts on all three shards; b/z beside it on shard 2. */
+    psctl(&r, "--json rm --yes emb b/z");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    char want[512];
+    snprintf(want, sizeof want,
+             "{\"deleted\":4,\"shards\":[{\"server\":\"%s\",\"deleted\":1,\"task\":\"/job:ps/"
+             "task:0\"},{\"server\":\"%s\",\"deleted\":1,\"task\":\"/job:ps/task:1\"},{\"server\":"
+             "\"%s\",\"deleted\":2,\"task\":\"/job:ps/task:2\"}]}\n",
+             sh.addr[0], sh.addr[1], sh.addr[2]);
+    cr_assert_str_eq(r.out, want);
+    for (size_t i = 0; i < NSHARDS; i++) {
+        char part[32];
+        snprintf(part, sizeof part, "emb/part_%zu", i);
+        cr_assert_not(exists(i, part), "%s is gone", part);
+    }
+    cr_assert_not(exists(2, "b/z"));
+
+    /* A prefix: under it on every shard, nothing else. */
+    psctl(&r, "rm --yes --prefix a/");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.out, "deleted 2 variables\n");
+    cr_assert_not(exists(0, "a/x"));
+    cr_assert_not(exists(1, "a/y"));
+    cr_assert(exists(1, "keep"));
+    /* A part by its own name. */
+    create_partitioned();
+    psctl(&r, "rm --yes emb/part_1");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.out, "deleted 1 variable\n");
+    cr_assert_not(exists(1, "emb/part_1"));
+    cr_assert(exists(0, "emb/part_0"));
+}
+
+typedef struct pty_run {
+    int status;
+    char out[8192];
+} pty_run_t;
+
+/* psctl --server A,B,C args on a pseudo-terminal (NO_COLOR); when its question appears,
+ * before_answer() runs and answer is typed. r->out gets everything psctl wrote (stdout and stderr).
+ */
+static void
+run_pty(pty_run_t *r, const char *const *args, const char *answer, void (*before_answer)(void))
+{
+    memset(r, 0, sizeof *r);
+    const char *bin = getenv("PSCTL_BIN");
+    cr_assert(bin && *bin);
+    int master = -1;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    cr_assert(pid >= 0, "forkpty: %s", strerror(errno));
+    if (pid == 0) {
+        const char *argv[16] = {"psctl", "--server", servers};
+        size_t n = 3;
+        for (size_t i = 0; args[i] && n < 15; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        setenv("NO_COLOR", "1", 1);
+        execv(bin, (char *const *) argv);
+        _exit(127);
+    }
+    size_t len = 0;
+    int answered = 0;
+    time_t end = time(NULL) + 30;
+    while (time(NULL) < end && len < sizeof r->out - 1) {
+        struct pollfd p = {master, POLLIN, 0};
+        int rc = poll(&p, 1, 200);
+        if (rc <= 0)
+            continue;
+        ssize_t n = read(master, r->out + len, sizeof r->out - 1 - len);
+        if (n <= 0)
+            break; /* EIO once psctl has exited */
+        len += (size_t) n;
+        r->out[len] = '\0';
+        if (!answered && strstr(r->out, "[y/N] ")) {
+            if (before_answer)
+                before_answer();
+            cr_assert_eq(write(master, answer, strlen(answer)), (ssize_t) strlen(answer));
+            answered = 1;
+        }
+    }
+    close(master);
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    cr_assert_null(strstr(r->out, "Sanitizer"), "%s", r->out);
+}
+
+/* While psctl waits at its question, p/2 goes from shard 2 (a race with another operator). */
+static void delete_p2(void)
+{
+    ps_admin_t *a = admin(2);
+    const char *names[] = {"p/2"};
+    ps_error_t err;
+    cr_assert_eq(ps_admin_delete(a, names, 1, NULL, NULL, &err), 0, "%s", err.msg);
+    ps_admin_free(a);
+}
+
+Test(psctl_shards, rm_asks_across_shards_and_reports_a_shard_that_fails_after_others_deleted)
+{
+    create(0, "p/0", 2);
+    create(1, "q/1", 2);
+    create(2, "p/2", 2);
+    create(2, "q/2", 2);
+
+    /* The question counts across shards and names the servers asked; declining deletes nothing. */
+    pty_run_t r;
+    run_pty(&r, (const char *[]){"rm", "--prefix", "q/", NULL}, "n\n", NULL);
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    char want[512];
+    snprintf(want, sizeof want,
+             "Delete 2 variables under q/ from all 3 shards (%s, %s, %s)? [y/N] n\r\n"
+             "aborted; nothing deleted\r\n",
+             sh.addr[0], sh.addr[1], sh.addr[2]);
+    cr_assert_str_eq(r.out, want);
+    cr_assert(exists(1, "q/1") && exists(2, "q/2"));
+
+    /* p/0 and p/2 are found; p/2 is deleted by someone else before the answer: shard 0 deletes
+     * p/0, shard 2 fails, and psctl says what was deleted where. */
+    run_pty(&r, (const char *[]){"rm", "p/0", "p/2", NULL}, "y\n", delete_p2);
+    cr_assert_eq(r.status, 1, "%s", r.out);
+    snprintf(want, sizeof want,
+             "Delete p/0, p/2 from 2 of 3 shards (%s, %s)? [y/N] y\r\n"
+             "error: NOT_FOUND: /job:ps/task:2 (%s): Variable p/2 does not exist\r\n"
+             "deleted 1 variable before the failure: 1 on /job:ps/task:0 (%s)\r\n",
+             sh.addr[0], sh.addr[2], sh.addr[2], sh.addr[0]);
+    cr_assert_str_eq(r.out, want);
+    cr_assert_not(exists(0, "p/0"));
 }
