@@ -30,8 +30,8 @@ static void free_chunk(psd_conn_t *c, psd_chunk_t *k)
         c->obuf = NULL;
     if (k->blob)
         psd_blob_unref(k->blob);
-    if (k->cap && !c->spare && !(c->flags & PSD_CONN_CLOSING)) {
-        c->spare = k; /* the next output buffer */
+    if (k->cap == PSD_OBUF_CAP && !c->spare && !(c->flags & PSD_CONN_CLOSING)) {
+        c->spare = k; /* the next output buffer (a large head's own buffer is not kept) */
         return;
     }
     ps_free(k);
@@ -171,34 +171,48 @@ static size_t obuf_room(const psd_chunk_t *k)
     return k->cap - (size_t) (k->base + k->len - (const uint8_t *) (k + 1));
 }
 
+/* A new output buffer of cap bytes (the spare when cap is PSD_OBUF_CAP and there is one) queued
+ * as the tail: later heads and small payloads are written into it. NULL when out of memory. */
+static psd_chunk_t *new_obuf(psd_conn_t *c, size_t cap)
+{
+    psd_chunk_t *k = NULL;
+    if (cap == PSD_OBUF_CAP && c->spare) {
+        k = c->spare;
+        c->spare = NULL;
+    } else if (!(k = ps_malloc(sizeof *k + cap))) {
+        return NULL;
+    }
+    k->base = (const uint8_t *) (k + 1);
+    k->len = 0;
+    k->blob = NULL;
+    k->ends_reply = 0;
+    k->cap = cap;
+    queue_chunk(c, k);
+    c->obuf = k;
+    return k;
+}
+
 /* The sink's head_room: len bytes at the end of the output buffer, which becomes the queue's tail
- * (a spare or new buffer when the current one is full or being written). NULL for a head larger
- * than a buffer, a closing connection or no memory: rpc.c then emits through conn_emit. */
+ * (a spare or new buffer when the current one is full or being written; a head larger than a
+ * buffer, such as a pull of thousands of variables, gets a buffer of its own size, packed in place
+ * all the same). NULL for a closing connection or no memory: rpc.c then emits through conn_emit. */
 static uint8_t *conn_head_room(void *ctx, size_t len)
 {
     psd_conn_t *c = ctx;
-    if (len > PSD_OBUF_CAP || (c->flags & PSD_CONN_CLOSING))
+    if (c->flags & PSD_CONN_CLOSING)
         return NULL;
     psd_chunk_t *k = c->obuf;
     if (!k || obuf_room(k) < len) {
-        k = c->spare;
-        if (k)
-            c->spare = NULL;
-        else if (!(k = ps_malloc(sizeof *k + PSD_OBUF_CAP)))
+        if (!(k = new_obuf(c, len > PSD_OBUF_CAP ? len : PSD_OBUF_CAP)))
             return NULL;
-        k->base = (const uint8_t *) (k + 1);
-        k->len = 0;
-        k->blob = NULL;
-        k->ends_reply = 0;
-        k->cap = PSD_OBUF_CAP;
-        queue_chunk(c, k);
-        c->obuf = k;
     }
     return (uint8_t *) (uintptr_t) (k->base + k->len);
 }
 
-/* The sink's emit_packed: the head conn_head_room gave room for is there; take it and the blobs
- * (copied into the buffer when small and there is room, else queued by reference). */
+/* The sink's emit_packed: the head conn_head_room gave room for is there; take it and the blobs.
+ * A small blob is copied into the output buffer (a new one when it is full): a pull of a thousand
+ * small variables queues a few buffers, not a chunk, an allocation and an iovec per variable. A
+ * large one is queued by reference. */
 static void conn_emit_packed(void *ctx, size_t len, psd_blob_t *const *blobs, size_t nblobs)
 {
     psd_conn_t *c = ctx;
@@ -214,7 +228,9 @@ static void conn_emit_packed(void *ctx, size_t len, psd_blob_t *const *blobs, si
             continue;
         }
         psd_chunk_t *o = c->obuf;
-        if (n <= PSD_INLINE_MAX && o && obuf_room(o) >= n) {
+        if (n <= PSD_INLINE_MAX && (!o || obuf_room(o) < n))
+            o = new_obuf(c, PSD_OBUF_CAP); /* NULL: by reference below, which fails the same */
+        if (n <= PSD_INLINE_MAX && o) {
             /* The reply is a snapshot either way: copying now is what the reference promised. */
             memcpy((uint8_t *) (uintptr_t) (o->base + o->len), b->data, n);
             o->len += n;

@@ -52,7 +52,7 @@ typedef struct psd_chunk {
     size_t len;
     psd_blob_t *blob;    /* referenced payload, or NULL when the chunk owns its bytes */
     unsigned ends_reply; /* replies whose last byte is in this chunk */
-    size_t cap;          /* an output buffer's room for len (PSD_OBUF_CAP), else 0 */
+    size_t cap; /* an output buffer's room for len (PSD_OBUF_CAP, or a large head's size), else 0 */
 } psd_chunk_t;
 
 typedef struct psd_conn {

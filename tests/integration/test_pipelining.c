@@ -1,6 +1,8 @@
 /* Pipelining against a real psd: 10,000 mixed requests in one write are all answered, in order,
  * with matching ids and methods and results consistent with that order; requests dribbled in one
- * byte at a time are decoded the same. */
+ * byte at a time are decoded the same; pulls of thousands of variables (a reply head larger than a
+ * connection's output buffer, small payloads copied into buffers, large ones by reference) come
+ * back byte for byte, back to back. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -234,5 +236,67 @@ Test(pipelining, requests_dribbled_one_byte_at_a_time)
         }
         ps_wc_reply_free(&r);
     }
+    finish();
+}
+
+/* 1,500 small variables (12 to 1,028 bytes, around the 1 KiB copy limit) with two 400 KB ones
+ * among them, each holding its own value: two pulls of all of them and a ping in one write. */
+#define NMANYV 1500
+#define BIGV   100000
+
+static int64_t many_elems(int i)
+{
+    if (i == 500 || i == 1499)
+        return BIGV;
+    return i % 7 == 0 ? 256 + (i % 2) : 3 + i % 5; /* 1,024 and 1,028 bytes, or 12 to 28 */
+}
+
+Test(pipelining, pulls_of_many_small_and_large_variables_come_back_exact)
+{
+    static char nm[NMANYV][24];
+    const char *names[NMANYV];
+    for (int i = 0; i < NMANYV; i++) {
+        snprintf(nm[i], sizeof nm[i], "many/v%04d", i);
+        names[i] = nm[i];
+        int64_t d[1] = {many_elems(i)};
+        cr_assert_eq(ps_wc_create_const(&wc, nm[i], F32, 1, d, (double) i), 0, "create %s", nm[i]);
+    }
+    ps_wc_buf_t b = {0};
+    cr_assert_eq(ps_wc_add_pull(&b, 1, names, NMANYV), 0);
+    cr_assert_eq(ps_wc_add_pull(&b, 2, names, NMANYV), 0);
+    cr_assert_eq(ps_wc_add_ping(&b, 3), 0);
+    cr_assert_eq(ps_wc_send_raw(&wc, b.data, b.len), 0);
+    ps_wc_buf_free(&b);
+    for (uint64_t id = 1; id <= 2; id++) {
+        ps_wc_reply_t r;
+        cr_assert_eq(ps_wc_recv(&wc, &r), PS_WC_OK, "pull %llu", (unsigned long long) id);
+        cr_assert_eq(r.h->id, id);
+        cr_assert_eq(r.h->code, 0, "%s", r.h->message);
+        cr_assert_eq(r.h->n_tensors, NMANYV);
+        cr_assert_gt(r.header_len, 16u << 10, "the head should exceed one output buffer");
+        uint64_t off = 0;
+        for (int i = 0; i < NMANYV; i++) {
+            const Pscope__V1__TensorDesc *t = r.h->tensors[i];
+            cr_assert(ps_wc_bytes_eq(t->name, nm[i]), "tensor %d is not %s", i, nm[i]);
+            int64_t n = many_elems(i);
+            cr_assert_eq(t->n_dims, 1);
+            cr_assert_eq(t->dims[0], n);
+            cr_assert_leq(off + (uint64_t) n * 4, r.payload_len);
+            for (int64_t e = 0; e < n; e++) {
+                float f;
+                memcpy(&f, r.payload + off + (uint64_t) e * 4, 4);
+                cr_assert_eq(f, (float) i, "%s[%lld] = %g in reply %llu", nm[i], (long long) e,
+                             (double) f, (unsigned long long) id);
+            }
+            off += (uint64_t) n * 4;
+        }
+        cr_assert_eq(off, r.payload_len);
+        ps_wc_reply_free(&r);
+    }
+    ps_wc_reply_t r;
+    cr_assert_eq(ps_wc_recv(&wc, &r), PS_WC_OK);
+    cr_assert_eq(r.h->id, 3);
+    cr_assert_eq(r.h->method, PSCOPE__V1__METHOD__PING);
+    ps_wc_reply_free(&r);
     finish();
 }

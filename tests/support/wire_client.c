@@ -18,6 +18,8 @@
 
 #include <ps/internal/alloc.h>
 
+#include "pb.h"
+
 #define RBUF_CAP       (256u << 10)
 #define MAX_REPLY_HDR  (64u << 20)
 #define MAX_REPLY_BODY ((uint64_t) 4 << 30)
@@ -289,7 +291,13 @@ int ps_wc_recv_into(ps_wc_t *c, ps_wc_reply_t *r, uint8_t *buf, size_t cap)
         ps_free(hbuf);
         return rc;
     }
-    r->h = pscope__v1__header__unpack(&pb_allocator, hlen, hbuf);
+    if (c->client_decode) {
+        ps_error_t err;
+        r->h = ps_pb_header_unpack(hbuf, hlen, &err);
+        r->client_decode = 1;
+    } else {
+        r->h = pscope__v1__header__unpack(&pb_allocator, hlen, hbuf);
+    }
     ps_free(hbuf);
     if (r->h == NULL)
         return PS_WC_BADFRAME;
@@ -317,7 +325,9 @@ int ps_wc_recv_into(ps_wc_t *c, ps_wc_reply_t *r, uint8_t *buf, size_t cap)
 
 void ps_wc_reply_free(ps_wc_reply_t *r)
 {
-    if (r->h != NULL)
+    if (r->h != NULL && r->client_decode)
+        ps_pb_header_free(r->h);
+    else if (r->h != NULL)
         pscope__v1__header__free_unpacked(r->h, &pb_allocator);
     if (!r->borrowed)
         ps_free(r->payload);

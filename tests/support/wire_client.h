@@ -26,6 +26,10 @@ typedef struct ps_wc {
     size_t rstart;
     size_t rend;
     uint64_t next_id; /* ps_wc_id() hands these out, starting at 1 */
+    /* Replies' headers are unpacked by protobuf-c (0, the default: an independent reading of what
+     * psd sends) or, when set, by libpsclient's own ps_pb_header_unpack (benchmarks that parse a
+     * reply as a client would). */
+    int client_decode;
 } ps_wc_t;
 
 /** A growable byte buffer of frames to send (pipelining = append many, send once). */
@@ -41,7 +45,8 @@ typedef struct ps_wc_reply {
     uint8_t *payload;
     uint64_t payload_len;
     uint32_t header_len;
-    int borrowed; /* payload points into the caller's buffer (ps_wc_recv_into) */
+    int borrowed;      /* payload points into the caller's buffer (ps_wc_recv_into) */
+    int client_decode; /* h came from ps_pb_header_unpack (free with ps_pb_header_free) */
 } ps_wc_reply_t;
 
 /** Connect to 127.0.0.1:port. Returns 0, or -1 with errno. */
