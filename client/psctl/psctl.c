@@ -79,7 +79,9 @@ static const psctl_cmd_t commands[] = {
      "and its gradients so far of those it needs; ssp: the slowest active clock), the workers\n"
      "the oldest wait is waiting for, steps applied, stale gradients dropped, deadlines\n"
      "exceeded, and per worker its state (active, left, expired, lost), clock, whether it\n"
-     "waits, its lease left and its peer."},
+     "waits, its lease left and its peer. With --server A,B,... every shard is asked (a group\n"
+     "lives on the shard of its step counter) and its groups are printed under its task and\n"
+     "address; a shard that does not answer is named on stderr and makes psctl exit 3."},
     {"save", "PATH", "write a checkpoint of every variable to PATH on psd's filesystem", 1, 1,
      psctl_cmd_save, NULL,
      "Ask psd to write every variable (values and metadata) to PATH, a file on psd's own\n"
@@ -105,7 +107,10 @@ static const psctl_cmd_t commands[] = {
      "Ask psd to re-read the users file it was started with (--users), or to read FILE\n"
      "instead, through CONFIG (admin role only). A file that does not parse changes nothing\n"
      "and its error is printed. Open connections keep their user: a changed role applies at\n"
-     "their next request, a removed user is disconnected. SIGHUP to psd does the same."},
+     "their next request, a removed user is disconnected. SIGHUP to psd does the same.\n"
+     "With --server A,B,... every shard reloads (without FILE, each its own users file), one\n"
+     "line each; a shard that cannot be reached or refuses gets its error line, the others\n"
+     "still reload, and psctl exits 3 (unreachable) or 1 (an error reply)."},
     {"help", "[COMMAND]", "show psctl's help or a command's", 0, 1, psctl_cmd_help, NULL,
      "Print psctl's usage and command list, or COMMAND's usage, options and description."},
 };

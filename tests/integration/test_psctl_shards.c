@@ -5,7 +5,9 @@
  * latency histograms, lists the busiest variables with the task that holds each, and goes on
  * without a shard that dies; rm finds every name first (an unknown one deletes nothing on any
  * shard), deletes a partitioned variable's parts on their shards and a prefix on every shard,
- * asks across shards, and reports what was deleted where when a later shard fails. */
+ * asks across shards, and reports what was deleted where when a later shard fails; workers shows
+ * each shard's groups (a group lives on the shard of its step counter) and reload-users reloads
+ * every shard's own users file, both going on past a shard that is down or refuses. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -649,4 +652,263 @@ Test(psctl_shards, rm_asks_across_shards_and_reports_a_shard_that_fails_after_ot
              sh.addr[0], sh.addr[2], sh.addr[2], sh.addr[0]);
     cr_assert_str_eq(r.out, want);
     cr_assert_not(exists(0, "p/0"));
+}
+
+/* ---- workers ---- */
+
+typedef struct joined {
+    ps_client_t *client;
+    ps_worker_t *worker;
+} joined_t;
+
+/* Worker 0 of group (async, 1 replica) joined at shard, through a client of that shard alone
+ * (the step counter's shard is then that one). */
+static joined_t join_at(size_t shard, const char *group)
+{
+    const char *addrs[1] = {sh.addr[shard]};
+    ps_client_opts_t o = {.request_timeout_ms = 10000, .max_retries = -1};
+    joined_t j = {0};
+    ps_error_t err;
+    cr_assert_eq(ps_client_connect_list(addrs, 1, &o, &j.client, &err), 0, "%s", err.msg);
+    ps_worker_config_t cfg = {
+        .group = group, .worker = 0, .mode = PS_WORKER_ASYNC, .total_num_replicas = 1};
+    cr_assert_eq(ps_worker_join(j.client, &cfg, &j.worker, &err), 0, "%s", err.msg);
+    return j;
+}
+
+static void leave(joined_t *j)
+{
+    ps_worker_free(j->worker);
+    ps_client_free(j->client);
+}
+
+/* The text of shard i's section of `psctl workers` (from its heading to the next blank line). */
+static char *section(const char *out, size_t i)
+{
+    char head[128];
+    snprintf(head, sizeof head, "/job:ps/task:%zu (%s)\n", i, sh.addr[i]);
+    return between(out, head, "\n\n");
+}
+
+Test(psctl_shards, workers_shows_every_shards_groups)
+{
+    joined_t g1 = join_at(1, "g1"), g2 = join_at(2, "g2");
+    run_t r;
+    psctl(&r, "workers");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, "");
+    char *s0 = section(r.out, 0), *s1 = section(r.out, 1), *s2 = section(r.out, 2);
+    cr_expect_null(strstr(s0, "group "), "%s", r.out);
+    cr_expect_not_null(strstr(s0, "\nno worker groups"), "%s", r.out);
+    cr_expect_not_null(strstr(s1, "\ngroup g1: mode async, 1 replicas\n"), "%s", r.out);
+    cr_expect_null(strstr(s1, "g2"), "%s", r.out);
+    cr_expect_not_null(strstr(s2, "\ngroup g2: mode async, 1 replicas\n"), "%s", r.out);
+    free(s0);
+    free(s1);
+    free(s2);
+
+    /* One group: the shard that holds it, alone. */
+    psctl(&r, "workers g2");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    char want[256];
+    snprintf(want, sizeof want, "/job:ps/task:2 (%s)\ngroup g2: mode async, 1 replicas\n",
+             sh.addr[2]);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    cr_assert_null(strstr(r.out, "task:0"), "%s", r.out);
+
+    /* A group on no shard: psd's NOT_FOUND. */
+    psctl(&r, "workers nope");
+    cr_assert_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_str_eq(r.err, "error: NOT_FOUND: no worker group nope\n");
+
+    psctl(&r, "--json workers");
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    snprintf(want, sizeof want,
+             "{\"shards\":[{\"server\":\"%s\",\"groups\":[],\"task\":\"/job:ps/task:0\"},"
+             "{\"server\":\"%s\",\"groups\":[{\"group\":\"g1\",\"mode\":\"async\",",
+             sh.addr[0], sh.addr[1]);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    snprintf(want, sizeof want, "{\"server\":\"%s\",\"groups\":[{\"group\":\"g2\",", sh.addr[2]);
+    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+
+    /* Shard 0 down: named, the others still shown, exit 3; a group asked for cannot be said to
+     * exist nowhere. */
+    cr_assert_eq(ps_psd_finish(&sh.psd[0], SIGTERM, 10000), 0, "psd 0 not clean");
+    ps_psd_cleanup(&sh.psd[0]);
+    psctl(&r, "workers");
+    cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
+    snprintf(want, sizeof want,
+             "error: UNAVAILABLE: /job:ps/task:0 (%s): failed to connect to %s: Connection "
+             "refused\n",
+             sh.addr[0], sh.addr[0]);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_null(strstr(r.out, "task:0"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\ngroup g1: "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\ngroup g2: "), "%s", r.out);
+    psctl(&r, "workers nope");
+    cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, want);
+    psctl(&r, "--json workers");
+    cr_assert_eq(r.status, 3);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    expect_dead_shard_json(r.out, 0);
+    leave(&g1);
+    leave(&g2);
+}
+
+/* ---- reload-users ---- */
+
+static char users_dir[64];
+static char users_path[NSHARDS][128];
+static char pw_path[128];
+static char alice_hash[256];
+
+/* Write shard i's users file: alice (admin) and, when bob, bob (reader, the same password). */
+static void write_users(size_t i, int bob)
+{
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s.tmp", users_path[i]);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "alice admin %s\n", alice_hash);
+    if (bob)
+        fprintf(f, "bob reader %s\n", alice_hash);
+    fclose(f);
+    chmod(tmp, 0600);
+    cr_assert_eq(rename(tmp, users_path[i]), 0);
+}
+
+/* Three shards, each with --users of its own file. */
+static void start_users(void)
+{
+    snprintf(users_dir, sizeof users_dir, "/tmp/ps-pctlu-XXXXXX");
+    cr_assert_not_null(mkdtemp(users_dir));
+    snprintf(pw_path, sizeof pw_path, "%s/pw", users_dir);
+    FILE *f = fopen(pw_path, "w");
+    cr_assert_not_null(f);
+    fputs("apw\n", f);
+    fclose(f);
+    chmod(pw_path, 0600);
+    const char *psd = getenv("PSD_BIN");
+    cr_assert(psd && *psd);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' hash-password < '%s'", psd, pw_path);
+    FILE *h = popen(cmd, "r");
+    cr_assert_not_null(h);
+    cr_assert_not_null(fgets(alice_hash, sizeof alice_hash, h));
+    cr_assert_eq(pclose(h), 0);
+    alice_hash[strcspn(alice_hash, "\n")] = '\0';
+    const char *extra[NSHARDS][3];
+    sh.n = NSHARDS;
+    for (size_t i = 0; i < NSHARDS; i++) {
+        snprintf(users_path[i], sizeof users_path[i], "%s/users%zu", users_dir, i);
+        write_users(i, 0);
+        extra[i][0] = "--users";
+        extra[i][1] = users_path[i];
+        extra[i][2] = NULL;
+        sh.extra = extra[i];
+        snprintf(sh.datadir[i], sizeof sh.datadir[i], "/tmp/ps-pctlu-XXXXXX");
+        cr_assert_not_null(mkdtemp(sh.datadir[i]));
+        ps_shards_start_one(&sh, i, NULL);
+    }
+    sh.extra = NULL;
+    snprintf(servers, sizeof servers, "%s,%s,%s", sh.addr[0], sh.addr[1], sh.addr[2]);
+    snprintf(errfile, sizeof errfile, "/tmp/ps-pctlu-err-XXXXXX");
+    int fd = mkstemp(errfile);
+    cr_assert(fd >= 0);
+    close(fd);
+}
+
+static void stop_users(void)
+{
+    stop();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", users_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", users_dir);
+}
+
+TestSuite(psctl_shards_users, .init = start_users, .fini = stop_users, .timeout = 120);
+
+/* 0 when bob (reader) may PING shard i. */
+static int bob_pings(size_t i)
+{
+    ps_client_opts_t o = {.user = "bob", .password_file = pw_path, .max_retries = -1};
+    ps_admin_t *a = NULL;
+    ps_error_t err;
+    int rc = ps_admin_connect(sh.addr[i], &o, &a, &err);
+    if (rc == 0) {
+        ps_admin_ping_info_t info;
+        rc = ps_admin_ping(a, &info, &err);
+        ps_admin_free(a);
+    }
+    return rc;
+}
+
+Test(psctl_shards_users, reload_users_reloads_every_shards_own_file)
+{
+    char as_alice[256];
+    snprintf(as_alice, sizeof as_alice, "--user alice --password-file '%s'", pw_path);
+    /* bob is added to every shard's file; psd knows him only after the reload. */
+    for (size_t i = 0; i < NSHARDS; i++) {
+        write_users(i, 1);
+        cr_assert_neq(bob_pings(i), 0, "bob before the reload on shard %zu", i);
+    }
+    run_t r;
+    char args[512], want[1024];
+    snprintf(args, sizeof args, "%s reload-users", as_alice);
+    psctl(&r, args);
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    cr_assert_str_eq(r.err, "");
+    snprintf(want, sizeof want,
+             "users file %s reloaded by psd /job:ps/task:0 at %s\n"
+             "users file %s reloaded by psd /job:ps/task:1 at %s\n"
+             "users file %s reloaded by psd /job:ps/task:2 at %s\n",
+             users_path[0], sh.addr[0], users_path[1], sh.addr[1], users_path[2], sh.addr[2]);
+    cr_assert_str_eq(r.out, want);
+    for (size_t i = 0; i < NSHARDS; i++)
+        cr_assert_eq(bob_pings(i), 0, "bob after the reload on shard %zu", i);
+
+    /* Shard 1's file does not parse: its error, the others reloaded, exit 1. */
+    FILE *f = fopen(users_path[1], "w");
+    cr_assert_not_null(f);
+    fputs("eve superuser $argon2id$v=19$m=65536,t=2,p=1$x$y\n", f);
+    fclose(f);
+    snprintf(args, sizeof args, "%s --json reload-users", as_alice);
+    psctl(&r, args);
+    cr_assert_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_assert(json_ok(r.out), "not JSON: %s", r.out);
+    snprintf(want, sizeof want, "error: INVALID_ARGUMENT: /job:ps/task:1 (%s): ", sh.addr[1]);
+    cr_assert_eq(strncmp(r.err, want, strlen(want)), 0, "%s", r.err);
+    snprintf(want, sizeof want,
+             "{\"shards\":[{\"server\":\"%s\",\"users\":\"%s\",\"task\":\"/job:ps/task:0\"},"
+             "{\"server\":\"%s\",\"task\":\"/job:ps/task:1\",\"error\":{\"code\":"
+             "\"INVALID_ARGUMENT\",",
+             sh.addr[0], users_path[0], sh.addr[1]);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    snprintf(want, sizeof want,
+             "{\"server\":\"%s\",\"users\":\"%s\",\"task\":\"/job:ps/task:2\"}]}\n", sh.addr[2],
+             users_path[2]);
+    cr_assert_not_null(strstr(r.out, want), "%s", r.out);
+    cr_assert_eq(bob_pings(1), 0, "a bad file changes nothing on shard 1");
+
+    /* Shard 2 down: named, the others reloaded, exit 3. */
+    write_users(1, 1);
+    cr_assert_eq(ps_psd_finish(&sh.psd[2], SIGTERM, 10000), 0, "psd 2 not clean");
+    ps_psd_cleanup(&sh.psd[2]);
+    snprintf(args, sizeof args, "%s reload-users", as_alice);
+    psctl(&r, args);
+    cr_assert_eq(r.status, 3, "%s%s", r.out, r.err);
+    snprintf(want, sizeof want,
+             "users file %s reloaded by psd /job:ps/task:0 at %s\n"
+             "users file %s reloaded by psd /job:ps/task:1 at %s\n",
+             users_path[0], sh.addr[0], users_path[1], sh.addr[1]);
+    cr_assert_str_eq(r.out, want);
+    snprintf(want, sizeof want,
+             "error: UNAVAILABLE: /job:ps/task:2 (%s): failed to connect to %s: Connection "
+             "refused\n",
+             sh.addr[2], sh.addr[2]);
+    cr_assert_str_eq(r.err, want);
 }
