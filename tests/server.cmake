@@ -1,5 +1,6 @@
 # server tests: unit tests of psd's modules, linked against psd_core. Paths are relative to tests/.
 ps_add_criterion_test(test_store SOURCES unit/test_store.c LIBS psd_core)
+ps_add_criterion_test(test_varinfo SOURCES unit/test_varinfo.c LIBS psd_core)
 ps_add_criterion_test(test_dedup SOURCES unit/test_dedup.c LIBS psd_core)
 ps_add_criterion_test(test_constraint SOURCES unit/test_constraint.c LIBS psd_core)
 ps_add_criterion_test(test_config SOURCES unit/test_config.c LIBS psd_core)

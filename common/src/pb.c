@@ -480,26 +480,6 @@ void ps_pb_header_free(Pscope__V1__Header *h)
  * sent as "id = 0" spelled out, which decodes to the same message. */
 static const uint8_t empty_header[2] = {0x08, 0x00};
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t) (v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t) v;
-    return p;
-}
-
 /* The body message of h (NULL when none). */
 static const ProtobufCMessage *header_body(const Pscope__V1__Header *h, unsigned *field)
 {
@@ -560,7 +540,7 @@ static size_t td_dims_size(const Pscope__V1__TensorDesc *t)
 {
     size_t d = 0;
     for (size_t i = 0; i < t->n_dims; i++)
-        d += varint_size((uint64_t) t->dims[i]);
+        d += ps_pb_varint_size((uint64_t) t->dims[i]);
     return d;
 }
 
@@ -571,15 +551,15 @@ static size_t td_size(const Pscope__V1__TensorDesc *t)
         return pscope__v1__tensor_desc__get_packed_size(t);
     size_t n = 0;
     if (t->name.len)
-        n += 1 + varint_size(t->name.len) + t->name.len;
+        n += 1 + ps_pb_varint_size(t->name.len) + t->name.len;
     if (t->dtype)
-        n += 1 + varint_size((uint64_t) (int64_t) (int32_t) t->dtype);
+        n += 1 + ps_pb_varint_size((uint64_t) (int64_t) (int32_t) t->dtype);
     if (t->n_dims) {
         size_t d = td_dims_size(t);
-        n += 1 + varint_size(d) + d;
+        n += 1 + ps_pb_varint_size(d) + d;
     }
     if (t->version)
-        n += 1 + varint_size(t->version);
+        n += 1 + ps_pb_varint_size(t->version);
     return n;
 }
 
@@ -590,23 +570,23 @@ static uint8_t *td_pack(const Pscope__V1__TensorDesc *t, uint8_t *p)
         return p + pscope__v1__tensor_desc__pack(t, p);
     if (t->name.len) {
         *p++ = T_NAME << 3 | 2;
-        p = put_varint(p, t->name.len);
+        p = ps_pb_put_varint(p, t->name.len);
         memcpy(p, t->name.data, t->name.len);
         p += t->name.len;
     }
     if (t->dtype) {
         *p++ = T_DTYPE << 3;
-        p = put_varint(p, (uint64_t) (int64_t) (int32_t) t->dtype);
+        p = ps_pb_put_varint(p, (uint64_t) (int64_t) (int32_t) t->dtype);
     }
     if (t->n_dims) {
         *p++ = T_DIMS << 3 | 2;
-        p = put_varint(p, td_dims_size(t));
+        p = ps_pb_put_varint(p, td_dims_size(t));
         for (size_t i = 0; i < t->n_dims; i++)
-            p = put_varint(p, (uint64_t) t->dims[i]);
+            p = ps_pb_put_varint(p, (uint64_t) t->dims[i]);
     }
     if (t->version) {
         *p++ = T_VERSION << 3;
-        p = put_varint(p, t->version);
+        p = ps_pb_put_varint(p, t->version);
     }
     return p;
 }
@@ -619,23 +599,23 @@ static size_t plan_size(const Pscope__V1__Header *h, ps_pb_plan_t *plan)
         return 0;
     size_t n = 0;
     if (h->id)
-        n += 1 + varint_size(h->id);
+        n += 1 + ps_pb_varint_size(h->id);
     if (h->method)
-        n += 1 + varint_size(h->method);
+        n += 1 + ps_pb_varint_size(h->method);
     if (h->code)
-        n += 1 + varint_size(h->code);
+        n += 1 + ps_pb_varint_size(h->code);
     if (h->message && h->message[0]) {
         size_t l = strlen(h->message);
-        n += 1 + varint_size(l) + l;
+        n += 1 + ps_pb_varint_size(l) + l;
     }
     for (size_t i = 0; i < h->n_tensors; i++) {
         size_t l = td_size(h->tensors[i]);
         if (i < PS_PB_PLAN_TENSORS)
             plan->tensor[i] = l;
-        n += 1 + varint_size(l) + l;
+        n += 1 + ps_pb_varint_size(l) + l;
     }
     if (h->retry_after_ms)
-        n += 1 + varint_size(h->retry_after_ms);
+        n += 1 + ps_pb_varint_size(h->retry_after_ms);
     unsigned field;
     const ProtobufCMessage *body = header_body(h, &field);
     plan->body = 0;
@@ -643,7 +623,7 @@ static size_t plan_size(const Pscope__V1__Header *h, ps_pb_plan_t *plan)
         return 0;
     if (body) {
         plan->body = protobuf_c_message_get_packed_size(body);
-        n += varint_size((uint64_t) field << 3) + varint_size(plan->body) + plan->body;
+        n += ps_pb_varint_size((uint64_t) field << 3) + ps_pb_varint_size(plan->body) + plan->body;
     }
     return n;
 }
@@ -654,37 +634,37 @@ static size_t plan_pack(const Pscope__V1__Header *h, const ps_pb_plan_t *plan, u
     uint8_t *p = out;
     if (h->id) {
         *p++ = F_ID << 3;
-        p = put_varint(p, h->id);
+        p = ps_pb_put_varint(p, h->id);
     }
     if (h->method) {
         *p++ = F_METHOD << 3;
-        p = put_varint(p, h->method);
+        p = ps_pb_put_varint(p, h->method);
     }
     if (h->code) {
         *p++ = F_CODE << 3;
-        p = put_varint(p, h->code);
+        p = ps_pb_put_varint(p, h->code);
     }
     if (h->message && h->message[0]) {
         size_t l = strlen(h->message);
         *p++ = F_MESSAGE << 3 | 2;
-        p = put_varint(p, l);
+        p = ps_pb_put_varint(p, l);
         memcpy(p, h->message, l);
         p += l;
     }
     for (size_t i = 0; i < h->n_tensors; i++) {
         *p++ = F_TENSORS << 3 | 2;
-        p = put_varint(p, i < PS_PB_PLAN_TENSORS ? plan->tensor[i] : td_size(h->tensors[i]));
+        p = ps_pb_put_varint(p, i < PS_PB_PLAN_TENSORS ? plan->tensor[i] : td_size(h->tensors[i]));
         p = td_pack(h->tensors[i], p);
     }
     if (h->retry_after_ms) {
         *p++ = F_RETRY << 3;
-        p = put_varint(p, h->retry_after_ms);
+        p = ps_pb_put_varint(p, h->retry_after_ms);
     }
     unsigned field;
     const ProtobufCMessage *body = header_body(h, &field);
     if (body) {
-        p = put_varint(p, (uint64_t) field << 3 | 2);
-        p = put_varint(p, plan->body);
+        p = ps_pb_put_varint(p, (uint64_t) field << 3 | 2);
+        p = ps_pb_put_varint(p, plan->body);
         p += protobuf_c_message_pack(body, p);
     }
     return (size_t) (p - out);

@@ -11,6 +11,28 @@
 
 #include "pscope.pb-c.h"
 
+/** Bytes of v as a protobuf varint (1 to 10). */
+static inline size_t ps_pb_varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/** Write v as a protobuf varint at p; returns the end. */
+static inline uint8_t *ps_pb_put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t) v;
+    return p;
+}
+
 /* Upper bound on what unpacking one header may allocate, as a multiple of its encoded size plus a
  * constant: protobuf-c's in-memory form of a message is a bounded multiple of its encoding. */
 #define PS_PB_UNPACK_FACTOR 16

@@ -491,150 +491,6 @@ static int prepare_delete(psd_rpc_t *rpc, psd_req_t *r, ps_error_t *err)
 
 /* ---- reply building ---- */
 
-static Pscope__V1__VarInfo *var_info(psd_req_t *r, const psd_var_t *v)
-{
-    Pscope__V1__VarInfo *vi = scratch_alloc(r, sizeof *vi);
-    Pscope__V1__Initializer *in = scratch_alloc(r, sizeof *in);
-    ProtobufCBinaryData *colls = NULL;
-    if (v->ncollections)
-        colls = scratch_alloc(r, v->ncollections * sizeof *colls);
-    if (!vi || !in || (v->ncollections && !colls))
-        return NULL;
-    pscope__v1__var_info__init(vi);
-    pscope__v1__initializer__init(in);
-    vi->name.data = (uint8_t *) psd_var_name(v);
-    vi->name.len = v->name_len;
-    vi->dtype = (Pscope__V1__DType) v->dtype;
-    vi->n_dims = v->rank;
-    vi->dims = (int64_t *) v->dims;
-    vi->version = v->version;
-    vi->trainable = v->trainable;
-    for (size_t i = 0; i < v->ncollections; i++) {
-        const char *c = psd_var_collection(v, i);
-        colls[i].data = (uint8_t *) c;
-        colls[i].len = strlen(c);
-    }
-    vi->n_collections = v->ncollections;
-    vi->collections = colls;
-    vi->kind = (Pscope__V1__VarKind) v->kind;
-    ps_init_spec_t spec;
-    psd_var_init_spec(v, &spec);
-    in->kind = (Pscope__V1__InitKind) spec.kind;
-    in->value = spec.value;
-    in->mean = spec.mean;
-    in->stddev = spec.stddev;
-    in->minval = spec.minval;
-    in->maxval = spec.maxval;
-    in->scale = spec.scale;
-    in->mode = (Pscope__V1__FanMode) spec.mode;
-    in->distribution = (Pscope__V1__Distribution) spec.distribution;
-    in->seed = spec.seed;
-    vi->initializer = in;
-    vi->creator = (char *) psd_var_creator(v);
-    vi->created_unix_ms = v->created_ms;
-    vi->nbytes = v->data->len;
-    vi->synchronization = v->synchronization;
-    vi->aggregation = v->aggregation;
-    const ps_constraint_spec_t *cs = psd_var_constraint(v);
-    if (cs) {
-        Pscope__V1__Constraint *c = scratch_alloc(r, sizeof *c);
-        int32_t *axes = scratch_alloc(r, PS_MAX_RANK * sizeof *axes);
-        if (!c || !axes)
-            return NULL;
-        pscope__v1__constraint__init(c);
-        c->kind = (Pscope__V1__ConstraintKind) cs->kind;
-        c->max_value = cs->max_value;
-        c->min_value = cs->min_value;
-        c->rate = cs->rate;
-        c->all_axes = cs->all_axes;
-        memcpy(axes, cs->axes, cs->naxes * sizeof *axes);
-        c->n_axis = cs->naxes;
-        c->axis = axes;
-        vi->constraint = c;
-    }
-    ps_slice_info_t si;
-    if (psd_var_slice(v, &si)) {
-        Pscope__V1__SaveSliceInfo *ss = scratch_alloc(r, sizeof *ss);
-        int64_t *nums = scratch_alloc(r, 3 * si.rank * sizeof *nums);
-        if (!ss || !nums)
-            return NULL;
-        pscope__v1__save_slice_info__init(ss);
-        ss->full_name.data = (uint8_t *) si.full_name;
-        ss->full_name.len = strlen(si.full_name);
-        memcpy(nums, si.full_dims, si.rank * sizeof *nums);
-        memcpy(nums + si.rank, si.offset, si.rank * sizeof *nums);
-        memcpy(nums + 2 * si.rank, v->dims, si.rank * sizeof *nums);
-        ss->n_full_shape = ss->n_var_offset = ss->n_var_shape = si.rank;
-        ss->full_shape = nums;
-        ss->var_offset = nums + si.rank;
-        ss->var_shape = nums + 2 * si.rank;
-        vi->save_slice_info = ss;
-    }
-    return vi;
-}
-
-/* ---- get_variable's VarInfo, encoded once ----
- * A variable's metadata is fixed when it is created and its VarInfo otherwise changes only with its
- * version, so get_variable keeps the encoding it last sent for a variable (one slot per name hash)
- * and sends those bytes again while the variable (its address, name, creation time and version)
- * is the same and no request that can delete or create variables ran since (rpc->var_epoch). */
-#define VI_SLOTS    256
-#define VI_NAME_MAX 96
-#define VI_BYTES    512
-
-struct psd_vi_entry {
-    const psd_var_t *v;
-    uint64_t version, epoch;
-    int64_t created_ms;
-    uint16_t name_len;
-    uint16_t len; /* bytes: the varint length, then the VarInfo message (0 = empty slot) */
-    char name[VI_NAME_MAX];
-    uint8_t bytes[VI_BYTES];
-};
-
-static struct psd_vi_entry *vi_slot(psd_rpc_t *rpc, const psd_var_t *v)
-{
-    if (!rpc->vi_cache && !(rpc->vi_cache = ps_calloc(VI_SLOTS, sizeof *rpc->vi_cache)))
-        return NULL;
-    return &rpc->vi_cache[v->hash % VI_SLOTS];
-}
-
-static const struct psd_vi_entry *vi_lookup(psd_rpc_t *rpc, const psd_var_t *v)
-{
-    const struct psd_vi_entry *e = vi_slot(rpc, v);
-    if (!e || !e->len || e->v != v || e->version != v->version || e->epoch != rpc->var_epoch ||
-        e->created_ms != v->created_ms || e->name_len != v->name_len ||
-        memcmp(e->name, psd_var_name(v), v->name_len) != 0)
-        return NULL;
-    return e;
-}
-
-static void vi_store(psd_rpc_t *rpc, const psd_var_t *v, const Pscope__V1__VarInfo *vi)
-{
-    struct psd_vi_entry *e = vi_slot(rpc, v);
-    size_t n = pscope__v1__var_info__get_packed_size(vi);
-    if (!e || v->name_len > VI_NAME_MAX || n > VI_BYTES - 5)
-        return;
-    uint8_t *p = e->bytes;
-    size_t k = n;
-    while (k >= 0x80) {
-        *p++ = (uint8_t) (k | 0x80);
-        k >>= 7;
-    }
-    *p++ = (uint8_t) k;
-    if (pscope__v1__var_info__pack(vi, p) != n) {
-        e->len = 0;
-        return;
-    }
-    e->len = (uint16_t) ((size_t) (p - e->bytes) + n);
-    e->v = v;
-    e->version = v->version;
-    e->epoch = rpc->var_epoch;
-    e->created_ms = v->created_ms;
-    e->name_len = v->name_len;
-    memcpy(e->name, psd_var_name(v), v->name_len);
-}
-
 static int oom(ps_error_t *err)
 {
     return ps_error_set(err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory building the reply");
@@ -789,27 +645,22 @@ static int handle_getvar(psd_rpc_t *rpc,
         return oom(err);
     pscope__v1__get_variable_reply__init(rep);
     rep->created = created;
-    const struct psd_vi_entry *cached = created ? NULL : vi_lookup(rpc, v);
     if (created)
-        rpc->var_epoch++;
-    if (cached) {
-        /* GetVariableReply.var (field 2) as the bytes sent before: protobuf-c writes a message's
-         * unknown fields verbatim after its known ones. */
-        ProtobufCMessageUnknownField *uf = scratch_alloc(r, sizeof *uf);
-        if (!uf)
-            return oom(err);
-        uf->tag = 2;
-        uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
-        uf->len = cached->len;
-        uf->data = (uint8_t *) (uintptr_t) cached->bytes;
-        rep->base.n_unknown_fields = 1;
-        rep->base.unknown_fields = uf;
-    } else {
-        if (!(rep->var = var_info(r, v)))
-            return oom(err);
-        if (!created)
-            vi_store(rpc, v, rep->var);
-    }
+        psd_vi_cache_forget(&rpc->vi);
+    /* GetVariableReply.var (field 2) as bytes written directly (kept for the next lookup of the
+     * same variable): protobuf-c writes a message's unknown fields verbatim after its known ones.
+     */
+    size_t vlen = 0;
+    const uint8_t *vbytes = psd_vi_cache_bytes(&rpc->vi, v, !created, arena_alloc, r, &vlen);
+    ProtobufCMessageUnknownField *uf = scratch_alloc(r, sizeof *uf);
+    if (!vbytes || !uf)
+        return oom(err);
+    uf->tag = 2;
+    uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    uf->len = vlen;
+    uf->data = (uint8_t *) (uintptr_t) vbytes;
+    rep->base.n_unknown_fields = 1;
+    rep->base.unknown_fields = uf;
     out->body_case = PSCOPE__V1__HEADER__BODY_GET_VARIABLE_REPLY;
     out->get_variable_reply = rep;
     return 0;
@@ -922,7 +773,7 @@ static int handle_list(psd_rpc_t *rpc,
     }
     pscope__v1__list_reply__init(rep);
     for (size_t i = 0; i < n; i++) {
-        if (!(vis[i] = var_info(r, vars[i]))) {
+        if (!(vis[i] = psd_varinfo_build(vars[i], arena_alloc, r))) {
             ps_free(vars);
             return oom(err);
         }
@@ -952,7 +803,7 @@ static int handle_describe(psd_rpc_t *rpc,
     if (!rep)
         return oom(err);
     pscope__v1__describe_reply__init(rep);
-    if (!(rep->var = var_info(r, v)))
+    if (!(rep->var = psd_varinfo_build(v, arena_alloc, r)))
         return oom(err);
     out->body_case = PSCOPE__V1__HEADER__BODY_DESCRIBE_REPLY;
     out->describe_reply = rep;
@@ -2302,7 +2153,7 @@ void psd_rpc_finish(psd_rpc_t *rpc, psd_req_t *r, const psd_reply_sink_t *sink)
     if (m->method != PSCOPE__V1__METHOD__PULL && m->method != PSCOPE__V1__METHOD__GET_VARIABLE &&
         m->method != PSCOPE__V1__METHOD__PING && m->method != PSCOPE__V1__METHOD__LIST &&
         m->method != PSCOPE__V1__METHOD__DESCRIBE && m->method != PSCOPE__V1__METHOD__STATS)
-        rpc->var_epoch++;
+        psd_vi_cache_forget(&rpc->vi);
     rpc->req_ms = 0;
     if (rc) {
         rpc->counters[m->method].errors++;
@@ -2371,8 +2222,7 @@ int psd_rpc_init(psd_rpc_t *rpc, const psd_rpc_limits_t *lim)
 
 void psd_rpc_deinit(psd_rpc_t *rpc)
 {
-    ps_free(rpc->vi_cache);
-    rpc->vi_cache = NULL;
+    psd_vi_cache_free(&rpc->vi);
     while (rpc->req_cache) {
         psd_req_t *r = rpc->req_cache;
         rpc->req_cache = r->next_free;

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "optim.h"
 #include "store.h"
+#include "varinfo.h"
 
 #define PSD_METHOD_MAX 59 /* highest pscope.v1.Method value (20-59 are allotted to new methods) */
 
@@ -156,8 +157,8 @@ typedef struct psd_rpc {
     psd_ops_metrics_t ops;                       /* readiness, recovery, metrics port */
     struct psd_req *req_cache;                   /* freed request structs, reused (rpc.c) */
     unsigned req_cached;
-    struct psd_vi_entry *vi_cache; /* get_variable's VarInfo encodings (rpc.c) */
-    uint64_t var_epoch;            /* +1 by any request that may delete or create variables */
+    psd_vi_cache_t vi; /* get_variable's VarInfo encodings; forgotten by any request that may
+                        * delete or create variables */
 } psd_rpc_t;
 
 /**
