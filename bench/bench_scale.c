@@ -102,7 +102,8 @@ static double psd_create_all(uint16_t port, uint64_t n)
     ps_wc_t c;
     if (ps_wc_connect(&c, port, 120000) != 0)
         bc_die("connect to psd");
-    ps_wc_buf_t b = {0};
+    c.client_decode = 1; /* replies parsed as libpsclient parses them (hiredis for Redis's) */
+    ps_wc_buf_t b = {.client_encode = 1}; /* and requests built as it builds them */
     double t0 = bc_now();
     for (uint64_t base = 0; base < n; base += BATCH) {
         uint64_t end = base + BATCH < n ? base + BATCH : n;

@@ -224,6 +224,7 @@ int bl_run(const bl_proto_t *p,
         }
         fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
         if (p->kind == BL_PSD) {
+            c->w.client_encode = 1; /* requests built (p->add) as libpsclient builds them */
             c->rcap = 65536;
             c->r = ps_malloc(c->rcap);
             if (c->r == NULL)

@@ -25,7 +25,9 @@
 #include <criterion/criterion.h>
 
 #include <ps/admin.h>
+#include <ps/client.h>
 #include <ps/dtype.h>
+#include <ps/variable.h>
 
 #include "auth.h"
 #include "support/psd_launch.h"
@@ -180,6 +182,61 @@ Test(tls, mtls_with_auth_moves_tensors)
     cr_assert_eq(admin_connect(&good, &a, &err), 0, "%s", err.msg);
     roundtrip_1mib(a, "m/big");
     ps_admin_free(a);
+    PS_ASSERT_PSD_STOPS_CLEAN(&psd);
+}
+
+/* A pull of 1,200 variables in one request over TLS: its reply head is larger than a connection's
+ * output buffer (a buffer of its own), the small values are copied into output buffers, one of
+ * 512 KB goes by reference, and all of it passes through the TLS write path. */
+Test(tls, one_pull_of_many_variables)
+{
+    enum {
+        NV = 1200,
+        BIG = 1 << 17
+    };
+
+    start_tls("required");
+    char addr[64], ca[400], cert[400], key[400], pw[400];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", psd.port);
+    path_of(ca, sizeof ca, good.ca);
+    path_of(cert, sizeof cert, good.cert);
+    path_of(key, sizeof key, good.key);
+    path_of(pw, sizeof pw, "alice.pw");
+    ps_client_opts_t o = {.tls_ca = ca,
+                          .tls_cert = cert,
+                          .tls_key = key,
+                          .user = "alice",
+                          .password_file = pw,
+                          .request_timeout_ms = 20000};
+    ps_client_t *c = NULL;
+    ps_graph_t *g = NULL;
+    ps_error_t err;
+    cr_assert_eq(ps_client_connect(addr, &o, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(ps_graph_new(c, &g, &err), 0, "%s", err.msg);
+    static ps_variable_t *v[NV];
+    static void *bufs[NV];
+    static size_t lens[NV];
+    for (int i = 0; i < NV; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "many/v%04d", i);
+        int64_t d[1] = {i == NV / 2 ? BIG : 1 + i % 9};
+        ps_shape_t s = ps_shape_make(1, d);
+        ps_initializer_t init = ps_init_constant((double) i);
+        ps_get_variable_args_t a = {.name = name, .shape = &s, .initializer = &init};
+        cr_assert_eq(ps_get_variable(g, &a, &v[i], &err), 0, "%s: %s", name, err.msg);
+        lens[i] = (size_t) d[0] * sizeof(float);
+        bufs[i] = malloc(lens[i]);
+        cr_assert_not_null(bufs[i]);
+    }
+    cr_assert_eq(ps_variables_pull(v, NV, bufs, lens, &err), 0, "%s", err.msg);
+    for (int i = 0; i < NV; i++) {
+        const float *f = bufs[i];
+        for (size_t k = 0; k < lens[i] / sizeof(float); k++)
+            cr_assert_eq(f[k], (float) i, "many/v%04d[%zu] = %g", i, k, (double) f[k]);
+        free(bufs[i]);
+    }
+    ps_graph_free(g);
+    ps_client_free(c);
     PS_ASSERT_PSD_STOPS_CLEAN(&psd);
 }
 

@@ -356,8 +356,10 @@ int ps_wc_call(ps_wc_t *c, ps_wc_buf_t *b, ps_wc_reply_t *r)
 
 void ps_wc_buf_free(ps_wc_buf_t *b)
 {
+    int client_encode = b->client_encode;
     ps_free(b->data);
     memset(b, 0, sizeof *b);
+    b->client_encode = client_encode;
 }
 
 /* Make room for len more bytes. */
@@ -412,6 +414,16 @@ void ps_wc_prefix(uint8_t out[16], uint32_t header_len, uint64_t frame_len)
 /* Append prefix + header for a frame whose payload_len bytes the caller appends next. */
 static int add_head(ps_wc_buf_t *b, const Pscope__V1__Header *h, uint64_t payload_len)
 {
+    if (b->client_encode) {
+        ps_pb_plan_t plan;
+        ps_error_t err;
+        size_t len = ps_pb_frame_size(h, payload_len, UINT32_MAX, &plan, &err);
+        if (len == 0 || buf_reserve(b, len) != 0 ||
+            ps_pb_frame_pack_into(h, payload_len, len, &plan, b->data + b->len, &err) != 0)
+            return -1;
+        b->len += len;
+        return 0;
+    }
     size_t hlen = pscope__v1__header__get_packed_size(h);
     if (buf_reserve(b, 16 + hlen) != 0)
         return -1;

@@ -37,6 +37,9 @@ typedef struct ps_wc_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
+    /* Frames' headers are packed by protobuf-c (0, the default) or, when set, by libpsclient's own
+     * ps_pb_frame_pack_into (the same bytes: benchmarks that build requests as a client would). */
+    int client_encode;
 } ps_wc_buf_t;
 
 /** One reply frame: the unpacked header and the raw payload (NULL when payload_len is 0). */

@@ -23,8 +23,7 @@ static psd_store_t *st;
 
 static void setup(void)
 {
-    psd_store_limits_t lim = {.max_var_bytes = 1u << 20, .max_memory = 0, .dedup_max_clients = 4};
-    st = psd_store_new(&lim);
+    st = psd_store_new(NULL); /* default limits */
     cr_assert_not_null(st);
 }
 
