@@ -196,9 +196,10 @@ typedef struct wk {
     uint32_t worker, total, agg;
     int steps;
     int sleep_ms;
-    int start_step; /* -1: from the join */
-    int skip_coord; /* send no gradient for the coordinator's variable */
-    char go[320];   /* after joining, wait (up to 60 s) until this file exists */
+    int start_step;   /* -1: from the join */
+    int skip_coord;   /* send no gradient for the coordinator's variable */
+    char joined[320]; /* made once the worker has joined */
+    char go[320];     /* after joining, wait (up to 60 s) until this file exists */
     char rec[320];
 } wk_t;
 
@@ -218,6 +219,12 @@ static int run_worker(const wk_t *a)
     if (ps_worker_join(m.c, &cfg, &w, &err) != 0) {
         fprintf(stderr, "worker %u join: %s\n", a->worker, err.msg);
         return 11;
+    }
+    if (a->joined[0]) {
+        FILE *j = fopen(a->joined, "w");
+        if (!j)
+            return 15;
+        fclose(j);
     }
     FILE *rec = a->rec[0] ? fopen(a->rec, "a") : NULL;
     ps_optimizer_config_t sgd = ps_optimizer_sgd(0.1);
@@ -515,16 +522,21 @@ Test(sync_shards, backup_worker_gradients_are_dropped_on_every_shard)
 {
     float v0[NS][NV];
     read_vars(v0);
-    /* 3 replicas, 2 aggregated: workers 0 and 1 make 5 steps; worker 2 joins with them and sends
-     * step 0 once both have exited (told by a file the test makes then, not by a timer: a loaded
-     * machine or the ThreadSanitizer build may take seconds), when every shard has every decision.
-     */
+    /* 3 replicas, 2 aggregated: workers 0 and 1 make 5 steps; worker 2 joins before they start
+     * and sends step 0 once both have exited, when every shard has every decision. Both moments
+     * come from files, not timers (a loaded machine or the ThreadSanitizer build may take
+     * seconds): a straggler that joined after step 0 was decided would learn that decision at its
+     * join and, knowing no newer one, report global step 1 without asking the coordinator. */
     wk_t a0 = base(0, 3, 5), a1 = base(1, 3, 5), a2 = base(2, 3, 1);
     a0.agg = a1.agg = a2.agg = 2;
     a2.start_step = 0;
+    snprintf(a2.joined, sizeof a2.joined, "%s/backup2.joined", sh.datadir[0]);
     snprintf(a2.go, sizeof a2.go, "%s/backup2.go", sh.datadir[0]);
     snprintf(a2.rec, sizeof a2.rec, "%s/backup2", sh.datadir[0]);
     pid_t p2 = spawn(&a2);
+    for (int i = 0; i < 6000 && access(a2.joined, F_OK) != 0; i++)
+        ps_sleep_ms(10);
+    cr_assert_eq(access(a2.joined, F_OK), 0, "worker 2 did not join within 60 s");
     pid_t p0 = spawn(&a0), p1 = spawn(&a1);
     cr_assert_eq(ps_child_reap(p0, 60000), 0);
     cr_assert_eq(ps_child_reap(p1, 60000), 0);
@@ -540,7 +552,8 @@ Test(sync_shards, backup_worker_gradients_are_dropped_on_every_shard)
     cr_assert_eq(fscanf(f, "%u %lld %lld %d %u", &wk, &step, &gs, &dropped, &agg), 5);
     fclose(f);
     cr_assert_eq(dropped, 1, "the straggler's gradient for step 0 was taken");
-    cr_assert_eq(gs, 5);
+    cr_assert_eq(gs, 5, "the straggler saw global step %lld (step %lld, aggregated %u)", gs, step,
+                 agg);
     /* Every step on every shard is the average of workers 0 and 1 alone. */
     expect_vars(5, 0x3, "backup worker");
     cr_assert_eq(read_step(), 5);
