@@ -4,8 +4,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <ps/internal/alloc.h>
-
 #include "psctl.h"
 #include "shards.h"
 
@@ -16,14 +14,9 @@ static double now_ms(void)
     return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
 }
 
-/* A pong's fields: the server, and (info not NULL: it answered) its version, id and round trip. */
-static void
-json_pong(psctl_json_t *j, const char *server, const ps_admin_ping_info_t *info, double rtt)
+/* A pong's fields: its version, id and round trip. */
+static void json_pong(psctl_json_t *j, const ps_admin_ping_info_t *info, double rtt)
 {
-    psctl_json_key(j, "server");
-    psctl_json_str(j, server);
-    if (!info)
-        return;
     psctl_json_key(j, "version");
     psctl_json_str(j, info->version);
     psctl_json_key(j, "server_id");
@@ -49,7 +42,9 @@ static int ping_one(psctl_ctx_t *ctx)
         psctl_json_t j;
         psctl_json_init(&j, stdout);
         psctl_json_obj(&j);
-        json_pong(&j, ps_admin_address(ctx->admin), &info, rtt);
+        psctl_json_key(&j, "server");
+        psctl_json_str(&j, ps_admin_address(ctx->admin));
+        json_pong(&j, &info, rtt);
         psctl_json_obj_end(&j);
         psctl_json_end(&j);
     } else {
@@ -61,54 +56,44 @@ static int ping_one(psctl_ctx_t *ctx)
     return PSCTL_EXIT_OK;
 }
 
+/* Several shards: what one shard's PING found. */
+typedef struct pong {
+    ps_admin_ping_info_t info;
+    double rtt;
+} pong_t;
+
+static int ping_shard(psctl_ctx_t *ctx, size_t i, void *state, ps_error_t *err)
+{
+    pong_t *p = state;
+    double t0 = now_ms();
+    int rc = ps_admin_ping(ctx->shards[i], &p->info, err);
+    p->rtt = now_ms() - t0;
+    return rc;
+}
+
+static void print_pong(psctl_ctx_t *ctx, size_t i, void *state)
+{
+    const pong_t *p = state;
+    char task[48];
+    printf("%spong%s from %s at %s: psd %s, server id %016llx, %.3f ms\n",
+           psctl_color(ctx, PSCTL_GREEN), psctl_color(ctx, PSCTL_RESET),
+           psctl_task_str(i, task, sizeof task), ctx->addrs[i], p->info.version,
+           (unsigned long long) p->info.server_id, p->rtt);
+}
+
+static void json_shard_pong(psctl_json_t *j, void *state)
+{
+    const pong_t *p = state;
+    json_pong(j, &p->info, p->rtt);
+}
+
 int psctl_cmd_ping(psctl_ctx_t *ctx, const psctl_args_t *args)
 {
     (void) args;
     if (psctl_server_count(ctx->server) < 2)
         return ping_one(ctx);
-    ps_error_t *errs = NULL;
-    int rc = psctl_connect_each(ctx, &errs);
-    if (rc)
-        return rc;
-    psctl_json_t j;
-    if (ctx->json) {
-        psctl_json_init(&j, stdout);
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "shards");
-        psctl_json_arr(&j);
-    }
-    int exit_code = PSCTL_EXIT_OK;
-    for (size_t i = 0; i < ctx->nshards; i++) {
-        ps_error_t *err = &errs[i];
-        ps_admin_ping_info_t info;
-        memset(&info, 0, sizeof info);
-        double rtt = 0;
-        char task[48];
-        psctl_task_str(i, task, sizeof task);
-        if (ctx->shards[i]) {
-            double t0 = now_ms();
-            if (ps_admin_ping(ctx->shards[i], &info, err) == 0)
-                rtt = now_ms() - t0;
-        }
-        if (err->code)
-            exit_code = psctl_shard_failed(ctx, i, err, exit_code);
-        if (ctx->json) {
-            psctl_json_obj(&j);
-            json_pong(&j, ctx->addrs[i], err->code ? NULL : &info, rtt);
-            psctl_json_shard_tail(&j, i, err);
-            psctl_json_obj_end(&j);
-        } else if (!err->code) {
-            printf("%spong%s from %s at %s: psd %s, server id %016llx, %.3f ms\n",
-                   psctl_color(ctx, PSCTL_GREEN), psctl_color(ctx, PSCTL_RESET), task,
-                   ctx->addrs[i], info.version, (unsigned long long) info.server_id, rtt);
-        }
-        fflush(stdout);
-    }
-    if (ctx->json) {
-        psctl_json_arr_end(&j);
-        psctl_json_obj_end(&j);
-        psctl_json_end(&j);
-    }
-    ps_free(errs);
-    return exit_code;
+    pong_t p;
+    memset(&p, 0, sizeof p);
+    psctl_shard_op_t op = {ping_shard, print_pong, json_shard_pong, &p};
+    return psctl_each_shard(ctx, &op);
 }

@@ -4,8 +4,6 @@
  */
 #include <stdio.h>
 
-#include <ps/internal/alloc.h>
-
 #include "psctl.h"
 #include "shards.h"
 
@@ -52,51 +50,32 @@ static int reload_one(psctl_ctx_t *ctx, const char *file)
     return PSCTL_EXIT_OK;
 }
 
-/* Several shards: each one reloads in task order; a line for each that did, an error line (on
- * stderr) for each that did not. */
-static int reload_shards(psctl_ctx_t *ctx, const char *file)
+/* Several shards: each one reloads in task order (file, or NULL: its own), into now. */
+typedef struct reload_state {
+    const char *file;
+    char now[1024];
+} reload_state_t;
+
+static int reload_shard(psctl_ctx_t *ctx, size_t i, void *state, ps_error_t *err)
 {
-    ps_error_t *errs = NULL;
-    int rc = psctl_connect_each(ctx, &errs);
-    if (rc)
-        return rc;
-    psctl_json_t j;
-    if (ctx->json) {
-        psctl_json_init(&j, stdout);
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "shards");
-        psctl_json_arr(&j);
-    }
-    int exit_code = PSCTL_EXIT_OK;
-    for (size_t i = 0; i < ctx->nshards; i++) {
-        char now[1024] = "", task[48];
-        if (ctx->shards[i])
-            reload(ctx->shards[i], file, now, sizeof now, &errs[i]);
-        if (errs[i].code)
-            exit_code = psctl_shard_failed(ctx, i, &errs[i], exit_code);
-        if (ctx->json) {
-            psctl_json_obj(&j);
-            psctl_json_key(&j, "server");
-            psctl_json_str(&j, ctx->addrs[i]);
-            if (!errs[i].code) {
-                psctl_json_key(&j, "users");
-                psctl_json_str(&j, now);
-            }
-            psctl_json_shard_tail(&j, i, &errs[i]);
-            psctl_json_obj_end(&j);
-        } else if (!errs[i].code) {
-            printf("users file %s reloaded by psd %s at %s\n", now,
-                   psctl_task_str(i, task, sizeof task), ctx->addrs[i]);
-        }
-        fflush(stdout);
-    }
-    if (ctx->json) {
-        psctl_json_arr_end(&j);
-        psctl_json_obj_end(&j);
-        psctl_json_end(&j);
-    }
-    ps_free(errs);
-    return exit_code;
+    reload_state_t *r = state;
+    r->now[0] = '\0';
+    return reload(ctx->shards[i], r->file, r->now, sizeof r->now, err);
+}
+
+static void print_reloaded(psctl_ctx_t *ctx, size_t i, void *state)
+{
+    const reload_state_t *r = state;
+    char task[48];
+    printf("users file %s reloaded by psd %s at %s\n", r->now, psctl_task_str(i, task, sizeof task),
+           ctx->addrs[i]);
+}
+
+static void json_reloaded(psctl_json_t *j, void *state)
+{
+    const reload_state_t *r = state;
+    psctl_json_key(j, "users");
+    psctl_json_str(j, r->now);
 }
 
 int psctl_cmd_reload_users(psctl_ctx_t *ctx, const psctl_args_t *args)
@@ -104,5 +83,7 @@ int psctl_cmd_reload_users(psctl_ctx_t *ctx, const psctl_args_t *args)
     const char *file = args->npos > 0 ? args->pos[0] : NULL;
     if (psctl_server_count(ctx->server) < 2)
         return reload_one(ctx, file);
-    return reload_shards(ctx, file);
+    reload_state_t r = {.file = file};
+    psctl_shard_op_t op = {reload_shard, print_reloaded, json_reloaded, &r};
+    return psctl_each_shard(ctx, &op);
 }

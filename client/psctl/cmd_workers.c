@@ -181,10 +181,7 @@ static int workers_shards(psctl_ctx_t *ctx, const char *group)
         exit_code = psctl_fail(ctx, &not_found);
     } else if (ctx->json) {
         psctl_json_t j;
-        psctl_json_init(&j, stdout);
-        psctl_json_obj(&j);
-        psctl_json_key(&j, "shards");
-        psctl_json_arr(&j);
+        psctl_json_shards_begin(&j);
         for (size_t i = 0; i < ctx->nshards; i++) {
             psctl_json_obj(&j);
             psctl_json_key(&j, "server");
@@ -196,9 +193,7 @@ static int workers_shards(psctl_ctx_t *ctx, const char *group)
             psctl_json_shard_tail(&j, i, &errs[i]);
             psctl_json_obj_end(&j);
         }
-        psctl_json_arr_end(&j);
-        psctl_json_obj_end(&j);
-        psctl_json_end(&j);
+        psctl_json_shards_end(&j);
     } else {
         /* Every shard that answered (with GROUP: those that hold it) under its heading. */
         int first = 1;

@@ -48,6 +48,56 @@ void psctl_json_shard_tail(psctl_json_t *j, size_t i, const ps_error_t *err)
         psctl_json_error(j, err);
 }
 
+void psctl_json_shards_begin(psctl_json_t *j)
+{
+    psctl_json_init(j, stdout);
+    psctl_json_obj(j);
+    psctl_json_key(j, "shards");
+    psctl_json_arr(j);
+}
+
+void psctl_json_shards_end(psctl_json_t *j)
+{
+    psctl_json_arr_end(j);
+    psctl_json_obj_end(j);
+    psctl_json_end(j);
+}
+
+int psctl_each_shard(psctl_ctx_t *ctx, const psctl_shard_op_t *op)
+{
+    ps_error_t *errs = NULL;
+    int rc = psctl_connect_each(ctx, &errs);
+    if (rc)
+        return rc;
+    psctl_json_t j;
+    if (ctx->json)
+        psctl_json_shards_begin(&j);
+    int exit_code = PSCTL_EXIT_OK;
+    for (size_t i = 0; i < ctx->nshards; i++) {
+        ps_error_t *err = &errs[i];
+        if (ctx->shards[i])
+            op->run(ctx, i, op->state, err);
+        if (err->code)
+            exit_code = psctl_shard_failed(ctx, i, err, exit_code);
+        if (ctx->json) {
+            psctl_json_obj(&j);
+            psctl_json_key(&j, "server");
+            psctl_json_str(&j, ctx->addrs[i]);
+            if (!err->code)
+                op->json(&j, op->state);
+            psctl_json_shard_tail(&j, i, err);
+            psctl_json_obj_end(&j);
+        } else if (!err->code) {
+            op->print(ctx, i, op->state);
+        }
+        fflush(stdout);
+    }
+    if (ctx->json)
+        psctl_json_shards_end(&j);
+    ps_free(errs);
+    return exit_code;
+}
+
 void psctl_print_shard_heading(const psctl_ctx_t *ctx, size_t i)
 {
     char task[48];

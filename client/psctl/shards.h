@@ -127,6 +127,30 @@ int psctl_shard_failed(psctl_ctx_t *ctx, size_t i, ps_error_t *err, int exit_cod
  * its code is set, "error". */
 void psctl_json_shard_tail(psctl_json_t *j, size_t i, const ps_error_t *err);
 
+/** --json: open and close the {"shards":[...]} document of a per-shard command. */
+void psctl_json_shards_begin(psctl_json_t *j);
+void psctl_json_shards_end(psctl_json_t *j);
+
+/**
+ * A per-shard command (ping, reload-users): run does the work on shard i's session (not called
+ * for a shard that could not be reached), then a shard that succeeded gets print's line, or with
+ * --json every shard gets an entry: "server", json's fields (when it succeeded), "task" and any
+ * "error". state carries what run found to print and json.
+ */
+typedef struct psctl_shard_op {
+    int (*run)(psctl_ctx_t *ctx, size_t i, void *state, ps_error_t *err);
+    void (*print)(psctl_ctx_t *ctx, size_t i, void *state);
+    void (*json)(psctl_json_t *j, void *state);
+    void *state;
+} psctl_shard_op_t;
+
+/**
+ * Connect to every shard and apply op to each in task order, output as it goes; a shard that
+ * cannot be reached or fails gets its error line (psctl_shard_failed) and the others still run.
+ * Returns the exit code: OK, CONNECT when a shard could not be reached, else ERROR.
+ */
+int psctl_each_shard(psctl_ctx_t *ctx, const psctl_shard_op_t *op);
+
 /** Text: shard i's heading, its task and address ("/job:ps/task:1 (10.0.0.2:7070)"), bold on a
  * terminal. */
 void psctl_print_shard_heading(const psctl_ctx_t *ctx, size_t i);
