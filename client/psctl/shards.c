@@ -158,12 +158,7 @@ int psctl_list_all(psctl_ctx_t *ctx,
     for (size_t s = 0; s < ctx->nshards; s++) {
         int rc = ps_admin_list(ctx->shards[s], prefix, collection, &out->lists[s], err);
         if (rc) {
-            if (ctx->nshards > 1) {
-                char msg[PS_ERROR_MSG_MAX];
-                snprintf(msg, sizeof msg, "%s", err->msg);
-                ps_error_set(err, rc, "shard %zu (%s): %s", s, ps_admin_address(ctx->shards[s]),
-                             msg);
-            }
+            psctl_error_at_shard(ctx, s, err);
             psctl_listing_free(out);
             return rc;
         }
