@@ -22,11 +22,14 @@ static atomic_ulong alloc_calls;
 static atomic_long fail_countdown = -1; /* < 0: no injection; 0: the next allocation fails */
 static atomic_int fail_sticky;
 
-/* Decide whether this allocation is one the test asked to fail. */
+/* Decide whether this allocation is one the test asked to fail. Attempts are counted only while
+ * injection is armed (the tests that read ps_alloc_calls arm it first): outside tests an
+ * allocation costs one atomic update (the bytes in use), not two. */
 static int injected_failure(void)
 {
-    atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
     long n = atomic_load_explicit(&fail_countdown, memory_order_relaxed);
+    if (n >= 0)
+        atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
     while (n >= 0) {
         if (n == 0) {
             if (!atomic_load_explicit(&fail_sticky, memory_order_relaxed))

@@ -318,11 +318,13 @@ Test(pb, unpacked_header_is_one_chain_of_blocks)
     size_t len;
     uint8_t *buf = ps_pb_frame_pack(&h, 0, PS_FRAME_DEFAULT_MAX_HEADER, &len, NULL);
     cr_assert_not_null(buf);
+    ps_alloc_fail_after(1L << 30, 0); /* armed but never reached: attempts are counted */
     unsigned long calls = ps_alloc_calls();
     size_t before = ps_alloc_used();
     Pscope__V1__Header *u = ps_pb_header_unpack(buf + 16, len - 16, NULL);
     cr_assert_not_null(u);
     cr_assert_eq(ps_alloc_calls() - calls, 1);
+    ps_alloc_fail_after(-1, 0);
     cr_assert_eq(u->get_variable->shape->n_dims, 2);
     cr_assert_eq(u->get_variable->shape->dims[1], -1);
     cr_assert_eq(u->get_variable->name.len, strlen("conv1/weights"));

@@ -21,7 +21,8 @@ char *ps_strdup(const char *s);
 /** Bytes currently allocated through ps_* (and libuv, once ps_alloc_install_uv() ran). */
 size_t ps_alloc_used(void);
 
-/** Allocation attempts so far (ps_malloc, ps_calloc, ps_realloc with p != NULL and n > 0). */
+/** Allocation attempts (ps_malloc, ps_calloc, ps_realloc with p != NULL and n > 0) made while
+ * failure injection was armed (ps_alloc_fail_after with n >= 0), including the one that failed. */
 unsigned long ps_alloc_calls(void);
 
 /**
