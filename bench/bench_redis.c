@@ -703,7 +703,8 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
     };
     int nkinds = O.base_bin ? S_NKINDS : S_BASE_GETVAR;
     static double ops[S_NKINDS][NSCONNS][NSDEPTHS][64], p50[S_NKINDS][NSCONNS][NSDEPTHS][64],
-        p99[S_NKINDS][NSCONNS][NSDEPTHS][64], cpu[S_NKINDS][NSCONNS][NSDEPTHS][64];
+        p99[S_NKINDS][NSCONNS][NSDEPTHS][64], cpu[S_NKINDS][NSCONNS][NSDEPTHS][64],
+        sys[S_NKINDS][NSCONNS][NSDEPTHS][64];
     int reps = O.reps;
     for (int r = 0; r < reps; r++) {
         for (unsigned ci = 0; ci < NSCONNS; ci++) {
@@ -715,7 +716,7 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                  * of the slices'.
                  */
                 double sops[S_NKINDS] = {0}, s50[S_NKINDS] = {0}, s99[S_NKINDS] = {0},
-                       scpu[S_NKINDS] = {0}, stot[S_NKINDS] = {0};
+                       scpu[S_NKINDS] = {0}, stot[S_NKINDS] = {0}, ssys[S_NKINDS] = {0};
                 int bad[S_NKINDS] = {0};
                 for (int sl = 0; sl < SLICES; sl++) {
                     for (int k = 0; k < nkinds; k++) {
@@ -723,7 +724,7 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                         uint16_t port;
                         pid_t spid;
                         small_server(k, &port, &spid);
-                        double c0 = bc_cpu_seconds(spid);
+                        double c0 = bc_cpu_seconds(spid), y0 = bc_rw_syscalls(spid);
                         if (bad[k] || bl_run(&pr[k], port, small_conns[ci], small_depths[di], 0.05,
                                              O.secs / SLICES, &res) != 0) {
                             if (!bad[k])
@@ -734,6 +735,8 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                         sops[k] += (double) res.ops;
                         /* The server's own CPU per request: independent of the client's. */
                         scpu[k] += bc_cpu_seconds(spid) - c0;
+                        /* And its reads and writes per request (the rest is epoll_wait). */
+                        ssys[k] += bc_rw_syscalls(spid) - y0;
                         stot[k] += (double) res.total;
                         s50[k] += res.p50_us / SLICES;
                         s99[k] += res.p99_us / SLICES;
@@ -742,6 +745,7 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                 for (int k = 0; k < nkinds; k++) {
                     ops[k][ci][di][r] = bad[k] ? -1 : sops[k] / O.secs;
                     cpu[k][ci][di][r] = stot[k] > 0 ? scpu[k] * 1e6 / stot[k] : 0;
+                    sys[k][ci][di][r] = stot[k] > 0 ? ssys[k] / stot[k] : 0;
                     p50[k][ci][di][r] = s50[k];
                     p99[k][ci][di][r] = s99[k];
                 }
@@ -756,13 +760,15 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
 
     FILE *csv = open_out("smallops.csv");
     fprintf(csv, "system_op,connections,depth,reps,median_ops_per_s,min_ops_per_s,max_ops_per_s,"
-                 "p50_us_median,p99_us_median,p99_us_max,server_cpu_us_per_op\n");
+                 "p50_us_median,p99_us_median,p99_us_max,server_cpu_us_per_op,"
+                 "server_rw_syscalls_per_op\n");
     bc_stats_t so[S_NKINDS][NSCONNS][NSDEPTHS], s50[S_NKINDS][NSCONNS][NSDEPTHS],
-        s99[S_NKINDS][NSCONNS][NSDEPTHS], scpu[S_NKINDS][NSCONNS][NSDEPTHS];
+        s99[S_NKINDS][NSCONNS][NSDEPTHS], scpu[S_NKINDS][NSCONNS][NSDEPTHS],
+        ssys[S_NKINDS][NSCONNS][NSDEPTHS];
     for (int k = 0; k < nkinds; k++)
         for (unsigned ci = 0; ci < NSCONNS; ci++)
             for (unsigned di = 0; di < NSDEPTHS; di++) {
-                double a[64], b[64], c[64], d[64];
+                double a[64], b[64], c[64], d[64], e[64];
                 size_t n = 0;
                 int failed = 0;
                 for (int r = 0; r < reps; r++) {
@@ -774,18 +780,21 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                     b[n] = p50[k][ci][di][r];
                     c[n] = p99[k][ci][di][r];
                     d[n] = cpu[k][ci][di][r];
+                    e[n] = sys[k][ci][di][r];
                     n++;
                 }
                 bc_stats(a, n, &so[k][ci][di]);
                 bc_stats(b, n, &s50[k][ci][di]);
                 bc_stats(c, n, &s99[k][ci][di]);
                 bc_stats(d, n, &scpu[k][ci][di]);
+                bc_stats(e, n, &ssys[k][ci][di]);
                 if (failed)
                     so[k][ci][di].n = 0;
-                fprintf(csv, "%s,%u,%u,%zu,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f,%.2f\n", skind_key[k],
+                fprintf(csv, "%s,%u,%u,%zu,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f,%.2f,%.3f\n", skind_key[k],
                         small_conns[ci], small_depths[di], n, so[k][ci][di].median,
                         so[k][ci][di].min, so[k][ci][di].max, s50[k][ci][di].median,
-                        s99[k][ci][di].median, s99[k][ci][di].max, scpu[k][ci][di].median);
+                        s99[k][ci][di].median, s99[k][ci][di].max, scpu[k][ci][di].median,
+                        ssys[k][ci][di].median);
             }
     fclose(csv);
 
@@ -804,12 +813,15 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
             "batch sent -> reply read, median over reps of each rep's p50 and p99 (the mean of its "
             "slices'), in us. *Server "
             "CPU us/op*: the server process's user+system CPU time (/proc/PID/stat) over the run "
-            "divided by the requests it answered, which does not depend on the client's costs.\n\n",
+            "divided by the requests it answered, which does not depend on the client's costs. "
+            "*Server read+write calls/op*: its read- and write-type system calls (syscr + syscw "
+            "of /proc/PID/io; epoll_wait is not among them) per request.\n\n",
             O.secs, reps);
     fprintf(md, "| conns | depth | get_variable ops/s | p50 / p99 us | pull16 ops/s | p50 / p99 us "
                 "| redis GET ops/s | p50 / p99 us | get_variable / GET | pull16 / GET | server CPU "
-                "us/op: get_variable, pull16, GET |\n"
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+                "us/op: get_variable, pull16, GET | server read+write calls/op: get_variable, "
+                "pull16, GET |\n"
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
     for (unsigned ci = 0; ci < NSCONNS; ci++)
         for (unsigned di = 0; di < NSDEPTHS; di++) {
             bc_stats_t *a = &so[S_GETVAR][ci][di], *b = &so[S_PULL16][ci][di],
@@ -825,8 +837,10 @@ static void section_small(FILE *md, FILE *goals, FILE *summary)
                     c->median, c->min, c->max, s50[S_REDIS][ci][di].median,
                     s99[S_REDIS][ci][di].median, ra.median, ra.min, ra.max, rb.median, rb.min,
                     rb.max);
-            fprintf(md, "| %.2f, %.2f, %.2f |\n", scpu[S_GETVAR][ci][di].median,
-                    scpu[S_PULL16][ci][di].median, scpu[S_REDIS][ci][di].median);
+            fprintf(md, "| %.2f, %.2f, %.2f | %.2f, %.2f, %.2f |\n", scpu[S_GETVAR][ci][di].median,
+                    scpu[S_PULL16][ci][di].median, scpu[S_REDIS][ci][di].median,
+                    ssys[S_GETVAR][ci][di].median, ssys[S_PULL16][ci][di].median,
+                    ssys[S_REDIS][ci][di].median);
             fprintf(goals,
                     "small op ahead of Redis GET,get_variable %u conns depth %u,%.2f "
                     "[%.2f-%.2f],1.0,%s\n",

@@ -67,6 +67,28 @@ void bc_ratio_stats(const double *a, const double *b, size_t n, bc_stats_t *out)
     bc_stats(r, k, out);
 }
 
+double bc_rw_syscalls(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int) pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    unsigned long long v, r = 0, w = 0;
+    int got = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "syscr: %llu", &v) == 1) {
+            r = v;
+            got |= 1;
+        } else if (sscanf(line, "syscw: %llu", &v) == 1) {
+            w = v;
+            got |= 2;
+        }
+    }
+    fclose(f);
+    return got == 3 ? (double) (r + w) : -1;
+}
+
 double bc_cpu_seconds(pid_t pid)
 {
     char path[64], buf[1024];

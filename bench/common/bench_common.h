@@ -37,6 +37,10 @@ void bc_stats(double *v, size_t n, bc_stats_t *out);
 void bc_ratio_stats(const double *a, const double *b, size_t n, bc_stats_t *out);
 
 /** CPU time (user + system) consumed so far by process pid, in seconds; -1 on failure. */
+/** The read- and write-type system calls pid's threads have made (syscr + syscw of
+ * /proc/PID/io: read, readv, write, writev and the like, on sockets too; not epoll_wait), or -1. */
+double bc_rw_syscalls(pid_t pid);
+
 double bc_cpu_seconds(pid_t pid);
 
 /** Minor page faults of process pid so far (/proc/pid/stat); 0 on failure. */
