@@ -132,6 +132,15 @@ static int take_sample(psctl_ctx_t *ctx, size_t want, sample_t *x, missing_t *m,
     x->n = ctx->nshards;
     for (size_t i = 0; i < x->n; i++) {
         ps_error_t *e = m ? &m->errs[i] : err;
+        /* A shard that could not be reached before is tried again at every refresh (one whose
+         * session broke reconnects by itself at its next request). */
+        if (m && !ctx->shards[i] && psctl_connect_shard(ctx, i, e) != 0) {
+            if (!m->told[i]) {
+                m->exit_code = psctl_shard_failed(ctx, i, e, m->exit_code);
+                m->told[i] = 1;
+            }
+            continue;
+        }
         if (ctx->shards[i] && ps_admin_stats_top(ctx->shards[i], want, &x->s[i], e) == 0) {
             x->live++;
             if (m) {

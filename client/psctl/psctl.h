@@ -129,6 +129,13 @@ int psctl_connect(psctl_ctx_t *ctx);
  */
 int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs);
 
+/**
+ * Connect shard i of ctx->server when it has no session (after psctl_connect_each could not reach
+ * it): 0 (also when it was connected), or the error in err, naming the shard when there are
+ * several.
+ */
+int psctl_connect_shard(psctl_ctx_t *ctx, size_t i, ps_error_t *err);
+
 /** How many addresses a --server list names (empty entries between commas not counted). */
 size_t psctl_server_count(const char *list);
 

@@ -217,10 +217,22 @@ int psctl_connect(psctl_ctx_t *ctx)
     return rc == PS_ERR_RESOURCE_EXHAUSTED ? PSCTL_EXIT_ERROR : PSCTL_EXIT_CONNECT;
 }
 
-int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs)
+int psctl_connect_shard(psctl_ctx_t *ctx, size_t i, ps_error_t *err)
 {
+    if (ctx->shards[i])
+        return 0;
     ps_client_opts_t o;
     client_opts(ctx, &o);
+    int rc = ps_admin_connect(ctx->addrs[i], &o, &ctx->shards[i], err);
+    if (rc && rc != PS_ERR_INVALID_ARGUMENT && rc != PS_ERR_RESOURCE_EXHAUSTED)
+        psctl_error_at_shard(ctx, i, err);
+    if (i == 0)
+        ctx->admin = ctx->shards[0];
+    return rc;
+}
+
+int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs)
+{
     ps_error_t err;
     ps_error_clear(&err);
     *errs = NULL;
@@ -228,12 +240,10 @@ int psctl_connect_each(psctl_ctx_t *ctx, ps_error_t **errs)
     if (!rc && !(*errs = ps_calloc(ctx->nshards, sizeof **errs)))
         rc = ps_error_set(&err, PS_ERR_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < ctx->nshards && !rc; i++) {
-        int c = ps_admin_connect(ctx->addrs[i], &o, &ctx->shards[i], &(*errs)[i]);
+        int c = psctl_connect_shard(ctx, i, &(*errs)[i]);
         if (c == PS_ERR_INVALID_ARGUMENT || c == PS_ERR_RESOURCE_EXHAUSTED) {
             rc = c;
             err = (*errs)[i];
-        } else if (c) {
-            psctl_error_at_shard(ctx, i, &(*errs)[i]);
         }
     }
     ctx->admin = ctx->nshards ? ctx->shards[0] : NULL;

@@ -460,6 +460,53 @@ Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
     cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
 }
 
+/* top started while a shard is down, which comes back (same port) after the first report: the
+ * first report names it missing, a later one shows all three shards again (top tries it at every
+ * refresh), its error goes to stderr once, and top exits 3 (a shard was missing). */
+Test(psctl_shards, top_takes_back_a_shard_that_was_down_at_its_start)
+{
+    uint16_t port = sh.psd[1].port;
+    cr_assert_eq(ps_psd_finish(&sh.psd[1], SIGTERM, 10000), 0, "psd 1 not clean");
+    ps_psd_cleanup(&sh.psd[1]);
+    const char *bin = getenv("PSCTL_BIN");
+    cr_assert(bin && *bin);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 4 --interval 0.4 2>'%s' </dev/null",
+             bin, servers, errfile);
+    FILE *f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    char line[512], head3[320], head2[320];
+    snprintf(head3, sizeof head3, "psd 0.1.0 on 3 shards (%s)  state ready  uptime ", servers);
+    snprintf(head2, sizeof head2, "psd 0.1.0 on 2 of 3 shards (%s)  state ready  uptime ", servers);
+    int reports = 0, whole = 0, partial = 0, whole_after_partial = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "psd 0.1.0 on ", 13) == 0 && ++reports == 1) {
+            char listen[32];
+            snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned) port);
+            ps_shards_start_one(&sh, 1, listen);
+        }
+        if (strncmp(line, head3, strlen(head3)) == 0) {
+            whole++;
+            whole_after_partial += partial > 0;
+        }
+        partial += strncmp(line, head2, strlen(head2)) == 0;
+    }
+    int st = pclose(f);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "exit %d", WEXITSTATUS(st));
+    cr_expect_eq(reports, 4);
+    cr_expect_geq(partial, 1, "the first report lacks the stopped shard");
+    cr_expect_geq(whole_after_partial, 1, "the restarted shard is back in a later report");
+    char err[1024] = "", want[160];
+    FILE *e = fopen(errfile, "r");
+    cr_assert_not_null(e);
+    size_t n = fread(err, 1, sizeof err - 1, e);
+    err[n] = '\0';
+    fclose(e);
+    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+    cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
+}
+
 /* ---- rm ---- */
 
 /* 1 when name exists on shard. */
