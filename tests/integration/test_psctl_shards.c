@@ -417,17 +417,39 @@ Test(psctl_shards, top_is_one_view_of_every_shard)
               second);
 }
 
-/* top over a shard that dies after the first report: the later reports show the two others
- * and name the missing one, its error goes to stderr once, and top exits 3 at the end. */
-Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
+/* psctl top over every shard, 4 reports SECONDS apart, its stderr to errfile: read its reports
+ * from the stream returned (pclose it). */
+static FILE *top_open(const char *seconds)
 {
     const char *bin = getenv("PSCTL_BIN");
     cr_assert(bin && *bin);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 4 --interval 0.3 2>'%s' </dev/null",
-             bin, servers, errfile);
+    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 4 --interval %s 2>'%s' </dev/null", bin,
+             servers, seconds, errfile);
     FILE *f = popen(cmd, "r");
     cr_assert_not_null(f);
+    return f;
+}
+
+/* errfile holds exactly one line: shard i could not be reached. */
+static void expect_one_error_line(size_t i)
+{
+    char err[1024] = "", want[160];
+    FILE *e = fopen(errfile, "r");
+    cr_assert_not_null(e);
+    size_t n = fread(err, 1, sizeof err - 1, e);
+    err[n] = '\0';
+    fclose(e);
+    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:%zu (%s): ", i, sh.addr[i]);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+    cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
+}
+
+/* top over a shard that dies after the first report: the later reports show the two others
+ * and name the missing one, its error goes to stderr once, and top exits 3 at the end. */
+Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
+{
+    FILE *f = top_open("0.3");
     char line[512], head3[320], head2[320], missing[320];
     snprintf(head3, sizeof head3, "psd 0.1.0 on 3 shards (%s)  state ready  uptime ", servers);
     snprintf(head2, sizeof head2, "psd 0.1.0 on 2 of 3 shards (%s)  state ready  uptime ", servers);
@@ -449,15 +471,7 @@ Test(psctl_shards, top_carries_on_without_a_shard_that_fails)
     cr_expect_eq(whole, 1);
     cr_expect_eq(partial, 3);
     cr_expect_eq(named, 3, "every later report names the missing shard");
-    char err[1024] = "", want[160];
-    FILE *e = fopen(errfile, "r");
-    cr_assert_not_null(e);
-    size_t n = fread(err, 1, sizeof err - 1, e);
-    err[n] = '\0';
-    fclose(e);
-    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
-    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
-    cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
+    expect_one_error_line(1);
 }
 
 /* top started while a shard is down, which comes back (same port) after the first report: the
@@ -468,13 +482,7 @@ Test(psctl_shards, top_takes_back_a_shard_that_was_down_at_its_start)
     uint16_t port = sh.psd[1].port;
     cr_assert_eq(ps_psd_finish(&sh.psd[1], SIGTERM, 10000), 0, "psd 1 not clean");
     ps_psd_cleanup(&sh.psd[1]);
-    const char *bin = getenv("PSCTL_BIN");
-    cr_assert(bin && *bin);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd, "'%s' --server %s top --count 4 --interval 0.4 2>'%s' </dev/null",
-             bin, servers, errfile);
-    FILE *f = popen(cmd, "r");
-    cr_assert_not_null(f);
+    FILE *f = top_open("0.4");
     char line[512], head3[320], head2[320];
     snprintf(head3, sizeof head3, "psd 0.1.0 on 3 shards (%s)  state ready  uptime ", servers);
     snprintf(head2, sizeof head2, "psd 0.1.0 on 2 of 3 shards (%s)  state ready  uptime ", servers);
@@ -496,15 +504,7 @@ Test(psctl_shards, top_takes_back_a_shard_that_was_down_at_its_start)
     cr_expect_eq(reports, 4);
     cr_expect_geq(partial, 1, "the first report lacks the stopped shard");
     cr_expect_geq(whole_after_partial, 1, "the restarted shard is back in a later report");
-    char err[1024] = "", want[160];
-    FILE *e = fopen(errfile, "r");
-    cr_assert_not_null(e);
-    size_t n = fread(err, 1, sizeof err - 1, e);
-    err[n] = '\0';
-    fclose(e);
-    snprintf(want, sizeof want, "error: UNAVAILABLE: /job:ps/task:1 (%s): ", sh.addr[1]);
-    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
-    cr_expect_eq(strchr(err, '\n') + 1, err + strlen(err), "one error line: %s", err);
+    expect_one_error_line(1);
 }
 
 /* ---- rm ---- */
