@@ -36,14 +36,20 @@ static ps_shards_t sh;
 static char servers[256];
 static char errfile[64];
 
-static void start(void)
+/* With the shards started: the --server list and a fresh file for psctl's stderr. */
+static void started(const char *tag)
 {
-    ps_shards_start(&sh, NSHARDS, "pctlsh");
     snprintf(servers, sizeof servers, "%s,%s,%s", sh.addr[0], sh.addr[1], sh.addr[2]);
-    snprintf(errfile, sizeof errfile, "/tmp/ps-pctlsh-err-XXXXXX");
+    snprintf(errfile, sizeof errfile, "/tmp/ps-%s-err-XXXXXX", tag);
     int fd = mkstemp(errfile);
     cr_assert(fd >= 0);
     close(fd);
+}
+
+static void start(void)
+{
+    ps_shards_start(&sh, NSHARDS, "pctlsh");
+    started("pctlsh");
 }
 
 static void stop(void)
@@ -861,11 +867,7 @@ static void start_users(void)
         ps_shards_start_one(&sh, i, NULL);
     }
     sh.extra = NULL;
-    snprintf(servers, sizeof servers, "%s,%s,%s", sh.addr[0], sh.addr[1], sh.addr[2]);
-    snprintf(errfile, sizeof errfile, "/tmp/ps-pctlu-err-XXXXXX");
-    int fd = mkstemp(errfile);
-    cr_assert(fd >= 0);
-    close(fd);
+    started("pctlu");
 }
 
 static void stop_users(void)
