@@ -67,62 +67,72 @@ void bc_ratio_stats(const double *a, const double *b, size_t n, bc_stats_t *out)
     bc_stats(r, k, out);
 }
 
-double bc_rw_syscalls(pid_t pid)
+/* /proc/PID/stat of pid into buf: the fields after the command name (which may hold spaces),
+ * from its state on; NULL when it cannot be read. */
+static const char *proc_stat_fields(pid_t pid, char *buf, size_t cap)
 {
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/io", (int) pid);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return -1;
-    unsigned long long v, r = 0, w = 0;
-    int got = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "syscr: %llu", &v) == 1) {
-            r = v;
-            got |= 1;
-        } else if (sscanf(line, "syscw: %llu", &v) == 1) {
-            w = v;
-            got |= 2;
+        return NULL;
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    return p && p[1] ? p + 2 : NULL;
+}
+
+/* The numbers after "KEY:" of the n keys (with their colons) in /proc/PID/<file>, read in one
+ * pass into vals. The number of keys found. */
+static size_t
+proc_keyed(pid_t pid, const char *file, const char *const *keys, size_t n, unsigned long long *vals)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int) pid, file);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t found = 0;
+    while (found < n && fgets(line, sizeof line, f)) {
+        for (size_t i = 0; i < n; i++) {
+            size_t k = strlen(keys[i]);
+            if (strncmp(line, keys[i], k) == 0) {
+                vals[i] = strtoull(line + k, NULL, 10);
+                found++;
+                break;
+            }
         }
     }
     fclose(f);
-    return got == 3 ? (double) (r + w) : -1;
+    return found;
+}
+
+double bc_rw_syscalls(pid_t pid)
+{
+    static const char *const keys[2] = {"syscr:", "syscw:"};
+    unsigned long long v[2] = {0, 0};
+    return proc_keyed(pid, "io", keys, 2, v) == 2 ? (double) (v[0] + v[1]) : -1;
 }
 
 double bc_cpu_seconds(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* Fields after the command name (which may hold spaces) start after the last ')'. */
-    char *p = strrchr(buf, ')');
-    if (p == NULL)
-        return -1;
+    char buf[1024];
+    const char *p = proc_stat_fields(pid, buf, sizeof buf);
     unsigned long long ut = 0, st = 0;
     /* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    if (p == NULL ||
+        sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
     return (double) (ut + st) / (double) sysconf(_SC_CLK_TCK);
 }
 
 uint64_t bc_minflt(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
+    char buf[1024];
+    const char *p = proc_stat_fields(pid, buf, sizeof buf);
     unsigned long long mf = 0;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %llu", &mf) != 1)
+    if (p == NULL || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %llu", &mf) != 1)
         return 0;
     return mf;
 }
@@ -279,20 +289,9 @@ void bc_psd_stop(ps_psd_t *p)
 
 uint64_t bc_rss_bytes(pid_t pid)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int) pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    uint64_t kb = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kb = strtoull(line + 6, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return kb * 1024;
+    static const char *const keys[1] = {"VmRSS:"};
+    unsigned long long kb = 0;
+    return proc_keyed(pid, "status", keys, 1, &kb) == 1 ? kb * 1024 : 0;
 }
 
 uint64_t bc_raise_nofile(uint64_t want)
