@@ -170,21 +170,25 @@ static size_t len_field_size(unsigned field, size_t n)
     return tag_size(field) + ps_pb_varint_size(n) + n;
 }
 
-/* The elements of a packed repeated int64 (or, with as_i32, int32) field. */
+/* Element i of a repeated int64 (or, with as_i32, int32) field as its varint value. */
+static uint64_t elem(const void *xs, size_t i, int as_i32)
+{
+    if (as_i32) {
+        int32_t y;
+        memcpy(&y, (const int32_t *) xs + i, sizeof y);
+        return i32(y);
+    }
+    int64_t x;
+    memcpy(&x, (const int64_t *) xs + i, sizeof x);
+    return (uint64_t) x;
+}
+
+/* The elements of a packed repeated int64 (or int32) field. */
 static size_t packed_size(const void *xs, size_t n, int as_i32)
 {
     size_t s = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t x;
-        if (as_i32) {
-            int32_t y;
-            memcpy(&y, (const int32_t *) xs + i, sizeof y);
-            x = y;
-        } else {
-            memcpy(&x, (const int64_t *) xs + i, sizeof x);
-        }
-        s += ps_pb_varint_size(as_i32 ? i32(x) : (uint64_t) x);
-    }
+    for (size_t i = 0; i < n; i++)
+        s += ps_pb_varint_size(elem(xs, i, as_i32));
     return s;
 }
 
@@ -224,17 +228,8 @@ static uint8_t *put_packed(uint8_t *p, unsigned field, const void *xs, size_t n,
     if (!n)
         return p;
     p = ps_pb_put_varint(put_tag(p, field, WT_LEN), packed_size(xs, n, as_i32));
-    for (size_t i = 0; i < n; i++) {
-        if (as_i32) {
-            int32_t y;
-            memcpy(&y, (const int32_t *) xs + i, sizeof y);
-            p = ps_pb_put_varint(p, i32(y));
-        } else {
-            int64_t x;
-            memcpy(&x, (const int64_t *) xs + i, sizeof x);
-            p = ps_pb_put_varint(p, (uint64_t) x);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        p = ps_pb_put_varint(p, elem(xs, i, as_i32));
     return p;
 }
 
